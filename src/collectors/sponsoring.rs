@@ -1,0 +1,141 @@
+//! sponsoring: the Ubuntu sponsoring queue, overall and per package set.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `sponsoring_queue_stats` | `report` | `count` int, `oldest` int (max age in days), `average_age` int (mean age, truncated) |
+//!
+//! Source: `sources.sponsoring` (`general.json`), a list of entries with
+//! `date_queued` (`MM/DD/YY`, UTC) and `sets`. The report `sponsoring`
+//! holds every entry; one report per package set holds that set's entries.
+//! An empty queue reports `sponsoring` with zeros.
+//!
+//! This file is the model for a new collector: a struct implementing
+//! [`Collector`], a pure function from parsed input to points (unit-tested
+//! here), and fixtures with the expected line protocol under
+//! `tests/fixtures/sponsoring/`.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub struct Sponsoring;
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    date_queued: Option<String>,
+    #[serde(default)]
+    sets: Option<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Collector for Sponsoring {
+    fn name(&self) -> &'static str {
+        "sponsoring"
+    }
+
+    fn description(&self) -> &'static str {
+        "size and age of the sponsoring queue, overall and per package set"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["sponsoring_queue_stats"]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let url = &ctx.sources.sponsoring;
+        let entries: Vec<Entry> = ctx.http.get_json(url).await?;
+        Ok(points(url, &entries, ctx.now))
+    }
+}
+
+/// Age in whole days of an entry queued on `date` (a UTC date).
+fn age_days(date: NaiveDate, now: DateTime<Utc>) -> i64 {
+    let queued = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    (now - queued).num_days()
+}
+
+fn points(url: &str, entries: &[Entry], now: DateTime<Utc>) -> Vec<Point> {
+    // report name -> ages of its entries
+    let mut reports: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    reports.insert("sponsoring", Vec::new());
+    for (i, e) in entries.iter().enumerate() {
+        let date = e
+            .date_queued
+            .as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%m/%d/%y").ok());
+        let Some(date) = date else {
+            tracing::warn!(
+                "{url}: entry {i}: date_queued {:?} is not MM/DD/YY; entry skipped",
+                e.date_queued
+            );
+            continue;
+        };
+        let age = age_days(date, now);
+        reports.entry("sponsoring").or_default().push(age);
+        for set in e.sets.iter().flatten() {
+            reports.entry(set.as_str()).or_default().push(age);
+        }
+    }
+    reports
+        .into_iter()
+        .map(|(report, ages)| {
+            let count = ages.len() as i64;
+            let oldest = ages.iter().copied().max().unwrap_or(0);
+            let average = if count == 0 { 0 } else { ages.iter().sum::<i64>() / count };
+            Point::new("sponsoring_queue_stats")
+                .tag("report", report)
+                .field("count", count)
+                .field("oldest", oldest)
+                .field("average_age", average)
+                .at(now)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn parse(json: &str) -> Vec<Entry> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn lines(ps: Vec<Point>) -> Vec<String> {
+        ps.iter().map(|p| p.to_line().unwrap()).collect()
+    }
+
+    #[test]
+    fn empty_queue_reports_zeros() {
+        assert_eq!(
+            lines(points("u", &[], now())),
+            ["sponsoring_queue_stats,report=sponsoring average_age=0i,count=0i,oldest=0i 1795521600000000000"]
+        );
+    }
+
+    #[test]
+    fn per_set_reports_and_truncated_mean() {
+        let e = parse(
+            r#"[{"date_queued":"11/20/26","sets":["core"]},
+                {"date_queued":"11/23/26","sets":["core","desktop"]},
+                {"date_queued":"11/24/26","sets":[]},
+                {"date_queued":"bogus","sets":["x"]},
+                {"date_queued":"11/01/26","sets":null}]"#,
+        );
+        let got = lines(points("u", &e, now()));
+        assert_eq!(
+            got,
+            [
+                "sponsoring_queue_stats,report=core average_age=2i,count=2i,oldest=4i 1795521600000000000",
+                "sponsoring_queue_stats,report=desktop average_age=1i,count=1i,oldest=1i 1795521600000000000",
+                "sponsoring_queue_stats,report=sponsoring average_age=7i,count=4i,oldest=23i 1795521600000000000",
+            ]
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The configuration: defaults, then the TOML file, then the `INFLUXDB_*`
+//! environment variables of the existing deployment. Unknown keys and bad
+//! values are errors naming the key and the file.
+
+use crate::collector::Collector;
+use crate::schedule::timespan::TimeSpan;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ubuntu-metrics/config.toml";
+pub const CONFIG_ENV: &str = "UBUNTU_METRICS_CONFIG";
+const REDACTED: &str = "<redacted>";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub influxdb: InfluxConfig,
+    pub sources: Sources,
+    pub daemon: DaemonConfig,
+    pub spool: SpoolConfig,
+    pub self_metrics: SelfMetricsConfig,
+    pub http: HttpConfig,
+    pub collectors: BTreeMap<String, CollectorConfig>,
+    /// Where the configuration was read from (not a key).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    pub url: String,
+    pub database: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub timeout: TimeSpan,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            url: "http://localhost:8086".into(),
+            database: "metrics".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            timeout: TimeSpan::from_secs(10),
+        }
+    }
+}
+
+/// Every upstream base URL (and the distro-info file).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    pub launchpad: String,
+    pub launchpad_code: String,
+    pub autopkgtest_production: String,
+    pub autopkgtest_staging: String,
+    pub proposed_migration: String,
+    pub archive_team: String,
+    pub archive: String,
+    pub cdimage_rsync: String,
+    pub rls_mgr: String,
+    pub sponsoring: String,
+    pub versions: String,
+    pub distro_info: PathBuf,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            launchpad: "https://api.launchpad.net/devel/".into(),
+            launchpad_code: "https://code.launchpad.net/".into(),
+            autopkgtest_production: "https://autopkgtest.ubuntu.com/".into(),
+            autopkgtest_staging: "https://autopkgtest.staging.ubuntu.com/".into(),
+            proposed_migration: "https://ubuntu-archive-team.ubuntu.com/proposed-migration/".into(),
+            archive_team: "https://ubuntu-archive-team.ubuntu.com/".into(),
+            archive: "http://archive.ubuntu.com/ubuntu/".into(),
+            cdimage_rsync: "rsync://cdimage.ubuntu.com/cdimage/".into(),
+            rls_mgr: "http://reports.qa.ubuntu.com/reports/rls-mgr/".into(),
+            sponsoring: "http://sponsoring-reports.ubuntu.com/jsons/general.json".into(),
+            versions: "https://people.canonical.com/~platform/desktop/versions/stats/current/".into(),
+            distro_info: "/usr/share/distro-info/ubuntu.csv".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    pub startup_delay: TimeSpan,
+    pub random_delay: TimeSpan,
+    pub run_timeout: TimeSpan,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            startup_delay: TimeSpan::from_secs(30),
+            random_delay: TimeSpan::parse("1m").expect("valid"),
+            run_timeout: TimeSpan::parse("10m").expect("valid"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub max_size: String,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: "/var/lib/ubuntu-metrics/spool".into(),
+            max_size: "100MB".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfMetricsConfig {
+    pub enabled: bool,
+}
+
+impl Default for SelfMetricsConfig {
+    fn default() -> Self {
+        SelfMetricsConfig { enabled: true }
+    }
+}
+
+/// How collectors talk to upstream sources.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: TimeSpan,
+    /// Time allowed for a whole request, body included.
+    pub timeout: TimeSpan,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: TimeSpan::from_secs(10),
+            timeout: TimeSpan::from_secs(60),
+        }
+    }
+}
+
+/// `[collectors.NAME]`: the schedule keys, plus the collector's own options.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CollectorConfig {
+    pub interval: Option<TimeSpan>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            interval: None,
+            enabled: true,
+            options: toml::Table::new(),
+        }
+    }
+}
+
+/// A configuration error: what, and in which file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Where to read the configuration from: the `--config` argument, else
+    /// `$UBUNTU_METRICS_CONFIG`, else the default path when it exists.
+    pub fn locate(arg: Option<&Path>) -> Option<PathBuf> {
+        if let Some(p) = arg {
+            return Some(p.to_owned());
+        }
+        if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        default.exists().then(|| default.to_owned())
+    }
+
+    /// Loads the file (if any), applies the environment, validates against
+    /// the collector registry.
+    pub fn load(path: Option<&Path>, registry: &[Box<dyn Collector>]) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read configuration file {}: {e}", p.display())))?;
+                warn_if_readable_secret(p, &text);
+                let mut c = Config::from_toml(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                c.path = Some(p.to_owned());
+                c
+            }
+            None => Config::default(),
+        };
+        config.apply_env(&|k| std::env::var(k).ok())?;
+        config.validate(registry)?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    fn origin(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the built-in defaults".into(),
+        }
+    }
+
+    /// The existing deployment's `INFLUXDB_*` variables override the file.
+    pub fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        if let Some(host) = get("INFLUXDB_HOSTNAME") {
+            let ssl = match get("INFLUXDB_SSL").as_deref() {
+                None => true,
+                Some(v) if v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes") => true,
+                Some(v) if v.eq_ignore_ascii_case("false") || v == "0" || v.eq_ignore_ascii_case("no") => false,
+                Some(v) => {
+                    return Err(ConfigError(format!(
+                        "environment variable INFLUXDB_SSL: {v:?} is neither true nor false"
+                    )));
+                }
+            };
+            let port = match get("INFLUXDB_PORT") {
+                Some(p) => p.parse::<u16>().map_err(|_| {
+                    ConfigError(format!("environment variable INFLUXDB_PORT: {p:?} is not a port number"))
+                })?,
+                None => 8086,
+            };
+            let scheme = if ssl { "https" } else { "http" };
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            self.influxdb.url = format!("{scheme}://{host}:{port}");
+        } else if get("INFLUXDB_PORT").is_some() || get("INFLUXDB_SSL").is_some() {
+            tracing::warn!("INFLUXDB_PORT / INFLUXDB_SSL are ignored without INFLUXDB_HOSTNAME");
+        }
+        if let Some(u) = get("INFLUXDB_USERNAME") {
+            self.influxdb.username = Some(u);
+        }
+        if let Some(p) = get("INFLUXDB_PASSWORD") {
+            self.influxdb.password = Some(p);
+            self.influxdb.password_file = None;
+        }
+        if let Some(d) = get("INFLUXDB_DATABASE") {
+            self.influxdb.database = d;
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: collector names and options, URLs.
+    pub fn validate(&self, registry: &[Box<dyn Collector>]) -> Result<(), ConfigError> {
+        let origin = self.origin();
+        for (name, cc) in &self.collectors {
+            let Some(c) = registry.iter().find(|c| c.name() == name) else {
+                let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
+                return Err(ConfigError(format!(
+                    "{origin}: unknown collector [collectors.{name}]; known collectors: {}",
+                    known.join(", ")
+                )));
+            };
+            for key in cc.options.keys() {
+                if !c.options().iter().any(|(k, _)| k == key) {
+                    let mut allowed = vec!["interval", "enabled"];
+                    allowed.extend(c.options().iter().map(|(k, _)| *k));
+                    return Err(ConfigError(format!(
+                        "{origin}: unknown key collectors.{name}.{key}; allowed: {}",
+                        allowed.join(", ")
+                    )));
+                }
+            }
+        }
+        let url = url::Url::parse(&self.influxdb.url)
+            .map_err(|e| ConfigError(format!("{origin}: influxdb.url {:?}: {e}", self.influxdb.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError(format!(
+                "{origin}: influxdb.url {:?}: the scheme must be http or https",
+                self.influxdb.url
+            )));
+        }
+        if self.influxdb.password.is_some() && self.influxdb.password_file.is_some() {
+            return Err(ConfigError(format!(
+                "{origin}: influxdb.password and influxdb.password_file are both set; keep one"
+            )));
+        }
+        let s = &self.sources;
+        for (key, value) in [
+            ("launchpad", &s.launchpad),
+            ("launchpad_code", &s.launchpad_code),
+            ("autopkgtest_production", &s.autopkgtest_production),
+            ("autopkgtest_staging", &s.autopkgtest_staging),
+            ("proposed_migration", &s.proposed_migration),
+            ("archive_team", &s.archive_team),
+            ("archive", &s.archive),
+            ("cdimage_rsync", &s.cdimage_rsync),
+            ("rls_mgr", &s.rls_mgr),
+            ("sponsoring", &s.sponsoring),
+            ("versions", &s.versions),
+        ] {
+            url::Url::parse(value).map_err(|e| ConfigError(format!("{origin}: sources.{key} {value:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The password, from `password` or `password_file`.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(p) = &self.influxdb.password {
+            return Ok(Some(p.clone()));
+        }
+        match &self.influxdb.password_file {
+            None => Ok(None),
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+                .map_err(|e| ConfigError(format!("influxdb.password_file {}: {e}", f.display()))),
+        }
+    }
+
+    /// The collector's settings (defaults when it has no section).
+    pub fn collector(&self, name: &str) -> CollectorConfig {
+        self.collectors.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Whether a collector is enabled.
+    pub fn enabled(&self, name: &str) -> bool {
+        self.collectors.get(name).is_none_or(|c| c.enabled)
+    }
+
+    /// The effective interval of a collector.
+    pub fn interval(&self, c: &dyn Collector) -> TimeSpan {
+        self.collectors
+            .get(c.name())
+            .and_then(|cc| cc.interval.clone())
+            .unwrap_or_else(|| TimeSpan::parse(c.default_interval()).expect("default intervals are valid"))
+    }
+
+    /// The configuration as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        if c.influxdb.password.is_some() {
+            c.influxdb.password = Some(REDACTED.into());
+        }
+        let mut url = url::Url::parse(&c.influxdb.url).ok();
+        if let Some(u) = url.as_mut().filter(|u| u.password().is_some()) {
+            let _ = u.set_password(Some(REDACTED));
+            c.influxdb.url = u.to_string();
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+/// A configuration file holding a password should not be readable by others.
+fn warn_if_readable_secret(path: &Path, text: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let has_password = text.lines().any(|l| l.trim_start().starts_with("password") && !l.trim_start().starts_with("password_file"));
+        if has_password {
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o004 != 0 {
+                    tracing::warn!(
+                        "configuration file {} holds a password and is readable by every user: chmod o-r it, or use password_file",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[influxdb]\nurll = \"x\"\n").unwrap_err();
+        assert!(e.contains("urll"), "{e}");
+        let e = Config::from_toml("[nope]\n").unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn bad_interval_is_named() {
+        let e = Config::from_toml("[collectors.sponsoring]\ninterval = \"3mins\"\n").unwrap_err();
+        assert!(e.contains("3mins") && e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::from_toml("[influxdb]\nurl = \"http://file:1\"\ndatabase = \"filedb\"\n").unwrap();
+        c.apply_env(&env(&[
+            ("INFLUXDB_HOSTNAME", "influx.internal"),
+            ("INFLUXDB_PORT", "8087"),
+            ("INFLUXDB_USERNAME", "collector"),
+            ("INFLUXDB_PASSWORD", "s3cret"),
+            ("INFLUXDB_DATABASE", "metrics2"),
+        ]))
+        .unwrap();
+        assert_eq!(c.influxdb.url, "https://influx.internal:8087");
+        assert_eq!(c.influxdb.database, "metrics2");
+        assert_eq!(c.influxdb.username.as_deref(), Some("collector"));
+        assert_eq!(c.password().unwrap().as_deref(), Some("s3cret"));
+        let mut c = Config::default();
+        c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_SSL", "false")])).unwrap();
+        assert_eq!(c.influxdb.url, "http://h:8086");
+        let mut c = Config::default();
+        assert!(c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_PORT", "x")])).is_err());
+    }
+
+    #[test]
+    fn redacted_show_hides_password() {
+        let mut c = Config::from_toml("[influxdb]\npassword = \"hunter2\"\nurl = \"http://u:pw9@h:1/\"\n").unwrap();
+        c.influxdb.username = Some("u".into());
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains("pw9"), "{shown}");
+        assert!(shown.contains(REDACTED));
+    }
+}

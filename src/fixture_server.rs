@@ -1,0 +1,323 @@
+//! A local HTTP server standing in for the upstream sources: it serves the
+//! recorded-shape files under a fixtures directory (`tests/fixtures/`), so
+//! tests, the offline try-out and the benchmark never leave loopback.
+//!
+//! - `GET /<path>` serves `<root>/<path>`; a directory (or a path ending in
+//!   `/`) serves its `index.html`. Paths are percent-decoded.
+//! - `Range: bytes=-N` and `bytes=A-` / `bytes=A-B` are honoured with 206 and
+//!   `Content-Range`, as Apache does for the archive team's CSV files.
+//! - `/launchpad/...` is a fake Launchpad web service (see
+//!   [`crate::fixture_server::launchpad`]) built from files under
+//!   `<root>/launchpad/`.
+//! - Every answer can be delayed by a fixed latency (benchmarks), and faults
+//!   can be planted per path prefix (tests of misbehaving sources).
+//!
+//! The server runs on its own thread and runtime, so synchronous tests that
+//! drive the `ubuntu-metrics` binary can use it as well as async ones.
+
+pub mod launchpad;
+
+use crate::config::Sources;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A misbehaviour planted for every path starting with a prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status and a short body.
+    Status(u16),
+    /// Wait this long before answering normally.
+    Delay(Duration),
+    /// Announce the full length but close the connection halfway through.
+    Truncate,
+    /// Answer 200 with an empty body.
+    Empty,
+    /// Answer 200 with an HTML error page instead of the document.
+    Garbage,
+}
+
+pub struct State {
+    root: PathBuf,
+    latency: Mutex<Duration>,
+    requests: Mutex<BTreeMap<String, u64>>,
+    faults: Mutex<Vec<(String, Fault)>>,
+}
+
+pub struct FixtureServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FixtureServer {
+    /// Starts a server on a free loopback port, serving `root`.
+    pub fn start(root: impl Into<PathBuf>) -> std::io::Result<FixtureServer> {
+        FixtureServer::start_on(root, "127.0.0.1:0".parse().expect("valid address"))
+    }
+
+    pub fn start_on(root: impl Into<PathBuf>, addr: SocketAddr) -> std::io::Result<FixtureServer> {
+        let state = Arc::new(State {
+            root: root.into(),
+            latency: Mutex::new(Duration::ZERO),
+            requests: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::Builder::new().name("fixture-server".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(move |req: Request<Body>| handle(st.clone(), req));
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        })?;
+        Ok(FixtureServer {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The server's base URL, `http://127.0.0.1:PORT/`.
+    pub fn base(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
+    /// Adds a fixed delay to every answer.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().expect("lock") = latency;
+    }
+
+    /// Plants a fault for every path starting with `prefix`.
+    pub fn set_fault(&self, prefix: &str, fault: Fault) {
+        self.state.faults.lock().expect("lock").push((prefix.to_owned(), fault));
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().expect("lock").clear();
+    }
+
+    /// Requests served so far, by first path segment (= collector folder).
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// The `[sources]` that point every collector at this server's fixture
+    /// layout: `tests/fixtures/<collector>/...`.
+    pub fn sources(&self) -> Sources {
+        fixture_sources(&self.base(), &self.state.root)
+    }
+}
+
+/// The `[sources]` for a fixture server at `base` serving `root`.
+pub fn fixture_sources(base: &str, root: &Path) -> Sources {
+    Sources {
+        launchpad: format!("{base}launchpad/devel/"),
+        launchpad_code: format!("{base}launchpad_code/"),
+        autopkgtest_production: format!("{base}autopkgtest/production/"),
+        autopkgtest_staging: format!("{base}autopkgtest/staging/"),
+        proposed_migration: format!("{base}britney/proposed-migration/"),
+        archive_team: format!("{base}ubuntu_archive/"),
+        archive: format!("{base}cnf/ubuntu/"),
+        cdimage_rsync: "rsync://127.0.0.1:1/cdimage/".into(),
+        rls_mgr: format!("{base}rls_bugs/"),
+        sponsoring: format!("{base}sponsoring/general.json"),
+        versions: format!("{base}versions/"),
+        distro_info: root.join("distro-info/ubuntu.csv"),
+    }
+}
+
+impl Drop for FixtureServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(body.into()))
+        .expect("response")
+}
+
+async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
+    let raw_path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let path = percent_encoding::percent_decode_str(&raw_path).decode_utf8_lossy().into_owned();
+    let segment = path.trim_start_matches('/').split('/').next().unwrap_or("").to_owned();
+    *state.requests.lock().expect("lock").entry(segment.clone()).or_default() += 1;
+
+    let latency = *state.latency.lock().expect("lock");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = state
+        .faults
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(p, _)| path.starts_with(p.as_str()))
+        .map(|(_, f)| f.clone());
+    let resp = match &fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return plain(status, format!("planted fault: {code}\n"));
+        }
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(*d).await;
+            None
+        }
+        Some(Fault::Empty) => return plain(StatusCode::OK, ""),
+        Some(Fault::Garbage) => {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/html")
+                .body(Body::from("<html><body><h1>Service Temporarily Unavailable</h1></body></html>"))
+                .expect("response");
+        }
+        _ => None,
+    };
+    let resp = match resp {
+        Some(r) => r,
+        None if segment == "launchpad" => {
+            let rest = path.trim_start_matches('/').trim_start_matches("launchpad/");
+            launchpad::handle(&state.root.join("launchpad"), &format!("http://{}/launchpad/", host(&req)), rest, &query)
+        }
+        None => serve_file(&state.root, &path, req.headers()),
+    };
+    if fault == Some(Fault::Truncate) {
+        return truncate(resp).await;
+    }
+    resp
+}
+
+fn host(req: &Request<Body>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned()
+}
+
+/// Sends half of the body after announcing all of it, then fails the
+/// stream: the client sees the connection close mid-body.
+async fn truncate(resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let half = bytes.slice(0..bytes.len() / 2);
+    let stream = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(half),
+        Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "planted truncation")),
+    ]);
+    let mut resp = Response::from_parts(parts, Body::from_stream(stream));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, bytes.len().to_string().parse().expect("header"));
+    resp
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("html") => "text/html; charset=utf-8",
+        Some("csv") => "text/csv",
+        Some("yaml") => "application/x-yaml",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+fn serve_file(root: &Path, path: &str, headers: &HeaderMap) -> Response<Body> {
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return plain(StatusCode::BAD_REQUEST, "no .. in paths\n");
+    }
+    let mut file = root.join(rel);
+    if path.ends_with('/') || file.is_dir() {
+        file = file.join("index.html");
+    }
+    let data = match std::fs::read(&file) {
+        Ok(d) => d,
+        Err(_) => return plain(StatusCode::NOT_FOUND, format!("Not Found: {path}\n")),
+    };
+    let ctype = content_type(&file);
+    let total = data.len() as u64;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| parse_range(r, total));
+    match range {
+        Some((first, last)) => Response::builder()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_TYPE, ctype)
+            .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{total}"))
+            .body(Body::from(data[first as usize..=last as usize].to_vec()))
+            .expect("response"),
+        None => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, ctype)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .body(Body::from(data))
+            .expect("response"),
+    }
+}
+
+/// One byte range (`-N`, `A-`, `A-B`) of a document of `total` bytes.
+fn parse_range(r: &str, total: u64) -> Option<(u64, u64)> {
+    if total == 0 {
+        return None;
+    }
+    let (a, b) = r.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        let n = n.min(total);
+        (n > 0).then(|| (total - n, total - 1))
+    } else {
+        let first: u64 = a.parse().ok()?;
+        let last = if b.is_empty() { total - 1 } else { b.parse::<u64>().ok()?.min(total - 1) };
+        (first <= last).then_some((first, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("-1000", 100), Some((0, 99)));
+        assert_eq!(parse_range("5-", 100), Some((5, 99)));
+        assert_eq!(parse_range("5-9", 100), Some((5, 9)));
+        assert_eq!(parse_range("x", 100), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! ubuntu-metrics: collectors of Ubuntu release-team KPIs, written to
+//! InfluxDB 1.x.
+//!
+//! The flow is one-way: sources -> collector -> runner -> sink. See
+//! `ARCHITECTURE` in the README for where each part lives.
+
+pub mod collector;
+pub mod collectors;
+pub mod config;
+pub mod fixture_server;
+pub mod point;
+pub mod schedule;
+pub mod sources;
+
+pub use collector::{Collector, CollectorError, Context};
+pub use point::{FieldValue, Point};

@@ -1,0 +1,2 @@
+//! Scheduling: systemd time spans (and, later, the daemon and unit files).
+pub mod timespan;

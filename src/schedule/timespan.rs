@@ -1,0 +1,228 @@
+//! Time spans in systemd's syntax (`systemd.time(7)`), read exactly as
+//! systemd's `parse_sec()` reads them: a sequence of `<number>[unit]` parts,
+//! optionally separated by white space; numbers may have a decimal fraction;
+//! a bare number is seconds; units are matched case-sensitively against
+//! systemd's table, first match wins (so `3mins` is `3min` followed by a
+//! stray `s` and is refused, as systemd refuses it).
+
+use std::fmt;
+use std::time::Duration;
+
+const USEC_PER_SEC: f64 = 1_000_000.0;
+const USEC_PER_MINUTE: f64 = 60.0 * USEC_PER_SEC;
+const USEC_PER_HOUR: f64 = 60.0 * USEC_PER_MINUTE;
+const USEC_PER_DAY: f64 = 24.0 * USEC_PER_HOUR;
+const USEC_PER_WEEK: f64 = 7.0 * USEC_PER_DAY;
+// systemd: 30.44 days and 365.25 days.
+const USEC_PER_MONTH: f64 = 2_629_800.0 * USEC_PER_SEC;
+const USEC_PER_YEAR: f64 = 31_557_600.0 * USEC_PER_SEC;
+
+/// systemd's suffix table, in its order (src/basic/time-util.c).
+const UNITS: &[(&str, f64)] = &[
+    ("seconds", USEC_PER_SEC),
+    ("second", USEC_PER_SEC),
+    ("sec", USEC_PER_SEC),
+    ("s", USEC_PER_SEC),
+    ("minutes", USEC_PER_MINUTE),
+    ("minute", USEC_PER_MINUTE),
+    ("min", USEC_PER_MINUTE),
+    ("months", USEC_PER_MONTH),
+    ("month", USEC_PER_MONTH),
+    ("M", USEC_PER_MONTH),
+    ("msec", 1000.0),
+    ("ms", 1000.0),
+    ("m", USEC_PER_MINUTE),
+    ("hours", USEC_PER_HOUR),
+    ("hour", USEC_PER_HOUR),
+    ("hr", USEC_PER_HOUR),
+    ("h", USEC_PER_HOUR),
+    ("days", USEC_PER_DAY),
+    ("day", USEC_PER_DAY),
+    ("d", USEC_PER_DAY),
+    ("weeks", USEC_PER_WEEK),
+    ("week", USEC_PER_WEEK),
+    ("w", USEC_PER_WEEK),
+    ("years", USEC_PER_YEAR),
+    ("year", USEC_PER_YEAR),
+    ("y", USEC_PER_YEAR),
+    ("usec", 1.0),
+    ("us", 1.0),
+    ("μs", 1.0),
+];
+
+/// A parsed time span, remembering the text it came from (shown back to
+/// operators, and written into generated timer units as given).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TimeSpan {
+    text: String,
+    usec: u64,
+}
+
+impl TimeSpan {
+    pub fn parse(s: &str) -> Result<TimeSpan, String> {
+        parse_usec(s).map(|usec| TimeSpan {
+            text: s.trim().to_owned(),
+            usec,
+        })
+    }
+
+    pub fn from_secs(secs: u64) -> TimeSpan {
+        TimeSpan {
+            text: format!("{secs}s"),
+            usec: secs * 1_000_000,
+        }
+    }
+
+    pub fn as_duration(&self) -> Duration {
+        Duration::from_micros(self.usec)
+    }
+
+    pub fn as_usec(&self) -> u64 {
+        self.usec
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for TimeSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for TimeSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimeSpan({:?} = {}us)", self.text, self.usec)
+    }
+}
+
+impl std::str::FromStr for TimeSpan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TimeSpan::parse(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimeSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TimeSpan::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for TimeSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+fn is_ws(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// Parses a systemd time span into microseconds.
+pub fn parse_usec(input: &str) -> Result<u64, String> {
+    let bad = |why: &str| Err(format!("invalid time span {input:?}: {why}"));
+    let mut p = input.trim_start_matches(is_ws);
+    if p.is_empty() {
+        return bad("it is empty");
+    }
+    if p == "infinity" {
+        return bad("\"infinity\" is not allowed here");
+    }
+    let mut total: f64 = 0.0;
+    let mut something = false;
+    loop {
+        p = p.trim_start_matches(is_ws);
+        if p.is_empty() {
+            if !something {
+                return bad("it is empty");
+            }
+            break;
+        }
+        if p.starts_with('-') {
+            return bad("negative spans are not allowed");
+        }
+        // Integer part, then an optional fraction.
+        let int_len = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
+        let (int_part, rest) = p.split_at(int_len);
+        let mut rest = rest;
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let frac_len = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            frac_part = &r[..frac_len];
+            rest = &r[frac_len..];
+            if int_part.is_empty() && frac_part.is_empty() {
+                return bad("a number is expected");
+            }
+        } else if int_part.is_empty() {
+            return bad(&format!("a number is expected at {p:?}"));
+        }
+        let number: f64 = format!(
+            "{}.{}",
+            if int_part.is_empty() { "0" } else { int_part },
+            if frac_part.is_empty() { "0" } else { frac_part }
+        )
+        .parse()
+        .map_err(|_| format!("invalid time span {input:?}: bad number"))?;
+        let after_ws = rest.trim_start_matches(is_ws);
+        let (mult, consumed) = match UNITS.iter().find(|(u, _)| after_ws.starts_with(u)) {
+            Some((u, m)) => (*m, &after_ws[u.len()..]),
+            None => {
+                // systemd: "Don't allow '12.34.56', but accept '12.34 .56'".
+                if rest.chars().next().is_some_and(|c| !is_ws(c)) {
+                    return bad(&format!("unknown unit at {rest:?}"));
+                }
+                (USEC_PER_SEC, rest)
+            }
+        };
+        total += number * mult;
+        if total > u64::MAX as f64 / 2.0 {
+            return bad("it is too large");
+        }
+        something = true;
+        p = consumed;
+    }
+    Ok(total.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_combinations() {
+        let s = 1_000_000u64;
+        let cases: &[(&str, u64)] = &[
+            ("5m", 300 * s),
+            ("1h", 3600 * s),
+            ("1h 30min", 5400 * s),
+            ("1h30min", 5400 * s),
+            ("1.5h", 5400 * s),
+            ("90", 90 * s),
+            ("2s", 2 * s),
+            ("10 sec", 10 * s),
+            ("1d", 86400 * s),
+            ("1w", 604800 * s),
+            ("1M", 2_629_800 * s),
+            ("1y", 31_557_600 * s),
+            ("500ms", 500_000),
+            ("7us", 7),
+            ("3 minutes 2 seconds", 182 * s),
+            ("0", 0),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_usec(text), Ok(*want), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_systemd_refuses() {
+        for text in ["1H", "1h,30m", "3mins", "", "  ", "abc", "-5s", "5 parsecs", "1.2.3s"] {
+            let e = parse_usec(text).unwrap_err();
+            assert!(e.contains(&format!("{text:?}")), "{e}");
+        }
+    }
+}

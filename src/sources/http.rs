@@ -1,0 +1,209 @@
+//! The HTTP client collectors use: one `reqwest::Client` per process
+//! (connections kept alive, gzip accepted, a User-Agent naming us, a connect
+//! and a total timeout), with a request counter per collector run and a
+//! debug log line per request.
+
+use crate::collector::CollectorError;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const USER_AGENT: &str = concat!(
+    "ubuntu-metrics/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://launchpad.net/ubuntu-metrics)"
+);
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    requests: Arc<AtomicU64>,
+}
+
+/// The tail of a document fetched with a `Range: bytes=-N` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    pub body: String,
+    /// True when the body starts at byte 0 of the document (a 200 answer, or
+    /// a 206 whose range starts at 0): its first line is complete.
+    pub from_start: bool,
+}
+
+impl Http {
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Http, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .gzip(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Http {
+            client,
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The same client with a fresh request counter.
+    pub fn for_run(&self) -> Http {
+        Http {
+            client: self.client.clone(),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Upstream requests made through this handle so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The underlying client, for requests the helpers below do not cover.
+    /// Count them with [`Http::count_request`].
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a request, counts and logs it, and turns an HTTP error status
+    /// into [`CollectorError::HttpStatus`] quoting (the start of) the body.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CollectorError> {
+        let req = req.build().map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
+        let url = req.url().to_string();
+        self.count_request();
+        let started = Instant::now();
+        let resp = self.client.execute(req).await.map_err(|e| request_error(&url, &e))?;
+        let status = resp.status();
+        tracing::debug!(url = %url, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "GET");
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CollectorError::HttpStatus {
+                url,
+                status: status.as_u16(),
+                message: summarize_body(&body),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// GETs a document as bytes.
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
+        let resp = self.send(self.client.get(url)).await?;
+        read_body(url, resp).await
+    }
+
+    /// GETs a text document (UTF-8; invalid sequences are replaced).
+    pub async fn get_text(&self, url: &str) -> Result<String, CollectorError> {
+        let bytes = self.get_bytes(url).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// GETs and parses a JSON document.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, CollectorError> {
+        let bytes = self.get_bytes(url).await?;
+        if bytes.is_empty() {
+            return Err(CollectorError::parse(url, "empty body where JSON was expected"));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
+    }
+
+    /// GETs the last `bytes` bytes of a document (`Range: bytes=-N`).
+    pub async fn get_tail(&self, url: &str, bytes: u64) -> Result<Tail, CollectorError> {
+        let resp = self
+            .send(self.client.get(url).header(reqwest::header::RANGE, format!("bytes=-{bytes}")))
+            .await?;
+        let from_start = if resp.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            // Content-Range: bytes FIRST-LAST/TOTAL
+            let range = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let first = range
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split('-').next())
+                .and_then(|f| f.trim().parse::<u64>().ok());
+            match first {
+                Some(f) => f == 0,
+                None => {
+                    return Err(CollectorError::parse(
+                        url,
+                        format!("206 answer with an unreadable Content-Range {range:?}"),
+                    ));
+                }
+            }
+        } else {
+            true
+        };
+        let body = read_body(url, resp).await?;
+        Ok(Tail {
+            body: String::from_utf8_lossy(&body).into_owned(),
+            from_start,
+        })
+    }
+}
+
+async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, CollectorError> {
+    resp.bytes()
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| request_error(url, &e))
+}
+
+fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {
+    let what = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "the answer's body was cut short or could not be read".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut msg = what;
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    CollectorError::Request {
+        url: url.to_owned(),
+        message: msg,
+    }
+}
+
+/// The first line of an error body, shortened: enough to quote a server's
+/// message without dumping an HTML page into the log.
+pub fn summarize_body(body: &str) -> String {
+    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut s: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+/// Joins a relative path to a base URL given in the configuration. The base
+/// is treated as a directory whether or not it ends in `/`.
+pub fn join(base: &str, rel: &str) -> String {
+    if base.ends_with('/') {
+        format!("{base}{rel}")
+    } else {
+        format!("{base}/{rel}")
+    }
+}
+
+/// Percent-encodes one path segment (e.g. a report name holding `,` or `=`).
+pub fn encode_segment(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}

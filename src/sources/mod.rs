@@ -1,0 +1,3 @@
+//! Clients for the upstream systems collectors read.
+pub mod distro_info;
+pub mod http;
