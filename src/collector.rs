@@ -144,7 +144,11 @@ impl Context {
     }
 
     /// Reads an option of this collector, or its default.
-    pub fn option<T: serde::de::DeserializeOwned>(&self, key: &str, default: T) -> Result<T, CollectorError> {
+    pub fn option<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        default: T,
+    ) -> Result<T, CollectorError> {
         match self.options.get(key) {
             None => Ok(default),
             Some(v) => v

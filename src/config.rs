@@ -86,7 +86,8 @@ impl Default for Sources {
             cdimage_rsync: "rsync://cdimage.ubuntu.com/cdimage/".into(),
             rls_mgr: "http://reports.qa.ubuntu.com/reports/rls-mgr/".into(),
             sponsoring: "http://sponsoring-reports.ubuntu.com/jsons/general.json".into(),
-            versions: "https://people.canonical.com/~platform/desktop/versions/stats/current/".into(),
+            versions: "https://people.canonical.com/~platform/desktop/versions/stats/current/"
+                .into(),
             distro_info: "/usr/share/distro-info/ubuntu.csv".into(),
         }
     }
@@ -202,13 +203,21 @@ impl Config {
 
     /// Loads the file (if any), applies the environment, validates against
     /// the collector registry.
-    pub fn load(path: Option<&Path>, registry: &[Box<dyn Collector>]) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        registry: &[Box<dyn Collector>],
+    ) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("cannot read configuration file {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read configuration file {}: {e}",
+                        p.display()
+                    ))
+                })?;
                 warn_if_readable_secret(p, &text);
-                let mut c = Config::from_toml(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                let mut c = Config::from_toml(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
                 c.path = Some(p.to_owned());
                 c
             }
@@ -236,8 +245,20 @@ impl Config {
         if let Some(host) = get("INFLUXDB_HOSTNAME") {
             let ssl = match get("INFLUXDB_SSL").as_deref() {
                 None => true,
-                Some(v) if v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes") => true,
-                Some(v) if v.eq_ignore_ascii_case("false") || v == "0" || v.eq_ignore_ascii_case("no") => false,
+                Some(v)
+                    if v.eq_ignore_ascii_case("true")
+                        || v == "1"
+                        || v.eq_ignore_ascii_case("yes") =>
+                {
+                    true
+                }
+                Some(v)
+                    if v.eq_ignore_ascii_case("false")
+                        || v == "0"
+                        || v.eq_ignore_ascii_case("no") =>
+                {
+                    false
+                }
                 Some(v) => {
                     return Err(ConfigError(format!(
                         "environment variable INFLUXDB_SSL: {v:?} is neither true nor false"
@@ -246,7 +267,9 @@ impl Config {
             };
             let port = match get("INFLUXDB_PORT") {
                 Some(p) => p.parse::<u16>().map_err(|_| {
-                    ConfigError(format!("environment variable INFLUXDB_PORT: {p:?} is not a port number"))
+                    ConfigError(format!(
+                        "environment variable INFLUXDB_PORT: {p:?} is not a port number"
+                    ))
                 })?,
                 None => 8086,
             };
@@ -295,8 +318,12 @@ impl Config {
                 }
             }
         }
-        let url = url::Url::parse(&self.influxdb.url)
-            .map_err(|e| ConfigError(format!("{origin}: influxdb.url {:?}: {e}", self.influxdb.url)))?;
+        let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
+            ConfigError(format!(
+                "{origin}: influxdb.url {:?}: {e}",
+                self.influxdb.url
+            ))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError(format!(
                 "{origin}: influxdb.url {:?}: the scheme must be http or https",
@@ -322,7 +349,8 @@ impl Config {
             ("sponsoring", &s.sponsoring),
             ("versions", &s.versions),
         ] {
-            url::Url::parse(value).map_err(|e| ConfigError(format!("{origin}: sources.{key} {value:?}: {e}")))?;
+            url::Url::parse(value)
+                .map_err(|e| ConfigError(format!("{origin}: sources.{key} {value:?}: {e}")))?;
         }
         Ok(())
     }
@@ -355,7 +383,9 @@ impl Config {
         self.collectors
             .get(c.name())
             .and_then(|cc| cc.interval.clone())
-            .unwrap_or_else(|| TimeSpan::parse(c.default_interval()).expect("default intervals are valid"))
+            .unwrap_or_else(|| {
+                TimeSpan::parse(c.default_interval()).expect("default intervals are valid")
+            })
     }
 
     /// The configuration as TOML, with secrets redacted.
@@ -369,7 +399,8 @@ impl Config {
             let _ = u.set_password(Some(REDACTED));
             c.influxdb.url = u.to_string();
         }
-        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+        toml::to_string_pretty(&c)
+            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
 }
 
@@ -378,7 +409,9 @@ fn warn_if_readable_secret(path: &Path, text: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let has_password = text.lines().any(|l| l.trim_start().starts_with("password") && !l.trim_start().starts_with("password_file"));
+        let has_password = text.lines().any(|l| {
+            l.trim_start().starts_with("password") && !l.trim_start().starts_with("password_file")
+        });
         if has_password {
             if let Ok(meta) = std::fs::metadata(path) {
                 if meta.permissions().mode() & 0o004 != 0 {
@@ -397,7 +430,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -416,7 +454,9 @@ mod tests {
 
     #[test]
     fn env_overrides_file() {
-        let mut c = Config::from_toml("[influxdb]\nurl = \"http://file:1\"\ndatabase = \"filedb\"\n").unwrap();
+        let mut c =
+            Config::from_toml("[influxdb]\nurl = \"http://file:1\"\ndatabase = \"filedb\"\n")
+                .unwrap();
         c.apply_env(&env(&[
             ("INFLUXDB_HOSTNAME", "influx.internal"),
             ("INFLUXDB_PORT", "8087"),
@@ -430,18 +470,30 @@ mod tests {
         assert_eq!(c.influxdb.username.as_deref(), Some("collector"));
         assert_eq!(c.password().unwrap().as_deref(), Some("s3cret"));
         let mut c = Config::default();
-        c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_SSL", "false")])).unwrap();
+        c.apply_env(&env(&[
+            ("INFLUXDB_HOSTNAME", "h"),
+            ("INFLUXDB_SSL", "false"),
+        ]))
+        .unwrap();
         assert_eq!(c.influxdb.url, "http://h:8086");
         let mut c = Config::default();
-        assert!(c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_PORT", "x")])).is_err());
+        assert!(
+            c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_PORT", "x")]))
+                .is_err()
+        );
     }
 
     #[test]
     fn redacted_show_hides_password() {
-        let mut c = Config::from_toml("[influxdb]\npassword = \"hunter2\"\nurl = \"http://u:pw9@h:1/\"\n").unwrap();
+        let mut c =
+            Config::from_toml("[influxdb]\npassword = \"hunter2\"\nurl = \"http://u:pw9@h:1/\"\n")
+                .unwrap();
         c.influxdb.username = Some("u".into());
         let shown = c.to_redacted_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("pw9"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw9"),
+            "{shown}"
+        );
         assert!(shown.contains(REDACTED));
     }
 }

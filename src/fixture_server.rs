@@ -73,22 +73,25 @@ impl FixtureServer {
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
-        let thread = std::thread::Builder::new().name("fixture-server".into()).spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new().fallback(move |req: Request<Body>| handle(st.clone(), req));
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("fixture-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let app = axum::Router::new()
+                        .fallback(move |req: Request<Body>| handle(st.clone(), req));
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+            })?;
         Ok(FixtureServer {
             addr,
             state,
@@ -113,7 +116,11 @@ impl FixtureServer {
 
     /// Plants a fault for every path starting with `prefix`.
     pub fn set_fault(&self, prefix: &str, fault: Fault) {
-        self.state.faults.lock().expect("lock").push((prefix.to_owned(), fault));
+        self.state
+            .faults
+            .lock()
+            .expect("lock")
+            .push((prefix.to_owned(), fault));
     }
 
     pub fn clear_faults(&self) {
@@ -172,9 +179,21 @@ fn plain(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let raw_path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let path = percent_encoding::percent_decode_str(&raw_path).decode_utf8_lossy().into_owned();
-    let segment = path.trim_start_matches('/').split('/').next().unwrap_or("").to_owned();
-    *state.requests.lock().expect("lock").entry(segment.clone()).or_default() += 1;
+    let path = percent_encoding::percent_decode_str(&raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let segment = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    *state
+        .requests
+        .lock()
+        .expect("lock")
+        .entry(segment.clone())
+        .or_default() += 1;
 
     let latency = *state.latency.lock().expect("lock");
     if !latency.is_zero() {
@@ -202,7 +221,9 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/html")
-                .body(Body::from("<html><body><h1>Service Temporarily Unavailable</h1></body></html>"))
+                .body(Body::from(
+                    "<html><body><h1>Service Temporarily Unavailable</h1></body></html>",
+                ))
                 .expect("response");
         }
         _ => None,
@@ -210,8 +231,15 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let resp = match resp {
         Some(r) => r,
         None if segment == "launchpad" => {
-            let rest = path.trim_start_matches('/').trim_start_matches("launchpad/");
-            launchpad::handle(&state.root.join("launchpad"), &format!("http://{}/launchpad/", host(&req)), rest, &query)
+            let rest = path
+                .trim_start_matches('/')
+                .trim_start_matches("launchpad/");
+            launchpad::handle(
+                &state.root.join("launchpad"),
+                &format!("http://{}/launchpad/", host(&req)),
+                rest,
+                &query,
+            )
         }
         None => serve_file(&state.root, &path, req.headers()),
     };
@@ -233,15 +261,22 @@ fn host(req: &Request<Body>) -> String {
 /// stream: the client sees the connection close mid-body.
 async fn truncate(resp: Response<Body>) -> Response<Body> {
     let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let half = bytes.slice(0..bytes.len() / 2);
     let stream = futures::stream::iter(vec![
         Ok::<_, std::io::Error>(half),
-        Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "planted truncation")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "planted truncation",
+        )),
     ]);
     let mut resp = Response::from_parts(parts, Body::from_stream(stream));
-    resp.headers_mut()
-        .insert(header::CONTENT_LENGTH, bytes.len().to_string().parse().expect("header"));
+    resp.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        bytes.len().to_string().parse().expect("header"),
+    );
     resp
 }
 
@@ -279,7 +314,10 @@ fn serve_file(root: &Path, path: &str, headers: &HeaderMap) -> Response<Body> {
         Some((first, last)) => Response::builder()
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_TYPE, ctype)
-            .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{total}"))
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{total}"),
+            )
             .body(Body::from(data[first as usize..=last as usize].to_vec()))
             .expect("response"),
         None => Response::builder()
@@ -303,7 +341,11 @@ fn parse_range(r: &str, total: u64) -> Option<(u64, u64)> {
         (n > 0).then(|| (total - n, total - 1))
     } else {
         let first: u64 = a.parse().ok()?;
-        let last = if b.is_empty() { total - 1 } else { b.parse::<u64>().ok()?.min(total - 1) };
+        let last = if b.is_empty() {
+            total - 1
+        } else {
+            b.parse::<u64>().ok()?.min(total - 1)
+        };
         (first <= last).then_some((first, last))
     }
 }

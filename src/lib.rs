@@ -4,12 +4,15 @@
 //! The flow is one-way: sources -> collector -> runner -> sink. See
 //! `ARCHITECTURE` in the README for where each part lives.
 
+pub mod cli;
 pub mod collector;
 pub mod collectors;
 pub mod config;
 pub mod fixture_server;
 pub mod point;
+pub mod runner;
 pub mod schedule;
+pub mod sinks;
 pub mod sources;
 
 pub use collector::{Collector, CollectorError, Context};

@@ -191,12 +191,15 @@ impl Point {
         check_name(&self.measurement, "measurement", MEASUREMENT_SPECIALS)
             .map_err(|r| self.error(r))?;
         if self.measurement.starts_with('#') {
-            return Err(self.error("measurement starts with '#', which line protocol reads as a comment"));
+            return Err(
+                self.error("measurement starts with '#', which line protocol reads as a comment")
+            );
         }
         escape_into(out, &self.measurement, MEASUREMENT_SPECIALS);
         for (k, v) in &self.tags {
             check_name(k, "tag key", KEY_SPECIALS).map_err(|r| self.error(r))?;
-            check_name(v, &format!("value of tag {k:?}"), KEY_SPECIALS).map_err(|r| self.error(r))?;
+            check_name(v, &format!("value of tag {k:?}"), KEY_SPECIALS)
+                .map_err(|r| self.error(r))?;
             out.push(',');
             escape_into(out, k, KEY_SPECIALS);
             out.push('=');
@@ -306,19 +309,22 @@ impl fmt::Display for Point {
     }
 }
 
-/// Encodes points into a line-protocol body, one point per line. Points that
-/// cannot be encoded are returned as errors alongside the body; the others
-/// are kept.
-pub fn encode_lines<'a>(points: impl IntoIterator<Item = &'a Point>) -> (String, Vec<PointError>) {
-    let mut body = String::new();
+/// Encodes points as lines of line protocol, one per point (a line may hold
+/// a newline inside a quoted string field, so lines are kept apart rather
+/// than joined and split again). Points that cannot be encoded are returned
+/// as errors alongside; the others are kept.
+pub fn encode_lines<'a>(
+    points: impl IntoIterator<Item = &'a Point>,
+) -> (Vec<String>, Vec<PointError>) {
+    let mut lines = Vec::new();
     let mut errors = Vec::new();
     for p in points {
-        match p.write_line(&mut body) {
-            Ok(()) => body.push('\n'),
+        match p.to_line() {
+            Ok(l) => lines.push(l),
             Err(e) => errors.push(e),
         }
     }
-    (body, errors)
+    (lines, errors)
 }
 
 #[cfg(test)]
@@ -354,7 +360,9 @@ mod tests {
 
     #[test]
     fn tags_and_field_keys_escape_comma_equals_space() {
-        let p = Point::new("m").tag("k y,=", "v a,l=ue").field("f k=,", 1i64);
+        let p = Point::new("m")
+            .tag("k y,=", "v a,l=ue")
+            .field("f k=,", 1i64);
         assert_eq!(
             p.to_line().unwrap(),
             "m,k\\ y\\,\\==v\\ a\\,l\\=ue f\\ k\\=\\,=1i"
@@ -431,8 +439,8 @@ mod tests {
             Point::new("b"),
             Point::new("c").field("v", 2i64),
         ];
-        let (body, errs) = encode_lines(&pts);
-        assert_eq!(body, "a v=1i\nc v=2i\n");
+        let (lines, errs) = encode_lines(&pts);
+        assert_eq!(lines, ["a v=1i", "c v=2i"]);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].point, "b");
     }

@@ -28,5 +28,8 @@ async fn unreachable_source_is_an_error_naming_the_url() {
     sources.sponsoring = server.url("sponsoring/missing.json");
     ctx.sources = std::sync::Arc::new(sources);
     let err = collect("sponsoring", &ctx).await.unwrap_err();
-    assert!(err.to_string().contains("sponsoring/missing.json") && err.to_string().contains("404"), "{err}");
+    assert!(
+        err.to_string().contains("sponsoring/missing.json") && err.to_string().contains("404"),
+        "{err}"
+    );
 }

@@ -52,7 +52,10 @@ impl Collector for Sponsoring {
 
 /// Age in whole days of an entry queued on `date` (a UTC date).
 fn age_days(date: NaiveDate, now: DateTime<Utc>) -> i64 {
-    let queued = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    let queued = date
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
     (now - queued).num_days()
 }
 
@@ -83,7 +86,11 @@ fn points(url: &str, entries: &[Entry], now: DateTime<Utc>) -> Vec<Point> {
         .map(|(report, ages)| {
             let count = ages.len() as i64;
             let oldest = ages.iter().copied().max().unwrap_or(0);
-            let average = if count == 0 { 0 } else { ages.iter().sum::<i64>() / count };
+            let average = if count == 0 {
+                0
+            } else {
+                ages.iter().sum::<i64>() / count
+            };
             Point::new("sponsoring_queue_stats")
                 .tag("report", report)
                 .field("count", count)
@@ -115,7 +122,9 @@ mod tests {
     fn empty_queue_reports_zeros() {
         assert_eq!(
             lines(points("u", &[], now())),
-            ["sponsoring_queue_stats,report=sponsoring average_age=0i,count=0i,oldest=0i 1795521600000000000"]
+            [
+                "sponsoring_queue_stats,report=sponsoring average_age=0i,count=0i,oldest=0i 1795521600000000000"
+            ]
         );
     }
 

@@ -220,7 +220,17 @@ mod tests {
 
     #[test]
     fn refuses_what_systemd_refuses() {
-        for text in ["1H", "1h,30m", "3mins", "", "  ", "abc", "-5s", "5 parsecs", "1.2.3s"] {
+        for text in [
+            "1H",
+            "1h,30m",
+            "3mins",
+            "",
+            "  ",
+            "abc",
+            "-5s",
+            "5 parsecs",
+            "1.2.3s",
+        ] {
             let e = parse_usec(text).unwrap_err();
             assert!(e.contains(&format!("{text:?}")), "{e}");
         }

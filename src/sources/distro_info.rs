@@ -34,21 +34,40 @@ impl DistroInfo {
     /// 9 columns (the trailing end-of-life dates are optional).
     pub fn parse(data: &[u8]) -> Result<DistroInfo, String> {
         let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(data);
-        let headers = rdr.headers().map_err(|e| format!("bad header: {e}"))?.clone();
+        let headers = rdr
+            .headers()
+            .map_err(|e| format!("bad header: {e}"))?
+            .clone();
         let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let need = |name: &str| col(name).ok_or_else(|| format!("no column {name:?} in the header"));
-        let (c_version, c_codename, c_series, c_created) =
-            (need("version")?, need("codename")?, need("series")?, need("created")?);
-        let (c_release, c_eol, c_eol_server, c_eol_esm) =
-            (col("release"), col("eol"), col("eol-server"), col("eol-esm"));
+        let need =
+            |name: &str| col(name).ok_or_else(|| format!("no column {name:?} in the header"));
+        let (c_version, c_codename, c_series, c_created) = (
+            need("version")?,
+            need("codename")?,
+            need("series")?,
+            need("created")?,
+        );
+        let (c_release, c_eol, c_eol_server, c_eol_esm) = (
+            col("release"),
+            col("eol"),
+            col("eol-server"),
+            col("eol-esm"),
+        );
         let mut releases = Vec::new();
         for (i, rec) in rdr.records().enumerate() {
             let line = i + 2;
             let rec = rec.map_err(|e| format!("line {line}: {e}"))?;
             if !(6..=9).contains(&rec.len()) {
-                return Err(format!("line {line}: {} columns, expected 6 to 9", rec.len()));
+                return Err(format!(
+                    "line {line}: {} columns, expected 6 to 9",
+                    rec.len()
+                ));
             }
-            let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).filter(|s| !s.is_empty());
+            let get = |c: Option<usize>| {
+                c.and_then(|c| rec.get(c))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+            };
             let date = |c: Option<usize>, name: &str| -> Result<Option<NaiveDate>, String> {
                 get(c)
                     .map(|s| {
@@ -101,9 +120,7 @@ impl DistroInfo {
     /// no release date or `date < release` (and `date <= eol` when set).
     pub fn devel(&self, date: NaiveDate) -> Option<&Release> {
         self.available(date)
-            .filter(|r| {
-                r.release.is_none_or(|rel| date < rel) && r.eol.is_none_or(|e| date <= e)
-            })
+            .filter(|r| r.release.is_none_or(|rel| date < rel) && r.eol.is_none_or(|e| date <= e))
             .last()
     }
 
@@ -136,16 +153,28 @@ mod tests {
     #[test]
     fn supported_includes_devel_and_server_eol() {
         let di = DistroInfo::parse(CSV.as_bytes()).unwrap();
-        assert_eq!(names(di.supported(d("2025-05-01"))), ["jammy", "oracular", "plucky", "questing"]);
+        assert_eq!(
+            names(di.supported(d("2025-05-01"))),
+            ["jammy", "oracular", "plucky", "questing"]
+        );
         // eol is inclusive; created is inclusive (questing appears on 04-17).
-        assert_eq!(names(di.supported(d("2025-07-10"))), ["jammy", "oracular", "plucky", "questing"]);
-        assert_eq!(names(di.supported(d("2025-04-16"))), ["jammy", "oracular", "plucky"]);
+        assert_eq!(
+            names(di.supported(d("2025-07-10"))),
+            ["jammy", "oracular", "plucky", "questing"]
+        );
+        assert_eq!(
+            names(di.supported(d("2025-04-16"))),
+            ["jammy", "oracular", "plucky"]
+        );
     }
 
     #[test]
     fn esm() {
         let di = DistroInfo::parse(CSV.as_bytes()).unwrap();
-        assert_eq!(names(di.supported_esm(d("2024-04-25"))), ["trusty", "jammy"]);
+        assert_eq!(
+            names(di.supported_esm(d("2024-04-25"))),
+            ["trusty", "jammy"]
+        );
         assert_eq!(names(di.supported_esm(d("2024-04-26"))), ["jammy"]);
     }
 
@@ -157,13 +186,21 @@ mod tests {
         assert_eq!(di.devel(d("2025-04-16")).unwrap().series, "plucky");
         // Plucky released on 2025-04-17, questing created the same day.
         assert_eq!(di.devel(d("2025-04-17")).unwrap().series, "questing");
-        let old = DistroInfo::parse(CSV.lines().take(6).collect::<Vec<_>>().join("\n").as_bytes()).unwrap();
+        let old = DistroInfo::parse(
+            CSV.lines()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        )
+        .unwrap();
         assert!(old.devel(d("2026-11-24")).is_none());
     }
 
     #[test]
     fn malformed_rows_are_named() {
-        let e = DistroInfo::parse(b"version,codename,series,created\n1,a,b,notadate,x,y\n").unwrap_err();
+        let e = DistroInfo::parse(b"version,codename,series,created\n1,a,b,notadate,x,y\n")
+            .unwrap_err();
         assert!(e.contains("line 2") && e.contains("created"), "{e}");
         let e = DistroInfo::parse(b"version,codename,series,created\n1,a,b\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");

@@ -70,12 +70,21 @@ impl Http {
 
     /// Sends a request, counts and logs it, and turns an HTTP error status
     /// into [`CollectorError::HttpStatus`] quoting (the start of) the body.
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CollectorError> {
-        let req = req.build().map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CollectorError> {
+        let req = req
+            .build()
+            .map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
         let url = req.url().to_string();
         self.count_request();
         let started = Instant::now();
-        let resp = self.client.execute(req).await.map_err(|e| request_error(&url, &e))?;
+        let resp = self
+            .client
+            .execute(req)
+            .await
+            .map_err(|e| request_error(&url, &e))?;
         let status = resp.status();
         tracing::debug!(url = %url, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "GET");
         if !status.is_success() {
@@ -105,15 +114,23 @@ impl Http {
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, CollectorError> {
         let bytes = self.get_bytes(url).await?;
         if bytes.is_empty() {
-            return Err(CollectorError::parse(url, "empty body where JSON was expected"));
+            return Err(CollectorError::parse(
+                url,
+                "empty body where JSON was expected",
+            ));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
     }
 
     /// GETs the last `bytes` bytes of a document (`Range: bytes=-N`).
     pub async fn get_tail(&self, url: &str, bytes: u64) -> Result<Tail, CollectorError> {
         let resp = self
-            .send(self.client.get(url).header(reqwest::header::RANGE, format!("bytes=-{bytes}")))
+            .send(
+                self.client
+                    .get(url)
+                    .header(reqwest::header::RANGE, format!("bytes=-{bytes}")),
+            )
             .await?;
         let from_start = if resp.status() == reqwest::StatusCode::PARTIAL_CONTENT {
             // Content-Range: bytes FIRST-LAST/TOTAL
@@ -180,7 +197,11 @@ fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {
 /// The first line of an error body, shortened: enough to quote a server's
 /// message without dumping an HTML page into the log.
 pub fn summarize_body(body: &str) -> String {
-    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = body
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut s: String = line.chars().take(200).collect();
     if line.chars().count() > 200 {
         s.push('…');

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DATABASE: &str = "metrics";
+/// The admin user created when `auth` is on.
+pub const ADMIN: (&str, &str) = ("admin", "admin-test-pw");
 
 /// Options for the server (plain HTTP without auth by default).
 #[derive(Default, Clone)]
@@ -37,7 +39,11 @@ fn free_port() -> u16 {
 
 /// The path of `influxd`, or a failure saying how to install it.
 pub fn influxd_binary() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+    {
         let p = Path::new(dir).join("influxd");
         if p.is_file() {
             return p;
@@ -64,6 +70,16 @@ impl Influxd {
             options,
         };
         server.launch();
+        if server.options.auth {
+            // Allowed without credentials while the server has no user.
+            server.query_as(
+                &format!(
+                    "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+                    ADMIN.0, ADMIN.1
+                ),
+                None,
+            );
+        }
         if !server.options.no_database {
             server.query_admin(&format!("CREATE DATABASE {DATABASE}"));
         }
@@ -127,21 +143,32 @@ bind-address = "127.0.0.1:{rpc}"
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("influxd exited early ({status}); its log:\n{}", self.log());
             }
             if self.ping() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("influxd did not answer /ping within 60 s; its log:\n{}", self.log());
+                panic!(
+                    "influxd did not answer /ping within 60 s; its log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn ping(&self) -> bool {
-        let scheme = if self.options.https.is_some() { "https" } else { "http" };
+        let scheme = if self.options.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let out = Command::new("curl")
             .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
             .arg(format!("{scheme}://127.0.0.1:{}/ping", self.port))
@@ -161,7 +188,11 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.options.https.is_some() { "https" } else { "http" };
+        let scheme = if self.options.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
@@ -182,12 +213,12 @@ bind-address = "127.0.0.1:{rpc}"
     /// Runs an InfluxQL statement with admin rights (none needed without
     /// auth) and returns the JSON answer.
     pub fn query_admin(&self, q: &str) -> serde_json::Value {
-        self.query_as(q, None)
+        self.query_as(q, self.options.auth.then_some(ADMIN))
     }
 
-    /// Runs an InfluxQL query against the test database.
+    /// Runs an InfluxQL query against the test database (as admin).
     pub fn query(&self, q: &str) -> serde_json::Value {
-        self.query_as(q, None)
+        self.query_admin(q)
     }
 
     pub fn query_as(&self, q: &str, user: Option<(&str, &str)>) -> serde_json::Value {
@@ -207,7 +238,11 @@ bind-address = "127.0.0.1:{rpc}"
         let out = if let Some((u, p)) = user {
             // Credentials through stdin, never argv.
             use std::io::Write;
-            let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("curl");
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("curl");
             let mut stdin = child.stdin.take().expect("stdin");
             writeln!(stdin, "user = \"{u}:{p}\"").expect("write");
             drop(stdin);
@@ -215,16 +250,27 @@ bind-address = "127.0.0.1:{rpc}"
         } else {
             cmd.output().expect("curl runs")
         };
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("query {q:?}: bad answer {e}: {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "query {q:?}: bad answer {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Every row of `SELECT * FROM <measurement>` as (column -> value)
     /// maps, with `epoch=ns` times.
     pub fn rows(&self, measurement: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        let v = self.query(&format!("SELECT * FROM \"{}\"", measurement.replace('"', "\\\"")));
+        let v = self.query(&format!(
+            "SELECT * FROM \"{}\"",
+            measurement.replace('"', "\\\"")
+        ));
         let mut out = Vec::new();
-        for series in v["results"][0]["series"].as_array().cloned().unwrap_or_default() {
+        for series in v["results"][0]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let cols: Vec<String> = series["columns"]
                 .as_array()
                 .expect("columns")
@@ -252,7 +298,12 @@ bind-address = "127.0.0.1:{rpc}"
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|r| (r[0].as_str().unwrap_or("").to_owned(), r[1].as_str().unwrap_or("").to_owned()))
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap_or("").to_owned(),
+                    r[1].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect()
     }
 }

@@ -36,9 +36,16 @@ pub fn context(server: &FixtureServer) -> Context {
 }
 
 /// Runs one collector (by name) with `ctx` and its `options`.
-pub async fn collect_with(name: &str, ctx: &Context, options: toml::Table) -> Result<Vec<Point>, CollectorError> {
+pub async fn collect_with(
+    name: &str,
+    ctx: &Context,
+    options: toml::Table,
+) -> Result<Vec<Point>, CollectorError> {
     let reg = registry();
-    let c = reg.iter().find(|c| c.name() == name).unwrap_or_else(|| panic!("no collector {name}"));
+    let c = reg
+        .iter()
+        .find(|c| c.name() == name)
+        .unwrap_or_else(|| panic!("no collector {name}"));
     let ctx = ctx.for_collector(options);
     c.collect(&ctx).await
 }
@@ -49,7 +56,10 @@ pub async fn collect(name: &str, ctx: &Context) -> Result<Vec<Point>, CollectorE
 
 /// Points as sorted lines of line protocol.
 pub fn lines(points: &[Point]) -> Vec<String> {
-    let mut v: Vec<String> = points.iter().map(|p| p.to_line().expect("encodable point")).collect();
+    let mut v: Vec<String> = points
+        .iter()
+        .map(|p| p.to_line().expect("encodable point"))
+        .collect();
     v.sort();
     v
 }
@@ -79,9 +89,17 @@ pub fn assert_points(points: &[Point], rel: &str) {
         panic!(
             "points differ from {rel}\nmissing ({}):\n  {}\nunexpected ({}):\n  {}\n",
             missing.len(),
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  "),
             extra.len(),
-            extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
+            extra
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
         );
     }
 }

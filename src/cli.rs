@@ -1,0 +1,316 @@
+//! The command line: `list`, `run`, `config show`, and the multi-call
+//! behaviour (a link named after a collector runs it).
+
+use crate::collector::Collector;
+use crate::collectors::registry;
+use crate::config::Config;
+use crate::point::Point;
+use crate::runner::{self, Outcome};
+use crate::sinks::influxdb::InfluxWriter;
+use crate::sinks::print::{self, Format};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Exit statuses (documented in the README).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ubuntu-metrics",
+    version,
+    about = "Collect Ubuntu release-team KPIs and write them to InfluxDB 1.x",
+    long_about = "Collect Ubuntu release-team KPIs and write them to InfluxDB 1.x.\n\n\
+        Each collector reads one Ubuntu report (Launchpad, autopkgtest, britney, the archive \
+        team's reports, cdimage, QA and sponsoring reports) and returns points. Invoked through \
+        a link named after a collector (e.g. `upload-queues`), it runs that collector."
+)]
+pub struct Cli {
+    /// Configuration file [default: $UBUNTU_METRICS_CONFIG, else /etc/ubuntu-metrics/config.toml if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Show debug logs (each upstream request, each write)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
+    #[arg(long, global = true, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every collector: name, effective interval, measurements
+    List,
+    /// Collect once and write to InfluxDB (or print, with --dry-run)
+    Run(RunArgs),
+    /// Show or check the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Collectors to run
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub names: Vec<String>,
+    /// Run every enabled collector
+    #[arg(long)]
+    pub all: bool,
+    /// Print the points instead of writing them
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Output format of --dry-run
+    #[arg(long, value_enum, default_value = "lp", requires = "dry_run")]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file + environment + defaults), secrets redacted
+    Show,
+}
+
+/// Normalises a collector name given with `-` (as in the first
+/// generation's script names) to the registry's `_`.
+pub fn normalise_name(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// If the program was invoked through a link named after a collector,
+/// rewrite the arguments to `run <collector> ...`.
+pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
+    let Some(argv0) = args.first() else {
+        return args;
+    };
+    let stem = Path::new(argv0)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = normalise_name(&stem);
+    if registry().iter().any(|c| c.name() == name) {
+        let mut v = vec![
+            OsString::from("ubuntu-metrics"),
+            OsString::from("run"),
+            OsString::from(name),
+        ];
+        v.extend(args.into_iter().skip(1));
+        v
+    } else {
+        args
+    }
+}
+
+/// The program: parse the command line, run, return the exit status.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let args = multicall_args(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging(cli.verbose);
+    let registry = registry();
+    let config_path = Config::locate(cli.config.as_deref());
+    let config = match Config::load(config_path.as_deref(), &registry) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ubuntu-metrics: configuration error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match cli.command {
+        Command::List => list(&registry, &config),
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_redacted_toml());
+            EXIT_OK
+        }
+        Command::Run(args) => rt.block_on(run(&registry, &config, &args, cli.now)),
+    }
+}
+
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose {
+        "ubuntu_metrics=debug,info"
+    } else {
+        "info"
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|_| !verbose)
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+fn list(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
+    println!(
+        "{:<16} {:<9} {:<8} MEASUREMENTS",
+        "COLLECTOR", "INTERVAL", "ENABLED"
+    );
+    for c in registry {
+        println!(
+            "{:<16} {:<9} {:<8} {}",
+            c.name(),
+            config.interval(c.as_ref()).to_string(),
+            if config.enabled(c.name()) {
+                "yes"
+            } else {
+                "no"
+            },
+            c.measurements().join(", ")
+        );
+    }
+    EXIT_OK
+}
+
+/// Which collectors a `run` asks for, or a usage error.
+fn select<'a>(
+    registry: &'a [Box<dyn Collector>],
+    config: &Config,
+    args: &RunArgs,
+) -> Result<Vec<&'a dyn Collector>, String> {
+    if args.all {
+        return Ok(registry
+            .iter()
+            .filter(|c| config.enabled(c.name()))
+            .map(|c| c.as_ref())
+            .collect());
+    }
+    let mut out: Vec<&dyn Collector> = Vec::new();
+    for n in &args.names {
+        let n = normalise_name(n);
+        match registry.iter().find(|c| c.name() == n) {
+            Some(c) if !out.iter().any(|o| o.name() == c.name()) => out.push(c.as_ref()),
+            Some(_) => {}
+            None => {
+                let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
+                return Err(format!(
+                    "unknown collector {n:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn run(
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+    args: &RunArgs,
+    now: Option<DateTime<Utc>>,
+) -> i32 {
+    let selected = match select(registry, config, args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let writer = if args.dry_run {
+        None
+    } else {
+        let password = match config.password() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ubuntu-metrics: configuration error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        match InfluxWriter::new(&config.influxdb, password) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("ubuntu-metrics: configuration error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let outcomes = runner::collect_many(&selected, &base, config).await;
+    let mut status = EXIT_OK;
+    for o in &outcomes {
+        if let Some(e) = &o.error {
+            eprintln!("ubuntu-metrics: collector {} failed: {e}", o.name);
+            status = EXIT_FAILED;
+        }
+    }
+    let points: Vec<&Point> = outcomes
+        .iter()
+        .flat_map(|o: &Outcome| o.points.iter())
+        .collect();
+    match writer {
+        None => {
+            let owned: Vec<Point> = points.into_iter().cloned().collect();
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match print::print(&mut lock, &owned, args.format) {
+                Ok(errors) => {
+                    for e in errors {
+                        eprintln!("ubuntu-metrics: {e}");
+                        status = EXIT_FAILED;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
+                    status = EXIT_FAILED;
+                }
+            }
+        }
+        Some(w) => {
+            let (lines, errors) = crate::point::encode_lines(points);
+            for e in errors {
+                eprintln!("ubuntu-metrics: not written: {e}");
+                status = EXIT_FAILED;
+            }
+            match w.write_lines(&lines).await {
+                Ok(n) => tracing::info!(points = n, url = %w.url(), "written to InfluxDB"),
+                Err((n, e)) => {
+                    eprintln!(
+                        "ubuntu-metrics: writing to InfluxDB failed after {n} of {} points: {e}",
+                        lines.len()
+                    );
+                    status = EXIT_FAILED;
+                }
+            }
+        }
+    }
+    status
+}

@@ -1,0 +1,194 @@
+//! The InfluxDB writer against a real influxd: tricky values come back
+//! verbatim, batches are split, and the server's refusals become clear errors.
+
+mod common;
+
+use chrono::TimeZone;
+use common::influxd::{DATABASE, Influxd, Options};
+use serde_json::json;
+use ubuntu_metrics::Point;
+use ubuntu_metrics::config::InfluxConfig;
+use ubuntu_metrics::point::encode_lines;
+use ubuntu_metrics::schedule::timespan::TimeSpan;
+use ubuntu_metrics::sinks::influxdb::{InfluxWriter, WriteError};
+
+fn writer_for(url: &str, database: &str) -> InfluxWriter {
+    let cfg = InfluxConfig {
+        url: url.to_owned(),
+        database: database.to_owned(),
+        timeout: TimeSpan::parse("5s").unwrap(),
+        ..InfluxConfig::default()
+    };
+    InfluxWriter::new(&cfg, None).unwrap()
+}
+
+fn t(sec: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 24, 12, 0, sec)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tricky_values_read_back_verbatim() {
+    let db = Influxd::start();
+    let w = writer_for(&db.url(), DATABASE);
+    let tricky = [
+        "with space",
+        "comma,inside",
+        "equals=inside",
+        "quote\"inside",
+        "back\\slash",
+        "ünïcødé ☃",
+        "all , = \" mixed",
+    ];
+    let mut points = Vec::new();
+    for (i, v) in tricky.iter().enumerate() {
+        points.push(
+            Point::new("tricky measurement,x")
+                .tag("tag key, =", *v)
+                .field("field key, =", *v)
+                .field("n", i as i64)
+                .field("f", 0.1 + i as f64)
+                .field("b", i % 2 == 0)
+                .field("multi", "line one\nline two \\ \"q\"")
+                .at(t(i as u32)),
+        );
+    }
+    let (lines, errors) = encode_lines(&points);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(w.write_lines(&lines).await.unwrap(), tricky.len());
+
+    eprintln!("{}", db.query("SELECT * FROM \"tricky measurement,x\""));
+    let rows = db.rows("tricky measurement,x");
+    assert_eq!(rows.len(), tricky.len(), "{rows:?}");
+    for (i, v) in tricky.iter().enumerate() {
+        let ts = t(i as u32).timestamp_nanos_opt().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["time"] == json!(ts))
+            .unwrap_or_else(|| panic!("no row at {ts}: {rows:?}"));
+        assert_eq!(row["tag key, ="], json!(v));
+        assert_eq!(row["field key, ="], json!(v));
+        assert_eq!(row["n"], json!(i));
+        assert_eq!(row["f"].as_f64().unwrap(), 0.1 + i as f64);
+        assert_eq!(row["b"], json!(i % 2 == 0));
+        assert_eq!(row["multi"], json!("line one\nline two \\ \"q\""));
+    }
+    let types = db.field_types("tricky measurement,x");
+    for (k, ty) in [
+        ("n", "integer"),
+        ("f", "float"),
+        ("b", "boolean"),
+        ("multi", "string"),
+    ] {
+        assert!(
+            types.contains(&(k.to_owned(), ty.to_owned())),
+            "{k} should be {ty}: {types:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn large_writes_are_batched_and_all_arrive() {
+    let db = Influxd::start();
+    let w = writer_for(&db.url(), DATABASE);
+    let points: Vec<Point> = (0..12_001)
+        .map(|i| {
+            Point::new("bulk")
+                .tag("k", format!("{}", i % 7))
+                .field("v", i)
+                .at(t(0) + chrono::Duration::microseconds(i))
+        })
+        .collect();
+    let (lines, _) = encode_lines(&points);
+    assert_eq!(w.write_lines(&lines).await.unwrap(), 12_001);
+    let v = db.query("SELECT count(v) FROM bulk");
+    assert_eq!(v["results"][0]["series"][0]["values"][0][1], json!(12_001));
+}
+
+#[tokio::test]
+async fn missing_database_says_how_to_create_it() {
+    let db = Influxd::start_with(Options {
+        no_database: true,
+        ..Options::default()
+    });
+    let w = writer_for(&db.url(), "nosuchdb");
+    let err = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(
+        matches!(err, WriteError::DatabaseNotFound { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("CREATE DATABASE") && msg.contains("nosuchdb"),
+        "{msg}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn field_type_conflict_is_a_400_quoting_the_server() {
+    let db = Influxd::start();
+    let w = writer_for(&db.url(), DATABASE);
+    w.write_batch("conflict v=1i 1\n").await.unwrap();
+    let err = w.write_batch("conflict v=1.5 2\n").await.unwrap_err();
+    match &err {
+        WriteError::BadRequest { message } => {
+            assert!(message.contains("field type conflict"), "{message}")
+        }
+        other => panic!("expected BadRequest, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn bad_credentials_are_named() {
+    let db = Influxd::start_with(Options {
+        auth: true,
+        no_database: true,
+        ..Options::default()
+    });
+    let cfg = InfluxConfig {
+        url: db.url(),
+        username: Some("nobody".into()),
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, Some("wrong-password-123".into())).unwrap();
+    let err = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(
+        matches!(err, WriteError::Auth { status: 401, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("credentials") && !msg.contains("wrong-password-123"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_and_timeout_are_retryable() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = writer_for(&format!("http://127.0.0.1:{port}"), DATABASE);
+    let err = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(matches!(err, WriteError::Connect { .. }), "{err:?}");
+    assert!(err.is_retryable());
+
+    // A server that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = InfluxConfig {
+        url: format!("http://{}", silent.local_addr().unwrap()),
+        timeout: TimeSpan::parse("500ms").unwrap(),
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, None).unwrap();
+    let err = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(matches!(err, WriteError::Timeout { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    drop(silent);
+}
