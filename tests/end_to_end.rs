@@ -1,0 +1,320 @@
+//! `ubuntu-metrics run --all` as an operator runs it: the binary, a
+//! configuration file, the fixture server for every upstream source and a
+//! real influxd. Every expected point of every collector must be read back
+//! from InfluxDB with its tags, values, types and timestamp.
+
+mod common;
+
+use common::influxd::{DATABASE, Influxd};
+use common::*;
+use influxdb_line_protocol::{FieldValue, parse_lines};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::Command;
+use ubuntu_metrics::collectors::registry;
+
+pub fn write_config(
+    dir: &std::path::Path,
+    server: &ubuntu_metrics::fixture_server::FixtureServer,
+    influx_url: &str,
+) -> std::path::PathBuf {
+    let mut config = ubuntu_metrics::config::Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    config.influxdb.url = influx_url.to_owned();
+    config.influxdb.database = DATABASE.to_owned();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    for v in [
+        "INFLUXDB_HOSTNAME",
+        "INFLUXDB_PORT",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_SSL",
+        "UBUNTU_METRICS_CONFIG",
+        "RUST_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::I64(_) | FieldValue::U64(_) => "integer",
+        FieldValue::F64(_) => "float",
+        FieldValue::String(_) => "string",
+        FieldValue::Boolean(_) => "boolean",
+    }
+}
+
+fn json_of(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::I64(i) => json!(i),
+        FieldValue::U64(u) => json!(u),
+        FieldValue::F64(f) => json!(f),
+        FieldValue::String(s) => json!(s.to_string()),
+        FieldValue::Boolean(b) => json!(b),
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[test]
+fn run_all_writes_every_expected_point() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "--all",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "run --all failed:\n{stderr}");
+    assert!(out.stdout.is_empty(), "a real run prints nothing on stdout");
+
+    // Every expected line of every registered collector.
+    let mut expected = String::new();
+    for c in registry() {
+        let path = fixtures().join(c.name()).join("expected.out");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        expected.push_str(&text);
+        expected.push('\n');
+    }
+    let lines: Vec<&str> = expected
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(!lines.is_empty());
+
+    let mut types_checked: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut rows_cache: BTreeMap<String, Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
+    let mut checked = 0;
+    for line in &lines {
+        let parsed = parse_lines(line)
+            .next()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("bad expected line {line}: {e}"));
+        let m = parsed.series.measurement.to_string();
+        let ts = parsed
+            .timestamp
+            .unwrap_or_else(|| panic!("expected line without timestamp: {line}"));
+        let rows = rows_cache.entry(m.clone()).or_insert_with(|| db.rows(&m));
+        let tags: Vec<(String, String)> = parsed
+            .series
+            .tag_set
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let found = rows.iter().any(|r| {
+            r.get("time") == Some(&json!(ts))
+                && tags.iter().all(|(k, v)| r.get(k) == Some(&json!(v)))
+                && parsed.field_set.iter().all(|(k, v)| {
+                    r.get(&k.to_string())
+                        .is_some_and(|got| same_value(got, &json_of(v)))
+                })
+        });
+        assert!(found, "not in InfluxDB: {line}\nrows of {m}: {rows:?}");
+        let types = types_checked
+            .entry(m.clone())
+            .or_insert_with(|| db.field_types(&m));
+        for (k, v) in &parsed.field_set {
+            let want = (k.to_string(), type_name(v).to_owned());
+            assert!(
+                types.contains(&want),
+                "{m}.{k} should be {}: {types:?}",
+                type_name(v)
+            );
+        }
+        checked += 1;
+    }
+    eprintln!("checked {checked} points in InfluxDB");
+}
+
+#[test]
+fn dry_run_prints_points_only_and_writes_nothing() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    // An InfluxDB URL nobody answers: a dry run must not need it.
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "sponsoring",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut got: Vec<&str> = stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, expected("sponsoring/expected.out"));
+}
+
+#[test]
+fn a_failing_collector_does_not_stop_the_others_and_exits_1() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    // Point sponsoring at a missing file by overriding its source.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sponsoring/general.json", "sponsoring/nope.json");
+    std::fs::write(&config, text).unwrap();
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "--all",
+            "-n",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sponsoring") && stderr.contains("nope.json") && stderr.contains("404"),
+        "{stderr}"
+    );
+    if registry().len() > 1 {
+        assert!(
+            !out.stdout.is_empty(),
+            "the other collectors still printed their points"
+        );
+    }
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[influxdb]\ndatabse = \"x\"\n").unwrap();
+    let out = bin()
+        .args(["--config", bad.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("databse") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+
+    std::fs::write(&bad, "[collectors.sponsoring]\ninterval = \"1h,30m\"\n").unwrap();
+    let out = bin()
+        .args(["--config", bad.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("1h,30m") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+
+    std::fs::write(&bad, "[collectors.nosuch]\nenabled = false\n").unwrap();
+    let out = bin()
+        .args(["--config", bad.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+
+    let out = bin().args(["run", "nosuch", "-n"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_show_redacts_the_password_and_env_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[influxdb]\nurl = \"http://file-host:8086\"\npassword = \"file-secret-77\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["--config", file.to_str().unwrap(), "config", "show"])
+        .env("INFLUXDB_HOSTNAME", "env-host")
+        .env("INFLUXDB_PASSWORD", "env-secret-88")
+        .env("INFLUXDB_DATABASE", "envdb")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("file-secret-77") && !all.contains("env-secret-88"),
+        "{all}"
+    );
+    assert!(
+        all.contains("https://env-host:8086")
+            && all.contains("envdb")
+            && all.contains("<redacted>"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_link_named_after_a_collector_runs_it() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let link = dir.path().join("sponsoring");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &link).unwrap();
+    let out = Command::new(&link)
+        .args(["--config", config.to_str().unwrap(), "--now", NOW, "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut got: Vec<&str> = stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, expected("sponsoring/expected.out"));
+}
