@@ -3,9 +3,13 @@
 
 use crate::collector::Collector;
 
+pub mod autopkgtest;
 pub mod sponsoring;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(sponsoring::Sponsoring)]
+    vec![
+        Box::new(autopkgtest::Autopkgtest),
+        Box::new(sponsoring::Sponsoring),
+    ]
 }
