@@ -5,11 +5,13 @@ use crate::collector::Collector;
 
 pub mod autopkgtest;
 pub mod sponsoring;
+pub mod versions;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(autopkgtest::Autopkgtest),
         Box::new(sponsoring::Sponsoring),
+        Box::new(versions::Versions),
     ]
 }
