@@ -3,9 +3,17 @@
 
 use crate::collector::Collector;
 
+pub mod autopkgtest;
+pub mod rls_bugs;
 pub mod sponsoring;
+pub mod versions;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(sponsoring::Sponsoring)]
+    vec![
+        Box::new(autopkgtest::Autopkgtest),
+        Box::new(rls_bugs::RlsBugs),
+        Box::new(sponsoring::Sponsoring),
+        Box::new(versions::Versions),
+    ]
 }

@@ -1,0 +1,332 @@
+//! autopkgtest: queue sizes and running tests of both autopkgtest instances.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `autopkgtest_queue_size` | `context`, `release`, `arch`, `instance` | `count` int |
+//! | `autopkgtest_running` | `release`, `arch`, `instance` | `count` int: (package, params) entries running for that release and arch |
+//!
+//! Sources, for each instance `production` (`sources.autopkgtest_production`)
+//! and `staging` (`sources.autopkgtest_staging`):
+//! - `queue_size.json`: `context -> release -> arch -> count`;
+//! - `static/running.json`: `package -> params key -> release -> arch -> details`.
+//!
+//! `autopkgtest_running` has a point only for (release, arch) pairs with at
+//! least one running entry; the details of an entry are not read.
+//!
+//! Failures: each of the four documents is read on its own. A document that
+//! cannot be fetched or is not a JSON object contributes no points and is
+//! logged as a warning; the others are still reported. Only when no document
+//! at all could be read (both instances unreachable) is the collection an
+//! error. Inside a document, an entry of the wrong shape (a count that is not
+//! an integer, a release or arch level that is not an object) is skipped with
+//! a warning and the rest of the document is kept.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::sources::http::join;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub struct Autopkgtest;
+
+const QUEUE_SIZE: &str = "queue_size.json";
+const RUNNING: &str = "static/running.json";
+
+#[async_trait::async_trait]
+impl Collector for Autopkgtest {
+    fn name(&self) -> &'static str {
+        "autopkgtest"
+    }
+
+    fn description(&self) -> &'static str {
+        "autopkgtest queue sizes and running tests, production and staging"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["autopkgtest_queue_size", "autopkgtest_running"]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let instances = [
+            ("production", ctx.sources.autopkgtest_production.as_str()),
+            ("staging", ctx.sources.autopkgtest_staging.as_str()),
+        ];
+        let fetches = instances.iter().flat_map(|&(instance, base)| {
+            [QUEUE_SIZE, RUNNING].map(|doc| {
+                let url = join(base, doc);
+                async move {
+                    let result = ctx.http.get_json::<Value>(&url).await;
+                    (instance, doc, url, result)
+                }
+            })
+        });
+        let results = futures::future::join_all(fetches).await;
+
+        let mut points = Vec::new();
+        let mut errors = Vec::new();
+        for (instance, doc, url, result) in results {
+            let value = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(
+                        "autopkgtest instance {instance}: {e}; its {doc} is not reported"
+                    );
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let parsed = if doc == QUEUE_SIZE {
+                queue_points(&url, &value, instance, ctx.now)
+            } else {
+                running_points(&url, &value, instance, ctx.now)
+            };
+            match parsed {
+                Ok(ps) => points.extend(ps),
+                Err(e) => {
+                    tracing::warn!(
+                        "autopkgtest instance {instance}: {e}; its {doc} is not reported"
+                    );
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.len() == 2 * instances.len() {
+            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(CollectorError::Other(format!(
+                "no autopkgtest instance could be read: {}",
+                all.join("; ")
+            )));
+        }
+        Ok(points)
+    }
+}
+
+/// The JSON object at the top of a document, or a parse error naming `url`.
+fn top_object<'a>(
+    url: &str,
+    value: &'a Value,
+) -> Result<&'a serde_json::Map<String, Value>, CollectorError> {
+    value.as_object().ok_or_else(|| {
+        CollectorError::parse(
+            url,
+            format!("expected a JSON object, found {}", kind(value)),
+        )
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The object under `key`, or `None` after a warning naming where it was.
+fn sub_object<'a>(
+    url: &str,
+    path: &str,
+    v: &'a Value,
+) -> Option<&'a serde_json::Map<String, Value>> {
+    let o = v.as_object();
+    if o.is_none() {
+        tracing::warn!(
+            "{url}: {path}: expected an object, found {}; skipped",
+            kind(v)
+        );
+    }
+    o
+}
+
+/// `autopkgtest_queue_size` points from `queue_size.json`.
+fn queue_points(
+    url: &str,
+    doc: &Value,
+    instance: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Point>, CollectorError> {
+    let mut points = Vec::new();
+    for (context, releases) in top_object(url, doc)? {
+        let Some(releases) = sub_object(url, context, releases) else {
+            continue;
+        };
+        for (release, arches) in releases {
+            let Some(arches) = sub_object(url, &format!("{context}/{release}"), arches) else {
+                continue;
+            };
+            for (arch, count) in arches {
+                let Some(count) = count.as_i64() else {
+                    tracing::warn!(
+                        "{url}: {context}/{release}/{arch}: count {count} is not an integer; skipped"
+                    );
+                    continue;
+                };
+                points.push(
+                    Point::new("autopkgtest_queue_size")
+                        .tag("context", context.as_str())
+                        .tag("release", release.as_str())
+                        .tag("arch", arch.as_str())
+                        .tag("instance", instance)
+                        .field("count", count)
+                        .at(now),
+                );
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// `autopkgtest_running` points from `static/running.json`: one per
+/// (release, arch) with at least one (package, params) entry.
+fn running_points(
+    url: &str,
+    doc: &Value,
+    instance: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Point>, CollectorError> {
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (package, runs) in top_object(url, doc)? {
+        let Some(runs) = sub_object(url, package, runs) else {
+            continue;
+        };
+        for (params, releases) in runs {
+            let Some(releases) = sub_object(url, &format!("{package}/{params}"), releases) else {
+                continue;
+            };
+            for (release, arches) in releases {
+                let Some(arches) =
+                    sub_object(url, &format!("{package}/{params}/{release}"), arches)
+                else {
+                    continue;
+                };
+                for arch in arches.keys() {
+                    *counts.entry((release.as_str(), arch.as_str())).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((release, arch), count)| {
+            Point::new("autopkgtest_running")
+                .tag("release", release)
+                .tag("arch", arch)
+                .tag("instance", instance)
+                .field("count", count)
+                .at(now)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn lines(ps: Vec<Point>) -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    fn json(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn queue_sizes_per_context_release_arch() {
+        let doc = json(
+            r#"{"ubuntu": {"noble": {"amd64": 3, "s390x": 0}}, "huge": {"tumbling": {"arm64": 12}}, "ppa": {}}"#,
+        );
+        assert_eq!(
+            lines(queue_points("u", &doc, "staging", now()).unwrap()),
+            [
+                "autopkgtest_queue_size,arch=amd64,context=ubuntu,instance=staging,release=noble count=3i 1795521600000000000",
+                "autopkgtest_queue_size,arch=arm64,context=huge,instance=staging,release=tumbling count=12i 1795521600000000000",
+                "autopkgtest_queue_size,arch=s390x,context=ubuntu,instance=staging,release=noble count=0i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_queue_entries_are_skipped() {
+        let doc = json(
+            r#"{"ubuntu": {"noble": {"amd64": "3", "arm64": 1.5, "armhf": null, "i386": 2},
+                           "jammy": [1, 2]},
+                "ppa": 7}"#,
+        );
+        assert_eq!(
+            lines(queue_points("u", &doc, "production", now()).unwrap()),
+            [
+                "autopkgtest_queue_size,arch=i386,context=ubuntu,instance=production,release=noble count=2i 1795521600000000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_an_error_naming_the_url() {
+        let e = queue_points(
+            "http://x/queue_size.json",
+            &json("[1]"),
+            "production",
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("http://x/queue_size.json") && e.to_string().contains("array"),
+            "{e}"
+        );
+        let e = running_points("http://x/running.json", &json("null"), "production", now())
+            .unwrap_err();
+        assert!(e.to_string().contains("http://x/running.json"), "{e}");
+    }
+
+    #[test]
+    fn running_counts_package_params_entries() {
+        let doc = json(
+            r#"{"glibc": {"h1": {"tumbling": {"amd64": [{}, 10, "log"], "arm64": [{}, 1, ""]}},
+                          "h2": {"tumbling": {"amd64": [{}, 5, "log"]}, "noble": {"amd64": null}}},
+                "zlib": {"h3": {"tumbling": {"amd64": []}}},
+                "empty": {"h4": {"noble": {}}}}"#,
+        );
+        assert_eq!(
+            lines(running_points("u", &doc, "staging", now()).unwrap()),
+            [
+                "autopkgtest_running,arch=amd64,instance=staging,release=noble count=1i 1795521600000000000",
+                "autopkgtest_running,arch=amd64,instance=staging,release=tumbling count=3i 1795521600000000000",
+                "autopkgtest_running,arch=arm64,instance=staging,release=tumbling count=1i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_running_gives_no_points() {
+        assert!(
+            running_points("u", &json("{}"), "production", now())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_running_levels_are_skipped() {
+        let doc = json(
+            r#"{"a": [1], "b": {"h": "x"}, "c": {"h": {"noble": 3}},
+                "d": {"h": {"noble": {"amd64": 1}}}}"#,
+        );
+        assert_eq!(
+            lines(running_points("u", &doc, "production", now()).unwrap()),
+            [
+                "autopkgtest_running,arch=amd64,instance=production,release=noble count=1i 1795521600000000000"
+            ]
+        );
+    }
+}
