@@ -51,9 +51,35 @@ pub enum Command {
     List,
     /// Collect once and write to InfluxDB (or print, with --dry-run)
     Run(RunArgs),
+    /// Run every enabled collector on its interval until SIGTERM (SIGHUP reloads the configuration)
+    Daemon,
+    /// Write or install systemd units (a timer per enabled collector)
+    #[command(subcommand)]
+    Systemd(SystemdCommand),
     /// Show or check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemdCommand {
+    /// Write the units into NORMAL_DIR (the systemd generator protocol: NORMAL_DIR [EARLY_DIR LATE_DIR])
+    Generate {
+        #[arg(required = true, num_args = 1..=3, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The binary the service runs [default: this one]
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Install the units, the configuration and a mode-0600 credentials file; without --root, also reload systemd and enable the timers
+    Install {
+        /// Install under this directory instead of / (nothing is enabled or reloaded)
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The binary the service runs [default: this one]
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +124,16 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if stem == "ubuntu-metrics-generator" {
+        // Installed in a systemd generator directory: argv is NORMAL EARLY LATE.
+        let mut v = vec![
+            OsString::from("ubuntu-metrics"),
+            OsString::from("systemd"),
+            OsString::from("generate"),
+        ];
+        v.extend(args.into_iter().skip(1));
+        return v;
+    }
     let name = normalise_name(&stem);
     if registry().iter().any(|c| c.name() == name) {
         let mut v = vec![
@@ -150,6 +186,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             EXIT_OK
         }
         Command::Run(args) => rt.block_on(run(&registry, &config, &args, cli.now)),
+        Command::Systemd(cmd) => systemd(cmd, &registry, &config, config_path),
+        Command::Daemon => rt.block_on(crate::schedule::daemon::run(
+            config_path,
+            config,
+            std::sync::Arc::new(registry),
+        )),
     }
 }
 
@@ -165,6 +207,16 @@ fn init_logging(verbose: bool) {
         .filter(|_| !verbose)
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    // Under systemd, stderr goes to the journal: no colours, no time stamps
+    // (the journal has its own), and a syslog priority prefix per line.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(crate::logging::Journald)
+            .try_init();
+        return;
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -172,6 +224,59 @@ fn init_logging(verbose: bool) {
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
+}
+
+fn systemd(
+    cmd: SystemdCommand,
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+    config_path: Option<PathBuf>,
+) -> i32 {
+    use crate::schedule::systemd as sd;
+    match cmd {
+        SystemdCommand::Generate { dirs, binary } => {
+            let paths = sd::UnitPaths::new(binary, config_path);
+            match sd::generate(&dirs, registry, config, &paths) {
+                Ok(_) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: systemd generate: {e}");
+                    EXIT_FAILED
+                }
+            }
+        }
+        SystemdCommand::Install { root, binary } => {
+            let paths = sd::UnitPaths::new(binary, config_path);
+            let target = root.clone().unwrap_or_else(|| PathBuf::from("/"));
+            let done = match sd::install(&target, registry, config, &paths) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: systemd install: {e}");
+                    return EXIT_FAILED;
+                }
+            };
+            println!(
+                "units in {}: {} and {}",
+                done.unit_dir.display(),
+                sd::SERVICE_TEMPLATE,
+                done.timers.join(", ")
+            );
+            match &done.config {
+                Some(p) => println!("configuration written to {}", p.display()),
+                None => println!("configuration {} kept as it is", paths.config.display()),
+            }
+            if let Some(p) = &done.credentials {
+                println!("credentials written to {} (mode 0600)", p.display());
+            }
+            if root.is_none() {
+                if let Err(e) = sd::activate(&done.timers) {
+                    eprintln!("ubuntu-metrics: systemd install: {e}");
+                    return EXIT_FAILED;
+                }
+                println!("systemd reloaded; timers enabled and started");
+            }
+            EXIT_OK
+        }
+    }
 }
 
 fn list(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
@@ -264,7 +369,8 @@ async fn run(
             return EXIT_FAILED;
         }
     };
-    let outcomes = runner::collect_many(&selected, &base, config).await;
+    let timeout = Some(config.daemon.run_timeout.as_duration());
+    let outcomes = runner::collect_many(&selected, &base, config, timeout).await;
     let mut status = EXIT_OK;
     for o in &outcomes {
         if let Some(e) = &o.error {
@@ -272,16 +378,15 @@ async fn run(
             status = EXIT_FAILED;
         }
     }
-    let points: Vec<&Point> = outcomes
-        .iter()
-        .flat_map(|o: &Outcome| o.points.iter())
-        .collect();
     match writer {
         None => {
-            let owned: Vec<Point> = points.into_iter().cloned().collect();
+            let points: Vec<Point> = outcomes
+                .into_iter()
+                .flat_map(|o: Outcome| o.points)
+                .collect();
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            match print::print(&mut lock, &owned, args.format) {
+            match print::print(&mut lock, &points, args.format) {
                 Ok(errors) => {
                     for e in errors {
                         eprintln!("ubuntu-metrics: {e}");
@@ -295,20 +400,17 @@ async fn run(
             }
         }
         Some(w) => {
-            let (lines, errors) = crate::point::encode_lines(points);
-            for e in errors {
+            let d = runner::deliver(&outcomes, &w, config.self_metrics.enabled).await;
+            for e in &d.unencodable {
                 eprintln!("ubuntu-metrics: not written: {e}");
                 status = EXIT_FAILED;
             }
-            match w.write_lines(&lines).await {
-                Ok(n) => tracing::info!(points = n, url = %w.url(), "written to InfluxDB"),
-                Err((n, e)) => {
-                    eprintln!(
-                        "ubuntu-metrics: writing to InfluxDB failed after {n} of {} points: {e}",
-                        lines.len()
-                    );
-                    status = EXIT_FAILED;
-                }
+            if let Some(e) = &d.error {
+                eprintln!(
+                    "ubuntu-metrics: writing to InfluxDB failed after {} of {} points: {e}",
+                    d.written, d.total
+                );
+                status = EXIT_FAILED;
             }
         }
     }

@@ -99,6 +99,8 @@ pub struct DaemonConfig {
     pub startup_delay: TimeSpan,
     pub random_delay: TimeSpan,
     pub run_timeout: TimeSpan,
+    /// On SIGTERM, how long running collectors get to finish and write.
+    pub shutdown_grace: TimeSpan,
 }
 
 impl Default for DaemonConfig {
@@ -107,6 +109,7 @@ impl Default for DaemonConfig {
             startup_delay: TimeSpan::from_secs(30),
             random_delay: TimeSpan::parse("1m").expect("valid"),
             run_timeout: TimeSpan::parse("10m").expect("valid"),
+            shutdown_grace: TimeSpan::from_secs(30),
         }
     }
 }

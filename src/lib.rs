@@ -9,6 +9,7 @@ pub mod collector;
 pub mod collectors;
 pub mod config;
 pub mod fixture_server;
+pub mod logging;
 pub mod point;
 pub mod runner;
 pub mod schedule;

@@ -1,2 +1,4 @@
-//! Scheduling: systemd time spans (and, later, the daemon and unit files).
+//! Scheduling: systemd time spans, the daemon, and systemd units.
+pub mod daemon;
+pub mod systemd;
 pub mod timespan;

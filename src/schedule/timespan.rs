@@ -154,8 +154,9 @@ pub fn parse_usec(input: &str) -> Result<u64, String> {
             let frac_len = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
             frac_part = &r[..frac_len];
             rest = &r[frac_len..];
-            if int_part.is_empty() && frac_part.is_empty() {
-                return bad("a number is expected");
+            // systemd: "Don't allow 3.sec": a point needs digits after it.
+            if frac_part.is_empty() {
+                return bad("a digit is expected after the decimal point");
             }
         } else if int_part.is_empty() {
             return bad(&format!("a number is expected at {p:?}"));

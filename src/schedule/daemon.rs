@@ -1,0 +1,255 @@
+//! `ubuntu-metrics daemon`: every enabled collector on its interval, with
+//! the semantics of the first generation's systemd timers
+//! (`OnBootSec=<startup_delay>`, `OnUnitInactiveSec=<interval>`,
+//! `RandomizedDelaySec=<random_delay>`, `FixedRandomDelay=yes`,
+//! `RuntimeMaxSec=<run_timeout>`):
+//!
+//! - each collector's first run comes `startup_delay` after start, plus its
+//!   fixed random delay;
+//! - the next run comes `interval` (plus the fixed delay) after the previous
+//!   run *ended*, so one collector never runs twice at once;
+//! - the fixed random delay is derived from the collector's name and the
+//!   host, so it is the same across restarts and differs between machines;
+//! - a run still going after `run_timeout` is abandoned and reported as
+//!   timed out;
+//! - every collector is its own task: one hanging or failing delays no other.
+//!
+//! SIGTERM / SIGINT: no new runs start; running ones get `shutdown_grace`
+//! to finish and write; then the daemon exits 0. SIGHUP: the configuration
+//! is read again; a bad one is reported and the old one kept.
+
+use crate::collector::{Collector, Context};
+use crate::config::Config;
+use crate::runner;
+use crate::sinks::influxdb::InfluxWriter;
+use crate::sources::http::Http;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What a run needs, rebuilt when the configuration is reloaded.
+pub struct State {
+    pub config: Arc<Config>,
+    pub writer: Arc<InfluxWriter>,
+    pub http: Http,
+}
+
+impl State {
+    pub fn new(config: Config) -> Result<State, String> {
+        let password = config.password().map_err(|e| e.to_string())?;
+        let writer = InfluxWriter::new(&config.influxdb, password)?;
+        let http = Http::new(
+            config.http.connect_timeout.as_duration(),
+            config.http.timeout.as_duration(),
+        )?;
+        Ok(State {
+            config: Arc::new(config),
+            writer: Arc::new(writer),
+            http,
+        })
+    }
+}
+
+/// The host's name, for the fixed random delay.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// 64-bit FNV-1a: a stable hash (the standard library's may change between
+/// Rust releases, and the delay must stay the same across upgrades too).
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// The collector's fixed random delay: in `[0, max]`, the same for the same
+/// collector on the same host.
+pub fn fixed_delay(collector: &str, host: &str, max: Duration) -> Duration {
+    let max_us = max.as_micros() as u64;
+    if max_us == 0 {
+        return Duration::ZERO;
+    }
+    let h = fnv1a(format!("{collector}@{host}").as_bytes());
+    Duration::from_micros(h % (max_us + 1))
+}
+
+pub type Registry = Arc<Vec<Box<dyn Collector>>>;
+
+/// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
+pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registry) -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let state = match State::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return crate::cli::EXIT_FAILED;
+    };
+    let host = host_name();
+    let (state_tx, state_rx) = watch::channel(Arc::new(state));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
+
+    let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
+        let config = state_rx.borrow().config.clone();
+        tasks.retain(|_, t| !t.is_finished());
+        for c in registry.iter() {
+            if config.enabled(c.name()) && !tasks.contains_key(c.name()) {
+                let delay = config.daemon.startup_delay.as_duration()
+                    + fixed_delay(c.name(), &host, config.daemon.random_delay.as_duration());
+                tracing::info!(
+                    collector = c.name(),
+                    interval = %config.interval(c.as_ref()),
+                    first_run_in_s = delay.as_secs_f64(),
+                    "scheduled"
+                );
+                let task = collector_loop(
+                    c.name(),
+                    registry.clone(),
+                    host.clone(),
+                    state_rx.clone(),
+                    stop_rx.clone(),
+                );
+                tasks.insert(c.name(), tokio::spawn(task));
+            }
+        }
+    };
+    reconcile(&mut tasks);
+    tracing::info!(collectors = tasks.len(), "daemon started");
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                match Config::load(config_path.as_deref(), &registry).map_err(|e| e.to_string()).and_then(State::new) {
+                    Ok(new) => {
+                        tracing::info!("SIGHUP: configuration reloaded");
+                        let _ = state_tx.send(Arc::new(new));
+                        reconcile(&mut tasks);
+                    }
+                    Err(e) => tracing::error!("SIGHUP: the new configuration is not valid, keeping the old one: {e}"),
+                }
+            }
+        }
+    }
+
+    let _ = stop_tx.send(true);
+    let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
+    let all = futures::future::join_all(tasks.into_values());
+    match tokio::time::timeout(grace, all).await {
+        Ok(_) => tracing::info!("all runs finished; daemon stopped"),
+        Err(_) => tracing::warn!(
+            "runs still going after the {:.0} s shutdown grace were abandoned",
+            grace.as_secs_f64()
+        ),
+    }
+    crate::cli::EXIT_OK
+}
+
+/// Waits `d`; false when asked to stop first.
+async fn wait_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+async fn collector_loop(
+    name: &'static str,
+    registry: Registry,
+    host: String,
+    mut state_rx: watch::Receiver<Arc<State>>,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let Some(collector) = registry.iter().find(|c| c.name() == name) else {
+        return;
+    };
+    let collector = collector.as_ref();
+    let first = {
+        let st = state_rx.borrow();
+        st.config.daemon.startup_delay.as_duration()
+            + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
+    };
+    if !wait_or_stop(first, &mut stop_rx).await {
+        return;
+    }
+    loop {
+        let st = state_rx.borrow_and_update().clone();
+        if !st.config.enabled(name) {
+            tracing::info!(collector = name, "disabled by the new configuration");
+            return;
+        }
+        let ctx = Context::new(
+            st.http.clone(),
+            Arc::new(st.config.sources.clone()),
+            chrono::Utc::now(),
+        );
+        let timeout = Some(st.config.daemon.run_timeout.as_duration());
+        let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
+        runner::deliver(
+            std::slice::from_ref(&outcome),
+            &st.writer,
+            st.config.self_metrics.enabled,
+        )
+        .await;
+        let ended = Instant::now();
+        // Sleep until `interval` (+ the fixed delay) after this run ended;
+        // a reload recomputes the deadline with the new interval.
+        loop {
+            let deadline = {
+                let st = state_rx.borrow_and_update();
+                ended
+                    + st.config.interval(collector).as_duration()
+                    + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                changed = state_rx.changed() => { if changed.is_err() { return; } }
+                _ = stop_rx.wait_for(|s| *s) => return,
+            }
+        }
+        if *stop_rx.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_delay_is_stable_bounded_and_spread() {
+        let max = Duration::from_secs(60);
+        let a = fixed_delay("britney", "host-a", max);
+        assert_eq!(a, fixed_delay("britney", "host-a", max));
+        assert!(a <= max);
+        assert_ne!(a, fixed_delay("britney", "host-b", max));
+        assert_ne!(a, fixed_delay("images", "host-a", max));
+        assert_eq!(
+            fixed_delay("britney", "host-a", Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+}
