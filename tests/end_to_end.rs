@@ -318,3 +318,94 @@ fn a_link_named_after_a_collector_runs_it() {
     got.sort();
     assert_eq!(got, expected("sponsoring/expected.out"));
 }
+
+#[test]
+fn self_metrics_one_point_per_run_and_switchable_off() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "sponsoring",
+            "versions",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = db.rows("ubuntu_metrics_run");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["status"], json!("ok"));
+        assert!(r["duration_seconds"].as_f64().unwrap() >= 0.0);
+        assert!(r.get("error").is_none());
+    }
+    let sp = rows
+        .iter()
+        .find(|r| r["collector"] == json!("sponsoring"))
+        .unwrap();
+    assert_eq!(sp["points"], json!(4));
+    assert_eq!(sp["requests"], json!(1));
+    let types = db.field_types("ubuntu_metrics_run");
+    for want in [
+        ("duration_seconds", "float"),
+        ("points", "integer"),
+        ("requests", "integer"),
+    ] {
+        assert!(
+            types.contains(&(want.0.to_owned(), want.1.to_owned())),
+            "{types:?}"
+        );
+    }
+
+    // A failing run: status error with its message.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sponsoring/general.json", "sponsoring/gone.json");
+    std::fs::write(&config, text).unwrap();
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            "2026-11-24T13:00:00Z",
+            "run",
+            "sponsoring",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = db.query("SELECT * FROM ubuntu_metrics_run WHERE status = 'error'");
+    assert!(v.to_string().contains("gone.json"), "{v}");
+
+    // Switched off: no new self-metrics point.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "[self_metrics]\nenabled = true",
+        "[self_metrics]\nenabled = false",
+    );
+    assert!(text.contains("enabled = false"));
+    std::fs::write(&config, text).unwrap();
+    bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            "2026-11-24T14:00:00Z",
+            "run",
+            "versions",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(db.rows("ubuntu_metrics_run").len(), 3);
+}

@@ -1,0 +1,258 @@
+//! Generated systemd units: checked by `systemd-analyze verify`, timers
+//! against the configured intervals, install under a root, the generator
+//! protocol through a link, and no password anywhere but the 0600 file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use ubuntu_metrics::collectors::registry;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    for v in [
+        "INFLUXDB_HOSTNAME",
+        "INFLUXDB_PORT",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_DATABASE",
+        "UBUNTU_METRICS_CONFIG",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn verify(dir: &Path) {
+    let mut units: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    units.sort();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&units)
+        .output()
+        .expect("systemd-analyze runs (install it: sudo apt-get install systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {units:?}:\n{stderr}"
+    );
+}
+
+fn timer_setting(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+const CONFIG: &str = r#"
+[influxdb]
+url = "https://influx.example:8086"
+username = "collector"
+password = "pw-must-not-leak-4242"
+
+[daemon]
+startup_delay = "45s"
+
+[collectors.sponsoring]
+interval = "1h 30min"
+
+[collectors.versions]
+enabled = false
+"#;
+
+#[test]
+fn generated_units_verify_and_follow_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let normal = dir.path().join("normal");
+    let st = bin()
+        .args(["--config", config.to_str().unwrap(), "systemd", "generate"])
+        .arg(&normal)
+        .arg(dir.path().join("early"))
+        .arg(dir.path().join("late"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    verify(&normal);
+
+    for c in registry() {
+        let timer = normal.join(format!("ubuntu-metrics-{}.timer", c.name()));
+        let link = normal
+            .join("timers.target.wants")
+            .join(format!("ubuntu-metrics-{}.timer", c.name()));
+        if c.name() == "versions" {
+            assert!(
+                !timer.exists() && !link.exists(),
+                "a disabled collector gets no timer"
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&timer).unwrap();
+        let want = if c.name() == "sponsoring" {
+            "1h 30min"
+        } else {
+            c.default_interval()
+        };
+        assert_eq!(
+            timer_setting(&text, "OnUnitInactiveSec").as_deref(),
+            Some(want),
+            "{}",
+            c.name()
+        );
+        assert_eq!(timer_setting(&text, "OnBootSec").as_deref(), Some("45s"));
+        assert_eq!(
+            timer_setting(&text, "RandomizedDelaySec").as_deref(),
+            Some("1m")
+        );
+        assert_eq!(
+            timer_setting(&text, "FixedRandomDelay").as_deref(),
+            Some("yes")
+        );
+        assert_eq!(
+            timer_setting(&text, "Unit"),
+            Some(format!("ubuntu-metrics@{}.service", c.name()))
+        );
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            timer,
+            "wants link points at the generated timer"
+        );
+    }
+    let service = std::fs::read_to_string(normal.join("ubuntu-metrics@.service")).unwrap();
+    for needle in [
+        "RuntimeMaxSec=10m",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "DynamicUser=yes",
+        "StateDirectory=ubuntu-metrics",
+        "run %i",
+    ] {
+        assert!(
+            service.contains(needle),
+            "service lacks {needle}:\n{service}"
+        );
+    }
+    assert!(!service.contains("pw-must-not-leak-4242"));
+}
+
+#[test]
+fn install_under_a_root_writes_units_config_and_a_private_credentials_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("source.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = dir.path().join("root");
+    let out = bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "systemd",
+            "install",
+            "--root",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("pw-must-not-leak-4242"));
+    let units = root.join("etc/systemd/system");
+    verify(&units);
+    let link = units.join("timers.target.wants/ubuntu-metrics-sponsoring.timer");
+    assert_eq!(
+        std::fs::read_link(link).unwrap(),
+        Path::new("/etc/systemd/system/ubuntu-metrics-sponsoring.timer")
+    );
+    let creds = root.join("etc/ubuntu-metrics/credentials.env");
+    let mode = std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let env = std::fs::read_to_string(&creds).unwrap();
+    assert!(
+        env.contains("INFLUXDB_PASSWORD=\"pw-must-not-leak-4242\"")
+            && env.contains("INFLUXDB_USERNAME=\"collector\"")
+    );
+    // The password lives only in the credentials file.
+    for entry in walk(&root) {
+        if entry != creds && entry.is_file() {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            assert!(
+                !text.contains("pw-must-not-leak-4242"),
+                "password in {}",
+                entry.display()
+            );
+        }
+    }
+    // The installed configuration (without the password) is valid.
+    let installed = root.join(config.strip_prefix("/").unwrap());
+    let out = bin()
+        .args(["--config", installed.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn as_a_systemd_generator_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen_link = dir.path().join("ubuntu-metrics-generator");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &gen_link).unwrap();
+    let normal = dir.path().join("n");
+    let st = Command::new(&gen_link)
+        .arg(&normal)
+        .arg(dir.path().join("e"))
+        .arg(dir.path().join("l"))
+        .env(
+            "UBUNTU_METRICS_CONFIG",
+            "/nonexistent-so-defaults-are-used.toml",
+        )
+        .status()
+        .unwrap();
+    // A missing explicit configuration is an error, as for every command.
+    assert_eq!(st.code(), Some(2));
+    let st = Command::new(&gen_link)
+        .env_remove("UBUNTU_METRICS_CONFIG")
+        .arg(&normal)
+        .arg(dir.path().join("e"))
+        .arg(dir.path().join("l"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    verify(&normal);
+    assert_eq!(
+        std::fs::read_dir(normal.join("timers.target.wants"))
+            .unwrap()
+            .count(),
+        registry().len()
+    );
+}
