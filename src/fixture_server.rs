@@ -16,6 +16,7 @@
 //! drive the `ubuntu-metrics` binary can use it as well as async ones.
 
 pub mod launchpad;
+pub mod rsyncd;
 
 use crate::config::Sources;
 use axum::body::Body;

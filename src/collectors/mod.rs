@@ -3,9 +3,10 @@
 
 use crate::collector::Collector;
 
+pub mod images;
 pub mod sponsoring;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(sponsoring::Sponsoring)]
+    vec![Box::new(images::Images), Box::new(sponsoring::Sponsoring)]
 }
