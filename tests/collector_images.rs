@@ -28,10 +28,7 @@ fn options(toml: &str) -> toml::Table {
 }
 
 async fn images(ctx: &Context, opts: toml::Table) -> Result<Vec<Point>, CollectorError> {
-    let active: Vec<String> = ["tumbling", "stonking", "resolute", "noble", "jammy"]
-        .map(String::from)
-        .to_vec();
-    ubuntu_metrics::collectors::images::collect_for_series(&ctx.for_collector(opts), &active).await
+    collect_with("images", ctx, opts).await
 }
 
 #[tokio::test]
@@ -124,8 +121,11 @@ async fn hanging_server_times_out() {
         msg.contains(&url) && msg.contains("all 15") && msg.contains("did not finish within 1s"),
         "{msg}"
     );
-    // 15 calls, 4 at a time, 1 s each.
-    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    // 15 calls, 4 at a time (so at least 4 rounds), 1 s each.
+    assert!(
+        elapsed >= Duration::from_millis(3900) && elapsed < Duration::from_secs(8),
+        "took {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -168,4 +168,21 @@ async fn timeout_option_accepts_spans_and_seconds() {
         let points = images(&ctx, options(ok)).await.unwrap();
         assert_points(&points, "images/expected.out");
     }
+}
+
+/// Without the active series the flavors cannot be told: an error naming
+/// Launchpad's URL.
+#[tokio::test]
+async fn launchpad_failure_is_an_error() {
+    let server = server();
+    let rsyncd = daemon();
+    let mut ctx = context_with_rsync(&server, &rsyncd.url());
+    let mut sources = (*ctx.sources).clone();
+    sources.launchpad = server.url("launchpad/nowhere/");
+    ctx.sources = Arc::new(sources);
+    let msg = images(&ctx, toml::Table::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("launchpad/nowhere/"), "{msg}");
 }

@@ -72,10 +72,17 @@ impl Collector for Images {
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let _ = ctx;
-        Err(CollectorError::Other(
-            "images: Launchpad client not wired yet".into(),
-        ))
+        // Checked first: a bad option should not cost a Launchpad request.
+        timeout_option(ctx)?;
+        let active: Vec<String> = ctx
+            .launchpad()
+            .ubuntu_series()
+            .await?
+            .into_iter()
+            .filter(|s| s.active)
+            .map(|s| s.name)
+            .collect();
+        collect_for_series(ctx, &active).await
     }
 }
 

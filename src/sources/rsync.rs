@@ -19,7 +19,6 @@
 //! an IPv6 literal, where it could only fail.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use futures::StreamExt;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
@@ -181,10 +180,20 @@ impl Rsync {
         urls: &[String],
         concurrency: usize,
     ) -> Vec<Result<Listing, RsyncError>> {
-        futures::stream::iter(urls.iter().map(|u| self.list(u)))
-            .buffered(concurrency.max(1))
-            .collect()
-            .await
+        // A semaphore and join_all rather than a buffered stream: the
+        // stream's closure type makes the future not provably Send.
+        let permits = tokio::sync::Semaphore::new(concurrency.max(1));
+        let calls = urls.iter().map(|url| {
+            let permits = &permits;
+            async move {
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                self.list(url).await
+            }
+        });
+        futures::future::join_all(calls).await
     }
 }
 
