@@ -16,6 +16,7 @@
 //! drive the `ubuntu-metrics` binary can use it as well as async ones.
 
 pub mod launchpad;
+pub mod rsyncd;
 
 use crate::config::Sources;
 use axum::body::Body;
@@ -51,6 +52,8 @@ pub struct State {
 pub struct FixtureServer {
     pub addr: SocketAddr,
     state: Arc<State>,
+    /// The cdimage stand-in, when started with [`FixtureServer::with_rsync`].
+    rsync: Option<rsyncd::RsyncDaemon>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -95,9 +98,18 @@ impl FixtureServer {
         Ok(FixtureServer {
             addr,
             state,
+            rsync: None,
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    /// Also serves the images fixture tree (`<root>/images/tree.txt`) with a
+    /// real `rsync --daemon`, and points `sources.cdimage_rsync` at it.
+    pub fn with_rsync(mut self) -> std::io::Result<FixtureServer> {
+        let tree = self.state.root.join("images/tree.txt");
+        self.rsync = Some(rsyncd::RsyncDaemon::start(&tree)?);
+        Ok(self)
     }
 
     /// The server's base URL, `http://127.0.0.1:PORT/`.
@@ -135,7 +147,11 @@ impl FixtureServer {
     /// The `[sources]` that point every collector at this server's fixture
     /// layout: `tests/fixtures/<collector>/...`.
     pub fn sources(&self) -> Sources {
-        fixture_sources(&self.base(), &self.state.root)
+        let mut s = fixture_sources(&self.base(), &self.state.root);
+        if let Some(r) = &self.rsync {
+            s.cdimage_rsync = r.url();
+        }
+        s
     }
 }
 

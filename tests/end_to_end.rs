@@ -74,7 +74,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 
 #[test]
 fn run_all_writes_every_expected_point() {
-    let server = server();
+    let server = server_with_rsync();
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server, &db.url());
@@ -109,46 +109,66 @@ fn run_all_writes_every_expected_point() {
         .collect();
     assert!(!lines.is_empty());
 
-    let mut types_checked: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut rows_cache: BTreeMap<String, Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
-    let mut checked = 0;
+    // Lines with the same measurement, tag set and time are one point in
+    // InfluxDB (the last written wins: the images spec keeps such
+    // duplicates), so such a group needs one of its lines in the database.
+    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for line in &lines {
         let parsed = parse_lines(line)
             .next()
             .unwrap()
             .unwrap_or_else(|e| panic!("bad expected line {line}: {e}"));
-        let m = parsed.series.measurement.to_string();
         let ts = parsed
             .timestamp
             .unwrap_or_else(|| panic!("expected line without timestamp: {line}"));
-        let rows = rows_cache.entry(m.clone()).or_insert_with(|| db.rows(&m));
-        let tags: Vec<(String, String)> = parsed
-            .series
-            .tag_set
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let found = rows.iter().any(|r| {
-            r.get("time") == Some(&json!(ts))
-                && tags.iter().all(|(k, v)| r.get(k) == Some(&json!(v)))
-                && parsed.field_set.iter().all(|(k, v)| {
-                    r.get(&k.to_string())
-                        .is_some_and(|got| same_value(got, &json_of(v)))
-                })
-        });
-        assert!(found, "not in InfluxDB: {line}\nrows of {m}: {rows:?}");
-        let types = types_checked
-            .entry(m.clone())
-            .or_insert_with(|| db.field_types(&m));
-        for (k, v) in &parsed.field_set {
-            let want = (k.to_string(), type_name(v).to_owned());
-            assert!(
-                types.contains(&want),
-                "{m}.{k} should be {}: {types:?}",
-                type_name(v)
-            );
+        groups
+            .entry(format!("{} {ts}", parsed.series))
+            .or_default()
+            .push(line);
+    }
+    let mut types_checked: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut rows_cache: BTreeMap<String, Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
+    let mut checked = 0;
+    for group in groups.values() {
+        let mut found = false;
+        let mut m = String::new();
+        for line in group {
+            let parsed = parse_lines(line).next().unwrap().unwrap();
+            m = parsed.series.measurement.to_string();
+            let ts = parsed.timestamp.unwrap();
+            let rows = rows_cache.entry(m.clone()).or_insert_with(|| db.rows(&m));
+            let tags: Vec<(String, String)> = parsed
+                .series
+                .tag_set
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            found |= rows.iter().any(|r| {
+                r.get("time") == Some(&json!(ts))
+                    && tags.iter().all(|(k, v)| r.get(k) == Some(&json!(v)))
+                    && parsed.field_set.iter().all(|(k, v)| {
+                        r.get(&k.to_string())
+                            .is_some_and(|got| same_value(got, &json_of(v)))
+                    })
+            });
+            let types = types_checked
+                .entry(m.clone())
+                .or_insert_with(|| db.field_types(&m));
+            for (k, v) in &parsed.field_set {
+                let want = (k.to_string(), type_name(v).to_owned());
+                assert!(
+                    types.contains(&want),
+                    "{m}.{k} should be {}: {types:?}",
+                    type_name(v)
+                );
+            }
         }
+        assert!(
+            found,
+            "not in InfluxDB: {group:?}\nrows of {m}: {:?}",
+            rows_cache.get(&m)
+        );
         checked += 1;
     }
     eprintln!("checked {checked} points in InfluxDB");

@@ -35,6 +35,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let server = match server.with_rsync() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fixture-server: cannot start the rsync daemon for the images fixtures: {e}");
+            std::process::exit(1);
+        }
+    };
     server.set_latency(args.latency.as_duration());
     if let Some(path) = &args.write_config {
         let config = ubuntu_metrics::config::Config {

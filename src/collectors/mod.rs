@@ -4,6 +4,7 @@
 use crate::collector::Collector;
 
 pub mod autopkgtest;
+pub mod images;
 pub mod rls_bugs;
 pub mod sponsoring;
 pub mod versions;
@@ -12,6 +13,7 @@ pub mod versions;
 pub fn registry() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(autopkgtest::Autopkgtest),
+        Box::new(images::Images),
         Box::new(rls_bugs::RlsBugs),
         Box::new(sponsoring::Sponsoring),
         Box::new(versions::Versions),

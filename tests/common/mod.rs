@@ -29,6 +29,13 @@ pub fn server() -> FixtureServer {
     FixtureServer::start(fixtures()).expect("fixture server starts")
 }
 
+/// The fixture server plus a real rsync daemon serving the images tree.
+pub fn server_with_rsync() -> FixtureServer {
+    server()
+        .with_rsync()
+        .expect("rsync daemon starts (install rsync: sudo apt-get install rsync)")
+}
+
 /// A context pointing every source at `server`, with the fixed clock.
 pub fn context(server: &FixtureServer) -> Context {
     let http = Http::new(Duration::from_secs(5), Duration::from_secs(10)).expect("http client");

@@ -1,0 +1,704 @@
+//! images: age and size of the daily images on cdimage.ubuntu.com.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `daily_image_details` | `flavor`, `release`, `current_or_pending`, `architecture`, `image_type` (left out when none) | `age` int (days), `size` int (bytes) |
+//!
+//! Source: the rsync server `sources.cdimage_rsync`
+//! (`rsync://cdimage.ubuntu.com/cdimage/`), listed, never downloaded, by
+//! the `rsync` client (see [`crate::sources::rsync`]): one call per path
+//! pattern of [`PATTERNS`] and image suffix of [`SUFFIXES`], 15 calls, at
+//! most [`CONCURRENCY`] at a time, each killed after `rsync_timeout`
+//! (default 10s). A failed or timed-out call is logged and the other
+//! listings are used; every call failing is an error. The active series
+//! come from Launchpad.
+//!
+//! The rules that turn a listed path into a point are in [`image`]; they
+//! are the first generation's, kept literally (a top-level `daily-legacy/`
+//! is a flavor, `ubuntu-core-24-…` images have `release=ubuntu`, two paths
+//! giving one tag set are two points).
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::schedule::timespan::TimeSpan;
+use crate::sources::rsync::{Entry, Rsync, RsyncError};
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+pub struct Images;
+
+/// The path patterns listed, each followed by one of [`SUFFIXES`].
+pub const PATTERNS: [&str; 5] = [
+    "daily*/*/*",
+    "*/daily*/*/*",
+    "*/dvd/*/*",
+    "*/*/daily*/*/*",
+    "*/*/dvd/*/*",
+];
+
+/// The image suffixes.
+pub const SUFFIXES: [&str; 3] = [".iso", ".img.xz", ".wsl"];
+
+/// rsync calls running at once (the server is shared with the world).
+pub const CONCURRENCY: usize = 4;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Series and architecture from an image's file name.
+static NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\w+)-.*-([\w\+]+)\..+").expect("valid regex"));
+
+#[async_trait::async_trait]
+impl Collector for Images {
+    fn name(&self) -> &'static str {
+        "images"
+    }
+
+    fn description(&self) -> &'static str {
+        "age and size of the current and pending daily images on cdimage (rsync listing)"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["daily_image_details"]
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "rsync_timeout",
+            "time allowed to each rsync listing call before it is killed (systemd time span, default 10s)",
+        )]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        // Checked first: a bad option should not cost a Launchpad request.
+        timeout_option(ctx)?;
+        let active: Vec<String> = ctx
+            .launchpad()
+            .ubuntu_series()
+            .await?
+            .into_iter()
+            .filter(|s| s.active)
+            .map(|s| s.name)
+            .collect();
+        collect_for_series(ctx, &active).await
+    }
+}
+
+/// The `rsync_timeout` option: a systemd time span (a bare TOML integer is
+/// seconds), more than zero.
+fn timeout_option(ctx: &Context) -> Result<Duration, CollectorError> {
+    let bad = |v: &dyn std::fmt::Display, why: &str| {
+        CollectorError::Other(format!(
+            "option collectors.images.rsync_timeout = {v}: {why}"
+        ))
+    };
+    let d = match ctx.options.get("rsync_timeout") {
+        None => DEFAULT_TIMEOUT,
+        Some(toml::Value::String(s)) => TimeSpan::parse(s).map_err(|e| bad(s, &e))?.as_duration(),
+        Some(toml::Value::Integer(n)) => {
+            Duration::from_secs(u64::try_from(*n).map_err(|_| bad(n, "negative"))?)
+        }
+        Some(v) => return Err(bad(v, "expected a time span such as \"10s\"")),
+    };
+    if d.is_zero() {
+        return Err(bad(&"0", "must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// Lists the server and builds the points, given the active series.
+pub async fn collect_for_series(
+    ctx: &Context,
+    active: &[String],
+) -> Result<Vec<Point>, CollectorError> {
+    let timeout = timeout_option(ctx)?;
+    let base = &ctx.sources.cdimage_rsync;
+    let rsync = Rsync::new(timeout).map_err(|e| {
+        CollectorError::Other(format!(
+            "{base}: cannot create a scratch directory for rsync: {e}"
+        ))
+    })?;
+    let urls = urls(base);
+    let results = rsync.list_all(&urls, CONCURRENCY).await;
+    let entries = merge(base, &urls, results)?;
+    Ok(points(&entries, active, ctx.now))
+}
+
+/// One URL per (pattern, suffix): `<base><pattern><suffix>`.
+pub fn urls(base: &str) -> Vec<String> {
+    let base = if base.ends_with('/') {
+        base.to_owned()
+    } else {
+        format!("{base}/")
+    };
+    let base = base.as_str();
+    PATTERNS
+        .iter()
+        .flat_map(|p| SUFFIXES.iter().map(move |s| format!("{base}{p}{s}")))
+        .collect()
+}
+
+/// The entries of every listing that worked. Failed calls are logged; all
+/// of them failing is an error (rsync missing is said at once).
+fn merge(
+    base: &str,
+    urls: &[String],
+    results: Vec<Result<crate::sources::rsync::Listing, RsyncError>>,
+) -> Result<Vec<Entry>, CollectorError> {
+    let mut entries = Vec::new();
+    let mut failures = Vec::new();
+    for (url, result) in urls.iter().zip(results) {
+        match result {
+            Ok(listing) => {
+                if listing.exit_code != 0 {
+                    tracing::debug!(
+                        "{url}: rsync exit {} (nothing matched, or some files unreadable); its {} lines are used: {}",
+                        listing.exit_code,
+                        listing.entries.len(),
+                        listing.stderr
+                    );
+                }
+                entries.extend(listing.entries);
+            }
+            Err(e @ RsyncError::NotInstalled { .. }) => {
+                return Err(CollectorError::Other(e.to_string()));
+            }
+            Err(e) => {
+                tracing::warn!("{e}; the other listings are still used");
+                failures.push(e);
+            }
+        }
+    }
+    if !failures.is_empty() && failures.len() == urls.len() {
+        return Err(CollectorError::Request {
+            url: base.to_owned(),
+            message: format!(
+                "all {} rsync listings failed; the first: {}",
+                failures.len(),
+                failures[0]
+            ),
+        });
+    }
+    Ok(entries)
+}
+
+/// One image, as the spec's rules read it from a listed path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image<'a> {
+    pub flavor: &'a str,
+    pub release: &'a str,
+    pub current_or_pending: &'static str,
+    pub architecture: &'a str,
+    pub image_type: Option<&'a str>,
+}
+
+/// Applies the spec's rules to a listed path; `None` when the path is not
+/// an image to report (each skip is logged at debug level).
+pub fn image<'a>(path: &'a str, active: &[String]) -> Option<Image<'a>> {
+    if !SUFFIXES.iter().any(|s| path.ends_with(s)) {
+        return None;
+    }
+    let current_or_pending = if path.contains("current") {
+        "current"
+    } else if path.contains("pending") {
+        "pending"
+    } else {
+        return None;
+    };
+    let components: Vec<&str> = path.split('/').collect();
+    let first = components[0];
+    if first == "ubuntu" {
+        return None;
+    }
+    let flavor = if first == "daily-live"
+        || first == "daily-preinstalled"
+        || active.iter().any(|s| s == first)
+    {
+        "ubuntu"
+    } else {
+        first
+    };
+    let image_type = components.iter().find_map(|c| {
+        if let Some(t) = c.strip_prefix("daily-") {
+            Some(t)
+        } else if *c == "dvd" {
+            Some("dvd")
+        } else {
+            None
+        }
+    });
+    let name = components.last().copied().unwrap_or(path);
+    if name.starts_with("ubuntu-core-16") {
+        tracing::debug!("{path}: ubuntu-core-16 image, skipped");
+        return None;
+    }
+    let Some(caps) = NAME.captures(name) else {
+        tracing::debug!("{path}: file name is not <series>-...-<arch>.<ext>, skipped");
+        return None;
+    };
+    let (Some(release), Some(architecture)) = (caps.get(1), caps.get(2)) else {
+        return None;
+    };
+    let release = release.as_str();
+    if flavor == "ubuntustudio"
+        && image_type == Some("dvd")
+        && release != "jammy"
+        && release != "noble"
+    {
+        tracing::debug!("{path}: Ubuntu Studio dvd image of {release}, skipped");
+        return None;
+    }
+    Some(Image {
+        flavor,
+        release,
+        current_or_pending,
+        architecture: architecture.as_str(),
+        image_type,
+    })
+}
+
+/// Whole days (floor) from `modified` to `now`.
+fn age_days(modified: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (now - modified).num_seconds().div_euclid(86_400)
+}
+
+/// One point per kept entry, duplicates included.
+pub fn points(entries: &[Entry], active: &[String], now: DateTime<Utc>) -> Vec<Point> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let img = image(&e.path, active)?;
+            Some(
+                Point::new("daily_image_details")
+                    .tag("flavor", img.flavor)
+                    .tag("release", img.release)
+                    .tag("current_or_pending", img.current_or_pending)
+                    .tag("architecture", img.architecture)
+                    .tag_opt("image_type", img.image_type)
+                    .field("age", age_days(e.modified, now))
+                    .field("size", e.size)
+                    .at(now),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn active() -> Vec<String> {
+        ["tumbling", "stonking", "resolute", "noble", "jammy"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// (flavor, release, current_or_pending, architecture, image_type)
+    fn tags(path: &str) -> Option<(String, String, String, String, Option<String>)> {
+        image(path, &active()).map(|i| {
+            (
+                i.flavor.into(),
+                i.release.into(),
+                i.current_or_pending.into(),
+                i.architecture.into(),
+                i.image_type.map(String::from),
+            )
+        })
+    }
+
+    fn t(
+        f: &str,
+        r: &str,
+        c: &str,
+        a: &str,
+        it: Option<&str>,
+    ) -> Option<(String, String, String, String, Option<String>)> {
+        Some((f.into(), r.into(), c.into(), a.into(), it.map(String::from)))
+    }
+
+    #[test]
+    fn urls_are_pattern_then_suffix() {
+        let u = urls("rsync://h/cdimage/");
+        assert_eq!(u.len(), 15);
+        assert_eq!(u[0], "rsync://h/cdimage/daily*/*/*.iso");
+        assert_eq!(u[4], "rsync://h/cdimage/*/daily*/*/*.img.xz");
+        assert_eq!(u[14], "rsync://h/cdimage/*/*/dvd/*/*.wsl");
+        assert_eq!(
+            urls("rsync://h/cdimage")[0],
+            "rsync://h/cdimage/daily*/*/*.iso"
+        );
+    }
+
+    #[test]
+    fn suffix_and_current_or_pending() {
+        // not an image suffix (directories, checksums, zsync, other case)
+        assert_eq!(tags("daily-live/current"), None);
+        assert_eq!(tags("daily-live/current/SHA256SUMS"), None);
+        assert_eq!(
+            tags("daily-live/current/tumbling-desktop-amd64.iso.zsync"),
+            None
+        );
+        assert_eq!(tags("daily-live/current/tumbling-desktop-amd64.ISO"), None);
+        assert_eq!(tags("daily-live/current/tumbling-desktop-amd64.xz"), None);
+        // neither current nor pending
+        assert_eq!(tags("daily-live/20261124/tumbling-desktop-amd64.iso"), None);
+        // substrings, anywhere in the path; current wins
+        assert_eq!(
+            tags("daily-live/pending/tumbling-desktop-amd64.iso"),
+            t("ubuntu", "tumbling", "pending", "amd64", Some("live"))
+        );
+        assert_eq!(
+            tags("daily-live/current-old/tumbling-desktop-amd64.wsl"),
+            t("ubuntu", "tumbling", "current", "amd64", Some("live"))
+        );
+        assert_eq!(
+            tags("daily-live/pending/current/tumbling-desktop-amd64.iso")
+                .unwrap()
+                .2,
+            "current"
+        );
+        assert_eq!(
+            tags("daily-live/20261124/tumbling-desktop-pending-amd64.img.xz")
+                .unwrap()
+                .2,
+            "pending"
+        );
+    }
+
+    #[test]
+    fn flavors() {
+        assert_eq!(
+            tags("daily-live/current/tumbling-desktop-amd64.iso")
+                .unwrap()
+                .0,
+            "ubuntu"
+        );
+        assert_eq!(
+            tags("daily-preinstalled/current/tumbling-preinstalled-server-arm64+raspi.img.xz")
+                .unwrap()
+                .0,
+            "ubuntu"
+        );
+        // an active series as first component
+        assert_eq!(
+            tags("noble/daily-live/current/noble-desktop-amd64.iso")
+                .unwrap()
+                .0,
+            "ubuntu"
+        );
+        assert_eq!(
+            tags("jammy/ubuntu-wsl/daily-live/current/jammy-wsl-amd64.wsl")
+                .unwrap()
+                .0,
+            "ubuntu"
+        );
+        // an inactive series gives its name
+        assert_eq!(
+            tags("questing/daily-live/current/questing-desktop-amd64.iso"),
+            t("questing", "questing", "current", "amd64", Some("live"))
+        );
+        // a daily-* directory other than live and preinstalled is a flavor
+        assert_eq!(
+            tags("daily-legacy/current/tumbling-desktop-legacy-amd64.iso"),
+            t(
+                "daily-legacy",
+                "tumbling",
+                "current",
+                "amd64",
+                Some("legacy")
+            )
+        );
+        assert_eq!(
+            tags("kubuntu/daily-live/current/tumbling-desktop-amd64.iso")
+                .unwrap()
+                .0,
+            "kubuntu"
+        );
+        // ubuntu/ is skipped, wherever it leads
+        assert_eq!(
+            tags("ubuntu/daily-live/current/tumbling-desktop-amd64.iso"),
+            None
+        );
+        assert_eq!(
+            tags("ubuntu/noble/daily-live/current/noble-desktop-amd64.iso"),
+            None
+        );
+        // without the active series, series directories are flavors
+        assert_eq!(
+            image("noble/daily-live/current/noble-desktop-amd64.iso", &[])
+                .unwrap()
+                .flavor,
+            "noble"
+        );
+    }
+
+    #[test]
+    fn image_types() {
+        assert_eq!(
+            tags("daily-preinstalled/current/tumbling-preinstalled-server-arm64+raspi.img.xz")
+                .unwrap()
+                .4
+                .as_deref(),
+            Some("preinstalled")
+        );
+        assert_eq!(
+            tags("ubuntu-server/noble/daily-live/current/noble-live-server-amd64.iso")
+                .unwrap()
+                .4
+                .as_deref(),
+            Some("live")
+        );
+        assert_eq!(
+            tags("edubuntu/dvd/current/tumbling-dvd-amd64.iso")
+                .unwrap()
+                .4
+                .as_deref(),
+            Some("dvd")
+        );
+        // `daily` alone is no image type
+        assert_eq!(
+            tags("daily/current/tumbling-server-s390x.iso"),
+            t("daily", "tumbling", "current", "s390x", None)
+        );
+        // the first such component wins
+        assert_eq!(
+            tags("kubuntu/dvd/daily-live/current/tumbling-dvd-amd64.iso")
+                .unwrap()
+                .4
+                .as_deref(),
+            Some("dvd")
+        );
+        assert_eq!(
+            tags("kubuntu/daily-live/dvd/current/tumbling-dvd-amd64.iso")
+                .unwrap()
+                .4
+                .as_deref(),
+            Some("live")
+        );
+        // `dvds` is not `dvd`
+        assert_eq!(
+            tags("kubuntu/dvds/current/tumbling-dvd-amd64.iso")
+                .unwrap()
+                .4,
+            None
+        );
+    }
+
+    #[test]
+    fn series_and_architecture_from_the_file_name() {
+        assert_eq!(
+            tags("daily-live/current/tumbling-desktop-arm64.iso"),
+            t("ubuntu", "tumbling", "current", "arm64", Some("live"))
+        );
+        // `+` words
+        assert_eq!(
+            tags(
+                "daily-preinstalled/current/tumbling-preinstalled-server-riscv64+unmatched.img.xz"
+            )
+            .unwrap()
+            .3,
+            "riscv64+unmatched"
+        );
+        assert_eq!(
+            tags("ubuntu-server/daily-live/current/tumbling-live-server-arm64+largemem.iso")
+                .unwrap()
+                .3,
+            "arm64+largemem"
+        );
+        // the word after the LAST `-`, whatever it is
+        assert_eq!(
+            tags("daily-preinstalled/current/tumbling-preinstalled-desktop-arm64+intel-iot.img.xz")
+                .unwrap()
+                .3,
+            "iot"
+        );
+        assert_eq!(
+            tags("kubuntu/daily-live/current/tumbling-desktop-amd64_v3.iso")
+                .unwrap()
+                .3,
+            "amd64_v3"
+        );
+        // the word before the first `.` after it
+        assert_eq!(
+            tags("kubuntu/daily-live/current/tumbling-desktop-amd64.v2.iso")
+                .unwrap()
+                .3,
+            "amd64"
+        );
+        // ubuntu-core-24 gives release ubuntu
+        assert_eq!(
+            tags("ubuntu-core/daily-preinstalled/current/ubuntu-core-24-amd64.img.xz"),
+            t(
+                "ubuntu-core",
+                "ubuntu",
+                "current",
+                "amd64",
+                Some("preinstalled")
+            )
+        );
+        // release-named files
+        assert_eq!(
+            tags("kubuntu/daily-live/current/ubuntu-24.04.3-desktop-amd64.iso")
+                .unwrap()
+                .1,
+            "ubuntu"
+        );
+        // no match: one `-` only, no `-`, nothing between `-` and `.`, a
+        // non-word series
+        assert_eq!(tags("lubuntu/daily-live/current/tumbling-amd64.iso"), None);
+        assert_eq!(tags("lubuntu/daily-live/current/unreadable.iso"), None);
+        assert_eq!(
+            tags("lubuntu/daily-live/current/tumbling-desktop-.iso"),
+            None
+        );
+        assert_eq!(
+            tags("lubuntu/daily-live/current/.hidden-desktop-amd64.iso"),
+            None
+        );
+    }
+
+    #[test]
+    fn ubuntu_core_16_is_skipped() {
+        assert_eq!(
+            tags("ubuntu-core/daily-preinstalled/current/ubuntu-core-16-pi2.img.xz"),
+            None
+        );
+        assert_eq!(
+            tags("ubuntu-core/daily-preinstalled/current/ubuntu-core-16-amd64.img.xz"),
+            None
+        );
+        assert!(
+            tags("ubuntu-core/daily-preinstalled/current/ubuntu-core-18-amd64.img.xz").is_some()
+        );
+    }
+
+    #[test]
+    fn ubuntustudio_dvd_only_for_jammy_and_noble() {
+        assert!(tags("ubuntustudio/dvd/current/noble-dvd-amd64.iso").is_some());
+        assert!(tags("ubuntustudio/dvd/current/jammy-dvd-amd64.iso").is_some());
+        assert!(tags("ubuntustudio/noble/dvd/current/noble-dvd-amd64.iso").is_some());
+        assert_eq!(
+            tags("ubuntustudio/dvd/current/resolute-dvd-amd64.iso"),
+            None
+        );
+        assert_eq!(
+            tags("ubuntustudio/plucky/dvd/current/plucky-dvd-amd64.iso"),
+            None
+        );
+        // named -dvd- but not in a dvd tree: kept
+        assert_eq!(
+            tags("ubuntustudio/daily-live/current/tumbling-dvd-amd64.iso"),
+            t("ubuntustudio", "tumbling", "current", "amd64", Some("live"))
+        );
+        // the series of the file name decides, not the directory
+        assert_eq!(
+            tags("ubuntustudio/noble/dvd/current/resolute-dvd-amd64.iso"),
+            None
+        );
+        // daily-dvd is image type dvd too
+        assert_eq!(
+            tags("ubuntustudio/daily-dvd/current/tumbling-dvd-amd64.iso"),
+            None
+        );
+        // other flavors' dvd trees are kept
+        assert!(tags("edubuntu/dvd/current/resolute-dvd-amd64.iso").is_some());
+    }
+
+    #[test]
+    fn ages_sizes_and_duplicates() {
+        let e = |path: &str, size: u64, modified: DateTime<Utc>| Entry {
+            size,
+            modified,
+            path: path.into(),
+        };
+        let at = |d, h, m, s| Utc.with_ymd_and_hms(2026, 11, d, h, m, s).unwrap();
+        let p = "daily-live/current/tumbling-desktop-amd64.iso";
+        let entries = [
+            e(p, 6_012_345_678, at(24, 5, 30, 0)),
+            e(p, 6_012_345_678, at(24, 5, 30, 0)),
+            e(p, 1, at(23, 12, 0, 0)),
+            e(p, 2, at(23, 12, 0, 1)),
+            e(p, 3, at(1, 0, 0, 0)),
+            // in the future: floor gives -1
+            e(p, 4, at(24, 18, 0, 0)),
+            e("daily-live/current", 4096, at(24, 5, 30, 0)),
+        ];
+        let got: Vec<String> = points(&entries, &active(), now())
+            .iter()
+            .map(|p| p.to_line().unwrap())
+            .collect();
+        let line = |age: i64, size: u64| {
+            format!(
+                "daily_image_details,architecture=amd64,current_or_pending=current,flavor=ubuntu,image_type=live,release=tumbling age={age}i,size={size}i 1795521600000000000"
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                line(0, 6_012_345_678),
+                line(0, 6_012_345_678),
+                line(1, 1),
+                line(0, 2),
+                line(23, 3),
+                line(-1, 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn image_type_left_out_when_none() {
+        let entries = [Entry {
+            size: 5,
+            modified: now(),
+            path: "daily/current/tumbling-server-s390x.iso".into(),
+        }];
+        let got = points(&entries, &active(), now())[0].to_line().unwrap();
+        assert_eq!(
+            got,
+            "daily_image_details,architecture=s390x,current_or_pending=current,flavor=daily,release=tumbling age=0i,size=5i 1795521600000000000"
+        );
+    }
+
+    #[test]
+    fn failures_are_logged_until_all_fail() {
+        let urls = vec!["u1".to_owned(), "u2".to_owned()];
+        let ok = crate::sources::rsync::Listing {
+            entries: vec![Entry {
+                size: 1,
+                modified: now(),
+                path: "x".into(),
+            }],
+            exit_code: 23,
+            stderr: String::new(),
+        };
+        let timeout = RsyncError::Timeout {
+            url: "u2".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let got = merge("base", &urls, vec![Ok(ok), Err(timeout.clone())]).unwrap();
+        assert_eq!(got.len(), 1);
+        let e = merge(
+            "base",
+            &urls,
+            vec![Err(timeout.clone()), Err(timeout.clone())],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("base") && e.to_string().contains("all 2"),
+            "{e}"
+        );
+        let missing = RsyncError::NotInstalled {
+            url: "u1".into(),
+            program: "rsync".into(),
+        };
+        let e = merge("base", &urls, vec![Err(missing), Err(timeout)]).unwrap_err();
+        assert!(e.to_string().contains("install rsync"), "{e}");
+    }
+}

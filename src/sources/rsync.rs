@@ -1,0 +1,367 @@
+//! Listing an rsync server with the `rsync` client, never downloading.
+//!
+//! Each listing runs
+//! `rsync [-4] --dry-run -RL --out-format='%l %M %f' --archive <url> <scratch>`
+//! with `TZ=UTC` (rsync prints modification times in its own local time)
+//! and `LC_ALL=C` (stable messages and numbers). `--dry-run` makes rsync
+//! compare against an empty scratch directory and print what it *would*
+//! transfer: one line `<size> <YYYY/MM/DD-HH:MM:SS> <relative path>` per
+//! file and directory. `-R` keeps the whole path below the module, `-L`
+//! follows symbolic links (the `current` links of cdimage).
+//!
+//! rsync exits 23 both when a pattern matches nothing and when some file
+//! could not be read, and 24 when files vanished during the listing: the
+//! lines it printed are valid then and are returned. Any other failure, and
+//! a call that does not finish within its timeout (the child is killed), is
+//! an error for that call only.
+//!
+//! `-4` (as the first generation ran it) is passed unless the URL's host is
+//! an IPv6 literal, where it could only fail.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One line of an rsync listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (UTC: rsync runs with `TZ=UTC`).
+    pub modified: DateTime<Utc>,
+    /// Path relative to the module (`-R`), e.g. `daily-live/current/x.iso`.
+    pub path: String,
+}
+
+/// What one rsync call printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    /// 0, or 23/24 (a partial listing: see the module documentation).
+    pub exit_code: i32,
+    /// rsync's messages, on one line (`; `-separated), cut to a sane length.
+    pub stderr: String,
+}
+
+/// Why one rsync call gave no listing. Every variant names the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RsyncError {
+    #[error(
+        "cannot list {url}: the rsync program {program:?} was not found; install rsync (apt install rsync)"
+    )]
+    NotInstalled { url: String, program: String },
+    #[error("{url}: cannot run rsync: {message}")]
+    Spawn { url: String, message: String },
+    #[error("{url}: rsync did not finish within {timeout:?} and was killed")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: rsync failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    Failed {
+        url: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// An rsync client for listings: the program, a per-call timeout, and an
+/// empty scratch directory (removed when dropped) used as the destination.
+pub struct Rsync {
+    program: OsString,
+    timeout: Duration,
+    scratch: tempfile::TempDir,
+}
+
+const MAX_STDERR: usize = 2000;
+
+impl Rsync {
+    /// The `rsync` found on `PATH`, with `timeout` per call.
+    pub fn new(timeout: Duration) -> std::io::Result<Rsync> {
+        Rsync::with_program("rsync", timeout)
+    }
+
+    pub fn with_program(program: impl Into<OsString>, timeout: Duration) -> std::io::Result<Rsync> {
+        let scratch = tempfile::Builder::new()
+            .prefix("ubuntu-metrics-rsync-")
+            .tempdir()?;
+        Ok(Rsync {
+            program: program.into(),
+            timeout,
+            scratch,
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The arguments of the call listing `url` (after the program name).
+    pub fn args(&self, url: &str) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        if !host_is_ipv6(url) {
+            args.push("-4".into());
+        }
+        for a in [
+            "--dry-run",
+            "-RL",
+            "--out-format=%l %M %f",
+            "--archive",
+            url,
+        ] {
+            args.push(a.into());
+        }
+        args.push(self.scratch_arg());
+        args
+    }
+
+    /// The scratch directory with a trailing `/`, so rsync treats it as a
+    /// directory.
+    fn scratch_arg(&self) -> OsString {
+        let mut s = self.scratch.path().as_os_str().to_owned();
+        s.push("/");
+        s
+    }
+
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Lists `url` (`rsync://host/module/pattern`) once.
+    pub async fn list(&self, url: &str) -> Result<Listing, RsyncError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(self.args(url))
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // The future owns the child: dropping it on timeout kills rsync.
+        let output = match tokio::time::timeout(self.timeout, cmd.output()).await {
+            Err(_) => {
+                return Err(RsyncError::Timeout {
+                    url: url.to_owned(),
+                    timeout: self.timeout,
+                });
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RsyncError::NotInstalled {
+                    url: url.to_owned(),
+                    program: self.program.to_string_lossy().into_owned(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(RsyncError::Spawn {
+                    url: url.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            Ok(Ok(o)) => o,
+        };
+        let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
+        match output.status.code() {
+            Some(code @ (0 | 23 | 24)) => Ok(Listing {
+                entries: parse_listing(&String::from_utf8_lossy(&output.stdout)),
+                exit_code: code,
+                stderr,
+            }),
+            _ => Err(RsyncError::Failed {
+                url: url.to_owned(),
+                status: output.status.to_string(),
+                stderr,
+            }),
+        }
+    }
+
+    /// Lists every URL, at most `concurrency` calls at a time; results in
+    /// the order of `urls`.
+    pub async fn list_all(
+        &self,
+        urls: &[String],
+        concurrency: usize,
+    ) -> Vec<Result<Listing, RsyncError>> {
+        // A semaphore and join_all rather than a buffered stream: the
+        // stream's closure type makes the future not provably Send.
+        let permits = tokio::sync::Semaphore::new(concurrency.max(1));
+        let calls = urls.iter().map(|url| {
+            let permits = &permits;
+            async move {
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                self.list(url).await
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+/// Whether the host of `url` is an IPv6 literal (`rsync://[::1]/...`).
+fn host_is_ipv6(url: &str) -> bool {
+    matches!(
+        url::Url::parse(url).ok().as_ref().and_then(|u| u.host()),
+        Some(url::Host::Ipv6(_))
+    )
+}
+
+/// rsync's messages on one line, at most [`MAX_STDERR`] characters.
+fn one_line(s: &str) -> String {
+    let joined = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if joined.chars().count() > MAX_STDERR {
+        let cut: String = joined.chars().take(MAX_STDERR).collect();
+        format!("{cut}…")
+    } else {
+        joined
+    }
+}
+
+/// Parses the lines `<size> <YYYY/MM/DD-HH:MM:SS> <path>` of a listing;
+/// other lines (rsync's messages, anything malformed) are skipped.
+pub fn parse_listing(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|line| {
+            let entry = parse_line(line);
+            if entry.is_none() && !line.trim().is_empty() {
+                tracing::debug!("rsync listing: line not understood, skipped: {line:?}");
+            }
+            entry
+        })
+        .collect()
+}
+
+/// One listing line. The size may carry thousands separators (`,`), as
+/// rsync prints with `--human-readable`; the path is everything after the
+/// second space (it may contain spaces).
+pub fn parse_line(line: &str) -> Option<Entry> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut parts = line.splitn(3, ' ');
+    let size = parts.next()?;
+    let time = parts.next()?;
+    let path = parts.next()?;
+    if size.is_empty()
+        || !size.chars().all(|c| c.is_ascii_digit() || c == ',')
+        || !size.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let size: u64 = size.replace(',', "").parse().ok()?;
+    let modified = NaiveDateTime::parse_from_str(time, "%Y/%m/%d-%H:%M:%S")
+        .ok()?
+        .and_utc();
+    if path.is_empty() {
+        return None;
+    }
+    Some(Entry {
+        size,
+        modified,
+        path: path.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn parses_lines_and_skips_the_rest() {
+        let text = "4096 2026/11/24-06:00:00 daily-live\n\
+                    6012345678 2026/11/24-05:30:00 daily-live/current/tumbling-desktop-amd64.iso\n\
+                    1,234,567 2026/01/02-03:04:05 a b/c d.iso\r\n\
+                    symlink has no referent: \"x\" (in cdimage)\n\
+                    rsync error: some files/attrs were not transferred (code 23)\n\
+                    \n\
+                    12 2026/13/01-00:00:00 bad-month.iso\n\
+                    12 2026-11-01T00:00:00 other-format.iso\n\
+                    -5 2026/11/01-00:00:00 negative.iso\n\
+                    ,5 2026/11/01-00:00:00 comma.iso\n\
+                    99999999999999999999999 2026/11/01-00:00:00 too-big.iso\n\
+                    12 2026/11/01-00:00:00\n\
+                    12 2026/11/01-00:00:00 \n\
+                    12  2026/11/01-00:00:00 two-spaces.iso\n";
+        let got = parse_listing(text);
+        assert_eq!(
+            got,
+            vec![
+                Entry {
+                    size: 4096,
+                    modified: Utc.with_ymd_and_hms(2026, 11, 24, 6, 0, 0).unwrap(),
+                    path: "daily-live".into()
+                },
+                Entry {
+                    size: 6_012_345_678,
+                    modified: Utc.with_ymd_and_hms(2026, 11, 24, 5, 30, 0).unwrap(),
+                    path: "daily-live/current/tumbling-desktop-amd64.iso".into()
+                },
+                Entry {
+                    size: 1_234_567,
+                    modified: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+                    path: "a b/c d.iso".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn arguments_as_the_first_generation() {
+        let r = Rsync::new(Duration::from_secs(1)).unwrap();
+        let args: Vec<String> = r
+            .args("rsync://h/cdimage/daily*/*/*.iso")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let scratch = format!("{}/", r.scratch().display());
+        assert_eq!(
+            args,
+            [
+                "-4",
+                "--dry-run",
+                "-RL",
+                "--out-format=%l %M %f",
+                "--archive",
+                "rsync://h/cdimage/daily*/*/*.iso",
+                scratch.as_str()
+            ]
+        );
+        let args = r.args("rsync://[::1]:873/cdimage/x");
+        assert!(!args.iter().any(|a| a == "-4"));
+    }
+
+    #[test]
+    fn stderr_on_one_line() {
+        assert_eq!(one_line("a\n\n  b  \n"), "a; b");
+        assert!(one_line(&"x".repeat(5000)).chars().count() <= MAX_STDERR + 1);
+    }
+
+    #[tokio::test]
+    async fn missing_program_says_install_rsync() {
+        let r = Rsync::with_program("/nonexistent/rsync-xyz", Duration::from_secs(5)).unwrap();
+        let e = r.list("rsync://127.0.0.1:1/cdimage/x").await.unwrap_err();
+        assert!(matches!(e, RsyncError::NotInstalled { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("install rsync") && msg.contains("rsync://127.0.0.1:1/cdimage/x"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_names_the_url_and_status() {
+        // `false` stands in for an rsync that fails at once.
+        let r = Rsync::with_program("false", Duration::from_secs(5)).unwrap();
+        let e = r.list("rsync://127.0.0.1:1/cdimage/x").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, RsyncError::Failed { .. })
+                && msg.contains("rsync://127.0.0.1:1/cdimage/x")
+                && msg.contains("exit status: 1"),
+            "{msg}"
+        );
+    }
+}
