@@ -99,10 +99,7 @@ pub async fn collect_one(
     let span = tracing::info_span!("collector", name = c.name());
     let fut = c.collect(&ctx).instrument(span);
     let result = match timeout {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => Some(r),
-            Err(_) => None,
-        },
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
         None => Some(fut.await),
     };
     let duration = started.elapsed();
