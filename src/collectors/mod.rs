@@ -3,9 +3,10 @@
 
 use crate::collector::Collector;
 
+pub mod britney;
 pub mod sponsoring;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(sponsoring::Sponsoring)]
+    vec![Box::new(britney::Britney), Box::new(sponsoring::Sponsoring)]
 }
