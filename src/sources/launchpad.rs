@@ -1,0 +1,473 @@
+//! A thin, anonymous client of the Launchpad web service (lazr.restful
+//! JSON over HTTP), reached by collectors as [`Context::launchpad`].
+//!
+//! Launchpad's shape, in short (see `devel.wadl` for the full description):
+//! entries are JSON objects carrying `self_link` and `*_link` /
+//! `*_collection_link` URLs; collections are paged
+//! (`{"total_size", "start", "entries", "next_collection_link"}`, 75 entries
+//! per page unless `ws.size` asks for up to 300); named operations are GETs
+//! with `ws.op=NAME` and their arguments in the query, a person or team
+//! argument being its full resource URL ([`Launchpad::resource_url`]). On
+//! the `devel` API a named operation whose result spans more than one page
+//! answers `total_size_link` (the same request plus `ws.show=total_size`,
+//! answering a bare integer) instead of `total_size`.
+//!
+//! The client reads only what callers ask for: callers deserialize entries
+//! into their own structs whose fields are all `Option` (Launchpad omits
+//! fields and writes `null` in others); unknown fields are ignored.
+//!
+//! Every request goes through [`Http::send`] (counted and logged). Server
+//! errors (5xx), 429 and dropped connections are retried up to 3 times with
+//! exponential backoff and jitter; 4xx answers and timeouts are not.
+//!
+//! [`Context::launchpad`]: crate::collector::Context::launchpad
+
+use crate::collector::CollectorError;
+use crate::sources::http::{Http, join};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Entries per page asked for when reading a whole collection (Launchpad's
+/// maximum).
+pub const PAGE_SIZE: u32 = 300;
+/// Pages followed at most for one collection (300 × 1000 entries): a guard
+/// against a server that keeps answering `next_collection_link`.
+const MAX_PAGES: usize = 1000;
+const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
+
+/// The Launchpad client: the shared HTTP client and the service's base URL
+/// (`https://api.launchpad.net/devel/` in production).
+#[derive(Clone)]
+pub struct Launchpad {
+    http: Http,
+    base: String,
+    retries: u32,
+    retry_base: Duration,
+}
+
+/// A series of the `ubuntu` distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub name: String,
+    /// Launchpad's `active` flag (series still taking uploads or supported).
+    pub active: bool,
+    /// True for the distribution's `current_series` (the series in
+    /// development).
+    pub current: bool,
+    pub self_link: String,
+}
+
+/// One page of a collection (only the paging keys; entries are kept raw so
+/// that a bad entry is reported with its index).
+#[derive(Debug, Deserialize)]
+struct Page {
+    entries: Option<Vec<serde_json::Value>>,
+    total_size: Option<u64>,
+    total_size_link: Option<String>,
+    next_collection_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DistributionEntry {
+    current_series_link: Option<String>,
+    series_collection_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesEntry {
+    name: Option<String>,
+    active: Option<bool>,
+    self_link: Option<String>,
+    architectures_collection_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ArchEntry {
+    architecture_tag: Option<String>,
+}
+
+impl Launchpad {
+    /// A client of the service at `base` (any URL; treated as a directory).
+    pub fn new(http: Http, base: impl Into<String>) -> Launchpad {
+        Launchpad {
+            http,
+            base: base.into(),
+            retries: DEFAULT_RETRIES,
+            retry_base: DEFAULT_RETRY_BASE,
+        }
+    }
+
+    /// The same client with another retry policy: `retries` more attempts
+    /// after the first, waiting about `base`, `2 × base`, `4 × base`, ...
+    pub fn with_retries(mut self, retries: u32, base: Duration) -> Launchpad {
+        self.retries = retries;
+        self.retry_base = base;
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The URL of a resource given by its path relative to the service root
+    /// (`"ubuntu"`, `"~ubuntu-archive"`); a full URL is returned unchanged.
+    pub fn resource_url(&self, path: &str) -> String {
+        if is_absolute(path) {
+            path.to_owned()
+        } else {
+            join(&self.base, path.trim_start_matches('/'))
+        }
+    }
+
+    /// The URL of `url_or_path` with `params` appended to its query.
+    pub fn url_with(
+        &self,
+        url_or_path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, CollectorError> {
+        let full = self.resource_url(url_or_path);
+        let mut url = url::Url::parse(&full)
+            .map_err(|e| CollectorError::Other(format!("invalid Launchpad URL {full:?}: {e}")))?;
+        if !params.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    /// GETs one resource (an entry, or one page of a collection) as `T`.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        url_or_path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T, CollectorError> {
+        let url = self.url_with(url_or_path, params)?;
+        let body = self.fetch(&url).await?;
+        parse_json(&url, &body)
+    }
+
+    /// Every entry of a collection (or of a named operation's result),
+    /// following `next_collection_link` and asking for pages of
+    /// [`PAGE_SIZE`] unless `params` says otherwise.
+    pub async fn collection<T: DeserializeOwned>(
+        &self,
+        url_or_path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Vec<T>, CollectorError> {
+        let size = PAGE_SIZE.to_string();
+        let mut all: Vec<(&str, &str)> = params.to_vec();
+        if !params.iter().any(|(k, _)| *k == "ws.size") {
+            all.push(("ws.size", &size));
+        }
+        let mut url = self.url_with(url_or_path, &all)?;
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let body = self.fetch(&url).await?;
+            let page: Page = parse_json(&url, &body)?;
+            let entries = page
+                .entries
+                .ok_or_else(|| CollectorError::parse(&url, "not a collection: no \"entries\""))?;
+            for (i, e) in entries.into_iter().enumerate() {
+                let entry = T::deserialize(e).map_err(|err| {
+                    CollectorError::parse(&url, format!("entry {i} is not as expected: {err}"))
+                })?;
+                out.push(entry);
+            }
+            seen.insert(url.clone());
+            match page.next_collection_link {
+                Some(next) if !next.is_empty() => {
+                    if seen.contains(&next) {
+                        return Err(CollectorError::parse(
+                            &url,
+                            format!("next_collection_link loops back to {next}"),
+                        ));
+                    }
+                    url = next;
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(CollectorError::parse(
+            url,
+            format!("more than {MAX_PAGES} pages"),
+        ))
+    }
+
+    /// The number of entries of a collection or named operation's result,
+    /// in one request (`total_size`) or two (`total_size_link`), never by
+    /// reading every page.
+    pub async fn count(
+        &self,
+        url_or_path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<u64, CollectorError> {
+        let mut all: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| *k != "ws.size")
+            .copied()
+            .collect();
+        all.push(("ws.size", "1"));
+        let url = self.url_with(url_or_path, &all)?;
+        let body = self.fetch(&url).await?;
+        let page: Page = parse_json(&url, &body)?;
+        if let Some(n) = page.total_size {
+            return Ok(n);
+        }
+        if let Some(link) = page.total_size_link.filter(|l| !l.is_empty()) {
+            let body = self.fetch(&link).await?;
+            return parse_count(&link, &body);
+        }
+        match (page.entries, page.next_collection_link) {
+            // A single page without a size: its entries are all there is.
+            (Some(entries), None) => Ok(entries.len() as u64),
+            _ => Err(CollectorError::parse(
+                url,
+                "neither total_size nor total_size_link in the answer",
+            )),
+        }
+    }
+
+    /// The series of the `ubuntu` distribution, as Launchpad lists them
+    /// (newest first). Two requests.
+    pub async fn ubuntu_series(&self) -> Result<Vec<Series>, CollectorError> {
+        let url = self.resource_url("ubuntu");
+        let ubuntu: DistributionEntry = self.get(&url, &[]).await?;
+        let series_link = ubuntu.series_collection_link.ok_or_else(|| {
+            CollectorError::parse(&url, "no series_collection_link in the distribution")
+        })?;
+        let current = ubuntu.current_series_link.unwrap_or_default();
+        let entries: Vec<SeriesEntry> = self.collection(&series_link, &[]).await?;
+        let mut out = Vec::new();
+        for (i, s) in entries.into_iter().enumerate() {
+            let (Some(name), Some(self_link)) = (s.name, s.self_link) else {
+                tracing::warn!("{series_link}: series entry {i} has no name or self_link; skipped");
+                continue;
+            };
+            out.push(Series {
+                current: !current.is_empty() && same_link(&self_link, &current),
+                active: s.active.unwrap_or(false),
+                name,
+                self_link,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The current (devel) series' name and the `architecture_tag` of each
+    /// of its architectures. Three requests.
+    pub async fn devel_architectures(&self) -> Result<(String, Vec<String>), CollectorError> {
+        let url = self.resource_url("ubuntu");
+        let ubuntu: DistributionEntry = self.get(&url, &[]).await?;
+        let current = ubuntu.current_series_link.ok_or_else(|| {
+            CollectorError::parse(&url, "no current_series_link in the distribution")
+        })?;
+        let series: SeriesEntry = self.get(&current, &[]).await?;
+        let name = series
+            .name
+            .ok_or_else(|| CollectorError::parse(&current, "the current series has no name"))?;
+        let archs_link = series.architectures_collection_link.ok_or_else(|| {
+            CollectorError::parse(&current, "no architectures_collection_link in the series")
+        })?;
+        let archs: Vec<ArchEntry> = self.collection(&archs_link, &[]).await?;
+        let tags = archs
+            .into_iter()
+            .filter_map(|a| a.architecture_tag)
+            .collect();
+        Ok((name, tags))
+    }
+
+    /// GETs `url` and returns its body, retrying transient failures.
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
+        let mut attempt = 0u32;
+        loop {
+            let result =
+                match self
+                    .http
+                    .send(
+                        self.http
+                            .client()
+                            .get(url)
+                            .header(reqwest::header::ACCEPT, "application/json"),
+                    )
+                    .await
+                {
+                    Ok(resp) => resp.bytes().await.map(|b| b.to_vec()).map_err(|e| {
+                        CollectorError::Request {
+                            url: url.to_owned(),
+                            message: format!(
+                                "the answer's body was cut short or could not be read: {e}"
+                            ),
+                        }
+                    }),
+                    Err(e) => Err(e),
+                };
+            match result {
+                Ok(body) => return Ok(body),
+                Err(e) if attempt < self.retries && is_transient(&e) => {
+                    let delay = backoff(self.retry_base, attempt);
+                    tracing::debug!("{e}; retrying in {} ms", delay.as_millis());
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn is_absolute(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Two links to the same resource (ignoring a trailing `/`).
+fn same_link(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Worth trying again: a server error, rate limiting, or a connection that
+/// failed or dropped. Not a 4xx (it would fail again) nor a timeout (the
+/// request already took the whole timeout; a retry would multiply it).
+pub fn is_transient(e: &CollectorError) -> bool {
+    match e {
+        CollectorError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+        CollectorError::Request { message, .. } => !message.starts_with("timed out"),
+        _ => false,
+    }
+}
+
+/// The wait before retry number `attempt + 1`: `base × 2^attempt`, scaled
+/// by a random factor in [0.5, 1.5) so that clients do not retry in step.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let factor = 0.5 + (random % 1000) as f64 / 1000.0;
+    base.mul_f64(f64::from(1u32 << attempt.min(16)) * factor)
+}
+
+fn parse_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, CollectorError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(CollectorError::parse(
+            url,
+            "empty body where JSON was expected",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
+}
+
+/// The answer of a `total_size_link`: a bare integer.
+fn parse_count(url: &str, body: &[u8]) -> Result<u64, CollectorError> {
+    let text = String::from_utf8_lossy(body);
+    let t = text.trim();
+    t.parse::<u64>().map_err(|_| {
+        CollectorError::parse(
+            url,
+            format!(
+                "expected a bare integer, got {:?}",
+                t.chars().take(80).collect::<String>()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lp(base: &str) -> Launchpad {
+        let http = Http::new(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+        Launchpad::new(http, base)
+    }
+
+    #[test]
+    fn resource_urls_are_relative_to_any_base() {
+        assert_eq!(
+            lp("https://api.launchpad.net/devel/").resource_url("ubuntu"),
+            "https://api.launchpad.net/devel/ubuntu"
+        );
+        assert_eq!(
+            lp("https://api.launchpad.net/devel").resource_url("~motu"),
+            "https://api.launchpad.net/devel/~motu"
+        );
+        assert_eq!(
+            lp("http://h:1/lp/devel/").resource_url("/ubuntu/tumbling"),
+            "http://h:1/lp/devel/ubuntu/tumbling"
+        );
+        assert_eq!(lp("http://h/").resource_url("https://x/y"), "https://x/y");
+    }
+
+    #[test]
+    fn params_are_encoded_and_appended() {
+        let l = lp("https://api.launchpad.net/devel/");
+        let u = l
+            .url_with(
+                "~ubuntu-archive",
+                &[
+                    ("ws.op", "searchTasks"),
+                    (
+                        "assignee",
+                        "https://api.launchpad.net/devel/~ubuntu-archive",
+                    ),
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            u,
+            "https://api.launchpad.net/devel/~ubuntu-archive?ws.op=searchTasks&assignee=https%3A%2F%2Fapi.launchpad.net%2Fdevel%2F%7Eubuntu-archive"
+        );
+        let u = l
+            .url_with("https://x/c?ws.start=2", &[("ws.size", "1")])
+            .unwrap();
+        assert_eq!(u, "https://x/c?ws.start=2&ws.size=1");
+        assert!(l.url_with("http://[bad", &[]).is_err());
+    }
+
+    #[test]
+    fn transient_errors() {
+        let status = |s| CollectorError::HttpStatus {
+            url: "u".into(),
+            status: s,
+            message: String::new(),
+        };
+        assert!(is_transient(&status(500)));
+        assert!(is_transient(&status(503)));
+        assert!(is_transient(&status(429)));
+        assert!(!is_transient(&status(404)));
+        assert!(!is_transient(&status(400)));
+        let req = |m: &str| CollectorError::Request {
+            url: "u".into(),
+            message: m.into(),
+        };
+        assert!(is_transient(&req("could not connect: refused")));
+        assert!(!is_transient(&req("timed out")));
+        assert!(!is_transient(&CollectorError::parse("u", "bad json")));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter() {
+        let b = Duration::from_millis(200);
+        for attempt in 0..3 {
+            let d = backoff(b, attempt);
+            let nominal = 200u128 << attempt;
+            assert!(
+                d.as_millis() >= nominal / 2 && d.as_millis() < nominal * 3 / 2,
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_are_bare_integers() {
+        assert_eq!(parse_count("u", b"412\n").unwrap(), 412);
+        assert!(parse_count("u", b"<html>").is_err());
+        assert!(parse_count("u", b"-1").is_err());
+    }
+}
