@@ -4,18 +4,22 @@
 use crate::collector::Collector;
 
 pub mod autopkgtest;
+pub mod britney;
 pub mod images;
 pub mod rls_bugs;
 pub mod sponsoring;
+pub mod ubuntu_archive;
 pub mod versions;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(autopkgtest::Autopkgtest),
+        Box::new(britney::Britney),
         Box::new(images::Images),
         Box::new(rls_bugs::RlsBugs),
         Box::new(sponsoring::Sponsoring),
+        Box::new(ubuntu_archive::UbuntuArchive),
         Box::new(versions::Versions),
     ]
 }

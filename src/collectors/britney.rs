@@ -1,0 +1,847 @@
+//! britney: health of proposed-migration (britney) runs and of its excuses.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `britney_last_run_age` | `release` | `run_age` int (whole hours since the last run) |
+//! | `britney_last_run_duration` | `release` | `run_duration` int (whole minutes of the last complete run) |
+//! | `update_excuses_stats` | `release` (devel) | `valid_candidates`, `not_considered`, `total`, `median_age`, `backlog`, all int; time = the CSV row's time |
+//! | `update_excuses_by_team_stats` | `release` (devel), `team` | `count` int (items older than 3 days), `age` float (their mean age in days, 0.0 when none) |
+//!
+//! Source: `sources.proposed_migration`. Series: supported + ESM series
+//! (distro-info, release order, each once); the devel series for the two
+//! excuses reports. Four parts, each failing alone (logged, the others
+//! still report); the collector fails only when every part failed.
+//!
+//! 1. `S/update_excuses.html`: the first line holding `Generated:` gives the
+//!    run time (`YYYY.MM.DD HH:MM:SS`, UTC) as the two words after it.
+//! 2. `log/S/YYYY-MM-DD/` (the day of that run): a directory listing of
+//!    `HH:MM:SS.log` files. Newest first, skipping names containing
+//!    `notest`, the first complete log (last non-blank line `Finished at:
+//!    <RFC 2822>`, first line the RFC 2822 start) gives the duration.
+//! 3. `update_excuses.csv`: rows of the last 12 hours, columns by header name.
+//! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
+//!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::sources::http::join;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use regex::Regex;
+use serde_norway::Value;
+use std::sync::LazyLock;
+
+pub struct Britney;
+
+/// Rows of `update_excuses.csv` older than this are not reported.
+const CSV_WINDOW_HOURS: i64 = 12;
+
+/// A by-team item counts when its age in days is greater than this.
+const STUCK_AGE_DAYS: f64 = 3.0;
+
+#[async_trait::async_trait]
+impl Collector for Britney {
+    fn name(&self) -> &'static str {
+        "britney"
+    }
+
+    fn description(&self) -> &'static str {
+        "britney (proposed-migration) run age and duration, update_excuses statistics overall and per team"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &[
+            "britney_last_run_age",
+            "britney_last_run_duration",
+            "update_excuses_stats",
+            "update_excuses_by_team_stats",
+        ]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let base = ctx.sources.proposed_migration.as_str();
+        let (runs, excuses, by_team) = futures::join!(
+            run_parts(ctx, base),
+            excuses_stats(ctx, base),
+            by_team_stats(ctx, base)
+        );
+        let (ages, durations) = runs;
+        let parts = [
+            ("last run age", ages),
+            ("last run duration", durations),
+            ("update_excuses.csv", excuses),
+            ("update_excuses_by_team.yaml", by_team),
+        ];
+        let mut points = Vec::new();
+        let mut errors = Vec::new();
+        for (part, result) in parts {
+            match result {
+                Ok(ps) => points.extend(ps),
+                Err(e) => {
+                    tracing::warn!("britney: {part}: {e}; the other parts are still reported");
+                    errors.push(format!("{part}: {e}"));
+                }
+            }
+        }
+        if errors.len() == 4 {
+            return Err(CollectorError::Other(format!(
+                "every part of britney failed: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(points)
+    }
+}
+
+type Part = Result<Vec<Point>, CollectorError>;
+
+/// Supported + ESM series, in distro-info (release) order, each once.
+fn run_series(ctx: &Context) -> Result<Vec<String>, CollectorError> {
+    let di = ctx.distro_info()?;
+    let today = ctx.today();
+    let supported = di.supported(today);
+    let esm = di.supported_esm(today);
+    Ok(di
+        .all()
+        .iter()
+        .filter(|r| {
+            supported
+                .iter()
+                .chain(esm.iter())
+                .any(|s| s.series == r.series)
+        })
+        .map(|r| r.series.clone())
+        .collect())
+}
+
+/// Parts 1 and 2: last run age and last run duration of every series.
+async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
+    let series = match run_series(ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            let dur = CollectorError::Other(format!("not looked up: the series are unknown ({e})"));
+            return (Err(e), Err(dur));
+        }
+    };
+    let outcomes = futures::future::join_all(series.iter().map(|s| series_run(ctx, base, s))).await;
+
+    let mut ages = Vec::new();
+    let mut age_errors = Vec::new();
+    let mut durations = Vec::new();
+    let mut duration_errors = Vec::new();
+    let mut duration_lookups = 0;
+    for (s, (age, duration)) in series.iter().zip(outcomes) {
+        match age {
+            Ok(Some(p)) => ages.push(p),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("britney: last run age of {s}: {e}");
+                age_errors.push(e);
+            }
+        }
+        if let Some(d) = duration {
+            duration_lookups += 1;
+            match d {
+                Ok(Some(p)) => durations.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("britney: last run duration of {s}: {e}");
+                    duration_errors.push(e);
+                }
+            }
+        }
+    }
+    let ages_part = if !series.is_empty() && age_errors.len() == series.len() {
+        Err(age_errors.swap_remove(0))
+    } else {
+        Ok(ages)
+    };
+    let durations_part = if ages_part.is_err() {
+        Err(CollectorError::Other(
+            "not looked up: no run date is known (the last run age failed for every series)".into(),
+        ))
+    } else if duration_lookups > 0 && duration_errors.len() == duration_lookups {
+        Err(duration_errors.swap_remove(0))
+    } else {
+        Ok(durations)
+    };
+    (ages_part, durations_part)
+}
+
+/// One series: its run-age point (if its run time is known) and, when it is,
+/// the outcome of the duration lookup for that day.
+async fn series_run(
+    ctx: &Context,
+    base: &str,
+    series: &str,
+) -> (
+    Result<Option<Point>, CollectorError>,
+    Option<Result<Option<Point>, CollectorError>>,
+) {
+    let url = join(base, &format!("{series}/update_excuses.html"));
+    let html = match ctx.http.get_text(&url).await {
+        Ok(t) => t,
+        Err(e) => return (Err(e), None),
+    };
+    let generated = match parse_generated(&html) {
+        None => {
+            tracing::warn!(
+                "britney: {url}: no `Generated:` line; no run age or duration for {series}"
+            );
+            return (Ok(None), None);
+        }
+        Some(Err(msg)) => {
+            tracing::warn!("britney: {url}: {msg}; no run age or duration for {series}");
+            return (Ok(None), None);
+        }
+        Some(Ok(t)) => t,
+    };
+    let age = Point::new("britney_last_run_age")
+        .tag("release", series)
+        .field("run_age", run_age_hours(generated, ctx.now))
+        .at(ctx.now);
+    let duration = last_run_duration(ctx, base, series, generated.date_naive())
+        .await
+        .map(|d| {
+            d.map(|minutes| {
+                Point::new("britney_last_run_duration")
+                    .tag("release", series)
+                    .field("run_duration", minutes)
+                    .at(ctx.now)
+            })
+        });
+    (Ok(Some(age)), Some(duration))
+}
+
+static GENERATED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(\d{4}\.\d{1,2}\.\d{1,2})\s+(\d{1,2}:\d{2}:\d{2})(?:\s|<|$)")
+        .expect("valid regex")
+});
+
+/// The run time in `update_excuses.html`: the two words after `Generated:`
+/// on the first line holding it. `None` when no line holds it; an error
+/// message when its date cannot be read.
+fn parse_generated(html: &str) -> Option<Result<DateTime<Utc>, String>> {
+    let line = html.lines().find(|l| l.contains("Generated:"))?;
+    let rest = &line[line.find("Generated:").expect("the line contains it") + "Generated:".len()..];
+    let parsed = GENERATED.captures(rest).and_then(|c| {
+        NaiveDateTime::parse_from_str(&format!("{} {}", &c[1], &c[2]), "%Y.%m.%d %H:%M:%S").ok()
+    });
+    Some(parsed.map(|t| t.and_utc()).ok_or_else(|| {
+        format!(
+            "`Generated:` line {:?} does not carry `YYYY.MM.DD HH:MM:SS`",
+            line.trim()
+        )
+    }))
+}
+
+/// Whole hours from `generated` to `now` (total hours, not modulo a day).
+fn run_age_hours(generated: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (now - generated).num_hours()
+}
+
+/// Part 2 for one series: the duration in minutes of the newest complete
+/// log of `date`. `Ok(None)` when that day has no complete log. An error
+/// only when the day's listing cannot be read.
+async fn last_run_duration(
+    ctx: &Context,
+    base: &str,
+    series: &str,
+    date: NaiveDate,
+) -> Result<Option<i64>, CollectorError> {
+    let dir = join(base, &format!("log/{series}/{}/", date.format("%Y-%m-%d")));
+    let listing = ctx.http.get_text(&dir).await?;
+    let names = log_names(&listing);
+    for name in &names {
+        let url = join(&dir, name);
+        let text = match ctx.http.get_text(&url).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("britney: {e}; trying the next older log");
+                continue;
+            }
+        };
+        match log_duration(&text) {
+            Ok(Some(minutes)) => return Ok(Some(minutes)),
+            Ok(None) => tracing::debug!(
+                "britney: {url}: incomplete run (no `Finished at:`); trying the next older log"
+            ),
+            Err(msg) => tracing::warn!("britney: {url}: {msg}; trying the next older log"),
+        }
+    }
+    tracing::warn!(
+        "britney: {dir}: no complete log among {} candidate(s); no run duration for {series}",
+        names.len()
+    );
+    Ok(None)
+}
+
+static LOG_LINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"href="(?:\./)?([^"/?#]+\.log)""#).expect("valid regex"));
+
+/// The log files a directory listing links to, newest (greatest name)
+/// first, without those whose name contains `notest`.
+fn log_names(listing: &str) -> Vec<String> {
+    let mut names: Vec<String> = LOG_LINK
+        .captures_iter(listing)
+        .map(|c| c[1].to_owned())
+        .filter(|n| !n.contains("notest"))
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    names.dedup();
+    names
+}
+
+/// An RFC 2822 time, with runs of white space (a space-padded day) allowed.
+/// The day of the week is optional in RFC 2822 and ignored here (as
+/// Python's `strptime` did), so a wrong one does not lose the time.
+pub(crate) fn parse_rfc2822(s: &str) -> Option<DateTime<Utc>> {
+    let mut words: Vec<&str> = s.split_whitespace().collect();
+    if words.first().is_some_and(|w| w.ends_with(',')) {
+        words.remove(0);
+    }
+    DateTime::parse_from_rfc2822(&words.join(" "))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The duration in whole minutes of a britney log: `Ok(None)` for an
+/// incomplete run (its last non-blank line is not `Finished at: <time>`),
+/// an error when a time cannot be read.
+fn log_duration(text: &str) -> Result<Option<i64>, String> {
+    let Some(last) = text.lines().rev().map(str::trim).find(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(finished) = last.strip_prefix("Finished at:") else {
+        return Ok(None);
+    };
+    let first = text.lines().next().unwrap_or("").trim();
+    let start = parse_rfc2822(first)
+        .ok_or_else(|| format!("first line {first:?} is not an RFC 2822 start time"))?;
+    let finish = parse_rfc2822(finished)
+        .ok_or_else(|| format!("last line {last:?} does not carry an RFC 2822 finish time"))?;
+    let minutes = (finish - start).num_minutes();
+    if minutes < 0 {
+        return Err(format!(
+            "the run finished ({finish}) before it started ({start})"
+        ));
+    }
+    Ok(Some(minutes))
+}
+
+/// Part 3: `update_excuses.csv` of the devel series.
+async fn excuses_stats(ctx: &Context, base: &str) -> Part {
+    let devel = ctx.devel_series()?;
+    let url = join(base, "update_excuses.csv");
+    let text = ctx.http.get_text(&url).await?;
+    excuses_points(&url, &text, &devel, ctx.now)
+}
+
+/// The CSV columns and the field each becomes.
+const CSV_FIELDS: [(&str, &str); 5] = [
+    ("valid candidates", "valid_candidates"),
+    ("not considered", "not_considered"),
+    ("total", "total"),
+    ("median age", "median_age"),
+    ("backlog", "backlog"),
+];
+
+fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = rdr
+        .headers()
+        .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?
+        .clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            CollectorError::parse(
+                url,
+                format!(
+                    "the CSV header {:?} has no column {name:?}",
+                    headers.iter().collect::<Vec<_>>()
+                ),
+            )
+        })
+    };
+    let time_col = col("time")?;
+    let cols: Vec<(usize, &str)> = CSV_FIELDS
+        .iter()
+        .map(|(name, field)| col(name).map(|c| (c, *field)))
+        .collect::<Result<_, _>>()?;
+    let cutoff = now - Duration::hours(CSV_WINDOW_HOURS);
+    let mut points = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("britney: {url}: line {line}: unreadable CSV row ({e}); skipped");
+                continue;
+            }
+        };
+        let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
+        let Some(time) = int(time_col).and_then(DateTime::from_timestamp_millis) else {
+            tracing::warn!(
+                "britney: {url}: line {line}: time {:?} is not Unix milliseconds; row skipped",
+                rec.get(time_col)
+            );
+            continue;
+        };
+        if time <= cutoff {
+            continue;
+        }
+        let mut point = Point::new("update_excuses_stats")
+            .tag("release", devel)
+            .at(time);
+        let mut bad = None;
+        for &(c, field) in &cols {
+            match int(c) {
+                Some(v) => point = point.field(field, v),
+                None => {
+                    bad = Some((c, field));
+                    break;
+                }
+            }
+        }
+        match bad {
+            None => points.push(point),
+            Some((c, _)) => tracing::warn!(
+                "britney: {url}: line {line}: column {:?} is {:?}, not an integer; row skipped",
+                headers.get(c).unwrap_or(""),
+                rec.get(c)
+            ),
+        }
+    }
+    Ok(points)
+}
+
+/// Part 4: `update_excuses_by_team.yaml` of the devel series.
+async fn by_team_stats(ctx: &Context, base: &str) -> Part {
+    let devel = ctx.devel_series()?;
+    let url = join(base, "update_excuses_by_team.yaml");
+    let text = ctx.http.get_text(&url).await?;
+    by_team_points(&url, &text, &devel, ctx.now)
+}
+
+/// The keys PyYAML writes for a `!!python/object/apply:` (and
+/// `!!python/object/new:`) object.
+const PY_APPLY_KEYS: [&str; 5] = ["args", "kwds", "state", "listitems", "dictitems"];
+
+/// The plain value behind PyYAML's Python objects: local tags are dropped,
+/// and a `defaultdict` (a mapping of only [`PY_APPLY_KEYS`] holding
+/// `dictitems`) stands for its `dictitems`; an object holding only `state`
+/// stands for that state. (`serde_norway` already drops `!!` tags.)
+fn plain(mut v: &Value) -> &Value {
+    loop {
+        match v {
+            Value::Tagged(t) => v = &t.value,
+            Value::Mapping(m)
+                if !m.is_empty()
+                    && m.keys()
+                        .all(|k| k.as_str().is_some_and(|k| PY_APPLY_KEYS.contains(&k))) =>
+            {
+                match (m.get("dictitems"), m.get("state")) {
+                    (Some(d), _) => v = d,
+                    (None, Some(s)) if plain(s).is_mapping() => v = s,
+                    _ => return v,
+                }
+            }
+            _ => return v,
+        }
+    }
+}
+
+/// A number, or a string holding one (`'5.5'`); finite values only.
+fn numeric(v: &Value) -> Option<f64> {
+    let f = match plain(v) {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
+fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
+    let doc: Value = serde_norway::from_str(text)
+        .map_err(|e| CollectorError::parse(url, format!("invalid YAML: {e}")))?;
+    let teams = match plain(&doc) {
+        Value::Null => return Ok(Vec::new()),
+        Value::Mapping(m) => m,
+        other => {
+            return Err(CollectorError::parse(
+                url,
+                format!("expected a mapping of team -> items, found {}", kind(other)),
+            ));
+        }
+    };
+    let mut points = Vec::new();
+    for (key, items) in teams {
+        let team = match plain(key) {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                tracing::warn!(
+                    "britney: {url}: a team key is {}, not a name; skipped",
+                    kind(other)
+                );
+                continue;
+            }
+        };
+        if team.is_empty() {
+            tracing::warn!("britney: {url}: empty team name; skipped");
+            continue;
+        }
+        let items: &[Value] = match plain(items) {
+            Value::Null => &[],
+            Value::Sequence(s) => s,
+            other => {
+                tracing::warn!(
+                    "britney: {url}: team {team:?}: expected a list of items, found {}; skipped",
+                    kind(other)
+                );
+                continue;
+            }
+        };
+        let mut stuck = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match plain(item)
+                .as_mapping()
+                .and_then(|m| m.get("age"))
+                .and_then(numeric)
+            {
+                Some(age) if age > STUCK_AGE_DAYS => stuck.push(age),
+                Some(_) => {}
+                None => tracing::debug!(
+                    "britney: {url}: team {team:?}: item {i} has no numeric age; skipped"
+                ),
+            }
+        }
+        let mean = if stuck.is_empty() {
+            0.0
+        } else {
+            stuck.iter().sum::<f64>() / stuck.len() as f64
+        };
+        points.push(
+            Point::new("update_excuses_by_team_stats")
+                .tag("release", devel)
+                .tag("team", team)
+                .field("count", stuck.len())
+                .field("age", mean)
+                .at(now),
+        );
+    }
+    Ok(points)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn lines(ps: &[Point]) -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    // ---- part 1
+
+    #[test]
+    fn generated_is_the_two_words_after_the_marker() {
+        let html = "<html>\n<p>Generated: 2026.11.24 09:35:12 +0000</p>\n<p>Generated: 2020.01.01 00:00:00</p>\n";
+        let t = parse_generated(html).unwrap().unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 11, 24, 9, 35, 12).unwrap());
+        // directly followed by markup, or at the end of the line
+        let t = parse_generated("Generated: 2026.11.24 09:35:12</p>")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 11, 24, 9, 35, 12).unwrap());
+        assert!(
+            parse_generated("Generated: 2026.11.24 09:35:12")
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_or_unreadable_generated_line() {
+        assert!(parse_generated("<html>no marker</html>").is_none());
+        assert!(parse_generated("").is_none());
+        assert!(parse_generated("<p>Generated: soon</p>").unwrap().is_err());
+        assert!(
+            parse_generated("<p>Generated: 2026.13.24 09:35:12</p>")
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            parse_generated("<p>Generated: 2026.11.24</p>")
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn run_age_is_total_hours() {
+        let g = Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap();
+        assert_eq!(run_age_hours(g, now()), 54);
+        let g = Utc.with_ymd_and_hms(2026, 11, 24, 11, 0, 1).unwrap();
+        assert_eq!(run_age_hours(g, now()), 0);
+    }
+
+    // ---- part 2
+
+    #[test]
+    fn log_links_newest_first_without_notest() {
+        let html = r#"<a href="?C=N;O=D">Name</a> <a href="/proposed-migration/log/tumbling/">Parent Directory</a>
+<tr><td><a href="./07:00:01.log">07:00:01.log</a></td></tr>
+<tr><td><a href="./11:00:00-notest.log">11:00:00-notest.log</a></td></tr>
+<tr><td><a href="./09:00:01.log">09:00:01.log</a></td></tr>
+<tr><td><a href="./10:30:00.log">10:30:00.log</a></td></tr>
+<tr><td><a href="./10:30:00.log.gz">x</a></td></tr>"#;
+        assert_eq!(
+            log_names(html),
+            ["10:30:00.log", "09:00:01.log", "07:00:01.log"]
+        );
+        assert!(log_names("<html>empty</html>").is_empty());
+    }
+
+    #[test]
+    fn log_duration_total_minutes() {
+        let log = "Tue, 24 Nov 2026 01:00:00 +0000\nstuff\nFinished at: Tue, 24 Nov 2026 03:14:30 +0000\n\n";
+        assert_eq!(log_duration(log), Ok(Some(134)));
+        // a wrong day of the week does not matter
+        let log = "Mon, 24 Nov 2026 01:00:00 +0000\nFinished at: Mon, 24 Nov 2026 01:30:00 +0000";
+        assert_eq!(log_duration(log), Ok(Some(30)));
+        // crossing midnight
+        let log = "Mon, 23 Nov 2026 23:50:00 +0000\nFinished at: Tue, 24 Nov 2026 00:20:00 +0000";
+        assert_eq!(log_duration(log), Ok(Some(30)));
+        // a sub-minute run is 0, not skipped
+        let log = "Sun, 22 Nov 2026 06:00:00 +0000\nFinished at: Sun, 22 Nov 2026 06:00:42 +0000\n";
+        assert_eq!(log_duration(log), Ok(Some(0)));
+        // space-padded day
+        let log = "Mon,  2 Nov 2026 01:00:00 +0000\nFinished at: Mon,  2 Nov 2026 01:10:00 +0000\n";
+        assert_eq!(log_duration(log), Ok(Some(10)));
+    }
+
+    #[test]
+    fn incomplete_or_broken_logs() {
+        assert_eq!(
+            log_duration("Tue, 24 Nov 2026 01:00:00 +0000\nstill running\n"),
+            Ok(None)
+        );
+        assert_eq!(log_duration(""), Ok(None));
+        assert_eq!(log_duration("\n\n"), Ok(None));
+        assert!(log_duration("garbage\nFinished at: Mon, 24 Nov 2026 03:14:30 +0000").is_err());
+        assert!(log_duration("Mon, 24 Nov 2026 01:00:00 +0000\nFinished at: never").is_err());
+        assert!(
+            log_duration(
+                "Mon, 24 Nov 2026 03:00:00 +0000\nFinished at: Mon, 24 Nov 2026 01:00:00 +0000"
+            )
+            .is_err()
+        );
+    }
+
+    // ---- part 3
+
+    const HEADER: &str = "time,valid candidates,not considered,total,median age,backlog\n";
+
+    #[test]
+    fn csv_rows_within_12_hours_with_their_time() {
+        let csv = format!(
+            "{HEADER}1795400000000,1,1,1,1,1\n\
+             1795478400000,2,2,2,2,2\n\
+             1795478400001,10,20,30,4,5\n\
+             1795521600000,11,21,31,5,6\n"
+        );
+        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            [
+                "update_excuses_stats,release=tumbling backlog=5i,median_age=4i,not_considered=20i,total=30i,valid_candidates=10i 1795478400001000000",
+                "update_excuses_stats,release=tumbling backlog=6i,median_age=5i,not_considered=21i,total=31i,valid_candidates=11i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_columns_are_found_by_header_name() {
+        let csv = "backlog,median age,total,not considered,valid candidates,time,extra\n\
+                   5,4,30,20,10,1795500000000,x\n";
+        let ps = excuses_points("u", csv, "tumbling", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            [
+                "update_excuses_stats,release=tumbling backlog=5i,median_age=4i,not_considered=20i,total=30i,valid_candidates=10i 1795500000000000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_csv_rows_are_skipped_others_kept() {
+        let csv = format!(
+            "{HEADER}1795500000000,6.5,1,1,1,1\n\
+             1795500000001,,1,1,1,1\n\
+             1795500000002,1,1,1,1\n\
+             1795500000003,1,1,1,1,x\n\
+             soon,1,1,1,1,1\n\
+             1795500000004,1,2,3,4,5\n"
+        );
+        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            [
+                "update_excuses_stats,release=tumbling backlog=5i,median_age=4i,not_considered=2i,total=3i,valid_candidates=1i 1795500000004000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_without_a_needed_column_is_an_error() {
+        let err = excuses_points(
+            "http://x/update_excuses.csv",
+            "time,total\n1,2\n",
+            "t",
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("http://x/update_excuses.csv")
+                && err.to_string().contains("valid candidates"),
+            "{err}"
+        );
+        assert!(excuses_points("u", "", "t", now()).is_err());
+        assert!(excuses_points("u", HEADER, "t", now()).unwrap().is_empty());
+    }
+
+    // ---- part 4
+
+    /// The shape PyYAML (`yaml.dump`, default Dumper) gives britney's
+    /// by-team report: sorted keys, `defaultdict`s as
+    /// `!!python/object/apply:`, factories as `!!python/name:`, shared items
+    /// as anchors and aliases.
+    const PYYAML: &str = r#"canonical-foundations:
+- &id001
+  age: 12
+  data: !!python/object/apply:collections.defaultdict
+    args:
+    - !!python/name:builtins.dict ''
+    dictitems:
+      excuses:
+      - 'Migration status for foo (1.0-1 to 1.0-2): BLOCKED: Rejected/violates migration policy/introduces a regression'
+      is-candidate: false
+      new-version: 1.0-2
+      old-version: 1.0-1
+      policy_info: !!python/object/apply:collections.defaultdict
+        args:
+        - !!python/name:builtins.dict ''
+        dictitems:
+          age:
+            age-requirement: 0
+            current-age: 12
+            verdict: PASS
+      reason: !!python/tuple
+      - autopkgtest
+  kind: package-in-proposed
+  package_in_proposed: foo
+- age: '4.5'
+  data: !!python/object/apply:collections.defaultdict
+    args:
+    - !!python/name:builtins.list ''
+    dictitems: {}
+  kind: package-in-proposed
+  package_in_proposed: bar
+- age: 1.5
+  kind: regressing-other
+  package_in_proposed: baz
+canonical-kernel-team: []
+ubuntu-server:
+- *id001
+- age: null
+  package_in_proposed: qux
+- age: soon
+  package_in_proposed: quux
+- package_in_proposed: corge
+- !!python/object/apply:collections.defaultdict
+  args:
+  - !!python/name:builtins.dict ''
+  dictitems:
+    age: !!python/float '3.0'
+- !!python/object:britney2.excuse.Item
+  age: 7
+unowned: null
+"#;
+
+    #[test]
+    fn pyyaml_dump_with_python_tags_and_aliases() {
+        let ps = by_team_points("u", PYYAML, "tumbling", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            [
+                "update_excuses_by_team_stats,release=tumbling,team=canonical-foundations age=8.25,count=2i 1795521600000000000",
+                "update_excuses_by_team_stats,release=tumbling,team=canonical-kernel-team age=0,count=0i 1795521600000000000",
+                "update_excuses_by_team_stats,release=tumbling,team=ubuntu-server age=9.5,count=2i 1795521600000000000",
+                "update_excuses_by_team_stats,release=tumbling,team=unowned age=0,count=0i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn top_level_defaultdict_and_local_tags() {
+        let yaml = "!!python/object/apply:collections.defaultdict\nargs:\n- !!python/name:builtins.list ''\ndictitems:\n  t1:\n  - !local {age: 10}\n  t2: !local null\n";
+        let ps = by_team_points("u", yaml, "tumbling", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            [
+                "update_excuses_by_team_stats,release=tumbling,team=t1 age=10,count=1i 1795521600000000000",
+                "update_excuses_by_team_stats,release=tumbling,team=t2 age=0,count=0i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_broken_documents() {
+        assert!(by_team_points("u", "", "t", now()).unwrap().is_empty());
+        assert!(by_team_points("u", "{}\n", "t", now()).unwrap().is_empty());
+        let err = by_team_points("http://x/y.yaml", "- a\n- b\n", "t", now()).unwrap_err();
+        assert!(err.to_string().contains("http://x/y.yaml"), "{err}");
+        let err = by_team_points("http://x/y.yaml", "a: [\n", "t", now()).unwrap_err();
+        assert!(err.to_string().contains("invalid YAML"), "{err}");
+        // a team whose value is not a list is skipped, the others kept
+        let ps = by_team_points("u", "a: 5\nb: [{age: 4}]\n", "t", now()).unwrap();
+        assert_eq!(
+            lines(&ps),
+            ["update_excuses_by_team_stats,release=t,team=b age=4,count=1i 1795521600000000000"]
+        );
+        // non-finite ages are not numeric
+        let ps = by_team_points(
+            "u",
+            "a: [{age: .inf}, {age: .nan}, {age: 'inf'}]\n",
+            "t",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&ps),
+            ["update_excuses_by_team_stats,release=t,team=a age=0,count=0i 1795521600000000000"]
+        );
+    }
+}

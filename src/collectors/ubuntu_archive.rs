@@ -1,0 +1,836 @@
+//! ubuntu_archive: the archive team's reports on the devel series, its
+//! review queue and its bugs.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `nbs_stats` | `release` | `removable` int, `total` int; time = the line's time |
+//! | `component_mismatch_stats` | `release`, `pocket` (`release`/`proposed`), `action` (`promotion`/`demotion`), `type` (`source`/`binary`) | `count` int; time = the line's time |
+//! | `uninst_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
+//! | `outdate_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
+//! | `priority_mismatch_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
+//! | `ubuntu_archive_reviews` | (none) | `count` int |
+//! | `ubuntu_archive_bugs` | `type` (`subscribed`/`assigned`) | `count` int |
+//!
+//! Sources: `sources.archive_team` (the CSV and text reports),
+//! `sources.launchpad_code` (`~ubuntu-archive/+activereviews`) and Launchpad
+//! (the devel series = the current series, its architectures, and
+//! `searchTasks` counts of the `ubuntu-archive` team). Six parts, each
+//! failing alone (logged, the others still report); the collector fails
+//! only when every part failed.
+//!
+//! 1. `nbs.csv`, 2. `component-mismatches.csv` / `component-mismatches-proposed.csv`:
+//!    only the last 2048 bytes are fetched (`Range`); when that tail does not
+//!    start the document its first line is a fragment and is dropped. Lines
+//!    of the last 12 hours become points with their own time; malformed
+//!    lines (wrong number of columns, non-integers, headers) are skipped.
+//! 3. `proposed-migration/<devel>_uninst.txt` / `_outdate.txt`: the
+//!    `<count> <arch>` lines after `* summary` up to the first blank line;
+//!    every devel architecture gets a point (0 when not listed).
+//! 4. `priority-mismatches.txt`: package names per architecture section.
+//! 5. `+activereviews`: merge-proposal links under the headings of reviews
+//!    the team is asked for.
+//! 6. Bug tasks the team is subscribed to / assigned to.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::collectors::britney::parse_rfc2822;
+use crate::point::Point;
+use crate::sources::http::{Tail, join};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+pub struct UbuntuArchive;
+
+/// The Launchpad team whose reviews and bugs are counted.
+const TEAM: &str = "ubuntu-archive";
+
+/// Bytes fetched from the end of each CSV.
+const TAIL_BYTES: u64 = 2048;
+
+/// CSV lines older than this are not reported.
+const WINDOW_HOURS: i64 = 12;
+
+type Part = Result<Vec<Point>, CollectorError>;
+
+/// The devel series and its architectures, from Launchpad.
+#[derive(Debug, Clone)]
+struct Devel {
+    series: String,
+    archs: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Collector for UbuntuArchive {
+    fn name(&self) -> &'static str {
+        "ubuntu_archive"
+    }
+
+    fn description(&self) -> &'static str {
+        "archive team reports on the devel series (NBS, component and priority mismatches, uninstallable and out-of-date packages), its reviews and bugs"
+    }
+
+    fn default_interval(&self) -> &'static str {
+        "1h"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &[
+            "nbs_stats",
+            "component_mismatch_stats",
+            "uninst_stats",
+            "outdate_stats",
+            "priority_mismatch_stats",
+            "ubuntu_archive_reviews",
+            "ubuntu_archive_bugs",
+        ]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let base = ctx.sources.archive_team.as_str();
+        let devel_parts = async {
+            let devel = ctx
+                .launchpad()
+                .devel_architectures()
+                .await
+                .map(|(series, archs)| Devel { series, archs })
+                .map_err(|e| {
+                    CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
+                });
+            let devel = devel.as_ref();
+            futures::join!(
+                nbs(ctx, base, devel),
+                component_mismatches(ctx, base, devel),
+                arch_reports(ctx, base, devel),
+                priority_mismatches(ctx, base, devel)
+            )
+        };
+        let ((nbs, mismatches, reports, priority), reviews, bugs) =
+            futures::join!(devel_parts, reviews(ctx), bugs(ctx));
+        let parts = [
+            ("nbs.csv", nbs),
+            ("component mismatches", mismatches),
+            ("uninst/outdate reports", reports),
+            ("priority-mismatches.txt", priority),
+            ("active reviews", reviews),
+            ("bugs", bugs),
+        ];
+        let total = parts.len();
+        let mut points = Vec::new();
+        let mut errors = Vec::new();
+        for (part, result) in parts {
+            match result {
+                Ok(ps) => points.extend(ps),
+                Err(e) => {
+                    tracing::warn!(
+                        "ubuntu_archive: {part}: {e}; the other parts are still reported"
+                    );
+                    errors.push(format!("{part}: {e}"));
+                }
+            }
+        }
+        if errors.len() == total {
+            return Err(CollectorError::Other(format!(
+                "every part of ubuntu_archive failed: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(points)
+    }
+}
+
+fn devel_of<'a>(devel: Result<&'a Devel, &CollectorError>) -> Result<&'a Devel, CollectorError> {
+    devel.map_err(|e| e.clone())
+}
+
+/// Sub-parts of one part (two files, two counts): each failing alone; the
+/// part fails when all of them failed.
+fn combine(results: Vec<(&str, Part)>) -> Part {
+    let n = results.len();
+    let mut points = Vec::new();
+    let mut errors = Vec::new();
+    for (what, r) in results {
+        match r {
+            Ok(ps) => points.extend(ps),
+            Err(e) => errors.push((what, e)),
+        }
+    }
+    if !errors.is_empty() && errors.len() == n {
+        if errors.len() == 1 {
+            return Err(errors.remove(0).1);
+        }
+        let msg = errors
+            .iter()
+            .map(|(w, e)| format!("{w}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(CollectorError::Other(msg));
+    }
+    for (what, e) in errors {
+        tracing::warn!("ubuntu_archive: {what}: {e}; the rest is still reported");
+    }
+    Ok(points)
+}
+
+// ---- parts 1 and 2: the CSV tails
+
+/// The usable lines of a CSV tail: without its first line when the tail
+/// does not start the document (that line is then a fragment).
+fn tail_lines(tail: &Tail) -> impl Iterator<Item = &str> {
+    tail.body.lines().skip(if tail.from_start { 0 } else { 1 })
+}
+
+/// A line of exactly `n` comma-separated integers, the first a time in Unix
+/// milliseconds; `None` for any other line.
+fn int_columns(line: &str, n: usize) -> Option<(DateTime<Utc>, Vec<i64>)> {
+    let cols: Vec<i64> = line
+        .split(',')
+        .map(|c| c.trim().parse::<i64>().ok())
+        .collect::<Option<_>>()?;
+    if cols.len() != n {
+        return None;
+    }
+    let time = DateTime::from_timestamp_millis(cols[0])?;
+    Some((time, cols[1..].to_vec()))
+}
+
+fn in_window(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    time > now - Duration::hours(WINDOW_HOURS)
+}
+
+async fn nbs(ctx: &Context, base: &str, devel: Result<&Devel, &CollectorError>) -> Part {
+    let devel = devel_of(devel)?;
+    let url = join(base, "nbs.csv");
+    let tail = ctx.http.get_tail(&url, TAIL_BYTES).await?;
+    Ok(nbs_points(&url, &tail, &devel.series, ctx.now))
+}
+
+fn nbs_points(url: &str, tail: &Tail, devel: &str, now: DateTime<Utc>) -> Vec<Point> {
+    let mut points = Vec::new();
+    for line in tail_lines(tail) {
+        let Some((time, v)) = int_columns(line, 3) else {
+            tracing::debug!(
+                "ubuntu_archive: {url}: line {line:?} is not time,removable,total; skipped"
+            );
+            continue;
+        };
+        if in_window(time, now) {
+            points.push(
+                Point::new("nbs_stats")
+                    .tag("release", devel)
+                    .field("removable", v[0])
+                    .field("total", v[1])
+                    .at(time),
+            );
+        }
+    }
+    points
+}
+
+/// The four counts of a component-mismatches line, in column order.
+const MISMATCH_COLUMNS: [(&str, &str); 4] = [
+    ("promotion", "source"),
+    ("promotion", "binary"),
+    ("demotion", "source"),
+    ("demotion", "binary"),
+];
+
+async fn component_mismatches(
+    ctx: &Context,
+    base: &str,
+    devel: Result<&Devel, &CollectorError>,
+) -> Part {
+    let devel = devel_of(devel)?;
+    let one = |pocket: &'static str, file: &'static str| async move {
+        let url = join(base, file);
+        let tail = ctx.http.get_tail(&url, TAIL_BYTES).await?;
+        Ok(mismatch_points(&url, &tail, &devel.series, pocket, ctx.now))
+    };
+    let (release, proposed) = futures::join!(
+        one("release", "component-mismatches.csv"),
+        one("proposed", "component-mismatches-proposed.csv")
+    );
+    combine(vec![
+        ("pocket release", release),
+        ("pocket proposed", proposed),
+    ])
+}
+
+fn mismatch_points(
+    url: &str,
+    tail: &Tail,
+    devel: &str,
+    pocket: &str,
+    now: DateTime<Utc>,
+) -> Vec<Point> {
+    let mut points = Vec::new();
+    for line in tail_lines(tail) {
+        let Some((time, v)) = int_columns(line, 5) else {
+            tracing::debug!("ubuntu_archive: {url}: line {line:?} is not five integers; skipped");
+            continue;
+        };
+        if !in_window(time, now) {
+            continue;
+        }
+        for ((action, kind), count) in MISMATCH_COLUMNS.iter().zip(v) {
+            points.push(
+                Point::new("component_mismatch_stats")
+                    .tag("release", devel)
+                    .tag("pocket", pocket)
+                    .tag("action", *action)
+                    .tag("type", *kind)
+                    .field("count", count)
+                    .at(time),
+            );
+        }
+    }
+    points
+}
+
+// ---- part 3: uninst / outdate
+
+async fn arch_reports(ctx: &Context, base: &str, devel: Result<&Devel, &CollectorError>) -> Part {
+    let devel = devel_of(devel)?;
+    let one = |measurement: &'static str, suffix: &'static str| async move {
+        let url = join(
+            base,
+            &format!("proposed-migration/{}_{suffix}.txt", devel.series),
+        );
+        let text = ctx.http.get_text(&url).await?;
+        let report = parse_arch_report(&text).map_err(|m| CollectorError::parse(&url, m))?;
+        Ok(arch_report_points(measurement, &report, devel))
+    };
+    let (uninst, outdate) = futures::join!(
+        one("uninst_stats", "uninst"),
+        one("outdate_stats", "outdate")
+    );
+    combine(vec![("uninst report", uninst), ("outdate report", outdate)])
+}
+
+#[derive(Debug, PartialEq)]
+struct ArchReport {
+    generated: DateTime<Utc>,
+    /// `(arch, count)` in the order listed; an arch listed twice keeps its
+    /// last count.
+    counts: Vec<(String, i64)>,
+}
+
+static SUMMARY_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(\d+)\s+(\S+)\s*$").expect("valid regex"));
+
+fn parse_arch_report(text: &str) -> Result<ArchReport, String> {
+    let generated = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("# Generated:"))
+        .ok_or("no `# Generated:` line")?;
+    let generated = parse_rfc2822(generated)
+        .ok_or_else(|| format!("`# Generated:{generated}` is not an RFC 2822 date"))?;
+    let mut lines = text.lines();
+    if !lines.any(|l| l.trim() == "* summary") {
+        return Err("no `* summary` block".into());
+    }
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    for line in lines.take_while(|l| !l.trim().is_empty()) {
+        let Some(c) = SUMMARY_LINE.captures(line) else {
+            continue;
+        };
+        let Ok(count) = c[1].parse::<i64>() else {
+            continue;
+        };
+        let arch = &c[2];
+        match counts.iter_mut().find(|(a, _)| a == arch) {
+            Some(entry) => entry.1 = count,
+            None => counts.push((arch.to_owned(), count)),
+        }
+    }
+    Ok(ArchReport { generated, counts })
+}
+
+/// A point per devel architecture (0 when not listed), then one per listed
+/// architecture Launchpad does not know.
+fn arch_report_points(measurement: &str, report: &ArchReport, devel: &Devel) -> Vec<Point> {
+    let listed = |arch: &str| {
+        report
+            .counts
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map(|(_, c)| *c)
+    };
+    let known = devel
+        .archs
+        .iter()
+        .map(|a| (a.as_str(), listed(a).unwrap_or(0)));
+    let extra = report
+        .counts
+        .iter()
+        .filter(|(a, _)| !devel.archs.contains(a))
+        .map(|(a, c)| (a.as_str(), *c));
+    known
+        .chain(extra)
+        .map(|(arch, count)| {
+            Point::new(measurement)
+                .tag("release", devel.series.as_str())
+                .tag("arch", arch)
+                .field("count", count)
+                .at(report.generated)
+        })
+        .collect()
+}
+
+// ---- part 4: priority mismatches
+
+async fn priority_mismatches(
+    ctx: &Context,
+    base: &str,
+    devel: Result<&Devel, &CollectorError>,
+) -> Part {
+    let devel = devel_of(devel)?;
+    let url = join(base, "priority-mismatches.txt");
+    let text = ctx.http.get_text(&url).await?;
+    let (generated, counts) =
+        parse_priority_mismatches(&text).map_err(|m| CollectorError::parse(&url, m))?;
+    Ok(devel
+        .archs
+        .iter()
+        .map(|arch| {
+            Point::new("priority_mismatch_stats")
+                .tag("release", devel.series.as_str())
+                .tag("arch", arch.as_str())
+                .field("count", counts.get(arch).copied().unwrap_or(0))
+                .at(generated)
+        })
+        .collect())
+}
+
+/// The `Generated: Day Mon DD HH:MM:SS GMT YYYY` time (UTC). The day of the
+/// week is not checked against the date.
+fn parse_ctime_gmt(s: &str) -> Option<DateTime<Utc>> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let [_day, month, mday, time, "GMT" | "UTC", year] = words.as_slice() else {
+        return None;
+    };
+    NaiveDateTime::parse_from_str(
+        &format!("{month} {mday} {time} {year}"),
+        "%b %d %H:%M:%S %Y",
+    )
+    .ok()
+    .map(|t| t.and_utc())
+}
+
+/// A line made only of `c` (at least one), white space around allowed.
+fn is_rule(line: &str, c: char) -> bool {
+    let t = line.trim();
+    !t.is_empty() && t.chars().all(|x| x == c)
+}
+
+/// The `Generated:` time and the number of package names per architecture
+/// section of `priority-mismatches.txt`.
+fn parse_priority_mismatches(
+    text: &str,
+) -> Result<(DateTime<Utc>, HashMap<String, usize>), String> {
+    let line = text
+        .lines()
+        .find(|l| l.contains("Generated:"))
+        .ok_or("no `Generated:` line")?;
+    let rest = &line[line.find("Generated:").expect("the line contains it") + "Generated:".len()..];
+    let generated = parse_ctime_gmt(rest).ok_or_else(|| {
+        format!(
+            "{:?} is not `Generated: Day Mon DD HH:MM:SS GMT YYYY`",
+            line.trim()
+        )
+    })?;
+
+    let lines: Vec<&str> = text.lines().collect();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut arch: Option<&str> = None;
+    let mut in_packages = false;
+    for (i, line) in lines.iter().enumerate() {
+        let next = lines.get(i + 1).copied().unwrap_or("");
+        let blank = line.trim().is_empty();
+        if is_rule(line, '=') {
+            in_packages = false;
+        } else if is_rule(line, '-') {
+            // the end of a sub-section header: package names follow
+            in_packages = true;
+        } else if blank {
+            in_packages = false;
+        } else if is_rule(next, '=') {
+            // an architecture name, underlined by `=`
+            arch = Some(line.trim());
+            counts.entry(line.trim().to_owned()).or_insert(0);
+            in_packages = false;
+        } else if is_rule(next, '-') {
+            // the (last line of a) sub-section header: never a package
+            in_packages = false;
+        } else if in_packages && !line.trim().contains(char::is_whitespace) {
+            if let Some(a) = arch {
+                *counts.entry(a.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok((generated, counts))
+}
+
+// ---- part 5: active reviews
+
+async fn reviews(ctx: &Context) -> Part {
+    let url = join(
+        &ctx.sources.launchpad_code,
+        &format!("~{TEAM}/+activereviews"),
+    );
+    let html = ctx.http.get_text(&url).await?;
+    Ok(vec![
+        Point::new("ubuntu_archive_reviews")
+            .field("count", count_reviews(&html))
+            .at(ctx.now),
+    ])
+}
+
+static MP_HREF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^/.*/\+merge/\d+$").expect("valid regex"));
+static CAN_DO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(Requested reviews)|(Reviews) .* can do$").expect("valid regex")
+});
+
+/// Links to merge proposals under a `td.section-heading` whose text (white
+/// space trimmed) matches [`CAN_DO`], in document order; every link counts,
+/// also two to the same proposal.
+fn count_reviews(html: &str) -> usize {
+    let doc = scraper::Html::parse_document(html);
+    let mut counting = false;
+    let mut count = 0;
+    for el in doc.root_element().descendent_elements() {
+        let v = el.value();
+        match v.name() {
+            "td" if v.has_class("section-heading", scraper::CaseSensitivity::CaseSensitive) => {
+                let text: String = el.text().collect();
+                counting = CAN_DO.is_match(text.trim());
+            }
+            "a" if counting && v.attr("href").is_some_and(|h| MP_HREF.is_match(h)) => count += 1,
+            _ => {}
+        }
+    }
+    count
+}
+
+// ---- part 6: bugs
+
+async fn bugs(ctx: &Context) -> Part {
+    let lp = ctx.launchpad();
+    let team = lp.resource_url(&format!("~{TEAM}"));
+    let count = |param: &'static str| {
+        let lp = lp.clone();
+        let team = team.clone();
+        async move {
+            let n = lp
+                .count(&team, &[("ws.op", "searchTasks"), (param, team.as_str())])
+                .await?;
+            Ok(n)
+        }
+    };
+    let (subscribed, assigned) = futures::join!(count("bug_subscriber"), count("assignee"));
+    let point = |kind: &str, r: Result<u64, CollectorError>| -> Part {
+        r.map(|n| {
+            vec![
+                Point::new("ubuntu_archive_bugs")
+                    .tag("type", kind)
+                    .field("count", n)
+                    .at(ctx.now),
+            ]
+        })
+    };
+    combine(vec![
+        ("subscribed bugs", point("subscribed", subscribed)),
+        ("assigned bugs", point("assigned", assigned)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn lines(ps: &[Point]) -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    fn tail(body: &str, from_start: bool) -> Tail {
+        Tail {
+            body: body.to_owned(),
+            from_start,
+        }
+    }
+
+    fn devel() -> Devel {
+        Devel {
+            series: "tumbling".into(),
+            archs: vec!["amd64".into(), "arm64".into(), "s390x".into()],
+        }
+    }
+
+    #[test]
+    fn sub_parts_fail_alone_and_together() {
+        let p = || Ok(vec![Point::new("m").field("count", 1i64)]);
+        let e = |u: &str| Err(CollectorError::parse(u, "bad"));
+        assert_eq!(
+            combine(vec![("a", p()), ("b", e("http://b"))])
+                .unwrap()
+                .len(),
+            1
+        );
+        let err = combine(vec![("a", e("http://a")), ("b", e("http://b"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a: http://a: bad") && err.contains("b: http://b: bad"),
+            "{err}"
+        );
+        let err = combine(vec![("a", e("http://a"))]).unwrap_err();
+        assert!(matches!(err, CollectorError::Parse { .. }));
+        assert!(combine(vec![]).unwrap().is_empty());
+    }
+
+    // ---- parts 1 and 2
+
+    #[test]
+    fn a_partial_tail_drops_its_first_line() {
+        // 1795500000000 would be in the window: whole, but dropped, since
+        // a tail not starting the document cannot tell.
+        let body = "1795500000000,1,2\n1795510000000,3,4\n";
+        let got = lines(&nbs_points("u", &tail(body, false), "tumbling", now()));
+        assert_eq!(
+            got,
+            ["nbs_stats,release=tumbling removable=3i,total=4i 1795510000000000000"]
+        );
+        let got = lines(&nbs_points(
+            "u",
+            &tail("0000,1,2\n1795510000000,3,4", false),
+            "t",
+            now(),
+        ));
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn a_whole_document_200_uses_every_line() {
+        let body = "time,removable,total\n1795500000000,1,2\n1795510000000,3,4\n";
+        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", now()));
+        assert_eq!(
+            got,
+            [
+                "nbs_stats,release=tumbling removable=1i,total=2i 1795500000000000000",
+                "nbs_stats,release=tumbling removable=3i,total=4i 1795510000000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn nbs_lines_must_be_three_integers_within_12_hours() {
+        let body = "1795478400000,1,1\n\
+                    1795478400001,2,2\n\
+                    1795500000000,1\n\
+                    1795500000001,1,2,3\n\
+                    1795500000002,x,3\n\
+                    1795500000003,1.5,3\n\
+                    1795500000004, 5 ,6\r\n\
+                    \n";
+        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", now()));
+        assert_eq!(
+            got,
+            [
+                "nbs_stats,release=tumbling removable=2i,total=2i 1795478400001000000",
+                "nbs_stats,release=tumbling removable=5i,total=6i 1795500000004000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn component_mismatch_lines_give_four_points_or_none() {
+        let body = "time,source promotions,binary promotions,source demotions,binary demotions\n\
+                    1795400000000,9,9,9,9\n\
+                    1795500000000,1,2,3,4\n\
+                    1795500000001,1,2,3\n\
+                    1795500000002,1,2,3,4,5\n\
+                    1795500000003,1,2,x,4\n";
+        let got = lines(&mismatch_points(
+            "u",
+            &tail(body, true),
+            "tumbling",
+            "proposed",
+            now(),
+        ));
+        assert_eq!(
+            got,
+            [
+                "component_mismatch_stats,action=demotion,pocket=proposed,release=tumbling,type=binary count=4i 1795500000000000000",
+                "component_mismatch_stats,action=demotion,pocket=proposed,release=tumbling,type=source count=3i 1795500000000000000",
+                "component_mismatch_stats,action=promotion,pocket=proposed,release=tumbling,type=binary count=2i 1795500000000000000",
+                "component_mismatch_stats,action=promotion,pocket=proposed,release=tumbling,type=source count=1i 1795500000000000000",
+            ]
+        );
+    }
+
+    // ---- part 3
+
+    const UNINST: &str = "* amd64
+  foo (1.0-1): libfoo1 foo-utils
+
+* summary
+   2 amd64
+  12 s390x
+   5 powerpc
+   7 riscv64 and more
+   3 amd64
+
+* s390x
+   9 arm64
+# Generated: Tue,  3 Nov 2026 11:02:37 +0000
+";
+
+    #[test]
+    fn summary_counts_up_to_the_first_blank_line() {
+        let r = parse_arch_report(UNINST).unwrap();
+        assert_eq!(
+            r.generated,
+            Utc.with_ymd_and_hms(2026, 11, 3, 11, 2, 37).unwrap()
+        );
+        assert_eq!(
+            r.counts,
+            [
+                ("amd64".to_owned(), 3),
+                ("s390x".to_owned(), 12),
+                ("powerpc".to_owned(), 5)
+            ]
+        );
+        let got = lines(&arch_report_points("uninst_stats", &r, &devel()));
+        assert_eq!(
+            got,
+            [
+                "uninst_stats,arch=amd64,release=tumbling count=3i 1793703757000000000",
+                "uninst_stats,arch=arm64,release=tumbling count=0i 1793703757000000000",
+                "uninst_stats,arch=powerpc,release=tumbling count=5i 1793703757000000000",
+                "uninst_stats,arch=s390x,release=tumbling count=12i 1793703757000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_at_the_end_of_the_file() {
+        let r =
+            parse_arch_report("* summary\n  4 arm64\n# Generated: Tue, 24 Nov 2026 10:00:00 +0000")
+                .unwrap();
+        assert_eq!(r.counts, [("arm64".to_owned(), 4)]);
+    }
+
+    #[test]
+    fn no_summary_or_no_generated_is_an_error() {
+        assert!(
+            parse_arch_report("* amd64\n foo\n# Generated: Tue, 24 Nov 2026 10:00:00 +0000\n")
+                .is_err()
+        );
+        assert!(parse_arch_report("* summary\n   2 amd64\n").is_err());
+        assert!(parse_arch_report("* summary\n   2 amd64\n# Generated: yesterday\n").is_err());
+        assert!(parse_arch_report("").is_err());
+        // an empty summary is a summary of zeros
+        let r = parse_arch_report("* summary\n\n# Generated: Tue, 24 Nov 2026 10:00:00 +0000\n")
+            .unwrap();
+        assert!(r.counts.is_empty());
+    }
+
+    // ---- part 4
+
+    const PRIORITY: &str = "Generated: Tue Nov 24 10:15:02 GMT 2026
+
+Priority mismatches for tumbling
+================================
+
+amd64
+=====
+note
+
+Packages with priority standard but in universe
+-----------------------------------------------
+libfoo1
+libbar2
+not a package
+
+Packages that are seeded but have the wrong
+priority
+-------------------------------------------
+baz
+Packages whose priority should be raised because
+important
+-------------------------------------------
+qux
+
+arm64
+=====
+
+Packages with priority mismatches
+---------------------------------
+libfoo1
+
+powerpc
+=======
+
+Packages with priority mismatches
+---------------------------------
+oldpkg
+";
+
+    #[test]
+    fn priority_mismatches_per_arch() {
+        let (generated, counts) = parse_priority_mismatches(PRIORITY).unwrap();
+        assert_eq!(
+            generated,
+            Utc.with_ymd_and_hms(2026, 11, 24, 10, 15, 2).unwrap()
+        );
+        assert_eq!(counts.get("amd64"), Some(&4));
+        assert_eq!(counts.get("arm64"), Some(&1));
+        assert_eq!(counts.get("powerpc"), Some(&1));
+        assert_eq!(counts.get("s390x"), None);
+    }
+
+    #[test]
+    fn priority_generated_forms() {
+        let t = parse_ctime_gmt(" Wed Nov  4 01:02:03 GMT 2026").unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 11, 4, 1, 2, 3).unwrap());
+        assert!(parse_ctime_gmt("Tue Nov 24 10:15:02 2026 GMT").is_none());
+        assert!(parse_ctime_gmt("yesterday").is_none());
+        assert!(parse_priority_mismatches("amd64\n=====\n").is_err());
+        assert!(parse_priority_mismatches("Generated: soon\n").is_err());
+    }
+
+    // ---- part 5
+
+    #[test]
+    fn reviews_count_links_under_requested_headings() {
+        let html = r#"<html><body>
+<a href="/~x/foo/+git/foo/+merge/1">before any heading</a>
+<table class="listing">
+<tr><td class="section-heading">Reviews Ubuntu Archive has to do</td></tr>
+<tr><td><a href="/~x/foo/+git/foo/+merge/2">2</a></td></tr>
+<tr><td colspan="4" class="section-heading">
+   Reviews Ubuntu Archive can do
+</td></tr>
+<tr><td><a href="/~x/foo/+git/foo/+merge/3">3</a> <a href="/~x/foo/+git/foo/+merge/3">again</a></td>
+    <td><a href="/~x">person</a> <a href="https://code.launchpad.net/~x/foo/+git/foo/+merge/4">absolute</a>
+    <a href="/~x/foo/+git/foo/+merge/5/+index">index</a></td></tr>
+<tr><td class="section-heading other">Requested reviews by Ubuntu Archive</td></tr>
+<tr><td><a href="/~y/bar/+merge/6">6</a></td></tr>
+<tr><th class="section-heading">Reviews Ubuntu Archive can do</th></tr>
+<tr><td><a href="/~y/bar/+merge/7">counted: a th is no heading cell</a></td></tr>
+<tr><td class="section-heading">Other reviews Ubuntu Archive is not actively reviewing</td></tr>
+<tr><td><a href="/~y/bar/+merge/8">8</a></td></tr>
+</table></body></html>"#;
+        assert_eq!(count_reviews(html), 4);
+        assert_eq!(count_reviews(""), 0);
+    }
+}
