@@ -3,9 +3,17 @@
 
 use crate::collector::Collector;
 
+pub mod cnf;
+pub mod contributors;
 pub mod sponsoring;
+pub mod upload_queues;
 
 /// Every collector, in the order `list` shows them.
 pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(sponsoring::Sponsoring)]
+    vec![
+        Box::new(sponsoring::Sponsoring),
+        Box::new(upload_queues::UploadQueues),
+        Box::new(contributors::Contributors),
+        Box::new(cnf::Cnf),
+    ]
 }
