@@ -146,10 +146,7 @@ impl Context {
     /// The Launchpad client, at `sources.launchpad`, sharing this run's
     /// HTTP client and request counter.
     pub fn launchpad(&self) -> crate::sources::launchpad::Launchpad {
-        crate::sources::launchpad::Launchpad::new(
-            self.http.clone(),
-            self.sources.launchpad.clone(),
-        )
+        crate::sources::launchpad::Launchpad::new(self.http.clone(), self.sources.launchpad.clone())
     }
 
     /// Reads an option of this collector, or its default.
