@@ -5,10 +5,13 @@ use crate::collector::Collector;
 
 pub mod autopkgtest;
 pub mod britney;
+pub mod cnf;
+pub mod contributors;
 pub mod images;
 pub mod rls_bugs;
 pub mod sponsoring;
 pub mod ubuntu_archive;
+pub mod upload_queues;
 pub mod versions;
 
 /// Every collector, in the order `list` shows them.
@@ -16,10 +19,13 @@ pub fn registry() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(autopkgtest::Autopkgtest),
         Box::new(britney::Britney),
+        Box::new(cnf::Cnf),
+        Box::new(contributors::Contributors),
         Box::new(images::Images),
         Box::new(rls_bugs::RlsBugs),
         Box::new(sponsoring::Sponsoring),
         Box::new(ubuntu_archive::UbuntuArchive),
+        Box::new(upload_queues::UploadQueues),
         Box::new(versions::Versions),
     ]
 }

@@ -1,0 +1,239 @@
+//! cnf: the age of the command-not-found indexes in the archive, per active
+//! series.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `command_not_found_age` | `release` | `cnf_age` float (days), `out_of_date` bool (`cnf_age > 1`) |
+//!
+//! Sources: the series Launchpad marks `active`, and for each series `S`
+//! the Apache directory listing `sources.archive` + `dists/S/main/cnf/`.
+//! The row of a `Commands-…` file carries its modification time in the
+//! cell `<td align="right">YYYY-MM-DD HH:MM  </td>` (UTC); when several
+//! `Commands` rows exist, the last one in the listing counts. Age = (now −
+//! that time) in days, as a float.
+//!
+//! A series whose listing is missing (HTTP error), or has no `Commands`
+//! row, or whose last `Commands` row has no readable time, gets no point
+//! (logged); the others are still reported. If no series gets a point, the
+//! collection fails.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::sources::http::{Http, encode_segment, join};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::StreamExt;
+use regex::Regex;
+use std::sync::LazyLock;
+
+pub struct Cnf;
+
+/// Listings read at the same time.
+const CONCURRENCY: usize = 4;
+
+#[async_trait::async_trait]
+impl Collector for Cnf {
+    fn name(&self) -> &'static str {
+        "cnf"
+    }
+
+    fn description(&self) -> &'static str {
+        "age of the command-not-found (cnf) indexes in the archive, per active series"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["command_not_found_age"]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let series: Vec<String> = ctx
+            .launchpad()
+            .ubuntu_series()
+            .await?
+            .into_iter()
+            .filter(|s| s.active)
+            .map(|s| s.name)
+            .collect();
+        if series.is_empty() {
+            return Err(CollectorError::Other(format!(
+                "{}: Launchpad lists no active series of ubuntu",
+                ctx.launchpad().resource_url("ubuntu")
+            )));
+        }
+        let base = ctx.sources.archive.clone();
+        let results: Vec<_> = futures::stream::iter(series)
+            .map(|s| read_listing(ctx.http.clone(), base.clone(), s))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut points = Vec::new();
+        let mut first_error = None;
+        for (release, result) in results {
+            match result {
+                Ok(time) => points.push(point(&release, time, ctx.now)),
+                Err(e) => {
+                    tracing::warn!("cnf of {release}: {e}; no point for it");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if points.is_empty() => Err(e),
+            _ => Ok(points),
+        }
+    }
+}
+
+/// The modification time of the last `Commands` index of `release`.
+async fn read_listing(
+    http: Http,
+    base: String,
+    release: String,
+) -> (String, Result<NaiveDateTime, CollectorError>) {
+    let url = join(
+        &base,
+        &format!("dists/{}/main/cnf/", encode_segment(&release)),
+    );
+    let result = match http.get_text(&url).await {
+        Ok(html) => commands_time(&html).map_err(|msg| CollectorError::parse(&url, msg)),
+        Err(e) => Err(e),
+    };
+    (release, result)
+}
+
+static ROW_START: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)<tr[\s>]").expect("valid regex"));
+static COMMANDS_LINK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)href\s*=\s*"(?:\./)?Commands-[^"]*""#).expect("valid regex")
+});
+static TIME_CELL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)<td align="right">\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2})\s*</td>"#)
+        .expect("valid regex")
+});
+
+/// The time (UTC) in the last `Commands` row of an Apache listing, or why
+/// there is none.
+fn commands_time(html: &str) -> Result<NaiveDateTime, String> {
+    // A row runs from one `<tr` to the next.
+    let starts: Vec<usize> = ROW_START.find_iter(html).map(|m| m.start()).collect();
+    let rows = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| &html[s..starts.get(i + 1).copied().unwrap_or(html.len())]);
+    let last = rows
+        .rev()
+        .find(|row| COMMANDS_LINK.is_match(row))
+        .ok_or("the listing has no Commands row")?;
+    let cell = TIME_CELL
+        .captures(last)
+        .and_then(|c| c.get(1))
+        .ok_or("the last Commands row has no modification time cell")?;
+    NaiveDateTime::parse_from_str(cell.as_str(), "%Y-%m-%d %H:%M").map_err(|e| {
+        format!(
+            "the last Commands row's time {:?} is not a date: {e}",
+            cell.as_str()
+        )
+    })
+}
+
+fn point(release: &str, time: NaiveDateTime, now: DateTime<Utc>) -> Point {
+    let age = (now - time.and_utc()).num_milliseconds() as f64 / 86_400_000.0;
+    Point::new("command_not_found_age")
+        .tag("release", release)
+        .field("cnf_age", age)
+        .field("out_of_date", age > 1.0)
+        .at(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn row(name: &str, time: &str) -> String {
+        format!(
+            r#"<tr><td valign="top"><img src="/icons/unknown.gif" alt="[   ]"></td><td><a href="{name}">{name}</a></td><td align="right">{time}  </td><td align="right"> 34K</td><td>&nbsp;</td></tr>"#
+        )
+    }
+
+    fn t(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    #[test]
+    fn last_commands_row_wins() {
+        let html = format!(
+            "<table>\n{}\n{}\n{}\n{}\n</table>",
+            row("Commands-amd64.xz", "2026-11-24 09:00"),
+            row("Commands-s390x.xz", "2026-11-20 06:00"),
+            row("by-hash/", "2026-11-24 11:00"),
+            row("Release", "2026-11-24 11:30"),
+        );
+        assert_eq!(commands_time(&html).unwrap(), t("2026-11-20 06:00"));
+    }
+
+    #[test]
+    fn rows_on_one_line_and_upper_case_tags() {
+        let html = format!(
+            "<TABLE>{}{}</TABLE>",
+            row("Commands-amd64.xz", "2026-11-24 09:00")
+                .to_uppercase()
+                .replace("COMMANDS", "Commands"),
+            row("Commands-arm64.xz", "2026-11-23 09:00")
+        );
+        assert_eq!(commands_time(&html).unwrap(), t("2026-11-23 09:00"));
+    }
+
+    #[test]
+    fn no_commands_row() {
+        let html = format!("<table>{}</table>", row("by-hash/", "2026-11-24 11:00"));
+        assert!(
+            commands_time(&html)
+                .unwrap_err()
+                .contains("no Commands row")
+        );
+        assert!(commands_time("").is_err());
+        assert!(commands_time("<html>Service Unavailable</html>").is_err());
+    }
+
+    #[test]
+    fn unreadable_time_in_the_last_row() {
+        let html = format!(
+            "<table>{}{}</table>",
+            row("Commands-amd64.xz", "2026-11-24 09:00"),
+            row("Commands-arm64.xz", "yesterday")
+        );
+        assert!(
+            commands_time(&html)
+                .unwrap_err()
+                .contains("no modification time")
+        );
+        let html = format!(
+            "<table>{}</table>",
+            row("Commands-amd64.xz", "2026-13-40 09:00")
+        );
+        assert!(commands_time(&html).unwrap_err().contains("not a date"));
+    }
+
+    #[test]
+    fn age_is_a_float_in_days_and_out_of_date_strictly_over_one() {
+        let line = |s| point("noble", t(s), now()).to_line().unwrap();
+        assert_eq!(
+            line("2026-11-23 12:00"),
+            "command_not_found_age,release=noble cnf_age=1,out_of_date=false 1795521600000000000"
+        );
+        let l = line("2026-11-23 11:59");
+        assert!(
+            l.contains("cnf_age=1.00069") && l.contains("out_of_date=true"),
+            "{l}"
+        );
+        assert_eq!(
+            line("2026-11-24 06:00"),
+            "command_not_found_age,release=noble cnf_age=0.25,out_of_date=false 1795521600000000000"
+        );
+    }
+}

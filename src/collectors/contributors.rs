@@ -1,0 +1,182 @@
+//! contributors: the size of the Ubuntu developer teams on Launchpad.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `launchpad_team_members` | `team`, `count_type` (`members` or `participants`) | `count` int |
+//!
+//! Source: for each team of the option `teams` (by default the ten teams
+//! below), the sizes of its `members` and `participants` collections on
+//! Launchpad, each read as one `total_size` (one request; no page of
+//! people is read). A team that cannot be read (e.g. a 404: no such team)
+//! is logged and skipped; the other teams are still reported. If no team
+//! can be read, the collection fails.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::sources::http::encode_segment;
+use crate::sources::launchpad::Launchpad;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+pub struct Contributors;
+
+/// The teams counted unless the option `teams` says otherwise.
+pub const DEFAULT_TEAMS: [&str; 10] = [
+    "motu",
+    "ubuntumembers",
+    "ubuntu-archive",
+    "ubuntu-core-dev",
+    "ubuntu-dev",
+    "ubuntu-developer-members",
+    "ubuntu-release",
+    "ubuntu-sru",
+    "ubuntu-sru-developers",
+    "ubuntu-uploaders",
+];
+
+/// The collections counted per team, also the `count_type` tag.
+const COUNT_TYPES: [&str; 2] = ["members", "participants"];
+/// Teams read at the same time.
+const CONCURRENCY: usize = 4;
+
+#[async_trait::async_trait]
+impl Collector for Contributors {
+    fn name(&self) -> &'static str {
+        "contributors"
+    }
+
+    fn description(&self) -> &'static str {
+        "number of members and participants of the Ubuntu developer teams on Launchpad"
+    }
+
+    fn default_interval(&self) -> &'static str {
+        "1h"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["launchpad_team_members"]
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "teams",
+            "Launchpad team names (without ~) whose members and participants are counted; default: motu, ubuntumembers, ubuntu-archive, ubuntu-core-dev, ubuntu-dev, ubuntu-developer-members, ubuntu-release, ubuntu-sru, ubuntu-sru-developers, ubuntu-uploaders",
+        )]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let teams: Vec<String> = ctx.option(
+            "teams",
+            DEFAULT_TEAMS.iter().map(|t| t.to_string()).collect(),
+        )?;
+        let teams = teams
+            .iter()
+            .map(|t| team_name(t))
+            .collect::<Result<Vec<String>, CollectorError>>()?;
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lp = ctx.launchpad();
+        let results: Vec<_> = futures::stream::iter(teams)
+            .map(|team| count_team(lp.clone(), team))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut points = Vec::new();
+        let mut first_error = None;
+        let mut read = 0;
+        for (team, result) in results {
+            match result {
+                Ok(counts) => {
+                    read += 1;
+                    points.extend(team_points(&team, counts, ctx.now));
+                }
+                Err(e) => {
+                    tracing::warn!("team {team}: {e}; skipped");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if read == 0 => Err(e),
+            _ => Ok(points),
+        }
+    }
+}
+
+/// A team name from the configuration: a leading `~` is allowed and
+/// dropped; an empty name is a configuration error.
+fn team_name(configured: &str) -> Result<String, CollectorError> {
+    let name = configured.trim().trim_start_matches('~');
+    if name.is_empty() {
+        return Err(CollectorError::Other(format!(
+            "option teams: {configured:?} is not a Launchpad team name"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// The sizes of a team's members and participants collections (in the
+/// order of [`COUNT_TYPES`]).
+async fn count_team(lp: Launchpad, team: String) -> (String, Result<[u64; 2], CollectorError>) {
+    let mut counts = [0u64; 2];
+    for (i, kind) in COUNT_TYPES.iter().enumerate() {
+        let path = format!("~{}/{kind}", encode_segment(&team));
+        match lp.count(&path, &[]).await {
+            Ok(n) => counts[i] = n,
+            Err(e) => return (team, Err(e)),
+        }
+    }
+    (team, Ok(counts))
+}
+
+fn team_points(team: &str, counts: [u64; 2], now: DateTime<Utc>) -> Vec<Point> {
+    COUNT_TYPES
+        .iter()
+        .zip(counts)
+        .map(|(kind, n)| {
+            Point::new("launchpad_team_members")
+                .tag("team", team)
+                .tag("count_type", *kind)
+                .field("count", n)
+                .at(now)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_names() {
+        assert_eq!(team_name("motu").unwrap(), "motu");
+        assert_eq!(team_name(" ~ubuntu-sru ").unwrap(), "ubuntu-sru");
+        assert!(team_name("~").is_err());
+        assert!(team_name("").is_err());
+    }
+
+    #[test]
+    fn two_points_per_team() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        let lines: Vec<String> = team_points("motu", [3, 0], now)
+            .iter()
+            .map(|p| p.to_line().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "launchpad_team_members,count_type=members,team=motu count=3i 1795521600000000000",
+                "launchpad_team_members,count_type=participants,team=motu count=0i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn default_teams_are_the_specs_ten() {
+        assert_eq!(DEFAULT_TEAMS.len(), 10);
+        assert!(DEFAULT_TEAMS.contains(&"ubuntumembers"));
+    }
+}

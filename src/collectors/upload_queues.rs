@@ -1,0 +1,303 @@
+//! upload_queues: the Unapproved and New upload queues (pocket Proposed) of
+//! every active Ubuntu series, from Launchpad.
+//!
+//! | measurement | tags | fields |
+//! | --- | --- | --- |
+//! | `ubuntu_queue_size` | `devel`, `status`, `release` | `count` int |
+//! | `queue_ages` | `devel`, `release`, `status` | `oldest_age_in_days` int (0 when empty), `ten_day_backlog_count` int (uploads older than 10 whole days) |
+//! | `ubuntu_new_queue_size` | `devel`, `release`, `type` (`source`, `binary`, `sync`) | `count` int: New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each) |
+//!
+//! Source: Launchpad's `ubuntu` series (those with `active = true`; `devel`
+//! = `True` for the distribution's current series), and for each series and
+//! status `getPackageUploads(status, pocket=Proposed)`. Each (series,
+//! status) queue is read once per run (every page, since ages need every
+//! entry) and gives all its measurements.
+//!
+//! An upload's age is whole days since its `date_created`; an upload
+//! without a readable `date_created` counts in the queue size but not in
+//! the ages (logged). A queue that cannot be read is logged and gives no
+//! points; the other queues are still reported. If no queue can be read,
+//! the collection fails.
+
+use crate::collector::{Collector, CollectorError, Context};
+use crate::point::Point;
+use crate::sources::launchpad::{Launchpad, Series};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+
+pub struct UploadQueues;
+
+/// The queues read, by upload status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Unapproved,
+    New,
+}
+
+impl Status {
+    const ALL: [Status; 2] = [Status::Unapproved, Status::New];
+
+    /// Launchpad's name of the status (also the `status` tag).
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Unapproved => "Unapproved",
+            Status::New => "New",
+        }
+    }
+}
+const POCKET: &str = "Proposed";
+/// An upload older than this many whole days is in the backlog.
+const BACKLOG_DAYS: i64 = 10;
+/// Queues read at the same time.
+const CONCURRENCY: usize = 4;
+
+/// The fields of a package upload this collector reads.
+#[derive(Debug, Default, Deserialize)]
+struct Upload {
+    date_created: Option<String>,
+    contains_source: Option<bool>,
+    contains_build: Option<bool>,
+    contains_copy: Option<bool>,
+}
+
+#[async_trait::async_trait]
+impl Collector for UploadQueues {
+    fn name(&self) -> &'static str {
+        "upload_queues"
+    }
+
+    fn description(&self) -> &'static str {
+        "size and age of the Unapproved and New upload queues (pocket Proposed) of the active series"
+    }
+
+    fn measurements(&self) -> &'static [&'static str] {
+        &["ubuntu_queue_size", "queue_ages", "ubuntu_new_queue_size"]
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let lp = ctx.launchpad();
+        let series: Vec<_> = lp
+            .ubuntu_series()
+            .await?
+            .into_iter()
+            .filter(|s| s.active)
+            .collect();
+        if series.is_empty() {
+            return Err(CollectorError::Other(format!(
+                "{}: Launchpad lists no active series of ubuntu",
+                lp.resource_url("ubuntu")
+            )));
+        }
+        let queues: Vec<(Series, Status)> = series
+            .iter()
+            .flat_map(|s| Status::ALL.map(|status| (s.clone(), status)))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(queues)
+            .map(|(s, status)| read_queue(lp.clone(), s, status))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut points = Vec::new();
+        let mut first_error = None;
+        let mut read = 0;
+        for (s, status, result) in results {
+            match result {
+                Ok(uploads) => {
+                    read += 1;
+                    points.extend(queue_points(&s.name, s.current, status, &uploads, ctx.now));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "upload queue {} of {}: {e}; no points for it",
+                        status.as_str(),
+                        s.name
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if read == 0 => Err(e),
+            _ => Ok(points),
+        }
+    }
+}
+
+/// Every upload of one queue (all pages).
+async fn read_queue(
+    lp: Launchpad,
+    series: Series,
+    status: Status,
+) -> (Series, Status, Result<Vec<Upload>, CollectorError>) {
+    let params = [
+        ("ws.op", "getPackageUploads"),
+        ("status", status.as_str()),
+        ("pocket", POCKET),
+    ];
+    let result = lp.collection::<Upload>(&series.self_link, &params).await;
+    (series, status, result)
+}
+
+/// Whole days since `created` (never negative: a clock skew is age 0).
+fn age_days(created: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (now - created).num_days().max(0)
+}
+
+/// The points of one queue: its size and ages, and for the New queue the
+/// counts per upload type.
+fn queue_points(
+    release: &str,
+    devel: bool,
+    status: Status,
+    uploads: &[Upload],
+    now: DateTime<Utc>,
+) -> Vec<Point> {
+    let mut ages = Vec::with_capacity(uploads.len());
+    let mut undated = 0;
+    for u in uploads {
+        match u
+            .date_created
+            .as_deref()
+            .and_then(|d| DateTime::parse_from_rfc3339(d.trim()).ok())
+        {
+            Some(d) => ages.push(age_days(d.with_timezone(&Utc), now)),
+            None => undated += 1,
+        }
+    }
+    let status_name = status.as_str();
+    if undated > 0 {
+        tracing::warn!(
+            "upload queue {status_name} of {release}: {undated} upload(s) without a readable date_created; counted, but not in the ages"
+        );
+    }
+    let oldest = ages.iter().copied().max().unwrap_or(0);
+    let backlog = ages.iter().filter(|&&a| a > BACKLOG_DAYS).count();
+
+    let mut points = vec![
+        Point::new("ubuntu_queue_size")
+            .tag_bool("devel", devel)
+            .tag("status", status_name)
+            .tag("release", release)
+            .field("count", uploads.len())
+            .at(now),
+        Point::new("queue_ages")
+            .tag_bool("devel", devel)
+            .tag("release", release)
+            .tag("status", status_name)
+            .field("oldest_age_in_days", oldest)
+            .field("ten_day_backlog_count", backlog)
+            .at(now),
+    ];
+    if status == Status::New {
+        let count = |flag: fn(&Upload) -> Option<bool>| {
+            uploads.iter().filter(|u| flag(u) == Some(true)).count()
+        };
+        for (kind, n) in [
+            ("source", count(|u| u.contains_source)),
+            ("binary", count(|u| u.contains_build)),
+            ("sync", count(|u| u.contains_copy)),
+        ] {
+            points.push(
+                Point::new("ubuntu_new_queue_size")
+                    .tag_bool("devel", devel)
+                    .tag("release", release)
+                    .tag("type", kind)
+                    .field("count", n)
+                    .at(now),
+            );
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn lines(ps: Vec<Point>) -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
+        v.sort();
+        v
+    }
+
+    fn parse(json: &str) -> Vec<Upload> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn empty_new_queue_reports_zeros() {
+        assert_eq!(
+            lines(queue_points("jammy", false, Status::New, &[], now())),
+            [
+                "queue_ages,devel=False,release=jammy,status=New oldest_age_in_days=0i,ten_day_backlog_count=0i 1795521600000000000",
+                "ubuntu_new_queue_size,devel=False,release=jammy,type=binary count=0i 1795521600000000000",
+                "ubuntu_new_queue_size,devel=False,release=jammy,type=source count=0i 1795521600000000000",
+                "ubuntu_new_queue_size,devel=False,release=jammy,type=sync count=0i 1795521600000000000",
+                "ubuntu_queue_size,devel=False,release=jammy,status=New count=0i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn ages_are_whole_days_and_backlog_is_strictly_over_ten() {
+        let u = parse(
+            r#"[{"date_created": "2026-11-13T12:00:00+00:00"},
+                {"date_created": "2026-11-13T12:00:01.5+00:00"},
+                {"date_created": "2026-11-14T01:30:00+02:00"},
+                {"date_created": "2026-11-25T00:00:00Z"},
+                {"date_created": null},
+                {"date_created": "yesterday"},
+                {}]"#,
+        );
+        assert_eq!(
+            lines(queue_points(
+                "tumbling",
+                true,
+                Status::Unapproved,
+                &u,
+                now()
+            )),
+            [
+                "queue_ages,devel=True,release=tumbling,status=Unapproved oldest_age_in_days=11i,ten_day_backlog_count=1i 1795521600000000000",
+                "ubuntu_queue_size,devel=True,release=tumbling,status=Unapproved count=7i 1795521600000000000",
+            ]
+        );
+    }
+
+    #[test]
+    fn new_uploads_count_in_every_flagged_type() {
+        let u = parse(
+            r#"[{"contains_source": true, "contains_build": true, "contains_copy": true},
+                {"contains_source": true, "contains_build": false, "contains_copy": null},
+                {"contains_copy": true},
+                {"contains_source": null}]"#,
+        );
+        let got = lines(queue_points("noble", false, Status::New, &u, now()));
+        assert!(got.contains(&"ubuntu_new_queue_size,devel=False,release=noble,type=source count=2i 1795521600000000000".to_owned()));
+        assert!(got.contains(&"ubuntu_new_queue_size,devel=False,release=noble,type=binary count=1i 1795521600000000000".to_owned()));
+        assert!(got.contains(&"ubuntu_new_queue_size,devel=False,release=noble,type=sync count=2i 1795521600000000000".to_owned()));
+        assert!(got.contains(&"ubuntu_queue_size,devel=False,release=noble,status=New count=4i 1795521600000000000".to_owned()));
+    }
+
+    #[test]
+    fn unapproved_queue_has_no_type_counts() {
+        let got = lines(queue_points(
+            "noble",
+            false,
+            Status::Unapproved,
+            &[Upload::default()],
+            now(),
+        ));
+        assert!(
+            got.iter().all(|l| !l.starts_with("ubuntu_new_queue_size")),
+            "{got:?}"
+        );
+    }
+}
