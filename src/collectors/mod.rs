@@ -29,3 +29,22 @@ pub fn registry() -> Vec<Box<dyn Collector>> {
         Box::new(versions::Versions),
     ]
 }
+
+/// The collectors table of the README (Markdown), generated from the
+/// registry so that it cannot go stale (a test compares it).
+pub fn markdown_table() -> String {
+    let mut s = String::from(
+        "| collector | default interval | measurements | what it measures |\n| --- | --- | --- | --- |\n",
+    );
+    for c in registry() {
+        let ms: Vec<String> = c.measurements().iter().map(|m| format!("`{m}`")).collect();
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            c.name(),
+            c.default_interval(),
+            ms.join(", "),
+            c.description()
+        ));
+    }
+    s
+}
