@@ -70,6 +70,9 @@ pub enum SystemdCommand {
         /// The binary the service runs [default: this one]
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Write nothing unless the configuration says `[systemd] timers = true` (for the packaged generator)
+        #[arg(long)]
+        if_enabled: bool,
     },
     /// Install the units, the configuration and a mode-0600 credentials file; without --root, also reload systemd and enable the timers
     Install {
@@ -234,7 +237,10 @@ fn systemd(
 ) -> i32 {
     use crate::schedule::systemd as sd;
     match cmd {
-        SystemdCommand::Generate { dirs, binary } => {
+        SystemdCommand::Generate { dirs, binary, if_enabled } => {
+            if if_enabled && !config.systemd.timers {
+                return EXIT_OK;
+            }
             let paths = sd::UnitPaths::new(binary, config_path);
             match sd::generate(&dirs, registry, config, &paths) {
                 Ok(_) => EXIT_OK,

@@ -21,6 +21,7 @@ pub struct Config {
     pub spool: SpoolConfig,
     pub self_metrics: SelfMetricsConfig,
     pub http: HttpConfig,
+    pub systemd: SystemdConfig,
     pub collectors: BTreeMap<String, CollectorConfig>,
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
@@ -140,6 +141,15 @@ impl Default for SelfMetricsConfig {
     fn default() -> Self {
         SelfMetricsConfig { enabled: true }
     }
+}
+
+/// `[systemd]`: whether the packaged systemd generator creates timers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemdConfig {
+    /// true: `systemd generate --if-enabled` (the packaged generator) writes
+    /// the timers; false: it writes nothing (e.g. when the daemon runs).
+    pub timers: bool,
 }
 
 /// How collectors talk to upstream sources.
