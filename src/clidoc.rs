@@ -174,11 +174,11 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         written: &mut Vec<PathBuf>,
     ) -> std::io::Result<()> {
         for sub in cmd.get_subcommands() {
-            if sub.get_name() == "help" {
-                continue;
-            }
             let name = format!("{prefix}-{}", sub.get_name());
-            let page = sub.clone().name(name.clone());
+            let page = sub
+                .clone()
+                .name(name.clone())
+                .version(env!("CARGO_PKG_VERSION"));
             let mut buf = Vec::new();
             clap_mangen::Man::new(page).render(&mut buf)?;
             let path = dir.join(format!("{name}.1"));

@@ -63,9 +63,9 @@ pub async fn collect_many(
                 Status::Ok => (
                     "✔",
                     format!(
-                        "{} points, {} requests, {}",
-                        o.points.len(),
-                        o.requests,
+                        "{}, {}, {}",
+                        plural(o.points.len() as u64, "point"),
+                        plural(o.requests, "request"),
                         format_duration(o.duration)
                     ),
                 ),
@@ -83,6 +83,14 @@ pub async fn collect_many(
     set_bars(None);
     let _ = mp.clear();
     outcomes
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn set_bars(mp: Option<MultiProgress>) {

@@ -975,15 +975,14 @@ pub async fn main(cmd: InfluxdbCommand, config: &crate::config::Config) -> i32 {
             print!("{report}");
             let collector = secret_path(&opts.secrets_dir, &opts.collector_user);
             let grafana = secret_path(&opts.secrets_dir, &opts.grafana_user);
+            println!("\nNext:");
             println!(
-                "\nThe collectors write as {:?}: set [influxdb] username = {:?} and password_file = {:?} \
-                 in the configuration (then `ubuntu-metrics systemd install`).\n\
-                 Grafana reads as {:?}: give grafana-server the environment variable {}=<the password in {}> \
-                 (see `ubuntu-metrics dashboards export`).",
-                opts.collector_user,
+                "  collectors: in the configuration, [influxdb] username = {:?} and password_file = {:?};\n              then `ubuntu-metrics systemd install`",
                 opts.collector_user,
                 collector.display().to_string(),
-                opts.grafana_user,
+            );
+            println!(
+                "  Grafana:    `ubuntu-metrics dashboards export /etc/grafana/provisioning`, and give grafana-server\n              {}=<the password in {}>",
                 crate::dashboards::PASSWORD_ENV,
                 grafana.display(),
             );
