@@ -188,6 +188,7 @@ pub fn render_summary(rows: &[Row]) -> String {
         collector: "total".into(),
         status: if failed == 0 { "ok" } else { "failed" },
         points: rows.iter().map(|r| r.points).sum(),
+        // The collectors run concurrently: the run took as long as the longest.
         duration: rows.iter().map(|r| r.duration).max().unwrap_or_default(),
         requests: rows.iter().map(|r| r.requests).sum(),
     };
