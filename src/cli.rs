@@ -59,6 +59,16 @@ pub enum Command {
     /// Show or check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Set up InfluxDB for the station: database, retention, users (admin, collector, grafana)
+    #[command(subcommand)]
+    Influxdb(crate::provision::InfluxdbCommand),
+    /// Grafana dashboards and provisioning files, generated from the collectors
+    #[command(subcommand)]
+    Dashboards(crate::dashboards::DashboardsCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell)
+    Completions(crate::clidoc::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory
+    Man(crate::clidoc::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +172,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         }
     };
     init_logging(cli.verbose);
+    if let Some(status) = crate::clidoc::run_early(&cli.command) {
+        return status;
+    }
     let registry = registry();
     let config_path = Config::locate(cli.config.as_deref());
     let config = match Config::load(config_path.as_deref(), &registry) {
@@ -195,6 +208,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             config,
             std::sync::Arc::new(registry),
         )),
+        Command::Influxdb(cmd) => rt.block_on(crate::provision::main(cmd, &config)),
+        Command::Dashboards(cmd) => crate::dashboards::main(cmd, &config),
+        Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
     }
 }
 
@@ -223,7 +239,7 @@ fn init_logging(verbose: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
@@ -376,7 +392,8 @@ async fn run(
         }
     };
     let timeout = Some(config.daemon.run_timeout.as_duration());
-    let outcomes = runner::collect_many(&selected, &base, config, timeout).await;
+    let outcomes = crate::progress::collect_many(&selected, &base, config, timeout).await;
+    let summary = crate::progress::Summary::of(&outcomes);
     let mut status = EXIT_OK;
     for o in &outcomes {
         if let Some(e) = &o.error {
@@ -420,5 +437,6 @@ async fn run(
             }
         }
     }
+    summary.print_if_interactive();
     status
 }

@@ -5,12 +5,16 @@
 //! `ARCHITECTURE` in the README for where each part lives.
 
 pub mod cli;
+pub mod clidoc;
 pub mod collector;
 pub mod collectors;
 pub mod config;
+pub mod dashboards;
 pub mod fixture_server;
 pub mod logging;
 pub mod point;
+pub mod progress;
+pub mod provision;
 pub mod runner;
 pub mod schedule;
 pub mod sinks;

@@ -20,6 +20,8 @@ pub struct Options {
     pub https: Option<(PathBuf, PathBuf)>,
     /// Do not create the database.
     pub no_database: bool,
+    /// With `auth`: do not create the admin user either (a fresh server).
+    pub no_admin: bool,
 }
 
 pub struct Influxd {
@@ -70,7 +72,7 @@ impl Influxd {
             options,
         };
         server.launch();
-        if server.options.auth {
+        if server.options.auth && !server.options.no_admin {
             // Allowed without credentials while the server has no user.
             server.query_as(
                 &format!(

@@ -1,0 +1,243 @@
+//! The Grafana dashboards: the committed files under `grafana/` are what the
+//! code generates, and every panel's query returns data from a real
+//! InfluxDB filled by `run --all` from the fixtures.
+
+mod common;
+
+use common::influxd::Influxd;
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use ubuntu_metrics::dashboards::{self, ExportOptions, Kind};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    for v in [
+        "INFLUXDB_HOSTNAME",
+        "INFLUXDB_PORT",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_SSL",
+        "RUST_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("UBUNTU_METRICS_CONFIG", "/dev/null");
+    c
+}
+
+fn committed() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grafana")
+}
+
+fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_owned());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn committed_files_are_what_the_code_generates() {
+    let root = committed();
+    let stale = "grafana/ is stale: regenerate it with `cargo run --bin ubuntu-metrics -- dashboards export grafana` and commit it";
+    let want = dashboards::files(&ExportOptions::default());
+    let mut expected = BTreeSet::new();
+    for (rel, text) in &want {
+        let path = root.join(rel);
+        let got = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{stale}", path.display()));
+        assert!(got == *text, "{} differs\n{stale}", path.display());
+        expected.insert(rel.clone());
+    }
+    let extra: Vec<_> = files_under(&root)
+        .into_iter()
+        .filter(|p| !expected.contains(p) && p.file_name() != Some("README.md".as_ref()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "files no longer generated: {extra:?}\n{stale}"
+    );
+}
+
+#[test]
+fn export_writes_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["dashboards", "export"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (rel, text) in dashboards::files(&ExportOptions::default()) {
+        let got = std::fs::read_to_string(dir.path().join(&rel)).unwrap();
+        assert_eq!(got, text, "{}", rel.display());
+    }
+    // Options reach the provisioning files.
+    let out = bin()
+        .args(["dashboards", "export"])
+        .arg(dir.path())
+        .args([
+            "--influxdb-url",
+            "https://influx.example:8086",
+            "--database",
+            "kpis",
+            "--dashboards-path",
+            "/srv/dash",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let ds = std::fs::read_to_string(dir.path().join("datasources/ubuntu-metrics.yaml")).unwrap();
+    assert!(
+        ds.contains("url: \"https://influx.example:8086\"") && ds.contains("dbName: \"kpis\""),
+        "{ds}"
+    );
+    let pv = std::fs::read_to_string(dir.path().join("dashboards/ubuntu-metrics.yaml")).unwrap();
+    assert!(pv.contains("path: \"/srv/dash\""), "{pv}");
+}
+
+/// Grafana's macros as Grafana expands them for a time range around NOW
+/// (`$timeFilter` is `time >= <from>ms and time <= <to>ms`).
+fn expand(query: &str, interval: &str) -> String {
+    let now_ms = now().timestamp_millis();
+    let from = now_ms - 30 * 86_400_000;
+    let to = now_ms + 86_400_000;
+    query
+        .replace(
+            "$timeFilter",
+            &format!("time >= {from}ms and time <= {to}ms"),
+        )
+        .replace("$__interval", interval)
+}
+
+#[test]
+fn every_panel_query_returns_data_from_run_all() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ubuntu_metrics::config::Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    config.influxdb.url = db.url();
+    config.influxdb.database = common::influxd::DATABASE.to_owned();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let out = bin()
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "--all",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run --all failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for d in dashboards::dashboards() {
+        for p in d.panels() {
+            // Every tag the panel groups or filters by, and every field it
+            // reads, exists in the measurement.
+            let tags = db.query(&format!("SHOW TAG KEYS FROM \"{}\"", p.measurement));
+            let tag_keys: BTreeSet<String> = tags["results"][0]["series"][0]["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v[0].as_str().map(str::to_owned))
+                .collect();
+            for t in p.group_by {
+                if !tag_keys.contains(*t) {
+                    failures.push(format!(
+                        "{} / {}: no tag {t:?} in {} (tags: {tag_keys:?})",
+                        d.uid, p.title, p.measurement
+                    ));
+                }
+            }
+            let fields: BTreeSet<String> = db
+                .field_types(p.measurement)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for f in p.fields {
+                if !fields.contains(*f) {
+                    failures.push(format!(
+                        "{} / {}: no field {f:?} in {} (fields: {fields:?})",
+                        d.uid, p.title, p.measurement
+                    ));
+                }
+            }
+            for interval in ["1h", "1d"] {
+                let q = expand(&p.query(), interval);
+                let v = db.query(&q);
+                let result = &v["results"][0];
+                if let Some(e) = result.get("error").or_else(|| v.get("error")) {
+                    failures.push(format!("{} / {}: {q}: error {e}", d.uid, p.title));
+                    continue;
+                }
+                let series = result["series"].as_array().cloned().unwrap_or_default();
+                let rows: usize = series
+                    .iter()
+                    .map(|s| s["values"].as_array().map_or(0, |v| v.len()))
+                    .sum();
+                let has_value = series.iter().any(|s| {
+                    s["values"].as_array().into_iter().flatten().any(|row| {
+                        row.as_array()
+                            .is_some_and(|r| r.iter().skip(1).any(|c| !c.is_null()))
+                    })
+                });
+                if rows == 0 || !has_value {
+                    failures.push(format!("{} / {}: {q}: no data ({v})", d.uid, p.title));
+                }
+                // Groups by tags give one series per tag set.
+                if !p.group_by.is_empty() {
+                    let tagged = series
+                        .iter()
+                        .all(|s| p.group_by.iter().all(|t| s["tags"].get(*t).is_some()));
+                    if !tagged {
+                        failures.push(format!(
+                            "{} / {}: series without tags {:?}",
+                            d.uid, p.title, p.group_by
+                        ));
+                    }
+                }
+                if p.kind != Kind::Timeseries {
+                    break;
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} panels failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{checked} panel queries returned data");
+}
