@@ -253,7 +253,11 @@ fn systemd(
 ) -> i32 {
     use crate::schedule::systemd as sd;
     match cmd {
-        SystemdCommand::Generate { dirs, binary, if_enabled } => {
+        SystemdCommand::Generate {
+            dirs,
+            binary,
+            if_enabled,
+        } => {
             if if_enabled && !config.systemd.timers {
                 return EXIT_OK;
             }

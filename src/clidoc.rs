@@ -173,7 +173,8 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         dir: &Path,
         written: &mut Vec<PathBuf>,
     ) -> std::io::Result<()> {
-        for sub in cmd.get_subcommands() {
+        // clap's generated `help` subcommands get no page of their own.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             let name = format!("{prefix}-{}", sub.get_name());
             let page = sub
                 .clone()

@@ -1,0 +1,168 @@
+//! The Debian package: built with `scripts/build-deb` (cargo deb, release
+//! build), unpacked with `dpkg-deb -x` into a temporary root, its units
+//! checked with `systemd-analyze verify` and its binary run.
+//!
+//! The packaged units name `/usr/bin/ubuntu-metrics`; this machine has no
+//! such file, so the checks run on copies pointing at the unpacked binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn verify(units: &[PathBuf]) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(units)
+        .output()
+        .expect("systemd-analyze runs (install it: sudo apt-get install systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {units:?}:\n{stderr}"
+    );
+}
+
+/// A copy of a packaged file with `/usr/bin/ubuntu-metrics` replaced by the
+/// unpacked binary.
+fn relocated(file: &Path, bin: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(file).unwrap();
+    let out = dir.join(file.file_name().unwrap());
+    std::fs::write(
+        &out,
+        text.replace("/usr/bin/ubuntu-metrics", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn package_builds_unpacks_and_its_units_verify() {
+    let root_dir = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root_dir}/scripts/build-deb"))
+        .output()
+        .expect("scripts/build-deb runs");
+    assert!(
+        out.status.success(),
+        "build-deb failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(root_dir).join(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    assert!(
+        deb.extension().is_some_and(|e| e == "deb"),
+        "{}",
+        deb.display()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let st = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let info = Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("Package: ubuntu-metrics") && info.contains("rsync"),
+        "{info}"
+    );
+
+    let bin = root.join("usr/bin/ubuntu-metrics");
+    for f in [
+        "usr/bin/ubuntu-metrics",
+        "usr/lib/systemd/system-generators/ubuntu-metrics-generator",
+        "usr/lib/systemd/system/ubuntu-metrics.service",
+        "etc/ubuntu-metrics/config.toml",
+        "usr/share/doc/ubuntu-metrics/README.md",
+        "usr/share/man/man1/ubuntu-metrics.1.gz",
+        "usr/share/man/man1/ubuntu-metrics-run.1.gz",
+    ] {
+        assert!(root.join(f).exists(), "{f} missing from the package");
+    }
+
+    // The packaged binary runs.
+    let help = Command::new(&bin).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("run"));
+    // The packaged configuration is valid.
+    let config = root.join("etc/ubuntu-metrics/config.toml");
+    let shown = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+
+    // The packaged generator writes nothing while timers are off (the
+    // default: the daemon unit is the other way), and every timer once on.
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let generator = relocated(
+        &root.join("usr/lib/systemd/system-generators/ubuntu-metrics-generator"),
+        &bin,
+        &work,
+    );
+    let run_generator = |config: &Path, out: &Path| {
+        let st = Command::new("sh")
+            .arg(&generator)
+            .arg(out)
+            .arg(out.with_extension("early"))
+            .arg(out.with_extension("late"))
+            .env("UBUNTU_METRICS_CONFIG", config)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    let off = tmp.path().join("gen-off");
+    run_generator(&config, &off);
+    assert!(
+        !off.join("ubuntu-metrics@.service").exists(),
+        "timers are off by default"
+    );
+    let on_config = tmp.path().join("on.toml");
+    std::fs::write(
+        &on_config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("timers = false", "timers = true"),
+    )
+    .unwrap();
+    let on = tmp.path().join("gen-on");
+    run_generator(&on_config, &on);
+    let mut units: Vec<PathBuf> = std::fs::read_dir(&on)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(
+        units
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "timer"))
+            .count(),
+        10
+    );
+    units.push(relocated(
+        &root.join("usr/lib/systemd/system/ubuntu-metrics.service"),
+        &bin,
+        &work,
+    ));
+    verify(&units);
+}
