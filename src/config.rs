@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ubuntu-metrics/config.toml";
 pub const CONFIG_ENV: &str = "UBUNTU_METRICS_CONFIG";
+/// The spool directory when none is configured.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
+/// Set by the generated systemd service (`StateDirectory=`): the default
+/// spool is `$UBUNTU_METRICS_STATE_DIR/spool` then.
+pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
 const REDACTED: &str = "<redacted>";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -124,10 +129,61 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
-            dir: "/var/lib/ubuntu-metrics/spool".into(),
+            dir: DEFAULT_SPOOL_DIR.into(),
             max_size: "100MB".into(),
         }
     }
+}
+
+impl SpoolConfig {
+    /// `max_size` in bytes.
+    pub fn max_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.max_size)
+    }
+}
+
+/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
+/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
+/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
+/// Case does not matter; spaces between number and unit are allowed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid size {s:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
+        ))
+    };
+    if num.is_empty() {
+        return bad("it does not start with a number");
+    }
+    let Ok(n) = num.parse::<f64>() else {
+        return bad("the number is not valid");
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return bad("unknown unit"),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return bad("too large");
+    }
+    let bytes = bytes.round() as u64;
+    if bytes == 0 {
+        return bad("it must be more than 0 bytes");
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,6 +352,11 @@ impl Config {
         if let Some(d) = get("INFLUXDB_DATABASE") {
             self.influxdb.database = d;
         }
+        if let Some(state) = get(STATE_DIR_ENV) {
+            if self.spool.dir == Path::new(DEFAULT_SPOOL_DIR) {
+                self.spool.dir = Path::new(&state).join("spool");
+            }
+        }
         Ok(())
     }
 
@@ -337,6 +398,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "{origin}: influxdb.password and influxdb.password_file are both set; keep one"
             )));
+        }
+        self.spool
+            .max_bytes()
+            .map_err(|e| ConfigError(format!("{origin}: spool.max_size: {e}")))?;
+        if self.spool.dir.as_os_str().is_empty() {
+            return Err(ConfigError(format!("{origin}: spool.dir is empty")));
         }
         let s = &self.sources;
         for (key, value) in [
@@ -484,6 +551,38 @@ mod tests {
             c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_PORT", "x")]))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5kB"), Ok(1500));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "MB", "100 parsecs", "0", "-1MB", "1e999", "1.2.3MB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(
+                e.contains("invalid size") && e.contains("100MB"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_toml("[spool]\nmax_size = \"lots\"\n").unwrap();
+        let e = c.validate(&[]).unwrap_err().to_string();
+        assert!(e.contains("spool.max_size") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn state_directory_moves_the_default_spool_only() {
+        let mut c = Config::default();
+        c.apply_env(&env(&[("UBUNTU_METRICS_STATE_DIR", "/var/lib/private/um")]))
+            .unwrap();
+        assert_eq!(c.spool.dir, Path::new("/var/lib/private/um/spool"));
+        let mut c = Config::from_toml("[spool]\ndir = \"/srv/spool\"\n").unwrap();
+        c.apply_env(&env(&[("UBUNTU_METRICS_STATE_DIR", "/var/lib/private/um")]))
+            .unwrap();
+        assert_eq!(c.spool.dir, Path::new("/srv/spool"));
     }
 
     #[test]

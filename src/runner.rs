@@ -59,15 +59,17 @@ pub fn context(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
 impl Outcome {
     /// The self-metrics point of this run: tags `collector`, `status`;
     /// fields `duration_seconds` (float), `points` (int: points written with
-    /// it), `requests` (int: upstream requests) and `error` (string, when
-    /// the run failed or timed out).
-    pub fn self_point(&self) -> Point {
+    /// it), `requests` (int: upstream requests), `spool_dropped` (int:
+    /// points the spool dropped at its size limit since the last report)
+    /// and `error` (string, when the run failed or timed out).
+    pub fn self_point(&self, spool_dropped: u64) -> Point {
         Point::new(SELF_MEASUREMENT)
             .tag("collector", self.name)
             .tag("status", self.status.as_str())
             .field("duration_seconds", self.duration.as_secs_f64())
             .field("points", self.points.len())
             .field("requests", self.requests)
+            .field("spool_dropped", spool_dropped)
             .at(self.time)
             .with_error(self.error.as_deref())
     }
@@ -195,7 +197,7 @@ pub async fn deliver(
     self_metrics: bool,
 ) -> Delivery {
     let self_points: Vec<Point> = if self_metrics {
-        outcomes.iter().map(Outcome::self_point).collect()
+        outcomes.iter().map(|o| o.self_point(0)).collect()
     } else {
         Vec::new()
     };
