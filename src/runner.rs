@@ -324,8 +324,8 @@ async fn deliver_batch(
     }
     let report = writer.send(&batch.lines).await;
     d.written += report.written;
-    for (lines, e) in report.refused {
-        dead_letter(spool, &batch.label, &lines, &e, d);
+    if let Some((lines, message)) = report.refused_batch() {
+        dead_letter(spool, &batch.label, &lines, &message, d);
     }
     if let Some((lines, e)) = report.kept {
         *down = Some(e.clone());
@@ -337,14 +337,8 @@ async fn deliver_batch(
     }
 }
 
-fn dead_letter(
-    spool: Option<&Spool>,
-    label: &str,
-    lines: &[String],
-    e: &WriteError,
-    d: &mut Delivery,
-) {
-    match spool.map(|s| (s, s.dead_letter(label, lines, &e.to_string()))) {
+fn dead_letter(spool: Option<&Spool>, label: &str, lines: &[String], e: &str, d: &mut Delivery) {
+    match spool.map(|s| (s, s.dead_letter(label, lines, e))) {
         Some((s, Ok(()))) => {
             d.dead_lettered += lines.len();
             tracing::error!(
@@ -439,8 +433,8 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
             let report = writer.send(&rec.lines).await;
             r.written += report.written;
             let mut refused_ok = true;
-            for (lines, e) in &report.refused {
-                match spool.dead_letter(&rec.label, lines, &e.to_string()) {
+            if let Some((lines, e)) = report.refused_batch() {
+                match spool.dead_letter(&rec.label, &lines, &e) {
                     Ok(()) => {
                         r.dead_lettered += lines.len();
                         tracing::error!(

@@ -158,6 +158,26 @@ pub struct SendReport {
     pub kept: Option<(Vec<String>, WriteError)>,
 }
 
+impl SendReport {
+    /// The refused lines as one batch, with the server's messages (each
+    /// different one once): one dead-letter entry per batch sent.
+    pub fn refused_batch(&self) -> Option<(Vec<String>, String)> {
+        if self.refused.is_empty() {
+            return None;
+        }
+        let mut lines = Vec::new();
+        let mut messages: Vec<String> = Vec::new();
+        for (l, e) in &self.refused {
+            lines.extend_from_slice(l);
+            let m = e.to_string();
+            if !messages.contains(&m) {
+                messages.push(m);
+            }
+        }
+        Some((lines, messages.join(" | ")))
+    }
+}
+
 /// At most this many extra requests to narrow down the refused lines of a
 /// batch; past it, what is still refused goes to the dead-letter file whole.
 const MAX_SPLIT_REQUESTS: usize = 64;
