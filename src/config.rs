@@ -32,7 +32,7 @@ pub struct Config {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
     pub url: String,
@@ -43,6 +43,22 @@ pub struct InfluxConfig {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     pub timeout: TimeSpan,
+}
+
+/// Debug output never shows the password (nor one inside the URL).
+impl std::fmt::Debug for InfluxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxConfig")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for InfluxConfig {
@@ -274,10 +290,12 @@ impl Config {
                         p.display()
                     ))
                 })?;
-                warn_if_readable_secret(p, &text);
-                let mut c = Config::from_toml(&text)
-                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                // A parse error quotes the file: never a password in it.
+                let mut c = Config::from_toml(&text).map_err(|e| {
+                    ConfigError(format!("{}: {}", p.display(), redact_secrets(&e, &text)))
+                })?;
                 c.path = Some(p.to_owned());
+                warn_if_readable_secret(p, &c);
                 c
             }
             None => Config::default(),
@@ -385,13 +403,13 @@ impl Config {
         let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
             ConfigError(format!(
                 "{origin}: influxdb.url {:?}: {e}",
-                self.influxdb.url
+                redact_url(&self.influxdb.url)
             ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError(format!(
                 "{origin}: influxdb.url {:?}: the scheme must be http or https",
-                self.influxdb.url
+                redact_url(&self.influxdb.url)
             )));
         }
         if self.influxdb.password.is_some() && self.influxdb.password_file.is_some() {
@@ -474,25 +492,77 @@ impl Config {
     }
 }
 
-/// A configuration file holding a password should not be readable by others.
-fn warn_if_readable_secret(path: &Path, text: &str) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let has_password = text.lines().any(|l| {
-            l.trim_start().starts_with("password") && !l.trim_start().starts_with("password_file")
-        });
-        if has_password {
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o004 != 0 {
-                    tracing::warn!(
-                        "configuration file {} holds a password and is readable by every user: chmod o-r it, or use password_file",
-                        path.display()
-                    );
-                }
-            }
+/// A file holding a password (the configuration with `password` or a URL
+/// with credentials, or the `password_file`) should not be readable by
+/// every user. Warned through the log (initialised before the
+/// configuration is read) and, when it is not initialised, on stderr.
+fn warn_if_readable_secret(path: &Path, c: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let others_read =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+    let in_url = url::Url::parse(&c.influxdb.url).is_ok_and(|u| u.password().is_some());
+    let mut warnings = Vec::new();
+    if (c.influxdb.password.is_some() || in_url) && others_read(path) {
+        warnings.push(format!(
+            "configuration file {} holds a password and is readable by every user: chmod o-r it, or move the password to a password_file of mode 0600",
+            path.display()
+        ));
+    }
+    if let Some(pf) = &c.influxdb.password_file {
+        if others_read(pf) {
+            warnings.push(format!(
+                "influxdb.password_file {} is readable by every user: chmod 0600 it",
+                pf.display()
+            ));
         }
     }
+    for w in warnings {
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{w}");
+        } else {
+            eprintln!("ubuntu-metrics: warning: {w}");
+        }
+    }
+}
+
+/// `scheme://user:password@host` with the password replaced.
+pub fn redact_url(url: &str) -> String {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(://[^/@\s:]*):[^/@\s]*@").expect("valid regex")
+    });
+    RE.replace_all(url, format!("$1:{REDACTED}@").as_str())
+        .into_owned()
+}
+
+/// `message` (quoting parts of the configuration `text`) with every value
+/// of a `password` key and every password of a URL in `text` replaced.
+pub fn redact_secrets(message: &str, text: &str) -> String {
+    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"password["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#)
+            .expect("valid regex")
+    });
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"://[^/@\s:]*:([^/@\s]+)@").expect("valid regex")
+    });
+    let mut secrets: Vec<String> = Vec::new();
+    for c in KEY.captures_iter(text) {
+        let v = &c[1];
+        secrets.push(v.to_owned());
+        let inner = v.trim_matches(|ch| ch == '"' || ch == '\'');
+        if !inner.is_empty() {
+            secrets.push(inner.to_owned());
+        }
+    }
+    for c in URL.captures_iter(text) {
+        secrets.push(c[1].to_owned());
+    }
+    // Longest first, so that a quoted value goes before its inner text.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), REDACTED);
+    }
+    redact_url(&out)
 }
 
 #[cfg(test)]
@@ -583,6 +653,36 @@ mod tests {
         c.apply_env(&env(&[("UBUNTU_METRICS_STATE_DIR", "/var/lib/private/um")]))
             .unwrap();
         assert_eq!(c.spool.dir, Path::new("/srv/spool"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_messages() {
+        assert_eq!(
+            redact_url("http://admin:Sekr1t@h:99999/x"),
+            "http://admin:<redacted>@h:99999/x"
+        );
+        assert_eq!(redact_url("http://h:1/"), "http://h:1/");
+        for text in [
+            "[influxdb]\npassword = Sekr1t\n",
+            "[influxdb]\npassword = \"Sekr1t\" x\n",
+            "[influxdb]\npassword = 'Sekr1t' x\n",
+            "[influxdb]\npassword = \"Sekr1t\n",
+            "influxdb = { password = \"Sekr1t\", x = 1 }\n",
+            "influxdb.password = \"Sekr1t\"\nnope = 1\n",
+            "[influxdb]\nurl = \"http://u:Sekr1t@h:x/\" x\n",
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            let r = redact_secrets(&e, text);
+            assert!(!r.contains("Sekr1t"), "{text}: {r}");
+        }
+        let text = "[influxdb]\npassword = 12345678\n";
+        let e = Config::from_toml(text).unwrap_err();
+        assert!(e.contains("12345678"));
+        assert!(!redact_secrets(&e, text).contains("12345678"));
+        let c = Config::from_toml("[influxdb]\npassword = \"Sekr1t\"\nurl = \"http://u:pw2@h/\"\n")
+            .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("Sekr1t") && !dbg.contains("pw2"), "{dbg}");
     }
 
     #[test]

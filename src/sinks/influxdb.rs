@@ -196,8 +196,12 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(cfg: &InfluxConfig, password: Option<String>) -> Result<InfluxWriter, String> {
-        let mut base =
-            url::Url::parse(&cfg.url).map_err(|e| format!("influxdb.url {:?}: {e}", cfg.url))?;
+        let mut base = url::Url::parse(&cfg.url).map_err(|e| {
+            format!(
+                "influxdb.url {:?}: {e}",
+                crate::config::redact_url(&cfg.url)
+            )
+        })?;
         // Credentials in the URL are moved to the Authorization header.
         let url_user = (!base.username().is_empty()).then(|| base.username().to_owned());
         let url_pass = base.password().map(str::to_owned);
