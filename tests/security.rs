@@ -168,6 +168,9 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
 
 const PASSWORD: &str = "pw-Sekr1t-7731";
 
+/// How the password is given: a name, the configuration, the environment.
+type Way = (&'static str, PathBuf, Vec<(&'static str, String)>);
+
 /// The password as it travels in a Basic authorization header.
 fn basic(user: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -221,7 +224,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
     for url in [db.url(), format!("http://127.0.0.1:{dead}")] {
         // The password given each possible way: in the file, in a password
         // file, in the environment, inside the URL.
-        let ways: Vec<(&str, PathBuf, Vec<(&str, String)>)> = vec![
+        let ways: Vec<Way> = vec![
             (
                 "password in the configuration",
                 config(dir.path(), &server, |c| {
