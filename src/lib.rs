@@ -11,6 +11,8 @@ pub mod config;
 pub mod fixture_server;
 pub mod logging;
 pub mod point;
+#[cfg(test)]
+pub(crate) mod proptest_support;
 pub mod runner;
 pub mod schedule;
 pub mod sinks;

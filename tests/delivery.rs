@@ -207,3 +207,33 @@ async fn replay_stops_at_the_first_record_influxdb_cannot_take_and_keeps_order()
     assert_eq!((r.written, r.records), (6, 3), "{r:?}");
     assert_eq!(count(&db, "alpha_m"), 6);
 }
+
+/// InfluxDB 1.x keeps a backslash pair in a name as two backslashes (the
+/// `influxdb-line-protocol` crate, following 2.x, would read one), keeps
+/// tabs and NULs in names, and reads `\\` in a string field as one: the
+/// encoder follows 1.x, and what it writes reads back exactly.
+#[tokio::test]
+async fn backslashes_tabs_and_nuls_in_names_are_kept_by_influxdb_1x() {
+    let db = Influxd::start();
+    let w = writer(&db.url(), DATABASE);
+    let p = Point::new("mx\\\\y\t\0")
+        .tag("k\\\\a\t", "v\\\\\\\\x\0")
+        .field("f\\\\g", "s\\\\q\\")
+        .at(t(0));
+    let line = p.to_line().unwrap();
+    assert_eq!(w.send(&[line]).await.written, 1);
+    // A regular expression: a quoted name would read `\\` as an escape.
+    let v = db.query("SELECT * FROM /^mx/");
+    let series = &v["results"][0]["series"][0];
+    assert_eq!(series["name"], json!("mx\\\\y\t\0"), "{v}");
+    let cols: Vec<&str> = series["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let row = &series["values"][0];
+    let at = |c: &str| &row[cols.iter().position(|x| *x == c).unwrap()];
+    assert_eq!(at("k\\\\a\t"), &json!("v\\\\\\\\x\0"), "{v}");
+    assert_eq!(at("f\\\\g"), &json!("s\\\\q\\"), "{v}");
+}
