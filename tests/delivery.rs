@@ -237,3 +237,47 @@ async fn backslashes_tabs_and_nuls_in_names_are_kept_by_influxdb_1x() {
     assert_eq!(at("k\\\\a\t"), &json!("v\\\\\\\\x\0"), "{v}");
     assert_eq!(at("f\\\\g"), &json!("s\\\\q\\"), "{v}");
 }
+
+/// At the size limit the oldest records are dropped, and the next
+/// self-metrics point reports how many points were dropped.
+#[tokio::test]
+async fn drops_at_the_size_limit_are_reported_in_the_self_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = Spool::open(dir.path(), 1 << 20).unwrap();
+    let old: Vec<String> = (0..50)
+        .map(|i| format!("old_m,i={i} v={i}i 1795521600000000000"))
+        .collect();
+    big.append(&[ubuntu_metrics::sinks::Batch {
+        label: "old".into(),
+        lines: old,
+    }])
+    .unwrap();
+    // Room for the old record and 100 bytes more: the next run's points do
+    // not fit beside it.
+    let spool = Spool::open(dir.path(), big.status().unwrap().bytes + 100).unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let d = runner::deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), true).await;
+    assert_eq!(d.spooled, 4, "{d:?}");
+    let st = spool.status().unwrap();
+    assert_eq!((st.points, st.dropped_unreported), (4, 50), "{st:?}");
+
+    let db = Influxd::start();
+    let up = writer(&db.url(), DATABASE);
+    let d = runner::deliver(&[outcome("beta", 1, 1)], &up, Some(&spool), true).await;
+    assert_eq!((d.replayed, d.written), (4, 2), "{d:?}");
+    assert_eq!(count(&db, "old_m"), 0);
+    let rows = db.rows("ubuntu_metrics_run");
+    let dropped: Vec<(String, serde_json::Value)> = rows
+        .iter()
+        .map(|r| (r["collector"].to_string(), r["spool_dropped"].clone()))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            ("\"alpha\"".to_owned(), json!(0)),
+            ("\"beta\"".to_owned(), json!(50))
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(spool.status().unwrap().dropped_unreported, 0);
+}
