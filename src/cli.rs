@@ -1,4 +1,4 @@
-//! The command line: `list`, `run`, `config show`, and the multi-call
+//! The command line: `list`, `run`, `spool`, `config show`, and the multi-call
 //! behaviour (a link named after a collector runs it).
 
 use crate::collector::Collector;
@@ -8,6 +8,7 @@ use crate::point::Point;
 use crate::runner::{self, Outcome};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::{self, Format};
+use crate::sinks::spool::Spool;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// The points were collected but kept on disk (the spool) for a later
+/// write, because InfluxDB could not take them now (`EX_TEMPFAIL`).
+pub const EXIT_TEMPFAIL: i32 = 75;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +73,17 @@ pub enum Command {
     Completions(crate::clidoc::CompletionsArgs),
     /// Print the man page (roff), or write every page into a directory
     Man(crate::clidoc::ManArgs),
+    /// Points waiting on disk for InfluxDB: show them, or write them now
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// What waits for InfluxDB (records, points, bytes, since when) and the dead-letter file
+    Status,
+    /// Write what waits now: exit 0 when the spool is empty, 75 when InfluxDB still cannot take it
+    Flush,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +217,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             EXIT_OK
         }
         Command::Run(args) => rt.block_on(run(&registry, &config, &args, cli.now)),
+        Command::Spool(cmd) => rt.block_on(spool_command(cmd, &config)),
         Command::Systemd(cmd) => systemd(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(crate::schedule::daemon::run(
             config_path,
@@ -427,20 +443,214 @@ async fn run(
             }
         }
         Some(w) => {
-            let d = runner::deliver(&outcomes, &w, config.self_metrics.enabled).await;
-            for e in &d.unencodable {
-                eprintln!("ubuntu-metrics: not written: {e}");
-                status = EXIT_FAILED;
-            }
-            if let Some(e) = &d.error {
-                eprintln!(
-                    "ubuntu-metrics: writing to InfluxDB failed after {} of {} points: {e}",
-                    d.written, d.total
-                );
-                status = EXIT_FAILED;
-            }
+            let spool = open_spool(config);
+            let d =
+                runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
+            status = report_delivery(&d, config, status);
         }
     }
     summary.print_if_interactive();
     status
+}
+
+/// The spool of the configuration, or `None` (with a warning) when it is
+/// not usable: a run still writes, but cannot keep what InfluxDB refuses.
+fn open_spool(config: &Config) -> Option<Spool> {
+    let max = config.spool.max_bytes().ok()?;
+    match Spool::open(&config.spool.dir, max) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "{e}: points that InfluxDB cannot take now would be lost; set [spool] dir to a writable directory"
+            );
+            None
+        }
+    }
+}
+
+/// Says what happened to the points and returns the exit status: 1 for
+/// points lost or refused (dead-letter file), else 75 when points wait in
+/// the spool, else `status`.
+fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i32 {
+    let mut failed = status == EXIT_FAILED;
+    for e in &d.unencodable {
+        eprintln!("ubuntu-metrics: not written: {e}");
+        failed = true;
+    }
+    for e in &d.spool_errors {
+        eprintln!("ubuntu-metrics: {e}");
+        failed = true;
+    }
+    if d.dead_lettered > 0 {
+        eprintln!(
+            "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+            d.dead_lettered,
+            config
+                .spool
+                .dir
+                .join(crate::sinks::spool::DEAD_LETTER_FILE)
+                .display()
+        );
+        failed = true;
+    }
+    if d.lost > 0 {
+        eprintln!(
+            "ubuntu-metrics: {} points are LOST: InfluxDB could not take them{} and the spool {} could not keep them",
+            d.lost,
+            d.error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(" ({e})")),
+            config.spool.dir.display()
+        );
+        failed = true;
+    }
+    if d.replayed > 0 {
+        eprintln!(
+            "ubuntu-metrics: wrote {} points kept in the spool by earlier runs",
+            d.replayed
+        );
+    }
+    let mut kept = false;
+    if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
+        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+        eprintln!(
+            "ubuntu-metrics: {} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
+            d.spooled,
+            config.spool.dir.display()
+        );
+        kept = true;
+    }
+    if failed {
+        status = EXIT_FAILED;
+    } else if kept {
+        status = EXIT_TEMPFAIL;
+    }
+    status
+}
+
+/// `spool status` / `spool flush`.
+async fn spool_command(cmd: SpoolCommand, config: &Config) -> i32 {
+    let max = match config.spool.max_bytes() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: configuration error: spool.max_size: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = &config.spool.dir;
+    if matches!(cmd, SpoolCommand::Status) && !dir.exists() {
+        print_spool_status(config, &crate::sinks::spool::Status::default());
+        return EXIT_OK;
+    }
+    let spool = match Spool::open(dir, max) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match cmd {
+        SpoolCommand::Status => match spool.status() {
+            Ok(st) => {
+                print_spool_status(config, &st);
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("ubuntu-metrics: {e}");
+                EXIT_FAILED
+            }
+        },
+        SpoolCommand::Flush => {
+            let password = match config.password() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: configuration error: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let writer = match InfluxWriter::new(&config.influxdb, password) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: configuration error: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let r = runner::replay(&spool, &writer, std::time::Duration::from_secs(300)).await;
+            let left = spool.status();
+            if r.busy {
+                eprintln!(
+                    "ubuntu-metrics: another process has been writing the spool for 5 minutes; try again later"
+                );
+                return EXIT_TEMPFAIL;
+            }
+            println!("wrote {} points from the spool", r.written);
+            let mut status = EXIT_OK;
+            if let Some(e) = &r.error {
+                eprintln!("ubuntu-metrics: {e}");
+                status = EXIT_FAILED;
+            }
+            if r.dead_lettered > 0 {
+                eprintln!(
+                    "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+                    r.dead_lettered,
+                    spool.dead_letter_path().display()
+                );
+                status = EXIT_FAILED;
+            }
+            match left {
+                Ok(st) if st.records == 0 => {
+                    println!("the spool is empty");
+                }
+                Ok(st) => {
+                    if let Some(e) = &r.stopped {
+                        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+                    }
+                    eprintln!(
+                        "ubuntu-metrics: {} points in {} records still wait in {}",
+                        st.points,
+                        st.records,
+                        dir.display()
+                    );
+                    if status == EXIT_OK {
+                        status = EXIT_TEMPFAIL;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: {e}");
+                    status = EXIT_FAILED;
+                }
+            }
+            status
+        }
+    }
+}
+
+fn print_spool_status(config: &Config, st: &crate::sinks::spool::Status) {
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    };
+    println!("dir: {}", config.spool.dir.display());
+    println!("max_size: {}", config.spool.max_size);
+    println!("records: {}", st.records);
+    println!("points: {}", st.points);
+    println!("bytes: {}", st.bytes);
+    println!("oldest_record: {}", time(st.oldest));
+    println!(
+        "oldest_point: {}",
+        time(st.oldest_point.map(DateTime::from_timestamp_nanos))
+    );
+    println!(
+        "dead_letter: {}",
+        config
+            .spool
+            .dir
+            .join(crate::sinks::spool::DEAD_LETTER_FILE)
+            .display()
+    );
+    println!("dead_letter_batches: {}", st.dead_letter_entries);
+    println!("dead_letter_bytes: {}", st.dead_letter_bytes);
+    println!("dropped_unreported: {}", st.dropped_unreported);
 }

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ubuntu-metrics/config.toml";
 pub const CONFIG_ENV: &str = "UBUNTU_METRICS_CONFIG";
+/// The spool directory when none is configured.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
+/// Set by the generated systemd service (`StateDirectory=`): the default
+/// spool is `$UBUNTU_METRICS_STATE_DIR/spool` then.
+pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
 const REDACTED: &str = "<redacted>";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -28,7 +33,7 @@ pub struct Config {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
     pub url: String,
@@ -39,6 +44,22 @@ pub struct InfluxConfig {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     pub timeout: TimeSpan,
+}
+
+/// Debug output never shows the password (nor one inside the URL).
+impl std::fmt::Debug for InfluxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxConfig")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for InfluxConfig {
@@ -125,10 +146,61 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
-            dir: "/var/lib/ubuntu-metrics/spool".into(),
+            dir: DEFAULT_SPOOL_DIR.into(),
             max_size: "100MB".into(),
         }
     }
+}
+
+impl SpoolConfig {
+    /// `max_size` in bytes.
+    pub fn max_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.max_size)
+    }
+}
+
+/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
+/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
+/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
+/// Case does not matter; spaces between number and unit are allowed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid size {s:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
+        ))
+    };
+    if num.is_empty() {
+        return bad("it does not start with a number");
+    }
+    let Ok(n) = num.parse::<f64>() else {
+        return bad("the number is not valid");
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return bad("unknown unit"),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return bad("too large");
+    }
+    let bytes = bytes.round() as u64;
+    if bytes == 0 {
+        return bad("it must be more than 0 bytes");
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,10 +300,12 @@ impl Config {
                         p.display()
                     ))
                 })?;
-                warn_if_readable_secret(p, &text);
-                let mut c = Config::from_toml(&text)
-                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                // A parse error quotes the file: never a password in it.
+                let mut c = Config::from_toml(&text).map_err(|e| {
+                    ConfigError(format!("{}: {}", p.display(), redact_secrets(&e, &text)))
+                })?;
                 c.path = Some(p.to_owned());
+                warn_if_readable_secret(p, &c);
                 c
             }
             None => Config::default(),
@@ -306,6 +380,11 @@ impl Config {
         if let Some(d) = get("INFLUXDB_DATABASE") {
             self.influxdb.database = d;
         }
+        if let Some(state) = get(STATE_DIR_ENV) {
+            if self.spool.dir == Path::new(DEFAULT_SPOOL_DIR) {
+                self.spool.dir = Path::new(&state).join("spool");
+            }
+        }
         Ok(())
     }
 
@@ -334,19 +413,25 @@ impl Config {
         let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
             ConfigError(format!(
                 "{origin}: influxdb.url {:?}: {e}",
-                self.influxdb.url
+                redact_url(&self.influxdb.url)
             ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError(format!(
                 "{origin}: influxdb.url {:?}: the scheme must be http or https",
-                self.influxdb.url
+                redact_url(&self.influxdb.url)
             )));
         }
         if self.influxdb.password.is_some() && self.influxdb.password_file.is_some() {
             return Err(ConfigError(format!(
                 "{origin}: influxdb.password and influxdb.password_file are both set; keep one"
             )));
+        }
+        self.spool
+            .max_bytes()
+            .map_err(|e| ConfigError(format!("{origin}: spool.max_size: {e}")))?;
+        if self.spool.dir.as_os_str().is_empty() {
+            return Err(ConfigError(format!("{origin}: spool.dir is empty")));
         }
         let s = &self.sources;
         for (key, value) in [
@@ -417,25 +502,77 @@ impl Config {
     }
 }
 
-/// A configuration file holding a password should not be readable by others.
-fn warn_if_readable_secret(path: &Path, text: &str) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let has_password = text.lines().any(|l| {
-            l.trim_start().starts_with("password") && !l.trim_start().starts_with("password_file")
-        });
-        if has_password {
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o004 != 0 {
-                    tracing::warn!(
-                        "configuration file {} holds a password and is readable by every user: chmod o-r it, or use password_file",
-                        path.display()
-                    );
-                }
-            }
+/// A file holding a password (the configuration with `password` or a URL
+/// with credentials, or the `password_file`) should not be readable by
+/// every user. Warned through the log (initialised before the
+/// configuration is read) and, when it is not initialised, on stderr.
+fn warn_if_readable_secret(path: &Path, c: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let others_read =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+    let in_url = url::Url::parse(&c.influxdb.url).is_ok_and(|u| u.password().is_some());
+    let mut warnings = Vec::new();
+    if (c.influxdb.password.is_some() || in_url) && others_read(path) {
+        warnings.push(format!(
+            "configuration file {} holds a password and is readable by every user: chmod o-r it, or move the password to a password_file of mode 0600",
+            path.display()
+        ));
+    }
+    if let Some(pf) = &c.influxdb.password_file {
+        if others_read(pf) {
+            warnings.push(format!(
+                "influxdb.password_file {} is readable by every user: chmod 0600 it",
+                pf.display()
+            ));
         }
     }
+    for w in warnings {
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{w}");
+        } else {
+            eprintln!("ubuntu-metrics: warning: {w}");
+        }
+    }
+}
+
+/// `scheme://user:password@host` with the password replaced.
+pub fn redact_url(url: &str) -> String {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(://[^/@\s:]*):[^/@\s]*@").expect("valid regex")
+    });
+    RE.replace_all(url, format!("$1:{REDACTED}@").as_str())
+        .into_owned()
+}
+
+/// `message` (quoting parts of the configuration `text`) with every value
+/// of a `password` key and every password of a URL in `text` replaced.
+pub fn redact_secrets(message: &str, text: &str) -> String {
+    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"password["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#)
+            .expect("valid regex")
+    });
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"://[^/@\s:]*:([^/@\s]+)@").expect("valid regex")
+    });
+    let mut secrets: Vec<String> = Vec::new();
+    for c in KEY.captures_iter(text) {
+        let v = &c[1];
+        secrets.push(v.to_owned());
+        let inner = v.trim_matches(|ch| ch == '"' || ch == '\'');
+        if !inner.is_empty() {
+            secrets.push(inner.to_owned());
+        }
+    }
+    for c in URL.captures_iter(text) {
+        secrets.push(c[1].to_owned());
+    }
+    // Longest first, so that a quoted value goes before its inner text.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), REDACTED);
+    }
+    redact_url(&out)
 }
 
 #[cfg(test)]
@@ -494,6 +631,68 @@ mod tests {
             c.apply_env(&env(&[("INFLUXDB_HOSTNAME", "h"), ("INFLUXDB_PORT", "x")]))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5kB"), Ok(1500));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "MB", "100 parsecs", "0", "-1MB", "1e999", "1.2.3MB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(
+                e.contains("invalid size") && e.contains("100MB"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_toml("[spool]\nmax_size = \"lots\"\n").unwrap();
+        let e = c.validate(&[]).unwrap_err().to_string();
+        assert!(e.contains("spool.max_size") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn state_directory_moves_the_default_spool_only() {
+        let mut c = Config::default();
+        c.apply_env(&env(&[("UBUNTU_METRICS_STATE_DIR", "/var/lib/private/um")]))
+            .unwrap();
+        assert_eq!(c.spool.dir, Path::new("/var/lib/private/um/spool"));
+        let mut c = Config::from_toml("[spool]\ndir = \"/srv/spool\"\n").unwrap();
+        c.apply_env(&env(&[("UBUNTU_METRICS_STATE_DIR", "/var/lib/private/um")]))
+            .unwrap();
+        assert_eq!(c.spool.dir, Path::new("/srv/spool"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_messages() {
+        assert_eq!(
+            redact_url("http://admin:Sekr1t@h:99999/x"),
+            "http://admin:<redacted>@h:99999/x"
+        );
+        assert_eq!(redact_url("http://h:1/"), "http://h:1/");
+        for text in [
+            "[influxdb]\npassword = Sekr1t\n",
+            "[influxdb]\npassword = \"Sekr1t\" x\n",
+            "[influxdb]\npassword = 'Sekr1t' x\n",
+            "[influxdb]\npassword = \"Sekr1t\n",
+            "influxdb = { password = \"Sekr1t\", x = 1 }\n",
+            "influxdb.password = \"Sekr1t\"\nnope = 1\n",
+            "[influxdb]\nurl = \"http://u:Sekr1t@h:x/\" x\n",
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            let r = redact_secrets(&e, text);
+            assert!(!r.contains("Sekr1t"), "{text}: {r}");
+        }
+        let text = "[influxdb]\npassword = 12345678\n";
+        let e = Config::from_toml(text).unwrap_err();
+        assert!(e.contains("12345678"));
+        assert!(!redact_secrets(&e, text).contains("12345678"));
+        let c = Config::from_toml("[influxdb]\npassword = \"Sekr1t\"\nurl = \"http://u:pw2@h/\"\n")
+            .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("Sekr1t") && !dbg.contains("pw2"), "{dbg}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod fixture_server;
 pub mod logging;
 pub mod point;
 pub mod progress;
+#[cfg(test)]
+pub(crate) mod proptest_support;
 pub mod provision;
 pub mod runner;
 pub mod schedule;

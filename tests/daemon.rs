@@ -53,6 +53,11 @@ fn start_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
         .args(["--config", config.to_str().unwrap(), "daemon"])
         .env_remove("INFLUXDB_HOSTNAME")
         .env_remove("INFLUXDB_PASSWORD")
+        // The default spool moves into the test's directory.
+        .env(
+            "UBUNTU_METRICS_STATE_DIR",
+            config.parent().expect("config in a directory"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()

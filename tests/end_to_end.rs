@@ -24,6 +24,8 @@ pub fn write_config(
     };
     config.influxdb.url = influx_url.to_owned();
     config.influxdb.database = DATABASE.to_owned();
+    // Each test its own spool, not the machine's.
+    config.spool.dir = dir.join("spool");
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     path

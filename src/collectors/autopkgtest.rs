@@ -330,3 +330,24 @@ mod tests {
         );
     }
 }
+
+/// Property tests: any JSON document, mutated recordings included, is
+/// read without a panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, encode_all, json_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn queue_size_never_panics(doc in json_like(include_str!("../../tests/fixtures/autopkgtest/production/queue_size.json"))) {
+            if let Ok(p) = queue_points("u", &doc, "production", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        }
+        #[test]
+        fn running_never_panics(doc in json_like(include_str!("../../tests/fixtures/autopkgtest/production/static/running.json"))) {
+            if let Ok(p) = running_points("u", &doc, "production", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        }
+    }
+}

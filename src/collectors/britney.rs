@@ -845,3 +845,36 @@ unowned: null
         );
     }
 }
+
+/// Property tests: each document parser on arbitrary and mutated input.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, encode_all, text_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn generated_time_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/stonking/update_excuses.html"))) {
+            let _ = parse_generated(&html);
+        }
+        #[test]
+        fn log_listing_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/index.html"))) {
+            let _ = log_names(&html);
+        }
+        #[test]
+        fn log_duration_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/22:00:00.log"))) {
+            let _ = log_duration(&text);
+            let _ = parse_rfc2822(&text);
+        }
+        #[test]
+        fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
+            if let Ok(p) = excuses_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        }
+        #[test]
+        fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {
+            if let Ok(p) = by_team_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        }
+    }
+}

@@ -237,3 +237,19 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the listing parser on arbitrary and mutated pages.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, text_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn listing_never_panics(html in text_like(include_str!("../../tests/fixtures/cnf/ubuntu/dists/tumbling/main/cnf/index.html"))) {
+            let _ = commands_time(&html);
+        }
+    }
+}

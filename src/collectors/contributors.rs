@@ -180,3 +180,20 @@ mod tests {
         assert!(DEFAULT_TEAMS.contains(&"ubuntumembers"));
     }
 }
+
+/// Property tests: the `teams` option's names.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_support::CASES))]
+        #[test]
+        fn team_names_never_panic(name in ".{0,40}|~?[a-z0-9][a-z0-9.+-]{0,20}") {
+            if let Ok(team) = team_name(&name) {
+                crate::proptest_support::encode_all(&team_points(&team, [1, 2], chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+            }
+        }
+    }
+}

@@ -240,3 +240,19 @@ mod tests {
         assert!(counts(r#"{"tasks": {}}"#).is_empty());
     }
 }
+
+/// Property tests: any JSON document, mutated recordings included.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, json_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn bug_lists_never_panic(doc in json_like(include_str!("../../tests/fixtures/rls_bugs/rls-tt-incoming.json"))) {
+            let _ = bugs_per_team("u", &doc);
+        }
+    }
+}

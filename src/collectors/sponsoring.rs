@@ -148,3 +148,35 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the report read from any bytes, mutated recordings
+/// included; any entries turned into points.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, encode_all, mutated};
+    use proptest::prelude::*;
+
+    fn check(text: &str) {
+        if let Ok(entries) = serde_json::from_str::<Vec<Entry>>(text) {
+            encode_all(&points(
+                "u",
+                &entries,
+                chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"),
+            ));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn mutated_report_never_panics(text in mutated(include_str!("../../tests/fixtures/sponsoring/general.json"))) {
+            check(&text);
+        }
+        #[test]
+        fn any_entries_never_panic(entries in proptest::collection::vec((proptest::option::of(".{0,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}.{0,10}"), proptest::option::of(proptest::collection::vec(".{0,8}", 0..4))), 0..20)) {
+            let entries: Vec<Entry> = entries.into_iter().map(|(d, s)| Entry { date_queued: d, sets: s }).collect();
+            encode_all(&points("u", &entries, chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+        }
+    }
+}

@@ -834,3 +834,39 @@ oldpkg
         assert_eq!(count_reviews(""), 0);
     }
 }
+
+/// Property tests: every document parser on arbitrary and mutated input.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, encode_all, text_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn nbs_csv_never_panics(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/nbs.csv")), from_start in any::<bool>()) {
+            encode_all(&nbs_points("u", &Tail { body, from_start }, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+        }
+        #[test]
+        fn mismatch_csv_never_panics(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/component-mismatches.csv")), from_start in any::<bool>()) {
+            encode_all(&mismatch_points("u", &Tail { body, from_start }, "tumbling", "release", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+        }
+        #[test]
+        fn arch_report_never_panics(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/proposed-migration/tumbling_uninst.txt"))) {
+            if let Ok(r) = parse_arch_report(&text) {
+                let devel = Devel { series: "tumbling".into(), archs: vec!["amd64".into(), "riscv64".into()] };
+                encode_all(&arch_report_points("uninst_stats", &r, &devel));
+            }
+        }
+        #[test]
+        fn priority_mismatches_never_panic(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/priority-mismatches.txt"))) {
+            let _ = parse_priority_mismatches(&text);
+            let _ = parse_ctime_gmt(&text);
+        }
+        #[test]
+        fn reviews_page_never_panics(html in text_like(include_str!("../../tests/fixtures/launchpad_code/~ubuntu-archive/+activereviews/index.html"))) {
+            let _ = count_reviews(&html);
+        }
+    }
+}

@@ -301,3 +301,30 @@ mod tests {
         );
     }
 }
+
+/// Property tests: any uploads (dates of any shape) become points.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_support::CASES))]
+        #[test]
+        fn any_uploads_never_panic(
+            uploads in proptest::collection::vec((
+                proptest::option::of(".{0,30}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,15}(\\+00:00|Z)?"),
+                any::<Option<bool>>(), any::<Option<bool>>(), any::<Option<bool>>(),
+            ), 0..20),
+            devel in any::<bool>(),
+            new in any::<bool>(),
+        ) {
+            let uploads: Vec<Upload> = uploads.into_iter().map(|(d, s, b, c)| Upload {
+                date_created: d, contains_source: s, contains_build: b, contains_copy: c,
+            }).collect();
+            let status = if new { Status::New } else { Status::Unapproved };
+            let now = chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid");
+            crate::proptest_support::encode_all(&queue_points("tumbling", devel, status, &uploads, now));
+        }
+    }
+}

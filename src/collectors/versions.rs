@@ -216,3 +216,29 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the report list and report parsers on arbitrary and
+/// mutated input.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, encode_all, text_like};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn report_list_never_panics(text in text_like(include_str!("../../tests/fixtures/versions/reports"))) {
+            for name in report_names(&text) {
+                let _ = report_url("http://h/", &name);
+            }
+        }
+        #[test]
+        fn report_never_panics(text in text_like(include_str!("../../tests/fixtures/versions/desktop-main")), report in ".{0,10}") {
+            for line in text.lines() {
+                let _ = parse_line(line);
+            }
+            encode_all(&report_points("u", &report, &text, chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+        }
+    }
+}

@@ -22,6 +22,7 @@ use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::runner;
 use crate::sinks::influxdb::InfluxWriter;
+use crate::sinks::spool::Spool;
 use crate::sources::http::Http;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ use tokio::time::Instant;
 pub struct State {
     pub config: Arc<Config>,
     pub writer: Arc<InfluxWriter>,
+    /// Where points wait while InfluxDB cannot take them.
+    pub spool: Arc<Spool>,
     pub http: Http,
 }
 
@@ -45,9 +48,14 @@ impl State {
             config.http.connect_timeout.as_duration(),
             config.http.timeout.as_duration(),
         )?;
+        // The daemon promises that nothing is lost: without a usable spool
+        // it does not start.
+        let spool = Spool::open(&config.spool.dir, config.spool.max_bytes()?)
+            .map_err(|e| format!("{e} (set [spool] dir to a writable directory)"))?;
         Ok(State {
             config: Arc::new(config),
             writer: Arc::new(writer),
+            spool: Arc::new(spool),
             http,
         })
     }
@@ -207,9 +215,11 @@ async fn collector_loop(
         );
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
+        // Replays the spool first, then writes (or spools) this run's points.
         runner::deliver(
             std::slice::from_ref(&outcome),
             &st.writer,
+            Some(&st.spool),
             st.config.self_metrics.enabled,
         )
         .await;

@@ -7,6 +7,13 @@
 //! of the configured URL kept (InfluxDB behind a proxy), and batches of at
 //! most [`MAX_BATCH_LINES`] lines. The server's answers become
 //! [`WriteError`]s that quote its message and say what to do.
+//!
+//! [`InfluxWriter::send`] is what the runner uses: it retries what may
+//! succeed later (network errors, timeouts, 5xx, 429) with exponential
+//! backoff and jitter, narrows a refused batch (400) down to the lines the
+//! server refuses by splitting it, and hands back what was written, what
+//! was refused for good (for the dead-letter file) and what should be kept
+//! for later (for the spool).
 
 use crate::config::InfluxConfig;
 use std::io::Write as _;
@@ -39,25 +46,145 @@ pub enum WriteError {
     Server { status: u16, message: String },
     #[error("cannot reach InfluxDB at {url}: {message}")]
     Connect { url: String, message: String },
+    #[error(
+        "cannot verify the TLS certificate of InfluxDB at {url}: {message}; if the server's certificate is signed by a private CA or is self-signed, set influxdb.ca_file to that CA's PEM file (insecure_skip_verify = true turns the check off: not recommended)"
+    )]
+    Tls { url: String, message: String },
     #[error("InfluxDB at {url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{0}")]
     Other(String),
 }
 
+/// What to do with a batch after a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Server or network trouble: retry soon, then keep it for later.
+    Retry,
+    /// A problem on our side that an operator must fix (credentials,
+    /// permissions, missing database, TLS trust): keep it for later, do not
+    /// hammer the server.
+    Keep,
+    /// The server will never take these lines as they are: dead-letter them.
+    Refuse,
+}
+
 impl WriteError {
-    /// Whether resending the same batch later may succeed.
+    /// Whether resending the same batch soon may succeed.
     pub fn is_retryable(&self) -> bool {
+        self.disposition() == Disposition::Retry
+    }
+
+    pub fn disposition(&self) -> Disposition {
         match self {
-            WriteError::Server { status, .. } => *status >= 500 || *status == 429,
-            WriteError::Connect { .. } | WriteError::Timeout { .. } => true,
-            _ => false,
+            WriteError::Server { status, .. } if *status >= 500 || matches!(status, 408 | 429) => {
+                Disposition::Retry
+            }
+            // An unexpected answer (a proxy's 3xx, 405, 407...): a setup
+            // problem, not a verdict on the data.
+            WriteError::Server { .. } => Disposition::Keep,
+            WriteError::Connect { .. } | WriteError::Timeout { .. } => Disposition::Retry,
+            WriteError::Tls { .. }
+            | WriteError::Auth { .. }
+            | WriteError::DatabaseNotFound { .. } => Disposition::Keep,
+            WriteError::BadRequest { .. } | WriteError::TooLarge { .. } | WriteError::Other(_) => {
+                Disposition::Refuse
+            }
         }
     }
 }
 
+/// Retries of a batch: `retries` more attempts after the first, waiting
+/// `base`, `2 base`, `4 base`... (at most `max`) before each, every wait
+/// jittered down by up to half so that many writers do not retry in step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0-based), jittered.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let full = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
+            .min(self.max);
+        // Full jitter over the upper half: [full/2, full].
+        let half = full / 2;
+        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        let r = if nanos == 0 {
+            0
+        } else {
+            random_u64() % (nanos + 1)
+        };
+        half + Duration::from_nanos(r)
+    }
+}
+
+/// A random number from the standard library's randomly keyed hasher (no
+/// need for a random-number crate for jitter).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// What [`InfluxWriter::send`] did with a batch.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// Lines InfluxDB accepted.
+    pub written: usize,
+    /// Lines InfluxDB refused for good, with its answer.
+    pub refused: Vec<(Vec<String>, WriteError)>,
+    /// Lines not written because InfluxDB cannot take them now (retries
+    /// exhausted, or a problem to fix first), with the reason: to be kept.
+    pub kept: Option<(Vec<String>, WriteError)>,
+}
+
+impl SendReport {
+    /// The refused lines as one batch, with the server's messages (each
+    /// different one once): one dead-letter entry per batch sent.
+    pub fn refused_batch(&self) -> Option<(Vec<String>, String)> {
+        if self.refused.is_empty() {
+            return None;
+        }
+        let mut lines = Vec::new();
+        let mut messages: Vec<String> = Vec::new();
+        for (l, e) in &self.refused {
+            lines.extend_from_slice(l);
+            let m = e.to_string();
+            if !messages.contains(&m) {
+                messages.push(m);
+            }
+        }
+        Some((lines, messages.join(" | ")))
+    }
+}
+
+/// At most this many extra requests to narrow down the refused lines of a
+/// batch; past it, what is still refused goes to the dead-letter file whole.
+const MAX_SPLIT_REQUESTS: usize = 64;
+
 pub struct InfluxWriter {
     client: reqwest::Client,
+    retry: RetryPolicy,
     write_url: url::Url,
     /// The configured URL without credentials, for messages.
     display_url: String,
@@ -69,8 +196,12 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(cfg: &InfluxConfig, password: Option<String>) -> Result<InfluxWriter, String> {
-        let mut base =
-            url::Url::parse(&cfg.url).map_err(|e| format!("influxdb.url {:?}: {e}", cfg.url))?;
+        let mut base = url::Url::parse(&cfg.url).map_err(|e| {
+            format!(
+                "influxdb.url {:?}: {e}",
+                crate::config::redact_url(&cfg.url)
+            )
+        })?;
         // Credentials in the URL are moved to the Authorization header.
         let url_user = (!base.username().is_empty()).then(|| base.username().to_owned());
         let url_pass = base.password().map(str::to_owned);
@@ -115,6 +246,7 @@ impl InfluxWriter {
             .map_err(|e| format!("cannot build the InfluxDB client: {e}"))?;
         Ok(InfluxWriter {
             client,
+            retry: RetryPolicy::default(),
             write_url,
             display_url,
             database: cfg.database.clone(),
@@ -126,6 +258,89 @@ impl InfluxWriter {
 
     pub fn url(&self) -> &str {
         &self.display_url
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Writes `lines` as batches of at most [`MAX_BATCH_LINES`], each with
+    /// retries. A batch refused with 400 (a bad line, a field type
+    /// conflict) or 413 is split in halves, so that only the refused lines
+    /// end up in `refused` (lines resent after a partial write are
+    /// harmless: each carries its timestamp). The first failure that is not
+    /// the data's fault stops the sending: that batch and all after it are
+    /// returned in `kept`.
+    pub async fn send(&self, lines: &[String]) -> SendReport {
+        let mut report = SendReport::default();
+        let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = (0..lines.len())
+            .step_by(MAX_BATCH_LINES)
+            .map(|s| s..(s + MAX_BATCH_LINES).min(lines.len()))
+            .collect();
+        let mut splits = 0;
+        while let Some(r) = queue.pop_front() {
+            let chunk = &lines[r.clone()];
+            match self.write_retrying(chunk).await {
+                Ok(()) => report.written += chunk.len(),
+                Err(e) => match e.disposition() {
+                    Disposition::Refuse
+                        if chunk.len() > 1
+                            && splits < MAX_SPLIT_REQUESTS
+                            && matches!(
+                                e,
+                                WriteError::BadRequest { .. } | WriteError::TooLarge { .. }
+                            ) =>
+                    {
+                        let mid = r.start + chunk.len() / 2;
+                        queue.push_front(mid..r.end);
+                        queue.push_front(r.start..mid);
+                        splits += 2;
+                    }
+                    Disposition::Refuse => {
+                        tracing::error!(
+                            lines = chunk.len(),
+                            url = %self.display_url,
+                            "InfluxDB refused the lines: {e}"
+                        );
+                        report.refused.push((chunk.to_vec(), e));
+                    }
+                    Disposition::Retry | Disposition::Keep => {
+                        let mut rest = chunk.to_vec();
+                        for r in queue.drain(..) {
+                            rest.extend_from_slice(&lines[r]);
+                        }
+                        report.kept = Some((rest, e));
+                        break;
+                    }
+                },
+            }
+        }
+        report
+    }
+
+    /// One batch, retried per the policy while the failure is retryable.
+    async fn write_retrying(&self, lines: &[String]) -> Result<(), WriteError> {
+        let body = join_batch(lines);
+        let mut attempt = 0;
+        loop {
+            match self.write_batch(&body).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() && attempt < self.retry.retries => {
+                    let wait = self.retry.delay(attempt);
+                    tracing::warn!(
+                        lines = lines.len(),
+                        "writing to InfluxDB failed ({e}); retry {} of {} in {:.1} s",
+                        attempt + 1,
+                        self.retry.retries,
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Writes encoded points (one line each), in batches of at most
@@ -198,16 +413,17 @@ impl InfluxWriter {
             message.push_str(&s.to_string());
             src = s.source();
         }
-        let tls = message.contains("certificate")
-            || message.contains("UnknownIssuer")
-            || message.contains("tls");
-        if tls {
-            message.push_str(
-                " (the server's TLS certificate could not be verified: set influxdb.ca_file to the CA that signed it)",
-            );
-        }
         // Never let a URL with credentials into a message.
         let message = message.replace(self.write_url.as_str(), &self.display_url);
+        let tls = message.contains("certificate")
+            || message.contains("UnknownIssuer")
+            || message.contains("CertNotValid");
+        if tls {
+            return WriteError::Tls {
+                url: self.display_url.clone(),
+                message,
+            };
+        }
         WriteError::Connect {
             url: self.display_url.clone(),
             message,
@@ -273,6 +489,60 @@ mod tests {
         assert_eq!(w.username.as_deref(), Some("user"));
         assert_eq!(w.password.as_deref(), Some("pw"));
         assert!(!w.url().contains("pw"));
+    }
+
+    #[test]
+    fn retry_delays_grow_jittered_and_capped() {
+        let p = RetryPolicy::default();
+        for attempt in 0..10 {
+            let full = (p.base * 2u32.pow(attempt.min(6))).min(p.max);
+            for _ in 0..20 {
+                let d = p.delay(attempt);
+                assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+            }
+        }
+        let d = p.delay(100);
+        assert!(d >= p.max / 2 && d <= p.max, "{d:?}");
+        let zero = RetryPolicy {
+            retries: 1,
+            base: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        assert_eq!(zero.delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn dispositions() {
+        let server = |status| WriteError::Server {
+            status,
+            message: String::new(),
+        };
+        assert_eq!(server(500).disposition(), Disposition::Retry);
+        assert_eq!(server(429).disposition(), Disposition::Retry);
+        assert_eq!(server(405).disposition(), Disposition::Keep);
+        assert_eq!(
+            WriteError::Tls {
+                url: String::new(),
+                message: String::new()
+            }
+            .disposition(),
+            Disposition::Keep
+        );
+        assert_eq!(
+            WriteError::DatabaseNotFound {
+                database: String::new(),
+                message: String::new()
+            }
+            .disposition(),
+            Disposition::Keep
+        );
+        assert_eq!(
+            WriteError::TooLarge {
+                message: String::new()
+            }
+            .disposition(),
+            Disposition::Refuse
+        );
     }
 
     #[test]

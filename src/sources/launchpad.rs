@@ -471,3 +471,36 @@ mod tests {
         assert!(parse_count("u", b"-1").is_err());
     }
 }
+
+/// Property tests: Launchpad's JSON bodies and collection sizes read from
+/// any bytes, mutated recordings included.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{CASES, mutated};
+    use proptest::prelude::*;
+
+    fn any_body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            mutated(include_str!(
+                "../../tests/fixtures/launchpad/devel/~ubuntu-dev.json"
+            ))
+            .prop_map(String::into_bytes),
+            mutated(include_str!(
+                "../../tests/fixtures/launchpad/devel/ubuntu.json"
+            ))
+            .prop_map(String::into_bytes),
+            "[0-9]{0,25}|-?[0-9.e+]{0,12}|\"[0-9]{0,5}\"".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+        #[test]
+        fn bodies_never_panic(body in any_body()) {
+            let _ = parse_json::<serde_json::Value>("u", &body);
+            let _ = parse_count("u", &body);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `runner::deliver` and `runner::replay` against a real influxd: what
+//! InfluxDB cannot take now is spooled, replayed oldest first and removed
+//! only once written; what it refuses for good is narrowed down to the
+//! refused lines and dead-lettered; 401/404 keep the points.
+
+mod common;
+
+use chrono::TimeZone;
+use common::influxd::{DATABASE, Influxd, Options};
+use serde_json::json;
+use std::time::Duration;
+use ubuntu_metrics::Point;
+use ubuntu_metrics::config::InfluxConfig;
+use ubuntu_metrics::runner::{self, Outcome, Status};
+use ubuntu_metrics::schedule::timespan::TimeSpan;
+use ubuntu_metrics::sinks::influxdb::{InfluxWriter, RetryPolicy, WriteError};
+use ubuntu_metrics::sinks::spool::Spool;
+
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        retries: 2,
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(50),
+    }
+}
+
+fn writer(url: &str, database: &str) -> InfluxWriter {
+    let cfg = InfluxConfig {
+        url: url.to_owned(),
+        database: database.to_owned(),
+        timeout: TimeSpan::parse("5s").unwrap(),
+        ..InfluxConfig::default()
+    };
+    InfluxWriter::new(&cfg, None)
+        .unwrap()
+        .with_retry_policy(fast())
+}
+
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn t(sec: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 24, 12, 0, sec)
+        .unwrap()
+}
+
+fn outcome(name: &'static str, run: u32, n: usize) -> Outcome {
+    Outcome {
+        name,
+        status: Status::Ok,
+        time: t(run),
+        points: (0..n)
+            .map(|i| {
+                Point::new(format!("{name}_m"))
+                    .tag("i", i.to_string())
+                    .field("v", i)
+                    .at(t(run))
+            })
+            .collect(),
+        error: None,
+        duration: Duration::from_millis(5),
+        requests: 1,
+    }
+}
+
+fn count(db: &Influxd, m: &str) -> u64 {
+    let v = db.query(&format!("SELECT count(v) FROM \"{m}\""));
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn down_then_up_spools_then_replays_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let run1 = [outcome("alpha", 0, 3), outcome("beta", 0, 2)];
+    let d = runner::deliver(&run1, &down, Some(&spool), true).await;
+    assert_eq!(d.total, 7, "5 points and 2 self points");
+    assert_eq!((d.written, d.spooled, d.lost), (0, 7, 0), "{d:?}");
+    assert!(matches!(d.error, Some(WriteError::Connect { .. })), "{d:?}");
+    let recs = spool.records().unwrap();
+    let labels: Vec<&str> = recs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["alpha", "beta", "self-metrics"]);
+
+    let db = Influxd::start();
+    let up = writer(&db.url(), DATABASE);
+    let run2 = [outcome("alpha", 1, 3)];
+    let d = runner::deliver(&run2, &up, Some(&spool), true).await;
+    assert_eq!((d.replayed, d.written, d.spooled), (7, 4, 0), "{d:?}");
+    assert!(d.error.is_none());
+    assert_eq!(spool.status().unwrap().records, 0);
+    assert_eq!(count(&db, "alpha_m"), 6);
+    assert_eq!(count(&db, "beta_m"), 2);
+    let rows = db.rows("ubuntu_metrics_run");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["spool_dropped"] == json!(0)),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_type_conflict_dead_letters_only_the_refused_lines() {
+    let db = Influxd::start();
+    let w = writer(&db.url(), DATABASE);
+    // A string `v` in the shard of the run's time: alpha's integer `v`
+    // lines conflict (field types are fixed per shard).
+    let ns = t(0).timestamp_nanos_opt().unwrap();
+    w.write_batch(&format!("alpha_m,i=planted v=\"text\" {ns}\n"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    // alpha's 10 points but one conflict; beta is separate.
+    let mut alpha = outcome("alpha", 1, 10);
+    alpha.points[4] = Point::new("alpha_ok").field("v", 1i64).at(t(1));
+    let beta = outcome("beta", 1, 3);
+    let d = runner::deliver(&[alpha, beta], &w, Some(&spool), false).await;
+    assert_eq!(d.dead_lettered, 9, "{d:?}");
+    assert_eq!(d.written, 4, "{d:?}");
+    assert_eq!((d.spooled, d.lost), (0, 0));
+    assert_eq!(count(&db, "beta_m"), 3);
+    assert_eq!(count(&db, "alpha_ok"), 1);
+    let text = std::fs::read_to_string(spool.dead_letter_path()).unwrap();
+    assert!(text.contains("field type conflict"), "{text}");
+    assert!(text.contains("alpha"), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    assert!(lines.iter().all(|l| l.starts_with("alpha_m,")), "{text}");
+    assert_eq!(spool.status().unwrap().dead_letter_entries, {
+        text.lines().filter(|l| l.starts_with('#')).count()
+    });
+}
+
+#[tokio::test]
+async fn missing_database_and_bad_credentials_keep_the_points() {
+    let db = Influxd::start_with(Options {
+        no_database: true,
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let w = writer(&db.url(), "nosuchdb");
+    let d = runner::deliver(&[outcome("alpha", 0, 2)], &w, Some(&spool), false).await;
+    assert_eq!((d.written, d.spooled), (0, 2), "{d:?}");
+    let e = d.error.unwrap().to_string();
+    assert!(e.contains("CREATE DATABASE"), "{e}");
+    // Created: the next delivery writes the kept points.
+    db.query_admin("CREATE DATABASE nosuchdb");
+    let d = runner::deliver(&[], &w, Some(&spool), false).await;
+    assert_eq!(d.replayed, 2, "{d:?}");
+    assert_eq!(spool.status().unwrap().points, 0);
+
+    let auth = Influxd::start_with(Options {
+        auth: true,
+        ..Options::default()
+    });
+    let cfg = InfluxConfig {
+        url: auth.url(),
+        database: DATABASE.into(),
+        username: Some("nobody".into()),
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, Some("wrong".into()))
+        .unwrap()
+        .with_retry_policy(fast());
+    let d = runner::deliver(&[outcome("beta", 0, 3)], &w, Some(&spool), false).await;
+    assert_eq!((d.written, d.spooled), (0, 3), "{d:?}");
+    assert!(d.error.unwrap().to_string().contains("credentials"));
+}
+
+#[tokio::test]
+async fn without_a_spool_unwritable_points_are_counted_lost() {
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let d = runner::deliver(&[outcome("alpha", 0, 2)], &down, None, false).await;
+    assert_eq!((d.lost, d.spooled), (2, 0));
+}
+
+#[tokio::test]
+async fn replay_stops_at_the_first_record_influxdb_cannot_take_and_keeps_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    for run in 0..3 {
+        runner::deliver(&[outcome("alpha", run, 2)], &down, Some(&spool), false).await;
+    }
+    assert_eq!(spool.status().unwrap().records, 3);
+    let r = runner::replay(&spool, &down, Duration::ZERO).await;
+    assert_eq!(r.written, 0);
+    assert!(r.stopped.is_some());
+    assert_eq!(spool.status().unwrap().records, 3);
+    // Another process replaying: this one does not wait.
+    let guard = spool.try_replay_lock().unwrap().unwrap();
+    let r = runner::replay(&spool, &down, Duration::ZERO).await;
+    assert!(r.busy);
+    drop(guard);
+    let db = Influxd::start();
+    let r = runner::replay(&spool, &writer(&db.url(), DATABASE), Duration::ZERO).await;
+    assert_eq!((r.written, r.records), (6, 3), "{r:?}");
+    assert_eq!(count(&db, "alpha_m"), 6);
+}
+
+/// InfluxDB 1.x keeps a backslash pair in a name as two backslashes (the
+/// `influxdb-line-protocol` crate, following 2.x, would read one), keeps
+/// tabs and NULs in names, and reads `\\` in a string field as one: the
+/// encoder follows 1.x, and what it writes reads back exactly.
+#[tokio::test]
+async fn backslashes_tabs_and_nuls_in_names_are_kept_by_influxdb_1x() {
+    let db = Influxd::start();
+    let w = writer(&db.url(), DATABASE);
+    let p = Point::new("mx\\\\y\t\0")
+        .tag("k\\\\a\t", "v\\\\\\\\x\0")
+        .field("f\\\\g", "s\\\\q\\")
+        .at(t(0));
+    let line = p.to_line().unwrap();
+    assert_eq!(w.send(&[line]).await.written, 1);
+    // A regular expression: a quoted name would read `\\` as an escape.
+    let v = db.query("SELECT * FROM /^mx/");
+    let series = &v["results"][0]["series"][0];
+    assert_eq!(series["name"], json!("mx\\\\y\t\0"), "{v}");
+    let cols: Vec<&str> = series["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let row = &series["values"][0];
+    let at = |c: &str| &row[cols.iter().position(|x| *x == c).unwrap()];
+    assert_eq!(at("k\\\\a\t"), &json!("v\\\\\\\\x\0"), "{v}");
+    assert_eq!(at("f\\\\g"), &json!("s\\\\q\\"), "{v}");
+}
+
+/// At the size limit the oldest records are dropped, and the next
+/// self-metrics point reports how many points were dropped.
+#[tokio::test]
+async fn drops_at_the_size_limit_are_reported_in_the_self_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = Spool::open(dir.path(), 1 << 20).unwrap();
+    let old: Vec<String> = (0..50)
+        .map(|i| format!("old_m,i={i} v={i}i 1795521600000000000"))
+        .collect();
+    big.append(&[ubuntu_metrics::sinks::Batch {
+        label: "old".into(),
+        lines: old,
+    }])
+    .unwrap();
+    // Room for the old record and 100 bytes more: the next run's points do
+    // not fit beside it.
+    let spool = Spool::open(dir.path(), big.status().unwrap().bytes + 100).unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let d = runner::deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), true).await;
+    assert_eq!(d.spooled, 4, "{d:?}");
+    let st = spool.status().unwrap();
+    assert_eq!((st.points, st.dropped_unreported), (4, 50), "{st:?}");
+
+    let db = Influxd::start();
+    let up = writer(&db.url(), DATABASE);
+    let d = runner::deliver(&[outcome("beta", 1, 1)], &up, Some(&spool), true).await;
+    assert_eq!((d.replayed, d.written), (4, 2), "{d:?}");
+    assert_eq!(count(&db, "old_m"), 0);
+    let rows = db.rows("ubuntu_metrics_run");
+    let dropped: Vec<(String, serde_json::Value)> = rows
+        .iter()
+        .map(|r| (r["collector"].to_string(), r["spool_dropped"].clone()))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            ("\"alpha\"".to_owned(), json!(0)),
+            ("\"beta\"".to_owned(), json!(50))
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(spool.status().unwrap().dropped_unreported, 0);
+}

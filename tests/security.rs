@@ -1,0 +1,427 @@
+//! Security: TLS to InfluxDB verified by default (a real influxd serving
+//! https with a certificate from a test CA made here with rcgen), and
+//! passwords never in any output of the program, in argv or in generated
+//! unit files; a configuration readable by everyone that holds a password
+//! is warned about.
+
+mod common;
+
+use common::influxd::{DATABASE, Influxd, Options};
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use ubuntu_metrics::fixture_server::FixtureServer;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    for v in [
+        "INFLUXDB_HOSTNAME",
+        "INFLUXDB_PORT",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_SSL",
+        "UBUNTU_METRICS_CONFIG",
+        "UBUNTU_METRICS_STATE_DIR",
+        "RUST_LOG",
+        "JOURNAL_STREAM",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// (exit status, stdout + stderr)
+fn run(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn config(
+    dir: &Path,
+    server: &FixtureServer,
+    edit: impl FnOnce(&mut ubuntu_metrics::config::Config),
+) -> PathBuf {
+    let mut c = ubuntu_metrics::config::Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    c.influxdb.database = DATABASE.to_owned();
+    c.influxdb.timeout = ubuntu_metrics::schedule::timespan::TimeSpan::parse("3s").unwrap();
+    c.spool.dir = dir.join("spool");
+    edit(&mut c);
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+struct Tls {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A test CA, a server certificate it signed for 127.0.0.1 and localhost,
+/// and an unrelated CA.
+fn tls_material(dir: &Path) -> Tls {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let issuer = ca("ubuntu-metrics test CA");
+    let other = ca("some other CA");
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "influxd test server");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Tls {
+        ca: write("ca.pem", issuer.pem()),
+        other_ca: write("other-ca.pem", other.pem()),
+        cert: write("server.pem", cert.pem()),
+        key: write("server.key", key.serialize_pem()),
+    }
+}
+
+#[test]
+fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = tls_material(dir.path());
+    let db = Influxd::start_with(Options {
+        https: Some((tls.cert.clone(), tls.key.clone())),
+        ..Options::default()
+    });
+    assert!(db.url().starts_with("https://"));
+    let sponsoring = |cfg: &Path, now: &str| {
+        run(bin()
+            .arg("--config")
+            .arg(cfg)
+            .args(["--now", now, "run", "sponsoring"]))
+    };
+
+    // No ca_file: the certificate is not trusted; the points are kept and
+    // the message says how to fix it.
+    let cfg = config(dir.path(), &server, |c| c.influxdb.url = db.url());
+    let (code, out) = sponsoring(&cfg, "2026-11-24T12:00:00Z");
+    eprintln!("without ca_file:\n{out}");
+    assert_eq!(code, Some(75), "{out}");
+    assert!(
+        out.contains("cannot verify the TLS certificate") && out.contains("set influxdb.ca_file"),
+        "{out}"
+    );
+    assert!(db.rows("sponsoring_queue_stats").is_empty());
+
+    // A CA that did not sign it: refused too.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(tls.other_ca.clone());
+    });
+    let (code, out) = sponsoring(&cfg, "2026-11-24T12:00:00Z");
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("influxdb.ca_file"), "{out}");
+
+    // The right CA: accepted, and the kept points are written too.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(tls.ca.clone());
+    });
+    let (code, out) = sponsoring(&cfg, "2026-11-24T13:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("insecure"), "{out}");
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 8);
+
+    // insecure_skip_verify: accepted, with a warning.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.insecure_skip_verify = true;
+    });
+    let (code, out) = sponsoring(&cfg, "2026-11-24T14:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("WARN") && out.contains("insecure_skip_verify") && out.contains("NOT checked"),
+        "{out}"
+    );
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 12);
+}
+
+const PASSWORD: &str = "pw-Sekr1t-7731";
+
+/// How the password is given: a name, the configuration, the environment.
+type Way = (&'static str, PathBuf, Vec<(&'static str, String)>);
+
+/// The password as it travels in a Basic authorization header.
+fn basic(user: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{PASSWORD}");
+    let b = input.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_secret(what: &str, out: &str) {
+    assert!(
+        !out.contains(PASSWORD),
+        "{what}: the password leaked:\n{out}"
+    );
+    assert!(
+        !out.contains(&basic("admin")) && !out.contains(&basic("collector")),
+        "{what}: the base64 credentials leaked:\n{out}"
+    );
+}
+
+#[test]
+fn the_password_is_in_no_output_of_a_failing_verbose_run() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Influxd::start_with(Options {
+        auth: true,
+        ..Options::default()
+    });
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pwfile = dir.path().join("password");
+    std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut checked = 0;
+    for url in [db.url(), format!("http://127.0.0.1:{dead}")] {
+        // The password given each possible way: in the file, in a password
+        // file, in the environment, inside the URL.
+        let ways: Vec<Way> = vec![
+            (
+                "password in the configuration",
+                config(dir.path(), &server, |c| {
+                    c.influxdb.url = url.clone();
+                    c.influxdb.username = Some("admin".into());
+                    c.influxdb.password = Some(PASSWORD.into());
+                }),
+                vec![],
+            ),
+            (
+                "password_file",
+                config(dir.path(), &server, |c| {
+                    c.influxdb.url = url.clone();
+                    c.influxdb.username = Some("admin".into());
+                    c.influxdb.password_file = Some(pwfile.clone());
+                }),
+                vec![],
+            ),
+            (
+                "INFLUXDB_PASSWORD",
+                config(dir.path(), &server, |c| c.influxdb.url = url.clone()),
+                vec![
+                    ("INFLUXDB_USERNAME", "collector".to_owned()),
+                    ("INFLUXDB_PASSWORD", PASSWORD.to_owned()),
+                ],
+            ),
+            (
+                "password in the URL",
+                config(dir.path(), &server, |c| {
+                    c.influxdb.url = url.replace("://", &format!("://admin:{PASSWORD}@"));
+                }),
+                vec![],
+            ),
+        ];
+        for (way, cfg, env) in ways {
+            for args in [
+                vec!["-v", "--now", NOW, "run", "sponsoring"],
+                vec!["-v", "spool", "flush"],
+                vec!["-v", "spool", "status"],
+                vec!["-v", "config", "show"],
+                vec!["-v", "list"],
+            ] {
+                let mut cmd = bin();
+                cmd.arg("--config").arg(&cfg).args(&args);
+                cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+                let (code, out) = run(&mut cmd);
+                let what = format!("{way}, {url}, {args:?}");
+                assert_no_secret(&what, &out);
+                if args.contains(&"run") {
+                    // Refused (wrong password) or unreachable: kept for
+                    // later, never a success.
+                    assert_eq!(code, Some(75), "{what}:\n{out}");
+                    assert!(out.contains("DEBUG"), "{what}: -v shows debug logs:\n{out}");
+                }
+                checked += 1;
+            }
+            // Same run with every library's trace logs (RUST_LOG counts
+            // when -v is not given).
+            let mut cmd = bin();
+            cmd.arg("--config")
+                .arg(&cfg)
+                .args(["--now", NOW, "run", "sponsoring"])
+                .env("RUST_LOG", "trace")
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            let (_, out) = run(&mut cmd);
+            assert_no_secret(&format!("{way} RUST_LOG=trace"), &out);
+            assert!(out.contains("TRACE") || out.contains("DEBUG"), "{out}");
+        }
+    }
+    eprintln!("checked {checked} outputs for the password");
+}
+
+#[test]
+fn a_configuration_readable_by_everyone_holding_a_password_is_warned_about() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.password = Some(PASSWORD.into())
+    });
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("readable by every user"), "mode 0600: {out}");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [
+        vec!["config", "show"],
+        vec!["list"],
+        vec!["spool", "status"],
+    ] {
+        let (code, out) = run(bin().arg("--config").arg(&cfg).args(&args));
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.contains("WARN") && out.contains("readable by every user") && out.contains("chmod"),
+            "{args:?}: {out}"
+        );
+        assert_no_secret("warning", &out);
+    }
+    // A password inside the URL counts too; a password_file readable by
+    // everyone is warned about as well.
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, PASSWORD).unwrap();
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = format!("http://admin:{PASSWORD}@127.0.0.1:9/");
+    });
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
+    assert!(out.contains("readable by every user"), "{out}");
+    assert_no_secret("url", &out);
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.password_file = Some(pwfile.clone());
+    });
+    let (_, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
+    assert!(
+        out.contains("password_file") && out.contains("readable by every user"),
+        "{out}"
+    );
+}
+
+#[test]
+fn configuration_errors_never_quote_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    for text in [
+        format!("[influxdb]\npassword = {PASSWORD}\n"),
+        format!("[influxdb]\npassword = \"{PASSWORD}\" junk\n"),
+        format!("[influxdb]\nurl = \"http://admin:{PASSWORD}@h:99999/\"\n"),
+        format!("[influxdb]\nurl = \"ftp://admin:{PASSWORD}@h/\"\n"),
+    ] {
+        std::fs::write(&cfg, &text).unwrap();
+        let (code, out) = run(bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["-v", "config", "show"]));
+        assert_eq!(code, Some(2), "{text}: {out}");
+        assert_no_secret(&text, &out);
+    }
+}
+
+#[test]
+fn no_password_in_argv_or_in_generated_units() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = "http://127.0.0.1:9".into();
+        c.influxdb.username = Some("collector".into());
+        c.influxdb.password = Some(PASSWORD.into());
+        c.daemon.startup_delay = ubuntu_metrics::schedule::timespan::TimeSpan::parse("1h").unwrap();
+    });
+    // A running daemon's command line.
+    let mut child = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_no_secret("argv", &String::from_utf8_lossy(&cmdline));
+
+    // Generated and installed units: the password only in the 0600
+    // credentials file.
+    let root = dir.path().join("root");
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["systemd", "install", "--root"])
+        .arg(&root));
+    assert_eq!(code, Some(0), "{out}");
+    assert_no_secret("systemd install output", &out);
+    let gen_dir = dir.path().join("gen");
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["systemd", "generate"])
+        .arg(&gen_dir));
+    assert_eq!(code, Some(0), "{out}");
+    let mut holders = Vec::new();
+    let mut stack = vec![root.clone(), gen_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                if text.contains(PASSWORD) {
+                    holders.push((p, meta.permissions().mode() & 0o777));
+                }
+            }
+        }
+    }
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(holders[0].0.ends_with("credentials.env"), "{holders:?}");
+    assert_eq!(holders[0].1, 0o600, "{holders:?}");
+}
