@@ -11,7 +11,8 @@
 //! most [`CONCURRENCY`] at a time, each killed after `rsync_timeout`
 //! (default 10s). A failed or timed-out call is logged and the other
 //! listings are used; every call failing is an error. The active series
-//! come from Launchpad.
+//! come from Launchpad, asked while rsync lists (the listings do not
+//! depend on them); if Launchpad fails, the listings are abandoned.
 //!
 //! The rules that turn a listed path into a point are in [`image`]; they
 //! are the first generation's, kept literally (a top-level `daily-legacy/`
@@ -74,15 +75,18 @@ impl Collector for Images {
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         // Checked first: a bad option should not cost a Launchpad request.
         timeout_option(ctx)?;
-        let active: Vec<String> = ctx
-            .launchpad()
-            .ubuntu_series()
-            .await?
-            .into_iter()
-            .filter(|s| s.active)
-            .map(|s| s.name)
-            .collect();
-        collect_for_series(ctx, &active).await
+        let active = async {
+            let series = ctx.launchpad().ubuntu_series().await?;
+            Ok::<Vec<String>, CollectorError>(
+                series
+                    .into_iter()
+                    .filter(|s| s.active)
+                    .map(|s| s.name)
+                    .collect(),
+            )
+        };
+        let (active, entries) = futures::try_join!(active, list(ctx))?;
+        Ok(points(&entries, &active, ctx.now))
     }
 }
 
@@ -113,6 +117,12 @@ pub async fn collect_for_series(
     ctx: &Context,
     active: &[String],
 ) -> Result<Vec<Point>, CollectorError> {
+    let entries = list(ctx).await?;
+    Ok(points(&entries, active, ctx.now))
+}
+
+/// Every listing's entries (see [`merge`]).
+async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     let timeout = timeout_option(ctx)?;
     let base = &ctx.sources.cdimage_rsync;
     let rsync = Rsync::new(timeout).map_err(|e| {
@@ -122,8 +132,7 @@ pub async fn collect_for_series(
     })?;
     let urls = urls(base);
     let results = rsync.list_all(&urls, CONCURRENCY).await;
-    let entries = merge(base, &urls, results)?;
-    Ok(points(&entries, active, ctx.now))
+    merge(base, &urls, results)
 }
 
 /// One URL per (pattern, suffix): `<base><pattern><suffix>`.
