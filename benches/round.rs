@@ -551,9 +551,16 @@ fn main() {
         sources: up.sources.clone(),
         ..Default::default()
     };
+    // Only [sources]: the rest are defaults, and an older binary (--bin)
+    // may not know newer keys.
+    let mut file = toml::Table::new();
+    file.insert(
+        "sources".into(),
+        toml::Value::try_from(&config.sources).expect("sources serialise"),
+    );
     std::fs::write(
         &config_path,
-        toml::to_string_pretty(&config).expect("configuration serialises"),
+        toml::to_string_pretty(&file).expect("configuration serialises"),
     )
     .expect("configuration written");
 
