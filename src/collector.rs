@@ -11,8 +11,10 @@ use crate::point::Point;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::Http;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What went wrong in a collection. Every variant names where (a URL, a
 /// file) and what.
@@ -95,6 +97,60 @@ pub struct Context {
     /// The time of this collection: "now" for ages, windows and timestamps.
     pub now: DateTime<Utc>,
     distro_info: Arc<OnceLock<Result<Arc<DistroInfo>, String>>>,
+    cache: Arc<RunCache>,
+}
+
+/// Documents read at most once per run, shared by every collector of the
+/// run (`run --all`, or one daemon cycle): e.g. Launchpad's `ubuntu`
+/// distribution and its series, which several collectors need. Each value
+/// is computed by the first caller; callers asking for it meanwhile wait
+/// for that answer (concurrent identical requests coalesce). Failures are
+/// kept too: the run sees one answer per document.
+#[derive(Default)]
+pub struct RunCache {
+    cells: Mutex<HashMap<String, Arc<Cell>>>,
+}
+
+type Cell = tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>;
+
+impl RunCache {
+    /// The value under `key` (typically a URL), computing it with `fetch`
+    /// if no one has yet. The key space is per value type.
+    pub async fn get_or_fetch<T, F, Fut>(
+        &self,
+        key: &str,
+        fetch: F,
+    ) -> Result<Arc<T>, CollectorError>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CollectorError>>,
+    {
+        let cell = {
+            let full = format!("{}\u{0}{key}", std::any::type_name::<T>());
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            cells.entry(full).or_default().clone()
+        };
+        let value = cell
+            .get_or_init(|| async {
+                let result: Result<Arc<T>, CollectorError> = fetch().await.map(Arc::new);
+                Arc::new(result) as Arc<dyn Any + Send + Sync>
+            })
+            .await;
+        value
+            .downcast_ref::<Result<Arc<T>, CollectorError>>()
+            .expect("the key includes the type")
+            .clone()
+    }
+
+    /// Entries held (for tests and logs).
+    pub fn len(&self) -> usize {
+        self.cells.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Context {
@@ -105,11 +161,12 @@ impl Context {
             options: toml::Table::new(),
             now,
             distro_info: Arc::new(OnceLock::new()),
+            cache: Arc::new(RunCache::default()),
         }
     }
 
     /// A context for one collector: its own options and request counter,
-    /// sharing the distro-info data.
+    /// sharing the distro-info data and the run's [`RunCache`].
     pub fn for_collector(&self, options: toml::Table) -> Context {
         Context {
             http: self.http.for_run(),
@@ -144,9 +201,15 @@ impl Context {
     }
 
     /// The Launchpad client, at `sources.launchpad`, sharing this run's
-    /// HTTP client and request counter.
+    /// HTTP client, request counter and [`RunCache`].
     pub fn launchpad(&self) -> crate::sources::launchpad::Launchpad {
         crate::sources::launchpad::Launchpad::new(self.http.clone(), self.sources.launchpad.clone())
+            .with_cache(self.cache.clone())
+    }
+
+    /// The documents shared by the collectors of this run.
+    pub fn cache(&self) -> &Arc<RunCache> {
+        &self.cache
     }
 
     /// Reads an option of this collector, or its default.
@@ -162,5 +225,70 @@ impl Context {
                 .try_into()
                 .map_err(|e| CollectorError::Other(format!("option {key}: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_askers_share_one_fetch() {
+        let cache = RunCache::default();
+        let calls = AtomicUsize::new(0);
+        let ask = || {
+            cache.get_or_fetch("http://x/ubuntu", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok::<String, CollectorError>("ubuntu".into())
+            })
+        };
+        let (a, b, c) = tokio::join!(ask(), ask(), ask());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        for v in [a, b, c] {
+            assert_eq!(v.unwrap().as_str(), "ubuntu");
+        }
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_are_kept_and_types_do_not_mix() {
+        let cache = RunCache::default();
+        let e = cache
+            .get_or_fetch::<String, _, _>("k", || async {
+                Err(CollectorError::Other("down".into()))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "down");
+        let again = cache
+            .get_or_fetch::<String, _, _>("k", || async { Ok("up".to_owned()) })
+            .await;
+        assert!(again.is_err());
+        // The same key for another type is another entry.
+        let n = cache
+            .get_or_fetch("k", || async { Ok(3u64) })
+            .await
+            .unwrap();
+        assert_eq!(*n, 3);
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_fetch_is_taken_over() {
+        let cache = RunCache::default();
+        let slow = cache.get_or_fetch("k", || async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok(1u8)
+        });
+        // The first asker gives up (a collector's run timeout).
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), slow)
+                .await
+                .is_err()
+        );
+        let v = cache.get_or_fetch("k", || async { Ok(2u8) }).await.unwrap();
+        assert_eq!(*v, 2);
     }
 }

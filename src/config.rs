@@ -232,6 +232,11 @@ pub struct HttpConfig {
     pub connect_timeout: TimeSpan,
     /// Time allowed for a whole request, body included.
     pub timeout: TimeSpan,
+    /// Requests in flight at once to one host (scheme, host and port), over
+    /// all collectors of the process: independent requests go out together
+    /// up to this many, the rest wait their turn. Keeps us polite to
+    /// Launchpad and the report hosts; at least 1.
+    pub max_per_host: usize,
 }
 
 impl Default for HttpConfig {
@@ -239,6 +244,7 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout: TimeSpan::from_secs(10),
             timeout: TimeSpan::from_secs(60),
+            max_per_host: crate::sources::http::DEFAULT_MAX_PER_HOST,
         }
     }
 }
@@ -433,6 +439,11 @@ impl Config {
         if self.spool.dir.as_os_str().is_empty() {
             return Err(ConfigError(format!("{origin}: spool.dir is empty")));
         }
+        if self.http.max_per_host == 0 {
+            return Err(ConfigError(format!(
+                "{origin}: http.max_per_host = 0: at least 1 request per host must be allowed"
+            )));
+        }
         let s = &self.sources;
         for (key, value) in [
             ("launchpad", &s.launchpad),
@@ -594,6 +605,16 @@ mod tests {
         assert!(e.contains("urll"), "{e}");
         let e = Config::from_toml("[nope]\n").unwrap_err();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn http_max_per_host() {
+        assert_eq!(Config::default().http.max_per_host, 8);
+        let c = Config::from_toml("[http]\nmax_per_host = 3\n").unwrap();
+        assert_eq!(c.http.max_per_host, 3);
+        let c = Config::from_toml("[http]\nmax_per_host = 0\n").unwrap();
+        let e = c.validate(&[]).unwrap_err().0;
+        assert!(e.contains("http.max_per_host"), "{e}");
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl Point {
 
     /// Encodes the point as one line of line protocol (without newline).
     pub fn to_line(&self) -> Result<String, PointError> {
-        let mut out = String::with_capacity(64);
+        let mut out = String::with_capacity(128);
         self.write_line(&mut out)?;
         Ok(out)
     }
@@ -188,33 +188,52 @@ impl Point {
         if self.fields.is_empty() {
             return Err(self.error("has no field; InfluxDB rejects a point without fields"));
         }
-        check_name(&self.measurement, "measurement", MEASUREMENT_SPECIALS)
-            .map_err(|r| self.error(r))?;
+        // Names with nothing to check or escape (nearly all) are copied as
+        // they are, after one scan; the others take the slow path.
+        let plain_measurement = is_plain(&self.measurement, &MEASUREMENT_PLAIN);
+        if !plain_measurement {
+            check_name(&self.measurement, "measurement", MEASUREMENT_SPECIALS)
+                .map_err(|r| self.error(r))?;
+        }
         if self.measurement.starts_with('#') {
             return Err(
                 self.error("measurement starts with '#', which line protocol reads as a comment")
             );
         }
-        escape_into(out, &self.measurement, MEASUREMENT_SPECIALS);
+        if plain_measurement {
+            out.push_str(&self.measurement);
+        } else {
+            escape_into(out, &self.measurement, MEASUREMENT_SPECIALS);
+        }
         for (k, v) in &self.tags {
-            check_name(k, "tag key", KEY_SPECIALS).map_err(|r| self.error(r))?;
-            check_name(v, &format!("value of tag {k:?}"), KEY_SPECIALS)
-                .map_err(|r| self.error(r))?;
+            let plain_key = is_plain(k, &KEY_PLAIN);
+            if !plain_key {
+                check_name(k, "tag key", KEY_SPECIALS).map_err(|r| self.error(r))?;
+            }
+            // The message is formatted only for a value that needs the check.
+            let plain_value = is_plain(v, &KEY_PLAIN);
+            if !plain_value {
+                check_name(v, &format!("value of tag {k:?}"), KEY_SPECIALS)
+                    .map_err(|r| self.error(r))?;
+            }
             out.push(',');
-            escape_into(out, k, KEY_SPECIALS);
+            push_name(out, k, plain_key);
             out.push('=');
-            escape_into(out, v, KEY_SPECIALS);
+            push_name(out, v, plain_value);
         }
         let mut sep = ' ';
         for (k, v) in &self.fields {
-            check_name(k, "field key", KEY_SPECIALS).map_err(|r| self.error(r))?;
+            let plain_key = is_plain(k, &KEY_PLAIN);
+            if !plain_key {
+                check_name(k, "field key", KEY_SPECIALS).map_err(|r| self.error(r))?;
+            }
             out.push(sep);
             sep = ',';
-            escape_into(out, k, KEY_SPECIALS);
+            push_name(out, k, plain_key);
             out.push('=');
             match v {
                 FieldValue::Integer(i) => {
-                    out.push_str(itoa(*i).as_str());
+                    push_i64(out, *i);
                     out.push('i');
                 }
                 FieldValue::Float(f) => {
@@ -247,14 +266,63 @@ impl Point {
                 .timestamp_nanos_opt()
                 .ok_or_else(|| self.error(format!("timestamp {ts} is outside InfluxDB's range")))?;
             out.push(' ');
-            out.push_str(itoa(nanos).as_str());
+            push_i64(out, nanos);
         }
         Ok(())
     }
 }
 
-fn itoa(i: i64) -> String {
-    i.to_string()
+/// Appends the decimal form of `i`, as `i.to_string()` writes it, without
+/// allocating.
+fn push_i64(out: &mut String, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&buf[pos..]).expect("ASCII digits"));
+}
+
+/// For each byte: whether a name holding it needs [`check_name`] or
+/// [`escape_into`] (its specials, a backslash, a newline).
+const fn plain_table(specials: &[char]) -> [bool; 256] {
+    let mut t = [true; 256];
+    t[b'\\' as usize] = false;
+    t[b'\n' as usize] = false;
+    t[b'\r' as usize] = false;
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = false;
+        i += 1;
+    }
+    t
+}
+
+const MEASUREMENT_PLAIN: [bool; 256] = plain_table(MEASUREMENT_SPECIALS);
+const KEY_PLAIN: [bool; 256] = plain_table(KEY_SPECIALS);
+
+/// A name that `check_name` accepts and `escape_into` leaves as it is: not
+/// empty, and none of its bytes marked in `table` (a fast path; the rules
+/// are in those two functions).
+fn is_plain(s: &str, table: &[bool; 256]) -> bool {
+    !s.is_empty() && s.bytes().all(|b| table[b as usize])
+}
+
+fn push_name(out: &mut String, s: &str, plain: bool) {
+    if plain {
+        out.push_str(s);
+    } else {
+        escape_into(out, s, KEY_SPECIALS);
+    }
 }
 
 const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
@@ -334,6 +402,69 @@ mod tests {
 
     fn t() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    /// The encoding without the fast path: every name checked and escaped.
+    fn slow_line(p: &Point) -> Option<String> {
+        let mut out = String::new();
+        check_name(&p.measurement, "measurement", MEASUREMENT_SPECIALS).ok()?;
+        if p.measurement.starts_with('#') || p.fields.is_empty() {
+            return None;
+        }
+        escape_into(&mut out, &p.measurement, MEASUREMENT_SPECIALS);
+        for (k, v) in &p.tags {
+            check_name(k, "", KEY_SPECIALS).ok()?;
+            check_name(v, "", KEY_SPECIALS).ok()?;
+            out.push(',');
+            escape_into(&mut out, k, KEY_SPECIALS);
+            out.push('=');
+            escape_into(&mut out, v, KEY_SPECIALS);
+        }
+        let mut sep = ' ';
+        for (k, v) in &p.fields {
+            check_name(k, "", KEY_SPECIALS).ok()?;
+            out.push(sep);
+            sep = ',';
+            escape_into(&mut out, k, KEY_SPECIALS);
+            let FieldValue::Integer(i) = v else {
+                unreachable!("integers only")
+            };
+            out.push_str(&format!("={i}i"));
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_encodes_as_the_slow_path(
+            m in "[a-z#, =\\\\\n\r\"é]{0,6}",
+            tk in "[a-z, =\\\\\n\ré]{0,4}",
+            tv in "[a-z, =\\\\\n\ré]{1,4}",
+            fk in "[a-z, =\\\\\n\ré]{0,4}",
+            n in proptest::num::i64::ANY,
+        ) {
+            let p = Point::new(m).tag(tk, tv).field(fk, n);
+            proptest::prop_assert_eq!(p.to_line().ok(), slow_line(&p));
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_to_string_does() {
+        for i in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            1795521600000000000,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut s = String::from("x=");
+            push_i64(&mut s, i);
+            assert_eq!(s, format!("x={i}"));
+        }
     }
 
     #[test]

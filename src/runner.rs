@@ -52,10 +52,7 @@ pub struct Outcome {
 
 /// The base context of a run, from the configuration.
 pub fn context(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
-    let http = Http::new(
-        config.http.connect_timeout.as_duration(),
-        config.http.timeout.as_duration(),
-    )?;
+    let http = Http::from_config(&config.http)?;
     Ok(Context::new(http, Arc::new(config.sources.clone()), now))
 }
 

@@ -21,14 +21,10 @@ use crate::collector::{Collector, CollectorError, Context};
 use crate::point::Point;
 use crate::sources::http::{Http, encode_segment, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use futures::StreamExt;
 use regex::Regex;
 use std::sync::LazyLock;
 
 pub struct Cnf;
-
-/// Listings read at the same time.
-const CONCURRENCY: usize = 4;
 
 #[async_trait::async_trait]
 impl Collector for Cnf {
@@ -60,11 +56,13 @@ impl Collector for Cnf {
             )));
         }
         let base = ctx.sources.archive.clone();
-        let results: Vec<_> = futures::stream::iter(series)
-            .map(|s| read_listing(ctx.http.clone(), base.clone(), s))
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
+        // All together: the HTTP client's per-host limit keeps it polite.
+        let results: Vec<_> = futures::future::join_all(
+            series
+                .into_iter()
+                .map(|s| read_listing(ctx.http.clone(), base.clone(), s)),
+        )
+        .await;
 
         let mut points = Vec::new();
         let mut first_error = None;

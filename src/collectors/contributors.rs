@@ -16,7 +16,6 @@ use crate::point::Point;
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 pub struct Contributors;
 
@@ -36,8 +35,6 @@ pub const DEFAULT_TEAMS: [&str; 10] = [
 
 /// The collections counted per team, also the `count_type` tag.
 const COUNT_TYPES: [&str; 2] = ["members", "participants"];
-/// Teams read at the same time.
-const CONCURRENCY: usize = 4;
 
 #[async_trait::async_trait]
 impl Collector for Contributors {
@@ -77,11 +74,11 @@ impl Collector for Contributors {
             return Ok(Vec::new());
         }
         let lp = ctx.launchpad();
-        let results: Vec<_> = futures::stream::iter(teams)
-            .map(|team| count_team(lp.clone(), team))
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
+        // Every count together: the HTTP client's per-host limit keeps
+        // Launchpad from seeing more than `[http] max_per_host` at once.
+        let results =
+            futures::future::join_all(teams.into_iter().map(|team| count_team(lp.clone(), team)))
+                .await;
 
         let mut points = Vec::new();
         let mut first_error = None;
@@ -118,17 +115,16 @@ fn team_name(configured: &str) -> Result<String, CollectorError> {
 }
 
 /// The sizes of a team's members and participants collections (in the
-/// order of [`COUNT_TYPES`]).
+/// order of [`COUNT_TYPES`]), asked for together.
 async fn count_team(lp: Launchpad, team: String) -> (String, Result<[u64; 2], CollectorError>) {
-    let mut counts = [0u64; 2];
-    for (i, kind) in COUNT_TYPES.iter().enumerate() {
+    let count = |kind: &str| {
         let path = format!("~{}/{kind}", encode_segment(&team));
-        match lp.count(&path, &[]).await {
-            Ok(n) => counts[i] = n,
-            Err(e) => return (team, Err(e)),
-        }
-    }
-    (team, Ok(counts))
+        let lp = lp.clone();
+        async move { lp.count(&path, &[]).await }
+    };
+    let [members, participants] = COUNT_TYPES;
+    let result = futures::try_join!(count(members), count(participants)).map(|(m, p)| [m, p]);
+    (team, result)
 }
 
 fn team_points(team: &str, counts: [u64; 2], now: DateTime<Utc>) -> Vec<Point> {

@@ -30,12 +30,19 @@
 //! 5. `+activereviews`: merge-proposal links under the headings of reviews
 //!    the team is asked for.
 //! 6. Bug tasks the team is subscribed to / assigned to.
+//!
+//! Every document is asked for at once, while Launchpad is asked for the
+//! devel series (parts 1, 2 and 4 need it only to build points); the
+//! uninst/outdate reports, named after the devel series, wait for its name
+//! only, not for its architectures.
 
 use crate::collector::{Collector, CollectorError, Context};
 use crate::collectors::britney::parse_rfc2822;
 use crate::point::Point;
 use crate::sources::http::{Tail, join};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -58,6 +65,13 @@ type Part = Result<Vec<Point>, CollectorError>;
 struct Devel {
     series: String,
     archs: Vec<String>,
+}
+
+/// A Launchpad answer awaited by several parts.
+type Pending<'a, T> = Shared<BoxFuture<'a, Result<T, CollectorError>>>;
+
+fn devel_unknown(e: CollectorError) -> CollectorError {
+    CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
 }
 
 #[async_trait::async_trait]
@@ -88,25 +102,30 @@ impl Collector for UbuntuArchive {
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         let base = ctx.sources.archive_team.as_str();
-        let devel_parts = async {
-            let devel = ctx
-                .launchpad()
-                .devel_architectures()
-                .await
-                .map(|(series, archs)| Devel { series, archs })
-                .map_err(|e| {
-                    CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
-                });
-            let devel = devel.as_ref();
-            futures::join!(
-                nbs(ctx, base, devel),
-                component_mismatches(ctx, base, devel),
-                arch_reports(ctx, base, devel),
-                priority_mismatches(ctx, base, devel)
-            )
-        };
-        let ((nbs, mismatches, reports, priority), reviews, bugs) =
-            futures::join!(devel_parts, reviews(ctx), bugs(ctx));
+        let lp = ctx.launchpad();
+        // Both through the run's cache: the distribution and its series are
+        // read once.
+        let name: Pending<String> = lp
+            .devel_series_name()
+            .map(|r| r.map_err(devel_unknown))
+            .boxed()
+            .shared();
+        let devel: Pending<Devel> = lp
+            .devel_architectures()
+            .map(|r| {
+                r.map(|(series, archs)| Devel { series, archs })
+                    .map_err(devel_unknown)
+            })
+            .boxed()
+            .shared();
+        let (nbs, mismatches, reports, priority, reviews, bugs) = futures::join!(
+            nbs(ctx, base, devel.clone()),
+            component_mismatches(ctx, base, devel.clone()),
+            arch_reports(ctx, base, name, devel.clone()),
+            priority_mismatches(ctx, base, devel),
+            reviews(ctx),
+            bugs(ctx)
+        );
         let parts = [
             ("nbs.csv", nbs),
             ("component mismatches", mismatches),
@@ -137,10 +156,6 @@ impl Collector for UbuntuArchive {
         }
         Ok(points)
     }
-}
-
-fn devel_of<'a>(devel: Result<&'a Devel, &CollectorError>) -> Result<&'a Devel, CollectorError> {
-    devel.map_err(|e| e.clone())
 }
 
 /// Sub-parts of one part (two files, two counts): each failing alone; the
@@ -198,11 +213,11 @@ fn in_window(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     time > now - Duration::hours(WINDOW_HOURS)
 }
 
-async fn nbs(ctx: &Context, base: &str, devel: Result<&Devel, &CollectorError>) -> Part {
-    let devel = devel_of(devel)?;
+async fn nbs(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let url = join(base, "nbs.csv");
-    let tail = ctx.http.get_tail(&url, TAIL_BYTES).await?;
-    Ok(nbs_points(&url, &tail, &devel.series, ctx.now))
+    let (tail, devel) = futures::join!(ctx.http.get_tail(&url, TAIL_BYTES), devel);
+    let devel = devel?;
+    Ok(nbs_points(&url, &tail?, &devel.series, ctx.now))
 }
 
 fn nbs_points(url: &str, tail: &Tail, devel: &str, now: DateTime<Utc>) -> Vec<Point> {
@@ -235,21 +250,28 @@ const MISMATCH_COLUMNS: [(&str, &str); 4] = [
     ("demotion", "binary"),
 ];
 
-async fn component_mismatches(
-    ctx: &Context,
-    base: &str,
-    devel: Result<&Devel, &CollectorError>,
-) -> Part {
-    let devel = devel_of(devel)?;
-    let one = |pocket: &'static str, file: &'static str| async move {
+async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
+    let fetch = |file: &'static str| async move {
         let url = join(base, file);
-        let tail = ctx.http.get_tail(&url, TAIL_BYTES).await?;
-        Ok(mismatch_points(&url, &tail, &devel.series, pocket, ctx.now))
+        let tail = ctx.http.get_tail(&url, TAIL_BYTES).await;
+        (url, tail)
     };
-    let (release, proposed) = futures::join!(
-        one("release", "component-mismatches.csv"),
-        one("proposed", "component-mismatches-proposed.csv")
+    let (release, proposed, devel) = futures::join!(
+        fetch("component-mismatches.csv"),
+        fetch("component-mismatches-proposed.csv"),
+        devel
     );
+    let devel = devel?;
+    let points = |pocket: &str, (url, tail): (String, Result<Tail, CollectorError>)| -> Part {
+        Ok(mismatch_points(
+            &url,
+            &tail?,
+            &devel.series,
+            pocket,
+            ctx.now,
+        ))
+    };
+    let (release, proposed) = (points("release", release), points("proposed", proposed));
     combine(vec![
         ("pocket release", release),
         ("pocket proposed", proposed),
@@ -289,20 +311,30 @@ fn mismatch_points(
 
 // ---- part 3: uninst / outdate
 
-async fn arch_reports(ctx: &Context, base: &str, devel: Result<&Devel, &CollectorError>) -> Part {
-    let devel = devel_of(devel)?;
-    let one = |measurement: &'static str, suffix: &'static str| async move {
-        let url = join(
-            base,
-            &format!("proposed-migration/{}_{suffix}.txt", devel.series),
-        );
-        let text = ctx.http.get_text(&url).await?;
-        let report = parse_arch_report(&text).map_err(|m| CollectorError::parse(&url, m))?;
-        Ok(arch_report_points(measurement, &report, devel))
+async fn arch_reports(
+    ctx: &Context,
+    base: &str,
+    name: Pending<'_, String>,
+    devel: Pending<'_, Devel>,
+) -> Part {
+    let name = name.await?;
+    let fetch = |suffix: &'static str| {
+        let url = join(base, &format!("proposed-migration/{name}_{suffix}.txt"));
+        async move {
+            let text = ctx.http.get_text(&url).await;
+            (url, text)
+        }
     };
-    let (uninst, outdate) = futures::join!(
-        one("uninst_stats", "uninst"),
-        one("outdate_stats", "outdate")
+    let (uninst, outdate, devel) = futures::join!(fetch("uninst"), fetch("outdate"), devel);
+    let devel = devel?;
+    let points =
+        |measurement: &str, (url, text): (String, Result<String, CollectorError>)| -> Part {
+            let report = parse_arch_report(&text?).map_err(|m| CollectorError::parse(&url, m))?;
+            Ok(arch_report_points(measurement, &report, &devel))
+        };
+    let (uninst, outdate) = (
+        points("uninst_stats", uninst),
+        points("outdate_stats", outdate),
     );
     combine(vec![("uninst report", uninst), ("outdate report", outdate)])
 }
@@ -380,14 +412,11 @@ fn arch_report_points(measurement: &str, report: &ArchReport, devel: &Devel) -> 
 
 // ---- part 4: priority mismatches
 
-async fn priority_mismatches(
-    ctx: &Context,
-    base: &str,
-    devel: Result<&Devel, &CollectorError>,
-) -> Part {
-    let devel = devel_of(devel)?;
+async fn priority_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let url = join(base, "priority-mismatches.txt");
-    let text = ctx.http.get_text(&url).await?;
+    let (text, devel) = futures::join!(ctx.http.get_text(&url), devel);
+    let devel = devel?;
+    let text = text?;
     let (generated, counts) =
         parse_priority_mismatches(&text).map_err(|m| CollectorError::parse(&url, m))?;
     Ok(devel

@@ -23,7 +23,6 @@ use crate::collector::{Collector, CollectorError, Context};
 use crate::point::Point;
 use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::Deserialize;
 
 pub struct UploadQueues;
@@ -49,8 +48,6 @@ impl Status {
 const POCKET: &str = "Proposed";
 /// An upload older than this many whole days is in the backlog.
 const BACKLOG_DAYS: i64 = 10;
-/// Queues read at the same time.
-const CONCURRENCY: usize = 4;
 
 /// The fields of a package upload this collector reads.
 #[derive(Debug, Default, Deserialize)]
@@ -93,11 +90,14 @@ impl Collector for UploadQueues {
             .iter()
             .flat_map(|s| Status::ALL.map(|status| (s.clone(), status)))
             .collect();
-        let results: Vec<_> = futures::stream::iter(queues)
-            .map(|(s, status)| read_queue(lp.clone(), s, status))
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
+        // All queues together: the HTTP client's per-host limit keeps
+        // Launchpad from seeing more than `[http] max_per_host` at once.
+        let results = futures::future::join_all(
+            queues
+                .into_iter()
+                .map(|(s, status)| read_queue(lp.clone(), s, status)),
+        )
+        .await;
 
         let mut points = Vec::new();
         let mut first_error = None;

@@ -44,10 +44,7 @@ impl State {
     pub fn new(config: Config) -> Result<State, String> {
         let password = config.password().map_err(|e| e.to_string())?;
         let writer = InfluxWriter::new(&config.influxdb, password)?;
-        let http = Http::new(
-            config.http.connect_timeout.as_duration(),
-            config.http.timeout.as_duration(),
-        )?;
+        let http = Http::from_config(&config.http)?;
         // The daemon promises that nothing is lost: without a usable spool
         // it does not start.
         let spool = Spool::open(&config.spool.dir, config.spool.max_bytes()?)

@@ -1,13 +1,23 @@
 //! The HTTP client collectors use: one `reqwest::Client` per process
 //! (connections kept alive, gzip accepted, a User-Agent naming us, a connect
-//! and a total timeout), with a request counter per collector run and a
-//! debug log line per request.
+//! and a total timeout), with a request counter per collector run, a debug
+//! log line per request, and a per-host limit on requests in flight.
+//!
+//! The limit ([`DEFAULT_MAX_PER_HOST`], `[http] max_per_host`) is one
+//! semaphore per origin (scheme, host, port), shared by every handle of the
+//! process ([`Http::for_run`] keeps it): collectors fire independent
+//! requests together and the limit keeps the upstream hosts from seeing
+//! more than that many at once. A permit is held from sending the request
+//! until its body has been read.
 
 use crate::collector::CollectorError;
+use crate::config::HttpConfig;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 pub const USER_AGENT: &str = concat!(
     "ubuntu-metrics/",
@@ -15,10 +25,50 @@ pub const USER_AGENT: &str = concat!(
     " (+https://launchpad.net/ubuntu-metrics)"
 );
 
+/// Requests in flight at once to one host unless configured otherwise.
+pub const DEFAULT_MAX_PER_HOST: usize = 8;
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     requests: Arc<AtomicU64>,
+    hosts: Arc<HostLimits>,
+}
+
+/// One semaphore per origin, created on first use.
+struct HostLimits {
+    max: usize,
+    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    fn new(max: usize) -> HostLimits {
+        HostLimits {
+            max: max.max(1),
+            semaphores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn for_url(&self, url: &reqwest::Url) -> Arc<Semaphore> {
+        let key = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let mut map = self.semaphores.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max)))
+            .clone()
+    }
+}
+
+/// A complete answer with a success status: its status, headers and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 /// The tail of a document fetched with a `Range: bytes=-N` request.
@@ -31,6 +81,7 @@ pub struct Tail {
 }
 
 impl Http {
+    /// A client with [`DEFAULT_MAX_PER_HOST`] requests per host.
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Http, String> {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -42,14 +93,37 @@ impl Http {
         Ok(Http {
             client,
             requests: Arc::new(AtomicU64::new(0)),
+            hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
         })
     }
 
-    /// The same client with a fresh request counter.
+    /// The client the `[http]` section describes.
+    pub fn from_config(config: &HttpConfig) -> Result<Http, String> {
+        Ok(Http::new(
+            config.connect_timeout.as_duration(),
+            config.timeout.as_duration(),
+        )?
+        .with_max_per_host(config.max_per_host))
+    }
+
+    /// The same client with at most `max` (at least 1) requests in flight
+    /// per host, counted apart from the handles made before.
+    pub fn with_max_per_host(mut self, max: usize) -> Http {
+        self.hosts = Arc::new(HostLimits::new(max));
+        self
+    }
+
+    /// The per-host limit.
+    pub fn max_per_host(&self) -> usize {
+        self.hosts.max
+    }
+
+    /// The same client and per-host limits with a fresh request counter.
     pub fn for_run(&self) -> Http {
         Http {
             client: self.client.clone(),
             requests: Arc::new(AtomicU64::new(0)),
+            hosts: self.hosts.clone(),
         }
     }
 
@@ -58,8 +132,7 @@ impl Http {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// The underlying client, for requests the helpers below do not cover.
-    /// Count them with [`Http::count_request`].
+    /// The underlying client, to build requests for [`Http::fetch`].
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
@@ -68,16 +141,21 @@ impl Http {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends a request, counts and logs it, and turns an HTTP error status
-    /// into [`CollectorError::HttpStatus`] quoting (the start of) the body.
-    pub async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, CollectorError> {
+    /// Sends a request within the per-host limit, counts and logs it, reads
+    /// the whole body, and turns an HTTP error status into
+    /// [`CollectorError::HttpStatus`] quoting (the start of) the body.
+    pub async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Answer, CollectorError> {
         let req = req
             .build()
             .map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
         let url = req.url().to_string();
+        let semaphore = self.hosts.for_url(req.url());
+        let queued = Instant::now();
+        let _permit = semaphore
+            .acquire_owned()
+            .await
+            .expect("the per-host semaphores are never closed");
+        let waited = queued.elapsed();
         self.count_request();
         let started = Instant::now();
         let resp = self
@@ -86,28 +164,42 @@ impl Http {
             .await
             .map_err(|e| request_error(&url, &e))?;
         let status = resp.status();
-        tracing::debug!(url = %url, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "GET");
+        let headers = resp.headers().clone();
+        let body = read_body(&url, resp).await;
+        tracing::debug!(
+            url = %url,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            waited_ms = waited.as_millis() as u64,
+            "GET"
+        );
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = body.unwrap_or_default();
             return Err(CollectorError::HttpStatus {
                 url,
                 status: status.as_u16(),
-                message: summarize_body(&body),
+                message: summarize_body(&String::from_utf8_lossy(&body)),
             });
         }
-        Ok(resp)
+        Ok(Answer {
+            status,
+            headers,
+            body: body?,
+        })
     }
 
     /// GETs a document as bytes.
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
-        let resp = self.send(self.client.get(url)).await?;
-        read_body(url, resp).await
+        Ok(self.fetch(self.client.get(url)).await?.body)
     }
 
     /// GETs a text document (UTF-8; invalid sequences are replaced).
     pub async fn get_text(&self, url: &str) -> Result<String, CollectorError> {
         let bytes = self.get_bytes(url).await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 
     /// GETs and parses a JSON document.
@@ -125,17 +217,17 @@ impl Http {
 
     /// GETs the last `bytes` bytes of a document (`Range: bytes=-N`).
     pub async fn get_tail(&self, url: &str, bytes: u64) -> Result<Tail, CollectorError> {
-        let resp = self
-            .send(
+        let answer = self
+            .fetch(
                 self.client
                     .get(url)
                     .header(reqwest::header::RANGE, format!("bytes=-{bytes}")),
             )
             .await?;
-        let from_start = if resp.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+        let from_start = if answer.status == reqwest::StatusCode::PARTIAL_CONTENT {
             // Content-Range: bytes FIRST-LAST/TOTAL
-            let range = resp
-                .headers()
+            let range = answer
+                .headers
                 .get(reqwest::header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
@@ -156,9 +248,8 @@ impl Http {
         } else {
             true
         };
-        let body = read_body(url, resp).await?;
         Ok(Tail {
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
             from_start,
         })
     }
@@ -167,7 +258,7 @@ impl Http {
 async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, CollectorError> {
     resp.bytes()
         .await
-        .map(|b| b.to_vec())
+        .map(Vec::from)
         .map_err(|e| request_error(url, &e))
 }
 

@@ -16,17 +16,25 @@
 //! into their own structs whose fields are all `Option` (Launchpad omits
 //! fields and writes `null` in others); unknown fields are ignored.
 //!
-//! Every request goes through [`Http::send`] (counted and logged). Server
+//! The documents every collector needing the `ubuntu` distribution shares
+//! (the distribution, its series collection, the current series'
+//! architectures) are read through the run's [`RunCache`] when the client
+//! has one ([`Context::launchpad`] gives it): once per run, however many
+//! collectors ask, concurrent askers waiting for the one request.
+//!
+//! Every request goes through [`Http::fetch`] (counted, logged, and within
+//! the per-host limit). Server
 //! errors (5xx), 429 and dropped connections are retried up to 3 times with
 //! exponential backoff and jitter; 4xx answers and timeouts are not.
 //!
 //! [`Context::launchpad`]: crate::collector::Context::launchpad
 
-use crate::collector::CollectorError;
+use crate::collector::{CollectorError, RunCache};
 use crate::sources::http::{Http, join};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Entries per page asked for when reading a whole collection (Launchpad's
@@ -46,6 +54,7 @@ pub struct Launchpad {
     base: String,
     retries: u32,
     retry_base: Duration,
+    cache: Option<Arc<RunCache>>,
 }
 
 /// A series of the `ubuntu` distribution.
@@ -70,13 +79,13 @@ struct Page {
     next_collection_link: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct DistributionEntry {
     current_series_link: Option<String>,
     series_collection_link: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct SeriesEntry {
     name: Option<String>,
     active: Option<bool>,
@@ -97,7 +106,15 @@ impl Launchpad {
             base: base.into(),
             retries: DEFAULT_RETRIES,
             retry_base: DEFAULT_RETRY_BASE,
+            cache: None,
         }
+    }
+
+    /// The same client reading the shared documents (distribution, series,
+    /// architectures) through `cache`.
+    pub fn with_cache(mut self, cache: Arc<RunCache>) -> Launchpad {
+        self.cache = Some(cache);
+        self
     }
 
     /// The same client with another retry policy: `retries` more attempts
@@ -152,8 +169,11 @@ impl Launchpad {
     }
 
     /// Every entry of a collection (or of a named operation's result),
-    /// following `next_collection_link` and asking for pages of
-    /// [`PAGE_SIZE`] unless `params` says otherwise.
+    /// asking for pages of [`PAGE_SIZE`] unless `params` says otherwise.
+    /// When the first page tells the `total_size`, the other pages are
+    /// asked for together (`ws.start` offsets); otherwise (a named
+    /// operation's `total_size_link`) `next_collection_link` is followed,
+    /// since learning the size would cost a request of its own.
     pub async fn collection<T: DeserializeOwned>(
         &self,
         url_or_path: &str,
@@ -167,36 +187,63 @@ impl Launchpad {
         let mut url = self.url_with(url_or_path, &all)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        for pages in 0..MAX_PAGES {
             let body = self.fetch(&url).await?;
             let page: Page = parse_json(&url, &body)?;
             let entries = page
                 .entries
                 .ok_or_else(|| CollectorError::parse(&url, "not a collection: no \"entries\""))?;
-            for (i, e) in entries.into_iter().enumerate() {
-                let entry = T::deserialize(e).map_err(|err| {
-                    CollectorError::parse(&url, format!("entry {i} is not as expected: {err}"))
-                })?;
-                out.push(entry);
-            }
+            let got = entries.len();
+            deserialize_entries(&url, entries, &mut out)?;
             seen.insert(url.clone());
-            match page.next_collection_link {
-                Some(next) if !next.is_empty() => {
-                    if seen.contains(&next) {
-                        return Err(CollectorError::parse(
-                            &url,
-                            format!("next_collection_link loops back to {next}"),
-                        ));
-                    }
-                    url = next;
-                }
+            let next = match page.next_collection_link {
+                Some(next) if !next.is_empty() => next,
                 _ => return Ok(out),
+            };
+            if seen.contains(&next) {
+                return Err(CollectorError::parse(
+                    &url,
+                    format!("next_collection_link loops back to {next}"),
+                ));
             }
+            if pages == 0 {
+                if let Some(total) = page.total_size {
+                    let starts = page_starts(&url, &next, got, total)?;
+                    self.read_pages(&next, &starts, &mut out).await?;
+                    return Ok(out);
+                }
+            }
+            url = next;
         }
         Err(CollectorError::parse(
             url,
             format!("more than {MAX_PAGES} pages"),
         ))
+    }
+
+    /// The pages of the collection `next` (the first page's
+    /// `next_collection_link`) starting at `starts`, read together; their
+    /// entries are appended in order.
+    async fn read_pages<T: DeserializeOwned>(
+        &self,
+        next: &str,
+        starts: &[u64],
+        out: &mut Vec<T>,
+    ) -> Result<(), CollectorError> {
+        let urls = starts
+            .iter()
+            .map(|start| with_start(next, *start))
+            .collect::<Result<Vec<String>, CollectorError>>()?;
+        let bodies =
+            futures::future::try_join_all(urls.iter().map(|u| self.fetch(u.as_str()))).await?;
+        for (url, body) in urls.iter().zip(bodies) {
+            let page: Page = parse_json(url, &body)?;
+            let entries = page
+                .entries
+                .ok_or_else(|| CollectorError::parse(url, "not a collection: no \"entries\""))?;
+            deserialize_entries(url, entries, out)?;
+        }
+        Ok(())
     }
 
     /// The number of entries of a collection or named operation's result,
@@ -234,81 +281,155 @@ impl Launchpad {
     }
 
     /// The series of the `ubuntu` distribution, as Launchpad lists them
-    /// (newest first). Two requests.
+    /// (newest first). Two requests (the distribution and its series
+    /// collection), shared by the run through the cache.
     pub async fn ubuntu_series(&self) -> Result<Vec<Series>, CollectorError> {
-        let url = self.resource_url("ubuntu");
-        let ubuntu: DistributionEntry = self.get(&url, &[]).await?;
-        let series_link = ubuntu.series_collection_link.ok_or_else(|| {
-            CollectorError::parse(&url, "no series_collection_link in the distribution")
-        })?;
-        let current = ubuntu.current_series_link.unwrap_or_default();
-        let entries: Vec<SeriesEntry> = self.collection(&series_link, &[]).await?;
+        let ubuntu = self.distribution().await?;
+        let current = ubuntu.current_series_link.clone().unwrap_or_default();
+        let (series_link, entries) = self.series_entries(&ubuntu).await?;
         let mut out = Vec::new();
-        for (i, s) in entries.into_iter().enumerate() {
-            let (Some(name), Some(self_link)) = (s.name, s.self_link) else {
+        for (i, s) in entries.iter().enumerate() {
+            let (Some(name), Some(self_link)) = (&s.name, &s.self_link) else {
                 tracing::warn!("{series_link}: series entry {i} has no name or self_link; skipped");
                 continue;
             };
             out.push(Series {
-                current: !current.is_empty() && same_link(&self_link, &current),
+                current: !current.is_empty() && same_link(self_link, &current),
                 active: s.active.unwrap_or(false),
-                name,
-                self_link,
+                name: name.clone(),
+                self_link: self_link.clone(),
             });
         }
         Ok(out)
     }
 
     /// The current (devel) series' name and the `architecture_tag` of each
-    /// of its architectures. Three requests.
+    /// of its architectures. Three requests (the distribution, its series
+    /// collection, the current series' architectures), the first two shared
+    /// with [`Launchpad::ubuntu_series`] through the cache; a current
+    /// series missing from the collection is read on its own.
     pub async fn devel_architectures(&self) -> Result<(String, Vec<String>), CollectorError> {
-        let url = self.resource_url("ubuntu");
-        let ubuntu: DistributionEntry = self.get(&url, &[]).await?;
-        let current = ubuntu.current_series_link.ok_or_else(|| {
-            CollectorError::parse(&url, "no current_series_link in the distribution")
-        })?;
-        let series: SeriesEntry = self.get(&current, &[]).await?;
+        let (current, series) = self.current_series().await?;
         let name = series
             .name
             .ok_or_else(|| CollectorError::parse(&current, "the current series has no name"))?;
         let archs_link = series.architectures_collection_link.ok_or_else(|| {
             CollectorError::parse(&current, "no architectures_collection_link in the series")
         })?;
-        let archs: Vec<ArchEntry> = self.collection(&archs_link, &[]).await?;
-        let tags = archs
-            .into_iter()
-            .filter_map(|a| a.architecture_tag)
-            .collect();
-        Ok((name, tags))
+        let lp = self.clone();
+        let link = archs_link.clone();
+        let tags = self
+            .cached(&archs_link, || async move {
+                let archs: Vec<ArchEntry> = lp.collection(&link, &[]).await?;
+                Ok(archs
+                    .into_iter()
+                    .filter_map(|a| a.architecture_tag)
+                    .collect::<Vec<String>>())
+            })
+            .await?;
+        Ok((name, (*tags).clone()))
+    }
+
+    /// The current (devel) series' name: the first two requests of
+    /// [`Launchpad::devel_architectures`], for callers that can start
+    /// work before the architectures are known.
+    pub async fn devel_series_name(&self) -> Result<String, CollectorError> {
+        let (current, series) = self.current_series().await?;
+        series
+            .name
+            .ok_or_else(|| CollectorError::parse(&current, "the current series has no name"))
+    }
+
+    /// The current series' link and entry: from the series collection, or
+    /// read on its own when the collection does not list it.
+    async fn current_series(&self) -> Result<(String, SeriesEntry), CollectorError> {
+        let url = self.resource_url("ubuntu");
+        let ubuntu = self.distribution().await?;
+        let current = ubuntu.current_series_link.clone().ok_or_else(|| {
+            CollectorError::parse(&url, "no current_series_link in the distribution")
+        })?;
+        let (_, entries) = self.series_entries(&ubuntu).await?;
+        let listed = entries.iter().find(|s| {
+            s.self_link
+                .as_deref()
+                .is_some_and(|l| same_link(l, &current))
+        });
+        let series: SeriesEntry = match listed {
+            Some(s) => s.clone(),
+            None => {
+                let lp = self.clone();
+                let link = current.clone();
+                (*self
+                    .cached(&current, || async move {
+                        lp.get::<SeriesEntry>(&link, &[]).await
+                    })
+                    .await?)
+                    .clone()
+            }
+        };
+        Ok((current, series))
+    }
+
+    /// The `ubuntu` distribution entry (through the cache).
+    async fn distribution(&self) -> Result<Arc<DistributionEntry>, CollectorError> {
+        let url = self.resource_url("ubuntu");
+        let lp = self.clone();
+        let u = url.clone();
+        self.cached(&url, || async move {
+            lp.get::<DistributionEntry>(&u, &[]).await
+        })
+        .await
+    }
+
+    /// The distribution's series collection link and entries (through the
+    /// cache).
+    async fn series_entries(
+        &self,
+        ubuntu: &DistributionEntry,
+    ) -> Result<(String, Arc<Vec<SeriesEntry>>), CollectorError> {
+        let url = self.resource_url("ubuntu");
+        let link = ubuntu.series_collection_link.clone().ok_or_else(|| {
+            CollectorError::parse(&url, "no series_collection_link in the distribution")
+        })?;
+        let lp = self.clone();
+        let l = link.clone();
+        let entries = self
+            .cached(&link, || async move {
+                lp.collection::<SeriesEntry>(&l, &[]).await
+            })
+            .await?;
+        Ok((link, entries))
+    }
+
+    /// `fetch()` once per run for `key` when the client has a cache, else
+    /// every time.
+    async fn cached<T, F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, CollectorError>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CollectorError>>,
+    {
+        match &self.cache {
+            Some(cache) => cache.get_or_fetch(key, fetch).await,
+            None => fetch().await.map(Arc::new),
+        }
     }
 
     /// GETs `url` and returns its body, retrying transient failures.
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
         let mut attempt = 0u32;
         loop {
-            let result =
-                match self
-                    .http
-                    .send(
-                        self.http
-                            .client()
-                            .get(url)
-                            .header(reqwest::header::ACCEPT, "application/json"),
-                    )
-                    .await
-                {
-                    Ok(resp) => resp.bytes().await.map(|b| b.to_vec()).map_err(|e| {
-                        CollectorError::Request {
-                            url: url.to_owned(),
-                            message: format!(
-                                "the answer's body was cut short or could not be read: {e}"
-                            ),
-                        }
-                    }),
-                    Err(e) => Err(e),
-                };
+            let result = self
+                .http
+                .fetch(
+                    self.http
+                        .client()
+                        .get(url)
+                        .header(reqwest::header::ACCEPT, "application/json"),
+                )
+                .await;
             match result {
-                Ok(body) => return Ok(body),
+                Ok(answer) => return Ok(answer.body),
                 Err(e) if attempt < self.retries && is_transient(&e) => {
                     let delay = backoff(self.retry_base, attempt);
                     tracing::debug!("{e}; retrying in {} ms", delay.as_millis());
@@ -319,6 +440,82 @@ impl Launchpad {
             }
         }
     }
+}
+
+/// Deserializes a page's entries into `out`; a bad entry is an error
+/// naming the page and the entry's index.
+fn deserialize_entries<T: DeserializeOwned>(
+    url: &str,
+    entries: Vec<serde_json::Value>,
+    out: &mut Vec<T>,
+) -> Result<(), CollectorError> {
+    out.reserve(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let entry = T::deserialize(e).map_err(|err| {
+            CollectorError::parse(url, format!("entry {i} is not as expected: {err}"))
+        })?;
+        out.push(entry);
+    }
+    Ok(())
+}
+
+/// The `ws.start` of every page after the first of a collection of `total`
+/// entries whose first page (`first`) held `got` entries and links to
+/// `next`: the page size is `next`'s `ws.size` (else `got`).
+fn page_starts(
+    first: &str,
+    next: &str,
+    got: usize,
+    total: u64,
+) -> Result<Vec<u64>, CollectorError> {
+    let parsed = url::Url::parse(next).map_err(|e| {
+        CollectorError::parse(first, format!("invalid next_collection_link {next:?}: {e}"))
+    })?;
+    let param = |k: &str| {
+        parsed
+            .query_pairs()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let size = param("ws.size").unwrap_or(got as u64);
+    let start = param("ws.start").unwrap_or(got as u64);
+    if size == 0 || start == 0 {
+        return Err(CollectorError::parse(
+            first,
+            format!(
+                "next_collection_link {next:?} does not move on (ws.size {size}, ws.start {start})"
+            ),
+        ));
+    }
+    if total.saturating_sub(start) / size >= MAX_PAGES as u64 {
+        return Err(CollectorError::parse(
+            first,
+            format!("total_size {total} is more than {MAX_PAGES} pages"),
+        ));
+    }
+    // At least the page `next` names, even if total_size says otherwise.
+    let end = total.max(start + 1);
+    Ok((start..end).step_by(size as usize).collect())
+}
+
+/// `url` with its `ws.start` set to `start`.
+fn with_start(url: &str, start: u64) -> Result<String, CollectorError> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|e| CollectorError::parse(url, format!("invalid collection link: {e}")))?;
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "ws.start")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        q.append_pair("ws.start", &start.to_string());
+    }
+    Ok(parsed.to_string())
 }
 
 fn is_absolute(s: &str) -> bool {
@@ -462,6 +659,28 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn later_pages_start_where_the_next_link_says() {
+        let first = "http://h/c?ws.size=300";
+        let next = "http://h/c?a=b&ws.size=300&ws.start=300";
+        assert_eq!(page_starts(first, next, 300, 612).unwrap(), [300, 600]);
+        assert_eq!(page_starts(first, next, 300, 600).unwrap(), [300]);
+        // A total_size that contradicts the next link: the next page still.
+        assert_eq!(page_starts(first, next, 300, 10).unwrap(), [300]);
+        // No ws.size in the link: the first page's length.
+        assert_eq!(
+            page_starts(first, "http://h/c?ws.start=75", 75, 200).unwrap(),
+            [75, 150]
+        );
+        assert!(page_starts(first, "http://h/c?ws.start=0&ws.size=5", 5, 20).is_err());
+        assert!(page_starts(first, "http://h/c?ws.start=1&ws.size=1", 1, 10_000_000).is_err());
+        assert!(page_starts(first, "not a url", 1, 3).is_err());
+        assert_eq!(
+            with_start(next, 600).unwrap(),
+            "http://h/c?a=b&ws.size=300&ws.start=600"
+        );
     }
 
     #[test]

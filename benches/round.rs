@@ -1,0 +1,758 @@
+//! One full collection round, end to end: how long, how much CPU and memory,
+//! how many upstream requests, and how close to the network's limit.
+//!
+//!     cargo bench --bench round                       # 20 ms, 5 runs
+//!     cargo bench --bench round -- --latency 50ms --runs 9
+//!     scripts/bench                                   # this, then the encoder
+//!
+//! Options (after `--`): `--latency SPAN` added to every HTTP answer
+//! (default 20ms); `--rsync-latency SPAN` the round-trip time of the rsync
+//! link (default: the same); `--runs N` measured runs (default 5, after one
+//! warm-up); `--one-host` serves every HTTP source from one server (so the
+//! per-host limit applies to all of them together); `--only a,b` runs
+//! these collectors instead of `--all` (to see where time goes); `--bin
+//! PATH` another `ubuntu-metrics` binary.
+//!
+//! What it does: starts the project's fixture server (`tests/fixtures/`)
+//! once per production host, so that the per-host limit applies as it does
+//! against Ubuntu's servers (the hosts of the default `[sources]`:
+//! api.launchpad.net, ubuntu-archive-team.ubuntu.com, ...), with the added
+//! latency; starts the rsync daemon of the images fixtures behind a TCP
+//! proxy that delays every chunk by half the rsync latency each way (so a
+//! round trip costs the latency, as an HTTP answer does); then runs
+//! `ubuntu-metrics --now 2026-11-24T12:00:00Z run --all --dry-run` (built by
+//! cargo in the bench profile, i.e. optimized) in a fresh process per run,
+//! output to /dev/null, and reads its resource usage with `wait4`: wall
+//! time, CPU (user + sys, including the rsync children it waited for) and
+//! peak resident memory. Requests are counted by the fixture servers (per
+//! first path segment) and the proxy (one connection per rsync call); the
+//! runner's log lines (`collected collector=... requests=N duration_ms=T`)
+//! give the per-collector breakdown.
+//!
+//! The critical path is the longest chain of requests that must follow one
+//! another (each needs an answer from the previous), per collector, as the
+//! collectors are written and for the bundled fixtures, times the latency:
+//! see [`CHAINS`]. For images it is the longer of its Launchpad chain and
+//! one rsync listing, measured through the proxy before the runs. It is the
+//! round's physical limit with unlimited parallelism; the busiest host's
+//! requests divided by the per-host limit is printed as a second bound.
+//!
+//! Not modelled: connection set-up (the fixture servers answer plain HTTP
+//! on loopback: a TCP + TLS handshake to a real host adds 2-3 round trips
+//! per new connection, at most `max_per_host` per host, in parallel) and
+//! transfer time (the fixtures are small).
+//!
+//! Run by `cargo test --all-targets` (without cargo bench's `--bench`), it
+//! does one quick round as a smoke test and prints the same figures; it
+//! asserts nothing about them.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use ubuntu_metrics::config::{Config, Sources};
+use ubuntu_metrics::fixture_server::FixtureServer;
+use ubuntu_metrics::schedule::timespan::TimeSpan;
+
+/// The fixed clock of the fixtures.
+const NOW: &str = "2026-11-24T12:00:00Z";
+
+/// Per collector: the hops of its longest chain of dependent requests
+/// against the bundled fixtures, and the chain. images' rsync side is
+/// measured (see the module documentation).
+const CHAINS: &[(&str, u32, &str)] = &[
+    ("sponsoring", 1, "general.json"),
+    (
+        "autopkgtest",
+        1,
+        "queue_size.json and running.json of both instances, together",
+    ),
+    ("rls_bugs", 1, "every rls-*.json, together"),
+    ("versions", 2, "reports -> every report, together"),
+    (
+        "britney",
+        4,
+        "<series>/update_excuses.html -> log/<series>/<date>/ -> newest log -> next older log (tumbling's newest is incomplete)",
+    ),
+    (
+        "cnf",
+        3,
+        "ubuntu -> ubuntu/series -> every dists/<series>/main/cnf/, together",
+    ),
+    (
+        "contributors",
+        1,
+        "members and participants counts of every team, together (plain collections carry total_size)",
+    ),
+    (
+        "ubuntu_archive",
+        3,
+        "ubuntu -> ubuntu/series -> tumbling/architectures and <devel>_uninst/outdate.txt (the CSVs, priority-mismatches, +activereviews and the searchTasks counts (2 hops) go out at once)",
+    ),
+    (
+        "upload_queues",
+        5,
+        "ubuntu -> ubuntu/series -> page 1 -> page 2 -> page 3 of tumbling's 700 Unapproved uploads (a named operation answers total_size_link, not total_size: pages follow next_collection_link)",
+    ),
+    (
+        "images",
+        2,
+        "ubuntu -> ubuntu/series, while the 15 rsync listings run (the longer of the two counts)",
+    ),
+];
+
+struct Args {
+    latency: Duration,
+    rsync_latency: Duration,
+    runs: usize,
+    warmup: usize,
+    one_host: bool,
+    only: Option<Vec<String>>,
+    bin: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo bench --bench round -- [--latency 20ms] [--rsync-latency SPAN] [--runs 5] [--one-host] [--only a,b] [--bin PATH]"
+    );
+    std::process::exit(2);
+}
+
+fn span(s: Option<String>) -> Duration {
+    let s = s.unwrap_or_else(|| usage());
+    match TimeSpan::parse(&s) {
+        Ok(t) => t.as_duration(),
+        Err(e) => {
+            eprintln!("round: {s:?}: {e}");
+            usage()
+        }
+    }
+}
+
+fn parse_args() -> Args {
+    let mut latency = Duration::from_millis(20);
+    let mut rsync_latency = None;
+    let mut runs = None;
+    let mut one_host = false;
+    let mut only = None;
+    let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    let mut benching = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // cargo bench passes --bench; cargo test passes nothing.
+            "--bench" => benching = true,
+            "--latency" => latency = span(args.next()),
+            "--rsync-latency" => rsync_latency = Some(span(args.next())),
+            "--runs" => {
+                runs = Some(
+                    args.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n > 0)
+                        .unwrap_or_else(|| usage()),
+                )
+            }
+            "--one-host" => one_host = true,
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage())
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "--bin" => bin = PathBuf::from(args.next().unwrap_or_else(|| usage())),
+            "-h" | "--help" => usage(),
+            // libtest-style arguments cargo may pass (filters, --nocapture).
+            _ => {}
+        }
+    }
+    let (runs, warmup) = if benching {
+        (runs.unwrap_or(5), 1)
+    } else {
+        (runs.unwrap_or(1), 0)
+    };
+    Args {
+        latency,
+        rsync_latency: rsync_latency.unwrap_or(latency),
+        runs,
+        warmup,
+        one_host,
+        only,
+        bin,
+    }
+}
+
+/// The fixture servers and the rsync proxy of one benchmark.
+struct Upstream {
+    /// Host name (of the default sources) -> its server.
+    servers: Vec<(String, FixtureServer)>,
+    sources: Sources,
+    rsync_calls: Arc<AtomicU64>,
+    /// Which default host each source key belongs to.
+    hosts: BTreeMap<String, String>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A source table as key -> URL string (distro_info left out).
+fn source_table(s: &Sources) -> toml::Table {
+    let mut t = toml::Table::try_from(s).expect("sources serialise");
+    t.remove("distro_info");
+    t
+}
+
+fn start_upstream(args: &Args) -> Upstream {
+    let defaults = source_table(&Sources::default());
+    let mut hosts: BTreeMap<String, String> = BTreeMap::new();
+    for (key, url) in &defaults {
+        let url = url.as_str().expect("URLs are strings");
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| key.clone());
+        hosts.insert(key.clone(), host);
+    }
+    let mut groups: Vec<String> = hosts
+        .iter()
+        .filter(|(k, _)| *k != "cdimage_rsync")
+        .map(|(_, h)| h.clone())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if args.one_host {
+        groups = vec!["(every HTTP source)".into()];
+    }
+    let mut servers: Vec<(String, FixtureServer)> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let s = FixtureServer::start(fixtures()).expect("fixture server starts");
+        let s = if i == 0 {
+            s.with_rsync()
+                .expect("rsync daemon starts (install rsync: sudo apt-get install rsync)")
+        } else {
+            s
+        };
+        s.set_latency(args.latency);
+        servers.push((g.clone(), s));
+    }
+    // Each source from the server of its production host.
+    let mut table = source_table(&servers[0].1.sources());
+    for (key, value) in table.iter_mut() {
+        if key == "cdimage_rsync" {
+            continue;
+        }
+        let host = &hosts[key];
+        if let Some((_, s)) = servers.iter().find(|(g, _)| g == host) {
+            *value = source_table(&s.sources())[key].clone();
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let rsync_calls = Arc::new(AtomicU64::new(0));
+    let rsync_url = table["cdimage_rsync"].as_str().expect("string").to_owned();
+    let mut parsed = url::Url::parse(&rsync_url).expect("rsync URL");
+    let upstream: SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().expect("port")
+    )
+    .parse()
+    .expect("loopback address");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("proxy listens");
+    let port = listener.local_addr().expect("address").port();
+    runtime.spawn(delay_proxy(
+        listener,
+        upstream,
+        args.rsync_latency / 2,
+        rsync_calls.clone(),
+    ));
+    parsed.set_port(Some(port)).expect("port");
+    table.insert("cdimage_rsync".into(), parsed.to_string().into());
+    table.insert(
+        "distro_info".into(),
+        fixtures()
+            .join("distro-info/ubuntu.csv")
+            .display()
+            .to_string()
+            .into(),
+    );
+    let sources: Sources = table.try_into().expect("sources deserialise");
+    Upstream {
+        servers,
+        sources,
+        rsync_calls,
+        hosts,
+        _runtime: runtime,
+    }
+}
+
+impl Upstream {
+    /// Requests served so far, by first path segment, over all servers.
+    fn requests(&self) -> BTreeMap<String, u64> {
+        let mut all = BTreeMap::new();
+        for (_, s) in &self.servers {
+            for (k, v) in s.requests() {
+                *all.entry(k).or_insert(0) += v;
+            }
+        }
+        all
+    }
+
+    /// Requests served so far, per server (= production host).
+    fn per_host(&self) -> Vec<(String, u64)> {
+        self.servers
+            .iter()
+            .map(|(g, s)| (g.clone(), s.requests().values().sum()))
+            .collect()
+    }
+}
+
+/// Forwards TCP connections to `upstream`, delaying every chunk by
+/// `one_way` in each direction (order kept): a link with that latency.
+async fn delay_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    one_way: Duration,
+    calls: Arc<AtomicU64>,
+) {
+    while let Ok((inbound, _)) = listener.accept().await {
+        calls.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            tokio::join!(pump(ri, wo, one_way), pump(ro, wi, one_way));
+        });
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from.read(&mut buf).await.unwrap_or(0);
+            // An empty chunk stands for the end of the stream.
+            if tx
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+                || n == 0
+            {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, data)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if data.is_empty() {
+                let _ = to.shutdown().await;
+                break;
+            }
+            if to.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::join!(reader, writer);
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    /// Peak resident set, KiB.
+    maxrss_kib: u64,
+    exit: i32,
+    /// Per collector: (requests, duration ms, ok) from the runner's log.
+    collectors: BTreeMap<String, (Option<u64>, Option<u64>, bool)>,
+    http: BTreeMap<String, u64>,
+    per_host: Vec<(String, u64)>,
+    rsync: u64,
+    log: String,
+}
+
+impl Run {
+    fn http_total(&self) -> u64 {
+        self.http.values().sum()
+    }
+}
+
+fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped with wait4, which also gives its resource usage"
+)]
+fn run_once(args: &Args, up: &Upstream, config: &Path) -> Run {
+    let before = up.requests();
+    let before_hosts = up.per_host();
+    let rsync_before = up.rsync_calls.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut child = Command::new(&args.bin)
+        .arg("--config")
+        .arg(config)
+        .args(["--now", NOW, "run", "--dry-run"])
+        .args(match &args.only {
+            Some(names) => names.clone(),
+            None => vec!["--all".to_owned()],
+        })
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", args.bin.display()));
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; the pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let log = reader.join().unwrap_or_default();
+    let exit = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let per_host = up
+        .per_host()
+        .into_iter()
+        .zip(before_hosts)
+        .map(|((h, a), (_, b))| (h, a - b))
+        .collect();
+    Run {
+        wall,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        maxrss_kib: usage.ru_maxrss as u64,
+        exit,
+        collectors: parse_log(&log),
+        http: diff(&up.requests(), &before),
+        per_host,
+        rsync: up.rsync_calls.load(Ordering::Relaxed) - rsync_before,
+        log,
+    }
+}
+
+/// `key=value` of a log line (value without quotes).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[at..];
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest
+        .find(|c: char| c == '"' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The runner's per-collector lines: `collected collector=x ...
+/// requests=N duration_ms=T`, and `failed` lines.
+fn parse_log(log: &str) -> BTreeMap<String, (Option<u64>, Option<u64>, bool)> {
+    let mut out = BTreeMap::new();
+    for line in log.lines() {
+        let Some(name) = field(line, "collector") else {
+            continue;
+        };
+        if line.contains(" collected ") || line.contains(": collected ") {
+            let n = |k| field(line, k).and_then(|v| v.parse::<u64>().ok());
+            out.insert(name.to_owned(), (n("requests"), n("duration_ms"), true));
+        } else if line.contains("failed") || line.contains("timed out") {
+            out.entry(name.to_owned()).or_insert((None, None, false)).2 = false;
+        }
+    }
+    out
+}
+
+/// One rsync listing through the proxy, as the images collector runs it.
+fn time_one_listing(up: &Upstream) -> Option<Duration> {
+    let urls = ubuntu_metrics::collectors::images::urls(&up.sources.cdimage_rsync);
+    let rsync = ubuntu_metrics::sources::rsync::Rsync::new(Duration::from_secs(10)).ok()?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = Command::new("rsync")
+            .args(rsync.args(&urls[1]))
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !matches!(status.code(), Some(0 | 23 | 24)) {
+            return None;
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Some(times[1])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn spread<T: Copy + PartialOrd>(mut v: Vec<T>) -> (T, T, T) {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn main() {
+    let args = parse_args();
+    if Command::new("rsync").arg("--version").output().is_err() {
+        eprintln!("round: the images fixtures need rsync: sudo apt-get install rsync");
+        std::process::exit(2);
+    }
+    let up = start_upstream(&args);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config_path = dir.path().join("config.toml");
+    let config = Config {
+        sources: up.sources.clone(),
+        ..Default::default()
+    };
+    // Only [sources]: the rest are defaults, and an older binary (--bin)
+    // may not know newer keys.
+    let mut file = toml::Table::new();
+    file.insert(
+        "sources".into(),
+        toml::Value::try_from(&config.sources).expect("sources serialise"),
+    );
+    std::fs::write(
+        &config_path,
+        toml::to_string_pretty(&file).expect("configuration serialises"),
+    )
+    .expect("configuration written");
+
+    let lat = args.latency;
+    println!("ubuntu-metrics: one round of every collector, in a fresh process per run");
+    println!(
+        "  command: {} --now {NOW} run --dry-run {} (output to /dev/null)",
+        args.bin.display(),
+        args.only
+            .as_ref()
+            .map_or("--all".to_owned(), |n| n.join(" "))
+    );
+    println!(
+        "  added latency: {} ms per HTTP answer; rsync link {} ms per round trip ({} ms each way, delaying proxy)",
+        ms(lat),
+        ms(args.rsync_latency),
+        ms(args.rsync_latency / 2)
+    );
+    if args.one_host {
+        println!("  hosts: every HTTP source on one fixture server (--one-host)");
+    } else {
+        println!(
+            "  hosts: {} fixture servers, one per production host of the default [sources]",
+            up.servers.len()
+        );
+    }
+    println!(
+        "  per-host limit: [http] max_per_host = {} (default)",
+        config.http.max_per_host
+    );
+    println!(
+        "  runs: {} measured{}",
+        args.runs,
+        if args.warmup > 0 {
+            " after 1 warm-up"
+        } else {
+            " (quick mode: run by cargo test; use cargo bench for figures)"
+        }
+    );
+
+    let one_listing = time_one_listing(&up);
+
+    for _ in 0..args.warmup {
+        run_once(&args, &up, &config_path);
+    }
+    let mut runs = Vec::new();
+    println!();
+    println!("run   wall ms   cpu ms   peak RSS MiB   HTTP requests   rsync calls   exit");
+    for i in 0..args.runs {
+        let r = run_once(&args, &up, &config_path);
+        println!(
+            "{:>3}   {:>7}   {:>6}   {:>12.1}   {:>13}   {:>11}   {:>4}",
+            i + 1,
+            ms(r.wall),
+            ms(r.cpu),
+            r.maxrss_kib as f64 / 1024.0,
+            r.http_total(),
+            r.rsync,
+            r.exit
+        );
+        runs.push(r);
+    }
+    let failed: Vec<&Run> = runs.iter().filter(|r| r.exit != 0).collect();
+
+    println!();
+    println!("over {} run(s)          min   median      max", runs.len());
+    let (a, b, c) = spread(runs.iter().map(|r| r.wall).collect());
+    println!("wall, ms          {:>8} {:>8} {:>8}", ms(a), ms(b), ms(c));
+    let wall_median = b;
+    let (a, b, c) = spread(runs.iter().map(|r| r.cpu).collect());
+    println!("CPU user+sys, ms  {:>8} {:>8} {:>8}", ms(a), ms(b), ms(c));
+    let (a, b, c) = spread(runs.iter().map(|r| r.maxrss_kib as f64 / 1024.0).collect());
+    println!("peak RSS, MiB     {a:>8.1} {b:>8.1} {c:>8.1}");
+    let (a, b, c) = spread(runs.iter().map(|r| r.http_total() + r.rsync).collect());
+    println!("upstream requests {a:>8} {b:>8} {c:>8}   (HTTP + rsync calls)");
+
+    // The median run (by wall time) for the breakdown.
+    let mut by_wall: Vec<&Run> = runs.iter().collect();
+    by_wall.sort_by_key(|r| r.wall);
+    let median = by_wall[by_wall.len() / 2];
+
+    println!();
+    println!("per collector (the median run; requests and duration from the runner's log):");
+    println!("collector         duration ms   HTTP requests   chain hops   chain ms");
+    let chain_ms = |hops: u32| lat * hops;
+    let mut critical: Vec<(String, Duration, String)> = Vec::new();
+    let selected = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    };
+    for (name, hops, chain) in CHAINS.iter().filter(|(n, _, _)| selected(n)) {
+        let (requests, duration, ok) = median
+            .collectors
+            .get(*name)
+            .copied()
+            .unwrap_or((None, None, false));
+        let mut t = chain_ms(*hops);
+        let mut chain = chain.to_string();
+        if *name == "images" {
+            if let Some(l) = one_listing {
+                if l > t {
+                    t = l;
+                }
+                chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
+            }
+        }
+        println!(
+            "{:<17} {:>11}   {:>13}   {:>10}   {:>8}{}",
+            name,
+            duration.map_or("-".into(), |d| d.to_string()),
+            requests.map_or("-".into(), |r| r.to_string()),
+            hops,
+            ms(t),
+            if ok { "" } else { "   FAILED" }
+        );
+        critical.push((name.to_string(), t, chain));
+    }
+    println!(
+        "rsync calls (images): {}; HTTP requests by path: {}",
+        median.rsync,
+        median
+            .http
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let hosts_line: Vec<String> = median
+        .per_host
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(h, n)| format!("{h} {n}"))
+        .collect();
+    println!("HTTP requests by host: {}", hosts_line.join(", "));
+    let total = median.http_total() + median.rsync;
+    println!(
+        "total upstream requests: {} HTTP + {} rsync = {total}",
+        median.http_total(),
+        median.rsync
+    );
+
+    critical.sort_by_key(|(_, t, _)| std::cmp::Reverse(*t));
+    let (name, t, chain) =
+        critical
+            .first()
+            .cloned()
+            .unwrap_or(("(none)".into(), Duration::ZERO, String::new()));
+    println!();
+    println!("critical path: {} ms, {name}: {chain}", ms(t));
+    let busiest = median
+        .per_host
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .cloned()
+        .unwrap_or_default();
+    let per_host_bound = lat * (busiest.1.div_ceil(config.http.max_per_host as u64) as u32);
+    println!(
+        "busiest host: {} with {} requests / {} in flight x {} ms = {} ms at least",
+        busiest.0,
+        busiest.1,
+        config.http.max_per_host,
+        ms(lat),
+        ms(per_host_bound)
+    );
+    if !t.is_zero() {
+        println!(
+            "median wall / critical path = {:.2}",
+            wall_median.as_secs_f64() / t.as_secs_f64()
+        );
+    }
+    // Which sources share a production host (the grouping used).
+    let mut by_host: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, h) in &up.hosts {
+        by_host.entry(h.as_str()).or_default().push(k.as_str());
+    }
+    println!(
+        "hosts of the default [sources]: {}",
+        by_host
+            .iter()
+            .map(|(h, ks)| format!("{h} ({})", ks.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+
+    if !failed.is_empty() {
+        eprintln!();
+        eprintln!(
+            "round: {} run(s) exited with an error; the last log:\n{}",
+            failed.len(),
+            failed[failed.len() - 1].log
+        );
+        std::process::exit(1);
+    }
+}
