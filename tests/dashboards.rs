@@ -8,25 +8,7 @@ use common::influxd::Influxd;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use ubuntu_metrics::dashboards::{self, ExportOptions, Kind};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("UBUNTU_METRICS_CONFIG", "/dev/null");
-    c
-}
 
 fn committed() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grafana")

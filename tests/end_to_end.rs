@@ -5,48 +5,13 @@
 
 mod common;
 
-use common::influxd::{DATABASE, Influxd};
+use common::influxd::Influxd;
 use common::*;
 use influxdb_line_protocol::{FieldValue, parse_lines};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Command;
 use ubuntu_metrics::collectors::registry;
-
-pub fn write_config(
-    dir: &std::path::Path,
-    server: &ubuntu_metrics::fixture_server::FixtureServer,
-    influx_url: &str,
-) -> std::path::PathBuf {
-    let mut config = ubuntu_metrics::config::Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = influx_url.to_owned();
-    config.influxdb.database = DATABASE.to_owned();
-    // Each test its own spool, not the machine's.
-    config.spool.dir = dir.join("spool");
-    let path = dir.join("config.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    path
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "UBUNTU_METRICS_CONFIG",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 fn type_name(v: &FieldValue) -> &'static str {
     match v {

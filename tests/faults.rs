@@ -19,44 +19,13 @@ use common::*;
 use influxdb_line_protocol::parse_lines;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ubuntu_metrics::fixture_server::{Fault, FixtureServer};
+use ubuntu_metrics::fixture_server::Fault;
 use ubuntu_metrics::sinks::Batch;
 use ubuntu_metrics::sinks::spool::{Spool, parse_segment};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "UBUNTU_METRICS_CONFIG",
-        "UBUNTU_METRICS_STATE_DIR",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
-
-fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> PathBuf {
-    let mut config = ubuntu_metrics::config::Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = influx_url.to_owned();
-    config.influxdb.database = DATABASE.to_owned();
-    config.spool.dir = dir.join("spool");
-    let path = dir.join("config.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    path
-}
 
 struct Out {
     code: Option<i32>,

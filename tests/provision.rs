@@ -5,32 +5,13 @@
 
 mod common;
 
+use common::bin;
+
 use common::influxd::{ADMIN, DATABASE, Influxd, Options};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "INFLUXDB_ADMIN_USER",
-        "INFLUXDB_ADMIN_PASSWORD",
-        "UBUNTU_METRICS_CONFIG",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    // No configuration file of the machine: the built-in defaults.
-    c.env("UBUNTU_METRICS_CONFIG", "/dev/null");
-    c
-}
 
 fn provision(db: &Influxd, secrets: &Path, extra: &[&str], admin_pw: Option<&str>) -> Output {
     let mut c = bin();

@@ -14,25 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use ubuntu_metrics::fixture_server::FixtureServer;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "UBUNTU_METRICS_CONFIG",
-        "UBUNTU_METRICS_STATE_DIR",
-        "RUST_LOG",
-        "JOURNAL_STREAM",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
-
 /// (exit status, stdout + stderr)
 fn run(cmd: &mut Command) -> (Option<i32>, String) {
     let out = cmd.output().unwrap();

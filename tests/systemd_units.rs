@@ -2,25 +2,14 @@
 //! against the configured intervals, install under a root, the generator
 //! protocol through a link, and no password anywhere but the 0600 file.
 
+mod common;
+
+use common::bin;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use ubuntu_metrics::collectors::registry;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "UBUNTU_METRICS_CONFIG",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 fn verify(dir: &Path) {
     let mut units: Vec<String> = std::fs::read_dir(dir)

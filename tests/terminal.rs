@@ -12,23 +12,6 @@ use ubuntu_metrics::collectors::registry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ubuntu-metrics");
 
-fn clean(c: &mut Command) -> &mut Command {
-    for v in [
-        "INFLUXDB_HOSTNAME",
-        "INFLUXDB_PORT",
-        "INFLUXDB_USERNAME",
-        "INFLUXDB_PASSWORD",
-        "INFLUXDB_DATABASE",
-        "INFLUXDB_SSL",
-        "RUST_LOG",
-        "JOURNAL_STREAM",
-        "NO_COLOR",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("UBUNTU_METRICS_CONFIG", "/dev/null")
-}
-
 fn config(
     dir: &std::path::Path,
     server: &ubuntu_metrics::fixture_server::FixtureServer,
@@ -59,7 +42,7 @@ fn in_a_pipe_only_log_lines() {
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), &server, &db);
-    let out = clean(&mut Command::new(BIN))
+    let out = common::clean_env(&mut Command::new(BIN))
         .args([
             "--config",
             path.to_str().unwrap(),
@@ -110,7 +93,7 @@ fn on_a_terminal_progress_and_a_summary_table() {
     );
     // `script` runs the command on a pseudo-terminal and copies what it
     // shows to its own standard output.
-    let out = clean(&mut Command::new("script"))
+    let out = common::clean_env(&mut Command::new("script"))
         .args(["-qec", &cmd, "/dev/null"])
         .env("TERM", "xterm-256color")
         .stdin(Stdio::null())
@@ -147,7 +130,7 @@ fn completions_render_for_every_shell_and_name_every_subcommand() {
         .collect();
     assert!(subcommands.iter().any(|s| s == "influxdb"));
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = clean(&mut Command::new(BIN))
+        let out = common::clean_env(&mut Command::new(BIN))
             .args(["completions", shell])
             .output()
             .unwrap();
@@ -160,7 +143,7 @@ fn completions_render_for_every_shell_and_name_every_subcommand() {
     // The bash script is valid bash and completes the subcommands.
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("ubuntu-metrics.bash");
-    let out = clean(&mut Command::new(BIN))
+    let out = common::clean_env(&mut Command::new(BIN))
         .args(["completions", "bash"])
         .output()
         .unwrap();
@@ -179,7 +162,7 @@ fn completions_render_for_every_shell_and_name_every_subcommand() {
         "bash completion of `inf`: {replies}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let out = clean(&mut Command::new(BIN))
+    let out = common::clean_env(&mut Command::new(BIN))
         .args(["completions", "tcsh"])
         .output()
         .unwrap();
@@ -188,7 +171,10 @@ fn completions_render_for_every_shell_and_name_every_subcommand() {
 
 #[test]
 fn man_pages_render_and_name_every_subcommand() {
-    let out = clean(&mut Command::new(BIN)).arg("man").output().unwrap();
+    let out = common::clean_env(&mut Command::new(BIN))
+        .arg("man")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH ubuntu-metrics 1"), "{page}");
@@ -218,7 +204,7 @@ fn man_pages_render_and_name_every_subcommand() {
 
     // --dir: a page per subcommand, nested ones included.
     let pages = dir.path().join("pages");
-    let out = clean(&mut Command::new(BIN))
+    let out = common::clean_env(&mut Command::new(BIN))
         .args(["man", "--dir"])
         .arg(&pages)
         .output()

@@ -6,13 +6,65 @@
 pub mod influxd;
 
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use ubuntu_metrics::collectors::registry;
 use ubuntu_metrics::fixture_server::FixtureServer;
 use ubuntu_metrics::sources::http::Http;
 use ubuntu_metrics::{CollectorError, Context, Point};
+
+/// Every environment variable the program reads. Commands the tests start
+/// are cleared of them, so the developer's environment cannot leak in.
+pub const PROGRAM_ENV: &[&str] = &[
+    "INFLUXDB_HOSTNAME",
+    "INFLUXDB_PORT",
+    "INFLUXDB_USERNAME",
+    "INFLUXDB_PASSWORD",
+    "INFLUXDB_DATABASE",
+    "INFLUXDB_SSL",
+    "INFLUXDB_ADMIN_USER",
+    "INFLUXDB_ADMIN_PASSWORD",
+    "UBUNTU_METRICS_STATE_DIR",
+    "RUST_LOG",
+    "JOURNAL_STREAM",
+    "NO_COLOR",
+];
+
+/// Clears `c` of [`PROGRAM_ENV`] and points `UBUNTU_METRICS_CONFIG` at an
+/// empty file (defaults), so a machine's /etc configuration is never read;
+/// `--config` still wins.
+pub fn clean_env(c: &mut Command) -> &mut Command {
+    for v in PROGRAM_ENV {
+        c.env_remove(v);
+    }
+    c.env("UBUNTU_METRICS_CONFIG", "/dev/null")
+}
+
+/// The `ubuntu-metrics` binary under test, with a clean environment.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    clean_env(&mut c);
+    c
+}
+
+/// Writes a configuration pointing every source at `server` and InfluxDB at
+/// `influx_url` (database [`influxd::DATABASE`]), with a spool of its own
+/// under `dir`. Returns its path.
+pub fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> PathBuf {
+    let mut config = ubuntu_metrics::config::Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    config.influxdb.url = influx_url.to_owned();
+    config.influxdb.database = influxd::DATABASE.to_owned();
+    config.spool.dir = dir.join("spool");
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string(&config).expect("config serialises"))
+        .expect("write config");
+    path
+}
 
 /// The fixed "now" of every fixture test.
 pub const NOW: &str = "2026-11-24T12:00:00Z";
