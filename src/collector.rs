@@ -56,6 +56,35 @@ impl CollectorError {
     }
 }
 
+/// Merges the results of a collector's independent parts (the spec's "each
+/// part fails alone"): a failed part is logged as a warning and the others'
+/// points are kept; the collector fails only when every part failed, with
+/// every part's error in its message.
+pub fn merge_parts(
+    collector: &str,
+    parts: Vec<(&str, Result<Vec<Point>, CollectorError>)>,
+) -> Result<Vec<Point>, CollectorError> {
+    let total = parts.len();
+    let mut points = Vec::new();
+    let mut errors = Vec::new();
+    for (part, result) in parts {
+        match result {
+            Ok(ps) => points.extend(ps),
+            Err(e) => {
+                tracing::warn!("{collector}: {part}: {e}; the other parts are still reported");
+                errors.push(format!("{part}: {e}"));
+            }
+        }
+    }
+    if total > 0 && errors.len() == total {
+        return Err(CollectorError::Other(format!(
+            "every part of {collector} failed: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(points)
+}
+
 /// A collector: one Ubuntu report, turned into points.
 #[async_trait::async_trait]
 pub trait Collector: Send + Sync {

@@ -22,7 +22,7 @@
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, merge_parts};
 use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -65,30 +65,15 @@ impl Collector for Britney {
             by_team_stats(ctx, base)
         );
         let (ages, durations) = runs;
-        let parts = [
-            ("last run age", ages),
-            ("last run duration", durations),
-            ("update_excuses.csv", excuses),
-            ("update_excuses_by_team.yaml", by_team),
-        ];
-        let mut points = Vec::new();
-        let mut errors = Vec::new();
-        for (part, result) in parts {
-            match result {
-                Ok(ps) => points.extend(ps),
-                Err(e) => {
-                    tracing::warn!("britney: {part}: {e}; the other parts are still reported");
-                    errors.push(format!("{part}: {e}"));
-                }
-            }
-        }
-        if errors.len() == 4 {
-            return Err(CollectorError::Other(format!(
-                "every part of britney failed: {}",
-                errors.join("; ")
-            )));
-        }
-        Ok(points)
+        merge_parts(
+            "britney",
+            vec![
+                ("last run age", ages),
+                ("last run duration", durations),
+                ("update_excuses.csv", excuses),
+                ("update_excuses_by_team.yaml", by_team),
+            ],
+        )
     }
 }
 

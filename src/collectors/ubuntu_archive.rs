@@ -36,7 +36,7 @@
 //! uninst/outdate reports, named after the devel series, wait for its name
 //! only, not for its architectures.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, merge_parts};
 use crate::collectors::britney::parse_rfc2822;
 use crate::point::Point;
 use crate::sources::http::{Tail, join};
@@ -126,35 +126,17 @@ impl Collector for UbuntuArchive {
             reviews(ctx),
             bugs(ctx)
         );
-        let parts = [
-            ("nbs.csv", nbs),
-            ("component mismatches", mismatches),
-            ("uninst/outdate reports", reports),
-            ("priority-mismatches.txt", priority),
-            ("active reviews", reviews),
-            ("bugs", bugs),
-        ];
-        let total = parts.len();
-        let mut points = Vec::new();
-        let mut errors = Vec::new();
-        for (part, result) in parts {
-            match result {
-                Ok(ps) => points.extend(ps),
-                Err(e) => {
-                    tracing::warn!(
-                        "ubuntu_archive: {part}: {e}; the other parts are still reported"
-                    );
-                    errors.push(format!("{part}: {e}"));
-                }
-            }
-        }
-        if errors.len() == total {
-            return Err(CollectorError::Other(format!(
-                "every part of ubuntu_archive failed: {}",
-                errors.join("; ")
-            )));
-        }
-        Ok(points)
+        merge_parts(
+            "ubuntu_archive",
+            vec![
+                ("nbs.csv", nbs),
+                ("component mismatches", mismatches),
+                ("uninst/outdate reports", reports),
+                ("priority-mismatches.txt", priority),
+                ("active reviews", reviews),
+                ("bugs", bugs),
+            ],
+        )
     }
 }
 
