@@ -137,6 +137,21 @@ pub fn expected(rel: &str) -> Vec<String> {
     v
 }
 
+/// Asserts that a finished command exited 0 and printed exactly the lines
+/// of `tests/fixtures/<rel>` on stdout, in any order.
+pub fn assert_printed(out: &std::process::Output, rel: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut got: Vec<&str> = stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, expected(rel));
+}
+
 /// Asserts that `points` are exactly the lines of `tests/fixtures/<rel>`,
 /// showing the difference when they are not.
 pub fn assert_points(points: &[Point], rel: &str) {
