@@ -114,31 +114,8 @@ fn every_panel_query_returns_data_from_run_all() {
     let server = server_with_rsync();
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ubuntu_metrics::config::Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = db.url();
-    config.influxdb.database = common::influxd::DATABASE.to_owned();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let out = bin()
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "--now",
-            NOW,
-            "run",
-            "--all",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "run --all failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let config = common::write_config(dir.path(), &server, &db.url());
+    common::run_all(&config);
 
     let mut failures = Vec::new();
     let mut checked = 0;

@@ -5,22 +5,10 @@
 //! The packaged units name `/usr/bin/ubuntu-metrics`; this machine has no
 //! such file, so the checks run on copies pointing at the unpacked binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn verify(units: &[PathBuf]) {
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg("--man=no")
-        .args(units)
-        .output()
-        .expect("systemd-analyze runs (install it: sudo apt-get install systemd)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify {units:?}:\n{stderr}"
-    );
-}
 
 /// A copy of a packaged file with `/usr/bin/ubuntu-metrics` replaced by the
 /// unpacked binary.
@@ -164,5 +152,5 @@ fn package_builds_unpacks_and_its_units_verify() {
         &bin,
         &work,
     ));
-    verify(&units);
+    common::verify_units(&units);
 }

@@ -46,19 +46,7 @@ fn run_all_writes_every_expected_point() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server, &db.url());
 
-    let out = bin()
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--now",
-            NOW,
-            "run",
-            "--all",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "run --all failed:\n{stderr}");
+    let out = run_all(&config);
     assert!(out.stdout.is_empty(), "a real run prints nothing on stdout");
 
     // Every expected line of every registered collector.
@@ -202,37 +190,28 @@ fn a_failing_collector_does_not_stop_the_others_and_exits_1() {
 fn usage_and_configuration_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[influxdb]\ndatabse = \"x\"\n").unwrap();
-    let out = bin()
-        .args(["--config", bad.to_str().unwrap(), "list"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("databse") && stderr.contains("bad.toml"),
-        "{stderr}"
-    );
-
-    std::fs::write(&bad, "[collectors.sponsoring]\ninterval = \"1h,30m\"\n").unwrap();
-    let out = bin()
-        .args(["--config", bad.to_str().unwrap(), "list"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("1h,30m") && stderr.contains("bad.toml"),
-        "{stderr}"
-    );
-
-    std::fs::write(&bad, "[collectors.nosuch]\nenabled = false\n").unwrap();
-    let out = bin()
-        .args(["--config", bad.to_str().unwrap(), "list"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    // (configuration, what the message must name)
+    let cases: [(&str, &[&str]); 3] = [
+        ("[influxdb]\ndatabse = \"x\"\n", &["databse", "bad.toml"]),
+        (
+            "[collectors.sponsoring]\ninterval = \"1h,30m\"\n",
+            &["1h,30m", "bad.toml"],
+        ),
+        ("[collectors.nosuch]\nenabled = false\n", &["nosuch"]),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&bad, text).unwrap();
+        let out = bin()
+            .args(["--config", bad.to_str().unwrap(), "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(
+            needles.iter().all(|n| stderr.contains(n)),
+            "{text}: {stderr}"
+        );
+    }
 
     let out = bin().args(["run", "nosuch", "-n"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -20,17 +20,7 @@ fn verify(dir: &Path) {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     units.sort();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg("--man=no")
-        .args(&units)
-        .output()
-        .expect("systemd-analyze runs (install it: sudo apt-get install systemd)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify {units:?}:\n{stderr}"
-    );
+    common::verify_units(&units);
 }
 
 fn timer_setting(text: &str, key: &str) -> Option<String> {

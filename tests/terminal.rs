@@ -12,22 +12,6 @@ use ubuntu_metrics::collectors::registry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ubuntu-metrics");
 
-fn config(
-    dir: &std::path::Path,
-    server: &ubuntu_metrics::fixture_server::FixtureServer,
-    db: &Influxd,
-) -> std::path::PathBuf {
-    let mut config = ubuntu_metrics::config::Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = db.url();
-    config.influxdb.database = common::influxd::DATABASE.to_owned();
-    let path = dir.join("config.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    path
-}
-
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -41,7 +25,7 @@ fn in_a_pipe_only_log_lines() {
     let server = server_with_rsync();
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let path = config(dir.path(), &server, &db);
+    let path = common::write_config(dir.path(), &server, &db.url());
     let out = common::clean_env(&mut Command::new(BIN))
         .args([
             "--config",
@@ -85,7 +69,7 @@ fn on_a_terminal_progress_and_a_summary_table() {
     let server = server_with_rsync();
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let path = config(dir.path(), &server, &db);
+    let path = common::write_config(dir.path(), &server, &db.url());
     let cmd = format!(
         "{} --config {} --now {NOW} run --all",
         shell_quote(BIN),

@@ -66,6 +66,38 @@ pub fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> Pat
     path
 }
 
+/// `ubuntu-metrics --config CONFIG --now NOW run --all`, asserted to exit 0.
+pub fn run_all(config: &Path) -> std::process::Output {
+    let out = bin()
+        .arg("--config")
+        .arg(config)
+        .args(["--now", NOW, "run", "--all"])
+        .output()
+        .expect("ubuntu-metrics runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run --all failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `systemd-analyze verify` of `units`: it must succeed and say nothing.
+pub fn verify_units<P: AsRef<std::ffi::OsStr> + std::fmt::Debug>(units: &[P]) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(units)
+        .output()
+        .expect("systemd-analyze runs (install it: sudo apt-get install systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {units:?}:\n{stderr}"
+    );
+}
+
 /// The fixed "now" of every fixture test.
 pub const NOW: &str = "2026-11-24T12:00:00Z";
 
