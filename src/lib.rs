@@ -21,6 +21,8 @@ pub mod runner;
 pub mod schedule;
 pub mod sinks;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use collector::{Collector, CollectorError, Context};
 pub use point::{FieldValue, Point};

@@ -536,11 +536,8 @@ fn kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::now;
     use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
 
     fn lines(ps: &[Point]) -> Vec<String> {
         let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();

@@ -146,11 +146,7 @@ fn point(release: &str, time: NaiveDateTime, now: DateTime<Utc>) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
+    use crate::test_support::now;
 
     fn row(name: &str, time: &str) -> String {
         format!(

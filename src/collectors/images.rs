@@ -300,11 +300,8 @@ pub fn points(entries: &[Entry], active: &[String], now: DateTime<Utc>) -> Vec<P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::now;
     use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
 
     fn active() -> Vec<String> {
         ["tumbling", "stonking", "resolute", "noble", "jammy"]

@@ -104,18 +104,10 @@ fn points(url: &str, entries: &[Entry], now: DateTime<Utc>) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
+    use crate::test_support::{lines, now};
 
     fn parse(json: &str) -> Vec<Entry> {
         serde_json::from_str(json).unwrap()
-    }
-
-    fn lines(ps: Vec<Point>) -> Vec<String> {
-        ps.iter().map(|p| p.to_line().unwrap()).collect()
     }
 
     #[test]

@@ -215,17 +215,7 @@ fn queue_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
-
-    fn lines(ps: Vec<Point>) -> Vec<String> {
-        let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
-        v.sort();
-        v
-    }
+    use crate::test_support::{lines, now};
 
     fn parse(json: &str) -> Vec<Upload> {
         serde_json::from_str(json).unwrap()

@@ -145,11 +145,7 @@ fn report_points(url: &str, report: &str, text: &str, now: DateTime<Utc>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-    }
+    use crate::test_support::now;
 
     #[test]
     fn report_names_are_cleaned_and_deduplicated() {
