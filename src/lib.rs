@@ -11,6 +11,7 @@ pub mod collectors;
 pub mod config;
 pub mod dashboards;
 pub mod fixture_server;
+pub mod fsutil;
 pub mod logging;
 pub mod point;
 pub mod progress;

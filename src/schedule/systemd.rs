@@ -12,7 +12,6 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const SERVICE_TEMPLATE: &str = "ubuntu-metrics@.service";
@@ -107,21 +106,7 @@ WantedBy=timers.target
 }
 
 fn write_file(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("tmp~");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::fsutil::replace_file(path, &path.with_extension("tmp~"), content.as_bytes(), mode)
 }
 
 fn symlink_force(target: &Path, link: &Path) -> std::io::Result<()> {

@@ -541,21 +541,8 @@ impl Spool {
                 ))
             })?);
         }
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(&path, "cannot rewrite", e));
-        }
+        crate::fsutil::replace_file(&path, &tmp, &buf, 0o600)
+            .map_err(|e| io_err(&path, "cannot rewrite", e))?;
         fsync_dir(&self.dir)
     }
 
@@ -790,18 +777,8 @@ impl Spool {
     fn write_dropped(&self, n: u64) -> Result<(), SpoolError> {
         let path = self.dropped_path();
         let tmp = self.dir.join(format!("{DROPPED_FILE}{TMP_SUFFIX}"));
-        let r = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            writeln!(f, "{n}")?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        r.map_err(|e| io_err(&path, "cannot write the drop counter", e))?;
+        crate::fsutil::replace_file(&path, &tmp, format!("{n}\n").as_bytes(), 0o600)
+            .map_err(|e| io_err(&path, "cannot write the drop counter", e))?;
         fsync_dir(&self.dir)
     }
 
