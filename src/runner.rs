@@ -63,27 +63,17 @@ impl Outcome {
     /// points the spool dropped at its size limit since the last report)
     /// and `error` (string, when the run failed or timed out).
     pub fn self_point(&self, spool_dropped: u64) -> Point {
-        Point::new(SELF_MEASUREMENT)
+        let p = Point::new(SELF_MEASUREMENT)
             .tag("collector", self.name)
             .tag("status", self.status.as_str())
             .field("duration_seconds", self.duration.as_secs_f64())
             .field("points", self.points.len())
             .field("requests", self.requests)
             .field("spool_dropped", spool_dropped)
-            .at(self.time)
-            .with_error(self.error.as_deref())
-    }
-}
-
-trait WithError {
-    fn with_error(self, e: Option<&str>) -> Self;
-}
-
-impl WithError for Point {
-    fn with_error(self, e: Option<&str>) -> Self {
-        match e {
-            Some(e) => self.field("error", e),
-            None => self,
+            .at(self.time);
+        match &self.error {
+            Some(e) => p.field("error", e.as_str()),
+            None => p,
         }
     }
 }
