@@ -46,6 +46,7 @@
 //! does one quick round as a smoke test and prints the same figures; it
 //! asserts nothing about them.
 
+use fixture_server::FixtureServer;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -55,7 +56,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use ubuntu_metrics::config::{Config, Sources};
-use ubuntu_metrics::fixture_server::FixtureServer;
 use ubuntu_metrics::schedule::timespan::TimeSpan;
 
 /// The fixed clock of the fixtures.
@@ -168,6 +168,8 @@ fn parse_args() -> Args {
             }
             "--bin" => bin = PathBuf::from(args.next().unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
+            // `cargo test -- --list` (libtest's listing): nothing to list.
+            "--list" => std::process::exit(0),
             // libtest-style arguments cargo may pass (filters, --nocapture).
             _ => {}
         }

@@ -10,7 +10,6 @@ pub mod collector;
 pub mod collectors;
 pub mod config;
 pub mod dashboards;
-pub mod fixture_server;
 pub mod fsutil;
 pub mod logging;
 pub mod point;

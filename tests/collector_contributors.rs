@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use ubuntu_metrics::fixture_server::Fault;
+use fixture_server::Fault;
 
 fn teams(names: &[&str]) -> toml::Table {
     let mut t = toml::Table::new();

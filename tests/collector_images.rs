@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
+use fixture_server::FixtureServer;
+use fixture_server::rsyncd::RsyncDaemon;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use ubuntu_metrics::fixture_server::FixtureServer;
-use ubuntu_metrics::fixture_server::rsyncd::RsyncDaemon;
 use ubuntu_metrics::sources::rsync::Rsync;
 use ubuntu_metrics::{CollectorError, Context, Point};
 

@@ -1,8 +1,8 @@
 mod common;
 
 use common::*;
+use fixture_server::Fault;
 use std::sync::Arc;
-use ubuntu_metrics::fixture_server::Fault;
 
 const EXPECTED: &str = "ubuntu_archive/expected.out";
 

@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use ubuntu_metrics::fixture_server::Fault;
+use fixture_server::Fault;
 
 #[tokio::test]
 async fn points_match_the_fixture() {

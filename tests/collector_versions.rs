@@ -1,13 +1,10 @@
 mod common;
 
 use common::*;
+use fixture_server::Fault;
 use std::sync::Arc;
-use ubuntu_metrics::fixture_server::Fault;
 
-fn with_base(
-    server: &ubuntu_metrics::fixture_server::FixtureServer,
-    path: &str,
-) -> ubuntu_metrics::Context {
+fn with_base(server: &fixture_server::FixtureServer, path: &str) -> ubuntu_metrics::Context {
     let mut ctx = context(server);
     let mut sources = (*ctx.sources).clone();
     sources.versions = server.url(path);

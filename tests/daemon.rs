@@ -7,9 +7,9 @@ mod common;
 
 use common::influxd::{DATABASE, Influxd};
 use common::*;
+use fixture_server::{Fault, FixtureServer};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use ubuntu_metrics::fixture_server::{Fault, FixtureServer};
 
 /// A daemon configuration: sources at the fixture server, InfluxDB at
 /// `influx`, no start-up or random delay, a 1.5 s run timeout, and

@@ -16,6 +16,7 @@ mod common;
 
 use common::influxd::{DATABASE, Influxd};
 use common::*;
+use fixture_server::Fault;
 use influxdb_line_protocol::parse_lines;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -23,7 +24,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ubuntu_metrics::fixture_server::Fault;
 use ubuntu_metrics::sinks::Batch;
 use ubuntu_metrics::sinks::spool::{Spool, parse_segment};
 

@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
+use fixture_server::Fault;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 use ubuntu_metrics::CollectorError;
-use ubuntu_metrics::fixture_server::Fault;
 use ubuntu_metrics::sources::launchpad::{Launchpad, Series};
 
 fn lp(ctx: &ubuntu_metrics::Context) -> Launchpad {

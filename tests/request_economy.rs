@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
+use fixture_server::Fault;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use ubuntu_metrics::fixture_server::Fault;
 use ubuntu_metrics::sources::http::Http;
 
 /// The four collectors that need the `ubuntu` distribution and its series.

@@ -8,11 +8,11 @@ mod common;
 
 use common::influxd::{DATABASE, Influxd, Options};
 use common::*;
+use fixture_server::FixtureServer;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use ubuntu_metrics::fixture_server::FixtureServer;
 
 /// (exit status, stdout + stderr)
 fn run(cmd: &mut Command) -> (Option<i32>, String) {

@@ -6,12 +6,12 @@
 pub mod influxd;
 
 use chrono::{DateTime, Utc};
+use fixture_server::FixtureServer;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use ubuntu_metrics::collectors::registry;
-use ubuntu_metrics::fixture_server::FixtureServer;
 use ubuntu_metrics::sources::http::Http;
 use ubuntu_metrics::{CollectorError, Context, Point};
 

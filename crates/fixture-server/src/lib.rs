@@ -7,7 +7,7 @@
 //! - `Range: bytes=-N` and `bytes=A-` / `bytes=A-B` are honoured with 206 and
 //!   `Content-Range`, as Apache does for the archive team's CSV files.
 //! - `/launchpad/...` is a fake Launchpad web service (see
-//!   [`crate::fixture_server::launchpad`]) built from files under
+//!   [`crate::launchpad`]) built from files under
 //!   `<root>/launchpad/`.
 //! - Every answer can be delayed by a fixed latency (benchmarks), and faults
 //!   can be planted per path prefix (tests of misbehaving sources).
@@ -18,7 +18,6 @@
 pub mod launchpad;
 pub mod rsyncd;
 
-use crate::config::Sources;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use std::collections::BTreeMap;
@@ -26,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use ubuntu_metrics::config::Sources;
 
 /// A misbehaviour planted for every path starting with a prefix.
 #[derive(Debug, Clone, PartialEq)]

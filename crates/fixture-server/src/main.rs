@@ -5,15 +5,15 @@
 //!     fixture-server --write-config /tmp/um.toml [--latency 20ms] [--port 0]
 
 use clap::Parser;
+use fixture_server::FixtureServer;
 use std::path::PathBuf;
-use ubuntu_metrics::fixture_server::FixtureServer;
 use ubuntu_metrics::schedule::timespan::TimeSpan;
 
 #[derive(Parser)]
 #[command(about = "Serve ubuntu-metrics' test fixtures as local upstream sources")]
 struct Args {
     /// The fixtures directory
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))]
     root: PathBuf,
     /// Loopback port to listen on (0: any free port)
     #[arg(long, default_value_t = 0)]
@@ -60,7 +60,31 @@ fn main() {
         server.base()
     );
     println!("{}", server.base());
-    loop {
-        std::thread::park();
-    }
+    // Serve until SIGTERM or SIGINT, then drop the server: that stops the
+    // rsync daemon and removes its temporary directory, so nothing outlives
+    // this process (a bare `kill` used to leave both behind).
+    wait_for_stop_signal();
+    drop(server);
+    eprintln!("fixture-server: stopped");
+}
+
+fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("fixture-server: cannot install signal handlers");
+            std::process::exit(1);
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
 }
