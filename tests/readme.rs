@@ -17,13 +17,3 @@ fn readme_collectors_table_matches_the_registry() {
         "README collectors table is stale; replace it with:\n{table}"
     );
 }
-
-#[test]
-fn readme_names_the_two_commands_and_ci_runs_the_test_one() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    assert!(readme.contains("\n    ./scripts/test\n"));
-    assert!(readme.contains("\n    cargo run --release -- run --all --dry-run\n"));
-    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
-    assert!(ci.contains("exec ./scripts/test"));
-}

@@ -1,0 +1,202 @@
+//! The newcomer's path, run as a newcomer would take it: the README's two
+//! commands as written (not only grepped for), the offline try-out leaving
+//! no process or file behind, and `cargo install` installing the product
+//! alone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use ubuntu_metrics::collectors::registry;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The indented command lines of the README's "On a fresh machine: the two
+/// commands" section, in order: the main job, then the test suite.
+fn readme_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let start = readme
+        .find("## On a fresh machine: the two commands")
+        .expect("README section 'On a fresh machine: the two commands'");
+    let section = &readme[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    let commands: Vec<String> = section[..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        commands.len() >= 2,
+        "the README section names fewer than two commands: {commands:?}"
+    );
+    commands
+}
+
+/// The `target` directory this test was built into.
+fn target_dir() -> PathBuf {
+    // target/debug/deps/newcomer-HASH
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+fn words(command: &str) -> Vec<String> {
+    command.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn readme_main_command_runs_as_written() {
+    let commands = readme_commands();
+    let main = words(&commands[0]);
+    assert_eq!(
+        main[..2],
+        ["cargo", "run"],
+        "the main job is a cargo run: {main:?}"
+    );
+    // As written, against the fixture server instead of the Ubuntu servers
+    // (no network in tests) and at the fixtures' date.
+    let server = common::server_with_rsync();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let mut c = Command::new(&main[0]);
+    common::clean_env(&mut c);
+    let out = c
+        .args(&main[1..])
+        .args(["--now", common::NOW])
+        .env("UBUNTU_METRICS_CONFIG", &config)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "`{}` failed:\n{}",
+        commands[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in registry() {
+        assert!(
+            c.measurements().iter().any(|m| stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{m},")) || l.starts_with(&format!("{m} ")))),
+            "no point of {} in the output of `{}`",
+            c.name(),
+            commands[0]
+        );
+    }
+}
+
+#[test]
+fn readme_test_command_runs_and_lists_every_test() {
+    let commands = readme_commands();
+    let test = words(&commands[1]);
+    let ci = std::fs::read_to_string(format!("{ROOT}/.ci/run")).unwrap();
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == format!("exec {}", commands[1])),
+        ".ci/run does not run the README's test command `{}`",
+        commands[1]
+    );
+    // The whole entry point (installs, fmt, clippy, cargo test), with
+    // libtest's --list so that it lists the tests instead of running this
+    // one again.
+    let out = Command::new(&test[0])
+        .args(&test[1..])
+        .args(["--", "--list"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "`{} -- --list` failed:\n{}\n{}",
+        commands[1],
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "readme_test_command_runs_and_lists_every_test: test",
+        "readme_main_command_runs_as_written: test",
+    ] {
+        assert!(stdout.contains(name), "`{name}` not listed:\n{stdout}");
+    }
+}
+
+/// Every live process whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn try_offline_leaves_no_process_or_file_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap().to_owned();
+    let mut c = Command::new(format!("{ROOT}/scripts/try-offline"));
+    common::clean_env(&mut c);
+    let out = c
+        .arg("sponsoring")
+        .arg("images")
+        .env("TMPDIR", &tmpdir)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "try-offline failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("sponsoring_queue_size") || stdout.contains("image_"));
+    // The damaged fixtures' warnings are announced before they come.
+    let note = stderr
+        .find("damaged on purpose")
+        .expect("the note up front");
+    if let Some(warn) = stderr.find(" WARN ") {
+        assert!(note < warn, "the note comes after a warning:\n{stderr}");
+    }
+    // The fixture server, its rsync daemon and their files are gone.
+    let left = processes_mentioning(&tmpdir);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let files = entries(tmp.path());
+    assert!(files.is_empty(), "files left in TMPDIR: {files:?}");
+}
+
+#[test]
+fn cargo_install_installs_the_product_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new("cargo")
+        .args(["install", "--locked", "--offline", "--debug", "--path", "."])
+        .arg("--root")
+        .arg(root.path())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo install failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(entries(&root.path().join("bin")), ["ubuntu-metrics"]);
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    assert!(
+        readme.contains("`cargo install --locked --path .`"),
+        "the README's install line uses --locked"
+    );
+}
