@@ -56,6 +56,19 @@ impl CollectorError {
     }
 }
 
+/// The longest error message logged, printed or stored (in characters).
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `msg` cut to [`MAX_MESSAGE_CHARS`] characters (on a character boundary),
+/// saying how long it was: an upstream's whole answer (a 30 MB JSON
+/// string quoted by a parse error) must not flood the log or InfluxDB.
+pub fn short_message(msg: &str) -> String {
+    match msg.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => msg.to_owned(),
+        Some((end, _)) => format!("{}… (message cut: {} bytes in all)", &msg[..end], msg.len()),
+    }
+}
+
 /// Merges the results of a collector's independent parts (the spec's "each
 /// part fails alone"): a failed part is logged as a warning and the others'
 /// points are kept; the collector fails only when every part failed, with
@@ -71,6 +84,7 @@ pub fn merge_parts(
         match result {
             Ok(ps) => points.extend(ps),
             Err(e) => {
+                let e = short_message(&e.to_string());
                 tracing::warn!("{collector}: {part}: {e}; the other parts are still reported");
                 errors.push(format!("{part}: {e}"));
             }
