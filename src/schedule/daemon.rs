@@ -104,17 +104,6 @@ pub type Registry = Arc<Vec<Box<dyn Collector>>>;
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
 pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registry) -> i32 {
-    run_until(config_path, config, registry, std::future::pending()).await
-}
-
-/// [`run`], stopping also when `stop` completes (as on SIGTERM): for
-/// embedding and tests.
-pub async fn run_until(
-    config_path: Option<PathBuf>,
-    config: Config,
-    registry: Registry,
-    stop: impl std::future::Future<Output = ()>,
-) -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
     let state = match State::new(config) {
         Ok(s) => s,
@@ -166,10 +155,8 @@ pub async fn run_until(
     reconcile(&mut tasks);
     tracing::info!(collectors = tasks.len(), "daemon started");
 
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => { tracing::info!("asked to stop"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
