@@ -276,6 +276,16 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(short_message("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = short_message(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
+        assert!(cut.ends_with("… (message cut: 2000 bytes in all)"), "{cut}");
+        assert!(cut.chars().count() < MAX_MESSAGE_CHARS + 40);
+    }
+
     #[tokio::test]
     async fn concurrent_askers_share_one_fetch() {
         let cache = RunCache::default();

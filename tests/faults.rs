@@ -572,3 +572,160 @@ fn spool_flush_exits_75_while_influxdb_is_down_and_0_once_emptied() {
     assert_eq!(db.rows("sponsoring_queue_stats").len(), 4);
     assert_eq!(spool_status(&config)["points"], "0");
 }
+
+/// Runs the binary with a time limit (a FIFO in the spool used to hang a
+/// flush for good), returning None when it had to be killed.
+fn run_limited(config: &Path, args: &[&str], limit: Duration) -> Option<Out> {
+    let mut child = bin()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some(Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// A directory, a FIFO and a symbolic link named like segments, sorting
+/// before the real ones: `spool status`, `spool flush` and the size-limit drop
+/// move them aside (`*.bad`) with an error and carry on with the rest; no
+/// open can block.
+#[test]
+fn entries_named_like_segments_that_are_not_files_are_moved_aside() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+    let batch = |from: u64| Batch {
+        label: "kept".into(),
+        lines: (from..from + 500)
+            .map(|i| format!("kept,i={i} v={i}i {}", 1_795_521_600_000_000_000u64 + i))
+            .collect(),
+    };
+    spool.append(&[batch(0)]).unwrap();
+    spool.append(&[batch(500)]).unwrap();
+    // Named to sort first: the oldest "segments", where a replay starts.
+    let bad = |n: u32| spool_dir.join(format!("{n:020}-1-0.seg"));
+    std::fs::create_dir(bad(1)).unwrap();
+    let fifo = std::ffi::CString::new(bad(2).to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(bad(2), bad(3)).unwrap();
+
+    let status = run_limited(&config, &["spool", "status"], Duration::from_secs(20))
+        .expect("spool status must not hang");
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert!(status.stdout.contains("points: 1000"), "{}", status.stdout);
+    for n in 1..=3 {
+        assert!(!bad(n).exists(), "{} still there", bad(n).display());
+        assert!(
+            spool_dir
+                .join(format!("{n:020}-1-0.seg.bad"))
+                .symlink_metadata()
+                .is_ok()
+        );
+    }
+    assert!(status.stderr.contains("moved aside"), "{}", status.stderr);
+
+    // Again, for the flush: each kind of bad entry, then a flush.
+    std::fs::create_dir(bad(4)).unwrap();
+    let fifo = std::ffi::CString::new(bad(5).to_str().unwrap()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let flush = run_limited(&config, &["spool", "flush"], Duration::from_secs(30))
+        .expect("spool flush must not hang on a FIFO");
+    assert_eq!(flush.code, Some(0), "{}", flush.stderr);
+    assert!(
+        flush.stdout.contains("wrote 1000 points"),
+        "{}",
+        flush.stdout
+    );
+    assert_eq!(db.rows("kept").len(), 1000);
+
+    // The size-limit drop carries on past a bad entry too.
+    std::fs::create_dir(bad(6)).unwrap();
+    let small = Spool::open(&spool_dir, 40_000).unwrap();
+    for k in 0..4 {
+        let r = small.append(&[batch(1000 + 500 * k)]).unwrap();
+        assert!(r.points > 0, "append {k}: {r:?}");
+    }
+    let st = small.status().unwrap();
+    assert!(st.bytes <= 40_000 && st.dropped_unreported > 0, "{st:?}");
+    assert!(!bad(6).exists());
+}
+
+/// An upstream answering a 30 MB JSON string where a list is expected:
+/// the parse error quoting it is cut to a few hundred characters on
+/// stderr and in the self-metrics `error` field.
+#[test]
+fn a_huge_upstream_string_in_an_error_is_cut_short() {
+    use common::rogue::{Rogue, response};
+    let server = server();
+    let db = Influxd::start();
+    let huge = Arc::new({
+        let mut b = Vec::with_capacity(30 << 20);
+        b.push(b'"');
+        b.resize(30 << 20, b'x');
+        b.push(b'"');
+        b
+    });
+    let upstream = Rogue::start(move |_| {
+        Some(response(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            &huge,
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let sponsoring = server.sources().sponsoring;
+    assert!(text.contains(&sponsoring));
+    let url = format!("{}/general.json", upstream.url());
+    std::fs::write(&config, text.replace(&sponsoring, &url)).unwrap();
+    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    let error = db.query("SELECT \"error\" FROM ubuntu_metrics_run WHERE collector = 'sponsoring'");
+    let error = error["results"][0]["series"][0]["values"][0][1]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "30 MB JSON string in an error: {} bytes of stderr, an error field of {} characters",
+        out.stderr.len(),
+        error.chars().count()
+    );
+    assert!(
+        out.stderr.len() < 4000,
+        "stderr of {} bytes",
+        out.stderr.len()
+    );
+    assert!(error.contains(&url), "{error}");
+    assert!(
+        (1..=400).contains(&error.chars().count()),
+        "error field of {} characters",
+        error.chars().count()
+    );
+}

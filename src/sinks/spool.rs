@@ -1243,6 +1243,19 @@ mod tests {
     }
 
     #[test]
+    fn int_field_reads_a_field_not_text_inside_a_string() {
+        let l = r#"ubuntu_metrics_run,collector=a\ b,status=error error="x,spool_dropped=99i \"q\" spool_dropped=7i",points=3i,spool_dropped=12i 5"#;
+        assert_eq!(int_field(l, "spool_dropped"), Some(12));
+        assert_eq!(int_field(l, "points"), Some(3));
+        assert_eq!(int_field("m spool_dropped=4i 1", "spool_dropped"), Some(4));
+        assert_eq!(
+            int_field("m,spool_dropped=4i v=1i 1", "spool_dropped"),
+            None
+        );
+        assert_eq!(int_field("m v=1.5 1", "spool_dropped"), None);
+    }
+
+    #[test]
     fn replay_lock_is_exclusive() {
         let (_d, s) = spool(1 << 20);
         let g = s.try_replay_lock().unwrap();
