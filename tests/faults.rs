@@ -239,29 +239,11 @@ fn torture_appender() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut spool = Spool::open(Path::new(&dir), 1 << 40).unwrap();
-    // Every other trial writes slowly, in pieces: the kill then often tears
-    // a record (the other trials use the normal single write).
-    if trial % 2 == 0 {
-        spool = spool.with_slow_writes_for_tests();
-    }
+    let spool = Spool::open(Path::new(&dir), 1 << 40).unwrap();
     let stdout = std::io::stdout();
     for i in 0u64.. {
         // Two records per append, of varying size.
-        let batches: Vec<Batch> = (0..2)
-            .map(|half| Batch {
-                label: format!("torture-{half}"),
-                lines: (0..record_lines(i, half))
-                    .map(|j| {
-                        format!(
-                            "torture,trial={trial},half={half} append={i}i,j={j}i,pad=\"{}\" {}",
-                            "x".repeat((j % 100) as usize),
-                            1_795_521_600_000_000_000u64 + i * 10_000 + half * 5_000 + j
-                        )
-                    })
-                    .collect(),
-            })
-            .collect();
+        let batches: Vec<Batch> = (0..2).map(|half| torture_batch(trial, i, half)).collect();
         spool.append(&batches).unwrap();
         let mut l = stdout.lock();
         writeln!(l, "ack {i}").unwrap();
@@ -270,6 +252,83 @@ fn torture_appender() {
 }
 
 use std::io::Write as _;
+
+/// Record `half` of append `i` of the torture appender in trial `trial`.
+fn torture_batch(trial: u64, i: u64, half: u64) -> Batch {
+    Batch {
+        label: format!("torture-{half}"),
+        lines: (0..record_lines(i, half))
+            .map(|j| {
+                format!(
+                    "torture,trial={trial},half={half} append={i}i,j={j}i,pad=\"{}\" {}",
+                    "x".repeat((j % 100) as usize),
+                    1_795_521_600_000_000_000u64 + i * 10_000 + half * 5_000 + j
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What a kill in the middle of an append's write leaves: the append in
+/// flight (`next`) cut at a random byte. Its segment is cut when the kill
+/// left it on disk; otherwise the first bytes of its framed records are
+/// written as the newest segment.
+fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(u64) -> u64) {
+    let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(spool_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let newest = segs.last().cloned();
+    if let Some(p) = &newest {
+        let data = std::fs::read(p).unwrap();
+        let parsed = parse_segment(&data);
+        let in_flight = parsed
+            .records
+            .first()
+            .is_some_and(|(_, r)| r.lines[0].contains(&format!(" append={next}i,")));
+        if in_flight && data.len() > 1 {
+            let cut = 1 + rand(data.len() as u64 - 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            return;
+        }
+    }
+    let seq = newest
+        .as_ref()
+        .and_then(|p| {
+            p.file_name()?
+                .to_str()?
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        + 1;
+    let mut bytes = Vec::new();
+    for half in 0..2 {
+        let b = torture_batch(trial, next, half);
+        let rec = ubuntu_metrics::sinks::spool::Record {
+            id: half as u32,
+            spooled_at: 0,
+            label: b.label,
+            lines: b.lines,
+        };
+        bytes.extend(rec.encode().unwrap());
+    }
+    let cut = 1 + rand(bytes.len() as u64 - 1) as usize;
+    std::fs::write(
+        spool_dir.join(format!("{seq:020}-0-{trial}.seg")),
+        &bytes[..cut],
+    )
+    .unwrap();
+}
 
 /// Lines in record `half` of append `i` of the torture appender (large
 /// records, so that kills often land in the middle of a write).
@@ -342,6 +401,12 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         );
         let last_ack = *acked.last().unwrap();
         total_acked += acked.len();
+
+        // Every other trial, the kill is made to land in the middle of a
+        // write (a plain kill mostly lands between writes).
+        if trials % 2 == 0 {
+            tear_in_flight(&spool_dir, trials, last_ack + 1, &mut rand);
+        }
 
         // What the kill left on disk, before the spool repairs it.
         for e in std::fs::read_dir(&spool_dir).unwrap() {

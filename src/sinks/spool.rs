@@ -395,9 +395,6 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     counter: AtomicU64,
-    /// Tests only: write segments in small pieces, slowly, so that a kill
-    /// lands in the middle of a write often.
-    slow_writes: bool,
 }
 
 impl Spool {
@@ -412,7 +409,6 @@ impl Spool {
             dir: dir.to_owned(),
             max_bytes,
             counter: AtomicU64::new(0),
-            slow_writes: false,
         };
         // Check now that we may write there, rather than when it matters.
         drop(spool.lock()?);
@@ -421,14 +417,6 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// For the `kill -9` test: appends write 4 KiB at a time with a pause
-    /// between, to widen the window in which a kill tears a record.
-    #[doc(hidden)]
-    pub fn with_slow_writes_for_tests(mut self) -> Self {
-        self.slow_writes = true;
-        self
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -738,14 +726,7 @@ impl Spool {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)?;
-            if self.slow_writes {
-                for piece in buf.chunks(4096) {
-                    f.write_all(piece)?;
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
-            } else {
-                f.write_all(&buf)?;
-            }
+            f.write_all(&buf)?;
             f.sync_all()
         })();
         if let Err(e) = written {
