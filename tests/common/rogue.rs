@@ -81,51 +81,46 @@ fn serve(
     held: &Mutex<Vec<TcpStream>>,
 ) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone stream"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut body_len = 0;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
             return;
         }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let mut body_len = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    body_len = v.trim().parse().unwrap_or(0);
-                }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                body_len = v.trim().parse().unwrap_or(0);
             }
         }
-        let mut body = vec![0; body_len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
+    }
+    let mut body = vec![0; body_len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    requests.fetch_add(1, Ordering::SeqCst);
+    let req = Request {
+        method,
+        path,
+        body_len,
+    };
+    // One request per connection: every answer closes it.
+    match answer(&req) {
+        Some(bytes) => {
+            let mut w = &conn;
+            let _ = w.write_all(&bytes);
+            let _ = w.flush();
         }
-        requests.fetch_add(1, Ordering::SeqCst);
-        let req = Request {
-            method,
-            path,
-            body_len,
-        };
-        match answer(&req) {
-            Some(bytes) => {
-                let mut w = &conn;
-                let _ = w.write_all(&bytes);
-                let _ = w.flush();
-                return;
-            }
-            None => {
-                held.lock().unwrap().push(conn);
-                return;
-            }
-        }
+        None => held.lock().unwrap().push(conn),
     }
 }
