@@ -341,10 +341,20 @@ pub async fn deliver(
                     .as_ref()
                     .and_then(|seg| r.segments.iter().find(|x| &x.0 == seg))
                     .map_or((0, 0), |x| (x.1, x.2));
-                d.written = mine_written;
+                // What is left of the run's segment: another process
+                // replaying at the same time may have written part of it.
+                let left = match s.segment.as_deref().map(|seg| spool.pending_points(seg)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => {
+                        d.spool_errors.push(e.to_string());
+                        s.lines.saturating_sub(mine_written + mine_dead)
+                    }
+                    None => 0,
+                };
+                d.written = s.lines.saturating_sub(left + mine_dead);
                 d.replayed = r.written - mine_written;
                 d.dead_lettered = r.dead_lettered;
-                d.spooled = s.lines.saturating_sub(mine_written + mine_dead);
+                d.spooled = left;
                 d.busy = r.busy;
                 if let Some(e) = r.error {
                     d.spool_errors.push(e.to_string());

@@ -336,3 +336,29 @@ async fn self_metrics_points_count_only_points_handed_to_the_writer() {
     let rows = db.rows("ubuntu_metrics_run");
     assert_eq!(rows[0]["points"], json!(2), "{rows:?}");
 }
+
+/// Two processes delivering at once: the run's points are counted as
+/// written whoever of the two replayed them, and nothing stays spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = std::sync::Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let other = spool.try_replay_lock().unwrap().unwrap();
+    let run = {
+        let spool = spool.clone();
+        let w = writer(&db.url(), DATABASE);
+        tokio::spawn(async move {
+            runner::deliver(&[outcome("alpha", 0, 5)], &w, Some(&spool), true).await
+        })
+    };
+    // The "other process" replays the spool, the run's segment with it.
+    while spool.status().unwrap().points < 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(other);
+    let r = runner::replay(&spool, &writer(&db.url(), DATABASE), Duration::from_secs(5)).await;
+    let d = run.await.unwrap();
+    assert_eq!((d.written, d.spooled, d.lost), (6, 0, 0), "{d:?} {r:?}");
+    assert_eq!(count(&db, "alpha_m"), 5);
+}

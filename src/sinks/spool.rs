@@ -797,6 +797,14 @@ impl Spool {
         Ok(())
     }
 
+    /// The points still waiting in segment `name` (0 when it is gone).
+    pub fn pending_points(&self, name: &str) -> Result<usize, SpoolError> {
+        let _guard = self.lock()?;
+        Ok(self
+            .read_segment(name)?
+            .map_or(0, |recs| recs.iter().map(|r| r.lines.len()).sum()))
+    }
+
     /// Every record waiting, oldest first.
     pub fn records(&self) -> Result<Vec<Record>, SpoolError> {
         let _guard = self.lock()?;
