@@ -511,7 +511,13 @@ fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i3
         );
     }
     let mut kept = false;
-    if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
+    if d.busy && d.error.is_none() && d.spooled > 0 {
+        eprintln!(
+            "ubuntu-metrics: another process is writing the spool; {} points of this run wait there for it (or the next run, or `ubuntu-metrics spool flush`)",
+            d.spooled
+        );
+        kept = true;
+    } else if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
         eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
         eprintln!(
             "ubuntu-metrics: {} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",

@@ -56,6 +56,19 @@ impl CollectorError {
     }
 }
 
+/// The longest error message logged, printed or stored (in characters).
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `msg` cut to [`MAX_MESSAGE_CHARS`] characters (on a character boundary),
+/// saying how long it was: an upstream's whole answer (a 30 MB JSON
+/// string quoted by a parse error) must not flood the log or InfluxDB.
+pub fn short_message(msg: &str) -> String {
+    match msg.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => msg.to_owned(),
+        Some((end, _)) => format!("{}… (message cut: {} bytes in all)", &msg[..end], msg.len()),
+    }
+}
+
 /// Merges the results of a collector's independent parts (the spec's "each
 /// part fails alone"): a failed part is logged as a warning and the others'
 /// points are kept; the collector fails only when every part failed, with
@@ -71,6 +84,7 @@ pub fn merge_parts(
         match result {
             Ok(ps) => points.extend(ps),
             Err(e) => {
+                let e = short_message(&e.to_string());
                 tracing::warn!("{collector}: {part}: {e}; the other parts are still reported");
                 errors.push(format!("{part}: {e}"));
             }
@@ -261,6 +275,16 @@ impl Context {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(short_message("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = short_message(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
+        assert!(cut.ends_with("… (message cut: 2000 bytes in all)"), "{cut}");
+        assert!(cut.chars().count() < MAX_MESSAGE_CHARS + 40);
+    }
 
     #[tokio::test]
     async fn concurrent_askers_share_one_fetch() {

@@ -58,16 +58,20 @@ pub fn context(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
 
 impl Outcome {
     /// The self-metrics point of this run: tags `collector`, `status`;
-    /// fields `duration_seconds` (float), `points` (int: points written with
-    /// it), `requests` (int: upstream requests), `spool_dropped` (int:
-    /// points the spool dropped at its size limit since the last report)
-    /// and `error` (string, when the run failed or timed out).
-    pub fn self_point(&self, spool_dropped: u64) -> Point {
+    /// fields `duration_seconds` (float), `points` (int: the run's points
+    /// handed to the writer: encodable, put in the spool before any write
+    /// attempt; the points InfluxDB refuses later are counted in the
+    /// dead-letter file, those dropped at the spool's size limit in
+    /// `spool_dropped`), `requests` (int: upstream requests),
+    /// `spool_dropped` (int: points the spool dropped at its size limit
+    /// since the last report) and `error` (string, when the run failed or
+    /// timed out).
+    pub fn self_point(&self, points: usize, spool_dropped: u64) -> Point {
         let p = Point::new(SELF_MEASUREMENT)
             .tag("collector", self.name)
             .tag("status", self.status.as_str())
             .field("duration_seconds", self.duration.as_secs_f64())
-            .field("points", self.points.len())
+            .field("points", points)
             .field("requests", self.requests)
             .field("spool_dropped", spool_dropped)
             .at(self.time);
@@ -89,11 +93,27 @@ pub async fn collect_one(
     let ctx = base.for_collector(config.collector(c.name()).options);
     let started = Instant::now();
     let span = tracing::info_span!("collector", name = c.name());
-    let fut = c.collect(&ctx).instrument(span);
+    // A panic in a collector is that run's failure, not the process's (nor
+    // the end of its schedule in the daemon).
+    let fut = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        c.collect(&ctx).instrument(span),
+    ));
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.ok(),
         None => Some(fut.await),
     };
+    let result = result.map(|r| {
+        r.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Err(crate::CollectorError::Other(format!(
+                "the collector panicked (a bug; please report it): {what}"
+            )))
+        })
+    });
     let duration = started.elapsed();
     let requests = ctx.http.requests();
     let Some(result) = result else {
@@ -137,13 +157,15 @@ pub async fn collect_one(
             }
         }
         Err(e) => {
+            // An upstream's whole answer can end up in a message: cut it.
+            let e = crate::collector::short_message(&e.to_string());
             tracing::error!(collector = c.name(), "failed: {e}");
             Outcome {
                 name: c.name(),
                 status: Status::Error,
                 time: ctx.now,
                 points: Vec::new(),
-                error: Some(e.to_string()),
+                error: Some(e),
                 duration,
                 requests,
             }
@@ -187,18 +209,113 @@ pub struct Delivery {
     pub unencodable: Vec<crate::point::PointError>,
     /// Why points were kept for later (or lost), if they were.
     pub error: Option<WriteError>,
+    /// Another process was replaying the spool: the new lines wait there.
+    pub busy: bool,
     /// Spool trouble (reading, writing, dead-letter file).
     pub spool_errors: Vec<String>,
 }
 
-/// The label of the self-metrics batch in the spool and dead-letter file.
-pub const SELF_LABEL: &str = "self-metrics";
+pub use crate::sinks::SELF_LABEL;
 
-/// Writes a run's points: first replays the spool (oldest first), then
-/// writes each collector's points as its own batch, then the self-metrics
-/// (one point per outcome, when `self_metrics` is on). What InfluxDB cannot
-/// take now is appended to the spool before this returns; what it refuses
-/// for good goes to the dead-letter file; the rest flows.
+/// The run's batches: each collector's points as its own batch (the
+/// unencodable ones refused with an error), and the encodable count of each
+/// outcome, in order.
+fn encode_outcomes(outcomes: &[Outcome], d: &mut Delivery) -> (Vec<Batch>, Vec<usize>) {
+    let mut batches = Vec::new();
+    let mut counts = Vec::new();
+    for o in outcomes {
+        let (lines, errors) = crate::point::encode_lines(&o.points);
+        d.unencodable.extend(errors);
+        counts.push(lines.len());
+        if !lines.is_empty() {
+            batches.push(Batch {
+                label: o.name.to_owned(),
+                lines,
+            });
+        }
+    }
+    (batches, counts)
+}
+
+/// The self-metrics batch of a run: one point per outcome; the spool's
+/// drop count goes on the first.
+fn self_batch(outcomes: &[Outcome], counts: &[usize], dropped: u64) -> Batch {
+    let mut dropped = dropped;
+    let points: Vec<Point> = outcomes
+        .iter()
+        .zip(counts)
+        .map(|(o, n)| o.self_point(*n, std::mem::take(&mut dropped)))
+        .collect();
+    let (lines, errors) = crate::point::encode_lines(&points);
+    for e in errors {
+        tracing::error!("self-metrics point not written: {e}");
+    }
+    Batch {
+        label: SELF_LABEL.to_owned(),
+        lines,
+    }
+}
+
+/// How long `deliver` waits for another process's replay of the spool
+/// before leaving its points there for that process (or a later run).
+pub const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
+/// What [`spool_run`] did.
+#[derive(Debug, Default)]
+pub struct Spooled {
+    /// The new segment holding the run's lines, and how many lines.
+    pub segment: Option<String>,
+    pub lines: usize,
+    /// Lines of the run (points and self-metrics) given to the spool.
+    pub total: usize,
+    pub unencodable: Vec<crate::point::PointError>,
+}
+
+/// The write-ahead step: appends a run's points and self-metrics to the
+/// spool (`fsync`ed) before any write is attempted, so that whatever
+/// happens to the write (a hung InfluxDB, SIGTERM, a crash) nothing
+/// collected is lost. The daemon's collectors only do this; its delivery
+/// task replays the spool.
+pub fn spool_run(
+    outcomes: &[Outcome],
+    spool: &Spool,
+    self_metrics: bool,
+) -> Result<Spooled, (SpoolError, Vec<Batch>, Spooled)> {
+    let mut d = Delivery::default();
+    let (batches, counts) = encode_outcomes(outcomes, &mut d);
+    let mut out = Spooled {
+        unencodable: d.unencodable,
+        ..Spooled::default()
+    };
+    let with_self = self_metrics && !outcomes.is_empty();
+    let make_self = |dropped: u64| self_batch(outcomes, &counts, dropped);
+    out.total = batches.iter().map(|b| b.lines.len()).sum::<usize>()
+        + if with_self { outcomes.len() } else { 0 };
+    match spool.append_reporting(
+        &batches,
+        with_self.then_some(&make_self as &dyn Fn(u64) -> Batch),
+    ) {
+        Ok(a) => {
+            out.segment = a.segment;
+            out.lines = a.points;
+            Ok(out)
+        }
+        Err(e) => {
+            let mut all = batches;
+            if with_self {
+                all.push(self_batch(outcomes, &counts, 0));
+            }
+            Err((e, all, out))
+        }
+    }
+}
+
+/// Writes a run's points, write-ahead: the run's points and self-metrics
+/// (one point per outcome, when `self_metrics` is on) are first appended to
+/// the spool, then the spool is replayed oldest first; a record leaves the
+/// spool only once InfluxDB accepted it (or refused it for good: the
+/// dead-letter file). Without a usable spool, the batches are sent
+/// directly and what InfluxDB cannot take now is lost (and counted).
 pub async fn deliver(
     outcomes: &[Outcome],
     writer: &InfluxWriter,
@@ -206,86 +323,84 @@ pub async fn deliver(
     self_metrics: bool,
 ) -> Delivery {
     let mut d = Delivery::default();
-    // InfluxDB cannot take points now: send nothing more, keep everything.
-    let mut down: Option<WriteError> = None;
-    if let Some(spool) = spool {
-        let r = replay(spool, writer, Duration::ZERO).await;
-        d.replayed = r.written;
-        d.dead_lettered += r.dead_lettered;
-        if let Some(e) = r.error {
-            d.spool_errors.push(e.to_string());
+    let direct = match spool {
+        None => {
+            let (mut batches, counts) = encode_outcomes(outcomes, &mut d);
+            if self_metrics && !outcomes.is_empty() {
+                batches.push(self_batch(outcomes, &counts, 0));
+            }
+            Some(batches)
         }
-        if let Some(e) = r.stopped {
-            down = Some(e.clone());
-            d.error = Some(e);
-        }
-    }
-    let mut pending: Vec<Batch> = Vec::new();
-    for o in outcomes {
-        let (lines, errors) = crate::point::encode_lines(&o.points);
-        d.unencodable.extend(errors);
-        if !lines.is_empty() {
-            let b = Batch {
-                label: o.name.to_owned(),
-                lines,
-            };
+        Some(spool) => match spool_run(outcomes, spool, self_metrics) {
+            Ok(s) => {
+                d.total = s.total;
+                d.unencodable = s.unencodable;
+                let r = replay(spool, writer, REPLAY_WAIT).await;
+                let (mine_written, mine_dead) = s
+                    .segment
+                    .as_ref()
+                    .and_then(|seg| r.segments.iter().find(|x| &x.0 == seg))
+                    .map_or((0, 0), |x| (x.1, x.2));
+                // What is left of the run's segment: another process
+                // replaying at the same time may have written part of it.
+                let left = match s.segment.as_deref().map(|seg| spool.pending_points(seg)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => {
+                        d.spool_errors.push(e.to_string());
+                        s.lines.saturating_sub(mine_written + mine_dead)
+                    }
+                    None => 0,
+                };
+                d.written = s.lines.saturating_sub(left + mine_dead);
+                d.replayed = r.written - mine_written;
+                d.dead_lettered = r.dead_lettered;
+                d.spooled = left;
+                d.busy = r.busy;
+                if let Some(e) = r.error {
+                    d.spool_errors.push(e.to_string());
+                }
+                d.error = r.stopped;
+                None
+            }
+            Err((e, batches, s)) => {
+                d.unencodable = s.unencodable;
+                tracing::error!("{e}");
+                d.spool_errors.push(e.to_string());
+                Some(batches)
+            }
+        },
+    };
+    if let Some(batches) = direct {
+        let mut down: Option<WriteError> = None;
+        let mut pending: Vec<Batch> = Vec::new();
+        for b in batches.into_iter().filter(|b| !b.lines.is_empty()) {
             deliver_batch(b, writer, spool, &mut down, &mut pending, &mut d).await;
         }
-    }
-    if self_metrics && !outcomes.is_empty() {
-        // Drops at the spool's size limit since the last report go on the
-        // first self point (summing the field gives the total).
-        let mut dropped = match spool.map(Spool::take_dropped).transpose() {
-            Ok(n) => n.unwrap_or(0),
-            Err(e) => {
-                d.spool_errors.push(e.to_string());
-                0
-            }
-        };
-        let points: Vec<Point> = outcomes
-            .iter()
-            .map(|o| o.self_point(std::mem::take(&mut dropped)))
-            .collect();
-        let (lines, errors) = crate::point::encode_lines(&points);
-        d.unencodable.extend(errors);
-        let b = Batch {
-            label: SELF_LABEL.to_owned(),
-            lines,
-        };
-        deliver_batch(b, writer, spool, &mut down, &mut pending, &mut d).await;
+        let n: usize = pending.iter().map(|b| b.lines.len()).sum();
+        if n > 0 {
+            d.lost += n;
+            let why = d
+                .error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            tracing::error!(
+                "{n} points are LOST: InfluxDB cannot take them now ({why}) and there is no usable spool"
+            );
+        }
     }
     for e in &d.unencodable {
         tracing::error!("not written: {e}");
     }
-    if !pending.is_empty() {
-        let n: usize = pending.iter().map(|b| b.lines.len()).sum();
-        let why = d
-            .error
-            .as_ref()
-            .map_or_else(String::new, ToString::to_string);
-        match spool.map(|s| (s, s.append(&pending))) {
-            Some((s, Ok(a))) => {
-                d.spooled += a.points;
-                tracing::warn!(
-                    points = a.points,
-                    spool = %s.dir().display(),
-                    "InfluxDB cannot take these points now ({why}); they are kept in the spool for a later write"
-                );
-            }
-            Some((s, Err(e))) => {
-                d.lost += n;
-                tracing::error!(
-                    "{n} points are LOST: InfluxDB cannot take them now ({why}) and the spool {} cannot keep them: {e}",
-                    s.dir().display()
-                );
-                d.spool_errors.push(e.to_string());
-            }
-            None => {
-                d.lost += n;
-                tracing::error!(
-                    "{n} points are LOST: InfluxDB cannot take them now ({why}) and there is no usable spool"
-                );
-            }
+    if d.spooled > 0 {
+        match &d.error {
+            Some(e) => tracing::warn!(
+                points = d.spooled,
+                "InfluxDB cannot take these points now ({e}); they are kept in the spool for a later write"
+            ),
+            None => tracing::info!(
+                points = d.spooled,
+                "another process is writing the spool; this run's points wait there for it (or the next run)"
+            ),
         }
     }
     if d.written > 0 {
@@ -366,6 +481,8 @@ pub struct Replay {
     /// Another process was replaying (nothing done).
     pub busy: bool,
     pub error: Option<SpoolError>,
+    /// Per segment replayed: its name, lines written, lines dead-lettered.
+    pub segments: Vec<(String, usize, usize)>,
 }
 
 /// Writes the spool's records, oldest first, removing each only after
@@ -416,14 +533,17 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
         }
         let mut done = Vec::new();
         let mut partial = None;
+        let (mut seg_written, mut seg_dead) = (0, 0);
         for rec in &seg.records {
             let report = writer.send(&rec.lines).await;
             r.written += report.written;
+            seg_written += report.written;
             let mut refused_ok = true;
             if let Some((lines, e)) = report.refused_batch() {
                 match spool.dead_letter(&rec.label, &lines, &e) {
                     Ok(()) => {
                         r.dead_lettered += lines.len();
+                        seg_dead += lines.len();
                         tracing::error!(
                             "InfluxDB refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
                             lines.len(),
@@ -451,6 +571,7 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
             done.push(rec.id);
             r.records += 1;
         }
+        r.segments.push((seg.name.clone(), seg_written, seg_dead));
         if let Err(e) = spool.finish_segment(&seg.name, &done, partial) {
             tracing::error!("{e}");
             r.error = Some(e);

@@ -2,6 +2,12 @@
 //! a real influxd. Runs are observed through the self-metrics points the
 //! daemon writes (`ubuntu_metrics_run`). Timing checks use generous bounds:
 //! they assert order and counts, not exact times.
+//!
+//! Also: a hung InfluxDB (a local endpoint that reads the request and never
+//! answers) neither slows the collectors' rhythm nor, on SIGTERM, loses a
+//! point: `spool flush` against a real influxd afterwards writes every
+//! collected point; and a collector that panics is a failed run that keeps
+//! its schedule (through the library, with a test collector).
 
 mod common;
 
@@ -227,4 +233,247 @@ fn sighup_applies_a_changed_interval_and_keeps_the_old_config_when_bad() {
         "{logs}"
     );
     assert!(logs.contains("configuration reloaded"), "{logs}");
+}
+
+/// Sums of the daemon log's `collected` lines: (runs, points), per collector.
+fn collected_in_log(logs: &str) -> std::collections::BTreeMap<String, (usize, usize)> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in logs.lines().filter(|l| l.contains(" collected ")) {
+        let field = |k: &str| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(|v| v.trim_matches('"').to_owned())
+        };
+        let (Some(c), Some(n)) = (field("collector="), field("points=")) else {
+            continue;
+        };
+        let e = out.entry(c).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += n.parse::<usize>().unwrap();
+    }
+    out
+}
+
+/// Points in the database: (self-metrics rows, all other rows).
+fn stored(db: &Influxd) -> (usize, usize) {
+    let v = db.query("SHOW MEASUREMENTS");
+    let mut own = 0;
+    let mut data = 0;
+    for m in v["results"][0]["series"][0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let m = m[0].as_str().unwrap().to_owned();
+        let n = db.rows(&m).len();
+        if m == "ubuntu_metrics_run" {
+            own += n;
+        } else {
+            data += n;
+        }
+    }
+    (own, data)
+}
+
+#[test]
+fn a_hung_influxdb_neither_slows_the_runs_nor_loses_a_point_on_sigterm() {
+    use common::rogue::Rogue;
+    let server = server_with_rsync();
+    // Reads each write and never answers (a SIGSTOPped influxd would write
+    // the buffered requests once resumed and hide a loss).
+    let hung = Rogue::start(|_| None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let all: Vec<(&str, &str)> = ubuntu_metrics::collectors::registry()
+        .iter()
+        .map(|c| (c.name(), if c.name() == "sponsoring" { "1s" } else { "1h" }))
+        .collect();
+    // The default InfluxDB timeout (10 s) and retries; a 3 s grace.
+    let text = config_text(&server, &hung.url(), &all)
+        .replace("run_timeout = \"1500ms\"", "run_timeout = \"60s\"")
+        .replace("shutdown_grace = \"10s\"", "shutdown_grace = \"3s\"");
+    assert!(text.contains("shutdown_grace = \"3s\""));
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = start_daemon(&config, &log);
+    // Every collector's first run, then 6 s of sponsoring's 1 s rhythm.
+    let names = all.len();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first_sponsoring = loop {
+        let logs = std::fs::read_to_string(&log).unwrap();
+        let done = collected_in_log(&logs).len()
+            + logs
+                .lines()
+                .filter(|l| l.contains("failed:") || l.contains("timed out"))
+                .count();
+        if done >= names {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collectors did not all run:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    while first_sponsoring.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "-TERM");
+    let code = wait_exit(&mut child, Duration::from_secs(20));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(hung.held() >= 1, "the daemon never tried to write");
+
+    // Now InfluxDB is back: flush writes what the daemon collected.
+    let db = Influxd::start();
+    let flush_config = dir.path().join("flush.toml");
+    std::fs::write(&flush_config, config_text(&server, &db.url(), &all)).unwrap();
+    let out = bin()
+        .args(["--config", flush_config.to_str().unwrap(), "spool", "flush"])
+        .env("UBUNTU_METRICS_STATE_DIR", dir.path())
+        .output()
+        .unwrap();
+    let collected = collected_in_log(&logs);
+    let runs: usize = collected.values().map(|(r, _)| r).sum();
+    let points: usize = collected.values().map(|(_, p)| p).sum();
+    let failed = logs
+        .lines()
+        .filter(|l| l.contains("failed:") || l.contains("timed out"))
+        .count();
+    // Lines of one run that share a series and timestamp are one point in
+    // InfluxDB (images writes some series in two lines): a dry run of
+    // every collector once says how many.
+    let dry = bin()
+        .args([
+            "--config",
+            flush_config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "run",
+            "--all",
+            "-n",
+        ])
+        .output()
+        .unwrap();
+    let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
+    let keys: std::collections::BTreeSet<(String, String)> = dry
+        .lines()
+        .map(|l| {
+            let p = influxdb_line_protocol::parse_lines(l)
+                .next()
+                .unwrap()
+                .unwrap();
+            let mut tags: Vec<String> = p
+                .series
+                .tag_set
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            tags.sort();
+            (
+                format!("{} {tags:?}", p.series.measurement),
+                p.timestamp.unwrap().to_string(),
+            )
+        })
+        .collect();
+    let shared = dry.lines().count() - keys.len();
+    let points = points - shared;
+    let (own, data) = stored(&db);
+    let sponsoring_runs = collected.get("sponsoring").map_or(0, |r| r.0);
+    println!(
+        "hung InfluxDB + SIGTERM: {runs} runs collected {points} points ({failed} runs failed); after `spool flush`: {data} points and {own} self-metrics in InfluxDB, {} lost; sponsoring ran {sponsoring_runs} times in ~6 s at a 1 s interval",
+        points.saturating_sub(data)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(data, points, "every collected point, exactly once\n{logs}");
+    assert_eq!(own, runs + failed, "one self-metrics point per run\n{logs}");
+    assert!(
+        sponsoring_runs >= 4,
+        "runs kept their interval: {sponsoring_runs}\n{logs}"
+    );
+}
+
+/// A test collector that panics on its first run and succeeds after.
+#[derive(Default)]
+struct Flaky {
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ubuntu_metrics::Collector for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn description(&self) -> &'static str {
+        "panics on its first run"
+    }
+    fn default_interval(&self) -> &'static str {
+        "1s"
+    }
+    fn measurements(&self) -> &'static [&'static str] {
+        &["flaky_m"]
+    }
+    async fn collect(
+        &self,
+        ctx: &ubuntu_metrics::Context,
+    ) -> Result<Vec<ubuntu_metrics::Point>, ubuntu_metrics::CollectorError> {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 0 {
+            panic!("flaky: the first run explodes");
+        }
+        Ok(vec![
+            ubuntu_metrics::Point::new("flaky_m")
+                .field("run", n)
+                .at(ctx.now),
+        ])
+    }
+}
+
+#[test]
+fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
+    use ubuntu_metrics::schedule::timespan::TimeSpan;
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ubuntu_metrics::config::Config::default();
+    config.influxdb.url = db.url();
+    config.influxdb.database = DATABASE.to_owned();
+    config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
+    config.daemon.random_delay = TimeSpan::parse("0").unwrap();
+    config.spool.dir = dir.path().join("spool");
+    let registry: ubuntu_metrics::schedule::daemon::Registry =
+        std::sync::Arc::new(vec![Box::new(Flaky::default())]);
+    let daemon = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(ubuntu_metrics::schedule::daemon::run(
+                None, config, registry,
+            ))
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(&db, "flaky").len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The daemon runs in this process: SIGTERM reaches its handler.
+    // SAFETY: kill(2) on our own pid.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    assert_eq!(daemon.join().unwrap(), 0);
+    let flaky = runs(&db, "flaky");
+    println!("flaky runs: {flaky:?}");
+    assert!(
+        flaky.len() >= 3,
+        "the schedule went on after the panic: {flaky:?}"
+    );
+    assert_eq!(flaky[0].1, "error", "{flaky:?}");
+    assert!(flaky[1..].iter().all(|(_, s)| s == "ok"), "{flaky:?}");
+    let e = db.query(
+        "SELECT \"error\" FROM ubuntu_metrics_run WHERE collector = 'flaky' AND status = 'error'",
+    );
+    assert!(e.to_string().contains("the first run explodes"), "{e}");
+    assert!(db.rows("flaky_m").len() >= 2);
 }

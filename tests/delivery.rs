@@ -281,3 +281,84 @@ async fn drops_at_the_size_limit_are_reported_in_the_self_metrics() {
     );
     assert_eq!(spool.status().unwrap().dropped_unreported, 0);
 }
+
+/// Drops at the size limit over many runs while InfluxDB is down, some of
+/// them dropping the very self-metrics points that carried earlier counts:
+/// once InfluxDB is back, the `spool_dropped` fields in it add up to the
+/// points really dropped (every point is distinct, so the ones missing from
+/// InfluxDB are exactly the dropped ones).
+#[tokio::test]
+async fn spool_dropped_adds_up_to_the_points_really_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    // The size of one run in the spool, then a spool for about 2.5 runs.
+    let probe = Spool::open(&dir.path().join("probe"), 1 << 20).unwrap();
+    runner::deliver(&[outcome("alpha", 0, 20)], &down, Some(&probe), true).await;
+    let one_run = probe.status().unwrap().bytes;
+    let spool = Spool::open(&dir.path().join("spool"), one_run * 5 / 2).unwrap();
+    let runs = 9;
+    for run in 0..runs - 1 {
+        runner::deliver(&[outcome("alpha", run, 20)], &down, Some(&spool), true).await;
+    }
+    let db = Influxd::start();
+    let up = writer(&db.url(), DATABASE);
+    let d = runner::deliver(&[outcome("alpha", runs - 1, 20)], &up, Some(&spool), true).await;
+    assert!(d.error.is_none(), "{d:?}");
+    assert_eq!(spool.status().unwrap().points, 0);
+    let total = runs as u64 * 21;
+    let self_rows = db.rows("ubuntu_metrics_run");
+    let stored = count(&db, "alpha_m") + self_rows.len() as u64;
+    let reported: u64 = self_rows
+        .iter()
+        .map(|r| r["spool_dropped"].as_u64().unwrap())
+        .sum::<u64>()
+        + spool.status().unwrap().dropped_unreported;
+    println!(
+        "spool_dropped: {total} points, {stored} stored, {} really dropped, {reported} reported",
+        total - stored
+    );
+    assert!(total > stored, "the limit dropped nothing");
+    assert_eq!(reported, total - stored);
+}
+
+/// The self-metrics `points` field counts the points handed to the writer:
+/// not the ones that cannot even be encoded (a NaN).
+#[tokio::test]
+async fn self_metrics_points_count_only_points_handed_to_the_writer() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let mut o = outcome("alpha", 0, 3);
+    o.points[1] = Point::new("alpha_m").field("v", f64::NAN).at(t(0));
+    let d = runner::deliver(&[o], &writer(&db.url(), DATABASE), Some(&spool), true).await;
+    assert_eq!(d.unencodable.len(), 1, "{d:?}");
+    assert_eq!(count(&db, "alpha_m"), 2);
+    let rows = db.rows("ubuntu_metrics_run");
+    assert_eq!(rows[0]["points"], json!(2), "{rows:?}");
+}
+
+/// Two processes delivering at once: the run's points are counted as
+/// written whoever of the two replayed them, and nothing stays spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = std::sync::Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let other = spool.try_replay_lock().unwrap().unwrap();
+    let run = {
+        let spool = spool.clone();
+        let w = writer(&db.url(), DATABASE);
+        tokio::spawn(async move {
+            runner::deliver(&[outcome("alpha", 0, 5)], &w, Some(&spool), true).await
+        })
+    };
+    // The "other process" replays the spool, the run's segment with it.
+    while spool.status().unwrap().points < 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(other);
+    let r = runner::replay(&spool, &writer(&db.url(), DATABASE), Duration::from_secs(5)).await;
+    let d = run.await.unwrap();
+    assert_eq!((d.written, d.spooled, d.lost), (6, 0, 0), "{d:?} {r:?}");
+    assert_eq!(count(&db, "alpha_m"), 5);
+}

@@ -239,29 +239,11 @@ fn torture_appender() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut spool = Spool::open(Path::new(&dir), 1 << 40).unwrap();
-    // Every other trial writes slowly, in pieces: the kill then often tears
-    // a record (the other trials use the normal single write).
-    if trial % 2 == 0 {
-        spool = spool.with_slow_writes_for_tests();
-    }
+    let spool = Spool::open(Path::new(&dir), 1 << 40).unwrap();
     let stdout = std::io::stdout();
     for i in 0u64.. {
         // Two records per append, of varying size.
-        let batches: Vec<Batch> = (0..2)
-            .map(|half| Batch {
-                label: format!("torture-{half}"),
-                lines: (0..record_lines(i, half))
-                    .map(|j| {
-                        format!(
-                            "torture,trial={trial},half={half} append={i}i,j={j}i,pad=\"{}\" {}",
-                            "x".repeat((j % 100) as usize),
-                            1_795_521_600_000_000_000u64 + i * 10_000 + half * 5_000 + j
-                        )
-                    })
-                    .collect(),
-            })
-            .collect();
+        let batches: Vec<Batch> = (0..2).map(|half| torture_batch(trial, i, half)).collect();
         spool.append(&batches).unwrap();
         let mut l = stdout.lock();
         writeln!(l, "ack {i}").unwrap();
@@ -270,6 +252,83 @@ fn torture_appender() {
 }
 
 use std::io::Write as _;
+
+/// Record `half` of append `i` of the torture appender in trial `trial`.
+fn torture_batch(trial: u64, i: u64, half: u64) -> Batch {
+    Batch {
+        label: format!("torture-{half}"),
+        lines: (0..record_lines(i, half))
+            .map(|j| {
+                format!(
+                    "torture,trial={trial},half={half} append={i}i,j={j}i,pad=\"{}\" {}",
+                    "x".repeat((j % 100) as usize),
+                    1_795_521_600_000_000_000u64 + i * 10_000 + half * 5_000 + j
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What a kill in the middle of an append's write leaves: the append in
+/// flight (`next`) cut at a random byte. Its segment is cut when the kill
+/// left it on disk; otherwise the first bytes of its framed records are
+/// written as the newest segment.
+fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(u64) -> u64) {
+    let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(spool_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let newest = segs.last().cloned();
+    if let Some(p) = &newest {
+        let data = std::fs::read(p).unwrap();
+        let parsed = parse_segment(&data);
+        let in_flight = parsed
+            .records
+            .first()
+            .is_some_and(|(_, r)| r.lines[0].contains(&format!(" append={next}i,")));
+        if in_flight && data.len() > 1 {
+            let cut = 1 + rand(data.len() as u64 - 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            return;
+        }
+    }
+    let seq = newest
+        .as_ref()
+        .and_then(|p| {
+            p.file_name()?
+                .to_str()?
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        + 1;
+    let mut bytes = Vec::new();
+    for half in 0..2 {
+        let b = torture_batch(trial, next, half);
+        let rec = ubuntu_metrics::sinks::spool::Record {
+            id: half as u32,
+            spooled_at: 0,
+            label: b.label,
+            lines: b.lines,
+        };
+        bytes.extend(rec.encode().unwrap());
+    }
+    let cut = 1 + rand(bytes.len() as u64 - 1) as usize;
+    std::fs::write(
+        spool_dir.join(format!("{seq:020}-0-{trial}.seg")),
+        &bytes[..cut],
+    )
+    .unwrap();
+}
 
 /// Lines in record `half` of append `i` of the torture appender (large
 /// records, so that kills often land in the middle of a write).
@@ -342,6 +401,12 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         );
         let last_ack = *acked.last().unwrap();
         total_acked += acked.len();
+
+        // Every other trial, the kill is made to land in the middle of a
+        // write (a plain kill mostly lands between writes).
+        if trials % 2 == 0 {
+            tear_in_flight(&spool_dir, trials, last_ack + 1, &mut rand);
+        }
 
         // What the kill left on disk, before the spool repairs it.
         for e in std::fs::read_dir(&spool_dir).unwrap() {
@@ -571,4 +636,161 @@ fn spool_flush_exits_75_while_influxdb_is_down_and_0_once_emptied() {
     );
     assert_eq!(db.rows("sponsoring_queue_stats").len(), 4);
     assert_eq!(spool_status(&config)["points"], "0");
+}
+
+/// Runs the binary with a time limit (a FIFO in the spool used to hang a
+/// flush for good), returning None when it had to be killed.
+fn run_limited(config: &Path, args: &[&str], limit: Duration) -> Option<Out> {
+    let mut child = bin()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some(Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// A directory, a FIFO and a symbolic link named like segments, sorting
+/// before the real ones: `spool status`, `spool flush` and the size-limit drop
+/// move them aside (`*.bad`) with an error and carry on with the rest; no
+/// open can block.
+#[test]
+fn entries_named_like_segments_that_are_not_files_are_moved_aside() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&spool_dir, 1 << 30).unwrap();
+    let batch = |from: u64| Batch {
+        label: "kept".into(),
+        lines: (from..from + 500)
+            .map(|i| format!("kept,i={i} v={i}i {}", 1_795_521_600_000_000_000u64 + i))
+            .collect(),
+    };
+    spool.append(&[batch(0)]).unwrap();
+    spool.append(&[batch(500)]).unwrap();
+    // Named to sort first: the oldest "segments", where a replay starts.
+    let bad = |n: u32| spool_dir.join(format!("{n:020}-1-0.seg"));
+    std::fs::create_dir(bad(1)).unwrap();
+    let fifo = std::ffi::CString::new(bad(2).to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(bad(2), bad(3)).unwrap();
+
+    let status = run_limited(&config, &["spool", "status"], Duration::from_secs(20))
+        .expect("spool status must not hang");
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert!(status.stdout.contains("points: 1000"), "{}", status.stdout);
+    for n in 1..=3 {
+        assert!(!bad(n).exists(), "{} still there", bad(n).display());
+        assert!(
+            spool_dir
+                .join(format!("{n:020}-1-0.seg.bad"))
+                .symlink_metadata()
+                .is_ok()
+        );
+    }
+    assert!(status.stderr.contains("moved aside"), "{}", status.stderr);
+
+    // Again, for the flush: each kind of bad entry, then a flush.
+    std::fs::create_dir(bad(4)).unwrap();
+    let fifo = std::ffi::CString::new(bad(5).to_str().unwrap()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let flush = run_limited(&config, &["spool", "flush"], Duration::from_secs(30))
+        .expect("spool flush must not hang on a FIFO");
+    assert_eq!(flush.code, Some(0), "{}", flush.stderr);
+    assert!(
+        flush.stdout.contains("wrote 1000 points"),
+        "{}",
+        flush.stdout
+    );
+    assert_eq!(db.rows("kept").len(), 1000);
+
+    // The size-limit drop carries on past a bad entry too.
+    std::fs::create_dir(bad(6)).unwrap();
+    let small = Spool::open(&spool_dir, 40_000).unwrap();
+    for k in 0..4 {
+        let r = small.append(&[batch(1000 + 500 * k)]).unwrap();
+        assert!(r.points > 0, "append {k}: {r:?}");
+    }
+    let st = small.status().unwrap();
+    assert!(st.bytes <= 40_000 && st.dropped_unreported > 0, "{st:?}");
+    assert!(!bad(6).exists());
+}
+
+/// An upstream answering a 30 MB JSON string where a list is expected:
+/// the parse error quoting it is cut to a few hundred characters on
+/// stderr and in the self-metrics `error` field.
+#[test]
+fn a_huge_upstream_string_in_an_error_is_cut_short() {
+    use common::rogue::{Rogue, response};
+    let server = server();
+    let db = Influxd::start();
+    let huge = Arc::new({
+        let mut b = Vec::with_capacity(30 << 20);
+        b.push(b'"');
+        b.resize(30 << 20, b'x');
+        b.push(b'"');
+        b
+    });
+    let upstream = Rogue::start(move |_| {
+        Some(response(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            &huge,
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let sponsoring = server.sources().sponsoring;
+    assert!(text.contains(&sponsoring));
+    let url = format!("{}/general.json", upstream.url());
+    std::fs::write(&config, text.replace(&sponsoring, &url)).unwrap();
+    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    let error = db.query("SELECT \"error\" FROM ubuntu_metrics_run WHERE collector = 'sponsoring'");
+    let error = error["results"][0]["series"][0]["values"][0][1]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "30 MB JSON string in an error: {} bytes of stderr, an error field of {} characters",
+        out.stderr.len(),
+        error.chars().count()
+    );
+    assert!(
+        out.stderr.len() < 4000,
+        "stderr of {} bytes",
+        out.stderr.len()
+    );
+    assert!(error.contains(&url), "{error}");
+    assert!(
+        (1..=400).contains(&error.chars().count()),
+        "error field of {} characters",
+        error.chars().count()
+    );
 }

@@ -192,3 +192,102 @@ async fn connection_refused_and_timeout_are_retryable() {
     assert!(err.is_retryable());
     drop(silent);
 }
+
+/// A proxy answering for InfluxDB: a redirect to its login page, a 200
+/// with an HTML page, a 400 or 413 with an HTML page. None of them stores
+/// the points: they stay in the spool (nothing dead-lettered), the message
+/// says what answered and what to fix; a real influxd then gets them all.
+#[tokio::test]
+async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
+    use common::rogue::{Rogue, response};
+    use ubuntu_metrics::runner::{self, Outcome, Status};
+    use ubuntu_metrics::sinks::influxdb::RetryPolicy;
+    use ubuntu_metrics::sinks::spool::Spool;
+
+    let html = b"<html><body>Please log in</body></html>".as_slice();
+    let cases: Vec<(&str, Rogue, &str)> = vec![
+        (
+            "302 to /login",
+            Rogue::start(move |r| {
+                Some(if r.path.starts_with("/login") {
+                    response("200 OK", &[("Content-Type", "text/html")], html)
+                } else {
+                    response("302 Found", &[("Location", "/login?next=/write")], b"")
+                })
+            }),
+            "/login",
+        ),
+        (
+            "200 with HTML",
+            Rogue::start(move |_| Some(response("200 OK", &[("Content-Type", "text/html")], html))),
+            "X-Influxdb-Version",
+        ),
+        (
+            "400 with HTML",
+            Rogue::start(move |_| {
+                Some(response(
+                    "400 Bad Request",
+                    &[("Content-Type", "text/html")],
+                    html,
+                ))
+            }),
+            "HTTP 400",
+        ),
+        (
+            "413 with HTML",
+            Rogue::start(move |_| {
+                Some(response(
+                    "413 Payload Too Large",
+                    &[("Content-Type", "text/html")],
+                    html,
+                ))
+            }),
+            "HTTP 413",
+        ),
+    ];
+    let db = Influxd::start();
+    for (i, (what, proxy, expect)) in cases.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let w = writer_for(&proxy.url(), DATABASE).with_retry_policy(RetryPolicy {
+            retries: 1,
+            base: std::time::Duration::from_millis(10),
+            max: std::time::Duration::from_millis(10),
+        });
+        let outcome = Outcome {
+            name: "alpha",
+            status: Status::Ok,
+            time: t(i as u32),
+            points: (0..3)
+                .map(|k| {
+                    Point::new("proxied")
+                        .tag("k", k.to_string())
+                        .field("v", k)
+                        .at(t(i as u32))
+                })
+                .collect(),
+            error: None,
+            duration: std::time::Duration::from_millis(1),
+            requests: 1,
+        };
+        let d = runner::deliver(&[outcome], &w, Some(&spool), true).await;
+        assert_eq!(
+            (d.written, d.dead_lettered, d.lost, d.spooled),
+            (0, 0, 0, 4),
+            "{what}: {d:?}"
+        );
+        let e = d.error.expect("the reason is given").to_string();
+        assert!(e.contains(expect) && e.contains("spool"), "{what}: {e}");
+        assert!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert!(!spool.dead_letter_path().exists(), "{what}: dead-lettered");
+        // The real InfluxDB then takes every kept point.
+        let r = runner::replay(
+            &spool,
+            &writer_for(&db.url(), DATABASE),
+            std::time::Duration::ZERO,
+        )
+        .await;
+        assert_eq!(r.written, 4, "{what}: {r:?}");
+    }
+    assert_eq!(db.rows("proxied").len(), 12);
+}

@@ -14,9 +14,22 @@
 //!   timed out;
 //! - every collector is its own task: one hanging or failing delays no other.
 //!
+//! Delivery is write-ahead: a run's points and self-metrics are appended
+//! to the spool (`fsync`ed) as soon as they are collected; one delivery
+//! task replays the spool to InfluxDB when a run appended (and, while
+//! InfluxDB cannot take points, again with a growing backoff), removing a
+//! record only once InfluxDB accepted it. So a slow or hung InfluxDB never
+//! delays a collector's next run, and nothing collected is lost.
+//!
+//! A collector that panics is reported as a failed run (self-metrics
+//! `status=error`, the panic message) and keeps its schedule.
+//!
 //! SIGTERM / SIGINT: no new runs start; running ones get `shutdown_grace`
-//! to finish and write; then the daemon exits 0. SIGHUP: the configuration
-//! is read again; a bad one is reported and the old one kept.
+//! to finish, and what remains of it is used to write the spool; then the
+//! daemon exits 0. Everything collected is on disk by then: what InfluxDB
+//! did not take waits in the spool for the next start or `spool flush`.
+//! SIGHUP: the configuration is read again; a bad one is reported and the
+//! old one kept.
 
 use crate::collector::{Collector, Context};
 use crate::config::Config;
@@ -111,6 +124,8 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registr
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let appended = Arc::new(tokio::sync::Notify::new());
+    let delivery = tokio::spawn(delivery_loop(state_rx.clone(), appended.clone()));
 
     let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
         let config = state_rx.borrow().config.clone();
@@ -131,6 +146,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registr
                     host.clone(),
                     state_rx.clone(),
                     stop_rx.clone(),
+                    appended.clone(),
                 );
                 tasks.insert(c.name(), tokio::spawn(task));
             }
@@ -158,15 +174,64 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registr
 
     let _ = stop_tx.send(true);
     let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
+    let deadline = Instant::now() + grace;
     let all = futures::future::join_all(tasks.into_values());
-    match tokio::time::timeout(grace, all).await {
-        Ok(_) => tracing::info!("all runs finished; daemon stopped"),
+    match tokio::time::timeout_at(deadline, all).await {
+        Ok(_) => tracing::info!("all runs finished"),
         Err(_) => tracing::warn!(
-            "runs still going after the {:.0} s shutdown grace were abandoned",
+            "runs still going after the {:.0} s shutdown grace were abandoned (they had collected nothing yet)",
             grace.as_secs_f64()
         ),
     }
+    // Every point collected is in the spool. The rest of the grace goes to
+    // writing it; what InfluxDB does not take by then stays there.
+    delivery.abort();
+    let _ = delivery.await;
+    let st = state_tx.borrow().clone();
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout_at(deadline, runner::replay(&st.spool, &st.writer, wait)).await {
+        Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
+            tracing::info!("daemon stopped; the spool is written")
+        }
+        _ => tracing::warn!(
+            spool = %st.spool.dir().display(),
+            "daemon stopped; points InfluxDB did not take yet are kept in the spool (the next start or `ubuntu-metrics spool flush` writes them)"
+        ),
+    }
     crate::cli::EXIT_OK
+}
+
+/// The longest wait between two replays while InfluxDB cannot take points.
+const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The one task writing the spool to InfluxDB: after each append, and
+/// while InfluxDB cannot take points, again after a growing backoff (runs
+/// appending meanwhile do not cut it short).
+async fn delivery_loop(
+    mut state_rx: watch::Receiver<Arc<State>>,
+    appended: Arc<tokio::sync::Notify>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let st = state_rx.borrow_and_update().clone();
+        let r = runner::replay(&st.spool, &st.writer, Duration::ZERO).await;
+        drop(st);
+        if r.stopped.is_some() || r.busy || r.error.is_some() {
+            let wait = backoff;
+            backoff = (backoff * 2).min(MAX_DELIVERY_BACKOFF);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // A new configuration may fix the trouble: try it at once.
+                changed = state_rx.changed() => { if changed.is_err() { return; } }
+            }
+        } else {
+            backoff = Duration::from_secs(1);
+            tokio::select! {
+                _ = appended.notified() => {}
+                changed = state_rx.changed() => { if changed.is_err() { return; } }
+            }
+        }
+    }
 }
 
 /// Waits `d`; false when asked to stop first.
@@ -186,6 +251,7 @@ async fn collector_loop(
     host: String,
     mut state_rx: watch::Receiver<Arc<State>>,
     mut stop_rx: watch::Receiver<bool>,
+    appended: Arc<tokio::sync::Notify>,
 ) {
     let Some(collector) = registry.iter().find(|c| c.name() == name) else {
         return;
@@ -212,14 +278,32 @@ async fn collector_loop(
         );
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
-        // Replays the spool first, then writes (or spools) this run's points.
-        runner::deliver(
+        // Write-ahead: on disk now; the delivery task writes it.
+        match runner::spool_run(
             std::slice::from_ref(&outcome),
-            &st.writer,
-            Some(&st.spool),
+            &st.spool,
             st.config.self_metrics.enabled,
-        )
-        .await;
+        ) {
+            Ok(s) => {
+                for e in &s.unencodable {
+                    tracing::error!(collector = name, "not written: {e}");
+                }
+                appended.notify_one();
+            }
+            Err((e, _, _)) => {
+                // The spool cannot keep them: try InfluxDB directly (this
+                // run waits for it), counting what is lost.
+                tracing::error!(collector = name, "{e}; writing this run's points directly");
+                runner::deliver(
+                    std::slice::from_ref(&outcome),
+                    &st.writer,
+                    None,
+                    st.config.self_metrics.enabled,
+                )
+                .await;
+            }
+        }
+        drop(st);
         let ended = Instant::now();
         // Sleep until `interval` (+ the fixed delay) after this run ended;
         // a reload recomputes the deadline with the new interval.

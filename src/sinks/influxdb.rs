@@ -44,6 +44,27 @@ pub enum WriteError {
     TooLarge { message: String },
     #[error("InfluxDB answered HTTP {status}: {message}")]
     Server { status: u16, message: String },
+    /// A redirect: writes never follow one (a proxy's login page would
+    /// swallow the points).
+    #[error(
+        "{url} answered HTTP {status} redirecting to {location:?} instead of writing: a proxy or a wrong address; writes do not follow redirects: set influxdb.url to InfluxDB's own address (or fix the proxy); the points are kept in the spool"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
+    },
+    /// An answer that is not InfluxDB's (a proxy's page): not a verdict on
+    /// the points.
+    #[error(
+        "{url} answered HTTP {status} but not as InfluxDB does ({what}: {message}); a proxy in the way? check influxdb.url; the points are kept in the spool"
+    )]
+    NotInfluxdb {
+        url: String,
+        status: u16,
+        what: String,
+        message: String,
+    },
     #[error("cannot reach InfluxDB at {url}: {message}")]
     Connect { url: String, message: String },
     #[error(
@@ -85,6 +106,8 @@ impl WriteError {
             WriteError::Server { .. } => Disposition::Keep,
             WriteError::Connect { .. } | WriteError::Timeout { .. } => Disposition::Retry,
             WriteError::Tls { .. }
+            | WriteError::Redirect { .. }
+            | WriteError::NotInfluxdb { .. }
             | WriteError::Auth { .. }
             | WriteError::DatabaseNotFound { .. } => Disposition::Keep,
             WriteError::BadRequest { .. } | WriteError::TooLarge { .. } | WriteError::Other(_) => {
@@ -221,7 +244,10 @@ impl InfluxWriter {
         let mut builder = reqwest::Client::builder()
             .user_agent(crate::sources::http::USER_AGENT)
             .timeout(timeout)
-            .connect_timeout(timeout);
+            .connect_timeout(timeout)
+            // A write that follows a redirect becomes a GET of whatever is
+            // there (a login page answering 200): never follow one.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_file {
             let pem =
                 std::fs::read(ca).map_err(|e| format!("influxdb.ca_file {}: {e}", ca.display()))?;
@@ -379,12 +405,45 @@ impl InfluxWriter {
         }
         let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status().as_u16();
-        if status == 204 || status == 200 {
+        // InfluxDB answers every request with its version in a header; a
+        // proxy's own answer does not have it.
+        let from_influxdb = resp.headers().contains_key("x-influxdb-version");
+        if status == 204 || (status == 200 && from_influxdb) {
             tracing::debug!(bytes = batch.len(), url = %self.display_url, "wrote batch to InfluxDB");
             return Ok(());
         }
+        if (300..400).contains(&status) {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_else(|| "(no Location header)".into());
+            return Err(WriteError::Redirect {
+                url: self.display_url.clone(),
+                status,
+                location: crate::config::redact_url(&location),
+            });
+        }
         let text = resp.text().await.unwrap_or_default();
+        let influx_json = influxdb_error(&text);
         let message = server_message(&text);
+        if status == 200 {
+            return Err(WriteError::NotInfluxdb {
+                url: self.display_url.clone(),
+                status,
+                what: "success without InfluxDB's X-Influxdb-Version header".into(),
+                message,
+            });
+        }
+        if matches!(status, 400 | 413) && influx_json.is_none() && !from_influxdb {
+            // A 400/413 decides the points' fate only when InfluxDB says so.
+            return Err(WriteError::NotInfluxdb {
+                url: self.display_url.clone(),
+                status,
+                what: "its body is not InfluxDB's JSON error".into(),
+                message,
+            });
+        }
         Err(match status {
             400 => WriteError::BadRequest { message },
             401 | 403 => WriteError::Auth { status, message },
@@ -431,16 +490,19 @@ impl InfluxWriter {
     }
 }
 
-/// InfluxDB's error bodies are `{"error":"..."}`; quote the message.
-fn server_message(body: &str) -> String {
+/// The message of InfluxDB's JSON error body `{"error":"..."}`.
+fn influxdb_error(body: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct E {
         error: String,
     }
-    match serde_json::from_str::<E>(body) {
-        Ok(e) => e.error,
-        Err(_) => crate::sources::http::summarize_body(body),
-    }
+    serde_json::from_str::<E>(body).ok().map(|e| e.error)
+}
+
+/// InfluxDB's error bodies are `{"error":"..."}`; quote the message (or a
+/// summary of another body).
+fn server_message(body: &str) -> String {
+    influxdb_error(body).unwrap_or_else(|| crate::sources::http::summarize_body(body))
 }
 
 /// One request body: the lines, each ended by a newline.

@@ -13,3 +13,6 @@ pub struct Batch {
     pub label: String,
     pub lines: Vec<String>,
 }
+
+/// The label of the self-metrics batch in the spool and dead-letter file.
+pub const SELF_LABEL: &str = "self-metrics";

@@ -66,6 +66,27 @@ const REPLAY_LOCK_FILE: &str = ".replay.lock";
 const DROPPED_FILE: &str = "dropped";
 const SEGMENT_SUFFIX: &str = ".seg";
 const TMP_SUFFIX: &str = ".tmp";
+/// Entries moved aside because they cannot be read as segments.
+pub const BAD_SUFFIX: &str = ".bad";
+
+/// What a directory entry is, for messages.
+fn kind_of(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
 
 /// One spooled batch: lines of line protocol, each with its own timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,6 +361,8 @@ pub struct AppendReport {
     /// Oldest records dropped to stay under the size limit.
     pub dropped_records: usize,
     pub dropped_points: usize,
+    /// The new segment's name (`None` when nothing was written).
+    pub segment: Option<String>,
 }
 
 /// What waits in the spool.
@@ -372,9 +395,6 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     counter: AtomicU64,
-    /// Tests only: write segments in small pieces, slowly, so that a kill
-    /// lands in the middle of a write often.
-    slow_writes: bool,
 }
 
 impl Spool {
@@ -389,7 +409,6 @@ impl Spool {
             dir: dir.to_owned(),
             max_bytes,
             counter: AtomicU64::new(0),
-            slow_writes: false,
         };
         // Check now that we may write there, rather than when it matters.
         drop(spool.lock()?);
@@ -398,14 +417,6 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// For the `kill -9` test: appends write 4 KiB at a time with a pause
-    /// between, to widen the window in which a kill tears a record.
-    #[doc(hidden)]
-    pub fn with_slow_writes_for_tests(mut self) -> Self {
-        self.slow_writes = true;
-        self
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -443,11 +454,14 @@ impl Spool {
             if !name.ends_with(SEGMENT_SUFFIX) {
                 continue;
             }
-            let len = entry
-                .metadata()
-                .map_err(|e| io_err(&entry.path(), "cannot stat", e))?
-                .len();
-            out.push((name, len));
+            // `DirEntry::metadata` does not follow symbolic links: a
+            // directory, FIFO, socket or link named like a segment is never
+            // opened, it is moved aside.
+            match entry.metadata() {
+                Ok(m) if m.file_type().is_file() => out.push((name, m.len())),
+                Ok(m) => self.move_aside(&name, &format!("not a regular file ({})", kind_of(&m))),
+                Err(e) => self.move_aside(&name, &format!("cannot stat it: {e}")),
+            }
         }
         out.sort();
         Ok(out)
@@ -471,13 +485,30 @@ impl Spool {
     fn read_segment(&self, name: &str) -> Result<Option<Vec<Record>>, SpoolError> {
         let path = self.dir.join(name);
         let mut data = Vec::new();
-        match File::open(&path) {
-            Ok(mut f) => f
-                .read_to_end(&mut data)
-                .map_err(|e| io_err(&path, "cannot read", e))?,
+        // O_NONBLOCK: a FIFO put there after the listing cannot block the
+        // open (the lock is held); O_NOFOLLOW: a symbolic link is refused.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path);
+        let read = match opened {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, "cannot open", e)),
+            Err(e) => Err(format!("cannot open it: {e}")),
+            Ok(mut f) => match f.metadata() {
+                Ok(m) if !m.file_type().is_file() => {
+                    Err(format!("not a regular file ({})", kind_of(&m)))
+                }
+                Err(e) => Err(format!("cannot stat it: {e}")),
+                Ok(_) => f
+                    .read_to_end(&mut data)
+                    .map(drop)
+                    .map_err(|e| format!("cannot read it: {e}")),
+            },
         };
+        if let Err(why) = read {
+            self.move_aside(name, &why);
+            return Ok(None);
+        }
         let parsed = parse_segment(&data);
         let records: Vec<Record> = parsed.records.iter().map(|(_, r)| r.clone()).collect();
         if !parsed.damage.is_empty() {
@@ -516,6 +547,31 @@ impl Spool {
         Ok(Some(records))
     }
 
+    /// A spool entry named like a segment that cannot be read as one (a
+    /// directory, a FIFO, a link, an unreadable file) is renamed
+    /// `NAME.bad`, with an error, so that it never stops a flush, a status
+    /// or the size-limit drop again; the other segments carry on.
+    fn move_aside(&self, name: &str, why: &str) {
+        let from = self.dir.join(name);
+        let mut to = self.dir.join(format!("{name}{BAD_SUFFIX}"));
+        let mut n = 0;
+        while fs::symlink_metadata(&to).is_ok() {
+            n += 1;
+            to = self.dir.join(format!("{name}{BAD_SUFFIX}.{n}"));
+        }
+        match fs::rename(&from, &to) {
+            Ok(()) => tracing::error!(
+                spool = %self.dir.display(),
+                "{name}: {why}, so it cannot be a spool segment; moved aside to {} and skipped (look at it, then remove it)",
+                to.display()
+            ),
+            Err(e) => tracing::error!(
+                spool = %self.dir.display(),
+                "{name}: {why}, so it cannot be a spool segment; skipped, and it cannot be moved aside ({e}): remove it"
+            ),
+        }
+    }
+
     fn remove(&self, name: &str) -> Result<(), SpoolError> {
         let path = self.dir.join(name);
         match fs::remove_file(&path) {
@@ -551,10 +607,32 @@ impl Spool {
     /// directory before returning. At the size limit the oldest records are
     /// dropped first (logged, and counted for the self-metrics).
     pub fn append(&self, batches: &[Batch]) -> Result<AppendReport, SpoolError> {
+        self.append_reporting(batches, None)
+    }
+
+    /// [`Spool::append`], plus the batch `report(n)` returns, where `n` is
+    /// the count of points dropped at the size limit not yet reported: the
+    /// self-metrics that carry it. The count moves from the counter to that
+    /// batch under the lock, in the same append, so it is never reported
+    /// twice nor lost; and when a record carrying a count is dropped at the
+    /// size limit later, its count goes back to the counter.
+    pub fn append_reporting(
+        &self,
+        batches: &[Batch],
+        report: Option<&dyn Fn(u64) -> Batch>,
+    ) -> Result<AppendReport, SpoolError> {
+        let _guard = self.lock()?;
+        let carried = if report.is_some() {
+            self.read_dropped()
+        } else {
+            0
+        };
+        let extra = report.map(|f| f(carried));
         let now = Utc::now().timestamp_nanos_opt().unwrap_or(0);
-        let mut records: Vec<(usize, Vec<u8>)> = Vec::new();
+        // (points, encoded bytes, count of drops it carries)
+        let mut records: Vec<(usize, Vec<u8>, u64)> = Vec::new();
         let mut id: u32 = 0;
-        for b in batches {
+        for b in batches.iter().chain(extra.as_ref()) {
             for chunk in chunk_lines(&b.lines) {
                 let rec = Record {
                     id,
@@ -569,7 +647,7 @@ impl Spool {
                         b.label
                     ))
                 })?;
-                records.push((chunk.len(), bytes));
+                records.push((chunk.len(), bytes, carried_drops(&rec)));
                 id = id.wrapping_add(1);
             }
         }
@@ -577,9 +655,10 @@ impl Spool {
         if records.is_empty() {
             return Ok(report);
         }
-        let _guard = self.lock()?;
+        // Counts carried by self-metrics dropped here go back to the counter.
+        let mut given_back = 0u64;
         let existing = self.segments()?;
-        let new_bytes: u64 = records.iter().map(|(_, b)| b.len() as u64).sum();
+        let new_bytes: u64 = records.iter().map(|(_, b, _)| b.len() as u64).sum();
         let total: u64 = existing.iter().map(|(_, l)| l).sum();
         if total + new_bytes > self.max_bytes {
             let mut excess = total + new_bytes - self.max_bytes;
@@ -593,6 +672,7 @@ impl Spool {
                 if *len <= excess {
                     report.dropped_records += recs.len();
                     report.dropped_points += recs.iter().map(|r| r.lines.len()).sum::<usize>();
+                    given_back += recs.iter().map(carried_drops).sum::<u64>();
                     self.remove(name)?;
                     excess -= len;
                     continue;
@@ -605,6 +685,7 @@ impl Spool {
                 }
                 report.dropped_records += k;
                 report.dropped_points += recs[..k].iter().map(|r| r.lines.len()).sum::<usize>();
+                given_back += recs[..k].iter().map(carried_drops).sum::<u64>();
                 self.rewrite(name, &recs[k..])?;
                 excess = excess.saturating_sub(freed);
             }
@@ -614,6 +695,7 @@ impl Spool {
                 excess = excess.saturating_sub(records[k].1.len() as u64);
                 report.dropped_records += 1;
                 report.dropped_points += records[k].0;
+                given_back += records[k].2;
                 k += 1;
             }
             records.drain(..k);
@@ -625,16 +707,17 @@ impl Spool {
                     report.dropped_points,
                     report.dropped_records
                 );
-                self.add_dropped(report.dropped_points as u64)?;
+                self.add_dropped((report.dropped_points as u64).saturating_add(given_back))?;
             }
         }
         if records.is_empty() {
+            // Whatever carried the count was dropped and gave it back.
             return Ok(report);
         }
         let name = self.new_segment_name(&self.segments()?);
         let path = self.dir.join(&name);
-        let mut buf = Vec::with_capacity(records.iter().map(|(_, b)| b.len()).sum());
-        for (_, b) in &records {
+        let mut buf = Vec::with_capacity(records.iter().map(|(_, b, _)| b.len()).sum());
+        for (_, b, _) in &records {
             buf.extend_from_slice(b);
         }
         let written = (|| {
@@ -643,14 +726,7 @@ impl Spool {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)?;
-            if self.slow_writes {
-                for piece in buf.chunks(4096) {
-                    f.write_all(piece)?;
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
-            } else {
-                f.write_all(&buf)?;
-            }
+            f.write_all(&buf)?;
             f.sync_all()
         })();
         if let Err(e) = written {
@@ -659,8 +735,14 @@ impl Spool {
             return Err(io_err(&path, "cannot write", e));
         }
         fsync_dir(&self.dir)?;
+        // The count now travels in the segment: take it off the counter
+        // (drops added by this very append stay for the next report).
+        if carried > 0 {
+            self.write_dropped(self.read_dropped().saturating_sub(carried))?;
+        }
         report.records = records.len();
-        report.points = records.iter().map(|(n, _)| n).sum();
+        report.points = records.iter().map(|(n, _, _)| n).sum();
+        report.segment = Some(name);
         Ok(report)
     }
 
@@ -713,6 +795,14 @@ impl Spool {
             self.rewrite(name, &keep)?;
         }
         Ok(())
+    }
+
+    /// The points still waiting in segment `name` (0 when it is gone).
+    pub fn pending_points(&self, name: &str) -> Result<usize, SpoolError> {
+        let _guard = self.lock()?;
+        Ok(self
+            .read_segment(name)?
+            .map_or(0, |recs| recs.iter().map(|r| r.lines.len()).sum()))
     }
 
     /// Every record waiting, oldest first.
@@ -858,6 +948,61 @@ fn chunk_lines(lines: &[String]) -> Vec<&[String]> {
         out.push(&lines[start..]);
     }
     out
+}
+
+/// The drop counts a self-metrics record carries (its points'
+/// `spool_dropped` fields).
+fn carried_drops(r: &Record) -> u64 {
+    if r.label != super::SELF_LABEL {
+        return 0;
+    }
+    r.lines
+        .iter()
+        .filter_map(|l| int_field(l, "spool_dropped"))
+        .map(|v| u64::try_from(v).unwrap_or(0))
+        .sum()
+}
+
+/// The integer field `key` of a line of line protocol: the field set is
+/// scanned for the key at a field's start, outside string values.
+pub fn int_field(line: &str, key: &str) -> Option<i64> {
+    let b = line.as_bytes();
+    // Skip the measurement and tags: up to the first unescaped space.
+    let mut i = 0;
+    while i < b.len() && b[i] != b' ' {
+        i += if b[i] == b'\\' { 2 } else { 1 };
+    }
+    i += 1;
+    let mut field_start = true;
+    let mut in_string = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_string {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if field_start && line[i..].starts_with(key) && b.get(i + key.len()) == Some(&b'=') {
+            let v = &line[i + key.len() + 1..];
+            let end = v.find([',', ' ']).unwrap_or(v.len());
+            return v[..end].strip_suffix('i')?.parse().ok();
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b',' => {
+                    field_start = true;
+                    i += 1;
+                    continue;
+                }
+                b' ' => return None,
+                _ => {}
+            }
+        }
+        field_start = false;
+        i += 1;
+    }
+    None
 }
 
 /// The timestamp at the end of a line of line protocol (the text after the
@@ -1084,6 +1229,19 @@ mod tests {
         let st = s.status().unwrap();
         assert_eq!(st.dead_letter_entries, 2);
         assert_eq!(st.records, 0);
+    }
+
+    #[test]
+    fn int_field_reads_a_field_not_text_inside_a_string() {
+        let l = r#"ubuntu_metrics_run,collector=a\ b,status=error error="x,spool_dropped=99i \"q\" spool_dropped=7i",points=3i,spool_dropped=12i 5"#;
+        assert_eq!(int_field(l, "spool_dropped"), Some(12));
+        assert_eq!(int_field(l, "points"), Some(3));
+        assert_eq!(int_field("m spool_dropped=4i 1", "spool_dropped"), Some(4));
+        assert_eq!(
+            int_field("m,spool_dropped=4i v=1i 1", "spool_dropped"),
+            None
+        );
+        assert_eq!(int_field("m v=1.5 1", "spool_dropped"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod influxd;
+pub mod rogue;
 
 use chrono::{DateTime, Utc};
 use fixture_server::FixtureServer;
