@@ -28,11 +28,23 @@ pub const USER_AGENT: &str = concat!(
 /// Requests in flight at once to one host unless configured otherwise.
 pub const DEFAULT_MAX_PER_HOST: usize = 8;
 
+/// The largest body read unless configured otherwise (`[http] max_body`),
+/// counted after decompression. The biggest documents we read (britney's
+/// `update_excuses_by_team.yaml`, a 300-entry Launchpad page, Launchpad's
+/// 2 MB WADL) are a few MB to a few tens of MB; a body over this is a
+/// misbehaving server (a gzip bomb, an endless answer), not a report.
+pub const DEFAULT_MAX_BODY: &str = "64MB";
+const DEFAULT_MAX_BODY_BYTES: u64 = 64_000_000;
+
+/// How much of an error answer's body is read to quote it.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     requests: Arc<AtomicU64>,
     hosts: Arc<HostLimits>,
+    max_body: u64,
 }
 
 /// One semaphore per origin, created on first use.
@@ -94,6 +106,7 @@ impl Http {
             client,
             requests: Arc::new(AtomicU64::new(0)),
             hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
+            max_body: DEFAULT_MAX_BODY_BYTES,
         })
     }
 
@@ -103,7 +116,25 @@ impl Http {
             config.connect_timeout.as_duration(),
             config.timeout.as_duration(),
         )?
-        .with_max_per_host(config.max_per_host))
+        .with_max_per_host(config.max_per_host)
+        .with_max_body(
+            config
+                .max_body_bytes()
+                .map_err(|e| format!("http.max_body: {e}"))?,
+        ))
+    }
+
+    /// The same client reading bodies (and rsync listings) of at most
+    /// `max` bytes after decompression: a longer one fails the request with
+    /// "body larger than N", having buffered at most `max` + one chunk.
+    pub fn with_max_body(mut self, max: u64) -> Http {
+        self.max_body = max;
+        self
+    }
+
+    /// The largest body read, in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
     }
 
     /// The same client with at most `max` (at least 1) requests in flight
@@ -124,6 +155,7 @@ impl Http {
             client: self.client.clone(),
             requests: Arc::new(AtomicU64::new(0)),
             hosts: self.hosts.clone(),
+            max_body: self.max_body,
         }
     }
 
@@ -165,7 +197,12 @@ impl Http {
             .map_err(|e| request_error(&url, &e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_body(&url, resp).await;
+        let max = if status.is_success() {
+            self.max_body
+        } else {
+            MAX_ERROR_BODY.min(self.max_body)
+        };
+        let body = read_body(resp, max).await;
         tracing::debug!(
             url = %url,
             status = status.as_u16(),
@@ -174,17 +211,30 @@ impl Http {
             "GET"
         );
         if !status.is_success() {
-            let body = body.unwrap_or_default();
+            let body = match body {
+                Ok(b) | Err(BodyError::TooLarge(b)) => b,
+                Err(BodyError::Failed(_)) => Vec::new(),
+            };
             return Err(CollectorError::HttpStatus {
                 url,
                 status: status.as_u16(),
                 message: summarize_body(&String::from_utf8_lossy(&body)),
             });
         }
+        let body = match body {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => {
+                return Err(CollectorError::Request {
+                    url,
+                    message: too_large(self.max_body),
+                });
+            }
+            Err(BodyError::Failed(e)) => return Err(request_error(&url, &e)),
+        };
         Ok(Answer {
             status,
             headers,
-            body: body?,
+            body,
         })
     }
 
@@ -255,11 +305,48 @@ impl Http {
     }
 }
 
-async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, CollectorError> {
-    resp.bytes()
-        .await
-        .map(Vec::from)
-        .map_err(|e| request_error(url, &e))
+/// Why a body was not read whole.
+enum BodyError {
+    /// Over the cap: what was read up to it (at most the cap).
+    TooLarge(Vec<u8>),
+    Failed(reqwest::Error),
+}
+
+/// The message of a body over the cap of `max` bytes.
+pub fn too_large(max: u64) -> String {
+    format!(
+        "body larger than {max} bytes (the limit is [http] max_body; raise it if this document is genuine)"
+    )
+}
+
+/// Reads the (decompressed) body chunk by chunk, stopping as soon as it
+/// would exceed `max` bytes: never more than `max` + one chunk in memory,
+/// however long the answer or however well it compresses.
+async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, BodyError> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut body = Vec::new();
+    // Content-Length is the decoded length unless reqwest decompresses
+    // (then it is absent): an announced length over the cap fails at once.
+    if let Some(len) = resp.content_length() {
+        match usize::try_from(len) {
+            Ok(len) if len <= max => body.reserve_exact(len),
+            _ => return Err(BodyError::TooLarge(body)),
+        }
+    }
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Failed)? {
+        if chunk.len() > max - body.len() {
+            let room = max - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Err(BodyError::TooLarge(body));
+        }
+        if body.capacity() - body.len() < chunk.len() {
+            // Grow by doubling, but never past the cap.
+            let want = (body.capacity() * 2).max(body.len() + chunk.len()).min(max);
+            body.reserve_exact(want - body.len());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {
