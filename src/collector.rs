@@ -27,6 +27,10 @@ pub enum CollectorError {
         status: u16,
         message: String,
     },
+    /// The source answered 429 or 503 asking (`Retry-After`) to come back
+    /// later than this run can wait: not retried.
+    #[error("{url}: {message}")]
+    RetryLater { url: String, message: String },
     /// The request did not complete (connection refused, timeout, a body cut
     /// short).
     #[error("{url}: {message}")]
