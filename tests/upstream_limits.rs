@@ -83,6 +83,8 @@ fn answer(mut conn: TcpStream) -> std::io::Result<()> {
 /// Runs `cmd` to its end and returns its output and peak RSS in kB (the
 /// child's `ru_maxrss`, from `wait4`). The child's address space is capped
 /// at 3 GB so that an unbounded reader fails instead of eating the machine.
+// The child is reaped by wait4 (for its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn run_measured(mut cmd: std::process::Command) -> (Option<i32>, String, String, i64) {
     unsafe {
         cmd.pre_exec(|| {
