@@ -572,7 +572,10 @@ fn same_link(a: &str, b: &str) -> bool {
 pub fn is_transient(e: &CollectorError) -> bool {
     match e {
         CollectorError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
-        CollectorError::Request { message, .. } => !message.starts_with("timed out"),
+        // Not a body over [http] max_body either: it would be as large again.
+        CollectorError::Request { message, .. } => {
+            !message.starts_with("timed out") && !message.starts_with("body larger than")
+        }
         _ => false,
     }
 }
@@ -684,6 +687,11 @@ mod tests {
         };
         assert!(is_transient(&req("could not connect: refused")));
         assert!(!is_transient(&req("timed out")));
+        assert!(!is_transient(&req(&crate::sources::http::too_large(10))));
+        assert!(!is_transient(&CollectorError::RetryLater {
+            url: "u".into(),
+            message: "HTTP 429: come back in 3600 s".into()
+        }));
         assert!(!is_transient(&CollectorError::parse("u", "bad json")));
     }
 
