@@ -27,6 +27,10 @@ pub enum CollectorError {
         status: u16,
         message: String,
     },
+    /// The source answered 429 or 503 asking (`Retry-After`) to come back
+    /// later than this run can wait: not retried.
+    #[error("{url}: {message}")]
+    RetryLater { url: String, message: String },
     /// The request did not complete (connection refused, timeout, a body cut
     /// short).
     #[error("{url}: {message}")]
@@ -231,16 +235,38 @@ impl Context {
             .map_err(CollectorError::DistroInfo)
     }
 
-    /// The devel series' name, or an error saying the data is out of date.
-    pub fn devel_series(&self) -> Result<String, CollectorError> {
+    /// The devel series' name: distro-info's; when the data knows none
+    /// (it is out of date), Launchpad's current series, with a warning
+    /// (once per run); an error only when neither knows it.
+    pub async fn devel_series(&self) -> Result<String, CollectorError> {
         let di = self.distro_info()?;
-        di.devel(self.today()).map(|r| r.series.clone()).ok_or_else(|| {
-            CollectorError::DistroInfo(format!(
-                "the distro-info data {} knows no devel series on {}: it is out of date (update the distro-info-data package)",
-                self.sources.distro_info.display(),
-                self.today()
-            ))
-        })
+        if let Some(r) = di.devel(self.today()) {
+            return Ok(r.series.clone());
+        }
+        let stale = format!(
+            "the distro-info data {} knows no devel series on {}: it is out of date (update the distro-info-data package)",
+            self.sources.distro_info.display(),
+            self.today()
+        );
+        let lp = self.launchpad();
+        let why = stale.clone();
+        let name = self
+            .cache
+            .get_or_fetch::<String, _, _>("devel series from Launchpad", || async move {
+                match lp.devel_series_name().await {
+                    Ok(name) => {
+                        tracing::warn!(
+                            "{why}; using Launchpad's current series {name:?} as the devel series"
+                        );
+                        Ok(name)
+                    }
+                    Err(e) => Err(CollectorError::DistroInfo(format!(
+                        "{why}, and Launchpad's current series is unknown too: {e}"
+                    ))),
+                }
+            })
+            .await?;
+        Ok((*name).clone())
     }
 
     /// The Launchpad client, at `sources.launchpad`, sharing this run's

@@ -237,6 +237,16 @@ pub struct HttpConfig {
     /// up to this many, the rest wait their turn. Keeps us polite to
     /// Launchpad and the report hosts; at least 1.
     pub max_per_host: usize,
+    /// The largest upstream body (after decompression) or rsync listing
+    /// read, as a size (`64MB`, `512MiB`): over it that collector fails.
+    pub max_body: String,
+}
+
+impl HttpConfig {
+    /// `max_body` in bytes.
+    pub fn max_body_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.max_body)
+    }
 }
 
 impl Default for HttpConfig {
@@ -245,6 +255,7 @@ impl Default for HttpConfig {
             connect_timeout: TimeSpan::from_secs(10),
             timeout: TimeSpan::from_secs(60),
             max_per_host: crate::sources::http::DEFAULT_MAX_PER_HOST,
+            max_body: crate::sources::http::DEFAULT_MAX_BODY.into(),
         }
     }
 }
@@ -439,6 +450,9 @@ impl Config {
         if self.spool.dir.as_os_str().is_empty() {
             return Err(ConfigError(format!("{origin}: spool.dir is empty")));
         }
+        self.http
+            .max_body_bytes()
+            .map_err(|e| ConfigError(format!("{origin}: http.max_body: {e}")))?;
         if self.http.max_per_host == 0 {
             return Err(ConfigError(format!(
                 "{origin}: http.max_per_host = 0: at least 1 request per host must be allowed"
@@ -615,6 +629,16 @@ mod tests {
         let c = Config::from_toml("[http]\nmax_per_host = 0\n").unwrap();
         let e = c.validate(&[]).unwrap_err().0;
         assert!(e.contains("http.max_per_host"), "{e}");
+    }
+
+    #[test]
+    fn http_max_body() {
+        assert_eq!(Config::default().http.max_body_bytes(), Ok(64_000_000));
+        let c = Config::from_toml("[http]\nmax_body = \"8MiB\"\n").unwrap();
+        assert_eq!(c.http.max_body_bytes(), Ok(8 << 20));
+        let c = Config::from_toml("[http]\nmax_body = \"lots\"\n").unwrap();
+        let e = c.validate(&[]).unwrap_err().0;
+        assert!(e.contains("http.max_body") && e.contains("lots"), "{e}");
     }
 
     #[test]

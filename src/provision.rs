@@ -335,6 +335,13 @@ impl Influx {
                 m.push_str(&s.to_string());
                 src = s.source();
             }
+            if m.contains("certificate") || m.contains("UnknownIssuer") {
+                return QueryError::Other(format!(
+                    "cannot verify the TLS certificate of InfluxDB at {}: {m}; {}",
+                    self.display_url,
+                    crate::sinks::influxdb::tls_advice(&m, &self.display_url)
+                ));
+            }
             QueryError::Other(format!(
                 "cannot reach InfluxDB at {}: {m}",
                 self.display_url

@@ -147,6 +147,96 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
     assert_eq!(db.rows("sponsoring_queue_stats").len(), 12);
 }
 
+/// The usual `openssl req -x509` certificate (a self-signed CA certificate
+/// used as the server's own) is refused even when it is the ca_file; the
+/// message of `run` and of `influxdb provision` says how to make a proper
+/// one, and the openssl commands it gives produce certificates that work.
+#[test]
+fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = p.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("self.pem"), dir.path().join("self.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let db = Influxd::start_with(Options {
+        https: Some((cert_path.clone(), key_path)),
+        ..Options::default()
+    });
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(cert_path.clone());
+    });
+    let (code, out) =
+        run(bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--now", NOW, "run", "sponsoring"]));
+    eprintln!("run with a CA as the server certificate:\n{out}");
+    assert_eq!(code, Some(75), "{out}");
+    for want in [
+        "CaUsedAsEndEntity",
+        "basicConstraints=CA:FALSE",
+        "openssl req -x509",
+        "influxdb.ca_file = \"ca.pem\"",
+        "subjectAltName=IP:127.0.0.1",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    let secrets = dir.path().join("secrets");
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["influxdb", "provision", "--secrets-dir"])
+        .arg(&secrets)
+        .env("INFLUXDB_ADMIN_PASSWORD", "admin-pw-1"));
+    eprintln!("provision with a CA as the server certificate:\n{out}");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("CaUsedAsEndEntity") && out.contains("basicConstraints=CA:FALSE"),
+        "{out}"
+    );
+    drop(db);
+
+    // The advice's commands, run as given, make certificates that work.
+    let work = dir.path().join("openssl");
+    std::fs::create_dir(&work).unwrap();
+    let recipe = ubuntu_metrics::sinks::influxdb::openssl_recipe("127.0.0.1");
+    let made = Command::new("sh")
+        .args(["-c", &recipe])
+        .current_dir(&work)
+        .output()
+        .expect("sh runs (openssl is needed: apt install openssl)");
+    assert!(
+        made.status.success(),
+        "{recipe}\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let db = Influxd::start_with(Options {
+        https: Some((work.join("influxdb.pem"), work.join("influxdb.key"))),
+        ..Options::default()
+    });
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(work.join("ca.pem"));
+    });
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args([
+        "--now",
+        "2026-11-24T13:00:00Z",
+        "run",
+        "sponsoring",
+    ]));
+    assert_eq!(code, Some(0), "{out}");
+    // The points kept by the first run are written too.
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 8);
+}
+
 const PASSWORD: &str = "pw-Sekr1t-7731";
 
 /// How the password is given: a name, the configuration, the environment.

@@ -315,7 +315,7 @@ fn log_duration(text: &str) -> Result<Option<i64>, String> {
 
 /// Part 3: `update_excuses.csv` of the devel series.
 async fn excuses_stats(ctx: &Context, base: &str) -> Part {
-    let devel = ctx.devel_series()?;
+    let devel = ctx.devel_series().await?;
     let url = join(base, "update_excuses.csv");
     let text = ctx.http.get_text(&url).await?;
     excuses_points(&url, &text, &devel, ctx.now)
@@ -404,7 +404,7 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
 
 /// Part 4: `update_excuses_by_team.yaml` of the devel series.
 async fn by_team_stats(ctx: &Context, base: &str) -> Part {
-    let devel = ctx.devel_series()?;
+    let devel = ctx.devel_series().await?;
     let url = join(base, "update_excuses_by_team.yaml");
     let text = ctx.http.get_text(&url).await?;
     by_team_points(&url, &text, &devel, ctx.now)

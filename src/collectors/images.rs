@@ -128,11 +128,13 @@ pub async fn collect_for_series(
 async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     let timeout = timeout_option(ctx)?;
     let base = &ctx.sources.cdimage_rsync;
-    let rsync = Rsync::new(timeout).map_err(|e| {
-        CollectorError::Other(format!(
-            "{base}: cannot create a scratch directory for rsync: {e}"
-        ))
-    })?;
+    let rsync = Rsync::new(timeout)
+        .map_err(|e| {
+            CollectorError::Other(format!(
+                "{base}: cannot create a scratch directory for rsync: {e}"
+            ))
+        })?
+        .with_max_output(ctx.http.max_body());
     let urls = urls(base);
     let results = rsync.list_all(&urls, CONCURRENCY).await;
     merge(base, &urls, results)

@@ -68,13 +68,46 @@ pub enum WriteError {
     #[error("cannot reach InfluxDB at {url}: {message}")]
     Connect { url: String, message: String },
     #[error(
-        "cannot verify the TLS certificate of InfluxDB at {url}: {message}; if the server's certificate is signed by a private CA or is self-signed, set influxdb.ca_file to that CA's PEM file (insecure_skip_verify = true turns the check off: not recommended)"
+        "cannot verify the TLS certificate of InfluxDB at {url}: {message}; {}",
+        tls_advice(message, url)
     )]
     Tls { url: String, message: String },
     #[error("InfluxDB at {url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{0}")]
     Other(String),
+}
+
+/// What to do about a TLS verification failure (`message`: the error
+/// chain) with the InfluxDB at `url`. A CA certificate used as the server's own (what
+/// `openssl req -x509` makes) is refused even when it is in `ca_file`, so
+/// that case gets the commands making a proper one.
+pub fn tls_advice(message: &str, url: &str) -> String {
+    if message.contains("CaUsedAsEndEntity") {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+            .unwrap_or_else(|| "HOST".to_owned());
+        format!(
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes), which TLS refuses as a server's own certificate even when it is in influxdb.ca_file; give InfluxDB a server certificate (basicConstraints=CA:FALSE) signed by a CA, and set influxdb.ca_file to that CA's PEM file. For example: {}; then set https-certificate = \"influxdb.pem\" and https-private-key = \"influxdb.key\" in influxdb.conf, restart InfluxDB, and set influxdb.ca_file = \"ca.pem\"",
+            openssl_recipe(&host)
+        )
+    } else {
+        "if the server's certificate is signed by a private CA or is self-signed, set influxdb.ca_file to that CA's PEM file (insecure_skip_verify = true turns the check off: not recommended)".to_owned()
+    }
+}
+
+/// Shell commands making a CA (`ca.pem`, `ca.key`) and a server
+/// certificate it signs for `host` (`influxdb.pem`, `influxdb.key`).
+pub fn openssl_recipe(host: &str) -> String {
+    let san = if host.parse::<std::net::IpAddr>().is_ok() {
+        format!("IP:{host}")
+    } else {
+        format!("DNS:{host}")
+    };
+    format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=InfluxDB CA' -keyout ca.key -out ca.pem && openssl req -newkey rsa:2048 -nodes -subj '/CN={host}' -keyout influxdb.key -out influxdb.csr && printf 'basicConstraints=CA:FALSE\\nsubjectAltName={san}\\n' > influxdb.ext && openssl x509 -req -in influxdb.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 -extfile influxdb.ext -out influxdb.pem"
+    )
 }
 
 /// What to do with a batch after a failed write.

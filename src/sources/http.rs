@@ -28,11 +28,31 @@ pub const USER_AGENT: &str = concat!(
 /// Requests in flight at once to one host unless configured otherwise.
 pub const DEFAULT_MAX_PER_HOST: usize = 8;
 
+/// The largest body read unless configured otherwise (`[http] max_body`),
+/// counted after decompression. The biggest documents we read (britney's
+/// `update_excuses_by_team.yaml`, a 300-entry Launchpad page, Launchpad's
+/// 2 MB WADL) are a few MB to a few tens of MB; a body over this is a
+/// misbehaving server (a gzip bomb, an endless answer), not a report.
+pub const DEFAULT_MAX_BODY: &str = "64MB";
+const DEFAULT_MAX_BODY_BYTES: u64 = 64_000_000;
+
+/// `Retry-After` waits honoured per request before giving up.
+const MAX_RETRY_AFTER_WAITS: u32 = 3;
+
+/// How much of an error answer's body is read to quote it.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     requests: Arc<AtomicU64>,
     hosts: Arc<HostLimits>,
+    max_body: u64,
+    /// Until when this handle (one collector run) may wait for a server
+    /// that asks to come back later (`Retry-After`): its creation plus the
+    /// request timeout.
+    wait_until: Instant,
+    timeout: Duration,
 }
 
 /// One semaphore per origin, created on first use.
@@ -94,6 +114,9 @@ impl Http {
             client,
             requests: Arc::new(AtomicU64::new(0)),
             hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
+            max_body: DEFAULT_MAX_BODY_BYTES,
+            wait_until: Instant::now() + timeout,
+            timeout,
         })
     }
 
@@ -103,7 +126,25 @@ impl Http {
             config.connect_timeout.as_duration(),
             config.timeout.as_duration(),
         )?
-        .with_max_per_host(config.max_per_host))
+        .with_max_per_host(config.max_per_host)
+        .with_max_body(
+            config
+                .max_body_bytes()
+                .map_err(|e| format!("http.max_body: {e}"))?,
+        ))
+    }
+
+    /// The same client reading bodies (and rsync listings) of at most
+    /// `max` bytes after decompression: a longer one fails the request with
+    /// "body larger than N", having buffered at most `max` + one chunk.
+    pub fn with_max_body(mut self, max: u64) -> Http {
+        self.max_body = max;
+        self
+    }
+
+    /// The largest body read, in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
     }
 
     /// The same client with at most `max` (at least 1) requests in flight
@@ -124,6 +165,9 @@ impl Http {
             client: self.client.clone(),
             requests: Arc::new(AtomicU64::new(0)),
             hosts: self.hosts.clone(),
+            max_body: self.max_body,
+            wait_until: Instant::now() + self.timeout,
+            timeout: self.timeout,
         }
     }
 
@@ -142,12 +186,80 @@ impl Http {
     }
 
     /// Sends a request within the per-host limit, counts and logs it, reads
-    /// the whole body, and turns an HTTP error status into
-    /// [`CollectorError::HttpStatus`] quoting (the start of) the body.
+    /// the whole body (at most `max_body` bytes), and turns an HTTP error
+    /// status into [`CollectorError::HttpStatus`] quoting (the start of)
+    /// the body.
+    ///
+    /// A 429 or 503 with `Retry-After` (seconds or an HTTP date) is waited
+    /// for and tried again (up to 3 times) when the wait ends within the
+    /// run's budget (the request timeout, counted from the run's start);
+    /// otherwise it is [`CollectorError::RetryLater`], saying when the
+    /// server asked to come back, which callers do not retry.
     pub async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Answer, CollectorError> {
         let req = req
             .build()
             .map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
+        let mut waits = 0;
+        loop {
+            let again = req.try_clone();
+            let (result, retry_after) = self.fetch_once(req_or(again, &req)?).await;
+            let Err(CollectorError::HttpStatus {
+                url,
+                status,
+                message,
+            }) = result
+            else {
+                return result;
+            };
+            let Some(wait) = retry_after else {
+                return Err(CollectorError::HttpStatus {
+                    url,
+                    status,
+                    message,
+                });
+            };
+            let back_at = chrono::Utc::now()
+                + chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+            let back_at = back_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let left = self.wait_until.saturating_duration_since(Instant::now());
+            if waits >= MAX_RETRY_AFTER_WAITS || wait > left {
+                let why = if waits >= MAX_RETRY_AFTER_WAITS {
+                    format!("still answering so after {waits} waits as asked")
+                } else {
+                    format!(
+                        "beyond this run's budget ({} s left of [http] timeout = {} s)",
+                        left.as_secs(),
+                        self.timeout.as_secs()
+                    )
+                };
+                return Err(CollectorError::RetryLater {
+                    url,
+                    message: format!(
+                        "HTTP {status}: the server asked to come back in {} s (Retry-After), at {back_at}: {why}; not retried before the next run{}",
+                        wait.as_secs(),
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({message})")
+                        }
+                    ),
+                });
+            }
+            tracing::info!(
+                "{url}: HTTP {status}: waiting {} ms as asked (Retry-After) before trying again",
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
+            waits += 1;
+        }
+    }
+
+    /// One attempt of [`Http::fetch`]: its result, and the `Retry-After`
+    /// wait of a 429 or 503 answer that has one.
+    async fn fetch_once(
+        &self,
+        req: reqwest::Request,
+    ) -> (Result<Answer, CollectorError>, Option<Duration>) {
         let url = req.url().to_string();
         let semaphore = self.hosts.for_url(req.url());
         let queued = Instant::now();
@@ -158,14 +270,18 @@ impl Http {
         let waited = queued.elapsed();
         self.count_request();
         let started = Instant::now();
-        let resp = self
-            .client
-            .execute(req)
-            .await
-            .map_err(|e| request_error(&url, &e))?;
+        let resp = match self.client.execute(req).await {
+            Ok(r) => r,
+            Err(e) => return (Err(request_error(&url, &e)), None),
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_body(&url, resp).await;
+        let max = if status.is_success() {
+            self.max_body
+        } else {
+            MAX_ERROR_BODY.min(self.max_body)
+        };
+        let body = read_body(resp, max).await;
         tracing::debug!(
             url = %url,
             status = status.as_u16(),
@@ -174,18 +290,48 @@ impl Http {
             "GET"
         );
         if !status.is_success() {
-            let body = body.unwrap_or_default();
-            return Err(CollectorError::HttpStatus {
-                url,
-                status: status.as_u16(),
-                message: summarize_body(&String::from_utf8_lossy(&body)),
-            });
+            let retry_after = if matches!(status.as_u16(), 429 | 503) {
+                headers
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
+            } else {
+                None
+            };
+            let body = match body {
+                Ok(b) | Err(BodyError::TooLarge(b)) => b,
+                Err(BodyError::Failed(_)) => Vec::new(),
+            };
+            return (
+                Err(CollectorError::HttpStatus {
+                    url,
+                    status: status.as_u16(),
+                    message: summarize_body(&String::from_utf8_lossy(&body)),
+                }),
+                retry_after,
+            );
         }
-        Ok(Answer {
-            status,
-            headers,
-            body: body?,
-        })
+        let body = match body {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => {
+                return (
+                    Err(CollectorError::Request {
+                        url,
+                        message: too_large(self.max_body),
+                    }),
+                    None,
+                );
+            }
+            Err(BodyError::Failed(e)) => return (Err(request_error(&url, &e)), None),
+        };
+        (
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            }),
+            None,
+        )
     }
 
     /// GETs a document as bytes.
@@ -255,11 +401,77 @@ impl Http {
     }
 }
 
-async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, CollectorError> {
-    resp.bytes()
-        .await
-        .map(Vec::from)
-        .map_err(|e| request_error(url, &e))
+/// The request to send: a clone made before, or (for a request that
+/// cannot be cloned, i.e. one with a streamed body) an error.
+fn req_or(
+    clone: Option<reqwest::Request>,
+    original: &reqwest::Request,
+) -> Result<reqwest::Request, CollectorError> {
+    clone.ok_or_else(|| {
+        CollectorError::Other(format!(
+            "{}: the request cannot be repeated (streamed body)",
+            original.url()
+        ))
+    })
+}
+
+/// The wait a `Retry-After` value asks for at `now`: a number of seconds,
+/// or an HTTP date (a date in the past is no wait). None when unreadable.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// Why a body was not read whole.
+enum BodyError {
+    /// Over the cap: what was read up to it (at most the cap).
+    TooLarge(Vec<u8>),
+    Failed(reqwest::Error),
+}
+
+/// The message of a body over the cap of `max` bytes.
+pub fn too_large(max: u64) -> String {
+    format!(
+        "body larger than {max} bytes (the limit is [http] max_body; raise it if this document is genuine)"
+    )
+}
+
+/// Reads the (decompressed) body chunk by chunk, stopping as soon as it
+/// would exceed `max` bytes: never more than `max` + one chunk in memory,
+/// however long the answer or however well it compresses.
+async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, BodyError> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut body = Vec::new();
+    // Content-Length is the decoded length unless reqwest decompresses
+    // (then it is absent): an announced length over the cap fails at once.
+    if let Some(len) = resp.content_length() {
+        match usize::try_from(len) {
+            Ok(len) if len <= max => body.reserve_exact(len),
+            _ => return Err(BodyError::TooLarge(body)),
+        }
+    }
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Failed)? {
+        if chunk.len() > max - body.len() {
+            let room = max - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Err(BodyError::TooLarge(body));
+        }
+        if body.capacity() - body.len() < chunk.len() {
+            // Grow by doubling, but never past the cap.
+            let want = (body.capacity() * 2).max(body.len() + chunk.len()).min(max);
+            body.reserve_exact(want - body.len());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {

@@ -22,10 +22,11 @@
 //! has one ([`Context::launchpad`] gives it): once per run, however many
 //! collectors ask, concurrent askers waiting for the one request.
 //!
-//! Every request goes through [`Http::fetch`] (counted, logged, and within
-//! the per-host limit). Server
-//! errors (5xx), 429 and dropped connections are retried up to 3 times with
-//! exponential backoff and jitter; 4xx answers and timeouts are not.
+//! Every request goes through [`Http::fetch`] (counted, logged, within the
+//! per-host limit, honouring `Retry-After` within the run's budget). Server
+//! errors (5xx), 429 without `Retry-After` and dropped connections are
+//! retried up to 3 times with exponential backoff and jitter; 4xx answers,
+//! timeouts and a `Retry-After` beyond the budget are not.
 //!
 //! [`Context::launchpad`]: crate::collector::Context::launchpad
 
@@ -43,6 +44,15 @@ pub const PAGE_SIZE: u32 = 300;
 /// Pages followed at most for one collection (300 × 1000 entries): a guard
 /// against a server that keeps answering `next_collection_link`.
 const MAX_PAGES: usize = 1000;
+/// Pages followed one by one before a collection without `total_size`
+/// asks for its size (`total_size_link`, one more request) to bound the
+/// rest: results of up to 10 pages cost nothing more, longer ones at most
+/// a tenth more, and a collection that never ends stops after
+/// max(10, ceil(total_size / page size) + [`PAGE_MARGIN`]) pages.
+const CHECK_TOTAL_AFTER: u64 = 10;
+/// Pages allowed beyond `ceil(total_size / page size)` (entries added
+/// while paging).
+const PAGE_MARGIN: u64 = 2;
 const DEFAULT_RETRIES: u32 = 3;
 const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
 
@@ -187,6 +197,13 @@ impl Launchpad {
         let mut url = self.url_with(url_or_path, &all)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
+        // Without total_size on the first page (a named operation's
+        // total_size_link), pages are followed one by one; past
+        // CHECK_TOTAL_AFTER pages the size is asked for once, and the pages
+        // are bounded by it rather than by MAX_PAGES.
+        let mut total: Option<u64> = None;
+        let mut total_link: Option<String> = None;
+        let mut page_size: u64 = 1;
         for pages in 0..MAX_PAGES {
             let body = self.fetch(&url).await?;
             let page: Page = parse_json(&url, &body)?;
@@ -211,6 +228,28 @@ impl Launchpad {
                     let starts = page_starts(&url, &next, got, total)?;
                     self.read_pages(&next, &starts, &mut out).await?;
                     return Ok(out);
+                }
+                total_link = page.total_size_link.filter(|l| !l.is_empty());
+                page_size = (got as u64).max(1);
+            }
+            total = total.or(page.total_size);
+            let read = pages as u64 + 1;
+            if total.is_none() && read >= CHECK_TOTAL_AFTER {
+                if let Some(link) = total_link.take() {
+                    let body = self.fetch(&link).await?;
+                    total = Some(parse_count(&link, &body)?);
+                }
+            }
+            if let Some(total) = total {
+                let limit = total.div_ceil(page_size) + PAGE_MARGIN;
+                if read >= limit {
+                    return Err(CollectorError::parse(
+                        &url,
+                        format!(
+                            "the collection does not end: {read} pages of {page_size} read for a total_size of {total} ({} entries), and it still links to a next page; stopped",
+                            out.len()
+                        ),
+                    ));
                 }
             }
             url = next;
@@ -533,7 +572,10 @@ fn same_link(a: &str, b: &str) -> bool {
 pub fn is_transient(e: &CollectorError) -> bool {
     match e {
         CollectorError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
-        CollectorError::Request { message, .. } => !message.starts_with("timed out"),
+        // Not a body over [http] max_body either: it would be as large again.
+        CollectorError::Request { message, .. } => {
+            !message.starts_with("timed out") && !message.starts_with("body larger than")
+        }
         _ => false,
     }
 }
@@ -645,6 +687,11 @@ mod tests {
         };
         assert!(is_transient(&req("could not connect: refused")));
         assert!(!is_transient(&req("timed out")));
+        assert!(!is_transient(&req(&crate::sources::http::too_large(10))));
+        assert!(!is_transient(&CollectorError::RetryLater {
+            url: "u".into(),
+            message: "HTTP 429: come back in 3600 s".into()
+        }));
         assert!(!is_transient(&CollectorError::parse("u", "bad json")));
     }
 

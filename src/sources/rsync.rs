@@ -59,6 +59,10 @@ pub enum RsyncError {
     Spawn { url: String, message: String },
     #[error("{url}: rsync did not finish within {timeout:?} and was killed")]
     Timeout { url: String, timeout: Duration },
+    #[error(
+        "{url}: the listing is larger than {max} bytes; rsync was stopped (the limit is [http] max_body; raise it if this listing is genuine)"
+    )]
+    TooLarge { url: String, max: u64 },
     #[error("{url}: rsync failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
     Failed {
         url: String,
@@ -72,10 +76,16 @@ pub enum RsyncError {
 pub struct Rsync {
     program: OsString,
     timeout: Duration,
+    max_output: u64,
     scratch: tempfile::TempDir,
 }
 
 const MAX_STDERR: usize = 2000;
+/// rsync's messages kept (the rest is read and dropped).
+const MAX_STDERR_READ: u64 = 64 * 1024;
+/// The largest listing read unless [`Rsync::with_max_output`] says
+/// otherwise (the `[http] max_body` default).
+const DEFAULT_MAX_OUTPUT: u64 = 64_000_000;
 
 /// The time between the starts of two calls of [`Rsync::list_all`]. An
 /// rsync daemon listens with a backlog of 5 connections (rsync's default
@@ -99,8 +109,17 @@ impl Rsync {
         Ok(Rsync {
             program: program.into(),
             timeout,
+            max_output: DEFAULT_MAX_OUTPUT,
             scratch,
         })
+    }
+
+    /// The same client stopping (killing) an rsync whose listing exceeds
+    /// `max` bytes: the call fails with [`RsyncError::TooLarge`] having
+    /// buffered at most `max` bytes.
+    pub fn with_max_output(mut self, max: u64) -> Rsync {
+        self.max_output = max;
+        self
     }
 
     pub fn timeout(&self) -> Duration {
@@ -149,18 +168,49 @@ impl Rsync {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RsyncError::NotInstalled {
+                    url: url.to_owned(),
+                    program: self.program.to_string_lossy().into_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(RsyncError::Spawn {
+                    url: url.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            Ok(c) => c,
+        };
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let max = self.max_output;
         // The future owns the child: dropping it on timeout kills rsync.
-        let output = match tokio::time::timeout(self.timeout, cmd.output()).await {
+        let run = async move {
+            // stderr is drained on its own task so that rsync never blocks
+            // on a full pipe; only its start is kept.
+            let stderr = tokio::spawn(read_capped(stderr, MAX_STDERR_READ, true));
+            let (stdout, over) = read_capped(stdout, max, false).await?;
+            if over {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                stderr.abort();
+                return Ok(None);
+            }
+            let status = child.wait().await?;
+            let (stderr, _) = stderr.await.unwrap_or_else(|_| Ok((Vec::new(), false)))?;
+            Ok::<_, std::io::Error>(Some(std::process::Output {
+                status,
+                stdout,
+                stderr,
+            }))
+        };
+        let output = match tokio::time::timeout(self.timeout, run).await {
             Err(_) => {
                 return Err(RsyncError::Timeout {
                     url: url.to_owned(),
                     timeout: self.timeout,
-                });
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(RsyncError::NotInstalled {
-                    url: url.to_owned(),
-                    program: self.program.to_string_lossy().into_owned(),
                 });
             }
             Ok(Err(e)) => {
@@ -169,7 +219,13 @@ impl Rsync {
                     message: e.to_string(),
                 });
             }
-            Ok(Ok(o)) => o,
+            Ok(Ok(None)) => {
+                return Err(RsyncError::TooLarge {
+                    url: url.to_owned(),
+                    max,
+                });
+            }
+            Ok(Ok(Some(o))) => o,
         };
         let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
         match output.status.code() {
@@ -209,6 +265,37 @@ impl Rsync {
             }
         });
         futures::future::join_all(calls).await
+    }
+}
+
+/// Reads `r` to its end keeping at most `max` bytes; returns them and
+/// whether there was more. Stops at the first byte over `max` unless
+/// `drain` (then reads and drops the rest).
+async fn read_capped(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    max: u64,
+    drain: bool,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    use tokio::io::AsyncReadExt;
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut over = false;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((out, over));
+        }
+        let room = max - out.len();
+        if n > room {
+            out.extend_from_slice(&buf[..room]);
+            over = true;
+            if !drain {
+                return Ok((out, true));
+            }
+        } else {
+            out.extend_from_slice(&buf[..n]);
+        }
     }
 }
 
@@ -365,6 +452,40 @@ mod tests {
             msg.contains("install rsync") && msg.contains("rsync://127.0.0.1:1/cdimage/x"),
             "{msg}"
         );
+    }
+
+    #[tokio::test]
+    async fn endless_output_is_cut_at_the_cap_and_the_child_killed() {
+        // A script running `yes` stands in for an rsync whose listing
+        // never ends.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("endless-rsync");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nexec yes '4096 2026/11/24-06:00:00 x.iso'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = Rsync::with_program(&script, Duration::from_secs(20))
+            .unwrap()
+            .with_max_output(1_000_000);
+        let started = std::time::Instant::now();
+        let e = r.list("rsync://127.0.0.1:1/cdimage/x").await.unwrap_err();
+        assert_eq!(
+            e,
+            RsyncError::TooLarge {
+                url: "rsync://127.0.0.1:1/cdimage/x".into(),
+                max: 1_000_000
+            }
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("larger than 1000000 bytes") && msg.contains("max_body"),
+            "{msg}"
+        );
+        // Stopped at the cap, not at the timeout.
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[tokio::test]
