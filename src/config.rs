@@ -31,7 +31,24 @@ pub struct Config {
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// Keys set by an `INFLUXDB_*` environment variable, with its name (not
+    /// a key): a bad value is reported as that variable, not as the file.
+    #[serde(skip)]
+    pub from_env: BTreeMap<&'static str, &'static str>,
 }
+
+/// The shortest collector interval accepted. Runs follow each other one
+/// interval after the previous one ended, so a zero interval is a busy loop
+/// (3567 runs in 10 s) hammering the upstreams; below a second the
+/// scheduling cost and the log volume dwarf the work, and no upstream
+/// report changes that fast. 1 s (not more) keeps the daemon testable
+/// with short intervals.
+pub const MIN_INTERVAL_SECS: u64 = 1;
+
+/// The largest `[http] max_per_host`: far more parallel requests to one
+/// host than any upstream tolerates, and well below what the per-host
+/// semaphore can hold (it panics above `usize::MAX >> 3`).
+pub const MAX_PER_HOST_LIMIT: usize = 1024;
 
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -373,11 +390,14 @@ impl Config {
                 host
             };
             self.influxdb.url = format!("{scheme}://{host}:{port}");
+            self.from_env.insert("influxdb.url", "INFLUXDB_HOSTNAME");
         } else if get("INFLUXDB_PORT").is_some() || get("INFLUXDB_SSL").is_some() {
             tracing::warn!("INFLUXDB_PORT / INFLUXDB_SSL are ignored without INFLUXDB_HOSTNAME");
         }
         if let Some(u) = get("INFLUXDB_USERNAME") {
             self.influxdb.username = Some(u);
+            self.from_env
+                .insert("influxdb.username", "INFLUXDB_USERNAME");
         }
         if let Some(p) = get("INFLUXDB_PASSWORD") {
             self.influxdb.password = Some(p);
@@ -385,6 +405,8 @@ impl Config {
         }
         if let Some(d) = get("INFLUXDB_DATABASE") {
             self.influxdb.database = d;
+            self.from_env
+                .insert("influxdb.database", "INFLUXDB_DATABASE");
         }
         if let Some(state) = get(STATE_DIR_ENV) {
             if self.spool.dir == Path::new(DEFAULT_SPOOL_DIR) {
@@ -394,9 +416,53 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what serde cannot: collector names and options, URLs.
+    /// Where the value of `key` came from: its environment variable, or
+    /// the file.
+    fn origin_of(&self, key: &str) -> String {
+        match self.from_env.get(key) {
+            Some(var) => format!("environment variable {var}"),
+            None => self.origin(),
+        }
+    }
+
+    /// Checks what serde cannot: collector names, intervals and options,
+    /// URLs, and every value that would fail (or spin) only at run time.
     pub fn validate(&self, registry: &[Box<dyn Collector>]) -> Result<(), ConfigError> {
         let origin = self.origin();
+        let zero = |key: &str, span: &TimeSpan| -> Result<(), ConfigError> {
+            if span.as_usec() == 0 {
+                return Err(ConfigError(format!(
+                    "{}: {key} = {span:?}: must be more than zero",
+                    self.origin_of(key),
+                    span = span.text()
+                )));
+            }
+            Ok(())
+        };
+        if self.influxdb.database.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{}: influxdb.database is empty: name the InfluxDB database to write to",
+                self.origin_of("influxdb.database")
+            )));
+        }
+        if let Some(u) = self.influxdb.username.as_deref() {
+            if u.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "{}: influxdb.username is empty: name the user, or remove the key",
+                    self.origin_of("influxdb.username")
+                )));
+            }
+        }
+        zero("influxdb.timeout", &self.influxdb.timeout)?;
+        zero("http.timeout", &self.http.timeout)?;
+        zero("http.connect_timeout", &self.http.connect_timeout)?;
+        zero("daemon.run_timeout", &self.daemon.run_timeout)?;
+        if self.http.max_per_host > MAX_PER_HOST_LIMIT {
+            return Err(ConfigError(format!(
+                "{origin}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                self.http.max_per_host
+            )));
+        }
         for (name, cc) in &self.collectors {
             let Some(c) = registry.iter().find(|c| c.name() == name) else {
                 let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
@@ -415,16 +481,37 @@ impl Config {
                     )));
                 }
             }
+            if let Some(interval) = &cc.interval {
+                if interval.as_usec() < MIN_INTERVAL_SECS * 1_000_000 {
+                    return Err(ConfigError(format!(
+                        "{origin}: collectors.{name}.interval = {:?}: at least {MIN_INTERVAL_SECS}s (the next run starts one interval after the previous one ended)",
+                        interval.text()
+                    )));
+                }
+            }
+            c.check_options(&cc.options).map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: collectors.{name}.{}: {}",
+                    e.key, e.message
+                ))
+            })?;
         }
+        let url_origin = self.origin_of("influxdb.url");
         let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
             ConfigError(format!(
-                "{origin}: influxdb.url {:?}: {e}",
+                "{url_origin}: influxdb.url {:?}: {e}",
                 redact_url(&self.influxdb.url)
             ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError(format!(
-                "{origin}: influxdb.url {:?}: the scheme must be http or https",
+                "{url_origin}: influxdb.url {:?}: the scheme must be http or https",
+                redact_url(&self.influxdb.url)
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError(format!(
+                "{url_origin}: influxdb.url {:?}: no host",
                 redact_url(&self.influxdb.url)
             )));
         }
@@ -458,8 +545,12 @@ impl Config {
             ("sponsoring", &s.sponsoring),
             ("versions", &s.versions),
         ] {
-            url::Url::parse(value)
-                .map_err(|e| ConfigError(format!("{origin}: sources.{key} {value:?}: {e}")))?;
+            url::Url::parse(value).map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: sources.{key} {:?}: {e}",
+                    redact_url(value)
+                ))
+            })?;
         }
         Ok(())
     }
