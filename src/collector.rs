@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CollectorError {
     /// The source answered with an HTTP error status.
-    #[error("{url}: HTTP {status}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    #[error("{}: HTTP {status}{}", crate::config::redact_url(url), if message.is_empty() { String::new() } else { format!(": {message}") })]
     HttpStatus {
         url: String,
         status: u16,
@@ -29,16 +29,20 @@ pub enum CollectorError {
     },
     /// The request did not complete (connection refused, timeout, a body cut
     /// short).
-    #[error("{url}: {message}")]
+    #[error(
+        "{}: {}",
+        crate::config::redact_url(url),
+        crate::config::redact_url(message)
+    )]
     Request { url: String, message: String },
     /// The source answered, but not with what we can read.
-    #[error("{url}: {message}")]
+    #[error("{}: {message}", crate::config::redact_url(url))]
     Parse { url: String, message: String },
     /// The distro-info data is missing, unreadable or out of date.
     #[error("{0}")]
     DistroInfo(String),
     /// Anything else (a configuration option, an external program).
-    #[error("{0}")]
+    #[error("{}", crate::config::redact_url(.0))]
     Other(String),
 }
 

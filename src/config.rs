@@ -16,6 +16,10 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
 /// spool is `$UBUNTU_METRICS_STATE_DIR/spool` then.
 pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
 const REDACTED: &str = "<redacted>";
+/// Set by systemd for a service with `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// The name of the systemd credential holding the InfluxDB password.
+pub const PASSWORD_CREDENTIAL: &str = "influxdb-password";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -555,17 +559,34 @@ impl Config {
         Ok(())
     }
 
-    /// The password, from `password` or `password_file`.
+    /// The password, from `password` or `password_file`; else, unless the
+    /// URL holds one, from the systemd credential [`PASSWORD_CREDENTIAL`]
+    /// (`LoadCredential=` in the units) in `$CREDENTIALS_DIRECTORY`.
     pub fn password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.influxdb.password {
             return Ok(Some(p.clone()));
         }
-        match &self.influxdb.password_file {
-            None => Ok(None),
-            Some(f) => std::fs::read_to_string(f)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-                .map_err(|e| ConfigError(format!("influxdb.password_file {}: {e}", f.display()))),
+        let read = |f: &Path, what: &str| {
+            std::fs::read_to_string(f)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| ConfigError(format!("{what} {}: {e}", f.display())))
+        };
+        if let Some(f) = &self.influxdb.password_file {
+            return read(f, "influxdb.password_file").map(Some);
         }
+        if url::Url::parse(&self.influxdb.url).is_ok_and(|u| u.password().is_some()) {
+            return Ok(None);
+        }
+        let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY_ENV).filter(|d| !d.is_empty())
+        else {
+            return Ok(None);
+        };
+        let f = Path::new(&dir).join(PASSWORD_CREDENTIAL);
+        if !f.exists() {
+            return Ok(None);
+        }
+        // The packaged, empty credential file means "no password".
+        read(&f, "the systemd credential").map(|p| Some(p).filter(|p| !p.is_empty()))
     }
 
     /// The collector's settings (defaults when it has no section).
@@ -594,10 +615,22 @@ impl Config {
         if c.influxdb.password.is_some() {
             c.influxdb.password = Some(REDACTED.into());
         }
-        let mut url = url::Url::parse(&c.influxdb.url).ok();
-        if let Some(u) = url.as_mut().filter(|u| u.password().is_some()) {
-            let _ = u.set_password(Some(REDACTED));
-            c.influxdb.url = u.to_string();
+        c.influxdb.url = redact_url(&c.influxdb.url);
+        let s = &mut c.sources;
+        for url in [
+            &mut s.launchpad,
+            &mut s.launchpad_code,
+            &mut s.autopkgtest_production,
+            &mut s.autopkgtest_staging,
+            &mut s.proposed_migration,
+            &mut s.archive_team,
+            &mut s.archive,
+            &mut s.cdimage_rsync,
+            &mut s.rls_mgr,
+            &mut s.sponsoring,
+            &mut s.versions,
+        ] {
+            *url = redact_url(url);
         }
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
@@ -637,13 +670,24 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     }
 }
 
-/// `scheme://user:password@host` with the password replaced.
+/// Every URL in `url` (a URL, or a message quoting URLs) with its userinfo
+/// redacted: `scheme://user:password@host` keeps the user and loses the
+/// password; `scheme://token@host` (a user name alone, often a token)
+/// loses it all.
 pub fn redact_url(url: &str) -> String {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(://[^/@\s:]*):[^/@\s]*@").expect("valid regex")
+        regex::Regex::new(r"://([^/@\s:?#]*)(:[^/@\s?#]*)?@").expect("valid regex")
     });
-    RE.replace_all(url, format!("$1:{REDACTED}@").as_str())
-        .into_owned()
+    RE.replace_all(url, |c: &regex::Captures| {
+        if c.get(2).is_some() {
+            format!("://{}:{REDACTED}@", &c[1])
+        } else if c[1].starts_with('<') {
+            c[0].to_owned()
+        } else {
+            format!("://{REDACTED}@")
+        }
+    })
+    .into_owned()
 }
 
 /// `message` (quoting parts of the configuration `text`) with every value

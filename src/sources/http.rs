@@ -167,7 +167,7 @@ impl Http {
         let headers = resp.headers().clone();
         let body = read_body(&url, resp).await;
         tracing::debug!(
-            url = %url,
+            url = %crate::config::redact_url(&url),
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             waited_ms = waited.as_millis() as u64,
