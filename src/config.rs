@@ -828,6 +828,13 @@ mod tests {
             "http://admin:<redacted>@h:99999/x"
         );
         assert_eq!(redact_url("http://h:1/"), "http://h:1/");
+        assert_eq!(
+            redact_url("see https://tok3n@h/x and rsync://u:p@h/m/"),
+            "see https://<redacted>@h/x and rsync://u:<redacted>@h/m/"
+        );
+        assert_eq!(redact_url("http://h/a@b?c=d@e"), "http://h/a@b?c=d@e");
+        let once = redact_url("http://u:p@h/");
+        assert_eq!(redact_url(&once), once);
         for text in [
             "[influxdb]\npassword = Sekr1t\n",
             "[influxdb]\npassword = \"Sekr1t\" x\n",

@@ -198,7 +198,10 @@ fn merge(
                 return Err(CollectorError::Other(e.to_string()));
             }
             Err(e) => {
-                tracing::warn!("{e}; the other listings are still used");
+                tracing::warn!(
+                    "{}; the other listings are still used",
+                    crate::config::redact_url(&e.to_string())
+                );
                 failures.push(e);
             }
         }
