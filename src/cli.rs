@@ -307,7 +307,13 @@ fn systemd(
                 None => println!("configuration {} kept as it is", paths.config.display()),
             }
             if let Some(p) = &done.credentials {
-                println!("credentials written to {} (mode 0600)", p.display());
+                println!("InfluxDB user written to {} (mode 0600)", p.display());
+            }
+            if let Some(p) = &done.password {
+                println!(
+                    "InfluxDB password written to {} (mode 0600), handed to the service with LoadCredential=",
+                    p.display()
+                );
             }
             if root.is_none() {
                 if let Err(e) = sd::activate(&done.timers) {

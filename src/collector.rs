@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CollectorError {
     /// The source answered with an HTTP error status.
-    #[error("{url}: HTTP {status}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    #[error("{}: HTTP {status}{}", crate::config::redact_url(url), if message.is_empty() { String::new() } else { format!(": {message}") })]
     HttpStatus {
         url: String,
         status: u16,
@@ -33,16 +33,20 @@ pub enum CollectorError {
     RetryLater { url: String, message: String },
     /// The request did not complete (connection refused, timeout, a body cut
     /// short).
-    #[error("{url}: {message}")]
+    #[error(
+        "{}: {}",
+        crate::config::redact_url(url),
+        crate::config::redact_url(message)
+    )]
     Request { url: String, message: String },
     /// The source answered, but not with what we can read.
-    #[error("{url}: {message}")]
+    #[error("{}: {message}", crate::config::redact_url(url))]
     Parse { url: String, message: String },
     /// The distro-info data is missing, unreadable or out of date.
     #[error("{0}")]
     DistroInfo(String),
     /// Anything else (a configuration option, an external program).
-    #[error("{0}")]
+    #[error("{}", crate::config::redact_url(.0))]
     Other(String),
 }
 
@@ -128,8 +132,87 @@ pub trait Collector: Send + Sync {
         &[]
     }
 
+    /// Checks the collector's own options (`[collectors.NAME]` less
+    /// `interval` and `enabled`) when the configuration loads, so that a bad
+    /// value is refused by every command instead of failing a run later.
+    /// A collector with options declares a typed options struct
+    /// ([`CollectorOptions`]) and checks with [`parse_options`]; `collect`
+    /// reads the same struct through [`Context::options_as`]. The default:
+    /// no options at all.
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        match options.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(OptionError {
+                key: key.clone(),
+                message: "this collector has no such option".into(),
+            }),
+        }
+    }
+
     /// Collects once.
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError>;
+}
+
+/// A collector's typed options: deserialised from its `[collectors.NAME]`
+/// table (declare it `#[serde(deny_unknown_fields, default)]`, every field
+/// with its default), then checked for what serde cannot say (ranges).
+pub trait CollectorOptions: serde::de::DeserializeOwned + Default {
+    /// Checks the values: `Err((key, why))` for the first bad one.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+}
+
+/// A bad collector option: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "option {}: {}", self.key, self.message)
+    }
+}
+
+/// The typed options `T` from a `[collectors.NAME]` table (without
+/// `interval` and `enabled`), checked; an error names the key.
+pub fn parse_options<T: CollectorOptions>(options: &toml::Table) -> Result<T, OptionError> {
+    let parse = |t: &toml::Table| -> Result<T, String> {
+        toml::Value::Table(t.clone()).try_into::<T>().map_err(|e| {
+            // toml adds "in `key`" on a line of its own: the key is
+            // named by the caller already.
+            let m = e.to_string();
+            m.lines().next().unwrap_or_default().trim().to_owned()
+        })
+    };
+    let opts = match parse(options) {
+        Ok(o) => o,
+        Err(whole) => {
+            // Every field has a default: the key alone in a table fails
+            // the same way, which names the key.
+            for (key, value) in options {
+                let mut one = toml::Table::new();
+                one.insert(key.clone(), value.clone());
+                if let Err(message) = parse(&one) {
+                    return Err(OptionError {
+                        key: key.clone(),
+                        message: format!("{value}: {message}"),
+                    });
+                }
+            }
+            return Err(OptionError {
+                key: options.keys().cloned().collect::<Vec<_>>().join(", "),
+                message: whole,
+            });
+        }
+    };
+    opts.check().map_err(|(key, message)| OptionError {
+        key: key.to_owned(),
+        message,
+    })?;
+    Ok(opts)
 }
 
 /// Everything a collector may use from the outside world.
@@ -281,19 +364,9 @@ impl Context {
         &self.cache
     }
 
-    /// Reads an option of this collector, or its default.
-    pub fn option<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-        default: T,
-    ) -> Result<T, CollectorError> {
-        match self.options.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .clone()
-                .try_into()
-                .map_err(|e| CollectorError::Other(format!("option {key}: {e}"))),
-        }
+    /// This collector's typed options (the ones checked at load).
+    pub fn options_as<T: CollectorOptions>(&self) -> Result<T, CollectorError> {
+        parse_options(&self.options).map_err(|e| CollectorError::Other(e.to_string()))
     }
 }
 

@@ -16,6 +16,10 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
 /// spool is `$UBUNTU_METRICS_STATE_DIR/spool` then.
 pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
 const REDACTED: &str = "<redacted>";
+/// Set by systemd for a service with `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// The name of the systemd credential holding the InfluxDB password.
+pub const PASSWORD_CREDENTIAL: &str = "influxdb-password";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,7 +35,24 @@ pub struct Config {
     /// Where the configuration was read from (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// Keys set by an `INFLUXDB_*` environment variable, with its name (not
+    /// a key): a bad value is reported as that variable, not as the file.
+    #[serde(skip)]
+    pub from_env: BTreeMap<&'static str, &'static str>,
 }
+
+/// The shortest collector interval accepted. Runs follow each other one
+/// interval after the previous one ended, so a zero interval is a busy loop
+/// (3567 runs in 10 s) hammering the upstreams; below a second the
+/// scheduling cost and the log volume dwarf the work, and no upstream
+/// report changes that fast. 1 s (not more) keeps the daemon testable
+/// with short intervals.
+pub const MIN_INTERVAL_SECS: u64 = 1;
+
+/// The largest `[http] max_per_host`: far more parallel requests to one
+/// host than any upstream tolerates, and well below what the per-host
+/// semaphore can hold (it panics above `usize::MAX >> 3`).
+pub const MAX_PER_HOST_LIMIT: usize = 1024;
 
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -384,11 +405,14 @@ impl Config {
                 host
             };
             self.influxdb.url = format!("{scheme}://{host}:{port}");
+            self.from_env.insert("influxdb.url", "INFLUXDB_HOSTNAME");
         } else if get("INFLUXDB_PORT").is_some() || get("INFLUXDB_SSL").is_some() {
             tracing::warn!("INFLUXDB_PORT / INFLUXDB_SSL are ignored without INFLUXDB_HOSTNAME");
         }
         if let Some(u) = get("INFLUXDB_USERNAME") {
             self.influxdb.username = Some(u);
+            self.from_env
+                .insert("influxdb.username", "INFLUXDB_USERNAME");
         }
         if let Some(p) = get("INFLUXDB_PASSWORD") {
             self.influxdb.password = Some(p);
@@ -396,6 +420,8 @@ impl Config {
         }
         if let Some(d) = get("INFLUXDB_DATABASE") {
             self.influxdb.database = d;
+            self.from_env
+                .insert("influxdb.database", "INFLUXDB_DATABASE");
         }
         if let Some(state) = get(STATE_DIR_ENV) {
             if self.spool.dir == Path::new(DEFAULT_SPOOL_DIR) {
@@ -405,9 +431,53 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what serde cannot: collector names and options, URLs.
+    /// Where the value of `key` came from: its environment variable, or
+    /// the file.
+    fn origin_of(&self, key: &str) -> String {
+        match self.from_env.get(key) {
+            Some(var) => format!("environment variable {var}"),
+            None => self.origin(),
+        }
+    }
+
+    /// Checks what serde cannot: collector names, intervals and options,
+    /// URLs, and every value that would fail (or spin) only at run time.
     pub fn validate(&self, registry: &[Box<dyn Collector>]) -> Result<(), ConfigError> {
         let origin = self.origin();
+        let zero = |key: &str, span: &TimeSpan| -> Result<(), ConfigError> {
+            if span.as_usec() == 0 {
+                return Err(ConfigError(format!(
+                    "{}: {key} = {span:?}: must be more than zero",
+                    self.origin_of(key),
+                    span = span.text()
+                )));
+            }
+            Ok(())
+        };
+        if self.influxdb.database.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{}: influxdb.database is empty: name the InfluxDB database to write to",
+                self.origin_of("influxdb.database")
+            )));
+        }
+        if let Some(u) = self.influxdb.username.as_deref() {
+            if u.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "{}: influxdb.username is empty: name the user, or remove the key",
+                    self.origin_of("influxdb.username")
+                )));
+            }
+        }
+        zero("influxdb.timeout", &self.influxdb.timeout)?;
+        zero("http.timeout", &self.http.timeout)?;
+        zero("http.connect_timeout", &self.http.connect_timeout)?;
+        zero("daemon.run_timeout", &self.daemon.run_timeout)?;
+        if self.http.max_per_host > MAX_PER_HOST_LIMIT {
+            return Err(ConfigError(format!(
+                "{origin}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                self.http.max_per_host
+            )));
+        }
         for (name, cc) in &self.collectors {
             let Some(c) = registry.iter().find(|c| c.name() == name) else {
                 let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
@@ -426,16 +496,37 @@ impl Config {
                     )));
                 }
             }
+            if let Some(interval) = &cc.interval {
+                if interval.as_usec() < MIN_INTERVAL_SECS * 1_000_000 {
+                    return Err(ConfigError(format!(
+                        "{origin}: collectors.{name}.interval = {:?}: at least {MIN_INTERVAL_SECS}s (the next run starts one interval after the previous one ended)",
+                        interval.text()
+                    )));
+                }
+            }
+            c.check_options(&cc.options).map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: collectors.{name}.{}: {}",
+                    e.key, e.message
+                ))
+            })?;
         }
+        let url_origin = self.origin_of("influxdb.url");
         let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
             ConfigError(format!(
-                "{origin}: influxdb.url {:?}: {e}",
+                "{url_origin}: influxdb.url {:?}: {e}",
                 redact_url(&self.influxdb.url)
             ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError(format!(
-                "{origin}: influxdb.url {:?}: the scheme must be http or https",
+                "{url_origin}: influxdb.url {:?}: the scheme must be http or https",
+                redact_url(&self.influxdb.url)
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError(format!(
+                "{url_origin}: influxdb.url {:?}: no host",
                 redact_url(&self.influxdb.url)
             )));
         }
@@ -472,23 +563,44 @@ impl Config {
             ("sponsoring", &s.sponsoring),
             ("versions", &s.versions),
         ] {
-            url::Url::parse(value)
-                .map_err(|e| ConfigError(format!("{origin}: sources.{key} {value:?}: {e}")))?;
+            url::Url::parse(value).map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: sources.{key} {:?}: {e}",
+                    redact_url(value)
+                ))
+            })?;
         }
         Ok(())
     }
 
-    /// The password, from `password` or `password_file`.
+    /// The password, from `password` or `password_file`; else, unless the
+    /// URL holds one, from the systemd credential [`PASSWORD_CREDENTIAL`]
+    /// (`LoadCredential=` in the units) in `$CREDENTIALS_DIRECTORY`.
     pub fn password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.influxdb.password {
             return Ok(Some(p.clone()));
         }
-        match &self.influxdb.password_file {
-            None => Ok(None),
-            Some(f) => std::fs::read_to_string(f)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-                .map_err(|e| ConfigError(format!("influxdb.password_file {}: {e}", f.display()))),
+        let read = |f: &Path, what: &str| {
+            std::fs::read_to_string(f)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| ConfigError(format!("{what} {}: {e}", f.display())))
+        };
+        if let Some(f) = &self.influxdb.password_file {
+            return read(f, "influxdb.password_file").map(Some);
         }
+        if url::Url::parse(&self.influxdb.url).is_ok_and(|u| u.password().is_some()) {
+            return Ok(None);
+        }
+        let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY_ENV).filter(|d| !d.is_empty())
+        else {
+            return Ok(None);
+        };
+        let f = Path::new(&dir).join(PASSWORD_CREDENTIAL);
+        if !f.exists() {
+            return Ok(None);
+        }
+        // The packaged, empty credential file means "no password".
+        read(&f, "the systemd credential").map(|p| Some(p).filter(|p| !p.is_empty()))
     }
 
     /// The collector's settings (defaults when it has no section).
@@ -517,10 +629,22 @@ impl Config {
         if c.influxdb.password.is_some() {
             c.influxdb.password = Some(REDACTED.into());
         }
-        let mut url = url::Url::parse(&c.influxdb.url).ok();
-        if let Some(u) = url.as_mut().filter(|u| u.password().is_some()) {
-            let _ = u.set_password(Some(REDACTED));
-            c.influxdb.url = u.to_string();
+        c.influxdb.url = redact_url(&c.influxdb.url);
+        let s = &mut c.sources;
+        for url in [
+            &mut s.launchpad,
+            &mut s.launchpad_code,
+            &mut s.autopkgtest_production,
+            &mut s.autopkgtest_staging,
+            &mut s.proposed_migration,
+            &mut s.archive_team,
+            &mut s.archive,
+            &mut s.cdimage_rsync,
+            &mut s.rls_mgr,
+            &mut s.sponsoring,
+            &mut s.versions,
+        ] {
+            *url = redact_url(url);
         }
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
@@ -560,13 +684,24 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     }
 }
 
-/// `scheme://user:password@host` with the password replaced.
+/// Every URL in `url` (a URL, or a message quoting URLs) with its userinfo
+/// redacted: `scheme://user:password@host` keeps the user and loses the
+/// password; `scheme://token@host` (a user name alone, often a token)
+/// loses it all.
 pub fn redact_url(url: &str) -> String {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(://[^/@\s:]*):[^/@\s]*@").expect("valid regex")
+        regex::Regex::new(r"://([^/@\s:?#]*)(:[^/@\s?#]*)?@").expect("valid regex")
     });
-    RE.replace_all(url, format!("$1:{REDACTED}@").as_str())
-        .into_owned()
+    RE.replace_all(url, |c: &regex::Captures| {
+        if c.get(2).is_some() {
+            format!("://{}:{REDACTED}@", &c[1])
+        } else if c[1].starts_with('<') {
+            c[0].to_owned()
+        } else {
+            format!("://{REDACTED}@")
+        }
+    })
+    .into_owned()
 }
 
 /// `message` (quoting parts of the configuration `text`) with every value
@@ -717,6 +852,13 @@ mod tests {
             "http://admin:<redacted>@h:99999/x"
         );
         assert_eq!(redact_url("http://h:1/"), "http://h:1/");
+        assert_eq!(
+            redact_url("see https://tok3n@h/x and rsync://u:p@h/m/"),
+            "see https://<redacted>@h/x and rsync://u:<redacted>@h/m/"
+        );
+        assert_eq!(redact_url("http://h/a@b?c=d@e"), "http://h/a@b?c=d@e");
+        let once = redact_url("http://u:p@h/");
+        assert_eq!(redact_url(&once), once);
         for text in [
             "[influxdb]\npassword = Sekr1t\n",
             "[influxdb]\npassword = \"Sekr1t\" x\n",

@@ -79,6 +79,13 @@ fn package_builds_unpacks_and_its_units_verify() {
     ] {
         assert!(root.join(f).exists(), "{f} missing from the package");
     }
+    // The credential file the daemon unit loads (LoadCredential=): there,
+    // empty (no password), readable by root only.
+    let password = root.join("etc/ubuntu-metrics/influxdb-password");
+    let meta = std::fs::metadata(&password).expect("the package ships influxdb-password");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 0);
 
     // The packaged binary runs.
     let help = Command::new(&bin).arg("--help").output().unwrap();

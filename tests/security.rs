@@ -493,6 +493,94 @@ fn no_password_in_argv_or_in_generated_units() {
         }
     }
     assert_eq!(holders.len(), 1, "{holders:?}");
-    assert!(holders[0].0.ends_with("credentials.env"), "{holders:?}");
+    assert!(holders[0].0.ends_with("influxdb-password"), "{holders:?}");
     assert_eq!(holders[0].1, 0o600, "{holders:?}");
+}
+
+/// Credentials inside a source URL are redacted wherever the URL is shown:
+/// `config show`, a collector's error, the debug log of its request.
+#[test]
+fn credentials_in_source_urls_are_never_shown() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let with_creds = |url: &str| url.replace("://", &format!("://reader:{PASSWORD}@"));
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = "http://127.0.0.1:9".into();
+        c.sources.sponsoring = with_creds(&server.url("no-such-report.json"));
+        c.sources.launchpad = with_creds(&c.sources.launchpad);
+        c.sources.versions = server.url("").replace("://", &format!("://{PASSWORD}@"));
+    });
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert_no_secret("config show", &out);
+    assert!(out.contains("reader:<redacted>@"), "{out}");
+    assert!(out.contains("://<redacted>@"), "{out}");
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args([
+        "-v",
+        "--now",
+        NOW,
+        "run",
+        "--dry-run",
+        "sponsoring",
+    ]));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("HTTP 404"), "{out}");
+    assert_no_secret("a failing run's errors and logs", &out);
+    // rsync URLs are quoted by our own errors (nothing listens on port 9).
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = "http://127.0.0.1:9".into();
+        c.sources.cdimage_rsync = format!("rsync://reader:{PASSWORD}@127.0.0.1:9/cdimage/");
+    });
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args([
+        "-v",
+        "--now",
+        NOW,
+        "run",
+        "--dry-run",
+        "images",
+    ]));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("rsync://reader:<redacted>@127.0.0.1:9"),
+        "{out}"
+    );
+    assert_no_secret("a failing rsync's errors and logs", &out);
+}
+
+/// Under systemd the password comes from `LoadCredential=`: the program
+/// reads `$CREDENTIALS_DIRECTORY/influxdb-password` when no other password
+/// is configured.
+#[test]
+fn the_password_is_read_from_the_systemd_credentials_directory() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Influxd::start_with(Options {
+        auth: true,
+        ..Options::default()
+    });
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.username = Some(common::influxd::ADMIN.0.into());
+    });
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    // Without the credential: refused by InfluxDB, kept in the spool.
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--now", NOW, "run", "sponsoring"])
+        .env("CREDENTIALS_DIRECTORY", &creds));
+    assert_eq!(code, Some(75), "{out}");
+    std::fs::write(
+        creds.join("influxdb-password"),
+        format!("{}\n", common::influxd::ADMIN.1),
+    )
+    .unwrap();
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--now", NOW, "run", "sponsoring"])
+        .env("CREDENTIALS_DIRECTORY", &creds));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!db.rows("sponsoring_queue_stats").is_empty(), "{out}");
 }

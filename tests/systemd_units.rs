@@ -156,13 +156,25 @@ fn install_under_a_root_writes_units_config_and_a_private_credentials_file() {
         std::fs::read_link(link).unwrap(),
         Path::new("/etc/systemd/system/ubuntu-metrics-sponsoring.timer")
     );
-    let creds = root.join("etc/ubuntu-metrics/credentials.env");
+    let env_file = root.join("etc/ubuntu-metrics/credentials.env");
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(env.contains("INFLUXDB_USERNAME=\"collector\""), "{env}");
+    // The password: a credential file of mode 0600, handed over with
+    // LoadCredential= (not copied into an environment file).
+    let creds = root.join("etc/ubuntu-metrics/influxdb-password");
     let mode = std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let env = std::fs::read_to_string(&creds).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&creds).unwrap(),
+        "pw-must-not-leak-4242\n"
+    );
+    let service = std::fs::read_to_string(units.join("ubuntu-metrics@.service")).unwrap();
     assert!(
-        env.contains("INFLUXDB_PASSWORD=\"pw-must-not-leak-4242\"")
-            && env.contains("INFLUXDB_USERNAME=\"collector\"")
+        service
+            .contains("\nLoadCredential=influxdb-password:/etc/ubuntu-metrics/influxdb-password\n"),
+        "{service}"
     );
     // The password lives only in the credentials file.
     for entry in walk(&root) {
@@ -233,5 +245,186 @@ fn as_a_systemd_generator_through_a_link() {
             .unwrap()
             .count(),
         registry().len()
+    );
+}
+
+/// A relative `--config` is written into the units as an absolute path:
+/// systemd starts services in `/`.
+#[test]
+fn a_relative_config_path_is_stored_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rel.toml"), "").unwrap();
+    for args in [
+        vec!["systemd", "generate", "out"],
+        vec!["systemd", "install", "--root", "root"],
+    ] {
+        let out = bin()
+            .current_dir(dir.path())
+            .args(["--config", "rel.toml"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let units = if args[1] == "generate" {
+            dir.path().join("out")
+        } else {
+            dir.path().join("root/etc/systemd/system")
+        };
+        let service = std::fs::read_to_string(units.join("ubuntu-metrics@.service")).unwrap();
+        let exec = timer_setting(&service, "ExecStart").unwrap();
+        let want = format!(
+            "--config {} run %i",
+            std::fs::canonicalize(dir.path())
+                .unwrap()
+                .join("rel.toml")
+                .display()
+        );
+        assert!(exec.ends_with(&want), "{args:?}: {exec}");
+    }
+}
+
+/// `systemd install` never writes a secret into a world-readable file:
+/// credentials in `influxdb.url` move to the 0600 files; credentials in a
+/// source URL (nowhere to move them) are refused with a message.
+#[test]
+fn install_moves_url_credentials_out_of_the_world_readable_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("source.toml");
+    std::fs::write(
+        &config,
+        "[influxdb]\nurl = \"https://writer:url-pw-9931@influx.example:8086/\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = dir.path().join("root");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "install", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("url-pw-9931"), "{all}");
+    let installed = root.join(config.strip_prefix("/").unwrap());
+    let text = std::fs::read_to_string(&installed).unwrap();
+    assert!(
+        !text.contains("url-pw-9931") && !text.contains("writer@"),
+        "{text}"
+    );
+    assert!(text.contains("https://influx.example:8086/"), "{text}");
+    for entry in walk(&root) {
+        if !entry.is_file() || entry.is_symlink() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        if text.contains("url-pw-9931") || text.contains("writer") {
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", entry.display());
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/ubuntu-metrics/influxdb-password")).unwrap(),
+        "url-pw-9931\n"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/ubuntu-metrics/credentials.env"))
+            .unwrap()
+            .contains("INFLUXDB_USERNAME=\"writer\"")
+    );
+
+    // Credentials in a source URL: refused, nothing written.
+    std::fs::write(
+        &config,
+        "[sources]\nsponsoring = \"https://me:src-pw-5512@reports.example/general.json\"\n",
+    )
+    .unwrap();
+    let root2 = dir.path().join("root2");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "install", "--root"])
+        .arg(&root2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("credentials in a source URL") && err.contains("sponsoring"),
+        "{err}"
+    );
+    assert!(!err.contains("src-pw-5512"), "{err}");
+    assert!(!root2.exists(), "nothing is installed");
+}
+
+/// The exposure score of `systemd-analyze security --offline=true`.
+fn exposure(unit: &Path) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level for {}:\n{text}{}",
+                unit.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the score in {line:?}"));
+    eprintln!("{}: {line}", unit.display());
+    score
+}
+
+/// The generated service and the packaged daemon unit score 2.0 or less
+/// ("OK"), and the daemon unit carries the same sandbox as the generated
+/// one.
+#[test]
+fn units_are_hardened_to_an_exposure_of_2_or_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = dir.path().join("n");
+    let st = bin()
+        .args(["systemd", "generate"])
+        .arg(&normal)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let generated = normal.join("ubuntu-metrics@.service");
+    // systemd-analyze security wants an instance of a template.
+    let instance = dir.path().join("ubuntu-metrics@images.service");
+    std::fs::copy(&generated, &instance).unwrap();
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/ubuntu-metrics.service");
+    for unit in [instance.as_path(), packaged.as_path()] {
+        let score = exposure(unit);
+        assert!(score <= 2.0, "{}: exposure {score}", unit.display());
+    }
+    let daemon = std::fs::read_to_string(&packaged).unwrap();
+    for line in ubuntu_metrics::schedule::systemd::HARDENING.lines() {
+        assert!(
+            daemon.lines().any(|l| l == line),
+            "debian/ubuntu-metrics.service lacks {line}"
+        );
+    }
+    assert!(
+        daemon
+            .contains("\nLoadCredential=influxdb-password:/etc/ubuntu-metrics/influxdb-password\n")
     );
 }

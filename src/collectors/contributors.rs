@@ -11,7 +11,7 @@
 //! is logged and skipped; the other teams are still reported. If no team
 //! can be read, the collection fails.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError};
 use crate::point::Point;
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
@@ -32,6 +32,32 @@ pub const DEFAULT_TEAMS: [&str; 10] = [
     "ubuntu-sru-developers",
     "ubuntu-uploaders",
 ];
+
+/// `[collectors.contributors]` options, checked when the configuration
+/// loads and read by `collect`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Launchpad team names; a leading `~` is allowed.
+    pub teams: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            teams: DEFAULT_TEAMS.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+impl CollectorOptions for Options {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        for t in &self.teams {
+            team_name(t).map_err(|e| ("teams", e))?;
+        }
+        Ok(())
+    }
+}
 
 /// The collections counted per team, also the `count_type` tag.
 const COUNT_TYPES: [&str; 2] = ["members", "participants"];
@@ -61,14 +87,16 @@ impl Collector for Contributors {
         )]
     }
 
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        crate::collector::parse_options::<Options>(options).map(|_| ())
+    }
+
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let teams: Vec<String> = ctx.option(
-            "teams",
-            DEFAULT_TEAMS.iter().map(|t| t.to_string()).collect(),
-        )?;
-        let teams = teams
+        let options: Options = ctx.options_as()?;
+        let teams = options
+            .teams
             .iter()
-            .map(|t| team_name(t))
+            .map(|t| team_name(t).map_err(|e| CollectorError::Other(format!("option teams: {e}"))))
             .collect::<Result<Vec<String>, CollectorError>>()?;
         if teams.is_empty() {
             return Ok(Vec::new());
@@ -103,13 +131,21 @@ impl Collector for Contributors {
 }
 
 /// A team name from the configuration: a leading `~` is allowed and
-/// dropped; an empty name is a configuration error.
-fn team_name(configured: &str) -> Result<String, CollectorError> {
+/// dropped; the rest must be a Launchpad name (lower-case letters, digits,
+/// `+`, `-` and `.`, starting with a letter or a digit).
+fn team_name(configured: &str) -> Result<String, String> {
     let name = configured.trim().trim_start_matches('~');
-    if name.is_empty() {
-        return Err(CollectorError::Other(format!(
-            "option teams: {configured:?} is not a Launchpad team name"
-        )));
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    if !valid {
+        return Err(format!(
+            "{configured:?} is not a Launchpad team name (lower-case letters, digits, '+', '-' and '.')"
+        ));
     }
     Ok(name.to_owned())
 }
@@ -151,6 +187,12 @@ mod tests {
         assert_eq!(team_name(" ~ubuntu-sru ").unwrap(), "ubuntu-sru");
         assert!(team_name("~").is_err());
         assert!(team_name("").is_err());
+        assert!(team_name("Ubuntu Release").is_err());
+        let bad: toml::Table = toml::from_str("teams = \"motu\"").unwrap();
+        let e = crate::collector::parse_options::<Options>(&bad).unwrap_err();
+        assert_eq!(e.key, "teams", "{e}");
+        let bad: toml::Table = toml::from_str("teams = [\"motu\", \"\"]").unwrap();
+        assert_eq!(Contributors.check_options(&bad).unwrap_err().key, "teams");
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! is a flavor, `ubuntu-core-24-…` images have `release=ubuntu`, two paths
 //! giving one tag set are two points).
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{
+    Collector, CollectorError, CollectorOptions, Context, OptionError, parse_options,
+};
 use crate::point::Point;
 use crate::schedule::timespan::TimeSpan;
 use crate::sources::rsync::{Entry, Rsync, RsyncError};
@@ -75,6 +77,10 @@ impl Collector for Images {
         )]
     }
 
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        parse_options::<Options>(options).map(|_| ())
+    }
+
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         // Checked first: a bad option should not cost a Launchpad request.
         timeout_option(ctx)?;
@@ -93,26 +99,40 @@ impl Collector for Images {
     }
 }
 
-/// The `rsync_timeout` option: a systemd time span (a bare TOML integer is
-/// seconds), more than zero.
-fn timeout_option(ctx: &Context) -> Result<Duration, CollectorError> {
-    let bad = |v: &dyn std::fmt::Display, why: &str| {
-        CollectorError::Other(format!(
-            "option collectors.images.rsync_timeout = {v}: {why}"
-        ))
-    };
-    let d = match ctx.options.get("rsync_timeout") {
-        None => DEFAULT_TIMEOUT,
-        Some(toml::Value::String(s)) => TimeSpan::parse(s).map_err(|e| bad(s, &e))?.as_duration(),
-        Some(toml::Value::Integer(n)) => {
-            Duration::from_secs(u64::try_from(*n).map_err(|_| bad(n, "negative"))?)
+/// `[collectors.images]` options, checked when the configuration loads
+/// and read by `collect`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Time allowed to each rsync listing call: a systemd time span (a
+    /// bare TOML integer is seconds), more than zero.
+    pub rsync_timeout: TimeSpan,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rsync_timeout: TimeSpan::from_secs(DEFAULT_TIMEOUT.as_secs()),
         }
-        Some(v) => return Err(bad(v, "expected a time span such as \"10s\"")),
-    };
-    if d.is_zero() {
-        return Err(bad(&"0", "must be more than zero"));
     }
-    Ok(d)
+}
+
+impl CollectorOptions for Options {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.rsync_timeout.as_usec() == 0 {
+            return Err((
+                "rsync_timeout",
+                format!("{}: must be more than zero", self.rsync_timeout),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `rsync_timeout` option.
+fn timeout_option(ctx: &Context) -> Result<Duration, CollectorError> {
+    let options: Options = ctx.options_as()?;
+    Ok(options.rsync_timeout.as_duration())
 }
 
 /// Lists the server and builds the points, given the active series.
@@ -180,7 +200,10 @@ fn merge(
                 return Err(CollectorError::Other(e.to_string()));
             }
             Err(e) => {
-                tracing::warn!("{e}; the other listings are still used");
+                tracing::warn!(
+                    "{}; the other listings are still used",
+                    crate::config::redact_url(&e.to_string())
+                );
                 failures.push(e);
             }
         }

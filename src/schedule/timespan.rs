@@ -105,10 +105,38 @@ impl std::str::FromStr for TimeSpan {
     }
 }
 
+/// A time span in the configuration: a string in systemd's syntax, or a
+/// bare integer meaning seconds (`interval = 90`), as systemd reads one.
 impl<'de> serde::Deserialize<'de> for TimeSpan {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        TimeSpan::parse(&s).map_err(serde::de::Error::custom)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TimeSpan;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a time span such as \"90s\" or \"1h 30min\", or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TimeSpan, E> {
+                TimeSpan::parse(s).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<TimeSpan, E> {
+                if n > u64::MAX / 2_000_000 {
+                    return Err(E::custom(format!("invalid time span {n}: it is too large")));
+                }
+                Ok(TimeSpan {
+                    text: n.to_string(),
+                    usec: n * 1_000_000,
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<TimeSpan, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "invalid time span {n}: negative spans are not allowed"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -283,7 +283,7 @@ impl Http {
         };
         let body = read_body(resp, max).await;
         tracing::debug!(
-            url = %url,
+            url = %crate::config::redact_url(&url),
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             waited_ms = waited.as_millis() as u64,
