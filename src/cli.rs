@@ -421,11 +421,9 @@ async fn run(
     let outcomes = crate::progress::collect_many(&selected, &base, config, timeout).await;
     let summary = crate::progress::Summary::of(&outcomes);
     let mut status = EXIT_OK;
-    for o in &outcomes {
-        if let Some(e) = &o.error {
-            eprintln!("ubuntu-metrics: collector {} failed: {e}", o.name);
-            status = EXIT_FAILED;
-        }
+    if let Some(line) = failure_summary(&outcomes, base.http.answers()) {
+        eprintln!("ubuntu-metrics: {line}");
+        status = EXIT_FAILED;
     }
     match writer {
         None => {
@@ -457,6 +455,35 @@ async fn run(
     }
     summary.print_if_interactive();
     status
+}
+
+/// The closing line of a run with failed collectors (their errors were
+/// logged once as they happened), or `None` when every collector succeeded.
+/// When every collector failed and no upstream server answered at all, it
+/// says so: the machine is most likely offline.
+fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .map(|o| o.name)
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    if failed.len() == outcomes.len() && answers == 0 && outcomes.len() > 1 {
+        return Some(format!(
+            "no upstream source could be reached: all {} collectors failed and no server answered. \
+             Is this machine offline or behind a proxy (HTTPS_PROXY)? To try ubuntu-metrics \
+             without the network, run ./scripts/try-offline in its source tree",
+            outcomes.len()
+        ));
+    }
+    Some(format!(
+        "{} of {} collectors failed ({}); each error is logged above",
+        failed.len(),
+        outcomes.len(),
+        failed.join(", ")
+    ))
 }
 
 /// The spool of the configuration, or `None` (with a warning) when it is

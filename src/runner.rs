@@ -121,7 +121,7 @@ pub async fn collect_one(
             "timed out after {:.1} s (run timeout; the run was abandoned)",
             duration.as_secs_f64()
         );
-        tracing::error!(collector = c.name(), "{msg}");
+        tracing::error!("collector {} {msg}", c.name());
         return Outcome {
             name: c.name(),
             status: Status::Timeout,
@@ -159,7 +159,9 @@ pub async fn collect_one(
         Err(e) => {
             // An upstream's whole answer can end up in a message: cut it.
             let e = crate::collector::short_message(&e.to_string());
-            tracing::error!(collector = c.name(), "failed: {e}");
+            // The one place a run's failure is reported: `run` does not
+            // repeat it at the end.
+            tracing::error!("collector {} failed: {e}", c.name());
             Outcome {
                 name: c.name(),
                 status: Status::Error,

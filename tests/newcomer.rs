@@ -200,3 +200,54 @@ fn cargo_install_installs_the_product_alone() {
         "the README's install line uses --locked"
     );
 }
+
+#[test]
+fn with_no_upstream_reachable_each_failure_is_printed_once_and_one_line_says_so() {
+    // Every source at a loopback port nobody listens on: what a newcomer
+    // without access to the Ubuntu servers sees.
+    let server = common::server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let base = server.base();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&base, "http://127.0.0.1:1/");
+    std::fs::write(&config, text).unwrap();
+    drop(server);
+    let out = common::bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["--now", common::NOW, "run", "--all", "--dry-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("no upstream source could be reached") && last.contains("try-offline"),
+        "the last line does not say it: {last}\n{stderr}"
+    );
+    let collectors = registry();
+    for c in &collectors {
+        let said = stderr
+            .lines()
+            .filter(|l| l.contains(&format!("collector {} failed", c.name())))
+            .count();
+        assert_eq!(
+            said,
+            1,
+            "{}'s failure printed {said} times:\n{stderr}",
+            c.name()
+        );
+    }
+    // One line per collector and the closing line; each kept short.
+    let lines = stderr.lines().count();
+    assert!(
+        lines <= collectors.len() + 1,
+        "{lines} lines for {} collectors:\n{stderr}",
+        collectors.len()
+    );
+    for l in stderr.lines() {
+        assert!(l.chars().count() <= 600, "a long line: {l}");
+    }
+}

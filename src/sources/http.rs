@@ -46,6 +46,9 @@ const MAX_ERROR_BODY: u64 = 64 * 1024;
 pub struct Http {
     client: reqwest::Client,
     requests: Arc<AtomicU64>,
+    /// Answers (of any status) received through this client and every
+    /// handle made from it: zero after a run means no upstream was reached.
+    answers: Arc<AtomicU64>,
     hosts: Arc<HostLimits>,
     max_body: u64,
     /// Until when this handle (one collector run) may wait for a server
@@ -113,6 +116,7 @@ impl Http {
         Ok(Http {
             client,
             requests: Arc::new(AtomicU64::new(0)),
+            answers: Arc::new(AtomicU64::new(0)),
             hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
@@ -164,6 +168,7 @@ impl Http {
         Http {
             client: self.client.clone(),
             requests: Arc::new(AtomicU64::new(0)),
+            answers: self.answers.clone(),
             hosts: self.hosts.clone(),
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
@@ -174,6 +179,12 @@ impl Http {
     /// Upstream requests made through this handle so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Answers of any status received through this client and every handle
+    /// made from it (for all runs: not reset by [`Http::for_run`]).
+    pub fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Relaxed)
     }
 
     /// The underlying client, to build requests for [`Http::fetch`].
@@ -274,6 +285,7 @@ impl Http {
             Ok(r) => r,
             Err(e) => return (Err(request_error(&url, &e)), None),
         };
+        self.answers.fetch_add(1, Ordering::Relaxed);
         let status = resp.status();
         let headers = resp.headers().clone();
         let max = if status.is_success() {
