@@ -3,8 +3,10 @@
 //! A collector reads its sources through the [`Context`] and returns points.
 //! It never writes to InfluxDB, prints or exits: the runner does that.
 //! Partial failures that the spec says must not stop the collector (one
-//! autopkgtest instance down, one series missing) are logged with
-//! `tracing::warn!` and the collector returns the points it has.
+//! autopkgtest instance down, one series missing) follow one rule,
+//! [`Parts`]: logged once with `tracing::warn!` while the collector returns
+//! the points it has; when every part failed, the collector's error lists
+//! them all instead.
 
 use crate::config::Sources;
 use crate::point::Point;
@@ -48,6 +50,13 @@ pub enum CollectorError {
     /// Anything else (a configuration option, an external program).
     #[error("{}", crate::config::redact_url(.0))]
     Other(String),
+    /// Every part of a collector failed ([`Parts`]): each part's error,
+    /// already cut to [`MAX_MESSAGE_CHARS`] each.
+    #[error("{}", parts_message(of, failed))]
+    Parts {
+        of: String,
+        failed: Vec<(String, CollectorError)>,
+    },
 }
 
 impl CollectorError {
@@ -55,6 +64,15 @@ impl CollectorError {
         CollectorError::Parse {
             url: url.into(),
             message: message.into(),
+        }
+    }
+
+    /// The message to log, print or store: cut to [`MAX_MESSAGE_CHARS`];
+    /// a [`Parts`] error keeps every part's (cut) message.
+    pub fn short(&self) -> String {
+        match self {
+            CollectorError::Parts { .. } => self.to_string(),
+            _ => short_message(&self.to_string()),
         }
     }
 
@@ -77,34 +95,139 @@ pub fn short_message(msg: &str) -> String {
     }
 }
 
-/// Merges the results of a collector's independent parts (the spec's "each
-/// part fails alone"): a failed part is logged as a warning and the others'
-/// points are kept; the collector fails only when every part failed, with
-/// every part's error in its message.
-pub fn merge_parts(
-    collector: &str,
-    parts: Vec<(&str, Result<Vec<Point>, CollectorError>)>,
-) -> Result<Vec<Point>, CollectorError> {
-    let total = parts.len();
-    let mut points = Vec::new();
-    let mut errors = Vec::new();
-    for (part, result) in parts {
-        match result {
-            Ok(ps) => points.extend(ps),
-            Err(e) => {
-                let e = short_message(&e.to_string());
-                tracing::warn!("{collector}: {part}: {e}; the other parts are still reported");
-                errors.push(format!("{part}: {e}"));
-            }
+/// The most failed parts an error lists with their messages; the others
+/// are counted (a part list can come from upstream, e.g. versions' reports).
+pub const MAX_PARTS_LISTED: usize = 30;
+
+/// The spec's partial-failure rule, written once: a collector (or a part of
+/// one) made of independent parts fails only when every part failed, and
+/// then with every part's (short) error in its own; when some part worked,
+/// its points are kept and each failed part is logged once, as a warning.
+/// So a failure is reported once: by a warning, or in the error (which the
+/// caller reports), never both.
+///
+/// Parts nest: a part may itself be the [`Parts::finish`] of sub-parts (the
+/// series of one report); its error then lists the sub-parts.
+///
+/// ```
+/// # use ubuntu_metrics::collector::Parts;
+/// # use ubuntu_metrics::{CollectorError, Point};
+/// let mut parts = Parts::new("autopkgtest");
+/// parts.add("production", Ok(vec![Point::new("m").field("count", 1i64)]));
+/// parts.add("staging", Err(CollectorError::Other("down".into())));
+/// assert_eq!(parts.finish().unwrap().len(), 1); // and staging is logged
+/// ```
+#[must_use = "finish() applies the rule"]
+pub struct Parts {
+    of: String,
+    total: usize,
+    points: Vec<Point>,
+    failed: Vec<(String, CollectorError)>,
+}
+
+impl Parts {
+    /// The parts of `of` (a collector's name, or what a nested set of
+    /// parts is: "last run age").
+    pub fn new(of: impl Into<String>) -> Parts {
+        Parts {
+            of: of.into(),
+            total: 0,
+            points: Vec::new(),
+            failed: Vec::new(),
         }
     }
-    if total > 0 && errors.len() == total {
-        return Err(CollectorError::Other(format!(
-            "every part of {collector} failed: {}",
-            errors.join("; ")
-        )));
+
+    /// One part's outcome. `part` names it in a warning or in the error
+    /// (e.g. a series, an instance); it may be empty when the error names
+    /// the part already (its URL).
+    pub fn add(&mut self, part: impl Into<String>, result: Result<Vec<Point>, CollectorError>) {
+        match result {
+            Ok(points) => self.ok(points),
+            Err(e) => self.fail(part, e),
+        }
     }
-    Ok(points)
+
+    /// A part that worked (with no points, maybe).
+    pub fn ok(&mut self, points: impl IntoIterator<Item = Point>) {
+        self.total += 1;
+        self.points.extend(points);
+    }
+
+    /// A part that failed.
+    pub fn fail(&mut self, part: impl Into<String>, error: CollectorError) {
+        self.total += 1;
+        self.failed.push((part.into(), error));
+    }
+
+    /// The rule: the points of the parts that worked, each failed part
+    /// logged once as a warning; or, when every part failed (and there was
+    /// at least one), an error holding every part's error and nothing
+    /// logged. A lone part's error is returned as it is. No part at all is
+    /// no points and no error.
+    pub fn finish(mut self) -> Result<Vec<Point>, CollectorError> {
+        if self.total > 0 && self.failed.len() == self.total {
+            if self.total == 1 {
+                return Err(self.failed.remove(0).1);
+            }
+            return Err(CollectorError::Parts {
+                of: self.of,
+                failed: self.failed,
+            });
+        }
+        for (part, e) in &self.failed {
+            tracing::warn!(
+                "{}: {}; the other parts are still reported",
+                self.of,
+                part_message(part, e)
+            );
+        }
+        Ok(self.points)
+    }
+}
+
+/// `part: error` (just the error when the part has no name), the error cut
+/// to [`MAX_MESSAGE_CHARS`]; nested parts in parentheses.
+fn part_message(part: &str, e: &CollectorError) -> String {
+    let e = match e {
+        CollectorError::Parts { .. } => format!("({e})"),
+        _ => short_message(&e.to_string()),
+    };
+    if part.is_empty() {
+        e
+    } else {
+        format!("{part}: {e}")
+    }
+}
+
+fn parts_message(of: &str, failed: &[(String, CollectorError)]) -> String {
+    let mut listed: Vec<String> = failed
+        .iter()
+        .take(MAX_PARTS_LISTED)
+        .map(|(part, e)| part_message(part, e))
+        .collect();
+    if failed.len() > MAX_PARTS_LISTED {
+        listed.push(format!(
+            "and {} more parts",
+            failed.len() - MAX_PARTS_LISTED
+        ));
+    }
+    format!(
+        "every part of {of} failed ({}): {}",
+        failed.len(),
+        listed.join("; ")
+    )
+}
+
+/// [`Parts`] of `of`, all at once: `(part, outcome)` pairs.
+pub fn merge_parts<S: Into<String>>(
+    of: &str,
+    parts: impl IntoIterator<Item = (S, Result<Vec<Point>, CollectorError>)>,
+) -> Result<Vec<Point>, CollectorError> {
+    let mut all = Parts::new(of);
+    for (part, result) in parts {
+        all.add(part, result);
+    }
+    all.finish()
 }
 
 /// A collector: one Ubuntu report, turned into points.
@@ -383,6 +506,137 @@ mod tests {
         assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
         assert!(cut.ends_with("… (message cut: 2000 bytes in all)"), "{cut}");
         assert!(cut.chars().count() < MAX_MESSAGE_CHARS + 40);
+    }
+
+    /// What `f` logs (at warning level and above), with its result.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    fn one() -> Result<Vec<Point>, CollectorError> {
+        Ok(vec![Point::new("m").field("count", 1i64)])
+    }
+
+    fn bad(url: &str) -> Result<Vec<Point>, CollectorError> {
+        Err(CollectorError::parse(url, format!("bad {url}")))
+    }
+
+    #[test]
+    fn some_parts_failing_keeps_the_rest_and_warns_once_per_failed_part() {
+        let (got, log) = logged(|| {
+            let mut parts = Parts::new("c");
+            parts.add("a", one());
+            parts.add("b", bad("http://b"));
+            parts.add("z", Ok(Vec::new()));
+            parts.add("d", bad("http://d"));
+            parts.finish()
+        });
+        assert_eq!(got.unwrap().len(), 1);
+        assert_eq!(log.lines().count(), 2, "{log}");
+        assert_eq!(log.matches("bad http://b").count(), 1, "{log}");
+        assert_eq!(log.matches("bad http://d").count(), 1, "{log}");
+        assert!(
+            log.contains("c: b: http://b: bad http://b; the other parts are still reported"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn every_part_failing_is_one_error_with_each_part_and_no_warning() {
+        let (got, log) =
+            logged(|| merge_parts("c", [("a", bad("http://a")), ("b", bad("http://b"))]));
+        let err = got.unwrap_err();
+        assert!(matches!(err, CollectorError::Parts { .. }));
+        assert_eq!(
+            err.to_string(),
+            "every part of c failed (2): a: http://a: bad http://a; b: http://b: bad http://b"
+        );
+        assert_eq!(log, "", "nothing is logged: the caller reports the error");
+    }
+
+    #[test]
+    fn a_lone_part_fails_with_its_own_error_and_no_parts_is_no_points() {
+        let (got, log) = logged(|| merge_parts("c", [("a", bad("http://a"))]));
+        assert!(matches!(got.unwrap_err(), CollectorError::Parse { .. }));
+        assert_eq!(log, "");
+        let none: [(&str, Result<Vec<Point>, CollectorError>); 0] = [];
+        assert!(merge_parts("c", none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn nested_parts_report_once_at_the_level_that_decides() {
+        // Every sub-part of one part failed, another part worked: one
+        // warning, for that part, listing its sub-parts.
+        let (got, log) = logged(|| {
+            let inner = merge_parts("inner", [("x", bad("http://x")), ("y", bad("http://y"))]);
+            merge_parts("outer", [("p", inner), ("q", one())])
+        });
+        assert_eq!(got.unwrap().len(), 1);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains("outer: p: (every part of inner failed (2): x: http://x: bad http://x; y: http://y: bad http://y)"),
+            "{log}"
+        );
+        // Everything failed: one error, nothing logged.
+        let (got, log) = logged(|| {
+            let inner = merge_parts("inner", [("x", bad("http://x")), ("y", bad("http://y"))]);
+            merge_parts("outer", [("p", inner), ("q", bad("http://q"))])
+        });
+        let err = got.unwrap_err().to_string();
+        assert_eq!(log, "");
+        assert_eq!(err.matches("bad http://x").count(), 1, "{err}");
+        assert_eq!(err.matches("bad http://q").count(), 1, "{err}");
+    }
+
+    #[test]
+    fn each_part_message_is_cut_but_every_part_is_kept() {
+        let long = |u: &str| Err(CollectorError::parse(u, "x".repeat(5000)));
+        let err = merge_parts("c", [("a", long("http://a")), ("b", long("http://b"))]).unwrap_err();
+        let short = err.short();
+        assert!(
+            short.contains("a: http://a: xxx") && short.contains("; b: http://b: xxx"),
+            "{short}"
+        );
+        assert_eq!(short.matches("(message cut").count(), 2, "{short}");
+        assert!(
+            short.len() < 2 * (MAX_MESSAGE_CHARS + 60) + 40,
+            "{}",
+            short.len()
+        );
+        // Another error is cut as a whole.
+        assert!(long("http://a").unwrap_err().short().len() < MAX_MESSAGE_CHARS + 60);
+    }
+
+    #[test]
+    fn an_error_lists_at_most_max_parts_listed_parts() {
+        let parts = (0..MAX_PARTS_LISTED + 5).map(|i| (format!("p{i}"), bad("http://u")));
+        let err = merge_parts("c", parts).unwrap_err().to_string();
+        assert_eq!(err.matches("bad http://u").count(), MAX_PARTS_LISTED);
+        assert!(err.ends_with("; and 5 more parts"), "{err}");
+        assert!(err.starts_with(&format!(
+            "every part of c failed ({}): ",
+            MAX_PARTS_LISTED + 5
+        )));
     }
 
     #[tokio::test]

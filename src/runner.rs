@@ -158,7 +158,7 @@ pub async fn collect_one(
         }
         Err(e) => {
             // An upstream's whole answer can end up in a message: cut it.
-            let e = crate::collector::short_message(&e.to_string());
+            let e = e.short();
             // The one place a run's failure is reported: `run` does not
             // repeat it at the end.
             tracing::error!("collector {} failed: {e}", c.name());

@@ -101,3 +101,88 @@ async fn malformed_entries_are_skipped_and_the_rest_kept() {
     let points = collect("autopkgtest", &ctx).await.unwrap();
     assert_points(&points, "autopkgtest/malformed/expected.out");
 }
+
+/// `ubuntu-metrics run autopkgtest --dry-run` with the instances at
+/// `production` and `staging`: (exit code, stderr).
+fn dry_run(production: &str, staging: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources]\nautopkgtest_production = \"{production}\"\nautopkgtest_staging = \"{staging}\"\n"
+        ),
+    )
+    .expect("write config");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "autopkgtest", "--dry-run"])
+        .output()
+        .expect("ubuntu-metrics runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The four document URLs of the two instances.
+fn documents(production: &str, staging: &str) -> Vec<String> {
+    [production, staging]
+        .iter()
+        .flat_map(|b| {
+            [
+                format!("{b}queue_size.json:"),
+                format!("{b}static/running.json:"),
+            ]
+        })
+        .collect()
+}
+
+/// The log in `stderr`: without the CLI's closing line(s) (`ubuntu-metrics:
+/// ...`: a summary of the failed collectors; until the CLI says only that,
+/// a copy of each collector's error).
+fn log_of(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("ubuntu-metrics: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn every_part_failing_logs_each_error_exactly_once() {
+    let closed = closed_port_url();
+    let staging = format!("{closed}staging/");
+    let (code, stderr) = dry_run(&closed, &staging);
+    assert_eq!(code, Some(1), "{stderr}");
+    let log = log_of(&stderr);
+    for url in documents(&closed, &staging) {
+        assert_eq!(log.matches(&url).count(), 1, "{url} in:\n{stderr}");
+    }
+    // In the collector's error (none cut away), not in warnings besides.
+    assert!(!log.contains("WARN"), "{stderr}");
+    assert_eq!(
+        log.matches("every part of autopkgtest failed (4): ")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_part_beside_working_ones_is_one_warning() {
+    let server = server();
+    let closed = closed_port_url();
+    let staging = server.url("autopkgtest/staging/");
+    let (code, stderr) = dry_run(&closed, &staging);
+    assert_eq!(code, Some(0), "{stderr}");
+    for url in &documents(&closed, &staging)[..2] {
+        assert_eq!(
+            stderr.matches(url.as_str()).count(),
+            1,
+            "{url} in:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.matches(" WARN ").count(), 2, "{stderr}");
+}

@@ -13,15 +13,16 @@
 //! `autopkgtest_running` has a point only for (release, arch) pairs with at
 //! least one running entry; the details of an entry are not read.
 //!
-//! Failures: each of the four documents is read on its own. A document that
-//! cannot be fetched or is not a JSON object contributes no points and is
-//! logged as a warning; the others are still reported. Only when no document
-//! at all could be read (both instances unreachable) is the collection an
-//! error. Inside a document, an entry of the wrong shape (a count that is not
-//! an integer, a release or arch level that is not an object) is skipped with
-//! a warning and the rest of the document is kept.
+//! Failures ([`Parts`]): each of the four documents is read on its own. A
+//! document that cannot be fetched or is not a JSON object contributes no
+//! points and is logged as a warning; the others are still reported. Only
+//! when no document at all could be read (both instances unreachable) is
+//! the collection an error, naming every document's failure. Inside a
+//! document, an entry of the wrong shape (a count that is not an integer, a
+//! release or arch level that is not an object) is skipped with a warning
+//! and the rest of the document is kept.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Utc};
@@ -63,42 +64,18 @@ impl Collector for Autopkgtest {
         });
         let results = futures::future::join_all(fetches).await;
 
-        let mut points = Vec::new();
-        let mut errors = Vec::new();
+        let mut parts = Parts::new("autopkgtest");
         for (instance, doc, url, result) in results {
-            let value = match result {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(
-                        "autopkgtest instance {instance}: {e}; its {doc} is not reported"
-                    );
-                    errors.push(e);
-                    continue;
+            let parsed = result.and_then(|value| {
+                if doc == QUEUE_SIZE {
+                    queue_points(&url, &value, instance, ctx.now)
+                } else {
+                    running_points(&url, &value, instance, ctx.now)
                 }
-            };
-            let parsed = if doc == QUEUE_SIZE {
-                queue_points(&url, &value, instance, ctx.now)
-            } else {
-                running_points(&url, &value, instance, ctx.now)
-            };
-            match parsed {
-                Ok(ps) => points.extend(ps),
-                Err(e) => {
-                    tracing::warn!(
-                        "autopkgtest instance {instance}: {e}; its {doc} is not reported"
-                    );
-                    errors.push(e);
-                }
-            }
+            });
+            parts.add(format!("instance {instance}"), parsed);
         }
-        if errors.len() == 2 * instances.len() {
-            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(CollectorError::Other(format!(
-                "no autopkgtest instance could be read: {}",
-                all.join("; ")
-            )));
-        }
-        Ok(points)
+        parts.finish()
     }
 }
 

@@ -22,7 +22,7 @@
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
-use crate::collector::{Collector, CollectorError, Context, merge_parts};
+use crate::collector::{Collector, CollectorError, Context, Parts, merge_parts};
 use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -109,45 +109,22 @@ async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
     };
     let outcomes = futures::future::join_all(series.iter().map(|s| series_run(ctx, base, s))).await;
 
-    let mut ages = Vec::new();
-    let mut age_errors = Vec::new();
-    let mut durations = Vec::new();
-    let mut duration_errors = Vec::new();
-    let mut duration_lookups = 0;
+    // Each series fails alone, in each of the two parts.
+    let mut ages = Parts::new("last run age");
+    let mut durations = Parts::new("last run duration");
     for (s, (age, duration)) in series.iter().zip(outcomes) {
-        match age {
-            Ok(Some(p)) => ages.push(p),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("britney: last run age of {s}: {e}");
-                age_errors.push(e);
-            }
-        }
+        ages.add(s.as_str(), age.map(Vec::from_iter));
         if let Some(d) = duration {
-            duration_lookups += 1;
-            match d {
-                Ok(Some(p)) => durations.push(p),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("britney: last run duration of {s}: {e}");
-                    duration_errors.push(e);
-                }
-            }
+            durations.add(s.as_str(), d.map(Vec::from_iter));
         }
     }
-    let ages_part = if !series.is_empty() && age_errors.len() == series.len() {
-        Err(age_errors.swap_remove(0))
-    } else {
-        Ok(ages)
-    };
+    let ages_part = ages.finish();
     let durations_part = if ages_part.is_err() {
         Err(CollectorError::Other(
             "not looked up: no run date is known (the last run age failed for every series)".into(),
         ))
-    } else if duration_lookups > 0 && duration_errors.len() == duration_lookups {
-        Err(duration_errors.swap_remove(0))
     } else {
-        Ok(durations)
+        durations.finish()
     };
     (ages_part, durations_part)
 }

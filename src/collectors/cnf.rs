@@ -17,7 +17,7 @@
 //! (logged); the others are still reported. If no series gets a point, the
 //! collection fails.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::point::Point;
 use crate::sources::http::{Http, encode_segment, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -64,21 +64,15 @@ impl Collector for Cnf {
         )
         .await;
 
-        let mut points = Vec::new();
-        let mut first_error = None;
+        // Each series fails alone.
+        let mut parts = Parts::new("cnf");
         for (release, result) in results {
-            match result {
-                Ok(time) => points.push(point(&release, time, ctx.now)),
-                Err(e) => {
-                    tracing::warn!("cnf of {release}: {e}; no point for it");
-                    first_error.get_or_insert(e);
-                }
-            }
+            parts.add(
+                format!("series {release}"),
+                result.map(|time| vec![point(&release, time, ctx.now)]),
+            );
         }
-        match first_error {
-            Some(e) if points.is_empty() => Err(e),
-            _ => Ok(points),
-        }
+        parts.finish()
     }
 }
 

@@ -11,7 +11,7 @@
 //! is logged and skipped; the other teams are still reported. If no team
 //! can be read, the collection fails.
 
-use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError};
+use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError, Parts};
 use crate::point::Point;
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
@@ -108,25 +108,13 @@ impl Collector for Contributors {
             futures::future::join_all(teams.into_iter().map(|team| count_team(lp.clone(), team)))
                 .await;
 
-        let mut points = Vec::new();
-        let mut first_error = None;
-        let mut read = 0;
+        // Each team fails alone.
+        let mut parts = Parts::new("contributors");
         for (team, result) in results {
-            match result {
-                Ok(counts) => {
-                    read += 1;
-                    points.extend(team_points(&team, counts, ctx.now));
-                }
-                Err(e) => {
-                    tracing::warn!("team {team}: {e}; skipped");
-                    first_error.get_or_insert(e);
-                }
-            }
+            let points = result.map(|counts| team_points(&team, counts, ctx.now));
+            parts.add(format!("team {team}"), points);
         }
-        match first_error {
-            Some(e) if read == 0 => Err(e),
-            _ => Ok(points),
-        }
+        parts.finish()
     }
 }
 

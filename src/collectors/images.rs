@@ -20,7 +20,7 @@
 //! giving one tag set are two points).
 
 use crate::collector::{
-    Collector, CollectorError, CollectorOptions, Context, OptionError, parse_options,
+    Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
 };
 use crate::point::Point;
 use crate::schedule::timespan::TimeSpan;
@@ -157,7 +157,7 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
         .with_max_output(ctx.http.max_body());
     let urls = urls(base);
     let results = rsync.list_all(&urls, CONCURRENCY).await;
-    merge(base, &urls, results)
+    merge(&urls, results)
 }
 
 /// One URL per (pattern, suffix): `<base><pattern><suffix>`.
@@ -174,15 +174,15 @@ pub fn urls(base: &str) -> Vec<String> {
         .collect()
 }
 
-/// The entries of every listing that worked. Failed calls are logged; all
-/// of them failing is an error (rsync missing is said at once).
+/// The entries of every listing that worked ([`Parts`]: a failed call is
+/// logged, unless every call failed, which is an error naming each); rsync
+/// missing is said at once.
 fn merge(
-    base: &str,
     urls: &[String],
     results: Vec<Result<crate::sources::rsync::Listing, RsyncError>>,
 ) -> Result<Vec<Entry>, CollectorError> {
     let mut entries = Vec::new();
-    let mut failures = Vec::new();
+    let mut parts = Parts::new("images");
     for (url, result) in urls.iter().zip(results) {
         match result {
             Ok(listing) => {
@@ -195,29 +195,16 @@ fn merge(
                     );
                 }
                 entries.extend(listing.entries);
+                parts.ok([]);
             }
             Err(e @ RsyncError::NotInstalled { .. }) => {
                 return Err(CollectorError::Other(e.to_string()));
             }
-            Err(e) => {
-                tracing::warn!(
-                    "{}; the other listings are still used",
-                    crate::config::redact_url(&e.to_string())
-                );
-                failures.push(e);
-            }
+            // The error names the URL (redacted when shown).
+            Err(e) => parts.fail("", CollectorError::Other(e.to_string())),
         }
     }
-    if !failures.is_empty() && failures.len() == urls.len() {
-        return Err(CollectorError::Request {
-            url: base.to_owned(),
-            message: format!(
-                "all {} rsync listings failed; the first: {}",
-                failures.len(),
-                failures[0]
-            ),
-        });
-    }
+    parts.finish()?;
     Ok(entries)
 }
 
@@ -716,23 +703,25 @@ mod tests {
             url: "u2".into(),
             timeout: Duration::from_secs(1),
         };
-        let got = merge("base", &urls, vec![Ok(ok), Err(timeout.clone())]).unwrap();
+        let got = merge(&urls, vec![Ok(ok), Err(timeout.clone())]).unwrap();
         assert_eq!(got.len(), 1);
-        let e = merge(
-            "base",
-            &urls,
-            vec![Err(timeout.clone()), Err(timeout.clone())],
-        )
-        .unwrap_err();
+        let timeout1 = RsyncError::Timeout {
+            url: "u1".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let e = merge(&urls, vec![Err(timeout1), Err(timeout.clone())])
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.to_string().contains("base") && e.to_string().contains("all 2"),
+            e.starts_with("every part of images failed (2): u1: rsync did not finish")
+                && e.contains("; u2: rsync did not finish"),
             "{e}"
         );
         let missing = RsyncError::NotInstalled {
             url: "u1".into(),
             program: "rsync".into(),
         };
-        let e = merge("base", &urls, vec![Err(missing), Err(timeout)]).unwrap_err();
+        let e = merge(&urls, vec![Err(missing), Err(timeout)]).unwrap_err();
         assert!(e.to_string().contains("install rsync"), "{e}");
     }
 }

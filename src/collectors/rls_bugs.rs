@@ -20,7 +20,7 @@
 //! skipped with a warning. A team named by the empty string is skipped
 //! silently: a point needs its `team_name` tag.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::point::Point;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::join;
@@ -73,34 +73,27 @@ impl Collector for RlsBugs {
                 });
             }
         }
-        let total = fetches.len();
         let results = futures::future::join_all(fetches).await;
 
-        let mut points = Vec::new();
-        let mut errors = Vec::new();
+        // Each (series, tag) file fails alone.
+        let mut parts = Parts::new("rls_bugs");
         for (release, tag, url, doc) in results {
-            match doc.and_then(|d| bugs_per_team(&url, &d)) {
-                Ok(counts) => points.extend(counts.into_iter().map(|(team, count)| {
-                    Point::new("distro_rls_bug_tasks")
-                        .tag("tag", tag)
-                        .tag("release", release)
-                        .tag("team_name", team)
-                        .field("count", count)
-                        .at(ctx.now)
-                })),
-                Err(e) => {
-                    tracing::warn!("rls_bugs {release} {tag}: {e}; skipped");
-                    errors.push(e.to_string());
-                }
-            }
+            let points = doc.and_then(|d| bugs_per_team(&url, &d)).map(|counts| {
+                counts
+                    .into_iter()
+                    .map(|(team, count)| {
+                        Point::new("distro_rls_bug_tasks")
+                            .tag("tag", tag)
+                            .tag("release", release)
+                            .tag("team_name", team)
+                            .field("count", count)
+                            .at(ctx.now)
+                    })
+                    .collect()
+            });
+            parts.add(format!("{release} {tag}"), points);
         }
-        if total > 0 && errors.len() == total {
-            return Err(CollectorError::Other(format!(
-                "no rls-mgr report could be read: {}",
-                errors.join("; ")
-            )));
-        }
-        Ok(points)
+        parts.finish()
     }
 }
 

@@ -140,35 +140,6 @@ impl Collector for UbuntuArchive {
     }
 }
 
-/// Sub-parts of one part (two files, two counts): each failing alone; the
-/// part fails when all of them failed.
-fn combine(results: Vec<(&str, Part)>) -> Part {
-    let n = results.len();
-    let mut points = Vec::new();
-    let mut errors = Vec::new();
-    for (what, r) in results {
-        match r {
-            Ok(ps) => points.extend(ps),
-            Err(e) => errors.push((what, e)),
-        }
-    }
-    if !errors.is_empty() && errors.len() == n {
-        if errors.len() == 1 {
-            return Err(errors.remove(0).1);
-        }
-        let msg = errors
-            .iter()
-            .map(|(w, e)| format!("{w}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(CollectorError::Other(msg));
-    }
-    for (what, e) in errors {
-        tracing::warn!("ubuntu_archive: {what}: {e}; the rest is still reported");
-    }
-    Ok(points)
-}
-
 // ---- parts 1 and 2: the CSV tails
 
 /// The usable lines of a CSV tail: without its first line when the tail
@@ -254,10 +225,11 @@ async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Deve
         ))
     };
     let (release, proposed) = (points("release", release), points("proposed", proposed));
-    combine(vec![
-        ("pocket release", release),
-        ("pocket proposed", proposed),
-    ])
+    // Sub-parts, each failing alone.
+    merge_parts(
+        "component mismatches",
+        [("pocket release", release), ("pocket proposed", proposed)],
+    )
 }
 
 fn mismatch_points(
@@ -318,7 +290,10 @@ async fn arch_reports(
         points("uninst_stats", uninst),
         points("outdate_stats", outdate),
     );
-    combine(vec![("uninst report", uninst), ("outdate report", outdate)])
+    merge_parts(
+        "uninst/outdate reports",
+        [("uninst report", uninst), ("outdate report", outdate)],
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -551,10 +526,13 @@ async fn bugs(ctx: &Context) -> Part {
             ]
         })
     };
-    combine(vec![
-        ("subscribed bugs", point("subscribed", subscribed)),
-        ("assigned bugs", point("assigned", assigned)),
-    ])
+    merge_parts(
+        "bugs",
+        [
+            ("subscribed bugs", point("subscribed", subscribed)),
+            ("assigned bugs", point("assigned", assigned)),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -581,28 +559,6 @@ mod tests {
             series: "tumbling".into(),
             archs: vec!["amd64".into(), "arm64".into(), "s390x".into()],
         }
-    }
-
-    #[test]
-    fn sub_parts_fail_alone_and_together() {
-        let p = || Ok(vec![Point::new("m").field("count", 1i64)]);
-        let e = |u: &str| Err(CollectorError::parse(u, "bad"));
-        assert_eq!(
-            combine(vec![("a", p()), ("b", e("http://b"))])
-                .unwrap()
-                .len(),
-            1
-        );
-        let err = combine(vec![("a", e("http://a")), ("b", e("http://b"))])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a: http://a: bad") && err.contains("b: http://b: bad"),
-            "{err}"
-        );
-        let err = combine(vec![("a", e("http://a"))]).unwrap_err();
-        assert!(matches!(err, CollectorError::Parse { .. }));
-        assert!(combine(vec![]).unwrap().is_empty());
     }
 
     // ---- parts 1 and 2

@@ -19,7 +19,7 @@
 //! points; the other queues are still reported. If no queue can be read,
 //! the collection fails.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::point::Point;
 use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
@@ -99,29 +99,14 @@ impl Collector for UploadQueues {
         )
         .await;
 
-        let mut points = Vec::new();
-        let mut first_error = None;
-        let mut read = 0;
+        // Each queue fails alone.
+        let mut parts = Parts::new("upload_queues");
         for (s, status, result) in results {
-            match result {
-                Ok(uploads) => {
-                    read += 1;
-                    points.extend(queue_points(&s.name, s.current, status, &uploads, ctx.now));
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "upload queue {} of {}: {e}; no points for it",
-                        status.as_str(),
-                        s.name
-                    );
-                    first_error.get_or_insert(e);
-                }
-            }
+            let points =
+                result.map(|uploads| queue_points(&s.name, s.current, status, &uploads, ctx.now));
+            parts.add(format!("queue {} of {}", status.as_str(), s.name), points);
         }
-        match first_error {
-            Some(e) if read == 0 => Err(e),
-            _ => Ok(points),
-        }
+        parts.finish()
     }
 }
 

@@ -17,7 +17,7 @@
 //! probably wrong). A line that is not `category=<integer>` (no `=`, an empty
 //! category, a value that is not an integer) is skipped with a warning.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::point::Point;
 use crate::sources::http::{encode_segment, join};
 use chrono::{DateTime, Utc};
@@ -58,24 +58,13 @@ impl Collector for Versions {
         // All together: the HTTP client's per-host limit keeps it polite.
         let results = futures::future::join_all(fetches).await;
 
-        let mut points = Vec::new();
-        let mut errors = Vec::new();
+        // Each report fails alone.
+        let mut parts = Parts::new("versions");
         for (name, url, text) in results {
-            match text {
-                Ok(text) => points.extend(report_points(&url, name, &text, ctx.now)),
-                Err(e) => {
-                    tracing::warn!("versions report {name:?}: {e}; report skipped");
-                    errors.push(e.to_string());
-                }
-            }
+            let points = text.map(|text| report_points(&url, name, &text, ctx.now));
+            parts.add(format!("report {name:?}"), points);
         }
-        if !names.is_empty() && errors.len() == names.len() {
-            return Err(CollectorError::Other(format!(
-                "no versions report could be read: {}",
-                errors.join("; ")
-            )));
-        }
-        Ok(points)
+        parts.finish()
     }
 }
 
