@@ -119,7 +119,7 @@ fn points_in(db: &Influxd) -> BTreeMap<Key, usize> {
 /// The lines a run at `now` collects (dry run), plus one self-metrics key
 /// per collector.
 fn collected_keys(config: &Path, now: &str, names: &[&str]) -> Vec<Key> {
-    let mut args = vec!["--now", now, "run", "-n"];
+    let mut args = vec!["run", "--now", now, "-n"];
     args.extend_from_slice(names);
     let out = run(config, &args);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -162,7 +162,7 @@ fn influxd_stopped_during_a_run_then_restarted_loses_and_duplicates_nothing() {
     let child = bin()
         .arg("--config")
         .arg(&config)
-        .args(["--now", T1, "run", "--all"])
+        .args(["run", "--now", T1, "--all"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -196,7 +196,7 @@ fn influxd_stopped_during_a_run_then_restarted_loses_and_duplicates_nothing() {
     assert_eq!(st["oldest_point"].len(), "2026-11-24T12:00:00Z".len());
 
     db.restart();
-    let out = run(&config, &["--now", T2, "run", "--all"]);
+    let out = run(&config, &["run", "--now", T2, "--all"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stderr
@@ -506,7 +506,7 @@ fn a_field_type_conflict_dead_letters_that_batch_and_writes_the_rest() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "204");
 
-    let out = run(&config, &["--now", NOW, "run", "sponsoring", "versions"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring", "versions"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains("dead-letter file") && out.stderr.contains("field type conflict"),
@@ -572,7 +572,7 @@ fn a_misbehaving_upstream_fails_only_its_collector_naming_the_url() {
         server.set_fault("/sponsoring", fault);
         let now = format!("2026-11-24T1{i}:00:00Z");
         let started = Instant::now();
-        let out = run(&config, &["--now", &now, "run", "sponsoring", "versions"]);
+        let out = run(&config, &["run", "--now", &now, "sponsoring", "versions"]);
         assert_eq!(out.code, Some(1), "{what}: {}", out.stderr);
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -623,7 +623,7 @@ fn spool_flush_exits_75_while_influxdb_is_down_and_0_once_emptied() {
         .unwrap()
         .port();
     let config = write_config(dir.path(), &server, &format!("http://127.0.0.1:{dead}"));
-    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring"]);
     assert_eq!(out.code, Some(75), "{}", out.stderr);
     let st = spool_status(&config);
     assert_eq!((st["records"].as_str(), st["points"].as_str()), ("2", "5"));
@@ -776,7 +776,7 @@ fn a_huge_upstream_string_in_an_error_is_cut_short() {
     assert!(text.contains(&sponsoring));
     let url = format!("{}/general.json", upstream.url());
     std::fs::write(&config, text.replace(&sponsoring, &url)).unwrap();
-    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring"]);
     assert_eq!(
         out.code,
         Some(1),

@@ -195,7 +195,7 @@ fn rsync_and_the_images_collector_run_under_the_units_syscall_filter() {
         let mut c = bin();
         c.arg("--config")
             .arg(&config)
-            .args(["--now", NOW, "run", "--dry-run", "images"]);
+            .args(["run", "--now", NOW, "--dry-run", "images"]);
         c
     };
     let free = run(images(), None);

@@ -189,17 +189,10 @@ impl RetryPolicy {
     }
 }
 
-/// A random number from the standard library's randomly keyed hasher (no
-/// need for a random-number crate for jitter).
+/// A random number from the operating system's generator. Should it fail
+/// (no `getrandom(2)` nor `/dev/urandom`), only the jitter is lost.
 fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+    getrandom::u64().unwrap_or(0)
 }
 
 /// What [`InfluxWriter::send`] did with a batch.

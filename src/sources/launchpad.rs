@@ -583,10 +583,8 @@ pub fn is_transient(e: &CollectorError) -> bool {
 /// The wait before retry number `attempt + 1`: `base × 2^attempt`, scaled
 /// by a random factor in [0.5, 1.5) so that clients do not retry in step.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    // The operating system's generator; should it fail, only the jitter is lost.
+    let random = getrandom::u64().unwrap_or(500);
     let factor = 0.5 + (random % 1000) as f64 / 1000.0;
     base.mul_f64(f64::from(1u32 << attempt.min(16)) * factor)
 }
