@@ -41,3 +41,18 @@ fn no_unused_or_unmaintained_dependencies() {
     }
     assert!(deps.contains_key("serde-saphyr"), "the YAML crate");
 }
+
+#[test]
+fn http_on_the_current_reqwest_line_with_rustls_and_ring() {
+    let m = manifest();
+    let reqwest = m["dependencies"]["reqwest"].as_table().unwrap();
+    let version = reqwest["version"].as_str().unwrap();
+    assert!(version.starts_with("0.13"), "reqwest {version}");
+    assert_eq!(reqwest["default-features"].as_bool(), Some(false));
+    // No OpenSSL, and no C crypto build (aws-lc needs cmake): ring.
+    let locked = locked_packages();
+    for c in ["openssl-sys", "native-tls", "aws-lc-sys", "aws-lc-rs"] {
+        assert!(!locked.contains(c), "Cargo.lock holds {c}");
+    }
+    assert!(locked.contains("ring"));
+}

@@ -267,7 +267,7 @@ impl InfluxWriter {
             .append_pair("precision", "ns");
 
         let timeout = cfg.timeout.as_duration();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::client_builder()
             .user_agent(crate::sources::http::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -283,9 +283,7 @@ impl InfluxWriter {
                     ca.display()
                 )
             })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+            builder = builder.tls_certs_merge(certs);
         }
         if cfg.insecure_skip_verify {
             tracing::warn!(
