@@ -662,13 +662,13 @@ fn main() {
             .unwrap_or((None, None, false));
         let mut t = chain_ms(*hops);
         let mut chain = chain.to_string();
-        if *name == "images" {
-            if let Some(l) = one_listing {
-                if l > t {
-                    t = l;
-                }
-                chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
+        if *name == "images"
+            && let Some(l) = one_listing
+        {
+            if l > t {
+                t = l;
             }
+            chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
         }
         println!(
             "{:<17} {:>11}   {:>13}   {:>10}   {:>8}{}",

@@ -741,10 +741,10 @@ impl Spool {
     pub fn oldest_segment(&self) -> Result<Option<Segment>, SpoolError> {
         let _guard = self.lock()?;
         for (name, _) in self.segments()? {
-            if let Some(records) = self.read_segment(&name)? {
-                if !records.is_empty() {
-                    return Ok(Some(Segment { name, records }));
-                }
+            if let Some(records) = self.read_segment(&name)?
+                && !records.is_empty()
+            {
+                return Ok(Some(Segment { name, records }));
             }
         }
         Ok(None)
@@ -771,13 +771,14 @@ impl Spool {
                 changed = true;
                 continue;
             }
-            if let Some((id, lines)) = &partial {
-                if *id == r.id && *lines != r.lines {
-                    r.lines = lines.clone();
-                    changed = true;
-                    if r.lines.is_empty() {
-                        continue;
-                    }
+            if let Some((id, lines)) = &partial
+                && *id == r.id
+                && *lines != r.lines
+            {
+                r.lines = lines.clone();
+                changed = true;
+                if r.lines.is_empty() {
+                    continue;
                 }
             }
             keep.push(r);

@@ -234,11 +234,12 @@ impl Launchpad {
             }
             total = total.or(page.total_size);
             let read = pages as u64 + 1;
-            if total.is_none() && read >= CHECK_TOTAL_AFTER {
-                if let Some(link) = total_link.take() {
-                    let body = self.fetch(&link).await?;
-                    total = Some(parse_count(&link, &body)?);
-                }
+            if total.is_none()
+                && read >= CHECK_TOTAL_AFTER
+                && let Some(link) = total_link.take()
+            {
+                let body = self.fetch(&link).await?;
+                total = Some(parse_count(&link, &body)?);
             }
             if let Some(total) = total {
                 let limit = total.div_ceil(page_size) + PAGE_MARGIN;
