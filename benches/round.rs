@@ -20,7 +20,7 @@
 //! latency; starts the rsync daemon of the images fixtures behind a TCP
 //! proxy that delays every chunk by half the rsync latency each way (so a
 //! round trip costs the latency, as an HTTP answer does); then runs
-//! `ubuntu-metrics --now 2026-11-24T12:00:00Z run --all --dry-run` (built by
+//! `ubuntu-metrics run --now 2026-11-24T12:00:00Z --all --dry-run` (built by
 //! cargo in the bench profile, i.e. optimized) in a fresh process per run,
 //! output to /dev/null, and reads its resource usage with `wait4`: wall
 //! time, CPU (user + sys, including the rsync children it waited for) and
@@ -427,7 +427,7 @@ fn run_once(args: &Args, up: &Upstream, config: &Path) -> Run {
     let mut child = Command::new(&args.bin)
         .arg("--config")
         .arg(config)
-        .args(["--now", NOW, "run", "--dry-run"])
+        .args(["run", "--now", NOW, "--dry-run"])
         .args(match &args.only {
             Some(names) => names.clone(),
             None => vec!["--all".to_owned()],
@@ -569,7 +569,7 @@ fn main() {
     let lat = args.latency;
     println!("ubuntu-metrics: one round of every collector, in a fresh process per run");
     println!(
-        "  command: {} --now {NOW} run --dry-run {} (output to /dev/null)",
+        "  command: {} run --now {NOW} --dry-run {} (output to /dev/null)",
         args.bin.display(),
         args.only
             .as_ref()
@@ -662,13 +662,13 @@ fn main() {
             .unwrap_or((None, None, false));
         let mut t = chain_ms(*hops);
         let mut chain = chain.to_string();
-        if *name == "images" {
-            if let Some(l) = one_listing {
-                if l > t {
-                    t = l;
-                }
-                chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
+        if *name == "images"
+            && let Some(l) = one_listing
+        {
+            if l > t {
+                t = l;
             }
+            chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
         }
         println!(
             "{:<17} {:>11}   {:>13}   {:>10}   {:>8}{}",

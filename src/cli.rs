@@ -41,10 +41,6 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
-    #[arg(long, global = true, value_name = "TIME")]
-    pub now: Option<DateTime<Utc>>,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +124,9 @@ pub struct RunArgs {
     /// Output format of --dry-run
     #[arg(long, value_enum, default_value = "lp", requires = "dry_run")]
     pub format: Format,
+    /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,7 +215,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             print!("{}", config.to_redacted_toml());
             EXIT_OK
         }
-        Command::Run(args) => rt.block_on(run(&registry, &config, &args, cli.now)),
+        Command::Run(args) => rt.block_on(run(&registry, &config, &args, args.now)),
         Command::Spool(cmd) => rt.block_on(spool_command(cmd, &config)),
         Command::Systemd(cmd) => systemd(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(crate::schedule::daemon::run(

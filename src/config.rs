@@ -423,10 +423,10 @@ impl Config {
             self.from_env
                 .insert("influxdb.database", "INFLUXDB_DATABASE");
         }
-        if let Some(state) = get(STATE_DIR_ENV) {
-            if self.spool.dir == Path::new(DEFAULT_SPOOL_DIR) {
-                self.spool.dir = Path::new(&state).join("spool");
-            }
+        if let Some(state) = get(STATE_DIR_ENV)
+            && self.spool.dir == Path::new(DEFAULT_SPOOL_DIR)
+        {
+            self.spool.dir = Path::new(&state).join("spool");
         }
         Ok(())
     }
@@ -460,13 +460,13 @@ impl Config {
                 self.origin_of("influxdb.database")
             )));
         }
-        if let Some(u) = self.influxdb.username.as_deref() {
-            if u.trim().is_empty() {
-                return Err(ConfigError(format!(
-                    "{}: influxdb.username is empty: name the user, or remove the key",
-                    self.origin_of("influxdb.username")
-                )));
-            }
+        if let Some(u) = self.influxdb.username.as_deref()
+            && u.trim().is_empty()
+        {
+            return Err(ConfigError(format!(
+                "{}: influxdb.username is empty: name the user, or remove the key",
+                self.origin_of("influxdb.username")
+            )));
         }
         zero("influxdb.timeout", &self.influxdb.timeout)?;
         zero("http.timeout", &self.http.timeout)?;
@@ -496,13 +496,13 @@ impl Config {
                     )));
                 }
             }
-            if let Some(interval) = &cc.interval {
-                if interval.as_usec() < MIN_INTERVAL_SECS * 1_000_000 {
-                    return Err(ConfigError(format!(
-                        "{origin}: collectors.{name}.interval = {:?}: at least {MIN_INTERVAL_SECS}s (the next run starts one interval after the previous one ended)",
-                        interval.text()
-                    )));
-                }
+            if let Some(interval) = &cc.interval
+                && interval.as_usec() < MIN_INTERVAL_SECS * 1_000_000
+            {
+                return Err(ConfigError(format!(
+                    "{origin}: collectors.{name}.interval = {:?}: at least {MIN_INTERVAL_SECS}s (the next run starts one interval after the previous one ended)",
+                    interval.text()
+                )));
             }
             c.check_options(&cc.options).map_err(|e| {
                 ConfigError(format!(
@@ -667,13 +667,13 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
             path.display()
         ));
     }
-    if let Some(pf) = &c.influxdb.password_file {
-        if others_read(pf) {
-            warnings.push(format!(
-                "influxdb.password_file {} is readable by every user: chmod 0600 it",
-                pf.display()
-            ));
-        }
+    if let Some(pf) = &c.influxdb.password_file
+        && others_read(pf)
+    {
+        warnings.push(format!(
+            "influxdb.password_file {} is readable by every user: chmod 0600 it",
+            pf.display()
+        ));
     }
     for w in warnings {
         if tracing::dispatcher::has_been_set() {

@@ -989,7 +989,7 @@ mod tests {
     fn provisioning_files_reference_the_datasource() {
         let o = ExportOptions::default();
         let ds = datasource_yaml(&o);
-        let v: serde_norway::Value = serde_norway::from_str(&ds).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&ds).unwrap();
         let d = &v["datasources"][0];
         assert_eq!(d["uid"].as_str(), Some(DATASOURCE_UID));
         assert_eq!(d["type"].as_str(), Some("influxdb"));
@@ -1000,7 +1000,7 @@ mod tests {
             d["secureJsonData"]["password"].as_str(),
             Some(format!("${PASSWORD_ENV}").as_str())
         );
-        let pv: serde_norway::Value = serde_norway::from_str(&provider_yaml(&o)).unwrap();
+        let pv: serde_json::Value = serde_saphyr::from_str(&provider_yaml(&o)).unwrap();
         assert_eq!(
             pv["providers"][0]["options"]["path"].as_str(),
             Some(DEFAULT_DASHBOARDS_PATH)

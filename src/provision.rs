@@ -280,7 +280,7 @@ impl Influx {
         let mut query_url = base.clone();
         let prefix = base.path().trim_end_matches('/').to_owned();
         query_url.set_path(&format!("{prefix}/query"));
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::client_builder()
             .user_agent(crate::sources::http::USER_AGENT)
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout);
@@ -288,9 +288,7 @@ impl Influx {
             let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("CA file {}: not a PEM certificate: {e}", ca.display()))?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+            builder = builder.tls_certs_merge(certs);
         }
         if opts.insecure_skip_verify {
             tracing::warn!(

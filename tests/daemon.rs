@@ -347,9 +347,9 @@ fn a_hung_influxdb_neither_slows_the_runs_nor_loses_a_point_on_sigterm() {
         .args([
             "--config",
             flush_config.to_str().unwrap(),
+            "run",
             "--now",
             NOW,
-            "run",
             "--all",
             "-n",
         ])

@@ -32,9 +32,9 @@ fn without_a_devel_series_in_distro_info_launchpad_names_it() {
         .arg("--config")
         .arg(&path)
         .args([
+            "run",
             "--now",
             NOW,
-            "run",
             "britney",
             "ubuntu_archive",
             "upload_queues",

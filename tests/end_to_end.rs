@@ -139,9 +139,9 @@ fn dry_run_prints_points_only_and_writes_nothing() {
         .args([
             "--config",
             config.to_str().unwrap(),
+            "run",
             "--now",
             NOW,
-            "run",
             "sponsoring",
             "--dry-run",
         ])
@@ -164,9 +164,9 @@ fn a_failing_collector_does_not_stop_the_others_and_exits_1() {
         .args([
             "--config",
             config.to_str().unwrap(),
+            "run",
             "--now",
             NOW,
-            "run",
             "--all",
             "-n",
         ])
@@ -277,9 +277,9 @@ fn self_metrics_one_point_per_run_and_switchable_off() {
         .args([
             "--config",
             config.to_str().unwrap(),
+            "run",
             "--now",
             NOW,
-            "run",
             "sponsoring",
             "versions",
         ])
@@ -325,9 +325,9 @@ fn self_metrics_one_point_per_run_and_switchable_off() {
         .args([
             "--config",
             config.to_str().unwrap(),
+            "run",
             "--now",
             "2026-11-24T13:00:00Z",
-            "run",
             "sponsoring",
         ])
         .output()
@@ -348,9 +348,9 @@ fn self_metrics_one_point_per_run_and_switchable_off() {
         .args([
             "--config",
             config.to_str().unwrap(),
+            "run",
             "--now",
             "2026-11-24T14:00:00Z",
-            "run",
             "versions",
         ])
         .output()

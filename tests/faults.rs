@@ -5,8 +5,9 @@
 //!   restarted: the next run writes the spool; InfluxDB then holds every
 //!   point of both runs exactly once, with its original timestamp.
 //! - `kill -9` of a process appending to the spool, at random moments, many
-//!   times: the spool always reopens and replays, nothing acknowledged is
-//!   lost.
+//!   times: no segment is ever torn (at most a temporary file is left, and
+//!   removed at the next open), the spool always reopens and replays,
+//!   nothing acknowledged is lost.
 //! - a field type conflict planted in the database: that collector's
 //!   refused lines go to the dead-letter file, the rest is written.
 //! - a slow / 500 / truncating / empty / garbage upstream: only that
@@ -118,7 +119,7 @@ fn points_in(db: &Influxd) -> BTreeMap<Key, usize> {
 /// The lines a run at `now` collects (dry run), plus one self-metrics key
 /// per collector.
 fn collected_keys(config: &Path, now: &str, names: &[&str]) -> Vec<Key> {
-    let mut args = vec!["--now", now, "run", "-n"];
+    let mut args = vec!["run", "--now", now, "-n"];
     args.extend_from_slice(names);
     let out = run(config, &args);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -161,7 +162,7 @@ fn influxd_stopped_during_a_run_then_restarted_loses_and_duplicates_nothing() {
     let child = bin()
         .arg("--config")
         .arg(&config)
-        .args(["--now", T1, "run", "--all"])
+        .args(["run", "--now", T1, "--all"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -195,7 +196,7 @@ fn influxd_stopped_during_a_run_then_restarted_loses_and_duplicates_nothing() {
     assert_eq!(st["oldest_point"].len(), "2026-11-24T12:00:00Z".len());
 
     db.restart();
-    let out = run(&config, &["--now", T2, "run", "--all"]);
+    let out = run(&config, &["run", "--now", T2, "--all"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stderr
@@ -270,9 +271,9 @@ fn torture_batch(trial: u64, i: u64, half: u64) -> Batch {
 }
 
 /// What a kill in the middle of an append's write leaves: the append in
-/// flight (`next`) cut at a random byte. Its segment is cut when the kill
-/// left it on disk; otherwise the first bytes of its framed records are
-/// written as the newest segment.
+/// flight (`next`) cut at a random byte, under the temporary name the
+/// spool writes it to before renaming it into place. Nothing when the kill
+/// came after the rename (the segment is whole, only the ack was lost).
 fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(u64) -> u64) {
     let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(spool_dir)
         .unwrap()
@@ -282,20 +283,12 @@ fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(
     segs.sort();
     let newest = segs.last().cloned();
     if let Some(p) = &newest {
-        let data = std::fs::read(p).unwrap();
-        let parsed = parse_segment(&data);
-        let in_flight = parsed
+        let parsed = parse_segment(&std::fs::read(p).unwrap());
+        if parsed
             .records
             .first()
-            .is_some_and(|(_, r)| r.lines[0].contains(&format!(" append={next}i,")));
-        if in_flight && data.len() > 1 {
-            let cut = 1 + rand(data.len() as u64 - 1);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_len(cut)
-                .unwrap();
+            .is_some_and(|(_, r)| r.lines[0].contains(&format!(" append={next}i,")))
+        {
             return;
         }
     }
@@ -324,7 +317,7 @@ fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(
     }
     let cut = 1 + rand(bytes.len() as u64 - 1) as usize;
     std::fs::write(
-        spool_dir.join(format!("{seq:020}-0-{trial}.seg")),
+        spool_dir.join(format!(".{seq:020}-0-{trial}.seg.tmp")),
         &bytes[..cut],
     )
     .unwrap();
@@ -355,7 +348,7 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
             .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
-    let (mut trials, mut torn, mut total_acked, mut in_flight_kept) = (0, 0, 0, 0);
+    let (mut trials, mut tmp_left, mut total_acked, mut in_flight_kept) = (0, 0, 0, 0);
     while trials < 40 && started.elapsed() < Duration::from_secs(90) {
         trials += 1;
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -408,20 +401,34 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
             tear_in_flight(&spool_dir, trials, last_ack + 1, &mut rand);
         }
 
-        // What the kill left on disk, before the spool repairs it.
+        // What the kill left on disk, before the spool opens it again:
+        // whole segments, and at most a temporary file.
+        let is_tmp = |p: &Path| p.extension().is_some_and(|x| x == "tmp");
         for e in std::fs::read_dir(&spool_dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "seg") {
                 let data = std::fs::read(&p).unwrap();
-                if !parse_segment(&data).damage.is_empty() {
-                    torn += 1;
-                }
+                let damage = parse_segment(&data).damage;
+                assert!(
+                    damage.is_empty(),
+                    "trial {trials}: the kill tore {} ({damage:?} of {} bytes)",
+                    p.display(),
+                    data.len()
+                );
+            } else if is_tmp(&p) {
+                tmp_left += 1;
             }
         }
 
         // Reopen: every acknowledged append is there, whole; the one in
         // flight may be there in part (whole records only); nothing else.
         let spool = Spool::open(&spool_dir, 1 << 40).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&spool_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| is_tmp(p) || p.extension().is_some_and(|x| x == "bad"))
+            .collect();
+        assert!(left.is_empty(), "trial {trials}: left after open: {left:?}");
         let records = spool.records().unwrap();
         let mut appends: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in &records {
@@ -448,6 +455,10 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
             );
         }
         assert!(
+            matches!(appends.get(&(last_ack + 1)).map(Vec::len), None | Some(2)),
+            "trial {trials}: the append in flight is there in part"
+        );
+        assert!(
             appends.keys().all(|i| *i <= last_ack + 1),
             "trial {trials}: {:?}",
             appends.keys().collect::<Vec<_>>()
@@ -472,7 +483,7 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
     }
     assert!(trials >= 20, "only {trials} trials in the time allowed");
     eprintln!(
-        "kill -9: {trials} trials survived ({total_acked} acknowledged appends, all kept; {torn} kills tore a record, which was dropped; {in_flight_kept} kept whole records of the append in flight)"
+        "kill -9: {trials} trials survived ({total_acked} acknowledged appends, all kept; no segment torn; {tmp_left} kills left a temporary file, removed at open; {in_flight_kept} kept the append in flight whole)"
     );
 }
 
@@ -495,7 +506,7 @@ fn a_field_type_conflict_dead_letters_that_batch_and_writes_the_rest() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "204");
 
-    let out = run(&config, &["--now", NOW, "run", "sponsoring", "versions"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring", "versions"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains("dead-letter file") && out.stderr.contains("field type conflict"),
@@ -561,7 +572,7 @@ fn a_misbehaving_upstream_fails_only_its_collector_naming_the_url() {
         server.set_fault("/sponsoring", fault);
         let now = format!("2026-11-24T1{i}:00:00Z");
         let started = Instant::now();
-        let out = run(&config, &["--now", &now, "run", "sponsoring", "versions"]);
+        let out = run(&config, &["run", "--now", &now, "sponsoring", "versions"]);
         assert_eq!(out.code, Some(1), "{what}: {}", out.stderr);
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -612,7 +623,7 @@ fn spool_flush_exits_75_while_influxdb_is_down_and_0_once_emptied() {
         .unwrap()
         .port();
     let config = write_config(dir.path(), &server, &format!("http://127.0.0.1:{dead}"));
-    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring"]);
     assert_eq!(out.code, Some(75), "{}", out.stderr);
     let st = spool_status(&config);
     assert_eq!((st["records"].as_str(), st["points"].as_str()), ("2", "5"));
@@ -765,7 +776,7 @@ fn a_huge_upstream_string_in_an_error_is_cut_short() {
     assert!(text.contains(&sponsoring));
     let url = format!("{}/general.json", upstream.url());
     std::fs::write(&config, text.replace(&sponsoring, &url)).unwrap();
-    let out = run(&config, &["--now", NOW, "run", "sponsoring"]);
+    let out = run(&config, &["run", "--now", NOW, "sponsoring"]);
     assert_eq!(
         out.code,
         Some(1),

@@ -197,7 +197,7 @@ fn a_collector_told_to_come_back_later_fails_saying_when() {
     let out = bin()
         .arg("--config")
         .arg(&path)
-        .args(["--now", NOW, "run", "upload_queues", "--dry-run"])
+        .args(["run", "--now", NOW, "upload_queues", "--dry-run"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

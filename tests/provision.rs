@@ -332,8 +332,8 @@ fn the_station_runs_with_the_provisioned_users() {
     let path = dir.path().join("config.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     let out = bin()
-        .args(["--config", path.to_str().unwrap(), "--now", common::NOW])
-        .args(["run", "sponsoring", "versions"])
+        .args(["--config", path.to_str().unwrap()])
+        .args(["run", "--now", common::NOW, "sponsoring", "versions"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));

@@ -37,10 +37,11 @@ fn groups() -> BTreeMap<String, Vec<String>> {
             groups.entry(line.trim().to_owned()).or_default();
         } else if line.starts_with(char::is_whitespace) {
             let item = line.trim();
-            if let Some(g) = &current {
-                if !item.is_empty() && !item.starts_with('#') {
-                    groups.get_mut(g).unwrap().push(item.to_owned());
-                }
+            if let Some(g) = &current
+                && !item.is_empty()
+                && !item.starts_with('#')
+            {
+                groups.get_mut(g).unwrap().push(item.to_owned());
             }
         } else {
             current = None;
@@ -195,7 +196,7 @@ fn rsync_and_the_images_collector_run_under_the_units_syscall_filter() {
         let mut c = bin();
         c.arg("--config")
             .arg(&config)
-            .args(["--now", NOW, "run", "--dry-run", "images"]);
+            .args(["run", "--now", NOW, "--dry-run", "images"]);
         c
     };
     let free = run(images(), None);

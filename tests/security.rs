@@ -99,7 +99,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
         run(bin()
             .arg("--config")
             .arg(cfg)
-            .args(["--now", now, "run", "sponsoring"]))
+            .args(["run", "--now", now, "sponsoring"]))
     };
 
     // No ca_file: the certificate is not trusted; the points are kept and
@@ -177,7 +177,7 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
         run(bin()
             .arg("--config")
             .arg(&cfg)
-            .args(["--now", NOW, "run", "sponsoring"]));
+            .args(["run", "--now", NOW, "sponsoring"]));
     eprintln!("run with a CA as the server certificate:\n{out}");
     assert_eq!(code, Some(75), "{out}");
     for want in [
@@ -227,9 +227,9 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
         c.influxdb.ca_file = Some(work.join("ca.pem"));
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
+        "run",
         "--now",
         "2026-11-24T13:00:00Z",
-        "run",
         "sponsoring",
     ]));
     assert_eq!(code, Some(0), "{out}");
@@ -332,7 +332,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
         ];
         for (way, cfg, env) in ways {
             for args in [
-                vec!["-v", "--now", NOW, "run", "sponsoring"],
+                vec!["-v", "run", "--now", NOW, "sponsoring"],
                 vec!["-v", "spool", "flush"],
                 vec!["-v", "spool", "status"],
                 vec!["-v", "config", "show"],
@@ -357,7 +357,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
             let mut cmd = bin();
             cmd.arg("--config")
                 .arg(&cfg)
-                .args(["--now", NOW, "run", "sponsoring"])
+                .args(["run", "--now", NOW, "sponsoring"])
                 .env("RUST_LOG", "trace")
                 .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
             let (_, out) = run(&mut cmd);
@@ -517,9 +517,9 @@ fn credentials_in_source_urls_are_never_shown() {
     assert!(out.contains("://<redacted>@"), "{out}");
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
         "-v",
+        "run",
         "--now",
         NOW,
-        "run",
         "--dry-run",
         "sponsoring",
     ]));
@@ -533,9 +533,9 @@ fn credentials_in_source_urls_are_never_shown() {
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
         "-v",
+        "run",
         "--now",
         NOW,
-        "run",
         "--dry-run",
         "images",
     ]));
@@ -568,7 +568,7 @@ fn the_password_is_read_from_the_systemd_credentials_directory() {
     let (code, out) = run(bin()
         .arg("--config")
         .arg(&cfg)
-        .args(["--now", NOW, "run", "sponsoring"])
+        .args(["run", "--now", NOW, "sponsoring"])
         .env("CREDENTIALS_DIRECTORY", &creds));
     assert_eq!(code, Some(75), "{out}");
     std::fs::write(
@@ -579,7 +579,7 @@ fn the_password_is_read_from_the_systemd_credentials_directory() {
     let (code, out) = run(bin()
         .arg("--config")
         .arg(&cfg)
-        .args(["--now", NOW, "run", "sponsoring"])
+        .args(["run", "--now", NOW, "sponsoring"])
         .env("CREDENTIALS_DIRECTORY", &creds));
     assert_eq!(code, Some(0), "{out}");
     assert!(!db.rows("sponsoring_queue_stats").is_empty(), "{out}");

@@ -30,9 +30,9 @@ fn in_a_pipe_only_log_lines() {
         .args([
             "--config",
             path.to_str().unwrap(),
+            "run",
             "--now",
             NOW,
-            "run",
             "--all",
         ])
         .env("TERM", "xterm-256color")
@@ -71,7 +71,7 @@ fn on_a_terminal_progress_and_a_summary_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_config(dir.path(), &server, &db.url());
     let cmd = format!(
-        "{} --config {} --now {NOW} run --all",
+        "{} --config {} run --now {NOW} --all",
         shell_quote(BIN),
         shell_quote(path.to_str().unwrap())
     );
@@ -210,4 +210,32 @@ fn man_pages_render_and_name_every_subcommand() {
     let provision =
         std::fs::read_to_string(pages.join("ubuntu-metrics-influxdb-provision.1")).unwrap();
     assert!(provision.contains("secrets\\-dir") || provision.contains("secrets-dir"));
+}
+
+#[test]
+fn now_is_an_option_of_run_not_a_global_flag() {
+    let cli = ubuntu_metrics::clidoc::command();
+    let has_now = |c: &clap::Command| c.get_arguments().any(|a| a.get_long() == Some("now"));
+    assert!(!has_now(&cli), "--now is not global");
+    for sub in cli.get_subcommands() {
+        assert_eq!(
+            has_now(sub),
+            sub.get_name() == "run",
+            "--now on {}",
+            sub.get_name()
+        );
+    }
+    // Where it has no meaning, it is a usage error naming the flag.
+    let out = common::clean_env(&mut Command::new(BIN))
+        .args(["--now", NOW, "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--now"));
+    let out = common::clean_env(&mut Command::new(BIN))
+        .args(["run", "--now", "yesterday", "sponsoring", "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("yesterday"));
 }

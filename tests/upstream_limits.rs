@@ -152,7 +152,7 @@ fn a_gzip_bomb_and_an_endless_body_fail_only_their_collectors_in_bounded_memory(
     common::clean_env(&mut cmd);
     cmd.arg("--config")
         .arg(&path)
-        .args(["--now", NOW, "run", "--all", "--dry-run"]);
+        .args(["run", "--now", NOW, "--all", "--dry-run"]);
     let (code, stdout, stderr, peak_kb) = run_measured(cmd);
     eprintln!(
         "peak RSS of `run --all --dry-run` with a gzip bomb and an endless body: {peak_kb} kB"

@@ -27,7 +27,6 @@ use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
-use serde_norway::Value;
 use std::sync::LazyLock;
 
 pub struct Britney;
@@ -387,6 +386,123 @@ async fn by_team_stats(ctx: &Context, base: &str) -> Part {
     by_team_points(&url, &text, &devel, ctx.now)
 }
 
+/// A YAML node as the by-team document needs it. The parser
+/// (`serde-saphyr`, safe Rust) drops tags, `!!python/...` and local ones
+/// alike, and expands aliases (within its budget against alias bombs).
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    String(String),
+    Sequence(Vec<Value>),
+    /// Key order kept; keys may be any node.
+    Mapping(Vec<(Value, Value)>),
+}
+
+impl Value {
+    fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Mapping(m) => m
+                .iter()
+                .find(|(k, _)| matches!(k, Value::String(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Value, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+                Ok(Value::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+                Ok(Value::Int(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+                Ok(Value::Int(n.into()))
+            }
+            fn visit_i128<E>(self, n: i128) -> Result<Value, E> {
+                Ok(Value::Int(n))
+            }
+            fn visit_u128<E>(self, n: u128) -> Result<Value, E> {
+                Ok(i128::try_from(n).map_or(Value::Float(n as f64), Value::Int))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+                Ok(Value::Float(f))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+                Ok(Value::String(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Value, E> {
+                Ok(Value::String(s))
+            }
+            fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
+                Ok(Value::String(String::from_utf8_lossy(b).into_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Value::Sequence(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                let mut m = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
+                while let Some(kv) = a.next_entry()? {
+                    m.push(kv);
+                }
+                Ok(Value::Mapping(m))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses the by-team document. Its size is bounded by the HTTP body
+/// limit, so the parser's node and event budgets are raised from their
+/// defaults (sized for configuration files) to fit britney's real output;
+/// the alias and depth limits stay.
+fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 100_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_anchors = 1_000_000;
+    budget.max_aliases = 1_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    // `.inf` and `.nan` are numbers to YAML: read them (and skip them as
+    // ages, like any non-finite number) rather than fail the document.
+    options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::PassThrough;
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 /// The keys PyYAML writes for a `!!python/object/apply:` (and
 /// `!!python/object/new:`) object.
 const PY_APPLY_KEYS: [&str; 5] = ["args", "kwds", "state", "listitems", "dictitems"];
@@ -394,19 +510,19 @@ const PY_APPLY_KEYS: [&str; 5] = ["args", "kwds", "state", "listitems", "dictite
 /// The plain value behind PyYAML's Python objects: local tags are dropped,
 /// and a `defaultdict` (a mapping of only [`PY_APPLY_KEYS`] holding
 /// `dictitems`) stands for its `dictitems`; an object holding only `state`
-/// stands for that state. (`serde_norway` already drops `!!` tags.)
+/// stands for that state. (The parser already drops tags.)
 fn plain(mut v: &Value) -> &Value {
     loop {
         match v {
-            Value::Tagged(t) => v = &t.value,
             Value::Mapping(m)
                 if !m.is_empty()
-                    && m.keys()
-                        .all(|k| k.as_str().is_some_and(|k| PY_APPLY_KEYS.contains(&k))) =>
+                    && m.iter().all(
+                        |(k, _)| matches!(k, Value::String(k) if PY_APPLY_KEYS.contains(&k.as_str())),
+                    ) =>
             {
-                match (m.get("dictitems"), m.get("state")) {
+                match (v.get("dictitems"), v.get("state")) {
                     (Some(d), _) => v = d,
-                    (None, Some(s)) if plain(s).is_mapping() => v = s,
+                    (None, Some(s)) if matches!(plain(s), Value::Mapping(_)) => v = s,
                     _ => return v,
                 }
             }
@@ -418,7 +534,8 @@ fn plain(mut v: &Value) -> &Value {
 /// A number, or a string holding one (`'5.5'`); finite values only.
 fn numeric(v: &Value) -> Option<f64> {
     let f = match plain(v) {
-        Value::Number(n) => n.as_f64()?,
+        Value::Int(n) => *n as f64,
+        Value::Float(f) => *f,
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
@@ -426,8 +543,8 @@ fn numeric(v: &Value) -> Option<f64> {
 }
 
 fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
-    let doc: Value = serde_norway::from_str(text)
-        .map_err(|e| CollectorError::parse(url, format!("invalid YAML: {e}")))?;
+    let doc =
+        parse_yaml(text).map_err(|e| CollectorError::parse(url, format!("invalid YAML: {e}")))?;
     let teams = match plain(&doc) {
         Value::Null => return Ok(Vec::new()),
         Value::Mapping(m) => m,
@@ -442,7 +559,9 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
     for (key, items) in teams {
         let team = match plain(key) {
             Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
+            Value::Int(n) => n.to_string(),
+            // As PyYAML and YAML write it (`3.0`, not `3`).
+            Value::Float(f) => format!("{f:?}"),
             Value::Bool(b) => b.to_string(),
             other => {
                 tracing::warn!(
@@ -469,11 +588,7 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
         };
         let mut stuck = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match plain(item)
-                .as_mapping()
-                .and_then(|m| m.get("age"))
-                .and_then(numeric)
-            {
+            match plain(item).get("age").and_then(numeric) {
                 Some(age) if age > STUCK_AGE_DAYS => stuck.push(age),
                 Some(_) => {}
                 None => tracing::debug!(
@@ -502,11 +617,10 @@ fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
+        Value::Int(_) | Value::Float(_) => "a number",
         Value::String(_) => "a string",
         Value::Sequence(_) => "a list",
         Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
     }
 }
 

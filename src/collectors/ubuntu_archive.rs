@@ -449,10 +449,11 @@ fn parse_priority_mismatches(
         } else if is_rule(next, '-') {
             // the (last line of a) sub-section header: never a package
             in_packages = false;
-        } else if in_packages && !line.trim().contains(char::is_whitespace) {
-            if let Some(a) = arch {
-                *counts.entry(a.to_owned()).or_insert(0) += 1;
-            }
+        } else if in_packages
+            && !line.trim().contains(char::is_whitespace)
+            && let Some(a) = arch
+        {
+            *counts.entry(a.to_owned()).or_insert(0) += 1;
         }
     }
     Ok((generated, counts))

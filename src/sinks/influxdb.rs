@@ -189,17 +189,10 @@ impl RetryPolicy {
     }
 }
 
-/// A random number from the standard library's randomly keyed hasher (no
-/// need for a random-number crate for jitter).
+/// A random number from the operating system's generator. Should it fail
+/// (no `getrandom(2)` nor `/dev/urandom`), only the jitter is lost.
 fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+    getrandom::u64().unwrap_or(0)
 }
 
 /// What [`InfluxWriter::send`] did with a batch.
@@ -274,7 +267,7 @@ impl InfluxWriter {
             .append_pair("precision", "ns");
 
         let timeout = cfg.timeout.as_duration();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::client_builder()
             .user_agent(crate::sources::http::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -290,9 +283,7 @@ impl InfluxWriter {
                     ca.display()
                 )
             })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+            builder = builder.tls_certs_merge(certs);
         }
         if cfg.insecure_skip_verify {
             tracing::warn!(

@@ -70,7 +70,7 @@ pub fn print(
         Format::Yaml => {
             let views: Vec<_> = good.iter().map(|(p, _)| view(p)).collect();
             if !views.is_empty() {
-                let text = serde_norway::to_string(&views).map_err(std::io::Error::other)?;
+                let text = serde_saphyr::to_string(&views).map_err(std::io::Error::other)?;
                 out.write_all(text.as_bytes())?;
             }
         }
@@ -118,8 +118,50 @@ mod tests {
 
         let mut out = Vec::new();
         print(&mut out, &pts(), Format::Yaml).unwrap();
-        let y: serde_norway::Value = serde_norway::from_slice(&out).unwrap();
-        assert_eq!(y[0]["measurement"], serde_norway::Value::from("m"));
-        assert_eq!(y[0]["fields"]["n"], serde_norway::Value::from(1));
+        let y: serde_json::Value = serde_saphyr::from_slice(&out).unwrap();
+        assert_eq!(y[0]["measurement"], "m");
+        assert_eq!(y[0]["tags"]["a"], "x y");
+        assert_eq!(y[0]["fields"]["n"], 1);
+        assert_eq!(y[0]["fields"]["f"], 0.5);
+    }
+
+    #[test]
+    fn yaml_strings_that_look_like_other_things_stay_strings() {
+        let tricky = [
+            "yes",
+            "no",
+            "null",
+            "~",
+            "1.5",
+            "0x1F",
+            "#c",
+            "a: b",
+            "- x",
+            "'q",
+            "\"",
+            "two\nlines",
+            " pad ",
+            "*alias",
+            "&anchor",
+            "!tag",
+        ];
+        let mut p = Point::new("m").field("n", 1i64);
+        for (i, t) in tricky.iter().enumerate() {
+            p = p
+                .tag(format!("t{i:02}"), t.replace('\n', " "))
+                .field(format!("s{i:02}"), *t);
+        }
+        let mut out = Vec::new();
+        print(&mut out, &[p], Format::Yaml).unwrap();
+        let y: serde_json::Value = serde_saphyr::from_slice(&out).unwrap();
+        for (i, t) in tricky.iter().enumerate() {
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(
+                y[0]["tags"][format!("t{i:02}")],
+                t.replace('\n', " "),
+                "{text}"
+            );
+            assert_eq!(y[0]["fields"][format!("s{i:02}")], *t);
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! | `<seq>-<pid>-<n>.seg` | a segment: the records of one append, oldest segment first by name |
 //! | `dead-letter.lp` | batches InfluxDB refused (HTTP 400), each after a `# ubuntu-metrics dead letter: ...` line holding the server's message |
 //! | `dropped` | points dropped at the size limit and not yet reported in the self-metrics |
-//! | `.lock` | `flock` taken for every change on disk (short; never held across a network request) |
-//! | `.replay.lock` | `flock` of the one process replaying the spool |
+//! | `.<seq>-<pid>-<n>.seg.tmp` | a segment being written; renamed into place once synced (a leftover from a crash is removed at the next open) |
+//! | `NAME.bad` | a segment whose checksum failed, or an entry that is not a file, set aside with an error |
+//! | `.lock` | file lock taken for every change on disk (short; never held across a network request) |
+//! | `.replay.lock` | file lock of the one process replaying the spool |
 //!
 //! # Records
 //!
@@ -21,18 +23,19 @@
 //!           label length (u16) | label | line count (u32) | (line length (u32) | line)*
 //! ```
 //!
-//! A segment is written once, by one append that holds `.lock`, then
-//! `fsync`ed with its directory before the append returns. A crash (even
-//! `kill -9` or a power cut) in the middle of an append leaves a torn last
-//! record: the reader finds it (short, bad checksum or bad payload), never
-//! returns it, and the next process that takes the lock truncates it away.
-//! A checksum failure anywhere else (bit rot) loses only the damaged bytes:
-//! the reader resynchronises on the next valid record.
+//! A segment is never written in place: every write (an append, or a
+//! replay's rewrite) goes to a temporary name in the spool directory, is
+//! `fsync`ed, renamed into place, and the directory `fsync`ed, all under
+//! `.lock`, before the append returns. A crash (even `kill -9` or a power
+//! cut) leaves the old segments and at most a temporary file, which the
+//! next process that takes the lock removes: a segment cannot tear. A
+//! segment whose checksum fails anyway (bit rot, a hand edit) is set aside
+//! as `NAME.bad` with an error, never half-read; the other segments carry
+//! on.
 //!
 //! Records leave the spool only after InfluxDB accepted them (or refused
 //! them for good, into the dead-letter file): a replay rewrites a segment
-//! without the records it wrote (temporary file, `fsync`, `rename`, `fsync`
-//! of the directory). A crash between the write and the removal resends the
+//! without the records it wrote. A crash between the write and the removal resends the
 //! record later, which is harmless: every line carries its own timestamp, and
 //! InfluxDB keeps one point per series and timestamp.
 //!
@@ -45,7 +48,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -298,7 +300,8 @@ fn io_err(path: &Path, what: &str, e: io::Error) -> SpoolError {
     SpoolError(format!("spool {}: {what}: {e}", path.display()))
 }
 
-/// An exclusive `flock`, released when dropped (the file is closed).
+/// An exclusive file lock (the standard library's, an `flock` on Linux),
+/// released when dropped (the file is closed).
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
@@ -315,34 +318,31 @@ impl FileLock {
             .open(path)
     }
 
-    fn flock(file: &File, nonblocking: bool) -> io::Result<bool> {
-        let op = libc::LOCK_EX | if nonblocking { libc::LOCK_NB } else { 0 };
-        loop {
-            // SAFETY: flock on a file descriptor we own, valid while `file` lives.
-            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if r == 0 {
-                return Ok(true);
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if nonblocking => return Ok(false),
-                _ => return Err(e),
-            }
-        }
-    }
-
     /// Waits for the lock.
     pub fn exclusive(path: &Path) -> io::Result<FileLock> {
         let file = Self::open(path)?;
-        Self::flock(&file, false)?;
-        Ok(FileLock { _file: file })
+        loop {
+            match file.lock() {
+                Ok(()) => return Ok(FileLock { _file: file }),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The lock, or `None` when another holder has it.
     pub fn try_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
         let file = Self::open(path)?;
-        Ok(Self::flock(&file, true)?.then_some(FileLock { _file: file }))
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(FileLock { _file: file })),
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    continue;
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -410,8 +410,11 @@ impl Spool {
             max_bytes,
             counter: AtomicU64::new(0),
         };
-        // Check now that we may write there, rather than when it matters.
-        drop(spool.lock()?);
+        // Check now that we may write there, rather than when it matters,
+        // and remove the temporary files a crash left (listing does).
+        let guard = spool.lock()?;
+        spool.segments()?;
+        drop(guard);
         Ok(spool)
     }
 
@@ -439,7 +442,9 @@ impl Spool {
     }
 
     /// Segment names, oldest first, with their sizes. Removes temporary
-    /// files left by an interrupted rewrite (the original is still there).
+    /// files left by an interrupted write (with the lock held, no write is
+    /// under way: any temporary file is a crash's leftover, and the
+    /// segment it was to become, or replace, is whole or absent).
     /// Call with the lock held.
     fn segments(&self) -> Result<Vec<(String, u64)>, SpoolError> {
         let rd = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
@@ -448,7 +453,17 @@ impl Spool {
             let entry = entry.map_err(|e| io_err(&self.dir, "cannot list", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(TMP_SUFFIX) {
-                let _ = fs::remove_file(entry.path());
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::warn!(
+                        spool = %self.dir.display(),
+                        "removed {name}, left by an interrupted write (its append was never acknowledged)"
+                    ),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        spool = %self.dir.display(),
+                        "cannot remove {name}, left by an interrupted write: {e}"
+                    ),
+                }
                 continue;
             }
             if !name.ends_with(SEGMENT_SUFFIX) {
@@ -479,9 +494,9 @@ impl Spool {
         format!("{seq:020}-{}-{n}{SEGMENT_SUFFIX}", std::process::id())
     }
 
-    /// Reads a segment (lock held), repairing it: a torn tail is truncated,
-    /// damage elsewhere is cut out, an empty segment is removed. `None`
-    /// when the segment no longer exists.
+    /// Reads a segment (lock held). A segment whose checksum fails anywhere
+    /// is set aside (`NAME.bad`, with an error); an empty segment is
+    /// removed. `None` when the segment no longer exists or was set aside.
     fn read_segment(&self, name: &str) -> Result<Option<Vec<Record>>, SpoolError> {
         let path = self.dir.join(name);
         let mut data = Vec::new();
@@ -510,37 +525,19 @@ impl Spool {
             return Ok(None);
         }
         let parsed = parse_segment(&data);
-        let records: Vec<Record> = parsed.records.iter().map(|(_, r)| r.clone()).collect();
         if !parsed.damage.is_empty() {
-            if parsed.torn_tail_only(data.len()) {
-                tracing::warn!(
-                    spool = %path.display(),
-                    "dropped the torn last record ({} bytes) of an interrupted write; the {} records before it are intact",
-                    parsed.damaged_bytes(),
-                    records.len()
-                );
-                if !records.is_empty() {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| io_err(&path, "cannot open", e))?;
-                    f.set_len(parsed.valid_end() as u64)
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| io_err(&path, "cannot truncate the torn record", e))?;
-                }
-            } else {
-                tracing::error!(
-                    spool = %path.display(),
-                    "{} damaged bytes (checksum or framing errors) in {} places were cut out; {} valid records kept",
+            self.move_aside(
+                name,
+                &format!(
+                    "{} damaged bytes (checksum or framing errors) in {} places, beside {} valid records",
                     parsed.damaged_bytes(),
                     parsed.damage.len(),
-                    records.len()
-                );
-                if !records.is_empty() {
-                    self.rewrite(name, &records)?;
-                }
-            }
+                    parsed.records.len()
+                ),
+            );
+            return Ok(None);
         }
+        let records: Vec<Record> = parsed.records.into_iter().map(|(_, r)| r).collect();
         if records.is_empty() {
             self.remove(name)?;
         }
@@ -548,9 +545,9 @@ impl Spool {
     }
 
     /// A spool entry named like a segment that cannot be read as one (a
-    /// directory, a FIFO, a link, an unreadable file) is renamed
-    /// `NAME.bad`, with an error, so that it never stops a flush, a status
-    /// or the size-limit drop again; the other segments carry on.
+    /// directory, a FIFO, a link, an unreadable file, a failed checksum) is
+    /// renamed `NAME.bad`, with an error, so that it never stops a flush, a
+    /// status or the size-limit drop again; the other segments carry on.
     fn move_aside(&self, name: &str, why: &str) {
         let from = self.dir.join(name);
         let mut to = self.dir.join(format!("{name}{BAD_SUFFIX}"));
@@ -581,13 +578,24 @@ impl Spool {
         }
     }
 
+    /// Writes a segment whole (lock held): to a temporary name, synced,
+    /// renamed into place, the directory synced. A crash leaves the old
+    /// content (or no segment) and a temporary file removed at the next
+    /// listing, never a partial segment.
+    fn write_segment(&self, name: &str, bytes: &[u8]) -> Result<(), SpoolError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}{TMP_SUFFIX}"));
+        crate::fsutil::replace_file(&path, &tmp, bytes, 0o600)
+            .map_err(|e| io_err(&path, "cannot write", e))?;
+        fsync_dir(&self.dir)
+    }
+
     /// Replaces a segment's content atomically (lock held).
     fn rewrite(&self, name: &str, records: &[Record]) -> Result<(), SpoolError> {
         if records.is_empty() {
             return self.remove(name);
         }
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
         let mut buf = Vec::new();
         for r in records {
             buf.extend(r.encode().ok_or_else(|| {
@@ -597,9 +605,7 @@ impl Spool {
                 ))
             })?);
         }
-        crate::fsutil::replace_file(&path, &tmp, &buf, 0o600)
-            .map_err(|e| io_err(&path, "cannot rewrite", e))?;
-        fsync_dir(&self.dir)
+        self.write_segment(name, &buf)
     }
 
     /// Appends batches (split into records of at most
@@ -715,26 +721,11 @@ impl Spool {
             return Ok(report);
         }
         let name = self.new_segment_name(&self.segments()?);
-        let path = self.dir.join(&name);
         let mut buf = Vec::with_capacity(records.iter().map(|(_, b, _)| b.len()).sum());
         for (_, b, _) in &records {
             buf.extend_from_slice(b);
         }
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all(&buf)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            // Leave nothing half-written behind a failure we report.
-            let _ = fs::remove_file(&path);
-            return Err(io_err(&path, "cannot write", e));
-        }
-        fsync_dir(&self.dir)?;
+        self.write_segment(&name, &buf)?;
         // The count now travels in the segment: take it off the counter
         // (drops added by this very append stay for the next report).
         if carried > 0 {
@@ -750,10 +741,10 @@ impl Spool {
     pub fn oldest_segment(&self) -> Result<Option<Segment>, SpoolError> {
         let _guard = self.lock()?;
         for (name, _) in self.segments()? {
-            if let Some(records) = self.read_segment(&name)? {
-                if !records.is_empty() {
-                    return Ok(Some(Segment { name, records }));
-                }
+            if let Some(records) = self.read_segment(&name)?
+                && !records.is_empty()
+            {
+                return Ok(Some(Segment { name, records }));
             }
         }
         Ok(None)
@@ -780,13 +771,14 @@ impl Spool {
                 changed = true;
                 continue;
             }
-            if let Some((id, lines)) = &partial {
-                if *id == r.id && *lines != r.lines {
-                    r.lines = lines.clone();
-                    changed = true;
-                    if r.lines.is_empty() {
-                        continue;
-                    }
+            if let Some((id, lines)) = &partial
+                && *id == r.id
+                && *lines != r.lines
+            {
+                r.lines = lines.clone();
+                changed = true;
+                if r.lines.is_empty() {
+                    continue;
                 }
             }
             keep.push(r);
@@ -1136,30 +1128,69 @@ mod tests {
         s.finish_segment(&seg3.name, &[0], None).unwrap();
     }
 
+    fn entries(s: &Spool) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(s.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with("lock"))
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
-    fn torn_tail_on_disk_is_truncated_and_appends_go_on() {
+    fn a_segment_whose_checksum_fails_is_set_aside_whole() {
         let (_d, s) = spool(1 << 20);
         s.append(&[batch("a", &["m v=1i 1"]), batch("b", &["m v=2i 2"])])
             .unwrap();
-        let seg = s.oldest_segment().unwrap().unwrap();
-        let path = s.dir().join(&seg.name);
-        let full = fs::read(&path).unwrap();
-        // A crash halfway through the second record.
-        fs::write(&path, &full[..full.len() - 5]).unwrap();
-        let recs = s.records().unwrap();
-        assert_eq!(recs.len(), 1);
-        assert_eq!(recs[0].lines, vec!["m v=1i 1"]);
-        let first_len = parse_segment(&full).records[0].0.end as u64;
-        assert_eq!(fs::metadata(&path).unwrap().len(), first_len);
-        // A segment holding only a torn record disappears.
         s.append(&[batch("c", &["m v=3i 3"])]).unwrap();
         let names = s.segments().unwrap();
-        let last = &names.last().unwrap().0;
-        let p = s.dir().join(last);
+        let (first, second) = (names[0].0.clone(), names[1].0.clone());
+        let path = s.dir().join(&first);
+        let mut full = fs::read(&path).unwrap();
+        // Bit rot in the first record: the valid second record is not
+        // half-read out of a damaged segment either.
+        full[HEADER_LEN + 3] ^= 0x40;
+        fs::write(&path, &full).unwrap();
+        let recs = s.records().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].lines, vec!["m v=3i 3"]);
+        assert_eq!(entries(&s), vec![format!("{first}.bad"), second.clone()]);
+        // Untouched, for a human to look at.
+        assert_eq!(
+            fs::read(s.dir().join(format!("{first}.bad"))).unwrap(),
+            full
+        );
+        // A torn segment (however it came to be) is set aside the same way,
+        // and appends go on.
+        let p = s.dir().join(&second);
         let bytes = fs::read(&p).unwrap();
-        fs::write(&p, &bytes[..7]).unwrap();
+        fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+        assert!(s.oldest_segment().unwrap().is_none());
+        assert_eq!(s.status().unwrap().records, 0);
+        assert!(s.dir().join(format!("{second}.bad")).exists());
+        s.append(&[batch("d", &["m v=4i 4"])]).unwrap();
         assert_eq!(s.records().unwrap().len(), 1);
-        assert!(!p.exists());
+    }
+
+    #[test]
+    fn appends_go_through_a_temporary_name_and_leftovers_are_removed_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("spool");
+        let s = Spool::open(&dir, 1 << 20).unwrap();
+        s.append(&[batch("a", &["m v=1i 1"])]).unwrap();
+        let seg = entries(&s).pop().unwrap();
+        assert!(seg.ends_with(SEGMENT_SUFFIX), "{seg}");
+        // What a kill -9 in the middle of an append now leaves: a partial
+        // temporary file beside the whole segments.
+        let tmp = dir.join(format!(".{}{TMP_SUFFIX}", seg.replace("-0.", "-9.")));
+        let whole = fs::read(dir.join(&seg)).unwrap();
+        fs::write(&tmp, &whole[..whole.len() / 2]).unwrap();
+        drop(s);
+        let s = Spool::open(&dir, 1 << 20).unwrap();
+        assert!(!tmp.exists(), "a crash's temporary file is removed at open");
+        assert_eq!(entries(&s), vec![seg]);
+        assert_eq!(s.records().unwrap().len(), 1);
     }
 
     #[test]

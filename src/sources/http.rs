@@ -106,7 +106,7 @@ pub struct Tail {
 impl Http {
     /// A client with [`DEFAULT_MAX_PER_HOST`] requests per host.
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Http, String> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout)
             .timeout(timeout)

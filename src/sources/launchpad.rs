@@ -234,11 +234,12 @@ impl Launchpad {
             }
             total = total.or(page.total_size);
             let read = pages as u64 + 1;
-            if total.is_none() && read >= CHECK_TOTAL_AFTER {
-                if let Some(link) = total_link.take() {
-                    let body = self.fetch(&link).await?;
-                    total = Some(parse_count(&link, &body)?);
-                }
+            if total.is_none()
+                && read >= CHECK_TOTAL_AFTER
+                && let Some(link) = total_link.take()
+            {
+                let body = self.fetch(&link).await?;
+                total = Some(parse_count(&link, &body)?);
             }
             if let Some(total) = total {
                 let limit = total.div_ceil(page_size) + PAGE_MARGIN;
@@ -583,10 +584,8 @@ pub fn is_transient(e: &CollectorError) -> bool {
 /// The wait before retry number `attempt + 1`: `base × 2^attempt`, scaled
 /// by a random factor in [0.5, 1.5) so that clients do not retry in step.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    // The operating system's generator; should it fail, only the jitter is lost.
+    let random = getrandom::u64().unwrap_or(500);
     let factor = 0.5 + (random % 1000) as f64 / 1000.0;
     base.mul_f64(f64::from(1u32 << attempt.min(16)) * factor)
 }

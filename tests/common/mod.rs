@@ -67,12 +67,12 @@ pub fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> Pat
     path
 }
 
-/// `ubuntu-metrics --config CONFIG --now NOW run --all`, asserted to exit 0.
+/// `ubuntu-metrics --config CONFIG run --now NOW --all`, asserted to exit 0.
 pub fn run_all(config: &Path) -> std::process::Output {
     let out = bin()
         .arg("--config")
         .arg(config)
-        .args(["--now", NOW, "run", "--all"])
+        .args(["run", "--now", NOW, "--all"])
         .output()
         .expect("ubuntu-metrics runs");
     assert_eq!(
