@@ -217,7 +217,7 @@ fn with_no_upstream_reachable_each_failure_is_printed_once_and_one_line_says_so(
     let out = common::bin()
         .arg("--config")
         .arg(&config)
-        .args(["--now", common::NOW, "run", "--all", "--dry-run"])
+        .args(["run", "--all", "--dry-run", "--now", common::NOW])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
