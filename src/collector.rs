@@ -68,10 +68,13 @@ impl CollectorError {
     }
 
     /// The message to log, print or store: cut to [`MAX_MESSAGE_CHARS`];
-    /// a [`Parts`] error keeps every part's (cut) message.
+    /// a [`Parts`] error lists its parts' (cut) messages, the whole cut to
+    /// [`MAX_PARTS_MESSAGE_CHARS`].
     pub fn short(&self) -> String {
         match self {
-            CollectorError::Parts { .. } => self.to_string(),
+            // Each part was cut already; the whole is bounded too, so that
+            // fifteen failed listings stay one readable line.
+            CollectorError::Parts { .. } => cut(&self.to_string(), MAX_PARTS_MESSAGE_CHARS),
             _ => short_message(&self.to_string()),
         }
     }
@@ -89,7 +92,15 @@ pub const MAX_MESSAGE_CHARS: usize = 300;
 /// saying how long it was: an upstream's whole answer (a 30 MB JSON
 /// string quoted by a parse error) must not flood the log or InfluxDB.
 pub fn short_message(msg: &str) -> String {
-    match msg.char_indices().nth(MAX_MESSAGE_CHARS) {
+    cut(msg, MAX_MESSAGE_CHARS)
+}
+
+/// The longest message of a collector made of parts (each part's own
+/// message is cut at [`MAX_MESSAGE_CHARS`]).
+pub const MAX_PARTS_MESSAGE_CHARS: usize = 1000;
+
+fn cut(msg: &str, max: usize) -> String {
+    match msg.char_indices().nth(max) {
         None => msg.to_owned(),
         Some((end, _)) => format!("{}… (message cut: {} bytes in all)", &msg[..end], msg.len()),
     }
