@@ -213,7 +213,11 @@ fn source_table(s: &Sources) -> toml::Table {
 }
 
 fn start_upstream(args: &Args) -> Upstream {
-    let defaults = source_table(&Sources::default());
+    let mut production = Sources::default();
+    production.fill_defaults(&ubuntu_metrics::config::declared_sources(
+        &ubuntu_metrics::collectors::registry(),
+    ));
+    let defaults = source_table(&production);
     let mut hosts: BTreeMap<String, String> = BTreeMap::new();
     for (key, url) in &defaults {
         let url = url.as_str().expect("URLs are strings");
@@ -509,7 +513,9 @@ fn parse_log(log: &str) -> BTreeMap<String, (Option<u64>, Option<u64>, bool)> {
 
 /// One rsync listing through the proxy, as the images collector runs it.
 fn time_one_listing(up: &Upstream) -> Option<Duration> {
-    let urls = ubuntu_metrics::collectors::images::urls(&up.sources.cdimage_rsync);
+    let urls = ubuntu_metrics::collectors::images::urls(
+        up.sources.get("cdimage_rsync").expect("rsync source"),
+    );
     let rsync = ubuntu_metrics::sources::rsync::Rsync::new(Duration::from_secs(10)).ok()?;
     let mut times = Vec::new();
     for _ in 0..3 {

@@ -8,8 +8,11 @@
 //! the points it has; when every part failed, the collector's error lists
 //! them all instead.
 
-use crate::config::Sources;
+pub use crate::config::OptionError;
+use crate::config::{CollectorSettings, SourceUrl, Sources};
+use crate::panel::Panels;
 use crate::point::Point;
+use crate::schema::Measurement;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::Http;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -241,7 +244,18 @@ pub fn merge_parts<S: Into<String>>(
     all.finish()
 }
 
-/// A collector: one Ubuntu report, turned into points.
+/// Launchpad's web service, read through [`Context::launchpad`] by several
+/// collectors: each lists it in its [`Collector::sources`].
+pub const LAUNCHPAD: SourceUrl = SourceUrl {
+    key: "launchpad",
+    default: "https://api.launchpad.net/devel/",
+    about: "Launchpad's web service (API version devel)",
+    fixture: "launchpad/devel/",
+};
+
+/// A collector: one Ubuntu report, turned into points. Everything about it
+/// is declared here, in its own file: the registry
+/// ([`crate::collectors::registry`]) is the only other place that names it.
 #[async_trait::async_trait]
 pub trait Collector: Send + Sync {
     /// The collector's name, as used on the command line and in the
@@ -256,8 +270,25 @@ pub trait Collector: Send + Sync {
         "5m"
     }
 
-    /// The measurements this collector writes.
-    fn measurements(&self) -> &'static [&'static str];
+    /// What it writes: every measurement with its tag keys and its field
+    /// keys and types. Every point it returns must fit (a test checks every
+    /// collector on its fixtures); the README and `list --schema` show it.
+    fn schema(&self) -> &'static [Measurement];
+
+    /// The names of the measurements it writes (from [`Collector::schema`]).
+    fn measurements(&self) -> Vec<&'static str> {
+        self.schema().iter().map(|m| m.name).collect()
+    }
+
+    /// The upstream sources it reads: their `[sources]` keys, production
+    /// URLs and fixtures. A source shared with other collectors is one
+    /// constant (e.g. [`LAUNCHPAD`]) that each of them lists.
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[]
+    }
+
+    /// Its row of Grafana panels and the dashboard it goes on.
+    fn panels(&self) -> Panels;
 
     /// The collector's own configuration options (keys of
     /// `[collectors.NAME]` besides `interval` and `enabled`), with a short
@@ -287,6 +318,25 @@ pub trait Collector: Send + Sync {
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError>;
 }
 
+/// What the configuration checks of a collector, from its declaration.
+impl<T: Collector + ?Sized> CollectorSettings for T {
+    fn name(&self) -> &'static str {
+        Collector::name(self)
+    }
+    fn default_interval(&self) -> &'static str {
+        Collector::default_interval(self)
+    }
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        Collector::options(self)
+    }
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        Collector::check_options(self, options)
+    }
+    fn sources(&self) -> Vec<SourceUrl> {
+        Collector::sources(self).to_vec()
+    }
+}
+
 /// A collector's typed options: deserialised from its `[collectors.NAME]`
 /// table (declare it `#[serde(deny_unknown_fields, default)]`, every field
 /// with its default), then checked for what serde cannot say (ranges).
@@ -294,19 +344,6 @@ pub trait CollectorOptions: serde::de::DeserializeOwned + Default {
     /// Checks the values: `Err((key, why))` for the first bad one.
     fn check(&self) -> Result<(), (&'static str, String)> {
         Ok(())
-    }
-}
-
-/// A bad collector option: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptionError {
-    pub key: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for OptionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "option {}: {}", self.key, self.message)
     }
 }
 
@@ -354,7 +391,7 @@ pub fn parse_options<T: CollectorOptions>(options: &toml::Table) -> Result<T, Op
 pub struct Context {
     /// The HTTP client (timeouts, User-Agent, gzip; counts requests).
     pub http: Http,
-    /// The configured upstream base URLs.
+    /// The configured upstream URLs: read one with [`Context::source`].
     pub sources: Arc<Sources>,
     /// The collector's own options from `[collectors.NAME]`.
     pub options: toml::Table,
@@ -489,8 +526,17 @@ impl Context {
     /// The Launchpad client, at `sources.launchpad`, sharing this run's
     /// HTTP client, request counter and [`RunCache`].
     pub fn launchpad(&self) -> crate::sources::launchpad::Launchpad {
-        crate::sources::launchpad::Launchpad::new(self.http.clone(), self.sources.launchpad.clone())
-            .with_cache(self.cache.clone())
+        crate::sources::launchpad::Launchpad::new(
+            self.http.clone(),
+            self.sources.url(&LAUNCHPAD).to_owned(),
+        )
+        .with_cache(self.cache.clone())
+    }
+
+    /// The URL of one of the collector's sources (as configured, else its
+    /// production default).
+    pub fn source(&self, source: &SourceUrl) -> &str {
+        self.sources.url(source)
     }
 
     /// The documents shared by the collectors of this run.

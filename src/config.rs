@@ -2,7 +2,6 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
-use crate::collector::Collector;
 use crate::schedule::timespan::TimeSpan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -98,41 +97,139 @@ impl Default for InfluxConfig {
     }
 }
 
-/// Every upstream base URL (and the distro-info file).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// An upstream source a collector reads, declared by the collector (or by
+/// the client it shares, like Launchpad's): its key under `[sources]`, its
+/// production URL (overridable in the configuration), what it is, and the
+/// recorded-shape stand-in the fixture server serves for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceUrl {
+    /// The key under `[sources]`.
+    pub key: &'static str,
+    /// The production URL.
+    pub default: &'static str,
+    /// One line: what is read there.
+    pub about: &'static str,
+    /// The path under `tests/fixtures/` that stands in for it (a folder
+    /// ends with `/`, as the URL does). An `rsync://` source is stood in
+    /// for by the fixture server's rsync daemon instead.
+    pub fixture: &'static str,
+}
+
+/// The distro-info data file when none is configured.
+pub const DEFAULT_DISTRO_INFO: &str = "/usr/share/distro-info/ubuntu.csv";
+
+/// `[sources]`: the URL of every upstream source the collectors declare
+/// ([`SourceUrl`]), and the distro-info data file. Once the configuration
+/// is loaded it holds every declared source (the file's value, or the
+/// production default); a key no collector declares is an error.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sources {
-    pub launchpad: String,
-    pub launchpad_code: String,
-    pub autopkgtest_production: String,
-    pub autopkgtest_staging: String,
-    pub proposed_migration: String,
-    pub archive_team: String,
-    pub archive: String,
-    pub cdimage_rsync: String,
-    pub rls_mgr: String,
-    pub sponsoring: String,
-    pub versions: String,
+    urls: BTreeMap<String, String>,
+    /// The distro-info data (`ubuntu.csv`).
     pub distro_info: PathBuf,
 }
 
 impl Default for Sources {
     fn default() -> Self {
         Sources {
-            launchpad: "https://api.launchpad.net/devel/".into(),
-            launchpad_code: "https://code.launchpad.net/".into(),
-            autopkgtest_production: "https://autopkgtest.ubuntu.com/".into(),
-            autopkgtest_staging: "https://autopkgtest.staging.ubuntu.com/".into(),
-            proposed_migration: "https://ubuntu-archive-team.ubuntu.com/proposed-migration/".into(),
-            archive_team: "https://ubuntu-archive-team.ubuntu.com/".into(),
-            archive: "http://archive.ubuntu.com/ubuntu/".into(),
-            cdimage_rsync: "rsync://cdimage.ubuntu.com/cdimage/".into(),
-            rls_mgr: "http://reports.qa.ubuntu.com/reports/rls-mgr/".into(),
-            sponsoring: "http://sponsoring-reports.ubuntu.com/jsons/general.json".into(),
-            versions: "https://people.canonical.com/~platform/desktop/versions/stats/current/"
-                .into(),
-            distro_info: "/usr/share/distro-info/ubuntu.csv".into(),
+            urls: BTreeMap::new(),
+            distro_info: DEFAULT_DISTRO_INFO.into(),
         }
+    }
+}
+
+impl Sources {
+    /// The URL of a source: the configured one, else its default.
+    pub fn url(&self, source: &SourceUrl) -> &str {
+        self.urls
+            .get(source.key)
+            .map(String::as_str)
+            .unwrap_or(source.default)
+    }
+
+    /// The URL configured under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.urls.get(key).map(String::as_str)
+    }
+
+    /// Points the source `key` at `url`.
+    pub fn set(&mut self, key: &str, url: impl Into<String>) {
+        self.urls.insert(key.to_owned(), url.into());
+    }
+
+    /// Every configured source: `(key, url)`, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.urls.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sets every source of `declared` that has no URL yet to its default.
+    pub fn fill_defaults<'a>(&mut self, declared: impl IntoIterator<Item = &'a SourceUrl>) {
+        for s in declared {
+            self.urls
+                .entry(s.key.to_owned())
+                .or_insert_with(|| s.default.to_owned());
+        }
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(self.urls.len() + 1))?;
+        for (k, v) in &self.urls {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("distro_info", &self.distro_info)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = BTreeMap::<String, toml::Value>::deserialize(de)?;
+        let mut s = Sources::default();
+        for (key, value) in table {
+            let toml::Value::String(text) = value else {
+                return Err(D::Error::custom(format!(
+                    "sources.{key}: expected a string (a URL, or for distro_info a file)"
+                )));
+            };
+            if key == "distro_info" {
+                s.distro_info = text.into();
+            } else {
+                s.urls.insert(key, text);
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// What the configuration knows of a collector: enough to check its
+/// `[collectors.NAME]` section and its `[sources]` when the configuration
+/// loads. Every [`crate::Collector`] is one.
+pub trait CollectorSettings {
+    fn name(&self) -> &'static str;
+    /// The default interval (systemd time-span syntax).
+    fn default_interval(&self) -> &'static str;
+    /// Its own options, `(key, description)`.
+    fn options(&self) -> &'static [(&'static str, &'static str)];
+    /// Checks its own options (the section less `interval` and `enabled`).
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError>;
+    /// The upstream sources it reads.
+    fn sources(&self) -> Vec<SourceUrl>;
+}
+
+/// A bad collector option: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "option {}: {}", self.key, self.message)
     }
 }
 
@@ -326,9 +423,9 @@ impl Config {
 
     /// Loads the file (if any), applies the environment, validates against
     /// the collector registry.
-    pub fn load(
+    pub fn load<C: CollectorSettings + ?Sized>(
         path: Option<&Path>,
-        registry: &[Box<dyn Collector>],
+        registry: &[Box<C>],
     ) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
@@ -350,6 +447,7 @@ impl Config {
         };
         config.apply_env(&|k| std::env::var(k).ok())?;
         config.validate(registry)?;
+        config.sources.fill_defaults(&declared_sources(registry));
         Ok(config)
     }
 
@@ -442,7 +540,10 @@ impl Config {
 
     /// Checks what serde cannot: collector names, intervals and options,
     /// URLs, and every value that would fail (or spin) only at run time.
-    pub fn validate(&self, registry: &[Box<dyn Collector>]) -> Result<(), ConfigError> {
+    pub fn validate<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
         let origin = self.origin();
         let zero = |key: &str, span: &TimeSpan| -> Result<(), ConfigError> {
             if span.as_usec() == 0 {
@@ -549,20 +650,15 @@ impl Config {
                 "{origin}: http.max_per_host = 0: at least 1 request per host must be allowed"
             )));
         }
-        let s = &self.sources;
-        for (key, value) in [
-            ("launchpad", &s.launchpad),
-            ("launchpad_code", &s.launchpad_code),
-            ("autopkgtest_production", &s.autopkgtest_production),
-            ("autopkgtest_staging", &s.autopkgtest_staging),
-            ("proposed_migration", &s.proposed_migration),
-            ("archive_team", &s.archive_team),
-            ("archive", &s.archive),
-            ("cdimage_rsync", &s.cdimage_rsync),
-            ("rls_mgr", &s.rls_mgr),
-            ("sponsoring", &s.sponsoring),
-            ("versions", &s.versions),
-        ] {
+        let declared = declared_sources(registry);
+        for (key, value) in self.sources.iter() {
+            if !declared.iter().any(|d| d.key == key) {
+                let known: Vec<&str> = declared.iter().map(|d| d.key).collect();
+                return Err(ConfigError(format!(
+                    "{origin}: unknown key sources.{key}: no collector reads it; the sources are: {}, distro_info",
+                    known.join(", ")
+                )));
+            }
             url::Url::parse(value).map_err(|e| {
                 ConfigError(format!(
                     "{origin}: sources.{key} {:?}: {e}",
@@ -614,7 +710,7 @@ impl Config {
     }
 
     /// The effective interval of a collector.
-    pub fn interval(&self, c: &dyn Collector) -> TimeSpan {
+    pub fn interval<C: CollectorSettings + ?Sized>(&self, c: &C) -> TimeSpan {
         self.collectors
             .get(c.name())
             .and_then(|cc| cc.interval.clone())
@@ -630,25 +726,26 @@ impl Config {
             c.influxdb.password = Some(REDACTED.into());
         }
         c.influxdb.url = redact_url(&c.influxdb.url);
-        let s = &mut c.sources;
-        for url in [
-            &mut s.launchpad,
-            &mut s.launchpad_code,
-            &mut s.autopkgtest_production,
-            &mut s.autopkgtest_staging,
-            &mut s.proposed_migration,
-            &mut s.archive_team,
-            &mut s.archive,
-            &mut s.cdimage_rsync,
-            &mut s.rls_mgr,
-            &mut s.sponsoring,
-            &mut s.versions,
-        ] {
+        for url in c.sources.urls.values_mut() {
             *url = redact_url(url);
         }
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
+}
+
+/// Every source the collectors declare, each key once (the first
+/// declaration wins: shared sources like Launchpad's are one constant).
+pub fn declared_sources<C: CollectorSettings + ?Sized>(registry: &[Box<C>]) -> Vec<SourceUrl> {
+    let mut all: Vec<SourceUrl> = Vec::new();
+    for c in registry {
+        for s in c.sources() {
+            if !all.iter().any(|d| d.key == s.key) {
+                all.push(s);
+            }
+        }
+    }
+    all
 }
 
 /// A file holding a password (the configuration with `password` or a URL
@@ -739,6 +836,29 @@ pub fn redact_secrets(message: &str, text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// No collector at all: the checks that do not depend on the registry.
+    enum NoCollector {}
+
+    impl CollectorSettings for NoCollector {
+        fn name(&self) -> &'static str {
+            match *self {}
+        }
+        fn default_interval(&self) -> &'static str {
+            match *self {}
+        }
+        fn options(&self) -> &'static [(&'static str, &'static str)] {
+            match *self {}
+        }
+        fn check_options(&self, _: &toml::Table) -> Result<(), OptionError> {
+            match *self {}
+        }
+        fn sources(&self) -> Vec<SourceUrl> {
+            match *self {}
+        }
+    }
+
+    const NONE: &[Box<NoCollector>] = &[];
+
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {
             pairs
@@ -762,7 +882,7 @@ mod tests {
         let c = Config::from_toml("[http]\nmax_per_host = 3\n").unwrap();
         assert_eq!(c.http.max_per_host, 3);
         let c = Config::from_toml("[http]\nmax_per_host = 0\n").unwrap();
-        let e = c.validate(&[]).unwrap_err().0;
+        let e = c.validate(NONE).unwrap_err().0;
         assert!(e.contains("http.max_per_host"), "{e}");
     }
 
@@ -772,7 +892,7 @@ mod tests {
         let c = Config::from_toml("[http]\nmax_body = \"8MiB\"\n").unwrap();
         assert_eq!(c.http.max_body_bytes(), Ok(8 << 20));
         let c = Config::from_toml("[http]\nmax_body = \"lots\"\n").unwrap();
-        let e = c.validate(&[]).unwrap_err().0;
+        let e = c.validate(NONE).unwrap_err().0;
         assert!(e.contains("http.max_body") && e.contains("lots"), "{e}");
     }
 
@@ -829,7 +949,7 @@ mod tests {
             );
         }
         let c = Config::from_toml("[spool]\nmax_size = \"lots\"\n").unwrap();
-        let e = c.validate(&[]).unwrap_err().to_string();
+        let e = c.validate(NONE).unwrap_err().to_string();
         assert!(e.contains("spool.max_size") && e.contains("lots"), "{e}");
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboards;
 pub mod fsutil;
 pub mod logging;
+pub mod panel;
 pub mod point;
 pub mod progress;
 #[cfg(test)]
@@ -19,6 +20,7 @@ pub(crate) mod proptest_support;
 pub mod provision;
 pub mod runner;
 pub mod schedule;
+pub mod schema;
 pub mod sinks;
 pub mod sources;
 #[cfg(test)]

@@ -33,7 +33,10 @@ async fn staging_returning_404_still_reports_production() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.autopkgtest_staging = server.url("autopkgtest/nonexistent/");
+    sources.set(
+        "autopkgtest_staging",
+        server.url("autopkgtest/nonexistent/"),
+    );
     ctx.sources = Arc::new(sources);
     let points = collect("autopkgtest", &ctx).await.unwrap();
     assert_eq!(lines(&points), expected_for("production"));
@@ -44,7 +47,7 @@ async fn production_on_a_closed_port_still_reports_staging() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.autopkgtest_production = closed_port_url();
+    sources.set("autopkgtest_production", closed_port_url());
     ctx.sources = Arc::new(sources);
     let points = collect("autopkgtest", &ctx).await.unwrap();
     assert_eq!(lines(&points), expected_for("staging"));
@@ -56,8 +59,11 @@ async fn both_instances_unreachable_is_an_error_naming_both() {
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
     let closed = closed_port_url();
-    sources.autopkgtest_production = closed.clone();
-    sources.autopkgtest_staging = server.url("autopkgtest/nonexistent/");
+    sources.set("autopkgtest_production", closed.clone());
+    sources.set(
+        "autopkgtest_staging",
+        server.url("autopkgtest/nonexistent/"),
+    );
     ctx.sources = Arc::new(sources);
     let err = collect("autopkgtest", &ctx).await.unwrap_err().to_string();
     assert!(err.contains(&format!("{closed}queue_size.json")), "{err}");
@@ -95,8 +101,14 @@ async fn malformed_entries_are_skipped_and_the_rest_kept() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.autopkgtest_production = server.url("autopkgtest/malformed/");
-    sources.autopkgtest_staging = server.url("autopkgtest/nonexistent/");
+    sources.set(
+        "autopkgtest_production",
+        server.url("autopkgtest/malformed/"),
+    );
+    sources.set(
+        "autopkgtest_staging",
+        server.url("autopkgtest/nonexistent/"),
+    );
     ctx.sources = Arc::new(sources);
     let points = collect("autopkgtest", &ctx).await.unwrap();
     assert_points(&points, "autopkgtest/malformed/expected.out");

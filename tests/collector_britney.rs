@@ -92,7 +92,7 @@ async fn every_part_failing_is_an_error_naming_the_urls() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.proposed_migration = server.url("britney/nowhere/");
+    sources.set("proposed_migration", server.url("britney/nowhere/"));
     ctx.sources = Arc::new(sources);
     let err = collect("britney", &ctx).await.unwrap_err().to_string();
     assert!(

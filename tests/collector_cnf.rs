@@ -20,7 +20,7 @@ async fn no_listing_at_all_is_an_error() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.archive = server.url("cnf/nowhere/");
+    sources.set("archive", server.url("cnf/nowhere/"));
     ctx.sources = Arc::new(sources);
     let err = collect("cnf", &ctx).await.unwrap_err();
     assert!(

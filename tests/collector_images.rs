@@ -18,7 +18,7 @@ fn daemon() -> RsyncDaemon {
 fn context_with_rsync(server: &FixtureServer, url: &str) -> Context {
     let mut ctx = context(server);
     let mut sources = (*ctx.sources).clone();
-    sources.cdimage_rsync = url.to_owned();
+    sources.set("cdimage_rsync", url.to_owned());
     ctx.sources = Arc::new(sources);
     ctx
 }
@@ -181,7 +181,7 @@ async fn launchpad_failure_is_an_error() {
     let rsyncd = daemon();
     let mut ctx = context_with_rsync(&server, &rsyncd.url());
     let mut sources = (*ctx.sources).clone();
-    sources.launchpad = server.url("launchpad/nowhere/");
+    sources.set("launchpad", server.url("launchpad/nowhere/"));
     ctx.sources = Arc::new(sources);
     let msg = images(&ctx, toml::Table::new())
         .await

@@ -36,7 +36,7 @@ async fn every_file_missing_is_an_error_naming_the_urls() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.rls_mgr = server.url("rls_bugs/nowhere/");
+    sources.set("rls_mgr", server.url("rls_bugs/nowhere/"));
     ctx.sources = Arc::new(sources);
     let err = collect("rls_bugs", &ctx).await.unwrap_err().to_string();
     assert!(

@@ -14,7 +14,7 @@ async fn empty_queue_reports_zeros() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.sponsoring = server.url("sponsoring/empty/general.json");
+    sources.set("sponsoring", server.url("sponsoring/empty/general.json"));
     ctx.sources = std::sync::Arc::new(sources);
     let points = collect("sponsoring", &ctx).await.unwrap();
     assert_points(&points, "sponsoring/empty/expected.out");
@@ -25,7 +25,7 @@ async fn unreachable_source_is_an_error_naming_the_url() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.sponsoring = server.url("sponsoring/missing.json");
+    sources.set("sponsoring", server.url("sponsoring/missing.json"));
     ctx.sources = std::sync::Arc::new(sources);
     let err = collect("sponsoring", &ctx).await.unwrap_err();
     assert!(

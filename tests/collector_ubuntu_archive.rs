@@ -86,9 +86,9 @@ async fn every_part_failing_is_an_error_naming_the_urls() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.archive_team = server.url("nowhere/archive/");
-    sources.launchpad_code = server.url("nowhere/code/");
-    sources.launchpad = server.url("nowhere/launchpad/");
+    sources.set("archive_team", server.url("nowhere/archive/"));
+    sources.set("launchpad_code", server.url("nowhere/code/"));
+    sources.set("launchpad", server.url("nowhere/launchpad/"));
     ctx.sources = Arc::new(sources);
     let err = collect("ubuntu_archive", &ctx)
         .await

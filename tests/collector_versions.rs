@@ -7,7 +7,7 @@ use std::sync::Arc;
 fn with_base(server: &fixture_server::FixtureServer, path: &str) -> ubuntu_metrics::Context {
     let mut ctx = context(server);
     let mut sources = (*ctx.sources).clone();
-    sources.versions = server.url(path);
+    sources.set("versions", server.url(path));
     ctx.sources = Arc::new(sources);
     ctx
 }

@@ -416,8 +416,18 @@ impl ubuntu_metrics::Collector for Flaky {
     fn default_interval(&self) -> &'static str {
         "1s"
     }
-    fn measurements(&self) -> &'static [&'static str] {
-        &["flaky_m"]
+    fn schema(&self) -> &'static [ubuntu_metrics::schema::Measurement] {
+        use ubuntu_metrics::schema::{Measurement, int};
+        const SCHEMA: &[Measurement] = &[Measurement::new("flaky_m", &[], &[int("run", "")])];
+        SCHEMA
+    }
+    fn panels(&self) -> ubuntu_metrics::panel::Panels {
+        use ubuntu_metrics::panel::{Board, Kind, Panel, Panels};
+        Panels {
+            board: Board::Queues,
+            title: "flaky",
+            panels: vec![Panel::new(Kind::Stat, "runs", "flaky_m", &["run"], &[])],
+        }
     }
     async fn collect(
         &self,

@@ -1,57 +1,14 @@
-//! The Grafana dashboards: the committed files under `grafana/` are what the
-//! code generates, and every panel's query returns data from a real
-//! InfluxDB filled by `run --all` from the fixtures.
+//! The Grafana dashboards: `dashboards export` writes what the code
+//! generates from the collectors' panels, and every panel's query returns
+//! data from a real InfluxDB filled by `run --all` from the fixtures.
 
 mod common;
 
 use common::influxd::Influxd;
 use common::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use ubuntu_metrics::dashboards::{self, ExportOptions, Kind};
-
-fn committed() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grafana")
-}
-
-fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_owned());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-#[test]
-fn committed_files_are_what_the_code_generates() {
-    let root = committed();
-    let stale = "grafana/ is stale: regenerate it with `cargo run --bin ubuntu-metrics -- dashboards export grafana` and commit it";
-    let want = dashboards::files(&ExportOptions::default());
-    let mut expected = BTreeSet::new();
-    for (rel, text) in &want {
-        let path = root.join(rel);
-        let got = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{stale}", path.display()));
-        assert!(got == *text, "{} differs\n{stale}", path.display());
-        expected.insert(rel.clone());
-    }
-    let extra: Vec<_> = files_under(&root)
-        .into_iter()
-        .filter(|p| !expected.contains(p) && p.file_name() != Some("README.md".as_ref()))
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "files no longer generated: {extra:?}\n{stale}"
-    );
-}
+use ubuntu_metrics::dashboards::{self, ExportOptions};
+use ubuntu_metrics::panel::Kind;
 
 #[test]
 fn export_writes_the_same_files() {

@@ -772,7 +772,7 @@ fn a_huge_upstream_string_in_an_error_is_cut_short() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server, &db.url());
     let text = std::fs::read_to_string(&config).unwrap();
-    let sponsoring = server.sources().sponsoring;
+    let sponsoring = server.sources().get("sponsoring").unwrap().to_owned();
     assert!(text.contains(&sponsoring));
     let url = format!("{}/general.json", upstream.url());
     std::fs::write(&config, text.replace(&sponsoring, &url)).unwrap();

@@ -378,7 +378,7 @@ async fn a_base_without_trailing_slash_works() {
     let server = server();
     let mut ctx = context(&server);
     let mut sources = (*ctx.sources).clone();
-    sources.launchpad = server.url("launchpad/devel");
+    sources.set("launchpad", server.url("launchpad/devel"));
     ctx.sources = std::sync::Arc::new(sources);
     let series = lp(&ctx).ubuntu_series().await.unwrap();
     assert_eq!(series.len(), 7);

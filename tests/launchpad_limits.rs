@@ -189,7 +189,9 @@ fn a_collector_told_to_come_back_later_fails_saying_when() {
         sources: fixtures.sources(),
         ..Default::default()
     };
-    config.sources.launchpad = format!("{}hour/", server.base);
+    config
+        .sources
+        .set("launchpad", format!("{}hour/", server.base));
     config.influxdb.url = "http://127.0.0.1:9".into();
     config.spool.dir = dir.path().join("spool");
     let path = dir.path().join("config.toml");

@@ -506,9 +506,14 @@ fn credentials_in_source_urls_are_never_shown() {
     let with_creds = |url: &str| url.replace("://", &format!("://reader:{PASSWORD}@"));
     let cfg = config(dir.path(), &server, |c| {
         c.influxdb.url = "http://127.0.0.1:9".into();
-        c.sources.sponsoring = with_creds(&server.url("no-such-report.json"));
-        c.sources.launchpad = with_creds(&c.sources.launchpad);
-        c.sources.versions = server.url("").replace("://", &format!("://{PASSWORD}@"));
+        c.sources
+            .set("sponsoring", with_creds(&server.url("no-such-report.json")));
+        c.sources
+            .set("launchpad", with_creds(c.sources.get("launchpad").unwrap()));
+        c.sources.set(
+            "versions",
+            server.url("").replace("://", &format!("://{PASSWORD}@")),
+        );
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
     assert_eq!(code, Some(0), "{out}");
@@ -529,7 +534,10 @@ fn credentials_in_source_urls_are_never_shown() {
     // rsync URLs are quoted by our own errors (nothing listens on port 9).
     let cfg = config(dir.path(), &server, |c| {
         c.influxdb.url = "http://127.0.0.1:9".into();
-        c.sources.cdimage_rsync = format!("rsync://reader:{PASSWORD}@127.0.0.1:9/cdimage/");
+        c.sources.set(
+            "cdimage_rsync",
+            format!("rsync://reader:{PASSWORD}@127.0.0.1:9/cdimage/"),
+        );
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
         "-v",

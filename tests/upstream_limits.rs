@@ -142,8 +142,10 @@ fn a_gzip_bomb_and_an_endless_body_fail_only_their_collectors_in_bounded_memory(
     };
     config.influxdb.url = "http://127.0.0.1:9".into();
     config.spool.dir = dir.path().join("spool");
-    config.sources.sponsoring = format!("{bad}bomb/general.json");
-    config.sources.versions = format!("{bad}endless/");
+    config
+        .sources
+        .set("sponsoring", format!("{bad}bomb/general.json"));
+    config.sources.set("versions", format!("{bad}endless/"));
     config.http.max_body = "16MB".into();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();

@@ -1,12 +1,9 @@
 //! autopkgtest: queue sizes and running tests of both autopkgtest instances.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `autopkgtest_queue_size` | `context`, `release`, `arch`, `instance` | `count` int |
-//! | `autopkgtest_running` | `release`, `arch`, `instance` | `count` int: (package, params) entries running for that release and arch |
+//! What it writes: [`SCHEMA`].
 //!
-//! Sources, for each instance `production` (`sources.autopkgtest_production`)
-//! and `staging` (`sources.autopkgtest_staging`):
+//! Sources, for each instance `production` ([`PRODUCTION`])
+//! and `staging` ([`STAGING`]):
 //! - `queue_size.json`: `context -> release -> arch -> count`;
 //! - `static/running.json`: `package -> params key -> release -> arch -> details`.
 //!
@@ -23,6 +20,9 @@
 //! and the rest of the document is kept.
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::config::SourceUrl;
+use crate::panel::{Agg, Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Utc};
@@ -30,6 +30,36 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub struct Autopkgtest;
+
+/// An autopkgtest instance's web front end.
+pub const PRODUCTION: SourceUrl = SourceUrl {
+    key: "autopkgtest_production",
+    default: "https://autopkgtest.ubuntu.com/",
+    about: "the production autopkgtest instance (queue_size.json, static/running.json)",
+    fixture: "autopkgtest/production/",
+};
+
+/// The staging autopkgtest instance.
+pub const STAGING: SourceUrl = SourceUrl {
+    key: "autopkgtest_staging",
+    default: "https://autopkgtest.staging.ubuntu.com/",
+    about: "the staging autopkgtest instance (same documents)",
+    fixture: "autopkgtest/staging/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[
+    Measurement::new(
+        "autopkgtest_queue_size",
+        &[tag("context", ""), tag("release", ""), tag("arch", ""), tag("instance", "`production` or `staging`")],
+        &[int("count", "")],
+    ),
+    Measurement::new(
+        "autopkgtest_running",
+        &[tag("release", ""), tag("arch", ""), tag("instance", "`production` or `staging`")],
+        &[int("count", "(package, params) entries running for that release and arch")],
+    ),
+];
 
 const QUEUE_SIZE: &str = "queue_size.json";
 const RUNNING: &str = "static/running.json";
@@ -44,14 +74,34 @@ impl Collector for Autopkgtest {
         "autopkgtest queue sizes and running tests, production and staging"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["autopkgtest_queue_size", "autopkgtest_running"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[PRODUCTION, STAGING]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Queues,
+            title: "autopkgtest",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "autopkgtest queue size by release", "autopkgtest_queue_size", &["count"], &["instance", "release"])
+                    .agg(Agg::SumOfLast),
+                Panel::new(Kind::Timeseries, "autopkgtest queue size by architecture", "autopkgtest_queue_size", &["count"], &["instance", "arch"])
+                    .agg(Agg::SumOfLast),
+                Panel::new(Kind::Timeseries, "Running autopkgtests", "autopkgtest_running", &["count"], &["instance", "release", "arch"]),
+                Panel::new(Kind::Table, "autopkgtest queues (latest)", "autopkgtest_queue_size", &["count"], &["instance", "context", "release", "arch"])
+                    .width(12),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         let instances = [
-            ("production", ctx.sources.autopkgtest_production.as_str()),
-            ("staging", ctx.sources.autopkgtest_staging.as_str()),
+            ("production", ctx.source(&PRODUCTION)),
+            ("staging", ctx.source(&STAGING)),
         ];
         let fetches = instances.iter().flat_map(|&(instance, base)| {
             [QUEUE_SIZE, RUNNING].map(|doc| {

@@ -1,13 +1,8 @@
 //! britney: health of proposed-migration (britney) runs and of its excuses.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `britney_last_run_age` | `release` | `run_age` int (whole hours since the last run) |
-//! | `britney_last_run_duration` | `release` | `run_duration` int (whole minutes of the last complete run) |
-//! | `update_excuses_stats` | `release` (devel) | `valid_candidates`, `not_considered`, `total`, `median_age`, `backlog`, all int; time = the CSV row's time |
-//! | `update_excuses_by_team_stats` | `release` (devel), `team` | `count` int (items older than 3 days), `age` float (their mean age in days, 0.0 when none) |
+//! What it writes: [`SCHEMA`].
 //!
-//! Source: `sources.proposed_migration`. Series: supported + ESM series
+//! Source: [`PROPOSED_MIGRATION`] (and Launchpad for the devel series when distro-info is out of date). Series: supported + ESM series
 //! (distro-info, release order, each once); the devel series for the two
 //! excuses reports. Four parts, each failing alone (logged, the others
 //! still report); the collector fails only when every part failed.
@@ -23,6 +18,10 @@
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
 use crate::collector::{Collector, CollectorError, Context, Parts, merge_parts};
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, float, int, tag};
 use crate::point::Point;
 use crate::sources::http::join;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -30,6 +29,48 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 pub struct Britney;
+
+/// britney's proposed-migration reports.
+pub const PROPOSED_MIGRATION: SourceUrl = SourceUrl {
+    key: "proposed_migration",
+    default: "https://ubuntu-archive-team.ubuntu.com/proposed-migration/",
+    about: "britney's output: update_excuses, logs, the excuses CSV and by-team YAML",
+    fixture: "britney/proposed-migration/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[
+    Measurement::new(
+        "britney_last_run_age",
+        &[tag("release", "")],
+        &[int("run_age", "whole hours since the last run")],
+    ),
+    Measurement::new(
+        "britney_last_run_duration",
+        &[tag("release", "")],
+        &[int("run_duration", "whole minutes of the last complete run")],
+    ),
+    Measurement::new(
+        "update_excuses_stats",
+        &[tag("release", "the devel series")],
+        &[
+            int("valid_candidates", ""),
+            int("not_considered", ""),
+            int("total", ""),
+            int("median_age", ""),
+            int("backlog", ""),
+        ],
+    )
+    .timed("the CSV row's time"),
+    Measurement::new(
+        "update_excuses_by_team_stats",
+        &[tag("release", "the devel series"), tag("team", "")],
+        &[
+            int("count", "items older than 3 days"),
+            float("age", "their mean age in days, 0.0 when none"),
+        ],
+    ),
+];
 
 /// Rows of `update_excuses.csv` older than this are not reported.
 const CSV_WINDOW_HOURS: i64 = 12;
@@ -47,17 +88,37 @@ impl Collector for Britney {
         "britney (proposed-migration) run age and duration, update_excuses statistics overall and per team"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &[
-            "britney_last_run_age",
-            "britney_last_run_duration",
-            "update_excuses_stats",
-            "update_excuses_by_team_stats",
-        ]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[PROPOSED_MIGRATION, LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Queues,
+            title: "Proposed migration (britney)",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Hours since britney's last run", "britney_last_run_age", &["run_age"], &["release"])
+                    .unit("h"),
+                Panel::new(Kind::Timeseries, "Duration of britney's last run", "britney_last_run_duration", &["run_duration"], &["release"])
+                    .unit("m"),
+                Panel::new(Kind::Timeseries, "Update excuses (devel series)", "update_excuses_stats", &["valid_candidates", "not_considered", "total", "backlog"], &["release"]),
+                Panel::new(Kind::Timeseries, "Median age of update excuses", "update_excuses_stats", &["median_age"], &["release"])
+                    .unit("d"),
+                Panel::new(Kind::Timeseries, "Excuses older than 3 days, by team", "update_excuses_by_team_stats", &["count"], &["team"]),
+                Panel::new(Kind::Table, "Excuses by team (latest)", "update_excuses_by_team_stats", &["count", "age"], &["release", "team"])
+                    .field_units(&[("age", "d")])
+                    .width(12)
+                    .describe("Per team: items older than 3 days, and their mean age in days."),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let base = ctx.sources.proposed_migration.as_str();
+        let base = ctx.source(&PROPOSED_MIGRATION);
         let (runs, excuses, by_team) = futures::join!(
             run_parts(ctx, base),
             excuses_stats(ctx, base),

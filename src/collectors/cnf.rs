@@ -1,12 +1,10 @@
 //! cnf: the age of the command-not-found indexes in the archive, per active
 //! series.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `command_not_found_age` | `release` | `cnf_age` float (days), `out_of_date` bool (`cnf_age > 1`) |
+//! What it writes: [`SCHEMA`].
 //!
 //! Sources: the series Launchpad marks `active`, and for each series `S`
-//! the Apache directory listing `sources.archive` + `dists/S/main/cnf/`.
+//! the Apache directory listing [`ARCHIVE`] + `dists/S/main/cnf/`.
 //! The row of a `Commands-…` file carries its modification time in the
 //! cell `<td align="right">YYYY-MM-DD HH:MM  </td>` (UTC); when several
 //! `Commands` rows exist, the last one in the listing counts. Age = (now −
@@ -18,6 +16,10 @@
 //! collection fails.
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, boolean, float, tag};
 use crate::point::Point;
 use crate::sources::http::{Http, encode_segment, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -25,6 +27,21 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 pub struct Cnf;
+
+/// The Ubuntu archive.
+pub const ARCHIVE: SourceUrl = SourceUrl {
+    key: "archive",
+    default: "http://archive.ubuntu.com/ubuntu/",
+    about: "the Ubuntu archive (dists/S/main/cnf/ listings)",
+    fixture: "cnf/ubuntu/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "command_not_found_age",
+    &[tag("release", "")],
+    &[float("cnf_age", "days"), boolean("out_of_date", "`cnf_age > 1`")],
+)];
 
 #[async_trait::async_trait]
 impl Collector for Cnf {
@@ -36,8 +53,27 @@ impl Collector for Cnf {
         "age of the command-not-found (cnf) indexes in the archive, per active series"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["command_not_found_age"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[ARCHIVE, LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Archive,
+            title: "command-not-found",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "command-not-found index age", "command_not_found_age", &["cnf_age"], &["release"])
+                    .unit("d"),
+                Panel::new(Kind::Table, "command-not-found indexes (latest)", "command_not_found_age", &["cnf_age", "out_of_date"], &["release"])
+                    .field_units(&[("cnf_age", "d")])
+                    .width(12)
+                    .describe("Out of date: the index is more than a day old."),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
@@ -55,7 +91,7 @@ impl Collector for Cnf {
                 ctx.launchpad().resource_url("ubuntu")
             )));
         }
-        let base = ctx.sources.archive.clone();
+        let base = ctx.source(&ARCHIVE).to_owned();
         // All together: the HTTP client's per-host limit keeps it polite.
         let results: Vec<_> = futures::future::join_all(
             series

@@ -1,8 +1,6 @@
 //! contributors: the size of the Ubuntu developer teams on Launchpad.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `launchpad_team_members` | `team`, `count_type` (`members` or `participants`) | `count` int |
+//! What it writes: [`SCHEMA`].
 //!
 //! Source: for each team of the option `teams` (by default the ten teams
 //! below), the sizes of its `members` and `participants` collections on
@@ -12,12 +10,23 @@
 //! can be read, the collection fails.
 
 use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError, Parts};
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
 use chrono::{DateTime, Utc};
 
 pub struct Contributors;
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "launchpad_team_members",
+    &[tag("team", ""), tag("count_type", "`members` or `participants`")],
+    &[int("count", "")],
+)];
 
 /// The teams counted unless the option `teams` says otherwise.
 pub const DEFAULT_TEAMS: [&str; 10] = [
@@ -76,8 +85,27 @@ impl Collector for Contributors {
         "1h"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["launchpad_team_members"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::People,
+            title: "Contributors",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Launchpad team members", "launchpad_team_members", &["count"], &["team"])
+                    .filter("\"count_type\" = 'members'")
+                    .describe("Direct members of each team."),
+                Panel::new(Kind::Timeseries, "Launchpad team participants", "launchpad_team_members", &["count"], &["team"])
+                    .filter("\"count_type\" = 'participants'")
+                    .describe("Direct and indirect members (through member teams)."),
+            ],
+        }
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {

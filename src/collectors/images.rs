@@ -1,10 +1,8 @@
 //! images: age and size of the daily images on cdimage.ubuntu.com.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `daily_image_details` | `flavor`, `release`, `current_or_pending`, `architecture`, `image_type` (left out when none) | `age` int (days), `size` int (bytes) |
+//! What it writes: [`SCHEMA`].
 //!
-//! Source: the rsync server `sources.cdimage_rsync`
+//! Source: the rsync server [`CDIMAGE`]
 //! (`rsync://cdimage.ubuntu.com/cdimage/`), listed, never downloaded, by
 //! the `rsync` client (see [`crate::sources::rsync`]): one call per path
 //! pattern of [`PATTERNS`] and image suffix of [`SUFFIXES`], 15 calls, all
@@ -22,6 +20,10 @@
 use crate::collector::{
     Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
 };
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Agg, Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::schedule::timespan::TimeSpan;
 use crate::sources::rsync::{Entry, Rsync, RsyncError};
@@ -31,6 +33,27 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 pub struct Images;
+
+/// cdimage's rsync module.
+pub const CDIMAGE: SourceUrl = SourceUrl {
+    key: "cdimage_rsync",
+    default: "rsync://cdimage.ubuntu.com/cdimage/",
+    about: "cdimage's rsync module, listed (never downloaded)",
+    fixture: "",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "daily_image_details",
+    &[
+        tag("flavor", ""),
+        tag("release", ""),
+        tag("current_or_pending", ""),
+        tag("architecture", ""),
+        tag("image_type", "left out when none"),
+    ],
+    &[int("age", "days"), int("size", "bytes")],
+)];
 
 /// The path patterns listed, each followed by one of [`SUFFIXES`].
 pub const PATTERNS: [&str; 5] = [
@@ -66,8 +89,36 @@ impl Collector for Images {
         "age and size of the current and pending daily images on cdimage (rsync listing)"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["daily_image_details"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[CDIMAGE, LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Images,
+            title: "Daily images",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Oldest current image per flavor", "daily_image_details", &["age"], &["flavor"])
+                    .filter("\"current_or_pending\" = 'current'")
+                    .agg(Agg::Max)
+                    .unit("d")
+                    .describe("Days since the oldest `current` image of each flavor was built: a flavor whose images stopped building climbs."),
+                Panel::new(Kind::Timeseries, "Oldest pending image per flavor", "daily_image_details", &["age"], &["flavor"])
+                    .filter("\"current_or_pending\" = 'pending'")
+                    .agg(Agg::Max)
+                    .unit("d"),
+                Panel::new(Kind::Timeseries, "Largest image per flavor", "daily_image_details", &["size"], &["flavor"])
+                    .agg(Agg::Max)
+                    .unit("decbytes")
+                    .width(24),
+                Panel::new(Kind::Table, "Images (latest)", "daily_image_details", &["age", "size"], &["flavor", "release", "image_type", "architecture", "current_or_pending"])
+                    .field_units(&[("age", "d"), ("size", "decbytes")]),
+            ],
+        }
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {
@@ -147,7 +198,7 @@ pub async fn collect_for_series(
 /// Every listing's entries (see [`merge`]).
 async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     let timeout = timeout_option(ctx)?;
-    let base = &ctx.sources.cdimage_rsync;
+    let base = &ctx.source(&CDIMAGE);
     let rsync = Rsync::new(timeout)
         .map_err(|e| {
             CollectorError::Other(format!(

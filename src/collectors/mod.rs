@@ -1,37 +1,40 @@
-//! One module per collector. To add one: copy a file (e.g. `sponsoring.rs`),
-//! add it below and to [`registry`].
+//! One module per collector, and the registry: the one list that names
+//! them. To add a collector: copy `sponsoring.rs` to `NAME.rs`, rename what
+//! it declares, and add one line `NAME::Type,` to the [`registry!`] below.
+//! `list`, `config show`, the README table, the dashboards, the systemd
+//! units, the fixture server's URLs and every test that enumerates
+//! collectors follow from here.
 
 use crate::collector::Collector;
 
-pub mod autopkgtest;
-pub mod britney;
-pub mod cnf;
-pub mod contributors;
-pub mod images;
-pub mod rls_bugs;
-pub mod sponsoring;
-pub mod ubuntu_archive;
-pub mod upload_queues;
-pub mod versions;
+/// Declares each collector module and lists it in [`registry`], in the
+/// order `list` shows them: one line per collector.
+macro_rules! registry {
+    ($($module:ident :: $collector:ident),+ $(,)?) => {
+        $(pub mod $module;)+
 
-/// Every collector, in the order `list` shows them.
-pub fn registry() -> Vec<Box<dyn Collector>> {
-    vec![
-        Box::new(autopkgtest::Autopkgtest),
-        Box::new(britney::Britney),
-        Box::new(cnf::Cnf),
-        Box::new(contributors::Contributors),
-        Box::new(images::Images),
-        Box::new(rls_bugs::RlsBugs),
-        Box::new(sponsoring::Sponsoring),
-        Box::new(ubuntu_archive::UbuntuArchive),
-        Box::new(upload_queues::UploadQueues),
-        Box::new(versions::Versions),
-    ]
+        /// Every collector, in the order `list` shows them.
+        pub fn registry() -> Vec<Box<dyn Collector>> {
+            vec![$(Box::new($module::$collector)),+]
+        }
+    };
+}
+
+registry! {
+    autopkgtest::Autopkgtest,
+    britney::Britney,
+    cnf::Cnf,
+    contributors::Contributors,
+    images::Images,
+    rls_bugs::RlsBugs,
+    sponsoring::Sponsoring,
+    ubuntu_archive::UbuntuArchive,
+    upload_queues::UploadQueues,
+    versions::Versions,
 }
 
 /// The collectors table of the README (Markdown), generated from the
-/// registry so that it cannot go stale (a test compares it).
+/// registry so that it cannot go stale (`tests/readme.rs` compares it).
 pub fn markdown_table() -> String {
     let mut s = String::from(
         "| collector | default interval | measurements | what it measures |\n| --- | --- | --- | --- |\n",
@@ -45,6 +48,36 @@ pub fn markdown_table() -> String {
             ms.join(", "),
             c.description()
         ));
+    }
+    s
+}
+
+/// Every collector's documentation, generated from its declaration: what
+/// it measures, its interval, sources, options, and its schema table.
+pub fn markdown_reference() -> String {
+    let mut s = String::new();
+    for c in registry() {
+        s.push_str(&format!("## {}\n\n{}.\n\n", c.name(), c.description()));
+        s.push_str(&format!("Default interval: {}.\n\n", c.default_interval()));
+        if !c.sources().is_empty() {
+            s.push_str("Sources (`[sources]`):\n\n");
+            for src in c.sources() {
+                s.push_str(&format!(
+                    "- `{}` = `{}`: {}\n",
+                    src.key, src.default, src.about
+                ));
+            }
+            s.push('\n');
+        }
+        if !c.options().is_empty() {
+            s.push_str(&format!("Options (`[collectors.{}]`):\n\n", c.name()));
+            for (key, about) in c.options() {
+                s.push_str(&format!("- `{key}`: {about}\n"));
+            }
+            s.push('\n');
+        }
+        s.push_str(&crate::schema::markdown(c.schema()));
+        s.push('\n');
     }
     s
 }

@@ -1,11 +1,9 @@
 //! rls_bugs: release-management bugs per supported series and team.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `distro_rls_bug_tasks` | `tag` (`incoming` or `tracking`), `release`, `team_name` | `count` int: number of bugs |
+//! What it writes: [`SCHEMA`].
 //!
 //! Series: supported series on the collector's date (distro-info, not ESM).
-//! Sources per series `S` under `sources.rls_mgr`: `rls-X-incoming.json` and
+//! Sources per series `S` under [`RLS_MGR`]: `rls-X-incoming.json` and
 //! `rls-X-tracking.json`, where `X` is the first letter of `S`, written twice
 //! (`rls-tt-…`) for `artful` and every later series in distro-info order,
 //! once for older ones. Each document is `{"tasks": {bug: [task, …]}}`; each
@@ -21,6 +19,9 @@
 //! silently: a point needs its `team_name` tag.
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::config::SourceUrl;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::join;
@@ -28,6 +29,21 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct RlsBugs;
+
+/// The QA team's release-management reports.
+pub const RLS_MGR: SourceUrl = SourceUrl {
+    key: "rls_mgr",
+    default: "http://reports.qa.ubuntu.com/reports/rls-mgr/",
+    about: "the rls-X-incoming/tracking JSON reports",
+    fixture: "rls_bugs/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "distro_rls_bug_tasks",
+    &[tag("tag", "`incoming` or `tracking`"), tag("release", ""), tag("team_name", "")],
+    &[int("count", "number of bugs")],
+)];
 
 const TAGS: [&str; 2] = ["incoming", "tracking"];
 
@@ -48,8 +64,26 @@ impl Collector for RlsBugs {
         "1h"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["distro_rls_bug_tasks"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[RLS_MGR]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::People,
+            title: "Release bugs (rls-*-incoming / tracking)",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Incoming release bugs by team", "distro_rls_bug_tasks", &["count"], &["release", "team_name"])
+                    .filter("\"tag\" = 'incoming'"),
+                Panel::new(Kind::Timeseries, "Tracked release bugs by team", "distro_rls_bug_tasks", &["count"], &["release", "team_name"])
+                    .filter("\"tag\" = 'tracking'"),
+                Panel::new(Kind::Table, "Release bugs (latest)", "distro_rls_bug_tasks", &["count"], &["tag", "release", "team_name"]),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
@@ -66,7 +100,7 @@ impl Collector for RlsBugs {
                 continue;
             };
             for tag in TAGS {
-                let url = join(&ctx.sources.rls_mgr, &format!("rls-{name_part}-{tag}.json"));
+                let url = join(ctx.source(&RLS_MGR), &format!("rls-{name_part}-{tag}.json"));
                 fetches.push(async move {
                     let doc = ctx.http.get_json::<Value>(&url).await;
                     (s.as_str(), tag, url, doc)

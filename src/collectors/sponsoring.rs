@@ -1,26 +1,49 @@
 //! sponsoring: the Ubuntu sponsoring queue, overall and per package set.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `sponsoring_queue_stats` | `report` | `count` int, `oldest` int (max age in days), `average_age` int (mean age, truncated) |
-//!
-//! Source: `sources.sponsoring` (`general.json`), a list of entries with
+//! Source: [`GENERAL`] (`general.json`), a list of entries with
 //! `date_queued` (`MM/DD/YY`, UTC) and `sets`. The report `sponsoring`
 //! holds every entry; one report per package set holds that set's entries.
-//! An empty queue reports `sponsoring` with zeros.
+//! An empty queue reports `sponsoring` with zeros. What it writes is
+//! [`SCHEMA`].
 //!
-//! This file is the model for a new collector: a struct implementing
-//! [`Collector`], a pure function from parsed input to points (unit-tested
-//! here), and fixtures with the expected line protocol under
-//! `tests/fixtures/sponsoring/`.
+//! This file is the model for a new collector. Everything about a
+//! collector is declared here: its name, description and interval, its
+//! schema (what it writes), its sources (with their production URLs and
+//! fixtures), its Grafana panels, and `collect`, with a pure function
+//! from parsed input to points (unit-tested here). Its test case is the
+//! folder `tests/fixtures/sponsoring/`: the recorded-shape input the fixture
+//! server serves for [`GENERAL`], and `expected.out`, the line protocol
+//! `tests/collectors.rs` expects from it.
 
 use crate::collector::{Collector, CollectorError, Context};
+use crate::config::SourceUrl;
+use crate::panel::{Board, Kind, Panel, Panels};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 pub struct Sponsoring;
+
+/// The sponsoring queue report.
+pub const GENERAL: SourceUrl = SourceUrl {
+    key: "sponsoring",
+    default: "http://sponsoring-reports.ubuntu.com/jsons/general.json",
+    about: "the sponsoring queue (JSON)",
+    fixture: "sponsoring/general.json",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "sponsoring_queue_stats",
+    &[tag("report", "`sponsoring` (every entry), or a package set")],
+    &[
+        int("count", "entries"),
+        int("oldest", "max age in days"),
+        int("average_age", "mean age in days, truncated"),
+    ],
+)];
 
 #[derive(Debug, Deserialize)]
 struct Entry {
@@ -39,12 +62,28 @@ impl Collector for Sponsoring {
         "size and age of the sponsoring queue, overall and per package set"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["sponsoring_queue_stats"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[GENERAL]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Queues,
+            title: "Sponsoring",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Sponsoring queue size", "sponsoring_queue_stats", &["count"], &["report"]),
+                Panel::new(Kind::Timeseries, "Sponsoring queue age", "sponsoring_queue_stats", &["oldest", "average_age"], &["report"])
+                    .unit("d"),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let url = &ctx.sources.sponsoring;
+        let url = ctx.source(&GENERAL);
         let entries: Vec<Entry> = ctx.http.get_json(url).await?;
         Ok(points(url, &entries, ctx.now))
     }

@@ -1,18 +1,10 @@
 //! ubuntu_archive: the archive team's reports on the devel series, its
 //! review queue and its bugs.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `nbs_stats` | `release` | `removable` int, `total` int; time = the line's time |
-//! | `component_mismatch_stats` | `release`, `pocket` (`release`/`proposed`), `action` (`promotion`/`demotion`), `type` (`source`/`binary`) | `count` int; time = the line's time |
-//! | `uninst_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
-//! | `outdate_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
-//! | `priority_mismatch_stats` | `release`, `arch` | `count` int; time = the report's `Generated` |
-//! | `ubuntu_archive_reviews` | (none) | `count` int |
-//! | `ubuntu_archive_bugs` | `type` (`subscribed`/`assigned`) | `count` int |
+//! What it writes: [`SCHEMA`].
 //!
-//! Sources: `sources.archive_team` (the CSV and text reports),
-//! `sources.launchpad_code` (`~ubuntu-archive/+activereviews`) and Launchpad
+//! Sources: [`ARCHIVE_TEAM`] (the CSV and text reports),
+//! [`LAUNCHPAD_CODE`] (`~ubuntu-archive/+activereviews`) and Launchpad
 //! (the devel series = the current series, its architectures, and
 //! `searchTasks` counts of the `ubuntu-archive` team). Six parts, each
 //! failing alone (logged, the others still report); the collector fails
@@ -37,6 +29,10 @@
 //! only, not for its architectures.
 
 use crate::collector::{Collector, CollectorError, Context, merge_parts};
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::collectors::britney::parse_rfc2822;
 use crate::point::Point;
 use crate::sources::http::{Tail, join};
@@ -48,6 +44,55 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub struct UbuntuArchive;
+
+/// The archive team's reports.
+pub const ARCHIVE_TEAM: SourceUrl = SourceUrl {
+    key: "archive_team",
+    default: "https://ubuntu-archive-team.ubuntu.com/",
+    about: "the archive team's CSV and text reports",
+    fixture: "ubuntu_archive/",
+};
+
+/// Launchpad's code site (merge proposals).
+pub const LAUNCHPAD_CODE: SourceUrl = SourceUrl {
+    key: "launchpad_code",
+    default: "https://code.launchpad.net/",
+    about: "Launchpad's code pages (~ubuntu-archive/+activereviews)",
+    fixture: "launchpad_code/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[
+    Measurement::new("nbs_stats", &[tag("release", "")], &[int("removable", ""), int("total", "")])
+        .timed("the line's time"),
+    Measurement::new(
+        "component_mismatch_stats",
+        &[
+            tag("release", ""),
+            tag("pocket", "`release`/`proposed`"),
+            tag("action", "`promotion`/`demotion`"),
+            tag("type", "`source`/`binary`"),
+        ],
+        &[int("count", "")],
+    )
+    .timed("the line's time"),
+    Measurement::new("uninst_stats", &[tag("release", ""), tag("arch", "")], &[int("count", "")])
+        .timed("the report's `Generated`"),
+    Measurement::new("outdate_stats", &[tag("release", ""), tag("arch", "")], &[int("count", "")])
+        .timed("the report's `Generated`"),
+    Measurement::new(
+        "priority_mismatch_stats",
+        &[tag("release", ""), tag("arch", "")],
+        &[int("count", "")],
+    )
+    .timed("the report's `Generated`"),
+    Measurement::new("ubuntu_archive_reviews", &[], &[int("count", "")]),
+    Measurement::new(
+        "ubuntu_archive_bugs",
+        &[tag("type", "`subscribed`/`assigned`")],
+        &[int("count", "")],
+    ),
+];
 
 /// The Launchpad team whose reviews and bugs are counted.
 const TEAM: &str = "ubuntu-archive";
@@ -88,20 +133,36 @@ impl Collector for UbuntuArchive {
         "1h"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &[
-            "nbs_stats",
-            "component_mismatch_stats",
-            "uninst_stats",
-            "outdate_stats",
-            "priority_mismatch_stats",
-            "ubuntu_archive_reviews",
-            "ubuntu_archive_bugs",
-        ]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[ARCHIVE_TEAM, LAUNCHPAD_CODE, LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Archive,
+            title: "Archive reports (devel series)",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "NBS: binaries not built from source", "nbs_stats", &["removable", "total"], &["release"]),
+                Panel::new(Kind::Timeseries, "Component mismatches", "component_mismatch_stats", &["count"], &["release", "pocket", "action", "type"]),
+                Panel::new(Kind::Timeseries, "Uninstallable packages by architecture", "uninst_stats", &["count"], &["release", "arch"]),
+                Panel::new(Kind::Timeseries, "Out-of-date packages by architecture", "outdate_stats", &["count"], &["release", "arch"]),
+                Panel::new(Kind::Timeseries, "Priority mismatches by architecture", "priority_mismatch_stats", &["count"], &["release", "arch"]),
+                Panel::new(Kind::Stat, "Archive team: active reviews", "ubuntu_archive_reviews", &["count"], &[])
+                    .width(6)
+                    .describe("Merge proposals awaiting review by ~ubuntu-archive."),
+                Panel::new(Kind::Stat, "Archive team: bugs", "ubuntu_archive_bugs", &["count"], &["type"])
+                    .width(6)
+                    .describe("Bug tasks ~ubuntu-archive is subscribed to, and assigned to."),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let base = ctx.sources.archive_team.as_str();
+        let base = ctx.source(&ARCHIVE_TEAM);
         let lp = ctx.launchpad();
         // Both through the run's cache: the distribution and its series are
         // read once.
@@ -463,7 +524,7 @@ fn parse_priority_mismatches(
 
 async fn reviews(ctx: &Context) -> Part {
     let url = join(
-        &ctx.sources.launchpad_code,
+        ctx.source(&LAUNCHPAD_CODE),
         &format!("~{TEAM}/+activereviews"),
     );
     let html = ctx.http.get_text(&url).await?;

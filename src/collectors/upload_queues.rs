@@ -1,11 +1,7 @@
 //! upload_queues: the Unapproved and New upload queues (pocket Proposed) of
 //! every active Ubuntu series, from Launchpad.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `ubuntu_queue_size` | `devel`, `status`, `release` | `count` int |
-//! | `queue_ages` | `devel`, `release`, `status` | `oldest_age_in_days` int (0 when empty), `ten_day_backlog_count` int (uploads older than 10 whole days) |
-//! | `ubuntu_new_queue_size` | `devel`, `release`, `type` (`source`, `binary`, `sync`) | `count` int: New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each) |
+//! What it writes: [`SCHEMA`].
 //!
 //! Source: Launchpad's `ubuntu` series (those with `active = true`; `devel`
 //! = `True` for the distribution's current series), and for each series and
@@ -20,12 +16,38 @@
 //! the collection fails.
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::config::SourceUrl;
+use crate::collector::LAUNCHPAD;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 pub struct UploadQueues;
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[
+    Measurement::new(
+        "ubuntu_queue_size",
+        &[tag("devel", "`True`/`False`"), tag("status", ""), tag("release", "")],
+        &[int("count", "")],
+    ),
+    Measurement::new(
+        "queue_ages",
+        &[tag("devel", "`True`/`False`"), tag("release", ""), tag("status", "")],
+        &[
+            int("oldest_age_in_days", "0 when empty"),
+            int("ten_day_backlog_count", "uploads older than 10 whole days"),
+        ],
+    ),
+    Measurement::new(
+        "ubuntu_new_queue_size",
+        &[tag("devel", "`True`/`False`"), tag("release", ""), tag("type", "`source`, `binary`, `sync`")],
+        &[int("count", "New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each)")],
+    ),
+];
 
 /// The queues read, by upload status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +90,34 @@ impl Collector for UploadQueues {
         "size and age of the Unapproved and New upload queues (pocket Proposed) of the active series"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["ubuntu_queue_size", "queue_ages", "ubuntu_new_queue_size"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[LAUNCHPAD]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Queues,
+            title: "Upload queues",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Unapproved and New queues (devel series)", "ubuntu_queue_size", &["count"], &["release", "status"])
+                    .filter("\"devel\" = 'True'")
+                    .describe("Uploads waiting in the -proposed Unapproved and New queues of the series in development."),
+                Panel::new(Kind::Timeseries, "Unapproved and New queues (stable series)", "ubuntu_queue_size", &["count"], &["release", "status"])
+                    .filter("\"devel\" = 'False'")
+                    .describe("Uploads waiting in the -proposed queues of the other active series (SRUs)."),
+                Panel::new(Kind::Timeseries, "Oldest upload in the queue", "queue_ages", &["oldest_age_in_days"], &["release", "status"])
+                    .unit("d")
+                    .describe("Age in days of the oldest upload of each queue (0 when empty)."),
+                Panel::new(Kind::Timeseries, "Uploads waiting more than 10 days", "queue_ages", &["ten_day_backlog_count"], &["release", "status"]),
+                Panel::new(Kind::Timeseries, "New queue by upload type", "ubuntu_new_queue_size", &["count"], &["release", "type"])
+                    .width(24)
+                    .describe("New uploads containing a source, a build or a copy (sync); an upload can count in several."),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

@@ -1,10 +1,8 @@
 //! versions: the desktop team's package-version reports.
 //!
-//! | measurement | tags | fields |
-//! | --- | --- | --- |
-//! | `versions_script_stats` | `report`, `category`, `series` (always `devel`) | `count` int |
+//! What it writes: [`SCHEMA`].
 //!
-//! Source: `sources.versions`. Its file `reports` lists one report name per
+//! Source: [`VERSIONS`]. Its file `reports` lists one report name per
 //! line; each report is a file of that name (percent-encoded in the URL, as
 //! names may hold `,` or `=`) holding `category=value` lines. In both kinds
 //! of file, CR and surrounding white space are stripped from each line and
@@ -18,12 +16,30 @@
 //! category, a value that is not an integer) is skipped with a warning.
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::config::SourceUrl;
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
 use crate::sources::http::{encode_segment, join};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
 pub struct Versions;
+
+/// The desktop team's versions reports.
+pub const VERSIONS: SourceUrl = SourceUrl {
+    key: "versions",
+    default: "https://people.canonical.com/~platform/desktop/versions/stats/current/",
+    about: "the `reports` list and one file per report",
+    fixture: "versions/",
+};
+
+/// What it writes.
+pub const SCHEMA: &[Measurement] = &[Measurement::new(
+    "versions_script_stats",
+    &[tag("report", ""), tag("category", ""), tag("series", "always `devel`")],
+    &[int("count", "")],
+)];
 
 #[async_trait::async_trait]
 impl Collector for Versions {
@@ -39,12 +55,28 @@ impl Collector for Versions {
         "1h"
     }
 
-    fn measurements(&self) -> &'static [&'static str] {
-        &["versions_script_stats"]
+    fn schema(&self) -> &'static [Measurement] {
+        SCHEMA
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        &[VERSIONS]
+    }
+
+    fn panels(&self) -> Panels {
+        Panels {
+            board: Board::Archive,
+            title: "Desktop versions report",
+            panels: vec![
+                Panel::new(Kind::Timeseries, "Packages by versions category", "versions_script_stats", &["count"], &["report", "category"]),
+                Panel::new(Kind::Table, "Versions report (latest)", "versions_script_stats", &["count"], &["series", "report", "category"])
+                    .width(12),
+            ],
+        }
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let base = &ctx.sources.versions;
+        let base = ctx.source(&VERSIONS);
         let list = ctx.http.get_text(&join(base, "reports")).await?;
         let names = report_names(&list);
         let mut fetches = Vec::new();

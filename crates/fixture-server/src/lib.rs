@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use ubuntu_metrics::config::Sources;
+use ubuntu_metrics::config::{SourceUrl, Sources, declared_sources};
 
 /// A misbehaviour planted for every path starting with a prefix.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,32 +145,42 @@ impl FixtureServer {
     }
 
     /// The `[sources]` that point every collector at this server's fixture
-    /// layout: `tests/fixtures/<collector>/...`.
+    /// layout: each source a collector declares at its
+    /// [`SourceUrl::fixture`] under `tests/fixtures/`, an `rsync://` source
+    /// at the rsync daemon (when started).
     pub fn sources(&self) -> Sources {
         let mut s = fixture_sources(&self.base(), &self.state.root);
         if let Some(r) = &self.rsync {
-            s.cdimage_rsync = r.url();
+            for d in declared_sources(&ubuntu_metrics::collectors::registry()) {
+                if d.default.starts_with("rsync://") {
+                    s.set(d.key, r.url());
+                }
+            }
         }
         s
     }
 }
 
-/// The `[sources]` for a fixture server at `base` serving `root`.
+/// The `[sources]` for a fixture server at `base` serving `root`, from the
+/// sources the registry's collectors declare: `base` + the source's
+/// fixture path; an `rsync://` source points at a closed port until an
+/// rsync daemon is started ([`FixtureServer::with_rsync`]).
 pub fn fixture_sources(base: &str, root: &Path) -> Sources {
-    Sources {
-        launchpad: format!("{base}launchpad/devel/"),
-        launchpad_code: format!("{base}launchpad_code/"),
-        autopkgtest_production: format!("{base}autopkgtest/production/"),
-        autopkgtest_staging: format!("{base}autopkgtest/staging/"),
-        proposed_migration: format!("{base}britney/proposed-migration/"),
-        archive_team: format!("{base}ubuntu_archive/"),
-        archive: format!("{base}cnf/ubuntu/"),
-        cdimage_rsync: "rsync://127.0.0.1:1/cdimage/".into(),
-        rls_mgr: format!("{base}rls_bugs/"),
-        sponsoring: format!("{base}sponsoring/general.json"),
-        versions: format!("{base}versions/"),
-        distro_info: root.join("distro-info/ubuntu.csv"),
+    let mut s = Sources::default();
+    s.distro_info = root.join("distro-info/ubuntu.csv");
+    for d in declared_sources(&ubuntu_metrics::collectors::registry()) {
+        if d.default.starts_with("rsync://") {
+            s.set(d.key, "rsync://127.0.0.1:1/cdimage/");
+        } else {
+            s.set(d.key, source_url(base, &d));
+        }
     }
+    s
+}
+
+/// Where this server serves the stand-in of `source`.
+pub fn source_url(base: &str, source: &SourceUrl) -> String {
+    format!("{base}{}", source.fixture)
 }
 
 impl Drop for FixtureServer {
