@@ -57,7 +57,7 @@ pub fn markdown_table() -> String {
 pub fn markdown_reference() -> String {
     let mut s = String::new();
     for c in registry() {
-        s.push_str(&format!("## {}\n\n{}.\n\n", c.name(), c.description()));
+        s.push_str(&format!("### `{}`\n\n{}.\n\n", c.name(), c.description()));
         s.push_str(&format!("Default interval: {}.\n\n", c.default_interval()));
         if !c.sources().is_empty() {
             s.push_str("Sources (`[sources]`):\n\n");
