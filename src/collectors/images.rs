@@ -23,8 +23,8 @@ use crate::collector::{
     Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
 };
 use crate::point::Point;
-use crate::schedule::timespan::TimeSpan;
 use crate::sources::rsync::{Entry, Rsync, RsyncError};
+use crate::timespan::TimeSpan;
 use chrono::{DateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
