@@ -2,7 +2,7 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
-use crate::schedule::timespan::TimeSpan;
+use crate::timespan::TimeSpan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -750,8 +750,8 @@ pub fn declared_sources<C: CollectorSettings + ?Sized>(registry: &[Box<C>]) -> V
 
 /// A file holding a password (the configuration with `password` or a URL
 /// with credentials, or the `password_file`) should not be readable by
-/// every user. Warned through the log (initialised before the
-/// configuration is read) and, when it is not initialised, on stderr.
+/// every user. Warned through the log (the command line initialises it
+/// before it reads the configuration).
 fn warn_if_readable_secret(path: &Path, c: &Config) {
     use std::os::unix::fs::PermissionsExt;
     let others_read =
@@ -773,11 +773,7 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
         ));
     }
     for w in warnings {
-        if tracing::dispatcher::has_been_set() {
-            tracing::warn!("{w}");
-        } else {
-            eprintln!("ubuntu-metrics: warning: {w}");
-        }
+        tracing::warn!("{w}");
     }
 }
 

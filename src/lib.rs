@@ -5,7 +5,6 @@
 //! `ARCHITECTURE` in the README for where each part lives.
 
 pub mod cli;
-pub mod clidoc;
 pub mod collector;
 pub mod collectors;
 pub mod config;
@@ -14,7 +13,6 @@ pub mod fsutil;
 pub mod logging;
 pub mod panel;
 pub mod point;
-pub mod progress;
 #[cfg(test)]
 pub(crate) mod proptest_support;
 pub mod provision;
@@ -25,6 +23,7 @@ pub mod sinks;
 pub mod sources;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod timespan;
 pub mod tls;
 
 pub use collector::{Collector, CollectorError, Context};

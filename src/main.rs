@@ -1,5 +1,3 @@
 fn main() {
-    std::process::exit(ubuntu_metrics::cli::main_with_args(
-        std::env::args_os().collect(),
-    ));
+    ubuntu_metrics::cli::main()
 }

@@ -68,8 +68,7 @@ impl Retention {
         if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinite") || t == "0" {
             return Ok(Retention::Infinite);
         }
-        let usec = crate::schedule::timespan::parse_usec(t)
-            .map_err(|e| format!("retention {s:?}: {e}"))?;
+        let usec = crate::timespan::parse_usec(t).map_err(|e| format!("retention {s:?}: {e}"))?;
         let secs = usec / 1_000_000;
         if secs < 3600 {
             return Err(format!(
@@ -896,111 +895,6 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `influxdb ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum InfluxdbCommand {
-    /// Create the database, its retention, and the users admin, collector (WRITE) and grafana
-    /// (READ) with generated passwords in mode-0600 files; a second run changes nothing
-    Provision(ProvisionArgs),
-}
-
-/// `influxdb provision`. The admin password is never an argument: it comes
-/// from $INFLUXDB_ADMIN_PASSWORD, --admin-password-file, or the admin's
-/// password file in the secrets directory.
-#[derive(Debug, clap::Args)]
-pub struct ProvisionArgs {
-    /// The InfluxDB URL [default: influxdb.url of the configuration]
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// The database [default: influxdb.database of the configuration]
-    #[arg(long)]
-    pub database: Option<String>,
-    /// Retention of the database's default policy (e.g. 52w, 365d, inf); left as it is when not given
-    #[arg(long, value_name = "SPAN", value_parser = Retention::parse)]
-    pub retention: Option<Retention>,
-    /// The admin user
-    #[arg(long, env = ADMIN_USER_ENV, default_value = "admin")]
-    pub admin_user: String,
-    /// A file holding the admin password [default: $INFLUXDB_ADMIN_PASSWORD, else SECRETS_DIR/ADMIN-password]
-    #[arg(long, value_name = "PATH")]
-    pub admin_password_file: Option<PathBuf>,
-    /// The user the collectors write as (WRITE on the database)
-    #[arg(long, default_value = "collector")]
-    pub collector_user: String,
-    /// The user Grafana reads as (READ on the database)
-    #[arg(long, default_value = "grafana")]
-    pub grafana_user: String,
-    /// Where the generated passwords are written (mode 0600 files, USER-password)
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_SECRETS_DIR)]
-    pub secrets_dir: PathBuf,
-}
-
-/// Runs an `influxdb` command.
-pub async fn main(cmd: InfluxdbCommand, config: &crate::config::Config) -> i32 {
-    use crate::cli::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-    let InfluxdbCommand::Provision(a) = cmd;
-    let admin_password = match &a.admin_password_file {
-        Some(f) => match read_secret(f) {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => {
-                eprintln!(
-                    "ubuntu-metrics: --admin-password-file {}: no such file",
-                    f.display()
-                );
-                return EXIT_USAGE;
-            }
-            Err(e) => {
-                eprintln!("ubuntu-metrics: --admin-password-file {e}");
-                return EXIT_USAGE;
-            }
-        },
-        None => std::env::var(ADMIN_PASSWORD_ENV)
-            .ok()
-            .filter(|p| !p.is_empty()),
-    };
-    let opts = Options {
-        url: a.url.unwrap_or_else(|| config.influxdb.url.clone()),
-        database: a
-            .database
-            .unwrap_or_else(|| config.influxdb.database.clone()),
-        retention: a.retention,
-        admin_user: a.admin_user,
-        admin_password,
-        collector_user: a.collector_user,
-        grafana_user: a.grafana_user,
-        secrets_dir: a.secrets_dir,
-        ca_file: config.influxdb.ca_file.clone(),
-        insecure_skip_verify: config.influxdb.insecure_skip_verify,
-        timeout: config.influxdb.timeout.as_duration(),
-    };
-    match provision(&opts).await {
-        Ok(report) => {
-            print!("{report}");
-            let collector = secret_path(&opts.secrets_dir, &opts.collector_user);
-            let grafana = secret_path(&opts.secrets_dir, &opts.grafana_user);
-            println!("\nNext:");
-            println!(
-                "  collectors: in the configuration, [influxdb] username = {:?} and password_file = {:?};\n              then `ubuntu-metrics systemd install`",
-                opts.collector_user,
-                collector.display().to_string(),
-            );
-            println!(
-                "  Grafana:    `ubuntu-metrics dashboards export /etc/grafana/provisioning`, and give grafana-server\n              {}=<the password in {}>",
-                crate::dashboards::PASSWORD_ENV,
-                grafana.display(),
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            if !e.report.steps.is_empty() {
-                print!("{}", e.report);
-            }
-            eprintln!("ubuntu-metrics: influxdb provision: {e}");
-            EXIT_FAILED
-        }
-    }
 }
 
 #[cfg(test)]

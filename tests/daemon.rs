@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// per-collector `(name, interval or "off")`. Collectors not listed are off.
 fn config_text(server: &FixtureServer, influx: &str, collectors: &[(&str, &str)]) -> String {
     use ubuntu_metrics::config::{CollectorConfig, Config};
-    use ubuntu_metrics::schedule::timespan::TimeSpan;
+    use ubuntu_metrics::timespan::TimeSpan;
     let mut config = Config {
         sources: server.sources(),
         ..Default::default()
@@ -447,7 +447,7 @@ impl ubuntu_metrics::Collector for Flaky {
 
 #[test]
 fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
-    use ubuntu_metrics::schedule::timespan::TimeSpan;
+    use ubuntu_metrics::timespan::TimeSpan;
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = ubuntu_metrics::config::Config::default();
@@ -472,7 +472,10 @@ fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
     // The daemon runs in this process: SIGTERM reaches its handler.
     // SAFETY: kill(2) on our own pid.
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-    assert_eq!(daemon.join().unwrap(), 0);
+    daemon
+        .join()
+        .unwrap()
+        .expect("the daemon stops in order on SIGTERM");
     let flaky = runs(&db, "flaky");
     println!("flaky runs: {flaky:?}");
     assert!(

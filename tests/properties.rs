@@ -14,8 +14,8 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use ubuntu_metrics::config::Config;
 use ubuntu_metrics::point::{FieldValue, Point};
-use ubuntu_metrics::schedule::timespan::{TimeSpan, parse_usec};
 use ubuntu_metrics::sources::distro_info::DistroInfo;
+use ubuntu_metrics::timespan::{TimeSpan, parse_usec};
 
 const CASES: u32 = 1024;
 

@@ -108,7 +108,7 @@ fn on_a_terminal_progress_and_a_summary_table() {
 
 #[test]
 fn completions_render_for_every_shell_and_name_every_subcommand() {
-    let subcommands: Vec<String> = ubuntu_metrics::clidoc::command()
+    let subcommands: Vec<String> = ubuntu_metrics::cli::clidoc::command()
         .get_subcommands()
         .map(|s| s.get_name().to_owned())
         .collect();
@@ -162,7 +162,7 @@ fn man_pages_render_and_name_every_subcommand() {
     assert_eq!(out.status.code(), Some(0));
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH ubuntu-metrics 1"), "{page}");
-    for s in ubuntu_metrics::clidoc::command().get_subcommands() {
+    for s in ubuntu_metrics::cli::clidoc::command().get_subcommands() {
         assert!(
             page.contains(s.get_name()),
             "no {} in the man page",
@@ -214,7 +214,7 @@ fn man_pages_render_and_name_every_subcommand() {
 
 #[test]
 fn now_is_an_option_of_run_not_a_global_flag() {
-    let cli = ubuntu_metrics::clidoc::command();
+    let cli = ubuntu_metrics::cli::clidoc::command();
     let has_now = |c: &clap::Command| c.get_arguments().any(|a| a.get_long() == Some("now"));
     assert!(!has_now(&cli), "--now is not global");
     for sub in cli.get_subcommands() {

@@ -102,24 +102,35 @@ pub fn fixed_delay(collector: &str, host: &str, max: Duration) -> Duration {
 
 pub type Registry = Arc<Vec<Box<dyn Collector>>>;
 
-/// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
-pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registry) -> i32 {
+/// Why the daemon could not run (it reports nothing itself: the caller
+/// does, once).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration gives no writer, HTTP client or usable spool.
+    #[error("cannot start: {0}")]
+    Start(String),
+    /// SIGTERM, SIGINT or SIGHUP cannot be caught.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; `Ok` once it stopped in order
+/// (what InfluxDB did not take yet waits in the spool).
+pub async fn run(
+    config_path: Option<PathBuf>,
+    config: Config,
+    registry: Registry,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let state = match State::new(config) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot start: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
+    let state = State::new(config).map_err(DaemonError::Start)?;
+    let signals = || -> std::io::Result<_> {
+        Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
     };
-    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return crate::cli::EXIT_FAILED;
-    };
+    let (mut sigterm, mut sigint, mut sighup) = signals().map_err(DaemonError::Signals)?;
     let host = host_name();
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -198,7 +209,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, registry: Registr
             "daemon stopped; points InfluxDB did not take yet are kept in the spool (the next start or `ubuntu-metrics spool flush` writes them)"
         ),
     }
-    crate::cli::EXIT_OK
+    Ok(())
 }
 
 /// The longest wait between two replays while InfluxDB cannot take points.

@@ -1,4 +1,3 @@
-//! Scheduling: systemd time spans, the daemon, and systemd units.
+//! Scheduling: the daemon and systemd units (time spans: [`crate::timespan`]).
 pub mod daemon;
 pub mod systemd;
-pub mod timespan;

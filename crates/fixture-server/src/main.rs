@@ -7,7 +7,7 @@
 use clap::Parser;
 use fixture_server::FixtureServer;
 use std::path::PathBuf;
-use ubuntu_metrics::schedule::timespan::TimeSpan;
+use ubuntu_metrics::timespan::TimeSpan;
 
 #[derive(Parser)]
 #[command(about = "Serve ubuntu-metrics' test fixtures as local upstream sources")]

@@ -1,5 +1,5 @@
 //! Shell completions (clap_complete) and man pages (clap_mangen), both
-//! generated from the command-line definition in [`crate::cli`], so they
+//! generated from the command-line definition in [`super`] (`crate::cli`), so they
 //! cannot drift from it.
 //!
 //! `ubuntu-metrics completions bash > /usr/share/bash-completion/completions/ubuntu-metrics`
@@ -7,30 +7,14 @@
 //! for `ubuntu-metrics.1` plus one page per subcommand
 //! (`ubuntu-metrics-run.1`, `ubuntu-metrics-influxdb-provision.1`, ...).
 
+use super::{Cli, Command, EXIT_FAILED, EXIT_OK, ManArgs};
 use clap::CommandFactory;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// `completions SHELL`.
-#[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {
-    /// The shell
-    #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
-}
-
-/// `man [--dir DIR]`.
-#[derive(Debug, clap::Args)]
-pub struct ManArgs {
-    /// Write ubuntu-metrics.1 and a page per subcommand into DIR instead of printing the main page
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
-
 /// Runs the commands that need no configuration (`completions`, `man`);
 /// `None` for the others.
-pub fn run_early(cmd: &crate::cli::Command) -> Option<i32> {
-    use crate::cli::{Command, EXIT_FAILED, EXIT_OK};
+pub fn run_early(cmd: &Command) -> Option<i32> {
     match cmd {
         Command::Completions(a) => {
             let mut out = std::io::stdout().lock();
@@ -67,7 +51,7 @@ pub fn run_early(cmd: &crate::cli::Command) -> Option<i32> {
 
 /// The command-line definition, as the binary parses it.
 pub fn command() -> clap::Command {
-    crate::cli::Cli::command()
+    Cli::command()
 }
 
 /// Writes the completion script of `shell`.

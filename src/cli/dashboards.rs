@@ -1,0 +1,47 @@
+//! `dashboards list` and `dashboards export`.
+
+use super::{DashboardsCommand, EXIT_FAILED, EXIT_OK};
+use crate::config::Config;
+use crate::dashboards::{ExportOptions, dashboards, export};
+
+/// Runs a `dashboards` command.
+pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
+    match cmd {
+        DashboardsCommand::List => {
+            for d in dashboards() {
+                println!("{} ({})", d.title, d.uid);
+                for s in &d.sections {
+                    println!("  {}", s.title);
+                    for p in &s.panels {
+                        println!("    {} [{}]: {}", p.title, p.measurement, p.query());
+                    }
+                }
+            }
+            EXIT_OK
+        }
+        DashboardsCommand::Export(a) => {
+            let o = ExportOptions {
+                influxdb_url: a
+                    .influxdb_url
+                    .unwrap_or_else(|| config.influxdb.url.clone()),
+                database: a
+                    .database
+                    .unwrap_or_else(|| config.influxdb.database.clone()),
+                user: a.user,
+                dashboards_path: a.dashboards_path,
+            };
+            match export(&a.dir, &o) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: dashboards export: {e}");
+                    EXIT_FAILED
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `list`: every collector, its effective interval, whether it is enabled,
+//! its measurements.
+
+use super::EXIT_OK;
+use crate::collector::Collector;
+use crate::config::Config;
+
+pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
+    println!(
+        "{:<16} {:<9} {:<8} MEASUREMENTS",
+        "COLLECTOR", "INTERVAL", "ENABLED"
+    );
+    for c in registry {
+        println!(
+            "{:<16} {:<9} {:<8} {}",
+            c.name(),
+            config.interval(c.as_ref()).to_string(),
+            if config.enabled(c.name()) {
+                "yes"
+            } else {
+                "no"
+            },
+            c.measurements().join(", ")
+        );
+    }
+    EXIT_OK
+}

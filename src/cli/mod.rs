@@ -1,0 +1,356 @@
+//! The command line: the clap definition of every subcommand, the
+//! multi-call behaviour (a link named after a collector runs it), and the
+//! exit statuses. Each command's body is in a file of its own; the library
+//! modules return typed errors, and only this layer prints them (once) and
+//! turns them into exit statuses.
+
+pub mod clidoc;
+mod config;
+mod daemon;
+mod dashboards;
+mod influxdb;
+mod list;
+pub mod progress;
+mod run;
+mod spool;
+mod systemd;
+
+use crate::collectors::registry;
+use crate::config::Config;
+use crate::dashboards::DEFAULT_DASHBOARDS_PATH;
+use crate::provision::{ADMIN_USER_ENV, DEFAULT_SECRETS_DIR, Retention};
+use crate::sinks::print::Format;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Exit statuses (documented in the README).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+/// The points were collected but kept on disk (the spool) for a later
+/// write, because InfluxDB could not take them now (`EX_TEMPFAIL`).
+pub const EXIT_TEMPFAIL: i32 = 75;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ubuntu-metrics",
+    version,
+    about = "Collect Ubuntu release-team KPIs and write them to InfluxDB 1.x",
+    long_about = "Collect Ubuntu release-team KPIs and write them to InfluxDB 1.x.\n\n\
+        Each collector reads one Ubuntu report (Launchpad, autopkgtest, britney, the archive \
+        team's reports, cdimage, QA and sponsoring reports) and returns points. Invoked through \
+        a link named after a collector (e.g. `upload-queues`), it runs that collector."
+)]
+pub struct Cli {
+    /// Configuration file [default: $UBUNTU_METRICS_CONFIG, else /etc/ubuntu-metrics/config.toml if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Show debug logs (each upstream request, each write)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every collector: name, effective interval, measurements
+    List,
+    /// Collect once and write to InfluxDB (or print, with --dry-run)
+    Run(RunArgs),
+    /// Run every enabled collector on its interval until SIGTERM (SIGHUP reloads the configuration)
+    Daemon,
+    /// Write or install systemd units (a timer per enabled collector)
+    #[command(subcommand)]
+    Systemd(SystemdCommand),
+    /// Show or check the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Set up InfluxDB for the station: database, retention, users (admin, collector, grafana)
+    #[command(subcommand)]
+    Influxdb(InfluxdbCommand),
+    /// Grafana dashboards and provisioning files, generated from the collectors
+    #[command(subcommand)]
+    Dashboards(DashboardsCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory
+    Man(ManArgs),
+    /// Points waiting on disk for InfluxDB: show them, or write them now
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// What waits for InfluxDB (records, points, bytes, since when) and the dead-letter file
+    Status,
+    /// Write what waits now: exit 0 when the spool is empty, 75 when InfluxDB still cannot take it
+    Flush,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemdCommand {
+    /// Write the units into NORMAL_DIR (the systemd generator protocol: NORMAL_DIR [EARLY_DIR LATE_DIR])
+    Generate {
+        #[arg(required = true, num_args = 1..=3, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The binary the service runs [default: this one]
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Write nothing unless the configuration says `[systemd] timers = true` (for the packaged generator)
+        #[arg(long)]
+        if_enabled: bool,
+    },
+    /// Install the units, the configuration and a mode-0600 credentials file; without --root, also reload systemd and enable the timers
+    Install {
+        /// Install under this directory instead of / (nothing is enabled or reloaded)
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The binary the service runs [default: this one]
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Collectors to run
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub names: Vec<String>,
+    /// Run every enabled collector
+    #[arg(long)]
+    pub all: bool,
+    /// Print the points instead of writing them
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Output format of --dry-run
+    #[arg(long, value_enum, default_value = "lp", requires = "dry_run")]
+    pub format: Format,
+    /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file + environment + defaults), secrets redacted
+    Show,
+}
+
+/// `influxdb ...`.
+#[derive(Debug, Subcommand)]
+pub enum InfluxdbCommand {
+    /// Create the database, its retention, and the users admin, collector (WRITE) and grafana
+    /// (READ) with generated passwords in mode-0600 files; a second run changes nothing
+    Provision(ProvisionArgs),
+}
+
+/// `influxdb provision`. The admin password is never an argument: it comes
+/// from $INFLUXDB_ADMIN_PASSWORD, --admin-password-file, or the admin's
+/// password file in the secrets directory.
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// The InfluxDB URL [default: influxdb.url of the configuration]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The database [default: influxdb.database of the configuration]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Retention of the database's default policy (e.g. 52w, 365d, inf); left as it is when not given
+    #[arg(long, value_name = "SPAN", value_parser = Retention::parse)]
+    pub retention: Option<Retention>,
+    /// The admin user
+    #[arg(long, env = ADMIN_USER_ENV, default_value = "admin")]
+    pub admin_user: String,
+    /// A file holding the admin password [default: $INFLUXDB_ADMIN_PASSWORD, else SECRETS_DIR/ADMIN-password]
+    #[arg(long, value_name = "PATH")]
+    pub admin_password_file: Option<PathBuf>,
+    /// The user the collectors write as (WRITE on the database)
+    #[arg(long, default_value = "collector")]
+    pub collector_user: String,
+    /// The user Grafana reads as (READ on the database)
+    #[arg(long, default_value = "grafana")]
+    pub grafana_user: String,
+    /// Where the generated passwords are written (mode 0600 files, USER-password)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_SECRETS_DIR)]
+    pub secrets_dir: PathBuf,
+}
+
+/// `dashboards ...`.
+#[derive(Debug, Subcommand)]
+pub enum DashboardsCommand {
+    /// Write the dashboards, the data source and the dashboard provider in the layout of
+    /// Grafana's provisioning directory (e.g. `dashboards export /etc/grafana/provisioning`)
+    Export(ExportArgs),
+    /// List the dashboards and their panels (title, measurement, query)
+    List,
+}
+
+/// `dashboards export DIR`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The directory (created when missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The InfluxDB URL Grafana connects to [default: influxdb.url of the configuration]
+    #[arg(long, value_name = "URL")]
+    pub influxdb_url: Option<String>,
+    /// The database [default: influxdb.database of the configuration]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// The InfluxDB user Grafana reads as
+    #[arg(long, default_value = "grafana")]
+    pub user: String,
+    /// Where Grafana will find the dashboard JSON files (the provider's path)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DASHBOARDS_PATH)]
+    pub dashboards_path: PathBuf,
+}
+
+/// `completions SHELL`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man [--dir DIR]`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write ubuntu-metrics.1 and a page per subcommand into DIR instead of printing the main page
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Normalises a collector name given with `-` (as in the first
+/// generation's script names) to the registry's `_`.
+pub fn normalise_name(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// If the program was invoked through a link named after a collector,
+/// rewrite the arguments to `run <collector> ...`.
+pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
+    let Some(argv0) = args.first() else {
+        return args;
+    };
+    let stem = Path::new(argv0)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem == "ubuntu-metrics-generator" {
+        // Installed in a systemd generator directory: argv is NORMAL EARLY LATE.
+        let mut v = vec![
+            OsString::from("ubuntu-metrics"),
+            OsString::from("systemd"),
+            OsString::from("generate"),
+        ];
+        v.extend(args.into_iter().skip(1));
+        return v;
+    }
+    let name = normalise_name(&stem);
+    if registry().iter().any(|c| c.name() == name) {
+        let mut v = vec![
+            OsString::from("ubuntu-metrics"),
+            OsString::from("run"),
+            OsString::from(name),
+        ];
+        v.extend(args.into_iter().skip(1));
+        v
+    } else {
+        args
+    }
+}
+
+/// The program's `main`: runs with the process's arguments and exits with
+/// the status.
+pub fn main() -> ! {
+    std::process::exit(main_with_args(std::env::args_os().collect()))
+}
+
+/// The program: parse the command line, run, return the exit status.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let args = multicall_args(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging(cli.verbose);
+    if let Some(status) = clidoc::run_early(&cli.command) {
+        return status;
+    }
+    let registry = registry();
+    let config_path = Config::locate(cli.config.as_deref());
+    let config = match Config::load(config_path.as_deref(), &registry) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ubuntu-metrics: configuration error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match cli.command {
+        Command::List => list::main(&registry, &config),
+        Command::Config(cmd) => config::main(cmd, &config),
+        Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
+        Command::Spool(cmd) => rt.block_on(spool::main(cmd, &config)),
+        Command::Systemd(cmd) => systemd::main(cmd, &registry, &config, config_path),
+        Command::Daemon => rt.block_on(daemon::main(config_path, config, registry)),
+        Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),
+        Command::Dashboards(cmd) => dashboards::main(cmd, &config),
+        Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
+    }
+}
+
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose {
+        "ubuntu_metrics=debug,info"
+    } else {
+        "info"
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|_| !verbose)
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    // Under systemd, stderr goes to the journal: no colours, no time stamps
+    // (the journal has its own), and a syslog priority prefix per line.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(crate::logging::Journald)
+            .try_init();
+        return;
+    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::LogWriter)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,231 @@
+//! `run`: collect once, then write to InfluxDB (through the spool) or
+//! print (`--dry-run`); the exit status says what happened to the points.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, RunArgs, normalise_name};
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::point::Point;
+use crate::runner::{self, Outcome};
+use crate::sinks::influxdb::InfluxWriter;
+use crate::sinks::print;
+use crate::sinks::spool::Spool;
+use chrono::{DateTime, Utc};
+
+/// Which collectors a `run` asks for, or a usage error.
+fn select<'a>(
+    registry: &'a [Box<dyn Collector>],
+    config: &Config,
+    args: &RunArgs,
+) -> Result<Vec<&'a dyn Collector>, String> {
+    if args.all {
+        return Ok(registry
+            .iter()
+            .filter(|c| config.enabled(c.name()))
+            .map(|c| c.as_ref())
+            .collect());
+    }
+    let mut out: Vec<&dyn Collector> = Vec::new();
+    for n in &args.names {
+        let n = normalise_name(n);
+        match registry.iter().find(|c| c.name() == n) {
+            Some(c) if !out.iter().any(|o| o.name() == c.name()) => out.push(c.as_ref()),
+            Some(_) => {}
+            None => {
+                let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
+                return Err(format!(
+                    "unknown collector {n:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn main(
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+    args: &RunArgs,
+    now: Option<DateTime<Utc>>,
+) -> i32 {
+    let selected = match select(registry, config, args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let writer = if args.dry_run {
+        None
+    } else {
+        let password = match config.password() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ubuntu-metrics: configuration error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        match InfluxWriter::new(&config.influxdb, password) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("ubuntu-metrics: configuration error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let timeout = Some(config.daemon.run_timeout.as_duration());
+    let outcomes = super::progress::collect_many(&selected, &base, config, timeout).await;
+    let summary = super::progress::Summary::of(&outcomes);
+    let mut status = EXIT_OK;
+    if let Some(line) = failure_summary(&outcomes, base.http.answers()) {
+        eprintln!("ubuntu-metrics: {line}");
+        status = EXIT_FAILED;
+    }
+    match writer {
+        None => {
+            let points: Vec<Point> = outcomes
+                .into_iter()
+                .flat_map(|o: Outcome| o.points)
+                .collect();
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match print::print(&mut lock, &points, args.format) {
+                Ok(errors) => {
+                    for e in errors {
+                        eprintln!("ubuntu-metrics: {e}");
+                        status = EXIT_FAILED;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
+                    status = EXIT_FAILED;
+                }
+            }
+        }
+        Some(w) => {
+            let spool = open_spool(config);
+            let d =
+                runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
+            status = report_delivery(&d, config, status);
+        }
+    }
+    summary.print_if_interactive();
+    status
+}
+
+/// The closing line of a run with failed collectors (their errors were
+/// logged once as they happened), or `None` when every collector succeeded.
+/// When every collector failed and no upstream server answered at all, it
+/// says so: the machine is most likely offline.
+fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .map(|o| o.name)
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    if failed.len() == outcomes.len() && answers == 0 && outcomes.len() > 1 {
+        return Some(format!(
+            "no upstream source could be reached: all {} collectors failed and no server answered. \
+             Is this machine offline or behind a proxy (HTTPS_PROXY)? To try ubuntu-metrics \
+             without the network, run ./scripts/try-offline in its source tree",
+            outcomes.len()
+        ));
+    }
+    Some(format!(
+        "{} of {} collectors failed ({}); each error is logged above",
+        failed.len(),
+        outcomes.len(),
+        failed.join(", ")
+    ))
+}
+
+/// The spool of the configuration, or `None` (with a warning) when it is
+/// not usable: a run still writes, but cannot keep what InfluxDB refuses.
+fn open_spool(config: &Config) -> Option<Spool> {
+    let max = config.spool.max_bytes().ok()?;
+    match Spool::open(&config.spool.dir, max) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "{e}: points that InfluxDB cannot take now would be lost; set [spool] dir to a writable directory"
+            );
+            None
+        }
+    }
+}
+
+/// Says what happened to the points and returns the exit status: 1 for
+/// points lost or refused (dead-letter file), else 75 when points wait in
+/// the spool, else `status`.
+fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i32 {
+    let mut failed = status == EXIT_FAILED;
+    for e in &d.unencodable {
+        eprintln!("ubuntu-metrics: not written: {e}");
+        failed = true;
+    }
+    for e in &d.spool_errors {
+        eprintln!("ubuntu-metrics: {e}");
+        failed = true;
+    }
+    if d.dead_lettered > 0 {
+        eprintln!(
+            "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+            d.dead_lettered,
+            config
+                .spool
+                .dir
+                .join(crate::sinks::spool::DEAD_LETTER_FILE)
+                .display()
+        );
+        failed = true;
+    }
+    if d.lost > 0 {
+        eprintln!(
+            "ubuntu-metrics: {} points are LOST: InfluxDB could not take them{} and the spool {} could not keep them",
+            d.lost,
+            d.error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(" ({e})")),
+            config.spool.dir.display()
+        );
+        failed = true;
+    }
+    if d.replayed > 0 {
+        eprintln!(
+            "ubuntu-metrics: wrote {} points kept in the spool by earlier runs",
+            d.replayed
+        );
+    }
+    let mut kept = false;
+    if d.busy && d.error.is_none() && d.spooled > 0 {
+        eprintln!(
+            "ubuntu-metrics: another process is writing the spool; {} points of this run wait there for it (or the next run, or `ubuntu-metrics spool flush`)",
+            d.spooled
+        );
+        kept = true;
+    } else if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
+        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+        eprintln!(
+            "ubuntu-metrics: {} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
+            d.spooled,
+            config.spool.dir.display()
+        );
+        kept = true;
+    }
+    if failed {
+        status = EXIT_FAILED;
+    } else if kept {
+        status = EXIT_TEMPFAIL;
+    }
+    status
+}

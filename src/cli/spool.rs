@@ -1,0 +1,135 @@
+//! `spool status` and `spool flush`.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, SpoolCommand};
+use crate::config::Config;
+use crate::runner;
+use crate::sinks::influxdb::InfluxWriter;
+use crate::sinks::spool::Spool;
+use chrono::{DateTime, Utc};
+
+/// `spool status` / `spool flush`.
+pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
+    let max = match config.spool.max_bytes() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: configuration error: spool.max_size: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = &config.spool.dir;
+    if matches!(cmd, SpoolCommand::Status) && !dir.exists() {
+        print_spool_status(config, &crate::sinks::spool::Status::default());
+        return EXIT_OK;
+    }
+    let spool = match Spool::open(dir, max) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match cmd {
+        SpoolCommand::Status => match spool.status() {
+            Ok(st) => {
+                print_spool_status(config, &st);
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("ubuntu-metrics: {e}");
+                EXIT_FAILED
+            }
+        },
+        SpoolCommand::Flush => {
+            let password = match config.password() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: configuration error: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let writer = match InfluxWriter::new(&config.influxdb, password) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: configuration error: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            let r = runner::replay(&spool, &writer, std::time::Duration::from_secs(300)).await;
+            let left = spool.status();
+            if r.busy {
+                eprintln!(
+                    "ubuntu-metrics: another process has been writing the spool for 5 minutes; try again later"
+                );
+                return EXIT_TEMPFAIL;
+            }
+            println!("wrote {} points from the spool", r.written);
+            let mut status = EXIT_OK;
+            if let Some(e) = &r.error {
+                eprintln!("ubuntu-metrics: {e}");
+                status = EXIT_FAILED;
+            }
+            if r.dead_lettered > 0 {
+                eprintln!(
+                    "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+                    r.dead_lettered,
+                    spool.dead_letter_path().display()
+                );
+                status = EXIT_FAILED;
+            }
+            match left {
+                Ok(st) if st.records == 0 => {
+                    println!("the spool is empty");
+                }
+                Ok(st) => {
+                    if let Some(e) = &r.stopped {
+                        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+                    }
+                    eprintln!(
+                        "ubuntu-metrics: {} points in {} records still wait in {}",
+                        st.points,
+                        st.records,
+                        dir.display()
+                    );
+                    if status == EXIT_OK {
+                        status = EXIT_TEMPFAIL;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: {e}");
+                    status = EXIT_FAILED;
+                }
+            }
+            status
+        }
+    }
+}
+
+fn print_spool_status(config: &Config, st: &crate::sinks::spool::Status) {
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    };
+    println!("dir: {}", config.spool.dir.display());
+    println!("max_size: {}", config.spool.max_size);
+    println!("records: {}", st.records);
+    println!("points: {}", st.points);
+    println!("bytes: {}", st.bytes);
+    println!("oldest_record: {}", time(st.oldest));
+    println!(
+        "oldest_point: {}",
+        time(st.oldest_point.map(DateTime::from_timestamp_nanos))
+    );
+    println!(
+        "dead_letter: {}",
+        config
+            .spool
+            .dir
+            .join(crate::sinks::spool::DEAD_LETTER_FILE)
+            .display()
+    );
+    println!("dead_letter_batches: {}", st.dead_letter_entries);
+    println!("dead_letter_bytes: {}", st.dead_letter_bytes);
+    println!("dropped_unreported: {}", st.dropped_unreported);
+}
