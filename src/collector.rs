@@ -254,8 +254,8 @@ pub const LAUNCHPAD: SourceUrl = SourceUrl {
 };
 
 /// A collector: one Ubuntu report, turned into points. Everything about it
-/// is declared here, in its own file: the registry
-/// ([`crate::collectors::registry`]) is the only other place that names it.
+/// is declared here, in its own file: the registry (`collectors::registry`)
+/// is the only other place that names it.
 #[async_trait::async_trait]
 pub trait Collector: Send + Sync {
     /// The collector's name, as used on the command line and in the

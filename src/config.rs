@@ -207,7 +207,7 @@ impl<'de> Deserialize<'de> for Sources {
 
 /// What the configuration knows of a collector: enough to check its
 /// `[collectors.NAME]` section and its `[sources]` when the configuration
-/// loads. Every [`crate::Collector`] is one.
+/// loads. Every collector (the `Collector` trait) is one.
 pub trait CollectorSettings {
     fn name(&self) -> &'static str;
     /// The default interval (systemd time-span syntax).

@@ -1,8 +1,8 @@
 //! A Grafana panel, declared by the collector whose measurement it shows
-//! ([`crate::Collector::panels`]): its measurement, fields, aggregation,
+//! (its `panels()`): its measurement, fields, aggregation,
 //! `GROUP BY` tags and optional tag filter. Its InfluxQL query is built
 //! from those ([`Panel::query`]) with Grafana's `$timeFilter` and
-//! `$__interval` macros; `crate::dashboards` lays the panels out.
+//! `$__interval` macros; the dashboards module lays the panels out.
 
 /// How a panel shows its query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
