@@ -23,6 +23,7 @@ pub mod sinks;
 pub mod sources;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod timespan;
 pub mod tls;
 
 pub use collector::{Collector, CollectorError, Context};

@@ -3,10 +3,32 @@
 //! system's trust store (through reqwest's platform verifier) plus any
 //! `ca_file` given.
 
+/// The User-Agent of every request the program makes (upstreams and
+/// InfluxDB).
+pub const USER_AGENT: &str = concat!(
+    "ubuntu-metrics/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://launchpad.net/ubuntu-metrics)"
+);
+
 /// A reqwest client builder with the crypto provider installed.
 pub fn client_builder() -> reqwest::ClientBuilder {
     // Installed once per process; later calls find it there (an `Err` that
     // only says so).
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+}
+
+/// `builder` also trusting the certificates of the PEM file `ca` (a
+/// private CA), besides the system's. `what` names the setting in errors
+/// (`influxdb.ca_file`, `CA file`).
+pub fn with_ca_file(
+    builder: reqwest::ClientBuilder,
+    ca: &std::path::Path,
+    what: &str,
+) -> Result<reqwest::ClientBuilder, String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("{what} {}: {e}", ca.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{what} {}: not a PEM certificate: {e}", ca.display()))?;
+    Ok(builder.tls_certs_merge(certs))
 }

@@ -268,22 +268,14 @@ impl InfluxWriter {
 
         let timeout = cfg.timeout.as_duration();
         let mut builder = crate::tls::client_builder()
-            .user_agent(crate::sources::http::USER_AGENT)
+            .user_agent(crate::tls::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             // A write that follows a redirect becomes a GET of whatever is
             // there (a login page answering 200): never follow one.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("influxdb.ca_file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
-                    "influxdb.ca_file {}: not a PEM certificate: {e}",
-                    ca.display()
-                )
-            })?;
-            builder = builder.tls_certs_merge(certs);
+            builder = crate::tls::with_ca_file(builder, ca, "influxdb.ca_file")?;
         }
         if cfg.insecure_skip_verify {
             tracing::warn!(
