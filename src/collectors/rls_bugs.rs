@@ -68,7 +68,11 @@ impl Collector for RlsBugs {
             for tag in TAGS {
                 let url = join(&ctx.sources.rls_mgr, &format!("rls-{name_part}-{tag}.json"));
                 fetches.push(async move {
-                    let doc = ctx.http.get_json::<Value>(&url).await.map_err(CollectorError::from);
+                    let doc = ctx
+                        .http
+                        .get_json::<Value>(&url)
+                        .await
+                        .map_err(CollectorError::from);
                     (s.as_str(), tag, url, doc)
                 });
             }

@@ -207,7 +207,11 @@ const MISMATCH_COLUMNS: [(&str, &str); 4] = [
 async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let fetch = |file: &'static str| async move {
         let url = join(base, file);
-        let tail = ctx.http.get_tail(&url, TAIL_BYTES).await.map_err(CollectorError::from);
+        let tail = ctx
+            .http
+            .get_tail(&url, TAIL_BYTES)
+            .await
+            .map_err(CollectorError::from);
         (url, tail)
     };
     let (release, proposed, devel) = futures::join!(

@@ -29,8 +29,8 @@
 //! retried up to 3 times with exponential backoff and jitter; 4xx answers,
 //! timeouts and a `Retry-After` beyond the budget are not.
 
-use crate::sources::{RunCache, SourceError};
 use crate::sources::http::{Http, join};
+use crate::sources::{RunCache, SourceError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -501,12 +501,7 @@ fn deserialize_entries<T: DeserializeOwned>(
 /// The `ws.start` of every page after the first of a collection of `total`
 /// entries whose first page (`first`) held `got` entries and links to
 /// `next`: the page size is `next`'s `ws.size` (else `got`).
-fn page_starts(
-    first: &str,
-    next: &str,
-    got: usize,
-    total: u64,
-) -> Result<Vec<u64>, SourceError> {
+fn page_starts(first: &str, next: &str, got: usize, total: u64) -> Result<Vec<u64>, SourceError> {
     let parsed = url::Url::parse(next).map_err(|e| {
         SourceError::parse(first, format!("invalid next_collection_link {next:?}: {e}"))
     })?;
@@ -596,8 +591,7 @@ fn parse_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, SourceEr
             "empty body where JSON was expected",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| SourceError::parse(url, format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| SourceError::parse(url, format!("invalid JSON: {e}")))
 }
 
 /// The answer of a `total_size_link`: a bare integer.
