@@ -10,11 +10,11 @@
 
 use crate::config::Sources;
 use crate::point::Point;
+/// The run cache lives with the sources (Launchpad reads through it).
+pub use crate::sources::RunCache;
 use crate::sources::SourceError;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::Http;
-/// The run cache lives with the sources (Launchpad reads through it).
-pub use crate::sources::RunCache;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -397,6 +397,13 @@ impl Context {
             distro_info: Arc::new(OnceLock::new()),
             cache: Arc::new(RunCache::default()),
         }
+    }
+
+    /// The same context reading through `cache`: the daemon gives one to
+    /// the collectors of one wake-up.
+    pub fn with_cache(mut self, cache: Arc<RunCache>) -> Context {
+        self.cache = cache;
+        self
     }
 
     /// A context for one collector: its own options and request counter,
