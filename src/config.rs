@@ -4,6 +4,7 @@
 
 use crate::collector::Collector;
 use crate::schedule::timespan::TimeSpan;
+pub use crate::sinks::influxdb::InfluxConfig;
 use crate::sources::http::REDACTED;
 pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
 use serde::{Deserialize, Serialize};
@@ -54,50 +55,6 @@ pub const MIN_INTERVAL_SECS: u64 = 1;
 /// host than any upstream tolerates, and well below what the per-host
 /// semaphore can hold (it panics above `usize::MAX >> 3`).
 pub const MAX_PER_HOST_LIMIT: usize = 1024;
-
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InfluxConfig {
-    pub url: String,
-    pub database: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-    pub timeout: TimeSpan,
-}
-
-/// Debug output never shows the password (nor one inside the URL).
-impl std::fmt::Debug for InfluxConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InfluxConfig")
-            .field("url", &redact_url(&self.url))
-            .field("database", &self.database)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("password_file", &self.password_file)
-            .field("ca_file", &self.ca_file)
-            .field("insecure_skip_verify", &self.insecure_skip_verify)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl Default for InfluxConfig {
-    fn default() -> Self {
-        InfluxConfig {
-            url: "http://localhost:8086".into(),
-            database: "metrics".into(),
-            username: None,
-            password: None,
-            password_file: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-            timeout: TimeSpan::from_secs(10),
-        }
-    }
-}
 
 /// Every upstream base URL (and the distro-info file).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

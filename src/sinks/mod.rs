@@ -189,6 +189,28 @@ mod tests {
         assert_eq!(sink.batches.lock().unwrap().len(), 2);
     }
 
+    /// Sinks know nothing of collectors, of the runner or of the
+    /// configuration file (the `[influxdb]` settings live here).
+    #[test]
+    fn sinks_import_neither_collector_nor_runner_nor_config() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sinks");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            for module in ["crate::collector", "crate::runner", "crate::config"] {
+                assert!(
+                    !code.contains(module),
+                    "{} names {module}: sinks must not depend on it",
+                    path.display()
+                );
+            }
+        }
+        assert!(files >= 5, "{files} files in {}", dir.display());
+    }
+
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
 
