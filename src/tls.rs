@@ -40,7 +40,10 @@ mod tests {
     use super::*;
 
     fn err(r: Result<reqwest::ClientBuilder, String>) -> String {
-        r.err().expect("an error")
+        match r {
+            Ok(_) => panic!("an error was expected"),
+            Err(e) => e,
+        }
     }
 
     #[test]
