@@ -13,13 +13,14 @@ use crate::config::{CollectorSettings, SourceUrl, Sources};
 use crate::panel::Panels;
 use crate::point::Point;
 use crate::schema::Measurement;
+/// The run cache lives with the sources (Launchpad reads through it).
+pub use crate::sources::RunCache;
+use crate::sources::SourceError;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::Http;
 use chrono::{DateTime, NaiveDate, Utc};
-use std::any::Any;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// What went wrong in a collection. Every variant names where (a URL, a
 /// file) and what.
@@ -85,6 +86,28 @@ impl CollectorError {
     /// True for an HTTP 404 (a missing file or resource).
     pub fn is_not_found(&self) -> bool {
         matches!(self, CollectorError::HttpStatus { status: 404, .. })
+    }
+}
+
+/// A source's error becomes the collector's at the boundary: the same
+/// variant, the same message (so `?` on a source call works in `collect`).
+impl From<SourceError> for CollectorError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::HttpStatus {
+                url,
+                status,
+                message,
+            } => CollectorError::HttpStatus {
+                url,
+                status,
+                message,
+            },
+            SourceError::RetryLater { url, message } => CollectorError::RetryLater { url, message },
+            SourceError::Request { url, message } => CollectorError::Request { url, message },
+            SourceError::Parse { url, message } => CollectorError::Parse { url, message },
+            SourceError::Invalid(message) => CollectorError::Other(message),
+        }
     }
 }
 
@@ -401,59 +424,6 @@ pub struct Context {
     cache: Arc<RunCache>,
 }
 
-/// Documents read at most once per run, shared by every collector of the
-/// run (`run --all`, or one daemon cycle): e.g. Launchpad's `ubuntu`
-/// distribution and its series, which several collectors need. Each value
-/// is computed by the first caller; callers asking for it meanwhile wait
-/// for that answer (concurrent identical requests coalesce). Failures are
-/// kept too: the run sees one answer per document.
-#[derive(Default)]
-pub struct RunCache {
-    cells: Mutex<HashMap<String, Arc<Cell>>>,
-}
-
-type Cell = tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>;
-
-impl RunCache {
-    /// The value under `key` (typically a URL), computing it with `fetch`
-    /// if no one has yet. The key space is per value type.
-    pub async fn get_or_fetch<T, F, Fut>(
-        &self,
-        key: &str,
-        fetch: F,
-    ) -> Result<Arc<T>, CollectorError>
-    where
-        T: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CollectorError>>,
-    {
-        let cell = {
-            let full = format!("{}\u{0}{key}", std::any::type_name::<T>());
-            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.entry(full).or_default().clone()
-        };
-        let value = cell
-            .get_or_init(|| async {
-                let result: Result<Arc<T>, CollectorError> = fetch().await.map(Arc::new);
-                Arc::new(result) as Arc<dyn Any + Send + Sync>
-            })
-            .await;
-        value
-            .downcast_ref::<Result<Arc<T>, CollectorError>>()
-            .expect("the key includes the type")
-            .clone()
-    }
-
-    /// Entries held (for tests and logs).
-    pub fn len(&self) -> usize {
-        self.cells.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 impl Context {
     pub fn new(http: Http, sources: Arc<Sources>, now: DateTime<Utc>) -> Context {
         Context {
@@ -464,6 +434,13 @@ impl Context {
             distro_info: Arc::new(OnceLock::new()),
             cache: Arc::new(RunCache::default()),
         }
+    }
+
+    /// The same context reading through `cache`: the daemon gives one to
+    /// the collectors of one wake-up.
+    pub fn with_cache(mut self, cache: Arc<RunCache>) -> Context {
+        self.cache = cache;
+        self
     }
 
     /// A context for one collector: its own options and request counter,
@@ -506,7 +483,7 @@ impl Context {
         let why = stale.clone();
         let name = self
             .cache
-            .get_or_fetch::<String, _, _>("devel series from Launchpad", || async move {
+            .get_or_fetch::<String, CollectorError, _, _>("devel series from Launchpad", || async move {
                 match lp.devel_series_name().await {
                     Ok(name) => {
                         tracing::warn!(
@@ -553,7 +530,7 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
@@ -694,64 +671,5 @@ mod tests {
             "every part of c failed ({}): ",
             MAX_PARTS_LISTED + 5
         )));
-    }
-
-    #[tokio::test]
-    async fn concurrent_askers_share_one_fetch() {
-        let cache = RunCache::default();
-        let calls = AtomicUsize::new(0);
-        let ask = || {
-            cache.get_or_fetch("http://x/ubuntu", || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                Ok::<String, CollectorError>("ubuntu".into())
-            })
-        };
-        let (a, b, c) = tokio::join!(ask(), ask(), ask());
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        for v in [a, b, c] {
-            assert_eq!(v.unwrap().as_str(), "ubuntu");
-        }
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn failures_are_kept_and_types_do_not_mix() {
-        let cache = RunCache::default();
-        let e = cache
-            .get_or_fetch::<String, _, _>("k", || async {
-                Err(CollectorError::Other("down".into()))
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(e.to_string(), "down");
-        let again = cache
-            .get_or_fetch::<String, _, _>("k", || async { Ok("up".to_owned()) })
-            .await;
-        assert!(again.is_err());
-        // The same key for another type is another entry.
-        let n = cache
-            .get_or_fetch("k", || async { Ok(3u64) })
-            .await
-            .unwrap();
-        assert_eq!(*n, 3);
-        assert_eq!(cache.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_fetch_is_taken_over() {
-        let cache = RunCache::default();
-        let slow = cache.get_or_fetch("k", || async {
-            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            Ok(1u8)
-        });
-        // The first asker gives up (a collector's run timeout).
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(10), slow)
-                .await
-                .is_err()
-        );
-        let v = cache.get_or_fetch("k", || async { Ok(2u8) }).await.unwrap();
-        assert_eq!(*v, 2);
     }
 }

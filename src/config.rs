@@ -2,6 +2,9 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
+pub use crate::sinks::influxdb::InfluxConfig;
+use crate::sources::http::REDACTED;
+pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
 use crate::timespan::TimeSpan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,7 +17,6 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
 /// Set by the generated systemd service (`StateDirectory=`): the default
 /// spool is `$UBUNTU_METRICS_STATE_DIR/spool` then.
 pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
-const REDACTED: &str = "<redacted>";
 /// Set by systemd for a service with `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
 /// The name of the systemd credential holding the InfluxDB password.
@@ -52,50 +54,6 @@ pub const MIN_INTERVAL_SECS: u64 = 1;
 /// host than any upstream tolerates, and well below what the per-host
 /// semaphore can hold (it panics above `usize::MAX >> 3`).
 pub const MAX_PER_HOST_LIMIT: usize = 1024;
-
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InfluxConfig {
-    pub url: String,
-    pub database: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-    pub timeout: TimeSpan,
-}
-
-/// Debug output never shows the password (nor one inside the URL).
-impl std::fmt::Debug for InfluxConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InfluxConfig")
-            .field("url", &redact_url(&self.url))
-            .field("database", &self.database)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("password_file", &self.password_file)
-            .field("ca_file", &self.ca_file)
-            .field("insecure_skip_verify", &self.insecure_skip_verify)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl Default for InfluxConfig {
-    fn default() -> Self {
-        InfluxConfig {
-            url: "http://localhost:8086".into(),
-            database: "metrics".into(),
-            username: None,
-            password: None,
-            password_file: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-            timeout: TimeSpan::from_secs(10),
-        }
-    }
-}
 
 /// An upstream source a collector reads, declared by the collector (or by
 /// the client it shares, like Launchpad's): its key under `[sources]`, its
@@ -277,50 +235,6 @@ impl SpoolConfig {
     }
 }
 
-/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
-/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
-/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
-/// Case does not matter; spaces between number and unit are allowed.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = |why: &str| {
-        Err(format!(
-            "invalid size {s:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
-        ))
-    };
-    if num.is_empty() {
-        return bad("it does not start with a number");
-    }
-    let Ok(n) = num.parse::<f64>() else {
-        return bad("the number is not valid");
-    };
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        _ => return bad("unknown unit"),
-    };
-    let bytes = n * mult as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return bad("too large");
-    }
-    let bytes = bytes.round() as u64;
-    if bytes == 0 {
-        return bad("it must be more than 0 bytes");
-    }
-    Ok(bytes)
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SelfMetricsConfig {
@@ -340,42 +254,6 @@ pub struct SystemdConfig {
     /// true: `systemd generate --if-enabled` (the packaged generator) writes
     /// the timers; false: it writes nothing (e.g. when the daemon runs).
     pub timers: bool,
-}
-
-/// How collectors talk to upstream sources.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Time allowed to establish a connection.
-    pub connect_timeout: TimeSpan,
-    /// Time allowed for a whole request, body included.
-    pub timeout: TimeSpan,
-    /// Requests in flight at once to one host (scheme, host and port), over
-    /// all collectors of the process: independent requests go out together
-    /// up to this many, the rest wait their turn. Keeps us polite to
-    /// Launchpad and the report hosts; at least 1.
-    pub max_per_host: usize,
-    /// The largest upstream body (after decompression) or rsync listing
-    /// read, as a size (`64MB`, `512MiB`): over it that collector fails.
-    pub max_body: String,
-}
-
-impl HttpConfig {
-    /// `max_body` in bytes.
-    pub fn max_body_bytes(&self) -> Result<u64, String> {
-        parse_size(&self.max_body)
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            connect_timeout: TimeSpan::from_secs(10),
-            timeout: TimeSpan::from_secs(60),
-            max_per_host: crate::sources::http::DEFAULT_MAX_PER_HOST,
-            max_body: crate::sources::http::DEFAULT_MAX_BODY.into(),
-        }
-    }
 }
 
 /// `[collectors.NAME]`: the schedule keys, plus the collector's own options.
@@ -775,26 +653,6 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     for w in warnings {
         tracing::warn!("{w}");
     }
-}
-
-/// Every URL in `url` (a URL, or a message quoting URLs) with its userinfo
-/// redacted: `scheme://user:password@host` keeps the user and loses the
-/// password; `scheme://token@host` (a user name alone, often a token)
-/// loses it all.
-pub fn redact_url(url: &str) -> String {
-    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"://([^/@\s:?#]*)(:[^/@\s?#]*)?@").expect("valid regex")
-    });
-    RE.replace_all(url, |c: &regex::Captures| {
-        if c.get(2).is_some() {
-            format!("://{}:{REDACTED}@", &c[1])
-        } else if c[1].starts_with('<') {
-            c[0].to_owned()
-        } else {
-            format!("://{REDACTED}@")
-        }
-    })
-    .into_owned()
 }
 
 /// `message` (quoting parts of the configuration `text`) with every value

@@ -280,14 +280,11 @@ impl Influx {
         let prefix = base.path().trim_end_matches('/').to_owned();
         query_url.set_path(&format!("{prefix}/query"));
         let mut builder = crate::tls::client_builder()
-            .user_agent(crate::sources::http::USER_AGENT)
+            .user_agent(crate::tls::USER_AGENT)
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout);
         if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("CA file {}: not a PEM certificate: {e}", ca.display()))?;
-            builder = builder.tls_certs_merge(certs);
+            builder = crate::tls::with_ca_file(builder, ca, "CA file")?;
         }
         if opts.insecure_skip_verify {
             tracing::warn!(

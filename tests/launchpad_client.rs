@@ -8,7 +8,7 @@ use fixture_server::Fault;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
-use ubuntu_metrics::CollectorError;
+use ubuntu_metrics::sources::SourceError;
 use ubuntu_metrics::sources::launchpad::{Launchpad, Series};
 
 fn lp(ctx: &ubuntu_metrics::Context) -> Launchpad {
@@ -271,7 +271,7 @@ async fn unknown_objects_are_404_with_launchpads_message_and_not_retried() {
         .await
         .unwrap_err();
     match &err {
-        CollectorError::HttpStatus {
+        SourceError::HttpStatus {
             url,
             status,
             message,
@@ -299,7 +299,7 @@ async fn bad_operation_arguments_are_400_and_not_retried() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CollectorError::HttpStatus { status: 400, .. }),
+        matches!(err, SourceError::HttpStatus { status: 400, .. }),
         "{err}"
     );
     let err = lp
@@ -320,7 +320,7 @@ async fn server_errors_are_retried_three_times() {
     let ctx = context(&server);
     let err = lp(&ctx).ubuntu_series().await.unwrap_err();
     assert!(
-        matches!(err, CollectorError::HttpStatus { status: 503, .. }),
+        matches!(err, SourceError::HttpStatus { status: 503, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("launchpad/devel/ubuntu"), "{err}");
@@ -334,7 +334,7 @@ async fn dropped_connections_are_retried() {
     server.set_fault("/launchpad/devel/ubuntu", Fault::Truncate);
     let ctx = context(&server);
     let err = lp(&ctx).get::<Value>("ubuntu", &[]).await.unwrap_err();
-    assert!(matches!(err, CollectorError::Request { .. }), "{err}");
+    assert!(matches!(err, SourceError::Request { .. }), "{err}");
     assert_eq!(ctx.http.requests(), 4);
 }
 
@@ -359,7 +359,7 @@ async fn garbage_is_a_parse_error_naming_the_url() {
     server.set_fault("/launchpad/devel/ubuntu", Fault::Garbage);
     let ctx = context(&server);
     let err = lp(&ctx).ubuntu_series().await.unwrap_err();
-    assert!(matches!(err, CollectorError::Parse { .. }), "{err}");
+    assert!(matches!(err, SourceError::Parse { .. }), "{err}");
     assert!(
         err.to_string().contains("launchpad/devel/ubuntu")
             && err.to_string().contains("invalid JSON"),

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ubuntu_metrics::CollectorError;
+use ubuntu_metrics::sources::SourceError;
 use ubuntu_metrics::sources::http::Http;
 use ubuntu_metrics::sources::launchpad::Launchpad;
 
@@ -163,7 +163,7 @@ async fn retry_after_beyond_the_budget_fails_at_once_saying_when() {
     let e = lp.get::<Value>("ubuntu", &[]).await.unwrap_err();
     let msg = e.to_string();
     eprintln!("{msg}");
-    assert!(matches!(e, CollectorError::RetryLater { .. }), "{e:?}");
+    assert!(matches!(e, SourceError::RetryLater { .. }), "{e:?}");
     assert!(
         msg.contains("/hour/ubuntu")
             && msg.contains("HTTP 429")

@@ -135,3 +135,173 @@ fn the_configuration_sets_the_limit() {
     config.http.max_per_host = 3;
     assert_eq!(Http::from_config(&config.http).unwrap().max_per_host(), 3);
 }
+
+/// `ubuntu-metrics daemon` with `config`, its log in `log`: stopped with
+/// SIGTERM once `done` says so (or after `limit`), and its exit status and
+/// log returned.
+fn daemon_until(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    limit: Duration,
+    done: impl Fn() -> bool,
+) -> (Option<i32>, String) {
+    let mut child = bin()
+        .arg("--config")
+        .arg(config)
+        .arg("daemon")
+        // The spool goes into the test's directory.
+        .env("UBUNTU_METRICS_STATE_DIR", config.parent().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(log).unwrap())
+}
+
+/// A daemon configuration: sources at `server`, InfluxDB at `influx`, no
+/// start-up or random delay (every enabled collector is due at start), and
+/// `(collector, interval)` for the enabled ones (the others are off).
+fn daemon_config(
+    dir: &std::path::Path,
+    server: &fixture_server::FixtureServer,
+    influx: &str,
+    enabled: &[(&str, &str)],
+) -> std::path::PathBuf {
+    use ubuntu_metrics::config::{CollectorConfig, Config};
+    use ubuntu_metrics::timespan::TimeSpan;
+    let mut config = Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    config.influxdb.url = influx.to_owned();
+    config.influxdb.database = common::influxd::DATABASE.to_owned();
+    config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
+    config.daemon.random_delay = TimeSpan::parse("0").unwrap();
+    config.daemon.run_timeout = TimeSpan::parse("60s").unwrap();
+    config.daemon.shutdown_grace = TimeSpan::parse("10s").unwrap();
+    for c in ubuntu_metrics::collectors::registry() {
+        let interval = enabled.iter().find(|(n, _)| *n == c.name()).map(|e| e.1);
+        let cc = CollectorConfig {
+            enabled: interval.is_some(),
+            interval: interval.map(|i| TimeSpan::parse(i).unwrap()),
+            ..Default::default()
+        };
+        config.collectors.insert(c.name().to_owned(), cc);
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// The self-metrics runs InfluxDB holds for `collector`.
+fn runs_of(db: &common::influxd::Influxd, collector: &str) -> usize {
+    db.rows("ubuntu_metrics_run")
+        .iter()
+        .filter(|r| r.get("collector").and_then(|c| c.as_str()) == Some(collector))
+        .count()
+}
+
+/// Item 8 of issue 11: one daemon wake-up of every collector (all due at
+/// start) shares one run cache, as `run --all` does: Launchpad's `ubuntu`
+/// distribution and its series are read once, not once per collector, and
+/// the wake-up asks Launchpad exactly what `run --all` asks.
+#[test]
+fn a_daemon_wake_up_of_every_collector_reads_the_distribution_and_its_series_once() {
+    let server = server_with_rsync();
+    let db = common::influxd::Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<&str> = ubuntu_metrics::collectors::registry()
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    let enabled: Vec<(&str, &str)> = names.iter().map(|n| (*n, "1h")).collect();
+    let config = daemon_config(dir.path(), &server, &db.url(), &enabled);
+    let (code, log) = daemon_until(
+        &config,
+        &dir.path().join("daemon.log"),
+        Duration::from_secs(90),
+        || names.iter().all(|n| runs_of(&db, n) > 0),
+    );
+    assert_eq!(code, Some(0), "{log}");
+    for n in &names {
+        assert_eq!(runs_of(&db, n), 1, "{n} ran once in the hour\n{log}");
+    }
+    let paths = server.path_requests();
+    let lp = |p: &str| paths.get(&format!("launchpad/devel/{p}")).copied();
+    let daemon_total = server.requests().get("launchpad").copied();
+    println!(
+        "one daemon wake-up of every collector: {} requests, {daemon_total:?} to Launchpad, \
+         of which {:?} for ubuntu and {:?} for ubuntu/series",
+        server.requests().values().sum::<u64>(),
+        lp("ubuntu"),
+        lp("ubuntu/series")
+    );
+    assert_eq!(lp("ubuntu"), Some(1), "{paths:#?}\n{log}");
+    assert_eq!(lp("ubuntu/series"), Some(1), "{paths:#?}\n{log}");
+
+    // `run --all` against a server of its own: the same Launchpad requests.
+    let other = server_with_rsync();
+    let other_dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(daemon_config(other_dir.path(), &other, &db.url(), &enabled))
+        .args(["run", "--all", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.len() > 1000,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_all_total = other.requests().get("launchpad").copied();
+    println!("Launchpad requests: daemon wake-up {daemon_total:?}, run --all {run_all_total:?}");
+    assert_eq!(daemon_total, run_all_total);
+}
+
+/// ... and a later wake-up reads them again: nothing is kept from one
+/// wake-up to the next (cnf alone every second: one distribution request
+/// per run).
+#[test]
+fn each_daemon_wake_up_reads_the_distribution_anew() {
+    let server = server();
+    let db = common::influxd::Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &server, &db.url(), &[("cnf", "1s")]);
+    let (code, log) = daemon_until(
+        &config,
+        &dir.path().join("daemon.log"),
+        Duration::from_secs(30),
+        || runs_of(&db, "cnf") >= 3,
+    );
+    assert_eq!(code, Some(0), "{log}");
+    // The daemon may have begun one more run before SIGTERM.
+    let runs = runs_of(&db, "cnf");
+    let paths = server.path_requests();
+    let reads = paths.get("launchpad/devel/ubuntu").copied().unwrap_or(0) as usize;
+    assert!(runs >= 3, "{runs} runs\n{log}");
+    assert_eq!(
+        reads, runs,
+        "one distribution read per wake-up: {paths:#?}\n{log}"
+    );
+}

@@ -4,10 +4,9 @@
 use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, RunArgs, normalise_name};
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::point::Point;
 use crate::runner::{self, Outcome};
 use crate::sinks::influxdb::InfluxWriter;
-use crate::sinks::print;
+use crate::sinks::print::Printer;
 use crate::sinks::spool::Spool;
 use chrono::{DateTime, Utc};
 
@@ -90,23 +89,14 @@ pub(super) async fn main(
     }
     match writer {
         None => {
-            let points: Vec<Point> = outcomes
-                .into_iter()
-                .flat_map(|o: Outcome| o.points)
-                .collect();
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            match print::print(&mut lock, &points, args.format) {
-                Ok(errors) => {
-                    for e in errors {
-                        eprintln!("ubuntu-metrics: {e}");
-                        status = EXIT_FAILED;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
-                    status = EXIT_FAILED;
-                }
+            let d = runner::deliver_to(&outcomes, &Printer::stdout(args.format), false).await;
+            for e in d.unencodable {
+                eprintln!("ubuntu-metrics: {e}");
+                status = EXIT_FAILED;
+            }
+            if let Some(e) = d.output_error {
+                eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
+                status = EXIT_FAILED;
             }
         }
         Some(w) => {

@@ -107,7 +107,11 @@ impl Collector for Autopkgtest {
             [QUEUE_SIZE, RUNNING].map(|doc| {
                 let url = join(base, doc);
                 async move {
-                    let result = ctx.http.get_json::<Value>(&url).await;
+                    let result = ctx
+                        .http
+                        .get_json::<Value>(&url)
+                        .await
+                        .map_err(CollectorError::from);
                     (instance, doc, url, result)
                 }
             })

@@ -202,7 +202,7 @@ async fn series_run(
     let url = join(base, &format!("{series}/update_excuses.html"));
     let html = match ctx.http.get_text(&url).await {
         Ok(t) => t,
-        Err(e) => return (Err(e), None),
+        Err(e) => return (Err(e.into()), None),
     };
     let generated = match parse_generated(&html) {
         None => {

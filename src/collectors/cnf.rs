@@ -124,7 +124,7 @@ async fn read_listing(
     );
     let result = match http.get_text(&url).await {
         Ok(html) => commands_time(&html).map_err(|msg| CollectorError::parse(&url, msg)),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     (release, result)
 }

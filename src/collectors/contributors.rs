@@ -176,7 +176,7 @@ async fn count_team(lp: Launchpad, team: String) -> (String, Result<[u64; 2], Co
     };
     let [members, participants] = COUNT_TYPES;
     let result = futures::try_join!(count(members), count(participants)).map(|(m, p)| [m, p]);
-    (team, result)
+    (team, result.map_err(CollectorError::from))
 }
 
 fn team_points(team: &str, counts: [u64; 2], now: DateTime<Utc>) -> Vec<Point> {

@@ -102,7 +102,11 @@ impl Collector for RlsBugs {
             for tag in TAGS {
                 let url = join(ctx.source(&RLS_MGR), &format!("rls-{name_part}-{tag}.json"));
                 fetches.push(async move {
-                    let doc = ctx.http.get_json::<Value>(&url).await;
+                    let doc = ctx
+                        .http
+                        .get_json::<Value>(&url)
+                        .await
+                        .map_err(CollectorError::from);
                     (s.as_str(), tag, url, doc)
                 });
             }

@@ -35,6 +35,7 @@ use crate::panel::{Board, Kind, Panel, Panels};
 use crate::schema::{Measurement, int, tag};
 use crate::collectors::britney::parse_rfc2822;
 use crate::point::Point;
+use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use futures::FutureExt;
@@ -115,7 +116,7 @@ struct Devel {
 /// A Launchpad answer awaited by several parts.
 type Pending<'a, T> = Shared<BoxFuture<'a, Result<T, CollectorError>>>;
 
-fn devel_unknown(e: CollectorError) -> CollectorError {
+fn devel_unknown(e: SourceError) -> CollectorError {
     CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
 }
 
@@ -267,7 +268,11 @@ const MISMATCH_COLUMNS: [(&str, &str); 4] = [
 async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let fetch = |file: &'static str| async move {
         let url = join(base, file);
-        let tail = ctx.http.get_tail(&url, TAIL_BYTES).await;
+        let tail = ctx
+            .http
+            .get_tail(&url, TAIL_BYTES)
+            .await
+            .map_err(CollectorError::from);
         (url, tail)
     };
     let (release, proposed, devel) = futures::join!(
@@ -336,7 +341,7 @@ async fn arch_reports(
     let fetch = |suffix: &'static str| {
         let url = join(base, &format!("proposed-migration/{name}_{suffix}.txt"));
         async move {
-            let text = ctx.http.get_text(&url).await;
+            let text = ctx.http.get_text(&url).await.map_err(CollectorError::from);
             (url, text)
         }
     };

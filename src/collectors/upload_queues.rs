@@ -169,7 +169,10 @@ async fn read_queue(
         ("status", status.as_str()),
         ("pocket", POCKET),
     ];
-    let result = lp.collection::<Upload>(&series.self_link, &params).await;
+    let result = lp
+        .collection::<Upload>(&series.self_link, &params)
+        .await
+        .map_err(CollectorError::from);
     (series, status, result)
 }
 

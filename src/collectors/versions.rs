@@ -83,7 +83,7 @@ impl Collector for Versions {
         for name in &names {
             let url = report_url(base, name);
             fetches.push(async move {
-                let text = ctx.http.get_text(&url).await;
+                let text = ctx.http.get_text(&url).await.map_err(CollectorError::from);
                 (name.as_str(), url, text)
             });
         }

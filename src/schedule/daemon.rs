@@ -21,6 +21,12 @@
 //! record only once InfluxDB accepted it. So a slow or hung InfluxDB never
 //! delays a collector's next run, and nothing collected is lost.
 //!
+//! The collectors due at the same moment (every collector at start when
+//! `random_delay` is 0) are one wake-up: they share one run cache, so the
+//! documents several of them need (Launchpad's `ubuntu` distribution and
+//! its series) are read once for them, as in `run --all`. Each wake-up has
+//! a new cache: nothing read at one wake-up is reused at a later one.
+//!
 //! A collector that panics is reported as a failed run (self-metrics
 //! `status=error`, the panic message) and keeps its schedule.
 //!
@@ -31,7 +37,7 @@
 //! SIGHUP: the configuration is read again; a bad one is reported and the
 //! old one kept.
 
-use crate::collector::{Collector, Context};
+use crate::collector::{Collector, Context, RunCache};
 use crate::config::Config;
 use crate::runner;
 use crate::sinks::influxdb::InfluxWriter;
@@ -39,7 +45,7 @@ use crate::sinks::spool::Spool;
 use crate::sources::http::Http;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -102,6 +108,30 @@ pub fn fixed_delay(collector: &str, host: &str, max: Duration) -> Duration {
 
 pub type Registry = Arc<Vec<Box<dyn Collector>>>;
 
+/// When a collector's first run is due, and the wake-ups it joins.
+struct FirstWakeUp {
+    at: Instant,
+    wakeups: Arc<WakeUps>,
+}
+
+/// The run caches of the daemon's wake-ups, by the moment the collectors
+/// were due: collectors due at the same moment get the same [`RunCache`],
+/// a later moment a new one.
+#[derive(Default)]
+pub struct WakeUps {
+    caches: Mutex<BTreeMap<Instant, Arc<RunCache>>>,
+}
+
+impl WakeUps {
+    /// The cache of the wake-up due at `due`. The caches of earlier
+    /// wake-ups are let go (their collectors hold them while they run).
+    pub fn cache(&self, due: Instant) -> Arc<RunCache> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        caches.retain(|at, _| *at >= due);
+        caches.entry(due).or_default().clone()
+    }
+}
+
 /// Why the daemon could not run (it reports nothing itself: the caller
 /// does, once).
 #[derive(Debug, thiserror::Error)]
@@ -136,10 +166,14 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let appended = Arc::new(tokio::sync::Notify::new());
+    let wakeups = Arc::new(WakeUps::default());
     let delivery = tokio::spawn(delivery_loop(state_rx.clone(), appended.clone()));
 
     let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
         let config = state_rx.borrow().config.clone();
+        // The collectors scheduled together count their delays from the
+        // same moment: those due at once share a wake-up (and its cache).
+        let start = Instant::now();
         tasks.retain(|_, t| !t.is_finished());
         for c in registry.iter() {
             if config.enabled(c.name()) && !tasks.contains_key(c.name()) {
@@ -155,6 +189,10 @@ pub async fn run(
                     c.name(),
                     registry.clone(),
                     host.clone(),
+                    FirstWakeUp {
+                        at: start + delay,
+                        wakeups: wakeups.clone(),
+                    },
                     state_rx.clone(),
                     stop_rx.clone(),
                     appended.clone(),
@@ -245,13 +283,13 @@ async fn delivery_loop(
     }
 }
 
-/// Waits `d`; false when asked to stop first.
-async fn wait_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+/// Waits until `at`; false when asked to stop first.
+async fn wait_or_stop(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
         return false;
     }
     tokio::select! {
-        _ = tokio::time::sleep(d) => true,
+        _ = tokio::time::sleep_until(at) => true,
         _ = stop.wait_for(|s| *s) => false,
     }
 }
@@ -260,6 +298,7 @@ async fn collector_loop(
     name: &'static str,
     registry: Registry,
     host: String,
+    first: FirstWakeUp,
     mut state_rx: watch::Receiver<Arc<State>>,
     mut stop_rx: watch::Receiver<bool>,
     appended: Arc<tokio::sync::Notify>,
@@ -268,12 +307,12 @@ async fn collector_loop(
         return;
     };
     let collector = collector.as_ref();
-    let first = {
-        let st = state_rx.borrow();
-        st.config.daemon.startup_delay.as_duration()
-            + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
-    };
-    if !wait_or_stop(first, &mut stop_rx).await {
+    // When this run is due: the wake-up it belongs to.
+    let FirstWakeUp {
+        at: mut due,
+        wakeups,
+    } = first;
+    if !wait_or_stop(due, &mut stop_rx).await {
         return;
     }
     loop {
@@ -286,7 +325,8 @@ async fn collector_loop(
             st.http.clone(),
             Arc::new(st.config.sources.clone()),
             chrono::Utc::now(),
-        );
+        )
+        .with_cache(wakeups.cache(due));
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
         // Write-ahead: on disk now; the delivery task writes it.
@@ -326,7 +366,7 @@ async fn collector_loop(
                     + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
             };
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => { due = deadline; break }
                 changed = state_rx.changed() => { if changed.is_err() { return; } }
                 _ = stop_rx.wait_for(|s| *s) => return,
             }
@@ -353,5 +393,17 @@ mod tests {
             fixed_delay("britney", "host-a", Duration::ZERO),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn collectors_due_at_one_moment_share_its_cache_and_a_later_moment_has_a_new_one() {
+        let wakeups = WakeUps::default();
+        let t = Instant::now();
+        let a = wakeups.cache(t);
+        assert!(Arc::ptr_eq(&a, &wakeups.cache(t)));
+        let later = wakeups.cache(t + Duration::from_secs(60));
+        assert!(!Arc::ptr_eq(&a, &later));
+        // The earlier wake-up's cache is let go: asked again, it is new.
+        assert!(!Arc::ptr_eq(&a, &wakeups.cache(t)));
     }
 }

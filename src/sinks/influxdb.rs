@@ -15,12 +15,60 @@
 //! was refused for good (for the dead-letter file) and what should be kept
 //! for later (for the spool).
 
-use crate::config::InfluxConfig;
+use crate::sources::http::{REDACTED, redact_url};
+use crate::timespan::TimeSpan;
+use serde::{Deserialize, Serialize};
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The most lines sent in one request (InfluxDB's own recommendation).
 pub const MAX_BATCH_LINES: usize = 5_000;
+
+/// `[influxdb]`: where and how points are written.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    pub url: String,
+    pub database: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub timeout: TimeSpan,
+}
+
+/// Debug output never shows the password (nor one inside the URL).
+impl std::fmt::Debug for InfluxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxConfig")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            url: "http://localhost:8086".into(),
+            database: "metrics".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            timeout: TimeSpan::from_secs(10),
+        }
+    }
+}
 
 /// Why a write failed. `is_retryable` tells whether the same batch may
 /// succeed later (server or network trouble) or never will (4xx).
@@ -245,12 +293,8 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(cfg: &InfluxConfig, password: Option<String>) -> Result<InfluxWriter, String> {
-        let mut base = url::Url::parse(&cfg.url).map_err(|e| {
-            format!(
-                "influxdb.url {:?}: {e}",
-                crate::config::redact_url(&cfg.url)
-            )
-        })?;
+        let mut base = url::Url::parse(&cfg.url)
+            .map_err(|e| format!("influxdb.url {:?}: {e}", redact_url(&cfg.url)))?;
         // Credentials in the URL are moved to the Authorization header.
         let url_user = (!base.username().is_empty()).then(|| base.username().to_owned());
         let url_pass = base.password().map(str::to_owned);
@@ -268,22 +312,14 @@ impl InfluxWriter {
 
         let timeout = cfg.timeout.as_duration();
         let mut builder = crate::tls::client_builder()
-            .user_agent(crate::sources::http::USER_AGENT)
+            .user_agent(crate::tls::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             // A write that follows a redirect becomes a GET of whatever is
             // there (a login page answering 200): never follow one.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("influxdb.ca_file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
-                    "influxdb.ca_file {}: not a PEM certificate: {e}",
-                    ca.display()
-                )
-            })?;
-            builder = builder.tls_certs_merge(certs);
+            builder = crate::tls::with_ca_file(builder, ca, "influxdb.ca_file")?;
         }
         if cfg.insecure_skip_verify {
             tracing::warn!(
@@ -445,7 +481,7 @@ impl InfluxWriter {
             return Err(WriteError::Redirect {
                 url: self.display_url.clone(),
                 status,
-                location: crate::config::redact_url(&location),
+                location: redact_url(&location),
             });
         }
         let text = resp.text().await.unwrap_or_default();

@@ -45,8 +45,16 @@ pub fn print(
     points: &[Point],
     format: Format,
 ) -> std::io::Result<Vec<PointError>> {
+    print_points(out, points, format)
+}
+
+fn print_points<'p>(
+    out: &mut dyn Write,
+    points: impl IntoIterator<Item = &'p Point>,
+    format: Format,
+) -> std::io::Result<Vec<PointError>> {
     let mut errors = Vec::new();
-    let mut good = Vec::with_capacity(points.len());
+    let mut good = Vec::new();
     let mut line = String::new();
     for p in points {
         line.clear();
@@ -77,6 +85,47 @@ pub fn print(
     }
     out.flush()?;
     Ok(errors)
+}
+
+/// The dry-run sink: every point of a run printed in `format` (the
+/// self-metrics are not: a dry run shows what the collectors produced).
+pub struct Printer {
+    out: std::sync::Mutex<Box<dyn Write + Send>>,
+    format: Format,
+}
+
+impl Printer {
+    pub fn new(out: Box<dyn Write + Send>, format: Format) -> Printer {
+        Printer {
+            out: std::sync::Mutex::new(out),
+            format,
+        }
+    }
+
+    /// A printer to standard output.
+    pub fn stdout(format: Format) -> Printer {
+        Printer::new(Box::new(std::io::stdout()), format)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Sink for Printer {
+    async fn deliver(&self, run: super::Run<'_>) -> super::Delivery {
+        let points = run.parts.iter().flat_map(|(_, points)| points.iter());
+        let mut d = super::Delivery {
+            total: run.parts.iter().map(|(_, points)| points.len()).sum(),
+            ..Default::default()
+        };
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        match print_points(&mut **out, points, self.format) {
+            Ok(errors) => {
+                d.written = d.total - errors.len();
+                d.unencodable = errors;
+            }
+            Err(e) => d.output_error = Some(e.to_string()),
+        }
+        d
+    }
 }
 
 #[cfg(test)]

@@ -10,20 +10,18 @@
 //! more than that many at once. A permit is held from sending the request
 //! until its body has been read.
 
-use crate::collector::CollectorError;
-use crate::config::HttpConfig;
+use crate::sources::SourceError;
+use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-pub const USER_AGENT: &str = concat!(
-    "ubuntu-metrics/",
-    env!("CARGO_PKG_VERSION"),
-    " (+https://launchpad.net/ubuntu-metrics)"
-);
+/// The User-Agent of every request the program makes.
+pub use crate::tls::USER_AGENT;
 
 /// Requests in flight at once to one host unless configured otherwise.
 pub const DEFAULT_MAX_PER_HOST: usize = 8;
@@ -41,6 +39,42 @@ const MAX_RETRY_AFTER_WAITS: u32 = 3;
 
 /// How much of an error answer's body is read to quote it.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// `[http]`: how collectors talk to upstream sources.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: TimeSpan,
+    /// Time allowed for a whole request, body included.
+    pub timeout: TimeSpan,
+    /// Requests in flight at once to one host (scheme, host and port), over
+    /// all collectors of the process: independent requests go out together
+    /// up to this many, the rest wait their turn. Keeps us polite to
+    /// Launchpad and the report hosts; at least 1.
+    pub max_per_host: usize,
+    /// The largest upstream body (after decompression) or rsync listing
+    /// read, as a size (`64MB`, `512MiB`): over it that collector fails.
+    pub max_body: String,
+}
+
+impl HttpConfig {
+    /// `max_body` in bytes.
+    pub fn max_body_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.max_body)
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: TimeSpan::from_secs(10),
+            timeout: TimeSpan::from_secs(60),
+            max_per_host: DEFAULT_MAX_PER_HOST,
+            max_body: DEFAULT_MAX_BODY.into(),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Http {
@@ -198,23 +232,23 @@ impl Http {
 
     /// Sends a request within the per-host limit, counts and logs it, reads
     /// the whole body (at most `max_body` bytes), and turns an HTTP error
-    /// status into [`CollectorError::HttpStatus`] quoting (the start of)
+    /// status into [`SourceError::HttpStatus`] quoting (the start of)
     /// the body.
     ///
     /// A 429 or 503 with `Retry-After` (seconds or an HTTP date) is waited
     /// for and tried again (up to 3 times) when the wait ends within the
     /// run's budget (the request timeout, counted from the run's start);
-    /// otherwise it is [`CollectorError::RetryLater`], saying when the
+    /// otherwise it is [`SourceError::RetryLater`], saying when the
     /// server asked to come back, which callers do not retry.
-    pub async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Answer, CollectorError> {
+    pub async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Answer, SourceError> {
         let req = req
             .build()
-            .map_err(|e| CollectorError::Other(format!("bad request: {e}")))?;
+            .map_err(|e| SourceError::Invalid(format!("bad request: {e}")))?;
         let mut waits = 0;
         loop {
             let again = req.try_clone();
             let (result, retry_after) = self.fetch_once(req_or(again, &req)?).await;
-            let Err(CollectorError::HttpStatus {
+            let Err(SourceError::HttpStatus {
                 url,
                 status,
                 message,
@@ -223,7 +257,7 @@ impl Http {
                 return result;
             };
             let Some(wait) = retry_after else {
-                return Err(CollectorError::HttpStatus {
+                return Err(SourceError::HttpStatus {
                     url,
                     status,
                     message,
@@ -243,7 +277,7 @@ impl Http {
                         self.timeout.as_secs()
                     )
                 };
-                return Err(CollectorError::RetryLater {
+                return Err(SourceError::RetryLater {
                     url,
                     message: format!(
                         "HTTP {status}: the server asked to come back in {} s (Retry-After), at {back_at}: {why}; not retried before the next run{}",
@@ -270,7 +304,7 @@ impl Http {
     async fn fetch_once(
         &self,
         req: reqwest::Request,
-    ) -> (Result<Answer, CollectorError>, Option<Duration>) {
+    ) -> (Result<Answer, SourceError>, Option<Duration>) {
         let url = req.url().to_string();
         let semaphore = self.hosts.for_url(req.url());
         let queued = Instant::now();
@@ -295,7 +329,7 @@ impl Http {
         };
         let body = read_body(resp, max).await;
         tracing::debug!(
-            url = %crate::config::redact_url(&url),
+            url = %redact_url(&url),
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             waited_ms = waited.as_millis() as u64,
@@ -315,7 +349,7 @@ impl Http {
                 Err(BodyError::Failed(_)) => Vec::new(),
             };
             return (
-                Err(CollectorError::HttpStatus {
+                Err(SourceError::HttpStatus {
                     url,
                     status: status.as_u16(),
                     message: summarize_body(&String::from_utf8_lossy(&body)),
@@ -327,7 +361,7 @@ impl Http {
             Ok(b) => b,
             Err(BodyError::TooLarge(_)) => {
                 return (
-                    Err(CollectorError::Request {
+                    Err(SourceError::Request {
                         url,
                         message: too_large(self.max_body),
                     }),
@@ -347,12 +381,12 @@ impl Http {
     }
 
     /// GETs a document as bytes.
-    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, SourceError> {
         Ok(self.fetch(self.client.get(url)).await?.body)
     }
 
     /// GETs a text document (UTF-8; invalid sequences are replaced).
-    pub async fn get_text(&self, url: &str) -> Result<String, CollectorError> {
+    pub async fn get_text(&self, url: &str) -> Result<String, SourceError> {
         let bytes = self.get_bytes(url).await?;
         Ok(match String::from_utf8(bytes) {
             Ok(s) => s,
@@ -361,20 +395,20 @@ impl Http {
     }
 
     /// GETs and parses a JSON document.
-    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, CollectorError> {
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
         let bytes = self.get_bytes(url).await?;
         if bytes.is_empty() {
-            return Err(CollectorError::parse(
+            return Err(SourceError::parse(
                 url,
                 "empty body where JSON was expected",
             ));
         }
         serde_json::from_slice(&bytes)
-            .map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
+            .map_err(|e| SourceError::parse(url, format!("invalid JSON: {e}")))
     }
 
     /// GETs the last `bytes` bytes of a document (`Range: bytes=-N`).
-    pub async fn get_tail(&self, url: &str, bytes: u64) -> Result<Tail, CollectorError> {
+    pub async fn get_tail(&self, url: &str, bytes: u64) -> Result<Tail, SourceError> {
         let answer = self
             .fetch(
                 self.client
@@ -397,7 +431,7 @@ impl Http {
             match first {
                 Some(f) => f == 0,
                 None => {
-                    return Err(CollectorError::parse(
+                    return Err(SourceError::parse(
                         url,
                         format!("206 answer with an unreadable Content-Range {range:?}"),
                     ));
@@ -418,9 +452,9 @@ impl Http {
 fn req_or(
     clone: Option<reqwest::Request>,
     original: &reqwest::Request,
-) -> Result<reqwest::Request, CollectorError> {
+) -> Result<reqwest::Request, SourceError> {
     clone.ok_or_else(|| {
-        CollectorError::Other(format!(
+        SourceError::Invalid(format!(
             "{}: the request cannot be repeated (streamed body)",
             original.url()
         ))
@@ -486,7 +520,7 @@ async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, Bod
     Ok(body)
 }
 
-fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {
+fn request_error(url: &str, e: &reqwest::Error) -> SourceError {
     let what = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
@@ -503,7 +537,7 @@ fn request_error(url: &str, e: &reqwest::Error) -> CollectorError {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    CollectorError::Request {
+    SourceError::Request {
         url: url.to_owned(),
         message: msg,
     }
@@ -542,4 +576,71 @@ pub fn encode_segment(s: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
+/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
+/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
+/// Case does not matter; spaces between number and unit are allowed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid size {s:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
+        ))
+    };
+    if num.is_empty() {
+        return bad("it does not start with a number");
+    }
+    let Ok(n) = num.parse::<f64>() else {
+        return bad("the number is not valid");
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return bad("unknown unit"),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return bad("too large");
+    }
+    let bytes = bytes.round() as u64;
+    if bytes == 0 {
+        return bad("it must be more than 0 bytes");
+    }
+    Ok(bytes)
+}
+
+/// What a redacted secret is replaced with.
+pub const REDACTED: &str = "<redacted>";
+
+/// Every URL in `url` (a URL, or a message quoting URLs) with its userinfo
+/// redacted: `scheme://user:password@host` keeps the user and loses the
+/// password; `scheme://token@host` (a user name alone, often a token)
+/// loses it all.
+pub fn redact_url(url: &str) -> String {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"://([^/@\s:?#]*)(:[^/@\s?#]*)?@").expect("valid regex")
+    });
+    RE.replace_all(url, |c: &regex::Captures| {
+        if c.get(2).is_some() {
+            format!("://{}:{REDACTED}@", &c[1])
+        } else if c[1].starts_with('<') {
+            c[0].to_owned()
+        } else {
+            format!("://{REDACTED}@")
+        }
+    })
+    .into_owned()
 }

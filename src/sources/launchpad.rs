@@ -1,5 +1,6 @@
 //! A thin, anonymous client of the Launchpad web service (lazr.restful
-//! JSON over HTTP), reached by collectors as [`Context::launchpad`].
+//! JSON over HTTP), reached by collectors through their run context
+//! (`Context::launchpad`).
 //!
 //! Launchpad's shape, in short (see `devel.wadl` for the full description):
 //! entries are JSON objects carrying `self_link` and `*_link` /
@@ -19,7 +20,7 @@
 //! The documents every collector needing the `ubuntu` distribution shares
 //! (the distribution, its series collection, the current series'
 //! architectures) are read through the run's [`RunCache`] when the client
-//! has one ([`Context::launchpad`] gives it): once per run, however many
+//! has one (`Context::launchpad` gives it): once per run, however many
 //! collectors ask, concurrent askers waiting for the one request.
 //!
 //! Every request goes through [`Http::fetch`] (counted, logged, within the
@@ -27,11 +28,9 @@
 //! errors (5xx), 429 without `Retry-After` and dropped connections are
 //! retried up to 3 times with exponential backoff and jitter; 4xx answers,
 //! timeouts and a `Retry-After` beyond the budget are not.
-//!
-//! [`Context::launchpad`]: crate::collector::Context::launchpad
 
-use crate::collector::{CollectorError, RunCache};
 use crate::sources::http::{Http, join};
+use crate::sources::{RunCache, SourceError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -154,10 +153,10 @@ impl Launchpad {
         &self,
         url_or_path: &str,
         params: &[(&str, &str)],
-    ) -> Result<String, CollectorError> {
+    ) -> Result<String, SourceError> {
         let full = self.resource_url(url_or_path);
         let mut url = url::Url::parse(&full)
-            .map_err(|e| CollectorError::Other(format!("invalid Launchpad URL {full:?}: {e}")))?;
+            .map_err(|e| SourceError::Invalid(format!("invalid Launchpad URL {full:?}: {e}")))?;
         if !params.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in params {
@@ -172,7 +171,7 @@ impl Launchpad {
         &self,
         url_or_path: &str,
         params: &[(&str, &str)],
-    ) -> Result<T, CollectorError> {
+    ) -> Result<T, SourceError> {
         let url = self.url_with(url_or_path, params)?;
         let body = self.fetch(&url).await?;
         parse_json(&url, &body)
@@ -188,7 +187,7 @@ impl Launchpad {
         &self,
         url_or_path: &str,
         params: &[(&str, &str)],
-    ) -> Result<Vec<T>, CollectorError> {
+    ) -> Result<Vec<T>, SourceError> {
         let size = PAGE_SIZE.to_string();
         let mut all: Vec<(&str, &str)> = params.to_vec();
         if !params.iter().any(|(k, _)| *k == "ws.size") {
@@ -209,7 +208,7 @@ impl Launchpad {
             let page: Page = parse_json(&url, &body)?;
             let entries = page
                 .entries
-                .ok_or_else(|| CollectorError::parse(&url, "not a collection: no \"entries\""))?;
+                .ok_or_else(|| SourceError::parse(&url, "not a collection: no \"entries\""))?;
             let got = entries.len();
             deserialize_entries(&url, entries, &mut out)?;
             seen.insert(url.clone());
@@ -218,7 +217,7 @@ impl Launchpad {
                 _ => return Ok(out),
             };
             if seen.contains(&next) {
-                return Err(CollectorError::parse(
+                return Err(SourceError::parse(
                     &url,
                     format!("next_collection_link loops back to {next}"),
                 ));
@@ -244,7 +243,7 @@ impl Launchpad {
             if let Some(total) = total {
                 let limit = total.div_ceil(page_size) + PAGE_MARGIN;
                 if read >= limit {
-                    return Err(CollectorError::parse(
+                    return Err(SourceError::parse(
                         &url,
                         format!(
                             "the collection does not end: {read} pages of {page_size} read for a total_size of {total} ({} entries), and it still links to a next page; stopped",
@@ -255,7 +254,7 @@ impl Launchpad {
             }
             url = next;
         }
-        Err(CollectorError::parse(
+        Err(SourceError::parse(
             url,
             format!("more than {MAX_PAGES} pages"),
         ))
@@ -269,18 +268,18 @@ impl Launchpad {
         next: &str,
         starts: &[u64],
         out: &mut Vec<T>,
-    ) -> Result<(), CollectorError> {
+    ) -> Result<(), SourceError> {
         let urls = starts
             .iter()
             .map(|start| with_start(next, *start))
-            .collect::<Result<Vec<String>, CollectorError>>()?;
+            .collect::<Result<Vec<String>, SourceError>>()?;
         let bodies =
             futures::future::try_join_all(urls.iter().map(|u| self.fetch(u.as_str()))).await?;
         for (url, body) in urls.iter().zip(bodies) {
             let page: Page = parse_json(url, &body)?;
             let entries = page
                 .entries
-                .ok_or_else(|| CollectorError::parse(url, "not a collection: no \"entries\""))?;
+                .ok_or_else(|| SourceError::parse(url, "not a collection: no \"entries\""))?;
             deserialize_entries(url, entries, out)?;
         }
         Ok(())
@@ -293,7 +292,7 @@ impl Launchpad {
         &self,
         url_or_path: &str,
         params: &[(&str, &str)],
-    ) -> Result<u64, CollectorError> {
+    ) -> Result<u64, SourceError> {
         let mut all: Vec<(&str, &str)> = params
             .iter()
             .filter(|(k, _)| *k != "ws.size")
@@ -313,7 +312,7 @@ impl Launchpad {
         match (page.entries, page.next_collection_link) {
             // A single page without a size: its entries are all there is.
             (Some(entries), None) => Ok(entries.len() as u64),
-            _ => Err(CollectorError::parse(
+            _ => Err(SourceError::parse(
                 url,
                 "neither total_size nor total_size_link in the answer",
             )),
@@ -323,7 +322,7 @@ impl Launchpad {
     /// The series of the `ubuntu` distribution, as Launchpad lists them
     /// (newest first). Two requests (the distribution and its series
     /// collection), shared by the run through the cache.
-    pub async fn ubuntu_series(&self) -> Result<Vec<Series>, CollectorError> {
+    pub async fn ubuntu_series(&self) -> Result<Vec<Series>, SourceError> {
         let ubuntu = self.distribution().await?;
         let current = ubuntu.current_series_link.clone().unwrap_or_default();
         let (series_link, entries) = self.series_entries(&ubuntu).await?;
@@ -348,13 +347,13 @@ impl Launchpad {
     /// collection, the current series' architectures), the first two shared
     /// with [`Launchpad::ubuntu_series`] through the cache; a current
     /// series missing from the collection is read on its own.
-    pub async fn devel_architectures(&self) -> Result<(String, Vec<String>), CollectorError> {
+    pub async fn devel_architectures(&self) -> Result<(String, Vec<String>), SourceError> {
         let (current, series) = self.current_series().await?;
         let name = series
             .name
-            .ok_or_else(|| CollectorError::parse(&current, "the current series has no name"))?;
+            .ok_or_else(|| SourceError::parse(&current, "the current series has no name"))?;
         let archs_link = series.architectures_collection_link.ok_or_else(|| {
-            CollectorError::parse(&current, "no architectures_collection_link in the series")
+            SourceError::parse(&current, "no architectures_collection_link in the series")
         })?;
         let lp = self.clone();
         let link = archs_link.clone();
@@ -373,20 +372,20 @@ impl Launchpad {
     /// The current (devel) series' name: the first two requests of
     /// [`Launchpad::devel_architectures`], for callers that can start
     /// work before the architectures are known.
-    pub async fn devel_series_name(&self) -> Result<String, CollectorError> {
+    pub async fn devel_series_name(&self) -> Result<String, SourceError> {
         let (current, series) = self.current_series().await?;
         series
             .name
-            .ok_or_else(|| CollectorError::parse(&current, "the current series has no name"))
+            .ok_or_else(|| SourceError::parse(&current, "the current series has no name"))
     }
 
     /// The current series' link and entry: from the series collection, or
     /// read on its own when the collection does not list it.
-    async fn current_series(&self) -> Result<(String, SeriesEntry), CollectorError> {
+    async fn current_series(&self) -> Result<(String, SeriesEntry), SourceError> {
         let url = self.resource_url("ubuntu");
         let ubuntu = self.distribution().await?;
         let current = ubuntu.current_series_link.clone().ok_or_else(|| {
-            CollectorError::parse(&url, "no current_series_link in the distribution")
+            SourceError::parse(&url, "no current_series_link in the distribution")
         })?;
         let (_, entries) = self.series_entries(&ubuntu).await?;
         let listed = entries.iter().find(|s| {
@@ -411,7 +410,7 @@ impl Launchpad {
     }
 
     /// The `ubuntu` distribution entry (through the cache).
-    async fn distribution(&self) -> Result<Arc<DistributionEntry>, CollectorError> {
+    async fn distribution(&self) -> Result<Arc<DistributionEntry>, SourceError> {
         let url = self.resource_url("ubuntu");
         let lp = self.clone();
         let u = url.clone();
@@ -426,10 +425,10 @@ impl Launchpad {
     async fn series_entries(
         &self,
         ubuntu: &DistributionEntry,
-    ) -> Result<(String, Arc<Vec<SeriesEntry>>), CollectorError> {
+    ) -> Result<(String, Arc<Vec<SeriesEntry>>), SourceError> {
         let url = self.resource_url("ubuntu");
         let link = ubuntu.series_collection_link.clone().ok_or_else(|| {
-            CollectorError::parse(&url, "no series_collection_link in the distribution")
+            SourceError::parse(&url, "no series_collection_link in the distribution")
         })?;
         let lp = self.clone();
         let l = link.clone();
@@ -443,11 +442,11 @@ impl Launchpad {
 
     /// `fetch()` once per run for `key` when the client has a cache, else
     /// every time.
-    async fn cached<T, F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, CollectorError>
+    async fn cached<T, F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, SourceError>
     where
         T: Send + Sync + 'static,
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CollectorError>>,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
     {
         match &self.cache {
             Some(cache) => cache.get_or_fetch(key, fetch).await,
@@ -456,7 +455,7 @@ impl Launchpad {
     }
 
     /// GETs `url` and returns its body, retrying transient failures.
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, CollectorError> {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, SourceError> {
         let mut attempt = 0u32;
         loop {
             let result = self
@@ -488,11 +487,11 @@ fn deserialize_entries<T: DeserializeOwned>(
     url: &str,
     entries: Vec<serde_json::Value>,
     out: &mut Vec<T>,
-) -> Result<(), CollectorError> {
+) -> Result<(), SourceError> {
     out.reserve(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let entry = T::deserialize(e).map_err(|err| {
-            CollectorError::parse(url, format!("entry {i} is not as expected: {err}"))
+            SourceError::parse(url, format!("entry {i} is not as expected: {err}"))
         })?;
         out.push(entry);
     }
@@ -502,14 +501,9 @@ fn deserialize_entries<T: DeserializeOwned>(
 /// The `ws.start` of every page after the first of a collection of `total`
 /// entries whose first page (`first`) held `got` entries and links to
 /// `next`: the page size is `next`'s `ws.size` (else `got`).
-fn page_starts(
-    first: &str,
-    next: &str,
-    got: usize,
-    total: u64,
-) -> Result<Vec<u64>, CollectorError> {
+fn page_starts(first: &str, next: &str, got: usize, total: u64) -> Result<Vec<u64>, SourceError> {
     let parsed = url::Url::parse(next).map_err(|e| {
-        CollectorError::parse(first, format!("invalid next_collection_link {next:?}: {e}"))
+        SourceError::parse(first, format!("invalid next_collection_link {next:?}: {e}"))
     })?;
     let param = |k: &str| {
         parsed
@@ -520,7 +514,7 @@ fn page_starts(
     let size = param("ws.size").unwrap_or(got as u64);
     let start = param("ws.start").unwrap_or(got as u64);
     if size == 0 || start == 0 {
-        return Err(CollectorError::parse(
+        return Err(SourceError::parse(
             first,
             format!(
                 "next_collection_link {next:?} does not move on (ws.size {size}, ws.start {start})"
@@ -528,7 +522,7 @@ fn page_starts(
         ));
     }
     if total.saturating_sub(start) / size >= MAX_PAGES as u64 {
-        return Err(CollectorError::parse(
+        return Err(SourceError::parse(
             first,
             format!("total_size {total} is more than {MAX_PAGES} pages"),
         ));
@@ -539,9 +533,9 @@ fn page_starts(
 }
 
 /// `url` with its `ws.start` set to `start`.
-fn with_start(url: &str, start: u64) -> Result<String, CollectorError> {
+fn with_start(url: &str, start: u64) -> Result<String, SourceError> {
     let mut parsed = url::Url::parse(url)
-        .map_err(|e| CollectorError::parse(url, format!("invalid collection link: {e}")))?;
+        .map_err(|e| SourceError::parse(url, format!("invalid collection link: {e}")))?;
     let pairs: Vec<(String, String)> = parsed
         .query_pairs()
         .filter(|(k, _)| k != "ws.start")
@@ -570,11 +564,11 @@ fn same_link(a: &str, b: &str) -> bool {
 /// Worth trying again: a server error, rate limiting, or a connection that
 /// failed or dropped. Not a 4xx (it would fail again) nor a timeout (the
 /// request already took the whole timeout; a retry would multiply it).
-pub fn is_transient(e: &CollectorError) -> bool {
+pub fn is_transient(e: &SourceError) -> bool {
     match e {
-        CollectorError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+        SourceError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
         // Not a body over [http] max_body either: it would be as large again.
-        CollectorError::Request { message, .. } => {
+        SourceError::Request { message, .. } => {
             !message.starts_with("timed out") && !message.starts_with("body larger than")
         }
         _ => false,
@@ -590,23 +584,22 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     base.mul_f64(f64::from(1u32 << attempt.min(16)) * factor)
 }
 
-fn parse_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, CollectorError> {
+fn parse_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, SourceError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(CollectorError::parse(
+        return Err(SourceError::parse(
             url,
             "empty body where JSON was expected",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| CollectorError::parse(url, format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| SourceError::parse(url, format!("invalid JSON: {e}")))
 }
 
 /// The answer of a `total_size_link`: a bare integer.
-fn parse_count(url: &str, body: &[u8]) -> Result<u64, CollectorError> {
+fn parse_count(url: &str, body: &[u8]) -> Result<u64, SourceError> {
     let text = String::from_utf8_lossy(body);
     let t = text.trim();
     t.parse::<u64>().map_err(|_| {
-        CollectorError::parse(
+        SourceError::parse(
             url,
             format!(
                 "expected a bare integer, got {:?}",
@@ -670,7 +663,7 @@ mod tests {
 
     #[test]
     fn transient_errors() {
-        let status = |s| CollectorError::HttpStatus {
+        let status = |s| SourceError::HttpStatus {
             url: "u".into(),
             status: s,
             message: String::new(),
@@ -680,18 +673,18 @@ mod tests {
         assert!(is_transient(&status(429)));
         assert!(!is_transient(&status(404)));
         assert!(!is_transient(&status(400)));
-        let req = |m: &str| CollectorError::Request {
+        let req = |m: &str| SourceError::Request {
             url: "u".into(),
             message: m.into(),
         };
         assert!(is_transient(&req("could not connect: refused")));
         assert!(!is_transient(&req("timed out")));
         assert!(!is_transient(&req(&crate::sources::http::too_large(10))));
-        assert!(!is_transient(&CollectorError::RetryLater {
+        assert!(!is_transient(&SourceError::RetryLater {
             url: "u".into(),
             message: "HTTP 429: come back in 3600 s".into()
         }));
-        assert!(!is_transient(&CollectorError::parse("u", "bad json")));
+        assert!(!is_transient(&SourceError::parse("u", "bad json")));
     }
 
     #[test]

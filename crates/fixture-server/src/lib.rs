@@ -46,6 +46,8 @@ pub struct State {
     root: PathBuf,
     latency: Mutex<Duration>,
     requests: Mutex<BTreeMap<String, u64>>,
+    /// Requests by whole (decoded) path, without the query.
+    paths: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<(String, Fault)>>,
 }
 
@@ -69,6 +71,7 @@ impl FixtureServer {
             root: root.into(),
             latency: Mutex::new(Duration::ZERO),
             requests: Mutex::new(BTreeMap::new()),
+            paths: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
         });
         let listener = std::net::TcpListener::bind(addr)?;
@@ -142,6 +145,12 @@ impl FixtureServer {
     /// Requests served so far, by first path segment (= collector folder).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// Requests served so far, by whole path (decoded, without the leading
+    /// `/` and the query): `launchpad/devel/ubuntu/series`.
+    pub fn path_requests(&self) -> BTreeMap<String, u64> {
+        self.state.paths.lock().expect("lock").clone()
     }
 
     /// The `[sources]` that point every collector at this server's fixture
@@ -219,6 +228,12 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         .lock()
         .expect("lock")
         .entry(segment.clone())
+        .or_default() += 1;
+    *state
+        .paths
+        .lock()
+        .expect("lock")
+        .entry(path.trim_start_matches('/').to_owned())
         .or_default() += 1;
 
     let latency = *state.latency.lock().expect("lock");

@@ -1,0 +1,362 @@
+//! The InfluxDB sink: the writer, the durable spool and the dead-letter
+//! file together. Delivery is write-ahead: a run's points and self-metrics
+//! are appended to the spool (`fsync`ed) before any write is attempted;
+//! then the spool is replayed oldest first, and a record leaves it only
+//! once InfluxDB accepted it (or refused it for good: the dead-letter
+//! file). Without a usable spool, the batches are sent directly and what
+//! InfluxDB cannot take now is lost (and counted).
+
+use super::influxdb::{InfluxWriter, WriteError};
+use super::spool::{Spool, SpoolError};
+use super::{Batch, Delivery, Run, Sink, encode_parts, self_batch};
+use std::time::{Duration, Instant};
+
+/// InfluxDB through `spool` (when there is a usable one).
+pub struct InfluxSink<'a> {
+    pub writer: &'a InfluxWriter,
+    pub spool: Option<&'a Spool>,
+}
+
+impl<'a> InfluxSink<'a> {
+    pub fn new(writer: &'a InfluxWriter, spool: Option<&'a Spool>) -> InfluxSink<'a> {
+        InfluxSink { writer, spool }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for InfluxSink<'_> {
+    async fn deliver(&self, run: Run<'_>) -> Delivery {
+        deliver(&run, self.writer, self.spool).await
+    }
+}
+
+/// How long `deliver` waits for another process's replay of the spool
+/// before leaving its points there for that process (or a later run).
+pub const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
+/// What [`spool_run`] did.
+#[derive(Debug, Default)]
+pub struct Spooled {
+    /// The new segment holding the run's lines, and how many lines.
+    pub segment: Option<String>,
+    pub lines: usize,
+    /// Lines of the run (points and self-metrics) given to the spool.
+    pub total: usize,
+    pub unencodable: Vec<crate::point::PointError>,
+}
+
+/// The write-ahead step: appends a run's points and self-metrics to the
+/// spool (`fsync`ed) before any write is attempted, so that whatever
+/// happens to the write (a hung InfluxDB, SIGTERM, a crash) nothing
+/// collected is lost. The daemon's collectors only do this; its delivery
+/// task replays the spool.
+pub fn spool_run(
+    run: &Run<'_>,
+    spool: &Spool,
+) -> Result<Spooled, (SpoolError, Vec<Batch>, Spooled)> {
+    let mut d = Delivery::default();
+    let (batches, counts) = encode_parts(run, &mut d);
+    let mut out = Spooled {
+        unencodable: d.unencodable,
+        ..Spooled::default()
+    };
+    let make = run.self_metrics.filter(|_| !run.parts.is_empty());
+    let make_self = |dropped: u64| self_batch(make.expect("with self-metrics"), &counts, dropped);
+    out.total = batches.iter().map(|b| b.lines.len()).sum::<usize>()
+        + make.map_or(0, |m| m(&counts, 0).len());
+    match spool.append_reporting(
+        &batches,
+        make.is_some()
+            .then_some(&make_self as &dyn Fn(u64) -> Batch),
+    ) {
+        Ok(a) => {
+            out.segment = a.segment;
+            out.lines = a.points;
+            Ok(out)
+        }
+        Err(e) => {
+            let mut all = batches;
+            if let Some(m) = make {
+                all.push(self_batch(m, &counts, 0));
+            }
+            Err((e, all, out))
+        }
+    }
+}
+
+/// Writes a run's points, write-ahead: the run's points and self-metrics
+/// (when the run has them) are first appended to
+/// the spool, then the spool is replayed oldest first; a record leaves the
+/// spool only once InfluxDB accepted it (or refused it for good: the
+/// dead-letter file). Without a usable spool, the batches are sent
+/// directly and what InfluxDB cannot take now is lost (and counted).
+pub async fn deliver(run: &Run<'_>, writer: &InfluxWriter, spool: Option<&Spool>) -> Delivery {
+    let mut d = Delivery::default();
+    let direct = match spool {
+        None => {
+            let (mut batches, counts) = encode_parts(run, &mut d);
+            if let Some(make) = run.self_metrics.filter(|_| !run.parts.is_empty()) {
+                batches.push(self_batch(make, &counts, 0));
+            }
+            Some(batches)
+        }
+        Some(spool) => match spool_run(run, spool) {
+            Ok(s) => {
+                d.total = s.total;
+                d.unencodable = s.unencodable;
+                let r = replay(spool, writer, REPLAY_WAIT).await;
+                let (mine_written, mine_dead) = s
+                    .segment
+                    .as_ref()
+                    .and_then(|seg| r.segments.iter().find(|x| &x.0 == seg))
+                    .map_or((0, 0), |x| (x.1, x.2));
+                // What is left of the run's segment: another process
+                // replaying at the same time may have written part of it.
+                let left = match s.segment.as_deref().map(|seg| spool.pending_points(seg)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => {
+                        d.spool_errors.push(e.to_string());
+                        s.lines.saturating_sub(mine_written + mine_dead)
+                    }
+                    None => 0,
+                };
+                d.written = s.lines.saturating_sub(left + mine_dead);
+                d.replayed = r.written - mine_written;
+                d.dead_lettered = r.dead_lettered;
+                d.spooled = left;
+                d.busy = r.busy;
+                if let Some(e) = r.error {
+                    d.spool_errors.push(e.to_string());
+                }
+                d.error = r.stopped;
+                None
+            }
+            Err((e, batches, s)) => {
+                d.unencodable = s.unencodable;
+                tracing::error!("{e}");
+                d.spool_errors.push(e.to_string());
+                Some(batches)
+            }
+        },
+    };
+    if let Some(batches) = direct {
+        let mut down: Option<WriteError> = None;
+        let mut pending: Vec<Batch> = Vec::new();
+        for b in batches.into_iter().filter(|b| !b.lines.is_empty()) {
+            deliver_batch(b, writer, spool, &mut down, &mut pending, &mut d).await;
+        }
+        let n: usize = pending.iter().map(|b| b.lines.len()).sum();
+        if n > 0 {
+            d.lost += n;
+            let why = d
+                .error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            tracing::error!(
+                "{n} points are LOST: InfluxDB cannot take them now ({why}) and there is no usable spool"
+            );
+        }
+    }
+    for e in &d.unencodable {
+        tracing::error!("not written: {e}");
+    }
+    if d.spooled > 0 {
+        match &d.error {
+            Some(e) => tracing::warn!(
+                points = d.spooled,
+                "InfluxDB cannot take these points now ({e}); they are kept in the spool for a later write"
+            ),
+            None => tracing::info!(
+                points = d.spooled,
+                "another process is writing the spool; this run's points wait there for it (or the next run)"
+            ),
+        }
+    }
+    if d.written > 0 {
+        tracing::info!(points = d.written, url = %writer.url(), "written to InfluxDB");
+    }
+    d
+}
+
+/// Sends one batch (unless InfluxDB is known to be down); refused lines go
+/// to the dead-letter file, lines to keep to `pending`.
+async fn deliver_batch(
+    batch: Batch,
+    writer: &InfluxWriter,
+    spool: Option<&Spool>,
+    down: &mut Option<WriteError>,
+    pending: &mut Vec<Batch>,
+    d: &mut Delivery,
+) {
+    d.total += batch.lines.len();
+    if down.is_some() {
+        pending.push(batch);
+        return;
+    }
+    let report = writer.send(&batch.lines).await;
+    d.written += report.written;
+    if let Some((lines, message)) = report.refused_batch() {
+        dead_letter(spool, &batch.label, &lines, &message, d);
+    }
+    if let Some((lines, e)) = report.kept {
+        *down = Some(e.clone());
+        d.error = Some(e);
+        pending.push(Batch {
+            label: batch.label,
+            lines,
+        });
+    }
+}
+
+fn dead_letter(spool: Option<&Spool>, label: &str, lines: &[String], e: &str, d: &mut Delivery) {
+    match spool.map(|s| (s, s.dead_letter(label, lines, e))) {
+        Some((s, Ok(()))) => {
+            d.dead_lettered += lines.len();
+            tracing::error!(
+                "InfluxDB refused {} points of {label} ({e}); they are in the dead-letter file {}",
+                lines.len(),
+                s.dead_letter_path().display()
+            );
+        }
+        Some((_, Err(se))) => {
+            d.lost += lines.len();
+            tracing::error!(
+                "{} points of {label} are LOST: InfluxDB refused them ({e}) and the dead-letter file cannot be written: {se}",
+                lines.len()
+            );
+            d.spool_errors.push(se.to_string());
+        }
+        None => {
+            d.lost += lines.len();
+            tracing::error!(
+                "{} points of {label} are LOST: InfluxDB refused them ({e}) and there is no usable spool for the dead-letter file",
+                lines.len()
+            );
+        }
+    }
+}
+
+/// What a replay of the spool did.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Lines written.
+    pub written: usize,
+    /// Records fully done (written or dead-lettered).
+    pub records: usize,
+    /// Lines moved to the dead-letter file.
+    pub dead_lettered: usize,
+    /// Why the replay stopped before the spool was empty.
+    pub stopped: Option<WriteError>,
+    /// Another process was replaying (nothing done).
+    pub busy: bool,
+    pub error: Option<SpoolError>,
+    /// Per segment replayed: its name, lines written, lines dead-lettered.
+    pub segments: Vec<(String, usize, usize)>,
+}
+
+/// Writes the spool's records, oldest first, removing each only after
+/// InfluxDB accepted it (or refused it for good: dead-letter file). Stops
+/// at the first record InfluxDB cannot take now. Waits up to `wait` for
+/// another process's replay to finish; gives up (`busy`) after.
+pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Replay {
+    let mut r = Replay::default();
+    let deadline = Instant::now() + wait;
+    let _guard = loop {
+        match spool.try_replay_lock() {
+            Ok(Some(g)) => break g,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(None) => {
+                tracing::debug!("another process is replaying the spool");
+                r.busy = true;
+                return r;
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                r.error = Some(e);
+                return r;
+            }
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let seg = match spool.oldest_segment() {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!("{e}");
+                r.error = Some(e);
+                break;
+            }
+        };
+        if !seen.insert(seg.name.clone()) {
+            let e = SpoolError(format!(
+                "spool {}: segment {} is still there after its replay",
+                spool.dir().display(),
+                seg.name
+            ));
+            tracing::error!("{e}");
+            r.error = Some(e);
+            break;
+        }
+        let mut done = Vec::new();
+        let mut partial = None;
+        let (mut seg_written, mut seg_dead) = (0, 0);
+        for rec in &seg.records {
+            let report = writer.send(&rec.lines).await;
+            r.written += report.written;
+            seg_written += report.written;
+            let mut refused_ok = true;
+            if let Some((lines, e)) = report.refused_batch() {
+                match spool.dead_letter(&rec.label, &lines, &e) {
+                    Ok(()) => {
+                        r.dead_lettered += lines.len();
+                        seg_dead += lines.len();
+                        tracing::error!(
+                            "InfluxDB refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
+                            lines.len(),
+                            rec.label,
+                            spool.dead_letter_path().display()
+                        );
+                    }
+                    Err(se) => {
+                        tracing::error!("{se}");
+                        r.error = Some(se);
+                        refused_ok = false;
+                    }
+                }
+            }
+            if let Some((lines, e)) = report.kept {
+                tracing::warn!("the spool's replay stopped: InfluxDB cannot take points now: {e}");
+                partial = Some((rec.id, lines));
+                r.stopped = Some(e);
+                break;
+            }
+            if !refused_ok {
+                // Keep the record: resending its written lines is harmless.
+                break;
+            }
+            done.push(rec.id);
+            r.records += 1;
+        }
+        r.segments.push((seg.name.clone(), seg_written, seg_dead));
+        if let Err(e) = spool.finish_segment(&seg.name, &done, partial) {
+            tracing::error!("{e}");
+            r.error = Some(e);
+            break;
+        }
+        if r.stopped.is_some() || r.error.is_some() {
+            break;
+        }
+    }
+    if r.written > 0 {
+        tracing::info!(
+            points = r.written,
+            records = r.records,
+            url = %writer.url(),
+            "wrote spooled points to InfluxDB"
+        );
+    }
+    r
+}
