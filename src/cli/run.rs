@@ -89,7 +89,12 @@ pub(super) async fn main(
     }
     match writer {
         None => {
-            let d = runner::deliver_to(&outcomes, &Printer::stdout(args.format), false).await;
+            let d = runner::deliver_to(
+                &outcomes,
+                &Printer::new(Box::new(std::io::stdout()), args.format),
+                false,
+            )
+            .await;
             for e in d.unencodable {
                 eprintln!("ubuntu-metrics: {e}");
                 status = EXIT_FAILED;

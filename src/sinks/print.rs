@@ -87,8 +87,10 @@ fn print_points<'p>(
     Ok(errors)
 }
 
-/// The dry-run sink: every point of a run printed in `format` (the
-/// self-metrics are not: a dry run shows what the collectors produced).
+/// The dry-run sink: every point of a run printed in `format` to the
+/// writer it is given (the command line gives it standard output; the
+/// self-metrics are not printed: a dry run shows what the collectors
+/// produced).
 pub struct Printer {
     out: std::sync::Mutex<Box<dyn Write + Send>>,
     format: Format,
@@ -100,11 +102,6 @@ impl Printer {
             out: std::sync::Mutex::new(out),
             format,
         }
-    }
-
-    /// A printer to standard output.
-    pub fn stdout(format: Format) -> Printer {
-        Printer::new(Box::new(std::io::stdout()), format)
     }
 }
 
