@@ -191,6 +191,14 @@ impl RsyncDaemon {
 
 impl Drop for RsyncDaemon {
     fn drop(&mut self) {
+        // The daemon and every connection it forked (same process group).
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process
+            // group; it touches no memory of ours.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -205,7 +213,11 @@ fn spawn(dir: &Path, tree: &Path) -> std::io::Result<(SocketAddr, Child)> {
     let _ = std::fs::remove_file(dir.join("rsyncd.pid"));
     let conf = dir.join("rsyncd.conf");
     std::fs::write(&conf, config(dir, tree, port)?)?;
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("rsync")
+        // Its own process group: the daemon forks one process per
+        // connection, and dropping the daemon kills them all.
+        .process_group(0)
         .arg("--daemon")
         .arg("--no-detach")
         .arg(format!("--config={}", conf.display()))
