@@ -26,9 +26,9 @@ fn relocated(file: &Path, bin: &Path, dir: &Path) -> PathBuf {
 #[test]
 fn package_builds_unpacks_and_its_units_verify() {
     let root_dir = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(format!("{root_dir}/scripts/build-deb"))
-        .output()
-        .expect("scripts/build-deb runs");
+    let mut build = Command::new(format!("{root_dir}/scripts/build-deb"));
+    common::outside_cargo(&mut build);
+    let out = build.output().expect("scripts/build-deb runs");
     assert!(
         out.status.success(),
         "build-deb failed:\n{}",

@@ -59,6 +59,7 @@ fn readme_main_command_runs_as_written() {
     let config = common::write_config(dir.path(), &server, "http://127.0.0.1:9");
     let mut c = Command::new(&main[0]);
     common::clean_env(&mut c);
+    common::outside_cargo(&mut c);
     let out = c
         .args(&main[1..])
         .args(["--now", common::NOW])
@@ -101,7 +102,9 @@ fn readme_test_command_runs_and_lists_every_test() {
     // The whole entry point (installs, fmt, clippy, cargo test), with
     // libtest's --list so that it lists the tests instead of running this
     // one again.
-    let out = Command::new(&test[0])
+    let mut c = Command::new(&test[0]);
+    common::outside_cargo(&mut c);
+    let out = c
         .args(&test[1..])
         .args(["--", "--list"])
         .env("CARGO_TARGET_DIR", target_dir())
@@ -116,6 +119,15 @@ fn readme_test_command_runs_and_lists_every_test() {
         commands[1],
         stdout,
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing this suite already built is compiled again: run with the
+    // test process's CARGO_PKG_* and CARGO_MANIFEST_DIR, ring's build
+    // script re-ran and ring, rustls, reqwest, the crate and every test
+    // binary were compiled once more (and once more again after).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Compiling ring "),
+        "the nested run recompiled ring:\n{stderr}"
     );
     for name in [
         "readme_test_command_runs_and_lists_every_test: test",
@@ -152,6 +164,7 @@ fn try_offline_leaves_no_process_or_file_behind() {
     let tmpdir = tmp.path().to_str().unwrap().to_owned();
     let mut c = Command::new(format!("{ROOT}/scripts/try-offline"));
     common::clean_env(&mut c);
+    common::outside_cargo(&mut c);
     let out = c
         .arg("sponsoring")
         .arg("images")
@@ -180,8 +193,17 @@ fn try_offline_leaves_no_process_or_file_behind() {
 #[test]
 fn cargo_install_installs_the_product_alone() {
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new("cargo")
-        .args(["install", "--locked", "--offline", "--debug", "--path", "."])
+    // The README's line as written (a release build), in this target
+    // directory: it is the build `readme_main_command_runs_as_written` and
+    // the Debian package make too (same package, profile and features), so
+    // it costs no compilation of its own. A `--debug` install would not
+    // share the test build either: without the dev-dependencies, serde,
+    // hyper, tracing and the rest resolve to other features, and the whole
+    // tree would be compiled once more.
+    let mut c = Command::new("cargo");
+    common::outside_cargo(&mut c);
+    let out = c
+        .args(["install", "--locked", "--offline", "--path", "."])
         .arg("--root")
         .arg(root.path())
         .env("CARGO_TARGET_DIR", target_dir())

@@ -43,6 +43,33 @@ pub fn clean_env(c: &mut Command) -> &mut Command {
     c.env("UBUNTU_METRICS_CONFIG", "/dev/null")
 }
 
+/// Clears `c` of the variables `cargo test` sets for a test process
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, `OUT_DIR`, ...), so a nested cargo
+/// run sees a developer's shell environment. Build scripts name some of
+/// them in `rerun-if-env-changed` (ring: `CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`), so a nested run that kept them re-ran ring's build
+/// script and recompiled ring, rustls, reqwest, the crate and every test
+/// binary, twice (once for it, once again for the suite after it).
+pub fn outside_cargo(c: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k == "OUT_DIR"
+            || k == "CARGO_MANIFEST_DIR"
+            || k == "CARGO_MANIFEST_PATH"
+            || k == "CARGO_CRATE_NAME"
+            || k == "CARGO_BIN_NAME"
+            || k == "CARGO_PRIMARY_PACKAGE"
+            || k == "CARGO_TARGET_TMPDIR"
+            || k == "CARGO_RUSTC_CURRENT_DIR"
+            || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_")
+        {
+            c.env_remove(&*k);
+        }
+    }
+    c
+}
+
 /// The `ubuntu-metrics` binary under test, with a clean environment.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
