@@ -8,7 +8,7 @@
 //! So runs started at the same moment by timers never corrupt the file nor
 //! lose each other's entries, and a crash leaves the old file or the new.
 
-use crate::config::{Config, STATE_DIR_ENV};
+use crate::config::{Config, STATE_DIR_ENV, redact_url};
 use crate::fsutil::replace_file;
 use crate::runner::Outcome;
 use crate::sinks::spool::FileLock;
@@ -83,8 +83,10 @@ pub fn dir(config: &Config) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
 
+/// The error on one line, credentials in URLs redacted, cut to
+/// [`MAX_ERROR`] characters.
 fn short(e: &str) -> String {
-    let one_line = e.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = redact_url(&e.split_whitespace().collect::<Vec<_>>().join(" "));
     if one_line.chars().count() <= MAX_ERROR {
         one_line
     } else {
@@ -159,7 +161,7 @@ pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<
     let mut bytes = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
     bytes.push(b'\n');
     let tmp = dir.join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
-    replace_file(&path, &tmp, &bytes, 0o644).map_err(|e| err(format!("cannot write: {e}")))
+    replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
 }
 
 /// [`record`] for the callers that only log a failure: the points matter
@@ -197,7 +199,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let t0: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
         record(d.path(), &[outcome("a", None)], t0).unwrap();
-        record(d.path(), &[outcome("a", Some("boom\nline 2"))], t0).unwrap();
+        record(
+            d.path(),
+            &[outcome("a", Some("boom\nfrom https://u:Sekr1t@h/x"))],
+            t0,
+        )
+        .unwrap();
+        let e = read(d.path()).unwrap().collectors["a"]
+            .last_run
+            .error
+            .clone();
+        assert_eq!(e.as_deref(), Some("boom from https://u:<redacted>@h/x"));
         record(d.path(), &[outcome("a", Some("boom"))], t0).unwrap();
         let s = read(d.path()).unwrap();
         let a = &s.collectors["a"];
