@@ -409,3 +409,66 @@ fn a_bad_configuration_or_state_file_is_named() {
         other.path().join("status.json").display().to_string()
     );
 }
+
+#[test]
+fn the_daemon_records_every_run_and_status_names_the_broken_upstream() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["sources"]["sponsoring"] = toml::Value::String(server.url("nowhere.json"));
+    let mut daemon = toml::Table::new();
+    daemon.insert("startup_delay".into(), "0".into());
+    daemon.insert("random_delay".into(), "0".into());
+    daemon.insert("shutdown_grace".into(), "5s".into());
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every collector runs at once (no delays): wait for their entries.
+    let file = dir.path().join("status.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let recorded = loop {
+        let n = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["collectors"].as_object().map_or(0, |m| m.len()));
+        if n == registry().len() || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = status(&config, &[]);
+    let (code, doc) = json(&config, &[]);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(recorded, registry().len(), "the daemon recorded every run");
+    let screen = text(&out);
+    println!("{screen}");
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    assert!(
+        screen.starts_with("WARNING: failing: sponsoring\n"),
+        "{screen}"
+    );
+    assert_eq!(code, 1);
+    for c in registry() {
+        let e = collector(&doc, c.name());
+        let want = if c.name() == "sponsoring" {
+            "error"
+        } else {
+            "ok"
+        };
+        assert_eq!(e["last_run"]["result"], want, "{e:#}");
+        assert_eq!(e["late"], false);
+    }
+}
