@@ -472,3 +472,42 @@ fn the_daemon_records_every_run_and_status_names_the_broken_upstream() {
         assert_eq!(e["late"], false);
     }
 }
+
+#[test]
+fn colours_on_a_terminal_unless_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[spool]\ndir = \"{}/spool\"\n", dir.path().display()),
+    )
+    .unwrap();
+    // `script` runs the command on a pseudo-terminal and copies its screen.
+    let on_terminal = |no_color: Option<&str>| {
+        let cmd = format!(
+            "'{}' --config '{}' status",
+            env!("CARGO_BIN_EXE_ubuntu-metrics"),
+            config.display()
+        );
+        let mut c = std::process::Command::new("script");
+        clean_env(&mut c)
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .stdin(std::process::Stdio::null());
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c
+            .output()
+            .expect("util-linux `script` runs (sudo apt-get install util-linux)");
+        assert_eq!(out.status.code(), Some(0));
+        text(&out)
+    };
+    let screen = on_terminal(None);
+    assert!(screen.contains("\x1b[32mOK\x1b[0m: "), "{screen:?}");
+    let screen = on_terminal(Some("1"));
+    assert!(
+        screen.contains("OK: ") && !screen.contains('\x1b'),
+        "{screen:?}"
+    );
+}
