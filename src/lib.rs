@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod schema;
 pub mod sinks;
 pub mod sources;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod timespan;

@@ -13,6 +13,7 @@ mod list;
 pub mod progress;
 mod run;
 mod spool;
+mod status;
 mod systemd;
 
 use crate::collectors::registry;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::dashboards::DEFAULT_DASHBOARDS_PATH;
 use crate::provision::{ADMIN_USER_ENV, DEFAULT_SECRETS_DIR, Retention};
 use crate::sinks::print::Format;
+use crate::timespan::TimeSpan;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -83,6 +85,28 @@ pub enum Command {
     /// Points waiting on disk for InfluxDB: show them, or write them now
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// How each enabled collector and the spool are (exit 0 fine, 1 failing, late or spool too old, 2 configuration error)
+    Status(StatusArgs),
+}
+
+/// `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Output: a table for people, or JSON for scripts
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+    /// Judge as if it were this time (RFC 3339): for tests and post-mortems
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
+    /// Points waiting in the spool longer than this are a problem (systemd time span)
+    #[arg(long, value_name = "THRESHOLD", default_value = "30m", value_parser = TimeSpan::parse)]
+    pub spool_age: TimeSpan,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +340,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Config(cmd) => config::main(cmd, &config),
         Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
         Command::Spool(cmd) => rt.block_on(spool::main(cmd, &config)),
+        Command::Status(args) => status::main(&registry, &config, &args),
         Command::Systemd(cmd) => systemd::main(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(daemon::main(config_path, config, registry)),
         Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),

@@ -82,6 +82,9 @@ pub(super) async fn main(
     let timeout = Some(config.daemon.run_timeout.as_duration());
     let outcomes = super::progress::collect_many(&selected, &base, config, timeout).await;
     let summary = super::progress::Summary::of(&outcomes);
+    if !args.dry_run {
+        crate::state::record_or_warn(config, &outcomes);
+    }
     let mut status = EXIT_OK;
     if let Some(line) = failure_summary(&outcomes, base.http.answers()) {
         eprintln!("ubuntu-metrics: {line}");

@@ -329,6 +329,7 @@ async fn collector_loop(
         .with_cache(wakeups.cache(due));
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
+        crate::state::record_or_warn(&st.config, std::slice::from_ref(&outcome));
         // Write-ahead: on disk now; the delivery task writes it.
         match runner::spool_run(
             std::slice::from_ref(&outcome),

@@ -1,0 +1,238 @@
+//! What a station remembers between runs: per collector, its last run,
+//! last success and consecutive failures, in `status.json` under the state
+//! directory (`$UBUNTU_METRICS_STATE_DIR`, else the spool's parent).
+//!
+//! Every run (`run`, a timer, the daemon) records its outcome with
+//! [`record`]: read-modify-write under an exclusive lock on `status.lock`,
+//! the new file written to a temporary file and renamed over the old one.
+//! So runs started at the same moment by timers never corrupt the file nor
+//! lose each other's entries, and a crash leaves the old file or the new.
+
+use crate::config::{Config, STATE_DIR_ENV, redact_url};
+use crate::fsutil::replace_file;
+use crate::runner::Outcome;
+use crate::sinks::spool::FileLock;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The state file, in the state directory.
+pub const STATE_FILE: &str = "status.json";
+/// The lock every writer of the state file holds.
+pub const LOCK_FILE: &str = "status.lock";
+/// The version of the file's layout.
+pub const VERSION: u32 = 1;
+/// Longest error message kept (characters).
+const MAX_ERROR: usize = 300;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    pub version: u32,
+    pub collectors: BTreeMap<String, CollectorState>,
+}
+
+/// What is remembered of one collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorState {
+    pub last_run: LastRun,
+    /// When the last successful run started.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Failed or timed-out runs since the last success.
+    pub consecutive_failures: u64,
+}
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// When it started (wall clock).
+    pub time: DateTime<Utc>,
+    /// When it ended (wall clock).
+    pub ended: DateTime<Utc>,
+    /// `ok`, `error` or `timeout`.
+    pub result: String,
+    /// Points collected and handed to the sink.
+    pub points: u64,
+    pub duration_seconds: f64,
+    /// Upstream requests.
+    pub requests: u64,
+    /// The error, shortened, when it failed.
+    pub error: Option<String>,
+}
+
+/// The state file cannot be read or written: which file, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("state file {path}: {message}")]
+pub struct StateError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The state directory of `config`: `$UBUNTU_METRICS_STATE_DIR`, else the
+/// spool directory's parent.
+pub fn dir(config: &Config) -> PathBuf {
+    if let Some(d) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    config
+        .spool
+        .dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+/// The error on one line, credentials in URLs redacted, cut to
+/// [`MAX_ERROR`] characters.
+fn short(e: &str) -> String {
+    let one_line = redact_url(&e.split_whitespace().collect::<Vec<_>>().join(" "));
+    if one_line.chars().count() <= MAX_ERROR {
+        one_line
+    } else {
+        one_line.chars().take(MAX_ERROR - 1).collect::<String>() + "…"
+    }
+}
+
+/// Reads the state file in `dir` (empty when there is none yet).
+pub fn read(dir: &Path) -> Result<StateFile, StateError> {
+    let path = dir.join(STATE_FILE);
+    let err = |message: String| StateError {
+        path: path.clone(),
+        message,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(format!("not valid: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile {
+            version: VERSION,
+            ..Default::default()
+        }),
+        Err(e) => Err(err(format!("cannot read: {e}"))),
+    }
+}
+
+/// Records the outcomes of a run in the state file of `dir` (created with
+/// the directory when missing), under the lock.
+pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<(), StateError> {
+    let path = dir.join(STATE_FILE);
+    let err = |message: String| StateError {
+        path: path.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create the directory: {e}")))?;
+    let lock = dir.join(LOCK_FILE);
+    let _guard = FileLock::exclusive(&lock)
+        .map_err(|e| err(format!("cannot lock {}: {e}", lock.display())))?;
+    // A damaged file (written by hand, a full disk outside this code) is
+    // reported and replaced: the state is a summary, the runs go on.
+    let mut state = read(dir).unwrap_or_else(|e| {
+        tracing::warn!("{e}; starting a new one");
+        StateFile::default()
+    });
+    state.version = VERSION;
+    for o in outcomes {
+        let time = ended
+            - chrono::Duration::from_std(o.duration).unwrap_or_else(|_| chrono::Duration::zero());
+        let ok = o.error.is_none();
+        let prev = state.collectors.remove(o.name);
+        let entry = CollectorState {
+            last_run: LastRun {
+                time,
+                ended,
+                result: o.status.as_str().to_owned(),
+                points: o.points.len() as u64,
+                duration_seconds: o.duration.as_secs_f64(),
+                requests: o.requests,
+                error: o.error.as_deref().map(short),
+            },
+            last_success: if ok {
+                Some(time)
+            } else {
+                prev.as_ref().and_then(|p| p.last_success)
+            },
+            consecutive_failures: if ok {
+                0
+            } else {
+                prev.as_ref().map_or(0, |p| p.consecutive_failures) + 1
+            },
+        };
+        state.collectors.insert(o.name.to_owned(), entry);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
+    bytes.push(b'\n');
+    let tmp = dir.join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+    replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
+}
+
+/// [`record`] for the callers that only log a failure: the points matter
+/// more than the summary.
+pub fn record_or_warn(config: &Config, outcomes: &[Outcome]) {
+    if let Err(e) = record(&dir(config), outcomes, Utc::now()) {
+        tracing::warn!("{e} (the run itself is not affected)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Status;
+    use std::time::Duration;
+
+    fn outcome(name: &'static str, error: Option<&str>) -> Outcome {
+        Outcome {
+            name,
+            status: if error.is_some() {
+                Status::Error
+            } else {
+                Status::Ok
+            },
+            time: Utc::now(),
+            points: Vec::new(),
+            error: error.map(str::to_owned),
+            duration: Duration::from_millis(1500),
+            requests: 3,
+        }
+    }
+
+    #[test]
+    fn failures_count_up_and_a_success_resets_them() {
+        let d = tempfile::tempdir().unwrap();
+        let t0: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
+        record(d.path(), &[outcome("a", None)], t0).unwrap();
+        record(
+            d.path(),
+            &[outcome("a", Some("boom\nfrom https://u:Sekr1t@h/x"))],
+            t0,
+        )
+        .unwrap();
+        let e = read(d.path()).unwrap().collectors["a"]
+            .last_run
+            .error
+            .clone();
+        assert_eq!(e.as_deref(), Some("boom from https://u:<redacted>@h/x"));
+        record(d.path(), &[outcome("a", Some("boom"))], t0).unwrap();
+        let s = read(d.path()).unwrap();
+        let a = &s.collectors["a"];
+        assert_eq!(a.consecutive_failures, 2);
+        assert_eq!(
+            a.last_success,
+            Some(t0 - chrono::Duration::milliseconds(1500))
+        );
+        assert_eq!(a.last_run.result, "error");
+        record(d.path(), &[outcome("a", None)], t0).unwrap();
+        assert_eq!(
+            read(d.path()).unwrap().collectors["a"].consecutive_failures,
+            0
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_named_when_read_and_replaced_when_written() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(STATE_FILE), "{not json").unwrap();
+        let e = read(d.path()).unwrap_err().to_string();
+        assert!(e.contains(STATE_FILE) && e.contains("not valid"), "{e}");
+        record(d.path(), &[outcome("a", None)], Utc::now()).unwrap();
+        assert!(read(d.path()).unwrap().collectors.contains_key("a"));
+    }
+}

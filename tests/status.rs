@@ -1,0 +1,513 @@
+//! `ubuntu-metrics status` as the person on call (and a monitoring check)
+//! uses it: real `run` processes against the fixture server and a real
+//! influxd record their outcome in the state file; `status` reads it and
+//! the spool, and its exit status says whether all is fine (0), something
+//! is failing, late or waiting too long in the spool (1), or the
+//! configuration is bad (2).
+
+mod common;
+
+use common::influxd::Influxd;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+use ubuntu_metrics::collectors::registry;
+
+fn status(config: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .arg("status")
+        .args(args)
+        .output()
+        .expect("ubuntu-metrics runs")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(config: &Path, args: &[&str]) -> (i32, Value) {
+    let mut a = vec!["--format", "json"];
+    a.extend_from_slice(args);
+    let out = status(config, &a);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --format json is not JSON ({e}):\n{}\n{}",
+            text(&out),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn collector<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["collectors"]
+        .as_array()
+        .expect("collectors is an array")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {doc:#}"))
+}
+
+fn run(config: &Path, names: &[&str]) -> Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--now", NOW])
+        .args(names)
+        .output()
+        .expect("ubuntu-metrics runs")
+}
+
+/// RFC 3339, `days` from now.
+fn days_ahead(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339()
+}
+
+fn hours_ahead(hours: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339()
+}
+
+#[test]
+fn healthy_run_all_then_status_is_ok_and_late_when_judged_days_later() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+
+    // Before any run: nothing known, nothing wrong.
+    let out = status(&config, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("never"), "{}", text(&out));
+
+    run_all(&config);
+    assert!(dir.path().join("status.json").is_file());
+
+    let out = status(&config, &[]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.starts_with("OK: 10 collectors"), "{screen}");
+    assert!(!screen.contains('\x1b'), "no colours in a pipe:\n{screen}");
+    for c in registry() {
+        assert!(screen.contains(c.name()), "{} missing:\n{screen}", c.name());
+    }
+    assert!(screen.contains("spool "), "{screen}");
+
+    let (code, doc) = json(&config, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["exit_status"], 0);
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        doc["collectors"].as_array().unwrap().len(),
+        registry().len()
+    );
+    for c in registry() {
+        let e = collector(&doc, c.name());
+        let r = &e["last_run"];
+        assert_eq!(r["result"], "ok", "{e:#}");
+        assert!(r["points"].as_u64().unwrap() > 0, "{e:#}");
+        assert!(r["requests"].is_u64(), "{e:#}");
+        assert!(r["duration_seconds"].as_f64().unwrap() >= 0.0, "{e:#}");
+        assert!(r["time"].is_string() && r["ended"].is_string(), "{e:#}");
+        assert!(r["error"].is_null(), "{e:#}");
+        assert_eq!(e["last_success"], r["time"], "{e:#}");
+        assert_eq!(e["consecutive_failures"], 0);
+        assert_eq!(e["failing"], false);
+        assert_eq!(e["late"], false);
+        assert_eq!(e["due"], false);
+        assert!(e["next_run"].is_string() && e["interval_seconds"].is_u64());
+    }
+    assert_eq!(doc["spool"]["points"], 0);
+    let requests: u64 = doc["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["last_run"]["requests"].as_u64().unwrap())
+        .sum();
+    assert!(requests > 0, "{doc:#}");
+    assert_eq!(doc["spool"]["threshold_seconds"], 1800);
+    assert!(doc["spool"]["oldest_record"].is_null());
+
+    // Ten minutes later the 5-minute collectors are due, not yet late
+    // (late: no run for more than 2 intervals + the 10m run timeout).
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let (code, doc) = json(&config, &["--now", &later]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(collector(&doc, "sponsoring")["due"], true);
+    assert_eq!(collector(&doc, "sponsoring")["late"], false);
+    assert_eq!(collector(&doc, "versions")["due"], false);
+
+    // 30 minutes later: the 5-minute ones are late (5m*2 + 10m), the
+    // hourly ones are not.
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339();
+    let (code, doc) = json(&config, &["--now", &later]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(collector(&doc, "sponsoring")["late"], true);
+    assert_eq!(collector(&doc, "versions")["late"], false);
+
+    // Days later: every collector is late, and the screen says so.
+    let out = status(&config, &["--now", &days_ahead(3)]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    assert!(screen.starts_with("WARNING: late: "), "{screen}");
+    assert!(screen.contains("LATE (no run for 3d"), "{screen}");
+    let (_, doc) = json(&config, &["--now", &days_ahead(3)]);
+    for c in registry() {
+        assert_eq!(collector(&doc, c.name())["late"], true, "{}", c.name());
+    }
+    // A disabled collector is not reported (nor late).
+    let cfg =
+        std::fs::read_to_string(&config).unwrap() + "\n[collectors.versions]\nenabled = false\n";
+    std::fs::write(&config, cfg).unwrap();
+    let (_, doc) = json(&config, &[]);
+    assert!(
+        doc["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "versions")
+    );
+}
+
+#[test]
+fn a_failing_collector_is_reported_with_its_error_until_it_succeeds() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), &server, &db.url());
+    let text_ok = std::fs::read_to_string(&good).unwrap();
+    let bad = dir.path().join("bad.toml");
+    let mut c: toml::Table = toml::from_str(&text_ok).unwrap();
+    c["sources"]["sponsoring"] = toml::Value::String(server.url("nowhere.json"));
+    std::fs::write(&bad, toml::to_string(&c).unwrap()).unwrap();
+
+    assert_eq!(run(&good, &["sponsoring"]).status.code(), Some(0));
+    for _ in 0..2 {
+        let out = run(&bad, &["sponsoring"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(run(&good, &["britney"]).status.code(), Some(0));
+
+    let out = status(&good, &[]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    assert!(
+        screen.starts_with("WARNING: failing: sponsoring\n"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("sponsoring: 2 failed runs in a row; last error: ")
+            && screen.contains("nowhere.json")
+            && screen.contains("404"),
+        "{screen}"
+    );
+
+    let (code, doc) = json(&good, &[]);
+    assert_eq!(code, 1);
+    let s = collector(&doc, "sponsoring");
+    assert_eq!(s["failing"], true);
+    assert_eq!(s["consecutive_failures"], 2);
+    assert_eq!(s["last_run"]["result"], "error");
+    assert_eq!(s["last_run"]["points"], 0);
+    let err = s["last_run"]["error"].as_str().unwrap();
+    assert!(err.contains("404") && err.len() <= 320, "{err}");
+    // The last success is the first (good) run, before the failures.
+    assert!(s["last_success"].as_str().unwrap() <= s["last_run"]["time"].as_str().unwrap());
+    assert_eq!(collector(&doc, "britney")["failing"], false);
+    // Collectors that never ran are neither failing nor late.
+    assert!(collector(&doc, "versions")["last_run"].is_null());
+    assert_eq!(collector(&doc, "versions")["failing"], false);
+
+    // Fixed: the next good run clears the failure.
+    assert_eq!(run(&good, &["sponsoring"]).status.code(), Some(0));
+    let (code, doc) = json(&good, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(collector(&doc, "sponsoring")["consecutive_failures"], 0);
+
+    // A dry run records nothing.
+    let before = std::fs::read(dir.path().join("status.json")).unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&bad)
+        .args(["run", "--now", NOW, "--dry-run", "sponsoring"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read(dir.path().join("status.json")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn points_waiting_in_the_spool_fail_once_older_than_the_threshold() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(dir.path(), &server, &format!("http://127.0.0.1:{closed}"));
+    let out = run(&config, &["sponsoring"]);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Just spooled: shown, not (yet) a problem.
+    let out = status(&config, &[]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains(" points waiting in "), "{screen}");
+    let (_, doc) = json(&config, &[]);
+    let spooled = doc["spool"]["points"].as_u64().unwrap();
+    assert!(spooled > 0, "{doc:#}");
+    assert!(doc["spool"]["records"].as_u64().unwrap() > 0);
+    assert!(doc["spool"]["oldest_record"].is_string());
+    assert_eq!(doc["spool"]["too_old"], false);
+
+    // 19 minutes later (sponsoring, every 5m, is not late yet): within
+    // the 30m default threshold, but older than a 15m one.
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(19)).to_rfc3339();
+    let (code, doc) = json(&config, &["--now", &later]);
+    assert_eq!(code, 0, "{doc:#}");
+    let (code, doc) = json(&config, &["--now", &later, "--spool-age", "15m"]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["spool"]["too_old"], true);
+    assert_eq!(doc["spool"]["threshold_seconds"], 900);
+    let problems = doc["problems"].to_string();
+    assert!(problems.contains("waiting in the spool"), "{problems}");
+    let out = status(&config, &["--now", &later, "--spool-age", "15m"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).starts_with(&format!(
+            "WARNING: {spooled} points waiting in the spool for 19m (more than 15m)"
+        )),
+        "{}",
+        text(&out)
+    );
+    // An hour later: older than the default threshold too.
+    let (code, doc) = json(&config, &["--now", &hours_ahead(1)]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["spool"]["too_old"], true);
+}
+
+#[test]
+fn concurrent_timer_style_runs_keep_every_entry_in_a_valid_file() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    // Eight timers firing at once: sponsoring four times, and four other
+    // collectors, each a read-modify-write of the same file.
+    let names = [
+        "sponsoring",
+        "sponsoring",
+        "britney",
+        "sponsoring",
+        "upload_queues",
+        "sponsoring",
+        "autopkgtest",
+        "versions",
+    ];
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            bin()
+                .arg("--config")
+                .arg(&config)
+                .args(["run", "--now", NOW, n])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (c, n) in children.into_iter().zip(names) {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("status.json")).unwrap())
+            .expect("the state file is valid JSON");
+    for n in names {
+        assert_eq!(
+            file["collectors"][n]["last_run"]["result"], "ok",
+            "{n} lost: {file:#}"
+        );
+    }
+    assert_eq!(file["collectors"].as_object().unwrap().len(), 5);
+    // No temporary file is left behind.
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn a_bad_configuration_or_state_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[daemon]\nrun_timeout = \"soon\"\n").unwrap();
+    let out = status(&config, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run_timeout"));
+
+    std::fs::write(
+        &config,
+        format!("[spool]\ndir = \"{}/spool\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let out = status(&config, &["--spool-age", "a while"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    std::fs::write(dir.path().join("status.json"), "{ torn").unwrap();
+    let out = status(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let screen = text(&out);
+    assert!(
+        screen.contains("status.json") && screen.contains("not valid"),
+        "{screen}"
+    );
+
+    // $UBUNTU_METRICS_STATE_DIR moves the state file.
+    let other = tempfile::tempdir().unwrap();
+    let (code, doc) = {
+        let out = bin()
+            .env("UBUNTU_METRICS_STATE_DIR", other.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(
+        doc["state_file"],
+        other.path().join("status.json").display().to_string()
+    );
+}
+
+#[test]
+fn the_daemon_records_every_run_and_status_names_the_broken_upstream() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["sources"]["sponsoring"] = toml::Value::String(server.url("nowhere.json"));
+    let mut daemon = toml::Table::new();
+    daemon.insert("startup_delay".into(), "0".into());
+    daemon.insert("random_delay".into(), "0".into());
+    daemon.insert("shutdown_grace".into(), "5s".into());
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every collector runs at once (no delays): wait for their entries.
+    let file = dir.path().join("status.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let recorded = loop {
+        let n = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["collectors"].as_object().map_or(0, |m| m.len()));
+        if n == registry().len() || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = status(&config, &[]);
+    let (code, doc) = json(&config, &[]);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(recorded, registry().len(), "the daemon recorded every run");
+    let screen = text(&out);
+    println!("{screen}");
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    assert!(
+        screen.starts_with("WARNING: failing: sponsoring\n"),
+        "{screen}"
+    );
+    assert_eq!(code, 1);
+    for c in registry() {
+        let e = collector(&doc, c.name());
+        let want = if c.name() == "sponsoring" {
+            "error"
+        } else {
+            "ok"
+        };
+        assert_eq!(e["last_run"]["result"], want, "{e:#}");
+        assert_eq!(e["late"], false);
+    }
+}
+
+#[test]
+fn colours_on_a_terminal_unless_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[spool]\ndir = \"{}/spool\"\n", dir.path().display()),
+    )
+    .unwrap();
+    // `script` runs the command on a pseudo-terminal and copies its screen.
+    let on_terminal = |no_color: Option<&str>| {
+        let cmd = format!(
+            "'{}' --config '{}' status",
+            env!("CARGO_BIN_EXE_ubuntu-metrics"),
+            config.display()
+        );
+        let mut c = std::process::Command::new("script");
+        clean_env(&mut c)
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .stdin(std::process::Stdio::null());
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c
+            .output()
+            .expect("util-linux `script` runs (sudo apt-get install util-linux)");
+        assert_eq!(out.status.code(), Some(0));
+        text(&out)
+    };
+    let screen = on_terminal(None);
+    assert!(screen.contains("\x1b[32mOK\x1b[0m: "), "{screen:?}");
+    let screen = on_terminal(Some("1"));
+    assert!(
+        screen.contains("OK: ") && !screen.contains('\x1b'),
+        "{screen:?}"
+    );
+}
