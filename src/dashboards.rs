@@ -16,9 +16,12 @@
 //! | `datasources/ubuntu-metrics.yaml` | the InfluxDB data source (InfluxQL, database `metrics`, user `grafana`, password from `$INFLUXDB_GRAFANA_PASSWORD`) |
 //! | `dashboards/ubuntu-metrics.yaml` | the dashboard provider, reading the folder below |
 //! | `dashboards/ubuntu-metrics/<uid>.json` | one file per dashboard |
+//! | `alerting/ubuntu-metrics.yaml` | alert rules on the self-metrics ([`alerts`]) |
 //!
 //! Nothing generated is committed: the files are written where they are
 //! used (Grafana's provisioning directory, the Debian package).
+
+pub mod alerts;
 
 use crate::collector::Collector;
 use crate::panel::{Agg, Board, Kind, Panel};
@@ -302,6 +305,8 @@ pub struct ExportOptions {
     pub user: String,
     /// Where Grafana finds the dashboard JSON files (the provider's path).
     pub dashboards_path: PathBuf,
+    /// The collectors' schedule the alert rules follow.
+    pub alerts: alerts::AlertOptions,
 }
 
 impl Default for ExportOptions {
@@ -311,6 +316,7 @@ impl Default for ExportOptions {
             database: "metrics".into(),
             user: "grafana".into(),
             dashboards_path: PathBuf::from(DEFAULT_DASHBOARDS_PATH),
+            alerts: alerts::AlertOptions::default(),
         }
     }
 }
@@ -390,6 +396,10 @@ pub fn files(o: &ExportOptions) -> Vec<(PathBuf, String)> {
         (
             PathBuf::from("dashboards/ubuntu-metrics.yaml"),
             provider_yaml(o),
+        ),
+        (
+            PathBuf::from(alerts::FILE),
+            alerts::alerting_yaml(&o.alerts),
         ),
     ];
     for d in dashboards() {
@@ -632,6 +642,7 @@ mod tests {
             .map(|(p, _)| p.display().to_string())
             .collect();
         assert!(names.contains(&"dashboards/ubuntu-metrics/ubuntu-metrics-queues.json".into()));
-        assert_eq!(names.len(), 2 + dashboards().len());
+        assert!(names.contains(&alerts::FILE.into()));
+        assert_eq!(names.len(), 3 + dashboards().len());
     }
 }

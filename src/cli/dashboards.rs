@@ -2,6 +2,7 @@
 
 use super::{DashboardsCommand, EXIT_FAILED, EXIT_OK};
 use crate::config::Config;
+use crate::dashboards::alerts::AlertOptions;
 use crate::dashboards::{ExportOptions, dashboards, export};
 
 /// Runs a `dashboards` command.
@@ -29,6 +30,7 @@ pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
                     .unwrap_or_else(|| config.influxdb.database.clone()),
                 user: a.user,
                 dashboards_path: a.dashboards_path,
+                alerts: AlertOptions::from_config(config),
             };
             match export(&a.dir, &o) {
                 Ok(files) => {

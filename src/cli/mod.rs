@@ -212,8 +212,8 @@ pub struct ProvisionArgs {
 /// `dashboards ...`.
 #[derive(Debug, Subcommand)]
 pub enum DashboardsCommand {
-    /// Write the dashboards, the data source and the dashboard provider in the layout of
-    /// Grafana's provisioning directory (e.g. `dashboards export /etc/grafana/provisioning`)
+    /// Write the dashboards, the data source, the dashboard provider and the alert rules in the
+    /// layout of Grafana's provisioning directory (e.g. `dashboards export /etc/grafana/provisioning`)
     Export(ExportArgs),
     /// List the dashboards and their panels (title, measurement, query)
     List,
