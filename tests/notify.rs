@@ -375,9 +375,10 @@ fn a_frozen_scheduler_stops_the_watchdog_pings() {
     let first = socket.next(Duration::from_secs(20)).expect("READY=1");
     assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
     let alive = pings(&socket.during(Duration::from_secs(3)));
-    // Freeze the scheduler; a ping already decided may still arrive.
+    // Freeze the scheduler. A ping may still come while the last beat is
+    // younger than half the watchdog time (0.5 s): let 2 s pass first.
     writeln!(child.stdin.as_mut().unwrap(), "freeze").unwrap();
-    socket.during(Duration::from_millis(1200));
+    socket.during(Duration::from_secs(2));
     let frozen = socket.during(Duration::from_secs(3));
     let _ = child.kill();
     let _ = child.wait();

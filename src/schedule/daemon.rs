@@ -247,8 +247,10 @@ pub async fn run_with(
                     },
                     state_rx.clone(),
                     stop_rx.clone(),
-                    appended.clone(),
-                    board.clone(),
+                    Links {
+                        appended: appended.clone(),
+                        board: board.clone(),
+                    },
                 );
                 tasks.insert(c.name(), tokio::spawn(task));
             }
@@ -398,6 +400,13 @@ async fn wait_or_stop(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// What a collector's task tells the rest of the daemon: the delivery task
+/// that it appended to the spool, the status line how its runs go.
+struct Links {
+    appended: Arc<tokio::sync::Notify>,
+    board: Arc<Board>,
+}
+
 async fn collector_loop(
     name: &'static str,
     registry: Registry,
@@ -405,9 +414,9 @@ async fn collector_loop(
     first: FirstWakeUp,
     mut state_rx: watch::Receiver<Arc<State>>,
     mut stop_rx: watch::Receiver<bool>,
-    appended: Arc<tokio::sync::Notify>,
-    board: Arc<Board>,
+    links: Links,
 ) {
+    let Links { appended, board } = links;
     let Some(collector) = registry.iter().find(|c| c.name() == name) else {
         return;
     };
