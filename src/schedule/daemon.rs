@@ -36,10 +36,15 @@
 //! did not take waits in the spool for the next start or `spool flush`.
 //! SIGHUP: the configuration is read again; a bad one is reported and the
 //! old one kept.
+//!
+//! Under systemd (`NOTIFY_SOCKET`), the daemon reports readiness, reloads,
+//! a one-line status and watchdog pings while its scheduler is alive: see
+//! [`super::notify`].
 
 use crate::collector::{Collector, Context, RunCache};
 use crate::config::Config;
 use crate::runner;
+use crate::schedule::notify::{self, Board, Heartbeat, Watchdog};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::Spool;
 use crate::sources::http::Http;
@@ -142,6 +147,19 @@ pub enum DaemonError {
     /// SIGTERM, SIGINT or SIGHUP cannot be caught.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// systemd asked for watchdog pings and the thread sending them cannot
+    /// be started.
+    #[error("cannot start the watchdog thread")]
+    Watchdog(#[source] std::io::Error),
+}
+
+/// What a caller may add to [`run_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Test hook: once this turns `true` the scheduler loop stands still
+    /// for good, as a wedged one would (no more heartbeats, signals not
+    /// handled), so that a test sees the watchdog pings stop.
+    pub freeze: Option<watch::Receiver<bool>>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; `Ok` once it stopped in order
@@ -150,6 +168,26 @@ pub async fn run(
     config_path: Option<PathBuf>,
     config: Config,
     registry: Registry,
+) -> Result<(), DaemonError> {
+    run_with(config_path, config, registry, Options::default()).await
+}
+
+/// Completes when the freeze hook turned `true`; never without it.
+async fn frozen(freeze: &mut Option<watch::Receiver<bool>>) {
+    if let Some(rx) = freeze
+        && rx.wait_for(|f| *f).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// [`run`], with [`Options`].
+pub async fn run_with(
+    config_path: Option<PathBuf>,
+    config: Config,
+    registry: Registry,
+    mut options: Options,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let state = State::new(config).map_err(DaemonError::Start)?;
@@ -167,7 +205,20 @@ pub async fn run(
     let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let appended = Arc::new(tokio::sync::Notify::new());
     let wakeups = Arc::new(WakeUps::default());
-    let delivery = tokio::spawn(delivery_loop(state_rx.clone(), appended.clone()));
+    let board = Arc::new(Board::default());
+    let delivery = tokio::spawn(delivery_loop(
+        state_rx.clone(),
+        appended.clone(),
+        board.clone(),
+    ));
+    // The watchdog pings only while this loop goes round (it beats the
+    // heartbeat at every tick).
+    let heartbeat = Arc::new(Heartbeat::default());
+    let watchdog_timeout = sd_notify::watchdog_enabled();
+    let mut tick = tokio::time::interval(watchdog_timeout.map_or(STATUS_REFRESH, |t| {
+        Watchdog::beat_every(t).min(STATUS_REFRESH)
+    }));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
         let config = state_rx.borrow().config.clone();
@@ -185,6 +236,7 @@ pub async fn run(
                     first_run_in_s = delay.as_secs_f64(),
                     "scheduled"
                 );
+                board.due(c.name(), start + delay);
                 let task = collector_loop(
                     c.name(),
                     registry.clone(),
@@ -195,7 +247,10 @@ pub async fn run(
                     },
                     state_rx.clone(),
                     stop_rx.clone(),
-                    appended.clone(),
+                    Links {
+                        appended: appended.clone(),
+                        board: board.clone(),
+                    },
                 );
                 tasks.insert(c.name(), tokio::spawn(task));
             }
@@ -203,12 +258,21 @@ pub async fn run(
     };
     reconcile(&mut tasks);
     tracing::info!(collectors = tasks.len(), "daemon started");
+    heartbeat.beat();
+    let mut status = board.summary(Instant::now());
+    notify::ready(&status);
+    // Pings from now on (stopped when dropped, as the daemon returns).
+    let _watchdog = match watchdog_timeout {
+        Some(t) => Some(Watchdog::start(heartbeat.clone(), t).map_err(DaemonError::Watchdog)?),
+        None => None,
+    };
 
     loop {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
+                notify::reloading();
                 match Config::load(config_path.as_deref(), &registry).map_err(|e| e.to_string()).and_then(State::new) {
                     Ok(new) => {
                         tracing::info!("SIGHUP: configuration reloaded");
@@ -217,10 +281,35 @@ pub async fn run(
                     }
                     Err(e) => tracing::error!("SIGHUP: the new configuration is not valid, keeping the old one: {e}"),
                 }
+                status = board.summary(Instant::now());
+                notify::ready(&status);
+            }
+            _ = tick.tick() => {
+                heartbeat.beat();
+                let now = board.summary(Instant::now());
+                if now != status {
+                    status = now;
+                    notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+                }
+            }
+            _ = board.changed.notified() => {
+                let now = board.summary(Instant::now());
+                if now != status {
+                    status = now;
+                    notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+                }
+            }
+            _ = frozen(&mut options.freeze) => {
+                tracing::warn!("test hook: the scheduler is frozen");
+                std::future::pending::<()>().await;
             }
         }
     }
 
+    notify::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: letting runs finish, writing the spool"),
+    ]);
     let _ = stop_tx.send(true);
     let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
     let deadline = Instant::now() + grace;
@@ -250,6 +339,10 @@ pub async fn run(
     Ok(())
 }
 
+/// How often the status line is brought up to date (the time to the next
+/// run changes) when no watchdog asks for more.
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
+
 /// The longest wait between two replays while InfluxDB cannot take points.
 const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -259,13 +352,26 @@ const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
 async fn delivery_loop(
     mut state_rx: watch::Receiver<Arc<State>>,
     appended: Arc<tokio::sync::Notify>,
+    board: Arc<Board>,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let st = state_rx.borrow_and_update().clone();
         let r = runner::replay(&st.spool, &st.writer, Duration::ZERO).await;
+        let trouble = r.stopped.is_some() || r.busy || r.error.is_some();
+        // What waits in the spool, for the status line (read only when
+        // the replay left something: an empty spool costs nothing).
+        let spooled = if trouble {
+            st.spool.status().map_or(
+                board.spooled.load(std::sync::atomic::Ordering::Relaxed),
+                |s| s.points,
+            )
+        } else {
+            0
+        };
+        board.set_spooled(spooled);
         drop(st);
-        if r.stopped.is_some() || r.busy || r.error.is_some() {
+        if trouble {
             let wait = backoff;
             backoff = (backoff * 2).min(MAX_DELIVERY_BACKOFF);
             tokio::select! {
@@ -294,6 +400,13 @@ async fn wait_or_stop(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// What a collector's task tells the rest of the daemon: the delivery task
+/// that it appended to the spool, the status line how its runs go.
+struct Links {
+    appended: Arc<tokio::sync::Notify>,
+    board: Arc<Board>,
+}
+
 async fn collector_loop(
     name: &'static str,
     registry: Registry,
@@ -301,17 +414,27 @@ async fn collector_loop(
     first: FirstWakeUp,
     mut state_rx: watch::Receiver<Arc<State>>,
     mut stop_rx: watch::Receiver<bool>,
-    appended: Arc<tokio::sync::Notify>,
+    links: Links,
 ) {
+    let Links { appended, board } = links;
     let Some(collector) = registry.iter().find(|c| c.name() == name) else {
         return;
     };
+    // Off the status line once this task ends, however it ends.
+    struct Scheduled<'a>(&'a Board, &'static str);
+    impl Drop for Scheduled<'_> {
+        fn drop(&mut self) {
+            self.0.remove(self.1);
+        }
+    }
+    let _scheduled = Scheduled(&board, name);
     let collector = collector.as_ref();
     // When this run is due: the wake-up it belongs to.
     let FirstWakeUp {
         at: mut due,
         wakeups,
     } = first;
+    board.due(name, due);
     if !wait_or_stop(due, &mut stop_rx).await {
         return;
     }
@@ -328,8 +451,10 @@ async fn collector_loop(
         )
         .with_cache(wakeups.cache(due));
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
+        board.running(name);
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
         crate::state::record_or_warn(&st.config, std::slice::from_ref(&outcome));
+        board.ended(name, outcome.status != runner::Status::Ok);
         // Write-ahead: on disk now; the delivery task writes it.
         match runner::spool_run(
             std::slice::from_ref(&outcome),
@@ -366,6 +491,7 @@ async fn collector_loop(
                     + st.config.interval(collector).as_duration()
                     + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
             };
+            board.due(name, deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => { due = deadline; break }
                 changed = state_rx.changed() => { if changed.is_err() { return; } }

@@ -31,6 +31,9 @@ pub const PROGRAM_ENV: &[&str] = &[
     "RUST_LOG",
     "JOURNAL_STREAM",
     "NO_COLOR",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
 ];
 
 /// Clears `c` of [`PROGRAM_ENV`] and points `UBUNTU_METRICS_CONFIG` at an
