@@ -25,7 +25,7 @@ pub mod alerts;
 
 use crate::collector::Collector;
 use crate::panel::{Agg, Board, Kind, Panel};
-use crate::runner::SELF_MEASUREMENT;
+use crate::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -79,6 +79,25 @@ const SELF_PANELS: &[Panel] = &[
     Panel::new(Kind::Timeseries, "Collector run duration", SELF_MEASUREMENT, &["duration_seconds"], &["collector"])
         .agg(Agg::Max)
         .unit("s"),
+    Panel::new(Kind::Timeseries, "Upstream requests per host", HTTP_MEASUREMENT, &["requests"], &["host"])
+        .agg(Agg::Max)
+        .describe("The most HTTP requests one collector run made to each upstream host (retries included)."),
+    Panel::new(Kind::Timeseries, "Upstream errors per host", HTTP_MEASUREMENT, &["errors"], &["host"])
+        .agg(Agg::Max)
+        .describe("Failed requests to each upstream host in one collector run: no answer, an error status, a body that could not be read."),
+    Panel::new(Kind::Timeseries, "InfluxDB write latency", WRITE_MEASUREMENT, &["latency_seconds"], &["outcome"])
+        .agg(Agg::Max)
+        .unit("s")
+        .describe("Each request to InfluxDB's write endpoint: how long InfluxDB took to answer, by outcome (`ok`, or the kind of failure)."),
+    Panel::new(Kind::Timeseries, "Points per write", WRITE_MEASUREMENT, &["points"], &["outcome"])
+        .agg(Agg::Max)
+        .describe("Points (lines) in each write request, by outcome."),
+    Panel::new(Kind::Timeseries, "Spool: points waiting and age", SPOOL_MEASUREMENT, &["points", "oldest_age_seconds"], &[])
+        .agg(Agg::Max)
+        .field_units(&[("oldest_age_seconds", "s")])
+        .describe("Points waiting in the spool for InfluxDB, and how long the oldest has waited, as seen after each delivery. While InfluxDB is away these arrive with the backlog."),
+    Panel::new(Kind::Stat, "Dead-letter batches", SPOOL_MEASUREMENT, &["dead_letter_batches"], &[])
+        .describe("Batches InfluxDB refused for good, kept in the spool's dead-letter file (`ubuntu-metrics spool status` shows them)."),
 ];
 
 /// Every dashboard, built from the collectors of the registry: each
@@ -500,7 +519,39 @@ mod tests {
             }
         }
         for p in SELF_PANELS {
-            assert_eq!(p.measurement, SELF_MEASUREMENT);
+            let m = crate::runner::SELF_SCHEMA
+                .iter()
+                .find(|m| m.name == p.measurement)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "panel {:?} reads {:?}: no self-metric",
+                        p.title, p.measurement
+                    )
+                });
+            for f in p.fields {
+                assert!(
+                    m.field(f).is_some(),
+                    "panel {:?} reads {f:?}, not in {}",
+                    p.title,
+                    m.name
+                );
+            }
+            for t in p.group_by {
+                assert!(
+                    m.tags.iter().any(|d| d.name == *t),
+                    "panel {:?}: tag {t:?} not in {}",
+                    p.title,
+                    m.name
+                );
+            }
+        }
+        // Every self-metric has a panel.
+        for m in crate::runner::SELF_SCHEMA {
+            assert!(
+                SELF_PANELS.iter().any(|p| p.measurement == m.name),
+                "no panel reads {}",
+                m.name
+            );
         }
     }
 

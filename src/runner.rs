@@ -5,12 +5,14 @@
 use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::point::Point;
+use crate::schema::{Measurement, float, int, string, tag};
 use crate::sinks::influx_sink::{self, InfluxSink};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::{Spool, SpoolError};
 use crate::sinks::{Batch, Run, SelfMetrics, Sink};
-use crate::sources::http::Http;
+use crate::sources::http::{HostCount, Http};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -18,6 +20,93 @@ use tracing::Instrument;
 /// The measurement of the self-metrics: one point per collector run. Named
 /// after the program so that it cannot clash with an Ubuntu measurement.
 pub const SELF_MEASUREMENT: &str = "ubuntu_metrics_run";
+
+/// The self-metrics of a run's upstream requests: one point per collector
+/// run and host asked (tags `collector`, `host`; fields `requests`,
+/// `errors`).
+pub const HTTP_MEASUREMENT: &str = "ubuntu_metrics_http";
+
+/// Everything the program writes about itself, declared like a
+/// collector's schema (the dashboards' self-metrics panels read only this;
+/// `tests/self_metrics.rs` checks every self-metrics point against it).
+pub const SELF_SCHEMA: &[Measurement] = &[
+    Measurement::new(
+        SELF_MEASUREMENT,
+        &[
+            tag("collector", "the collector's name"),
+            tag("status", "`ok`, `error` or `timeout`"),
+        ],
+        &[
+            float("duration_seconds", "how long the run took"),
+            int("points", "points handed to the writer"),
+            int("requests", "upstream requests"),
+            int(
+                "spool_dropped",
+                "points the spool dropped at its size limit since the last report",
+            ),
+            string("error", "why the run failed (only when it did)"),
+        ],
+    ),
+    Measurement::new(
+        HTTP_MEASUREMENT,
+        &[
+            tag("collector", "the collector's name"),
+            tag(
+                "host",
+                "the upstream host (`host:port` when not the default port)",
+            ),
+        ],
+        &[
+            int(
+                "requests",
+                "HTTP requests of the run to the host (each retry is one)",
+            ),
+            int(
+                "errors",
+                "of which failed: no answer, an error status, an unreadable body",
+            ),
+        ],
+    ),
+    Measurement::new(
+        WRITE_MEASUREMENT,
+        &[tag(
+            "outcome",
+            "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
+        )],
+        &[
+            float(
+                "latency_seconds",
+                "from sending the request to InfluxDB's answer",
+            ),
+            int("points", "lines in the request"),
+            int("bytes", "size of the request before compression"),
+        ],
+    ),
+    Measurement::new(
+        SPOOL_MEASUREMENT,
+        &[],
+        &[
+            int(
+                "points",
+                "points the delivery found waiting in the spool (the backlog it wrote)",
+            ),
+            int("records", "records (batches) of that backlog"),
+            int("bytes", "size of that backlog's segments"),
+            float(
+                "oldest_age_seconds",
+                "how long the backlog's oldest record had waited (0 when none)",
+            ),
+            int(
+                "dead_letter_batches",
+                "batches in the dead-letter file after the delivery",
+            ),
+            int(
+                "writes_not_reported",
+                "writes whose own self-metrics were let go while InfluxDB was away",
+            ),
+        ],
+    ),
+];
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +138,8 @@ pub struct Outcome {
     pub error: Option<String>,
     pub duration: Duration,
     pub requests: u64,
+    /// The run's HTTP requests and failures per host.
+    pub hosts: BTreeMap<String, HostCount>,
 }
 
 /// The base context of a run, from the configuration.
@@ -80,6 +171,18 @@ impl Outcome {
             Some(e) => p.field("error", e.as_str()),
             None => p,
         }
+    }
+
+    /// The run's [`HTTP_MEASUREMENT`] points: one per host it asked.
+    pub fn host_points(&self) -> impl Iterator<Item = Point> + '_ {
+        self.hosts.iter().map(|(host, n)| {
+            Point::new(HTTP_MEASUREMENT)
+                .tag("collector", self.name)
+                .tag("host", host.as_str())
+                .field("requests", n.requests)
+                .field("errors", n.errors)
+                .at(self.time)
+        })
     }
 }
 
@@ -117,6 +220,7 @@ pub async fn collect_one(
     });
     let duration = started.elapsed();
     let requests = ctx.http.requests();
+    let hosts = ctx.http.per_host();
     let Some(result) = result else {
         let msg = format!(
             "timed out after {:.1} s (run timeout; the run was abandoned)",
@@ -131,6 +235,7 @@ pub async fn collect_one(
             error: Some(msg),
             duration,
             requests,
+            hosts,
         };
     };
     match result {
@@ -155,6 +260,7 @@ pub async fn collect_one(
                 error: None,
                 duration,
                 requests,
+                hosts,
             }
         }
         Err(e) => {
@@ -171,6 +277,7 @@ pub async fn collect_one(
                 error: Some(e),
                 duration,
                 requests,
+                hosts,
             }
         }
     }
@@ -203,14 +310,17 @@ fn as_run<'a>(outcomes: &'a [Outcome], self_metrics: Option<&'a SelfMetrics<'a>>
 }
 
 /// The self-metrics of `outcomes`: one point per outcome, with the number
-/// of its points the sink took; the sink's drop count goes on the first.
+/// of its points the sink took (the sink's drop count goes on the first),
+/// then each outcome's requests per host.
 fn self_points(outcomes: &[Outcome], counts: &[usize], dropped: u64) -> Vec<Point> {
     let mut dropped = dropped;
-    outcomes
+    let mut points: Vec<Point> = outcomes
         .iter()
         .zip(counts)
         .map(|(o, n)| o.self_point(*n, std::mem::take(&mut dropped)))
-        .collect()
+        .collect();
+    points.extend(outcomes.iter().flat_map(Outcome::host_points));
+    points
 }
 
 /// Hands a run's points (and, when `self_metrics`, its self-metrics) to
@@ -246,4 +356,8 @@ pub fn spool_run(
     )
 }
 
-pub use crate::sinks::influx_sink::{REPLAY_WAIT, Replay, Spooled, replay};
+pub use crate::sinks::influx_sink::{
+    REPLAY_WAIT, Replay, SPOOL_MEASUREMENT, Spooled, replay, write_self_metrics,
+};
+pub use crate::sinks::influxdb::WRITE_MEASUREMENT;
+pub use crate::sinks::spool::Status as SpoolStatus;

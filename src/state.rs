@@ -191,6 +191,7 @@ mod tests {
             error: error.map(str::to_owned),
             duration: Duration::from_millis(1500),
             requests: 3,
+            hosts: Default::default(),
         }
     }
 

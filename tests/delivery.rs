@@ -66,6 +66,7 @@ fn outcome(name: &'static str, run: u32, n: usize) -> Outcome {
         error: None,
         duration: Duration::from_millis(5),
         requests: 1,
+        hosts: Default::default(),
     }
 }
 

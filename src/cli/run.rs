@@ -109,8 +109,14 @@ pub(super) async fn main(
         }
         Some(w) => {
             let spool = open_spool(config);
+            // What waited before this run (for the spool's self-metrics).
+            let backlog = spool.as_ref().and_then(|s| s.status().ok());
             let d =
                 runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
+            if config.self_metrics.enabled && d.spooled == 0 && d.error.is_none() && !d.busy {
+                let at = now.unwrap_or_else(Utc::now);
+                let _ = runner::write_self_metrics(&w, spool.as_ref(), backlog.as_ref(), at).await;
+            }
             status = report_delivery(&d, config, status);
         }
     }

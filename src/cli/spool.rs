@@ -54,8 +54,16 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
                     return EXIT_USAGE;
                 }
             };
+            let backlog = spool.status().ok();
             let r = runner::replay(&spool, &writer, std::time::Duration::from_secs(300)).await;
             let left = spool.status();
+            let emptied = matches!(&left, Ok(st) if st.records == 0);
+            if config.self_metrics.enabled && emptied && r.written > 0 {
+                // The backlog this flush wrote, and its writes.
+                let now = chrono::Utc::now();
+                let _ =
+                    runner::write_self_metrics(&writer, Some(&spool), backlog.as_ref(), now).await;
+            }
             if r.busy {
                 eprintln!(
                     "ubuntu-metrics: another process has been writing the spool for 5 minutes; try again later"

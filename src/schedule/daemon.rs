@@ -329,6 +329,11 @@ pub async fn run_with(
     let wait = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout_at(deadline, runner::replay(&st.spool, &st.writer, wait)).await {
         Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
+            if st.config.self_metrics.enabled {
+                let now = chrono::Utc::now();
+                let own = runner::write_self_metrics(&st.writer, Some(&st.spool), None, now);
+                let _ = tokio::time::timeout_at(deadline, own).await;
+            }
             tracing::info!("daemon stopped; the spool is written")
         }
         _ => tracing::warn!(
@@ -355,6 +360,9 @@ async fn delivery_loop(
     board: Arc<Board>,
 ) {
     let mut backoff = Duration::from_secs(1);
+    // What waited in the spool after the last replay that left something:
+    // the backlog the next successful one reports in the self-metrics.
+    let mut backlog: Option<runner::SpoolStatus> = None;
     loop {
         let st = state_rx.borrow_and_update().clone();
         let r = runner::replay(&st.spool, &st.writer, Duration::ZERO).await;
@@ -362,14 +370,29 @@ async fn delivery_loop(
         // What waits in the spool, for the status line (read only when
         // the replay left something: an empty spool costs nothing).
         let spooled = if trouble {
-            st.spool.status().map_or(
-                board.spooled.load(std::sync::atomic::Ordering::Relaxed),
-                |s| s.points,
-            )
+            match st.spool.status() {
+                Ok(s) => {
+                    let n = s.points;
+                    // The first backlog of an outage holds the oldest record.
+                    backlog.get_or_insert(s);
+                    n
+                }
+                Err(_) => board.spooled.load(std::sync::atomic::Ordering::Relaxed),
+            }
         } else {
             0
         };
         board.set_spooled(spooled);
+        if !trouble && st.config.self_metrics.enabled {
+            // The writes just made, and the backlog written, in a write of
+            // their own (while InfluxDB is away they wait in memory).
+            let now = chrono::Utc::now();
+            let own =
+                runner::write_self_metrics(&st.writer, Some(&st.spool), backlog.as_ref(), now);
+            if own.await.is_ok() {
+                backlog = None;
+            }
+        }
         drop(st);
         if trouble {
             let wait = backoff;

@@ -360,3 +360,74 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
     }
     r
 }
+
+/// The self-metrics of the spool: one point per delivery that emptied
+/// it (no tags; fields `points`, `records`, `bytes`: the backlog the
+/// delivery found waiting, `oldest_age_seconds`: how long its oldest
+/// record had waited (0 when none), `dead_letter_batches` in the
+/// dead-letter file after it, `writes_not_reported`: writes whose own
+/// self-metrics were let go while InfluxDB was away).
+pub const SPOOL_MEASUREMENT: &str = "ubuntu_metrics_spool";
+
+/// The [`SPOOL_MEASUREMENT`] point at `now`: the `backlog` a delivery
+/// found, the dead letters `after` it.
+pub fn spool_point(
+    backlog: &super::spool::Status,
+    after: &super::spool::Status,
+    now: chrono::DateTime<chrono::Utc>,
+    writes_not_reported: u64,
+) -> crate::point::Point {
+    let age = backlog
+        .oldest
+        .map_or(0.0, |o| (now - o).num_milliseconds().max(0) as f64 / 1000.0);
+    crate::point::Point::new(SPOOL_MEASUREMENT)
+        .field("points", backlog.points)
+        .field("records", backlog.records)
+        .field("bytes", backlog.bytes)
+        .field("oldest_age_seconds", age)
+        .field("dead_letter_batches", after.dead_letter_entries)
+        .field("writes_not_reported", writes_not_reported)
+        .at(now)
+}
+
+/// Writes the self-metrics of the writes made since the last call
+/// ([`super::influxdb::WRITE_MEASUREMENT`]) and of the spool
+/// ([`SPOOL_MEASUREMENT`]: the `backlog` the delivery found, `None` when
+/// nothing waited before it). Call it after a delivery that left the
+/// spool empty: these are about writes that already happened, so they go
+/// in a write of their own, directly (never into the spool, where
+/// `spool status` would count them). When that write fails, the writes'
+/// records go back to the writer, for the next call (a daemon's) or for
+/// nobody (a process about to end). `now` is the time of the spool's
+/// point (the run's clock).
+pub async fn write_self_metrics(
+    writer: &InfluxWriter,
+    spool: Option<&Spool>,
+    backlog: Option<&super::spool::Status>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), WriteError> {
+    let (stats, dropped) = writer.take_write_log();
+    let mut points: Vec<crate::point::Point> = stats.iter().map(|s| s.point()).collect();
+    match spool.map(Spool::status) {
+        Some(Ok(after)) => {
+            points.push(spool_point(backlog.unwrap_or(&after), &after, now, dropped));
+        }
+        Some(Err(e)) => tracing::debug!("no spool self-metrics: {e}"),
+        None => {}
+    }
+    if points.is_empty() {
+        return Ok(());
+    }
+    let (lines, errors) = crate::point::encode_lines(&points);
+    for e in errors {
+        tracing::error!("self-metrics point not written: {e}");
+    }
+    match writer.write_lines(&lines).await {
+        Ok(_) => Ok(()),
+        Err((_, e)) => {
+            tracing::debug!("the writes' self-metrics are not written: {e}");
+            writer.return_write_log(stats, dropped);
+            Err(e)
+        }
+    }
+}

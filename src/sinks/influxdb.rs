@@ -172,6 +172,24 @@ pub enum Disposition {
 }
 
 impl WriteError {
+    /// A short name of the kind of failure (the `outcome` tag of
+    /// [`WRITE_MEASUREMENT`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteError::BadRequest { .. } => "bad_request",
+            WriteError::Auth { .. } => "auth",
+            WriteError::DatabaseNotFound { .. } => "database_not_found",
+            WriteError::TooLarge { .. } => "too_large",
+            WriteError::Server { .. } => "server_error",
+            WriteError::Redirect { .. } => "redirect",
+            WriteError::NotInfluxdb { .. } => "not_influxdb",
+            WriteError::Connect { .. } => "connect",
+            WriteError::Tls { .. } => "tls",
+            WriteError::Timeout { .. } => "timeout",
+            WriteError::Other(_) => "other",
+        }
+    }
+
     /// Whether resending the same batch soon may succeed.
     pub fn is_retryable(&self) -> bool {
         self.disposition() == Disposition::Retry
@@ -279,6 +297,47 @@ impl SendReport {
 /// batch; past it, what is still refused goes to the dead-letter file whole.
 const MAX_SPLIT_REQUESTS: usize = 64;
 
+/// The self-metrics of writes: one point per request to InfluxDB's write
+/// endpoint (tag `outcome`; fields `latency_seconds`, `points`, `bytes`).
+pub const WRITE_MEASUREMENT: &str = "ubuntu_metrics_write";
+
+/// At most this many writes wait in memory for their self-metrics to be
+/// written (InfluxDB down for long: the oldest are let go, counted).
+const MAX_WRITE_LOG: usize = 1_000;
+
+/// One request to InfluxDB's write endpoint, for the self-metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteStat {
+    /// When the request was sent.
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub latency: Duration,
+    /// Lines (points) in the request, and its size before compression.
+    pub points: usize,
+    pub bytes: usize,
+    /// `ok`, or the kind of failure ([`WriteError::kind`]).
+    pub outcome: &'static str,
+}
+
+impl WriteStat {
+    /// Its [`WRITE_MEASUREMENT`] point.
+    pub fn point(&self) -> crate::point::Point {
+        crate::point::Point::new(WRITE_MEASUREMENT)
+            .tag("outcome", self.outcome)
+            .field("latency_seconds", self.latency.as_secs_f64())
+            .field("points", self.points)
+            .field("bytes", self.bytes)
+            .at(self.time)
+    }
+}
+
+/// The writes not yet reported in the self-metrics.
+#[derive(Debug, Default)]
+struct WriteLog {
+    stats: std::collections::VecDeque<WriteStat>,
+    /// Writes let go at [`MAX_WRITE_LOG`] since the last report.
+    dropped: u64,
+}
+
 pub struct InfluxWriter {
     client: reqwest::Client,
     retry: RetryPolicy,
@@ -289,6 +348,7 @@ pub struct InfluxWriter {
     username: Option<String>,
     password: Option<String>,
     timeout: Duration,
+    log: std::sync::Mutex<WriteLog>,
 }
 
 impl InfluxWriter {
@@ -339,6 +399,7 @@ impl InfluxWriter {
             username: cfg.username.clone().or(url_user),
             password: password.or(url_pass),
             timeout,
+            log: Default::default(),
         })
     }
 
@@ -405,12 +466,56 @@ impl InfluxWriter {
         report
     }
 
+    /// The writes [`InfluxWriter::send`] made since the last call (each
+    /// request, retries included), and how many were let go because too
+    /// many waited.
+    pub fn take_write_log(&self) -> (Vec<WriteStat>, u64) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = std::mem::take(&mut *log);
+        (log.stats.into(), log.dropped)
+    }
+
+    /// Puts writes back at the front of the log (their self-metrics could
+    /// not be written either).
+    pub fn return_write_log(&self, stats: Vec<WriteStat>, dropped: u64) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        for s in stats.into_iter().rev() {
+            log.stats.push_front(s);
+        }
+        log.dropped += dropped;
+        while log.stats.len() > MAX_WRITE_LOG {
+            log.stats.pop_front();
+            log.dropped += 1;
+        }
+    }
+
+    /// Sends one batch, recording the write for the self-metrics.
+    async fn write_logged(&self, body: &str, points: usize) -> Result<(), WriteError> {
+        let time = chrono::Utc::now();
+        let started = std::time::Instant::now();
+        let result = self.write_batch(body).await;
+        let stat = WriteStat {
+            time,
+            latency: started.elapsed(),
+            points,
+            bytes: body.len(),
+            outcome: result.as_ref().map_or_else(WriteError::kind, |()| "ok"),
+        };
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.stats.len() >= MAX_WRITE_LOG {
+            log.stats.pop_front();
+            log.dropped += 1;
+        }
+        log.stats.push_back(stat);
+        result
+    }
+
     /// One batch, retried per the policy while the failure is retryable.
     async fn write_retrying(&self, lines: &[String]) -> Result<(), WriteError> {
         let body = join_batch(lines);
         let mut attempt = 0;
         loop {
-            match self.write_batch(&body).await {
+            match self.write_logged(&body, lines.len()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_retryable() && attempt < self.retry.retries => {
                     let wait = self.retry.delay(attempt);

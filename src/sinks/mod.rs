@@ -127,6 +127,7 @@ mod tests {
             error: None,
             duration: Duration::from_millis(5),
             requests: 2,
+            hosts: Default::default(),
         }
     }
 

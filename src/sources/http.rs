@@ -14,7 +14,7 @@ use crate::sources::SourceError;
 use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,12 +84,35 @@ pub struct Http {
     /// handle made from it: zero after a run means no upstream was reached.
     answers: Arc<AtomicU64>,
     hosts: Arc<HostLimits>,
+    /// Requests and failed requests per host through this handle (one
+    /// collector run): the `ubuntu_metrics_http` self-metrics.
+    per_host: Arc<Mutex<BTreeMap<String, HostCount>>>,
     max_body: u64,
     /// Until when this handle (one collector run) may wait for a server
     /// that asks to come back later (`Retry-After`): its creation plus the
     /// request timeout.
     wait_until: Instant,
     timeout: Duration,
+}
+
+/// What one run asked of one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCount {
+    /// Requests sent (each retry is one).
+    pub requests: u64,
+    /// Requests that failed: no answer, an error status, a body that could
+    /// not be read.
+    pub errors: u64,
+}
+
+/// The host of `url` as the self-metrics name it: `launchpad.net`, or
+/// `127.0.0.1:8080` when the port is not the scheme's default.
+pub fn host_key(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    }
 }
 
 /// One semaphore per origin, created on first use.
@@ -152,6 +175,7 @@ impl Http {
             requests: Arc::new(AtomicU64::new(0)),
             answers: Arc::new(AtomicU64::new(0)),
             hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
+            per_host: Arc::default(),
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
             timeout,
@@ -204,6 +228,7 @@ impl Http {
             requests: Arc::new(AtomicU64::new(0)),
             answers: self.answers.clone(),
             hosts: self.hosts.clone(),
+            per_host: Arc::default(),
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
             timeout: self.timeout,
@@ -213,6 +238,14 @@ impl Http {
     /// Upstream requests made through this handle so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests and failures per host through this handle, by host.
+    pub fn per_host(&self) -> BTreeMap<String, HostCount> {
+        self.per_host
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Answers of any status received through this client and every handle
@@ -302,6 +335,19 @@ impl Http {
     /// One attempt of [`Http::fetch`]: its result, and the `Retry-After`
     /// wait of a 429 or 503 answer that has one.
     async fn fetch_once(
+        &self,
+        req: reqwest::Request,
+    ) -> (Result<Answer, SourceError>, Option<Duration>) {
+        let host = host_key(req.url());
+        let answer = self.fetch_counted(req).await;
+        let mut map = self.per_host.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(host).or_default();
+        count.requests += 1;
+        count.errors += u64::from(answer.0.is_err());
+        answer
+    }
+
+    async fn fetch_counted(
         &self,
         req: reqwest::Request,
     ) -> (Result<Answer, SourceError>, Option<Duration>) {
