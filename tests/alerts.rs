@@ -7,7 +7,7 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::influxd::Influxd;
 use common::*;
 use fixture_server::Fault;
@@ -211,6 +211,8 @@ fn alert_rules_fire_exactly_where_they_should() {
         BTreeSet::from([
             alerts::FAILING_UID,
             alerts::SILENT_UID,
+            alerts::SPOOL_AGE_UID,
+            alerts::DEAD_LETTERS_UID,
             "ubuntu-metrics-late-sponsoring",
             "ubuntu-metrics-late-upload_queues",
             "ubuntu-metrics-late-versions",
@@ -296,4 +298,80 @@ fn alert_rules_fire_exactly_where_they_should() {
         all_firing(&db, &rules, at(71)),
         set(&["late:upload_queues"])
     );
+}
+
+/// The spool's rules, on the spool's own self-metrics: points that waited
+/// more than 30 minutes, and a batch InfluxDB refused for good. The
+/// spool's records carry the real time they were spooled, so this story
+/// is told from the real present on (the runs' clock `--now` moves ahead
+/// of it).
+#[test]
+fn spool_rules_fire_on_old_points_and_new_dead_letters() {
+    let server = server();
+    let mut db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server, &db);
+    let rules: Vec<Value> = exported_rules(&config)
+        .into_iter()
+        .filter(|r| {
+            [alerts::SPOOL_AGE_UID, alerts::DEAD_LETTERS_UID].contains(&r["uid"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(rules.len(), 2);
+    let t0 = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(1);
+    let at = |m: i64| t0 + Duration::minutes(m);
+
+    assert_eq!(run(&config, &[HEALTHY], at(0)), 0);
+    assert_eq!(all_firing(&db, &rules, at(0)), set(&[]));
+
+    // InfluxDB away at 0:40: the run waits in the spool (spooled now, so
+    // 40 minutes old by the runs' clock).
+    db.stop();
+    assert_eq!(run(&config, &[HEALTHY], at(40)), 75);
+    db.restart();
+    assert_eq!(
+        all_firing(&db, &rules, at(40)),
+        set(&[]),
+        "nothing arrived yet"
+    );
+    // At 0:41 a run writes the backlog and reports its age: the rule fires
+    // on it, until a later delivery finds the spool empty.
+    assert_eq!(run(&config, &[HEALTHY], at(41)), 0);
+    let spool = db.rows("ubuntu_metrics_spool");
+    assert!(
+        spool
+            .iter()
+            .any(|r| r["oldest_age_seconds"].as_f64().unwrap() > 1800.0),
+        "{spool:?}"
+    );
+    assert_eq!(all_firing(&db, &rules, at(41)), set(&["spool_age"]));
+    assert_eq!(run(&config, &[HEALTHY], at(46)), 0);
+    assert_eq!(all_firing(&db, &rules, at(46)), set(&[]));
+
+    // A week later (a new shard), InfluxDB refuses sponsoring's points for
+    // good: a field of another type is stored at that time already.
+    let week = 8 * 24 * 60;
+    assert_eq!(run(&config, &[HEALTHY], at(week - 10)), 0);
+    let first = std::fs::read_to_string(fixtures().join(format!("{FAILING}/expected.out")))
+        .unwrap()
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_owned();
+    let series = first.split(' ').next().unwrap();
+    let field = first.split(' ').nth(1).unwrap().split('=').next().unwrap();
+    db.write(&format!(
+        "{series} {field}=\"text\" {}",
+        at(week).timestamp_nanos_opt().unwrap()
+    ));
+    run(&config, &[FAILING], at(week));
+    let spool = db.rows("ubuntu_metrics_spool");
+    assert_eq!(spool.last().unwrap()["dead_letter_batches"], 1, "{spool:?}");
+    assert_eq!(all_firing(&db, &rules, at(week)), set(&["dead_letters"]));
+    assert_eq!(
+        all_firing(&db, &rules, at(week + 45)),
+        set(&["dead_letters"]),
+        "while the window holds the point before the new dead letter"
+    );
+    assert_eq!(all_firing(&db, &rules, at(week + 61)), set(&[]));
 }

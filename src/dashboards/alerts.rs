@@ -15,19 +15,22 @@
 //! has no series in InfluxDB's answer, so a rule grouping by collector
 //! cannot see it; and each collector has its own threshold.
 //!
-//! What the self-metrics cannot tell, and so no rule pretends to: how long
-//! the spool has held points, and whether dead letters appeared (the
-//! dead-letter file stays on disk; nothing about it reaches InfluxDB). The
-//! "silent" rule is what can be said from InfluxDB: while InfluxDB takes
-//! no writes, every run (self-metrics included) waits in the spool, so no
-//! run point arrives; it also fires when the station does not run at all.
+//! | `ubuntu-metrics-spool-age` | the oldest spooled record's age in `ubuntu_metrics_spool` over the last 15 minutes | above 30 minutes |
+//! | `ubuntu-metrics-dead-letters` | increases of `ubuntu_metrics_spool`'s `dead_letter_batches` in the last hour | above 0 |
+//!
+//! The spool's own point is written after each delivery: when InfluxDB
+//! takes writes again, the backlog arrives with the points saying how long
+//! it waited, and the spool-age rule fires on them. While InfluxDB takes
+//! no writes at all, nothing arrives: the "silent" rule is what can be
+//! said then (no run point for 30 minutes); it also fires when the
+//! station does not run at all.
 
 use crate::config::Config;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::DATASOURCE_UID;
-use crate::runner::SELF_MEASUREMENT;
+use crate::runner::{SELF_MEASUREMENT, SPOOL_MEASUREMENT};
 
 /// Where `dashboards export` writes the rules, relative to its directory.
 pub const FILE: &str = "alerting/ubuntu-metrics.yaml";
@@ -45,6 +48,17 @@ pub const SILENT_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const FAILING_UID: &str = "ubuntu-metrics-failing";
 /// The uid of the "silent" rule.
 pub const SILENT_UID: &str = "ubuntu-metrics-silent";
+/// The uid of the "spool age" rule.
+pub const SPOOL_AGE_UID: &str = "ubuntu-metrics-spool-age";
+/// The uid of the "dead letters" rule.
+pub const DEAD_LETTERS_UID: &str = "ubuntu-metrics-dead-letters";
+/// Points waiting in the spool longer than this: the "spool age" rule.
+pub const SPOOL_AGE: Duration = Duration::from_secs(30 * 60);
+/// The window of the "spool age" rule (the spool's points come after each
+/// delivery: several in a window).
+pub const SPOOL_AGE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The window of the "dead letters" rule: new dead letters alert for an hour.
+pub const DEAD_LETTERS_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// The uid prefix of the "late" rules (then the collector's name).
 pub const LATE_UID_PREFIX: &str = "ubuntu-metrics-late-";
 
@@ -154,6 +168,11 @@ fn expression(model: Value) -> Value {
 
 /// `A` reduced to its last value (`B`), then `B <op> value` (`C`).
 fn data(a: Value, op: &str, value: f64) -> Value {
+    reduced(a, "last", op, value)
+}
+
+/// `A` reduced by `reducer` (`B`), then `B <op> value` (`C`).
+fn reduced(a: Value, reducer: &str, op: &str, value: f64) -> Value {
     let expr = json!({"type": "__expr__", "uid": "__expr__"});
     json!([
         a,
@@ -162,7 +181,7 @@ fn data(a: Value, op: &str, value: f64) -> Value {
             "datasource": expr,
             "type": "reduce",
             "expression": "A",
-            "reducer": "last",
+            "reducer": reducer,
             "settings": {"mode": "dropNN"}
         })),
         expression(json!({
@@ -270,8 +289,48 @@ pub fn rules(o: &AlertOptions) -> Vec<Value> {
         json!({"service": "ubuntu-metrics", "alert": "silent", "severity": "critical"}),
         format!("No collector run reached InfluxDB for {}", span(silent)),
         format!(
-            "No {m} point in the last {}. Either the station does not run (the daemon or its timers are stopped), or InfluxDB takes no writes and every run waits in the spool: `ubuntu-metrics spool status` says which, and since when. (The self-metrics hold no spool age and no dead-letter count: those stay on the station.)",
+            "No {m} point in the last {}. Either the station does not run (the daemon or its timers are stopped), or InfluxDB takes no writes and every run waits in the spool: `ubuntu-metrics status` on the station says which, and since when.",
             span(silent)
+        ),
+    ));
+    let spool = SPOOL_MEASUREMENT;
+    out.push(rule(
+        SPOOL_AGE_UID.into(),
+        format!("ubuntu-metrics: points waited in the spool for more than {}", span(SPOOL_AGE)),
+        data(
+            query(
+                format!("SELECT max(\"oldest_age_seconds\") AS \"age\" FROM \"{spool}\" WHERE $timeFilter GROUP BY time(1m) fill(none)"),
+                SPOOL_AGE_WINDOW,
+            ),
+            "gt",
+            SPOOL_AGE.as_secs_f64(),
+        ),
+        "OK",
+        json!({"service": "ubuntu-metrics", "alert": "spool_age", "severity": "warning"}),
+        format!("Points waited in the spool for more than {}", span(SPOOL_AGE)),
+        format!(
+            "The spool's oldest record had waited more than {} for InfluxDB ({spool}, oldest_age_seconds). InfluxDB refused or could not take writes for that long: the station's journal says why; `ubuntu-metrics spool status` shows what still waits.",
+            span(SPOOL_AGE)
+        ),
+    ));
+    out.push(rule(
+        DEAD_LETTERS_UID.into(),
+        "ubuntu-metrics: InfluxDB refused points for good (dead letters)".into(),
+        reduced(
+            query(
+                format!("SELECT non_negative_difference(max(\"dead_letter_batches\")) AS \"new\" FROM \"{spool}\" WHERE $timeFilter GROUP BY time(1m) fill(none)"),
+                DEAD_LETTERS_WINDOW,
+            ),
+            "max",
+            "gt",
+            0.0,
+        ),
+        "OK",
+        json!({"service": "ubuntu-metrics", "alert": "dead_letters", "severity": "warning"}),
+        "New dead letters: InfluxDB refused points for good".into(),
+        format!(
+            "The dead-letter file grew in the last {} ({spool}, dead_letter_batches): InfluxDB refused a batch for good (a field type conflict, a bad line). `ubuntu-metrics spool status` on the station names the file; each entry holds InfluxDB's answer and the lines.",
+            span(DEAD_LETTERS_WINDOW)
         ),
     ));
     out
@@ -337,9 +396,10 @@ mod tests {
         assert_eq!(g["folder"], json!(FOLDER));
         assert_eq!(g["interval"], json!(EVALUATION_INTERVAL));
         let rules = g["rules"].as_array().unwrap();
-        // failing + one late rule per collector + silent.
+        // failing + one late rule per collector + silent + spool age +
+        // dead letters.
         let n = crate::collectors::registry().len();
-        assert_eq!(rules.len(), n + 2);
+        assert_eq!(rules.len(), n + 4);
         let mut uids = std::collections::BTreeSet::new();
         for r in rules {
             let uid = r["uid"].as_str().unwrap();

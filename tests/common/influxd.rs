@@ -260,6 +260,20 @@ bind-address = "127.0.0.1:{rpc}"
         })
     }
 
+    /// Writes line protocol to the test database (without authentication),
+    /// asserting InfluxDB took it.
+    pub fn write(&self, lines: &str) {
+        let out = Command::new("curl")
+            .args(["-sk", "-w", "%{http_code}", "-XPOST"])
+            .arg(format!("{}/write?db={DATABASE}", self.url()))
+            .arg("--data-binary")
+            .arg(lines)
+            .output()
+            .expect("curl runs");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(answer.ends_with("204"), "write {lines:?}: {answer}");
+    }
+
     /// Every row of `SELECT * FROM <measurement>` as (column -> value)
     /// maps, with `epoch=ns` times.
     pub fn rows(&self, measurement: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
