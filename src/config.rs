@@ -199,6 +199,10 @@ pub struct DaemonConfig {
     pub run_timeout: TimeSpan,
     /// On SIGTERM, how long running collectors get to finish and write.
     pub shutdown_grace: TimeSpan,
+    /// `host:port` of the daemon's HTTP health endpoint (`/health`,
+    /// `/status`, `/metrics`); none when unset. Read at start only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -208,6 +212,7 @@ impl Default for DaemonConfig {
             random_delay: TimeSpan::parse("1m").expect("valid"),
             run_timeout: TimeSpan::parse("10m").expect("valid"),
             shutdown_grace: TimeSpan::from_secs(30),
+            listen: None,
         }
     }
 }
@@ -451,6 +456,14 @@ impl Config {
         zero("http.timeout", &self.http.timeout)?;
         zero("http.connect_timeout", &self.http.connect_timeout)?;
         zero("daemon.run_timeout", &self.daemon.run_timeout)?;
+        if let Some(listen) = &self.daemon.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError(format!(
+                    "{}: daemon.listen = {listen:?}: {e}: write an IP address and a port, e.g. \"127.0.0.1:9273\"",
+                    self.origin_of("daemon.listen")
+                ))
+            })?;
+        }
         if self.http.max_per_host > MAX_PER_HOST_LIMIT {
             return Err(ConfigError(format!(
                 "{origin}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",

@@ -10,6 +10,7 @@ pub mod collectors;
 pub mod config;
 pub mod dashboards;
 pub mod fsutil;
+pub mod health;
 pub mod logging;
 pub mod panel;
 pub mod point;

@@ -27,6 +27,8 @@ const BAD: &[(&str, &str)] = &[
         "collectors.versions.interval",
     ),
     ("[daemon]\nrun_timeout = \"0\"\n", "daemon.run_timeout"),
+    ("[daemon]\nlisten = \"localhost:9273\"\n", "daemon.listen"),
+    ("[daemon]\nlisten = \"127.0.0.1:99999\"\n", "daemon.listen"),
     ("[http]\ntimeout = \"0\"\n", "http.timeout"),
     ("[http]\nconnect_timeout = \"0s\"\n", "http.connect_timeout"),
     (

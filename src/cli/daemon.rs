@@ -21,7 +21,9 @@ pub(super) async fn main(
             tracing::error!("{e}");
             match e {
                 DaemonError::Start(_) => EXIT_USAGE,
-                DaemonError::Signals(_) | DaemonError::Watchdog(_) => EXIT_FAILED,
+                DaemonError::Signals(_) | DaemonError::Watchdog(_) | DaemonError::Listen(_) => {
+                    EXIT_FAILED
+                }
             }
         }
     }

@@ -3,47 +3,38 @@
 //! collector's last run, last success, failures, next run and whether it
 //! is late (from the state file every run writes), then the spool.
 
+//!
+//! The verdict and the JSON are [`crate::health`]'s, shared with the
+//! daemon's HTTP endpoint; this renders them.
+
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, StatusArgs, StatusFormat};
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::sinks::spool::Spool;
-use crate::state::{self, CollectorState};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use crate::health::{Report, rfc3339, span};
+use crate::state;
+use chrono::Utc;
 use std::io::IsTerminal;
 
-/// One collector's verdict.
-struct Row<'a> {
-    name: &'static str,
-    interval: chrono::Duration,
-    state: Option<&'a CollectorState>,
-    next: Option<DateTime<Utc>>,
-    late: bool,
-    failing: bool,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// A span as a person reads it: `45s`, `12m`, `3h05m`, `2d04h`.
-fn span(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    if s < 60 {
-        format!("{s}s")
-    } else if s < 3600 {
-        format!("{}m", s / 60)
-    } else if s < 86400 && s % 3600 < 60 {
-        format!("{}h", s / 3600)
-    } else if s < 86400 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{}d{:02}h", s / 86400, s % 86400 / 3600)
+pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &StatusArgs) -> i32 {
+    let now = args.now.unwrap_or_else(Utc::now);
+    let report = match Report::new(registry, config, now, &args.spool_age) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let status = if report.ok() { EXIT_OK } else { EXIT_FAILED };
+    match args.format {
+        StatusFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.json()).unwrap_or_else(|e| e.to_string())
+            );
+        }
+        StatusFormat::Text => print!("{}", render_text(&report, colours())),
     }
-}
-
-fn std_to_chrono(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    status
 }
 
 /// Whether standard output gets colours: a terminal, `NO_COLOR` unset or
@@ -52,144 +43,6 @@ fn colours() -> bool {
     std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
-}
-
-pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &StatusArgs) -> i32 {
-    let now = args.now.unwrap_or_else(Utc::now);
-    let threshold = std_to_chrono(args.spool_age.as_duration());
-    let run_timeout = std_to_chrono(config.daemon.run_timeout.as_duration());
-    let max = match config.spool.max_bytes() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("ubuntu-metrics: configuration error: spool.max_size: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let dir = state::dir(config);
-    let mut problems: Vec<String> = Vec::new();
-    let st = match state::read(&dir) {
-        Ok(s) => s,
-        Err(e) => {
-            problems.push(e.to_string());
-            state::StateFile::default()
-        }
-    };
-    let rows: Vec<Row> = registry
-        .iter()
-        .filter(|c| config.enabled(c.name()))
-        .map(|c| {
-            let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
-            let state = st.collectors.get(c.name());
-            let ended = state.map(|s| s.last_run.ended);
-            Row {
-                name: c.name(),
-                interval,
-                state,
-                next: ended.map(|e| e + interval),
-                late: ended.is_some_and(|e| now - e > interval * 2 + run_timeout),
-                failing: state.is_some_and(|s| s.last_run.result != "ok"),
-            }
-        })
-        .collect();
-    let failing: Vec<&str> = rows.iter().filter(|r| r.failing).map(|r| r.name).collect();
-    let late: Vec<&str> = rows.iter().filter(|r| r.late).map(|r| r.name).collect();
-    if !failing.is_empty() {
-        problems.push(format!("failing: {}", failing.join(", ")));
-    }
-    if !late.is_empty() {
-        problems.push(format!("late: {}", late.join(", ")));
-    }
-
-    let spool_dir = &config.spool.dir;
-    let spool = if spool_dir.exists() {
-        Spool::open(spool_dir, max).and_then(|s| s.status())
-    } else {
-        Ok(Default::default())
-    };
-    let spool = match spool {
-        Ok(s) => s,
-        Err(e) => {
-            problems.push(e.to_string());
-            Default::default()
-        }
-    };
-    let oldest_age = spool.oldest.map(|o| now - o);
-    let spool_too_old = oldest_age.is_some_and(|a| a > threshold);
-    if spool_too_old {
-        problems.push(format!(
-            "{} points waiting in the spool for {} (more than {})",
-            spool.points,
-            span(oldest_age.unwrap_or_default()),
-            args.spool_age
-        ));
-    }
-    let status = if problems.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    };
-
-    match args.format {
-        StatusFormat::Json => {
-            let collectors: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "interval_seconds": r.interval.num_seconds(),
-                        "last_run": r.state.map(|s| json!({
-                            "time": rfc3339(s.last_run.time),
-                            "ended": rfc3339(s.last_run.ended),
-                            "age_seconds": (now - s.last_run.ended).num_seconds(),
-                            "result": s.last_run.result,
-                            "points": s.last_run.points,
-                            "duration_seconds": s.last_run.duration_seconds,
-                            "requests": s.last_run.requests,
-                            "error": s.last_run.error,
-                        })),
-                        "last_success": r.state.and_then(|s| s.last_success).map(rfc3339),
-                        "consecutive_failures": r.state.map_or(0, |s| s.consecutive_failures),
-                        "next_run": r.next.map(rfc3339),
-                        "due": r.next.is_some_and(|n| n <= now),
-                        "failing": r.failing,
-                        "late": r.late,
-                    })
-                })
-                .collect();
-            let doc = json!({
-                "now": rfc3339(now),
-                "status": if status == EXIT_OK { "ok" } else { "problem" },
-                "exit_status": status,
-                "problems": problems,
-                "state_file": dir.join(state::STATE_FILE).display().to_string(),
-                "collectors": collectors,
-                "spool": {
-                    "dir": spool_dir.display().to_string(),
-                    "records": spool.records,
-                    "points": spool.points,
-                    "oldest_record": spool.oldest.map(rfc3339),
-                    "oldest_age_seconds": oldest_age.map(|a| a.num_seconds()),
-                    "threshold_seconds": threshold.num_seconds(),
-                    "too_old": spool_too_old,
-                    "dead_letter_batches": spool.dead_letter_entries,
-                },
-            });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_else(|e| e.to_string())
-            );
-        }
-        StatusFormat::Text => {
-            let colour = colours();
-            print!(
-                "{}",
-                render_text(
-                    &rows, &problems, &spool, oldest_age, &dir, spool_dir, now, colour
-                )
-            );
-        }
-    }
-    status
 }
 
 #[derive(Clone, Copy)]
@@ -214,17 +67,18 @@ fn paint(text: &str, tone: Tone, colour: bool) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_text(
-    rows: &[Row],
-    problems: &[String],
-    spool: &crate::sinks::spool::Status,
-    oldest_age: Option<chrono::Duration>,
-    state_dir: &std::path::Path,
-    spool_dir: &std::path::Path,
-    now: DateTime<Utc>,
-    colour: bool,
-) -> String {
+fn render_text(report: &Report, colour: bool) -> String {
+    let Report {
+        rows,
+        problems,
+        spool,
+        oldest_age,
+        state_dir,
+        spool_dir,
+        now,
+        ..
+    } = report;
+    let (oldest_age, now) = (*oldest_age, *now);
     let mut out = String::new();
     if problems.is_empty() {
         out.push_str(&paint("OK", Tone::Good, colour));
@@ -252,7 +106,7 @@ fn render_text(
     let mut body: Vec<[(String, Tone); 9]> = Vec::new();
     for r in rows {
         let p = |s: String| (s, Tone::Plain);
-        let Some(s) = r.state else {
+        let Some(s) = r.state.as_ref() else {
             body.push([
                 p(r.name.to_owned()),
                 p("never".into()),
@@ -337,7 +191,7 @@ fn render_text(
         out.push_str(&line(row.into()));
     }
     for r in rows {
-        if let Some(s) = r.state.filter(|s| s.consecutive_failures > 0) {
+        if let Some(s) = r.state.as_ref().filter(|s| s.consecutive_failures > 0) {
             out.push_str(&format!(
                 "{}: {} failed run{} in a row; last error: {}\n",
                 r.name,
@@ -361,20 +215,4 @@ fn render_text(
         state_dir.join(state::STATE_FILE).display()
     ));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spans_read_naturally() {
-        let s = chrono::Duration::seconds;
-        assert_eq!(span(s(45)), "45s");
-        assert_eq!(span(s(12 * 60 + 5)), "12m");
-        assert_eq!(span(s(3 * 3600 + 5 * 60)), "3h05m");
-        assert_eq!(span(s(3600)), "1h");
-        assert_eq!(span(s(2 * 86400 + 4 * 3600)), "2d04h");
-        assert_eq!(span(s(-5)), "0s");
-    }
 }

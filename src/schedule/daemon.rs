@@ -151,6 +151,9 @@ pub enum DaemonError {
     /// be started.
     #[error("cannot start the watchdog thread")]
     Watchdog(#[source] std::io::Error),
+    /// `[daemon] listen` names an address that cannot be taken.
+    #[error(transparent)]
+    Listen(#[from] crate::health::BindError),
 }
 
 /// What a caller may add to [`run_with`].
@@ -191,6 +194,25 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let state = State::new(config).map_err(DaemonError::Start)?;
+    // The health endpoint, when asked for: bound before anything runs, so
+    // a taken address stops the start (read at start only, not on SIGHUP).
+    let listener = match state.config.daemon.listen.as_deref() {
+        Some(addr) => {
+            let l = crate::health::bind(addr).await?;
+            if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                tracing::warn!(
+                    "the health endpoint listens on {addr}, not a loopback address: anyone who reaches it sees the collectors' state"
+                );
+            }
+            tracing::info!(
+                "health endpoint on http://{}/health, /status, /metrics",
+                l.local_addr()
+                    .map_or_else(|_| addr.to_owned(), |a| a.to_string())
+            );
+            Some(l)
+        }
+        None => None,
+    };
     let signals = || -> std::io::Result<_> {
         Ok((
             signal(SignalKind::terminate())?,
@@ -206,6 +228,14 @@ pub async fn run_with(
     let appended = Arc::new(tokio::sync::Notify::new());
     let wakeups = Arc::new(WakeUps::default());
     let board = Arc::new(Board::default());
+    let endpoint = listener.map(|l| {
+        let rx = state_rx.clone();
+        let ep = Arc::new(crate::health::Endpoint {
+            registry: registry.clone(),
+            config: Arc::new(move || rx.borrow().config.clone()),
+        });
+        tokio::spawn(ep.serve(l))
+    });
     let delivery = tokio::spawn(delivery_loop(
         state_rx.clone(),
         appended.clone(),
@@ -311,6 +341,9 @@ pub async fn run_with(
         sd_notify::NotifyState::Status("stopping: letting runs finish, writing the spool"),
     ]);
     let _ = stop_tx.send(true);
+    if let Some(e) = &endpoint {
+        e.abort();
+    }
     let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
     let deadline = Instant::now() + grace;
     let all = futures::future::join_all(tasks.into_values());

@@ -1,0 +1,532 @@
+//! How the station is: each enabled collector's last run, last success,
+//! failures, next run and whether it is late (from the state file every
+//! run writes), then the spool, and the verdict on all of it. `status`
+//! prints it; the daemon's optional HTTP endpoint (`[daemon] listen`)
+//! serves the same verdict (`/health`), the same JSON (`/status`) and the
+//! numbers in Prometheus' text format (`/metrics`).
+//!
+//! Nothing here prints: the command line renders, the endpoint answers.
+//! Errors in the state file are already shortened and redacted when
+//! recorded (see [`crate::state`]); nothing else from the configuration
+//! (passwords, URLs of the sources) is part of an answer.
+
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::sinks::spool::{self, Spool};
+use crate::state::{self, CollectorState};
+use crate::timespan::TimeSpan;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Points waiting in the spool longer than this are a problem, unless
+/// `status --spool-age` says otherwise (the endpoint uses this).
+pub const DEFAULT_SPOOL_AGE: &str = "30m";
+
+/// One collector's verdict.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: &'static str,
+    pub interval: chrono::Duration,
+    pub state: Option<CollectorState>,
+    pub next: Option<DateTime<Utc>>,
+    pub late: bool,
+    pub failing: bool,
+}
+
+/// The station's state and the verdict on it, at `now`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub now: DateTime<Utc>,
+    /// Spool age beyond which waiting points are a problem.
+    pub threshold: chrono::Duration,
+    pub rows: Vec<Row>,
+    /// Empty when all is fine.
+    pub problems: Vec<String>,
+    pub spool: spool::Status,
+    pub oldest_age: Option<chrono::Duration>,
+    pub spool_too_old: bool,
+    pub state_dir: PathBuf,
+    pub spool_dir: PathBuf,
+}
+
+/// The configuration does not let the report be made (`spool.max_size`).
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: spool.max_size: {0}")]
+pub struct ReportError(pub String);
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A span as a person reads it: `45s`, `12m`, `3h05m`, `2d04h`.
+pub fn span(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86400 && s % 3600 < 60 {
+        format!("{}h", s / 3600)
+    } else if s < 86400 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}d{:02}h", s / 86400, s % 86400 / 3600)
+    }
+}
+
+pub fn std_to_chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Report {
+    /// Reads the state file and the spool of `config` and judges them as
+    /// at `now`; `spool_age` is the spool age beyond which waiting points
+    /// are a problem. A state file or spool that cannot be read is a
+    /// problem in the report, not an error.
+    pub fn new(
+        registry: &[Box<dyn Collector>],
+        config: &Config,
+        now: DateTime<Utc>,
+        spool_age: &TimeSpan,
+    ) -> Result<Report, ReportError> {
+        let threshold = std_to_chrono(spool_age.as_duration());
+        let run_timeout = std_to_chrono(config.daemon.run_timeout.as_duration());
+        let max = config.spool.max_bytes().map_err(ReportError)?;
+        let state_dir = state::dir(config);
+        let mut problems: Vec<String> = Vec::new();
+        let st = match state::read(&state_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(e.to_string());
+                state::StateFile::default()
+            }
+        };
+        let rows: Vec<Row> = registry
+            .iter()
+            .filter(|c| config.enabled(c.name()))
+            .map(|c| {
+                let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
+                let state = st.collectors.get(c.name()).cloned();
+                let ended = state.as_ref().map(|s| s.last_run.ended);
+                Row {
+                    name: c.name(),
+                    interval,
+                    next: ended.map(|e| e + interval),
+                    late: ended.is_some_and(|e| now - e > interval * 2 + run_timeout),
+                    failing: state.as_ref().is_some_and(|s| s.last_run.result != "ok"),
+                    state,
+                }
+            })
+            .collect();
+        let failing: Vec<&str> = rows.iter().filter(|r| r.failing).map(|r| r.name).collect();
+        let late: Vec<&str> = rows.iter().filter(|r| r.late).map(|r| r.name).collect();
+        if !failing.is_empty() {
+            problems.push(format!("failing: {}", failing.join(", ")));
+        }
+        if !late.is_empty() {
+            problems.push(format!("late: {}", late.join(", ")));
+        }
+
+        let spool_dir = config.spool.dir.clone();
+        let spool = if spool_dir.exists() {
+            Spool::open(&spool_dir, max).and_then(|s| s.status())
+        } else {
+            Ok(Default::default())
+        };
+        let spool = match spool {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(e.to_string());
+                Default::default()
+            }
+        };
+        let oldest_age = spool.oldest.map(|o| now - o);
+        let spool_too_old = oldest_age.is_some_and(|a| a > threshold);
+        if spool_too_old {
+            problems.push(format!(
+                "{} points waiting in the spool for {} (more than {})",
+                spool.points,
+                span(oldest_age.unwrap_or_default()),
+                spool_age.text()
+            ));
+        }
+        Ok(Report {
+            now,
+            threshold,
+            rows,
+            problems,
+            spool,
+            oldest_age,
+            spool_too_old,
+            state_dir,
+            spool_dir,
+        })
+    }
+
+    /// All fine: nothing failing, late, or waiting too long.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The exit status of `status` for this verdict (Nagios style): 0 all
+    /// fine, 1 a problem.
+    pub fn exit_status(&self) -> i32 {
+        if self.ok() { 0 } else { 1 }
+    }
+
+    /// The document of `status --format json` and the endpoint's `/status`.
+    pub fn json(&self) -> Value {
+        let now = self.now;
+        let collectors: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let s = r.state.as_ref();
+                json!({
+                    "name": r.name,
+                    "interval_seconds": r.interval.num_seconds(),
+                    "last_run": s.map(|s| json!({
+                        "time": rfc3339(s.last_run.time),
+                        "ended": rfc3339(s.last_run.ended),
+                        "age_seconds": (now - s.last_run.ended).num_seconds(),
+                        "result": s.last_run.result,
+                        "points": s.last_run.points,
+                        "duration_seconds": s.last_run.duration_seconds,
+                        "requests": s.last_run.requests,
+                        "error": s.last_run.error,
+                    })),
+                    "last_success": s.and_then(|s| s.last_success).map(rfc3339),
+                    "consecutive_failures": s.map_or(0, |s| s.consecutive_failures),
+                    "next_run": r.next.map(rfc3339),
+                    "due": r.next.is_some_and(|n| n <= now),
+                    "failing": r.failing,
+                    "late": r.late,
+                })
+            })
+            .collect();
+        json!({
+            "now": rfc3339(now),
+            "status": if self.ok() { "ok" } else { "problem" },
+            "exit_status": self.exit_status(),
+            "problems": self.problems,
+            "state_file": self.state_dir.join(state::STATE_FILE).display().to_string(),
+            "collectors": collectors,
+            "spool": {
+                "dir": self.spool_dir.display().to_string(),
+                "records": self.spool.records,
+                "points": self.spool.points,
+                "oldest_record": self.spool.oldest.map(rfc3339),
+                "oldest_age_seconds": self.oldest_age.map(|a| a.num_seconds()),
+                "threshold_seconds": self.threshold.num_seconds(),
+                "too_old": self.spool_too_old,
+                "dead_letter_batches": self.spool.dead_letter_entries,
+            },
+        })
+    }
+
+    /// The self-metrics in Prometheus' text exposition format (0.0.4).
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
+            if samples.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "# HELP ubuntu_metrics_{name} {help}");
+            let _ = writeln!(out, "# TYPE ubuntu_metrics_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "ubuntu_metrics_{name}{labels} {value}");
+            }
+        };
+        let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(r.name));
+        let per_run = |f: &dyn Fn(&CollectorState) -> String| -> Vec<(String, String)> {
+            self.rows
+                .iter()
+                .filter_map(|r| r.state.as_ref().map(|s| (label(r), f(s))))
+                .collect()
+        };
+        family(
+            "healthy",
+            "1 when the verdict of `ubuntu-metrics status` is OK, 0 when something is failing, late or waiting too long in the spool.",
+            "gauge",
+            vec![(String::new(), u8::from(self.ok()).to_string())],
+        );
+        family(
+            "collector_last_run_success",
+            "1 when the collector's last run succeeded, 0 when it failed or timed out (label result).",
+            "gauge",
+            self.rows
+                .iter()
+                .filter_map(|r| {
+                    r.state.as_ref().map(|s| {
+                        (
+                            format!(
+                                "{{collector=\"{}\",result=\"{}\"}}",
+                                escape(r.name),
+                                escape(&s.last_run.result)
+                            ),
+                            u8::from(s.last_run.result == "ok").to_string(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "collector_last_run_duration_seconds",
+            "How long the collector's last run took.",
+            "gauge",
+            per_run(&|s| s.last_run.duration_seconds.to_string()),
+        );
+        family(
+            "collector_last_run_points",
+            "Points the collector's last run collected.",
+            "gauge",
+            per_run(&|s| s.last_run.points.to_string()),
+        );
+        family(
+            "collector_last_run_requests",
+            "Upstream requests of the collector's last run.",
+            "gauge",
+            per_run(&|s| s.last_run.requests.to_string()),
+        );
+        family(
+            "collector_last_run_timestamp_seconds",
+            "When the collector's last run ended (Unix time).",
+            "gauge",
+            per_run(&|s| s.last_run.ended.timestamp().to_string()),
+        );
+        family(
+            "collector_consecutive_failures",
+            "Failed or timed-out runs of the collector since its last success.",
+            "gauge",
+            self.rows
+                .iter()
+                .map(|r| {
+                    (
+                        label(r),
+                        r.state
+                            .as_ref()
+                            .map_or(0, |s| s.consecutive_failures)
+                            .to_string(),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "collector_last_success_timestamp_seconds",
+            "When the collector's last successful run started (Unix time).",
+            "gauge",
+            self.rows
+                .iter()
+                .filter_map(|r| {
+                    r.state
+                        .as_ref()
+                        .and_then(|s| s.last_success)
+                        .map(|t| (label(r), t.timestamp().to_string()))
+                })
+                .collect(),
+        );
+        family(
+            "collector_late",
+            "1 when the collector has not run for more than 2 intervals + the run timeout.",
+            "gauge",
+            self.rows
+                .iter()
+                .map(|r| (label(r), u8::from(r.late).to_string()))
+                .collect(),
+        );
+        family(
+            "spool_points",
+            "Points waiting in the spool for InfluxDB.",
+            "gauge",
+            vec![(String::new(), self.spool.points.to_string())],
+        );
+        family(
+            "spool_records",
+            "Records (batches) waiting in the spool for InfluxDB.",
+            "gauge",
+            vec![(String::new(), self.spool.records.to_string())],
+        );
+        family(
+            "spool_oldest_age_seconds",
+            "How long the oldest record in the spool has been waiting.",
+            "gauge",
+            self.oldest_age
+                .map(|a| vec![(String::new(), a.num_seconds().to_string())])
+                .unwrap_or_default(),
+        );
+        family(
+            "dead_letter_batches",
+            "Batches InfluxDB refused for good, kept in the dead-letter file.",
+            "gauge",
+            vec![(String::new(), self.spool.dead_letter_entries.to_string())],
+        );
+        out
+    }
+}
+
+/// A label value as the exposition format wants it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The daemon's endpoint: what it needs to make a report.
+pub struct Endpoint {
+    pub registry: Arc<Vec<Box<dyn Collector>>>,
+    /// The configuration in force (it changes on SIGHUP).
+    pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
+}
+
+/// The address to listen on cannot be taken: which, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ([daemon] listen): {source}")]
+pub struct BindError {
+    pub addr: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `addr` (already validated with the configuration).
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+fn answer(status: u16, content_type: &str, body: String) -> hyper::Response<Body> {
+    let mut r = hyper::Response::new(Body::new(body.into()));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+impl Endpoint {
+    /// The answer to one request.
+    pub async fn answer<B>(&self, req: &hyper::Request<B>) -> hyper::Response<Body> {
+        let path = req.uri().path();
+        if !matches!(path, "/health" | "/status" | "/metrics") {
+            return answer(
+                404,
+                "text/plain; charset=utf-8",
+                format!("not found: {path}; try /health, /status or /metrics\n"),
+            );
+        }
+        if req.method() != hyper::Method::GET {
+            let mut r = answer(
+                405,
+                "text/plain; charset=utf-8",
+                format!("method {} not allowed: only GET\n", req.method()),
+            );
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET"),
+            );
+            return r;
+        }
+        let registry = self.registry.clone();
+        let config = (self.config)();
+        let threshold =
+            TimeSpan::parse(DEFAULT_SPOOL_AGE).unwrap_or_else(|_| TimeSpan::from_secs(30 * 60));
+        // The state file and the spool are read from disk: off the runtime.
+        let report = tokio::task::spawn_blocking(move || {
+            Report::new(&registry, &config, Utc::now(), &threshold)
+        })
+        .await;
+        let report = match report {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return answer(500, "text/plain; charset=utf-8", format!("{e}\n")),
+            Err(e) => {
+                return answer(
+                    500,
+                    "text/plain; charset=utf-8",
+                    format!("the report failed: {e}\n"),
+                );
+            }
+        };
+        match path {
+            "/health" => {
+                let (code, body) = if report.ok() {
+                    (
+                        200,
+                        format!(
+                            "OK: {} collectors, none failing or late\n",
+                            report.rows.len()
+                        ),
+                    )
+                } else {
+                    (503, format!("WARNING: {}\n", report.problems.join("; ")))
+                };
+                answer(code, "text/plain; charset=utf-8", body)
+            }
+            "/status" => answer(
+                200,
+                "application/json",
+                serde_json::to_string_pretty(&report.json()).unwrap_or_default() + "\n",
+            ),
+            _ => answer(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                report.prometheus(),
+            ),
+        }
+    }
+
+    /// Serves HTTP/1.1 on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("health endpoint: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, std::convert::Infallible>(this.answer(&req).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!("health endpoint: connection: {e}");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_naturally() {
+        let s = chrono::Duration::seconds;
+        assert_eq!(span(s(45)), "45s");
+        assert_eq!(span(s(12 * 60 + 5)), "12m");
+        assert_eq!(span(s(3 * 3600 + 5 * 60)), "3h05m");
+        assert_eq!(span(s(3600)), "1h");
+        assert_eq!(span(s(2 * 86400 + 4 * 3600)), "2d04h");
+        assert_eq!(span(s(-5)), "0s");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

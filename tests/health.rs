@@ -1,0 +1,434 @@
+//! The daemon's HTTP health endpoint (`[daemon] listen`, issue 13 item 2):
+//! a real `daemon` process runs every collector against the fixture server
+//! and a real influxd; the test asks it over loopback HTTP. `/health` says
+//! what `status` says (200 / 503), `/status` is `status --format json`'s
+//! document, `/metrics` is Prometheus text; anything but GET is 405, an
+//! unknown path 404. A bad `listen` is refused at load (exit 2), a taken
+//! one at start (exit 1).
+
+mod common;
+
+use common::influxd::Influxd;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use ubuntu_metrics::collectors::registry;
+
+/// A daemon process, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on (now).
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// The configuration of `write_config`, with the daemon starting every
+/// collector at once, listening on `listen`; `broken` collectors' source
+/// answers 404.
+fn config(
+    dir: &Path,
+    server: &fixture_server::FixtureServer,
+    db: &Influxd,
+    listen: &str,
+    broken: &[&str],
+) -> std::path::PathBuf {
+    let config = write_config(dir, server, &db.url());
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    for b in broken {
+        c["sources"][*b] = toml::Value::String(server.url("nowhere.json"));
+    }
+    let mut daemon = toml::Table::new();
+    daemon.insert("startup_delay".into(), "0".into());
+    daemon.insert("random_delay".into(), "0".into());
+    daemon.insert("shutdown_grace".into(), "5s".into());
+    daemon.insert("listen".into(), listen.into());
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    config
+}
+
+/// One HTTP/1.1 exchange: (status, headers lower-cased, body).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((code, headers, body.to_owned()))
+}
+
+fn get(addr: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    request(addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Starts the daemon and waits (polling `/status`) until every collector
+/// has run and the spool is written.
+fn start(config: &Path, addr: &str) -> Daemon {
+    let child = bin()
+        .arg("--config")
+        .arg(config)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        addr: addr.to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((200, _, body)) = request(addr, "GET", "/status") {
+            let doc: Value = serde_json::from_str(&body).unwrap();
+            let all_ran = doc["collectors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| !c["last_run"].is_null());
+            if all_ran && doc["spool"]["points"] == 0 {
+                return daemon;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not run every collector in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `doc` without what changes from one second to the next.
+fn steady(mut doc: Value) -> Value {
+    doc.as_object_mut().unwrap().remove("now");
+    for c in doc["collectors"].as_array_mut().unwrap() {
+        if let Some(r) = c["last_run"].as_object_mut() {
+            r.remove("age_seconds");
+        }
+    }
+    doc
+}
+
+/// Checks `text` is Prometheus' text exposition format: every sample line
+/// `name{labels} value` of a family announced by HELP and TYPE lines.
+/// Returns the samples (name with labels -> value).
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let sample = regex::Regex::new(
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (\S+)$"#,
+    )
+    .unwrap();
+    let mut helped = BTreeSet::new();
+    let mut typed = BTreeSet::new();
+    let mut out = Vec::new();
+    assert!(text.ends_with('\n'), "{text}");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+            assert!(!help.is_empty(), "{line}");
+            helped.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            assert!(["gauge", "counter", "untyped"].contains(&kind), "{line}");
+            typed.insert(name.to_owned());
+        } else {
+            let c = sample
+                .captures(line)
+                .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+            let name = &c[1];
+            assert!(typed.contains(name), "{name} has no TYPE line before it");
+            let value: f64 = c[3].parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            out.push((
+                format!("{}{}", name, c.get(2).map_or("", |m| m.as_str())),
+                value,
+            ));
+        }
+    }
+    out
+}
+
+fn value(samples: &[(String, f64)], key: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("{key} not in {samples:?}"))
+        .1
+}
+
+#[test]
+fn a_healthy_daemon_answers_200_the_status_json_and_prometheus_metrics() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = config(dir.path(), &server, &db, &addr, &[]);
+    let d = start(&config, &addr);
+
+    let (code, headers, body) = get(&d.addr, "/health");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("OK: 10 collectors"), "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain"))
+    );
+
+    let (code, headers, body) = get(&d.addr, "/status");
+    assert_eq!(code, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/json")
+    );
+    let served: Value = serde_json::from_str(&body).unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        steady(served.clone()),
+        steady(printed),
+        "/status differs from status --format json"
+    );
+    assert_eq!(served["status"], "ok");
+
+    let (code, headers, body) = get(&d.addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain; version=0.0.4")),
+        "{headers:?}"
+    );
+    let samples = parse_prometheus(&body);
+    assert_eq!(value(&samples, "ubuntu_metrics_healthy"), 1.0, "{body}");
+    assert_eq!(value(&samples, "ubuntu_metrics_spool_points"), 0.0);
+    assert_eq!(value(&samples, "ubuntu_metrics_dead_letter_batches"), 0.0);
+    for c in registry() {
+        let n = c.name();
+        let l = format!("{{collector=\"{n}\"}}");
+        assert_eq!(
+            value(
+                &samples,
+                &format!(
+                    "ubuntu_metrics_collector_last_run_success{{collector=\"{n}\",result=\"ok\"}}"
+                )
+            ),
+            1.0
+        );
+        assert!(
+            value(
+                &samples,
+                &format!("ubuntu_metrics_collector_last_run_points{l}")
+            ) > 0.0
+        );
+        assert!(
+            value(
+                &samples,
+                &format!("ubuntu_metrics_collector_last_run_duration_seconds{l}")
+            ) >= 0.0
+        );
+        value(
+            &samples,
+            &format!("ubuntu_metrics_collector_last_run_requests{l}"),
+        );
+        assert_eq!(
+            value(
+                &samples,
+                &format!("ubuntu_metrics_collector_consecutive_failures{l}")
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(&samples, &format!("ubuntu_metrics_collector_late{l}")),
+            0.0
+        );
+        let last_success = value(
+            &samples,
+            &format!("ubuntu_metrics_collector_last_success_timestamp_seconds{l}"),
+        );
+        let doc_time: chrono::DateTime<chrono::Utc> = served["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()["last_success"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(last_success as i64, doc_time.timestamp(), "{n}");
+    }
+
+    // Not GET: 405 naming the one method allowed; nothing else served.
+    for method in ["POST", "PUT", "DELETE", "HEAD"] {
+        for path in ["/health", "/status", "/metrics"] {
+            let (code, headers, _) = request(&d.addr, method, path).unwrap();
+            assert_eq!(code, 405, "{method} {path}");
+            assert!(
+                headers.iter().any(|(k, v)| k == "allow" && v == "GET"),
+                "{method} {path}: {headers:?}"
+            );
+        }
+    }
+    for path in ["/", "/healthz", "/status/x", "/metrics?x=1/../"] {
+        let (code, _, _) = get(&d.addr, path);
+        let want = if path.starts_with("/metrics?") {
+            200
+        } else {
+            404
+        };
+        assert_eq!(code, want, "GET {path}");
+    }
+}
+
+#[test]
+fn a_failing_collector_makes_health_503_and_shows_in_metrics_without_secrets() {
+    let server = server_with_rsync();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = config(dir.path(), &server, &db, &addr, &["sponsoring"]);
+    // A password and credentials in a source URL: never part of an answer.
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let secret_url = server
+        .url("nowhere.json")
+        .replacen("http://", "http://user:Sekr1tUrl@", 1);
+    c["sources"]["sponsoring"] = toml::Value::String(secret_url);
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    let d = start(&config, &addr);
+
+    let (code, _, body) = get(&d.addr, "/health");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body, "WARNING: failing: sponsoring\n");
+    let (_, _, status) = get(&d.addr, "/status");
+    let doc: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(doc["status"], "problem");
+    assert_eq!(doc["exit_status"], 1);
+    let (_, _, metrics) = get(&d.addr, "/metrics");
+    let samples = parse_prometheus(&metrics);
+    assert_eq!(value(&samples, "ubuntu_metrics_healthy"), 0.0);
+    assert_eq!(
+        value(
+            &samples,
+            "ubuntu_metrics_collector_last_run_success{collector=\"sponsoring\",result=\"error\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ubuntu_metrics_collector_consecutive_failures{collector=\"sponsoring\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !samples.iter().any(|(k, _)| k
+            == "ubuntu_metrics_collector_last_success_timestamp_seconds{collector=\"sponsoring\"}"),
+        "never succeeded: no last success"
+    );
+    for answer in [&body, &status, &metrics] {
+        assert!(
+            !answer.contains("Sekr1t"),
+            "a secret in an answer:\n{answer}"
+        );
+    }
+    assert!(
+        status.contains("HTTP 404"),
+        "the error is there, without the credentials:\n{status}"
+    );
+}
+
+#[test]
+fn a_bad_listen_is_refused_at_load_and_a_taken_one_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    for bad in [
+        "localhost",
+        "127.0.0.1",
+        "127.0.0.1:99999",
+        ":9273",
+        "example.org:80",
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "[spool]\ndir = \"{}/spool\"\n[daemon]\nlisten = \"{bad}\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = bin()
+            .arg("--config")
+            .arg(&config)
+            .arg("daemon")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("daemon.listen")
+                && err.contains(&*config.to_string_lossy())
+                && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[spool]\ndir = \"{}/spool\"\n[daemon]\nlisten = \"{addr}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
