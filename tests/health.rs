@@ -64,12 +64,15 @@ fn config(
     config
 }
 
-/// One HTTP/1.1 exchange: (status, headers lower-cased, body).
+/// An answer: status, headers (names lower-cased), body.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// One HTTP/1.1 exchange.
 fn request(
     addr: &str,
     method: &str,
     path: &str,
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Answer> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -92,7 +95,7 @@ fn request(
     Ok((code, headers, body.to_owned()))
 }
 
-fn get(addr: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+fn get(addr: &str, path: &str) -> Answer {
     request(addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
