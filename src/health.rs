@@ -17,6 +17,7 @@ use crate::state::{self, CollectorState};
 use crate::timespan::TimeSpan;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +33,40 @@ pub struct Row {
     pub interval: chrono::Duration,
     pub state: Option<CollectorState>,
     pub next: Option<DateTime<Utc>>,
+    /// Where `next` comes from: [`NextSource`].
+    pub next_source: NextSource,
     pub late: bool,
     pub failing: bool,
+}
+
+/// Where a collector's next run time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextSource {
+    /// The running daemon's schedule (its due time).
+    Daemon,
+    /// The collector's systemd timer (`NextElapseUSecRealtime`).
+    Timer,
+    /// Neither could be asked: one interval after the last run ended.
+    Estimate,
+}
+
+impl NextSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NextSource::Daemon => "daemon",
+            NextSource::Timer => "timer",
+            NextSource::Estimate => "estimate",
+        }
+    }
+}
+
+/// Asks the timers when they run next (by collector name); see
+/// `schedule::systemd::next_elapses`.
+pub type TimerQuery<'a> = &'a dyn Fn(&[&str]) -> BTreeMap<String, DateTime<Utc>>;
+
+/// No timers to ask (the daemon's endpoint: its own schedule is there).
+pub fn no_timers(_: &[&str]) -> BTreeMap<String, DateTime<Utc>> {
+    BTreeMap::new()
 }
 
 /// The station's state and the verdict on it, at `now`.
@@ -86,11 +119,16 @@ impl Report {
     /// at `now`; `spool_age` is the spool age beyond which waiting points
     /// are a problem. A state file or spool that cannot be read is a
     /// problem in the report, not an error.
+    ///
+    /// The next run of each collector is the running daemon's due time
+    /// (its schedule file), else its timer's next elapse (asked through
+    /// `timers`), else one interval after its last run.
     pub fn new(
         registry: &[Box<dyn Collector>],
         config: &Config,
         now: DateTime<Utc>,
         spool_age: &TimeSpan,
+        timers: TimerQuery<'_>,
     ) -> Result<Report, ReportError> {
         let threshold = std_to_chrono(spool_age.as_duration());
         let run_timeout = std_to_chrono(config.daemon.run_timeout.as_duration());
@@ -104,6 +142,15 @@ impl Report {
                 state::StateFile::default()
             }
         };
+        let enabled: Vec<&str> = registry
+            .iter()
+            .map(|c| c.name())
+            .filter(|n| config.enabled(n))
+            .collect();
+        let (scheduled, source) = match state::read_schedule(&state_dir) {
+            Some(s) => (s.due, NextSource::Daemon),
+            None => (timers(&enabled), NextSource::Timer),
+        };
         let rows: Vec<Row> = registry
             .iter()
             .filter(|c| config.enabled(c.name()))
@@ -111,10 +158,15 @@ impl Report {
                 let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
                 let state = st.collectors.get(c.name()).cloned();
                 let ended = state.as_ref().map(|s| s.last_run.ended);
+                let (next, next_source) = match scheduled.get(c.name()) {
+                    Some(at) => (Some(*at), source),
+                    None => (ended.map(|e| e + interval), NextSource::Estimate),
+                };
                 Row {
                     name: c.name(),
                     interval,
-                    next: ended.map(|e| e + interval),
+                    next,
+                    next_source,
                     late: ended.is_some_and(|e| now - e > interval * 2 + run_timeout),
                     failing: state.as_ref().is_some_and(|s| s.last_run.result != "ok"),
                     state,
@@ -201,6 +253,7 @@ impl Report {
                     "last_success": s.and_then(|s| s.last_success).map(rfc3339),
                     "consecutive_failures": s.map_or(0, |s| s.consecutive_failures),
                     "next_run": r.next.map(rfc3339),
+                    "next_run_source": r.next.map(|_| r.next_source.as_str()),
                     "due": r.next.is_some_and(|n| n <= now),
                     "failing": r.failing,
                     "late": r.late,
@@ -440,7 +493,7 @@ impl Endpoint {
             TimeSpan::parse(DEFAULT_SPOOL_AGE).unwrap_or_else(|_| TimeSpan::from_secs(30 * 60));
         // The state file and the spool are read from disk: off the runtime.
         let report = tokio::task::spawn_blocking(move || {
-            Report::new(&registry, &config, Utc::now(), &threshold)
+            Report::new(&registry, &config, Utc::now(), &threshold, &no_timers)
         })
         .await;
         let report = match report {

@@ -164,6 +164,59 @@ pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<
     replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
 }
 
+/// The daemon's schedule, in the state directory while it runs.
+pub const SCHEDULE_FILE: &str = "schedule.json";
+
+/// When the daemon runs each collector next: written by the daemon each
+/// time a due time changes, removed when it stops; `status` trusts it only
+/// while process `pid` lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub pid: u32,
+    pub due: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Writes `schedule` to the state directory `dir` (atomically).
+pub fn write_schedule(dir: &Path, schedule: &Schedule) -> Result<(), StateError> {
+    let path = dir.join(SCHEDULE_FILE);
+    let err = |message: String| StateError {
+        path: path.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create the directory: {e}")))?;
+    let mut bytes = serde_json::to_vec_pretty(schedule).map_err(|e| err(e.to_string()))?;
+    bytes.push(b'\n');
+    let tmp = dir.join(format!(".{SCHEDULE_FILE}.{}.tmp", std::process::id()));
+    replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
+}
+
+/// Removes the schedule of the daemon `pid` (not another's).
+pub fn remove_schedule(dir: &Path, pid: u32) {
+    if read_schedule(dir).is_some_and(|s| s.pid == pid) {
+        let _ = std::fs::remove_file(dir.join(SCHEDULE_FILE));
+    }
+}
+
+/// The schedule of a daemon that is running, if there is one.
+pub fn read_schedule(dir: &Path) -> Option<Schedule> {
+    let bytes = std::fs::read(dir.join(SCHEDULE_FILE)).ok()?;
+    let s: Schedule = serde_json::from_slice(&bytes).ok()?;
+    alive(s.pid).then_some(s)
+}
+
+/// Whether process `pid` exists (a daemon of another user counts).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// [`record`] for the callers that only log a failure: the points matter
 /// more than the summary.
 pub fn record_or_warn(config: &Config, outcomes: &[Outcome]) {

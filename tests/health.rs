@@ -68,11 +68,7 @@ fn config(
 type Answer = (u16, Vec<(String, String)>, String);
 
 /// One HTTP/1.1 exchange.
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-) -> std::io::Result<Answer> {
+fn request(addr: &str, method: &str, path: &str) -> std::io::Result<Answer> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(

@@ -119,6 +119,11 @@ fn healthy_run_all_then_status_is_ok_and_late_when_judged_days_later() {
         assert_eq!(e["late"], false);
         assert_eq!(e["due"], false);
         assert!(e["next_run"].is_string() && e["interval_seconds"].is_u64());
+        // Timer-style runs, and no systemd to ask here (nor in CI's
+        // container): one interval after the last run.
+        if !std::path::Path::new("/run/systemd/system").exists() {
+            assert_eq!(e["next_run_source"], "estimate", "{e:#}");
+        }
     }
     assert_eq!(doc["spool"]["points"], 0);
     let requests: u64 = doc["collectors"]
@@ -441,7 +446,12 @@ fn the_daemon_records_every_run_and_status_names_the_broken_upstream() {
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .map_or(0, |v| v["collectors"].as_object().map_or(0, |m| m.len()));
-        if n == registry().len() || std::time::Instant::now() > deadline {
+        // ... and for the daemon's schedule of their next runs.
+        let scheduled = std::fs::read(dir.path().join("schedule.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |v| v["due"].as_object().map_or(0, |m| m.len()));
+        if (n == registry().len() && scheduled == n) || std::time::Instant::now() > deadline {
             break n;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -453,6 +463,27 @@ fn the_daemon_records_every_run_and_status_names_the_broken_upstream() {
         .status();
     let _ = child.wait();
     assert_eq!(recorded, registry().len(), "the daemon recorded every run");
+    // The next runs are the daemon's due times: one interval after each run
+    // ended (no random delay here).
+    let now = chrono::Utc::now();
+    for c in registry() {
+        let e = collector(&doc, c.name());
+        assert_eq!(e["next_run_source"], "daemon", "{e:#}");
+        let next: chrono::DateTime<chrono::Utc> = e["next_run"].as_str().unwrap().parse().unwrap();
+        let ended: chrono::DateTime<chrono::Utc> =
+            e["last_run"]["ended"].as_str().unwrap().parse().unwrap();
+        let interval = chrono::Duration::seconds(e["interval_seconds"].as_i64().unwrap());
+        assert!(
+            (next - (ended + interval)).num_seconds().abs() <= 2 && next > now,
+            "{}: next {next}, ended {ended}",
+            c.name()
+        );
+    }
+    assert!(text(&out).contains("(daemon)"), "{}", text(&out));
+    // Stopped, the daemon takes its schedule with it: estimates again.
+    assert!(!dir.path().join("schedule.json").exists());
+    let (_, after) = json(&config, &[]);
+    assert_eq!(collector(&after, "britney")["next_run_source"], "estimate");
     let screen = text(&out);
     println!("{screen}");
     assert_eq!(out.status.code(), Some(1), "{screen}");

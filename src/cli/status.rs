@@ -10,14 +10,15 @@
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, StatusArgs, StatusFormat};
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::health::{Report, rfc3339, span};
+use crate::health::{NextSource, Report, rfc3339, span};
 use crate::state;
 use chrono::Utc;
 use std::io::IsTerminal;
 
 pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &StatusArgs) -> i32 {
     let now = args.now.unwrap_or_else(Utc::now);
-    let report = match Report::new(registry, config, now, &args.spool_age) {
+    let timers = crate::schedule::systemd::next_elapses;
+    let report = match Report::new(registry, config, now, &args.spool_age, &timers) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
@@ -127,7 +128,18 @@ fn render_text(report: &Report, colour: bool) -> String {
                 Tone::Bad,
             ),
             Some(n) if n <= now => ("due".to_owned(), Tone::Warn),
-            Some(n) => (format!("in {}", span(n - now)), Tone::Plain),
+            Some(n) if r.next_source == NextSource::Estimate => (
+                format!(
+                    "in {} ({} after the last run)",
+                    span(n - now),
+                    span(r.interval)
+                ),
+                Tone::Plain,
+            ),
+            Some(n) => (
+                format!("in {} ({})", span(n - now), r.next_source.as_str()),
+                Tone::Plain,
+            ),
             None => ("-".to_owned(), Tone::Plain),
         };
         body.push([

@@ -228,6 +228,8 @@ pub async fn run_with(
     let appended = Arc::new(tokio::sync::Notify::new());
     let wakeups = Arc::new(WakeUps::default());
     let board = Arc::new(Board::default());
+    let state_dir = crate::state::dir(&state_rx.borrow().config);
+    board.persist_to(state_dir.clone());
     let endpoint = listener.map(|l| {
         let rx = state_rx.clone();
         let ep = Arc::new(crate::health::Endpoint {
@@ -374,6 +376,7 @@ pub async fn run_with(
             "daemon stopped; points InfluxDB did not take yet are kept in the spool (the next start or `ubuntu-metrics spool flush` writes them)"
         ),
     }
+    crate::state::remove_schedule(&state_dir, std::process::id());
     Ok(())
 }
 

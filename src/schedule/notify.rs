@@ -140,6 +140,9 @@ pub struct Board {
     pub spooled: AtomicUsize,
     /// Woken when something in the summary changed.
     pub changed: tokio::sync::Notify,
+    /// The state directory the due times are written to
+    /// ([`crate::state::SCHEDULE_FILE`], for `status`), once set.
+    schedule_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Board {
@@ -147,15 +150,51 @@ impl Board {
         f(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// From now on, every change of a due time is written to the schedule
+    /// file in the state directory `dir`.
+    pub fn persist_to(&self, dir: std::path::PathBuf) {
+        *self.schedule_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir);
+        self.write_schedule();
+    }
+
+    /// The due times as wall-clock times, to the schedule file.
+    fn write_schedule(&self) {
+        let dir = self.schedule_dir.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dir) = dir.as_ref() else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), chrono::Utc::now());
+        let due = self.with(|m| {
+            m.iter()
+                .filter_map(|(name, e)| {
+                    let left = e.next?.saturating_duration_since(now);
+                    Some((
+                        (*name).to_owned(),
+                        wall + chrono::Duration::from_std(left).ok()?,
+                    ))
+                })
+                .collect()
+        });
+        let schedule = crate::state::Schedule {
+            pid: std::process::id(),
+            due,
+        };
+        if let Err(e) = crate::state::write_schedule(dir, &schedule) {
+            tracing::debug!("{e}");
+        }
+    }
+
     /// `name`'s next run is due at `at`.
     pub fn due(&self, name: &'static str, at: Instant) {
         self.with(|m| m.entry(name).or_default().next = Some(at));
+        self.write_schedule();
         self.changed.notify_one();
     }
 
     /// `name` is running.
     pub fn running(&self, name: &'static str) {
         self.with(|m| m.entry(name).or_default().next = None);
+        self.write_schedule();
         self.changed.notify_one();
     }
 
@@ -168,6 +207,7 @@ impl Board {
     /// `name` is no longer scheduled.
     pub fn remove(&self, name: &'static str) {
         self.with(|m| m.remove(name));
+        self.write_schedule();
         self.changed.notify_one();
     }
 

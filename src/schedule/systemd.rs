@@ -12,6 +12,7 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SERVICE_TEMPLATE: &str = "ubuntu-metrics@.service";
@@ -389,4 +390,85 @@ pub fn activate(timers: &[String]) -> Result<(), String> {
     let mut args = vec!["enable", "--now"];
     args.extend(timers.iter().map(String::as_str));
     run(&args)
+}
+
+/// When systemd runs each collector's timer next (`NextElapseUSecRealtime`
+/// of `ubuntu-metrics-NAME.timer`, asked with one `systemctl show`). Empty
+/// when systemd cannot be asked (no `systemctl`, a machine or container not
+/// booted with systemd), and without the timers that are not loaded: then
+/// `status` estimates from the last run.
+pub fn next_elapses(collectors: &[&str]) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+    if collectors.is_empty() {
+        return BTreeMap::new();
+    }
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--timestamp=unix",
+            "--property=Id,NextElapseUSecRealtime",
+        ])
+        .args(collectors.iter().map(|c| timer_name(c)))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_next_elapses(&String::from_utf8_lossy(&o.stdout)),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The collectors' next elapses in `systemctl show --timestamp=unix`'s
+/// output: blocks of `Id=ubuntu-metrics-NAME.timer` and
+/// `NextElapseUSecRealtime=@SECONDS` (empty when not scheduled).
+pub fn parse_next_elapses(text: &str) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+    let mut out = BTreeMap::new();
+    for block in text.split("\n\n") {
+        let mut id = None;
+        let mut next = None;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("Id=") {
+                id = v
+                    .strip_prefix("ubuntu-metrics-")
+                    .and_then(|v| v.strip_suffix(".timer"));
+            } else if let Some(v) = line.strip_prefix("NextElapseUSecRealtime=@") {
+                next = v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+            }
+        }
+        if let (Some(id), Some(next)) = (id, next) {
+            out.insert(id.to_owned(), next);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod next_elapse_tests {
+    use super::*;
+
+    #[test]
+    fn systemctl_show_output_gives_each_loaded_timer_its_next_run() {
+        // As `systemctl show --timestamp=unix --property=Id,NextElapseUSecRealtime`
+        // (systemd 255, Ubuntu 24.04) prints it for three timers: one
+        // waiting, one not loaded (no next elapse), one waiting.
+        let text = "NextElapseUSecRealtime=@1764567000\nId=ubuntu-metrics-britney.timer\n\nNextElapseUSecRealtime=\nId=ubuntu-metrics-cnf.timer\n\nId=ubuntu-metrics-images.timer\nNextElapseUSecRealtime=@1764570600\n";
+        let got = parse_next_elapses(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got["britney"].to_rfc3339(), "2025-12-01T05:30:00+00:00");
+        assert_eq!(got["images"].to_rfc3339(), "2025-12-01T06:30:00+00:00");
+        assert!(parse_next_elapses("").is_empty());
+    }
+
+    #[test]
+    fn without_systemd_nothing_is_known() {
+        // This machine (and CI's container) is not booted with systemd:
+        // systemctl fails and status falls back to its estimate.
+        if std::path::Path::new("/run/systemd/system").exists() {
+            return;
+        }
+        assert!(next_elapses(&["britney"]).is_empty());
+    }
 }
