@@ -380,17 +380,12 @@ fn a_failing_collector_makes_health_503_and_shows_in_metrics_without_secrets() {
 fn a_bad_listen_is_refused_at_load_and_a_taken_one_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    for bad in [
-        "localhost",
-        "127.0.0.1",
-        "127.0.0.1:99999",
-        ":9273",
-        "example.org:80",
-    ] {
+    // The daemon with `listen`: its exit status and standard error.
+    let daemon = |listen: &str| {
         std::fs::write(
             &config,
             format!(
-                "[spool]\ndir = \"{}/spool\"\n[daemon]\nlisten = \"{bad}\"\n",
+                "[spool]\ndir = \"{}/spool\"\n[daemon]\nlisten = \"{listen}\"\n",
                 dir.path().display()
             ),
         )
@@ -401,8 +396,20 @@ fn a_bad_listen_is_refused_at_load_and_a_taken_one_at_start() {
             .arg("daemon")
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for bad in [
+        "localhost",
+        "127.0.0.1",
+        "127.0.0.1:99999",
+        ":9273",
+        "example.org:80",
+    ] {
+        let (code, err) = daemon(bad);
+        assert_eq!(code, Some(2), "{bad}: {err}");
         assert!(
             err.contains("daemon.listen")
                 && err.contains(&*config.to_string_lossy())
@@ -413,21 +420,7 @@ fn a_bad_listen_is_refused_at_load_and_a_taken_one_at_start() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    std::fs::write(
-        &config,
-        format!(
-            "[spool]\ndir = \"{}/spool\"\n[daemon]\nlisten = \"{addr}\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("daemon")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = daemon(&addr);
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
