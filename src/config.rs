@@ -456,6 +456,14 @@ impl Config {
         zero("http.timeout", &self.http.timeout)?;
         zero("http.connect_timeout", &self.http.connect_timeout)?;
         zero("daemon.run_timeout", &self.daemon.run_timeout)?;
+        let batch = self.influxdb.batch_size;
+        if !(1..=crate::sinks::influxdb::MAX_BATCH_SIZE).contains(&batch) {
+            return Err(ConfigError(format!(
+                "{}: influxdb.batch_size = {batch}: write 1 to {} lines per request",
+                self.origin_of("influxdb.batch_size"),
+                crate::sinks::influxdb::MAX_BATCH_SIZE
+            )));
+        }
         if let Some(listen) = &self.daemon.listen {
             listen.parse::<std::net::SocketAddr>().map_err(|e| {
                 ConfigError(format!(

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 const BAD: &[(&str, &str)] = &[
     ("[influxdb]\ndatabase = \"\"\n", "influxdb.database"),
     ("[influxdb]\ntimeout = \"0\"\n", "influxdb.timeout"),
+    ("[influxdb]\nbatch_size = 0\n", "influxdb.batch_size"),
+    ("[influxdb]\nbatch_size = 1000000\n", "influxdb.batch_size"),
     (
         "[collectors.sponsoring]\ninterval = \"0\"\n",
         "collectors.sponsoring.interval",

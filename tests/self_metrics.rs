@@ -198,3 +198,27 @@ fn runs_report_requests_per_host_each_write_and_the_spool() {
     );
     assert_types_declared(&db);
 }
+
+/// `influxdb.batch_size` bounds every write request (the 413 message tells
+/// the operator to lower it): versions' 7 points go in requests of 3.
+#[test]
+fn batch_size_bounds_every_write_request() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]["batch_size"] = toml::Value::Integer(3);
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+
+    assert_eq!(run(&config, &["versions"]), 0);
+    let versions = db.rows("versions_script_stats").len();
+    assert_eq!(versions, 7);
+    let sizes: Vec<i64> = rows(&db, WRITE_MEASUREMENT)
+        .iter()
+        .map(|w| int(w, "points"))
+        .collect();
+    // versions' record: 3 + 3 + 1; the self-metrics record: its run and
+    // requests points.
+    assert_eq!(sizes, [3, 3, 1, 2], "{sizes:?}");
+}

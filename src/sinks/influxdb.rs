@@ -24,6 +24,9 @@ use std::time::Duration;
 
 /// The most lines sent in one request (InfluxDB's own recommendation).
 pub const MAX_BATCH_LINES: usize = 5_000;
+/// The largest `influxdb.batch_size` accepted (a spool record holds at
+/// most [`MAX_BATCH_LINES`] lines; a larger batch joins records).
+pub const MAX_BATCH_SIZE: usize = 100_000;
 
 /// `[influxdb]`: where and how points are written.
 #[derive(Clone, Deserialize, Serialize)]
@@ -37,6 +40,8 @@ pub struct InfluxConfig {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     pub timeout: TimeSpan,
+    /// Lines per write request (InfluxDB's 413 asks for fewer).
+    pub batch_size: usize,
 }
 
 /// Debug output never shows the password (nor one inside the URL).
@@ -51,6 +56,7 @@ impl std::fmt::Debug for InfluxConfig {
             .field("ca_file", &self.ca_file)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("timeout", &self.timeout)
+            .field("batch_size", &self.batch_size)
             .finish()
     }
 }
@@ -66,6 +72,7 @@ impl Default for InfluxConfig {
             ca_file: None,
             insecure_skip_verify: false,
             timeout: TimeSpan::from_secs(10),
+            batch_size: MAX_BATCH_LINES,
         }
     }
 }
@@ -87,7 +94,7 @@ pub enum WriteError {
     )]
     DatabaseNotFound { database: String, message: String },
     #[error(
-        "InfluxDB refused the request body as too large (HTTP 413: {message}); lower the batch size"
+        "InfluxDB refused the request body as too large (HTTP 413: {message}); lower influxdb.batch_size (default 5000 lines) or raise InfluxDB's max-body-size"
     )]
     TooLarge { message: String },
     #[error("InfluxDB answered HTTP {status}: {message}")]
@@ -348,6 +355,7 @@ pub struct InfluxWriter {
     username: Option<String>,
     password: Option<String>,
     timeout: Duration,
+    batch_size: usize,
     log: std::sync::Mutex<WriteLog>,
 }
 
@@ -399,6 +407,7 @@ impl InfluxWriter {
             username: cfg.username.clone().or(url_user),
             password: password.or(url_pass),
             timeout,
+            batch_size: cfg.batch_size.clamp(1, MAX_BATCH_SIZE),
             log: Default::default(),
         })
     }
@@ -412,7 +421,7 @@ impl InfluxWriter {
         self
     }
 
-    /// Writes `lines` as batches of at most [`MAX_BATCH_LINES`], each with
+    /// Writes `lines` as batches of at most `influxdb.batch_size` lines, each with
     /// retries. A batch refused with 400 (a bad line, a field type
     /// conflict) or 413 is split in halves, so that only the refused lines
     /// end up in `refused` (lines resent after a partial write are
@@ -422,8 +431,8 @@ impl InfluxWriter {
     pub async fn send(&self, lines: &[String]) -> SendReport {
         let mut report = SendReport::default();
         let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = (0..lines.len())
-            .step_by(MAX_BATCH_LINES)
-            .map(|s| s..(s + MAX_BATCH_LINES).min(lines.len()))
+            .step_by(self.batch_size)
+            .map(|s| s..(s + self.batch_size).min(lines.len()))
             .collect();
         let mut splits = 0;
         while let Some(r) = queue.pop_front() {
@@ -535,11 +544,11 @@ impl InfluxWriter {
     }
 
     /// Writes encoded points (one line each), in batches of at most
-    /// [`MAX_BATCH_LINES`]. Stops at the first failing batch and returns how
+    /// `influxdb.batch_size`. Stops at the first failing batch and returns how
     /// many lines were accepted before it.
     pub async fn write_lines(&self, lines: &[String]) -> Result<usize, (usize, WriteError)> {
         let mut written = 0;
-        for chunk in lines.chunks(MAX_BATCH_LINES) {
+        for chunk in lines.chunks(self.batch_size) {
             self.write_batch(&join_batch(chunk))
                 .await
                 .map_err(|e| (written, e))?;
