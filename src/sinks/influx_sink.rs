@@ -398,8 +398,8 @@ pub fn spool_point(
 /// in a write of their own, directly (never into the spool, where
 /// `spool status` would count them). When that write fails, the writes'
 /// records go back to the writer, for the next call (a daemon's) or for
-/// nobody (a process about to end). `now` is the time of the spool's
-/// point (the run's clock).
+/// nobody (a process about to end). `now` is the run's clock: the time of
+/// the spool's point; the writes' wall-clock times are shifted to it.
 pub async fn write_self_metrics(
     writer: &InfluxWriter,
     spool: Option<&Spool>,
@@ -407,7 +407,17 @@ pub async fn write_self_metrics(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), WriteError> {
     let (stats, dropped) = writer.take_write_log();
-    let mut points: Vec<crate::point::Point> = stats.iter().map(|s| s.point()).collect();
+    // The writes happened on the wall clock; a run on another clock
+    // (`run --now`) shifts them with the rest of its points.
+    let shift = now - chrono::Utc::now();
+    let mut points: Vec<crate::point::Point> = stats
+        .iter()
+        .map(|s| {
+            let mut p = s.point();
+            p.timestamp = Some(s.time + shift);
+            p
+        })
+        .collect();
     match spool.map(Spool::status) {
         Some(Ok(after)) => {
             points.push(spool_point(backlog.unwrap_or(&after), &after, now, dropped));
