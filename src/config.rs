@@ -2,7 +2,7 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
-pub use crate::sinks::influxdb::InfluxConfig;
+pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 use crate::sources::http::REDACTED;
 pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
 use crate::timespan::TimeSpan;
@@ -19,7 +19,8 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/ubuntu-metrics/spool";
 pub const STATE_DIR_ENV: &str = "UBUNTU_METRICS_STATE_DIR";
 /// Set by systemd for a service with `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
-/// The name of the systemd credential holding the InfluxDB password.
+/// The name of the systemd credential holding the InfluxDB password (v1)
+/// or API token (v2).
 pub const PASSWORD_CREDENTIAL: &str = "influxdb-password";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -399,6 +400,10 @@ impl Config {
             self.influxdb.password = Some(p);
             self.influxdb.password_file = None;
         }
+        if let Some(t) = get("INFLUXDB_TOKEN") {
+            self.influxdb.token = Some(t);
+            self.influxdb.token_file = None;
+        }
         if let Some(d) = get("INFLUXDB_DATABASE") {
             self.influxdb.database = d;
             self.from_env
@@ -535,6 +540,38 @@ impl Config {
                 "{origin}: influxdb.password and influxdb.password_file are both set; keep one"
             )));
         }
+        if self.influxdb.token.is_some() && self.influxdb.token_file.is_some() {
+            return Err(ConfigError(format!(
+                "{origin}: influxdb.token and influxdb.token_file are both set; keep one"
+            )));
+        }
+        match self.influxdb.api {
+            WriteApi::V2 => {
+                for (key, value) in [
+                    ("influxdb.org", &self.influxdb.org),
+                    ("influxdb.bucket", &self.influxdb.bucket),
+                ] {
+                    if value.is_empty() {
+                        return Err(ConfigError(format!(
+                            "{}: {key} is empty: api = \"v2\" writes to a bucket of an organisation",
+                            self.origin_of(key)
+                        )));
+                    }
+                }
+                if self.influxdb.username.is_some() || self.influxdb.password.is_some() {
+                    return Err(ConfigError(format!(
+                        "{origin}: influxdb.username / influxdb.password are not used with api = \"v2\": the token authenticates (influxdb.token_file or INFLUXDB_TOKEN)"
+                    )));
+                }
+            }
+            WriteApi::V1 => {
+                if self.influxdb.token.is_some() || self.influxdb.token_file.is_some() {
+                    return Err(ConfigError(format!(
+                        "{origin}: influxdb.token is for api = \"v2\"; with v1 give username and password"
+                    )));
+                }
+            }
+        }
         self.spool
             .max_bytes()
             .map_err(|e| ConfigError(format!("{origin}: spool.max_size: {e}")))?;
@@ -575,27 +612,32 @@ impl Config {
         if let Some(p) = &self.influxdb.password {
             return Ok(Some(p.clone()));
         }
-        let read = |f: &Path, what: &str| {
-            std::fs::read_to_string(f)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| ConfigError(format!("{what} {}: {e}", f.display())))
-        };
         if let Some(f) = &self.influxdb.password_file {
-            return read(f, "influxdb.password_file").map(Some);
+            return read_secret(f, "influxdb.password_file").map(Some);
         }
         if url::Url::parse(&self.influxdb.url).is_ok_and(|u| u.password().is_some()) {
             return Ok(None);
         }
-        let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY_ENV).filter(|d| !d.is_empty())
-        else {
-            return Ok(None);
-        };
-        let f = Path::new(&dir).join(PASSWORD_CREDENTIAL);
-        if !f.exists() {
-            return Ok(None);
+        systemd_credential()
+    }
+
+    /// The v2 API token, from `token`, `token_file` or `INFLUXDB_TOKEN`.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(t) = &self.influxdb.token {
+            return Ok(Some(t.clone()));
         }
-        // The packaged, empty credential file means "no password".
-        read(&f, "the systemd credential").map(|p| Some(p).filter(|p| !p.is_empty()))
+        match &self.influxdb.token_file {
+            Some(f) => read_secret(f, "influxdb.token_file").map(Some),
+            None => systemd_credential(),
+        }
+    }
+
+    /// The secret the writer sends: the v2 token or the v1 password.
+    pub fn write_secret(&self) -> Result<Option<String>, ConfigError> {
+        match self.influxdb.api {
+            WriteApi::V1 => self.password(),
+            WriteApi::V2 => self.token(),
+        }
     }
 
     /// The collector's settings (defaults when it has no section).
@@ -624,6 +666,9 @@ impl Config {
         if c.influxdb.password.is_some() {
             c.influxdb.password = Some(REDACTED.into());
         }
+        if c.influxdb.token.is_some() {
+            c.influxdb.token = Some(REDACTED.into());
+        }
         c.influxdb.url = redact_url(&c.influxdb.url);
         for url in c.sources.urls.values_mut() {
             *url = redact_url(url);
@@ -631,6 +676,27 @@ impl Config {
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
+}
+
+/// A password or token file's content, without its final newline.
+fn read_secret(f: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(f)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|e| ConfigError(format!("{what} {}: {e}", f.display())))
+}
+
+/// The InfluxDB secret (v1 password or v2 token) systemd hands the service
+/// (`LoadCredential=`), when it runs under systemd with one.
+fn systemd_credential() -> Result<Option<String>, ConfigError> {
+    let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY_ENV).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let f = Path::new(&dir).join(PASSWORD_CREDENTIAL);
+    if !f.exists() {
+        return Ok(None);
+    }
+    // The packaged, empty credential file means "no password".
+    read_secret(&f, "the systemd credential").map(|p| Some(p).filter(|p| !p.is_empty()))
 }
 
 /// Every source the collectors declare, each key once (the first
@@ -657,19 +723,25 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
         |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
     let in_url = url::Url::parse(&c.influxdb.url).is_ok_and(|u| u.password().is_some());
     let mut warnings = Vec::new();
-    if (c.influxdb.password.is_some() || in_url) && others_read(path) {
+    if (c.influxdb.password.is_some() || c.influxdb.token.is_some() || in_url) && others_read(path)
+    {
         warnings.push(format!(
-            "configuration file {} holds a password and is readable by every user: chmod o-r it, or move the password to a password_file of mode 0600",
+            "configuration file {} holds a password or token and is readable by every user: chmod o-r it, or move it to a password_file / token_file of mode 0600",
             path.display()
         ));
     }
-    if let Some(pf) = &c.influxdb.password_file
-        && others_read(pf)
-    {
-        warnings.push(format!(
-            "influxdb.password_file {} is readable by every user: chmod 0600 it",
-            pf.display()
-        ));
+    for (key, file) in [
+        ("password_file", &c.influxdb.password_file),
+        ("token_file", &c.influxdb.token_file),
+    ] {
+        if let Some(f) = file
+            && others_read(f)
+        {
+            warnings.push(format!(
+                "influxdb.{key} {} is readable by every user: chmod 0600 it",
+                f.display()
+            ));
+        }
     }
     for w in warnings {
         tracing::warn!("{w}");
@@ -680,8 +752,10 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
 /// of a `password` key and every password of a URL in `text` replaced.
 pub fn redact_secrets(message: &str, text: &str) -> String {
     static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"password["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#)
-            .expect("valid regex")
+        regex::Regex::new(
+            r#"(?:password|token)["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#,
+        )
+        .expect("valid regex")
     });
     static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"://[^/@\s:]*:([^/@\s]+)@").expect("valid regex")

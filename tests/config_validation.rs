@@ -15,6 +15,9 @@ const BAD: &[(&str, &str)] = &[
     ("[influxdb]\ndatabase = \"\"\n", "influxdb.database"),
     ("[influxdb]\ntimeout = \"0\"\n", "influxdb.timeout"),
     ("[influxdb]\nbatch_size = 0\n", "influxdb.batch_size"),
+    ("[influxdb]\napi = \"v2\"\norg = \"o\"\n", "influxdb.bucket"),
+    ("[influxdb]\napi = \"v3\"\n", "api"),
+    ("[influxdb]\ntoken = \"t\"\n", "influxdb.token"),
     ("[influxdb]\nbatch_size = 1000000\n", "influxdb.batch_size"),
     (
         "[collectors.sponsoring]\ninterval = \"0\"\n",

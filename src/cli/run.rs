@@ -57,7 +57,7 @@ pub(super) async fn main(
     let writer = if args.dry_run {
         None
     } else {
-        let password = match config.password() {
+        let password = match config.write_secret() {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("ubuntu-metrics: configuration error: {e}");

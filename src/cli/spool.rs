@@ -40,7 +40,7 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             }
         },
         SpoolCommand::Flush => {
-            let password = match config.password() {
+            let password = match config.write_secret() {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("ubuntu-metrics: configuration error: {e}");

@@ -66,7 +66,7 @@ pub struct State {
 
 impl State {
     pub fn new(config: Config) -> Result<State, String> {
-        let password = config.password().map_err(|e| e.to_string())?;
+        let password = config.write_secret().map_err(|e| e.to_string())?;
         let writer = InfluxWriter::new(&config.influxdb, password)?;
         let http = Http::from_config(&config.http)?;
         // The daemon promises that nothing is lost: without a usable spool

@@ -265,7 +265,7 @@ pub fn credentials_env(config: &Config) -> Option<String> {
 
 /// The password to hand to the service: the configuration's, or the URL's.
 fn password_to_install(config: &Config) -> Result<Option<String>, String> {
-    if let Some(p) = config.password().map_err(|e| e.to_string())? {
+    if let Some(p) = config.write_secret().map_err(|e| e.to_string())? {
         return Ok(Some(p));
     }
     Ok(url::Url::parse(&config.influxdb.url)
@@ -339,6 +339,8 @@ pub fn install(
         let mut c = config.clone();
         c.influxdb.password = None;
         c.influxdb.password_file = None;
+        c.influxdb.token = None;
+        c.influxdb.token_file = None;
         c.influxdb.username = None;
         c.influxdb.url = without_userinfo(&c.influxdb.url);
         let text = format!(

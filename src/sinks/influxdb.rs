@@ -42,6 +42,29 @@ pub struct InfluxConfig {
     pub timeout: TimeSpan,
     /// Lines per write request (InfluxDB's 413 asks for fewer).
     pub batch_size: usize,
+    /// The write API: `v1` (`/write?db=`, basic authentication) or `v2`
+    /// (`/api/v2/write?org=&bucket=`, `Authorization: Token`), which
+    /// InfluxDB 2 and 3 and VictoriaMetrics take.
+    pub api: WriteApi,
+    /// v2: the organisation and the bucket written to.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub org: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bucket: String,
+    /// v2: the API token, or a file holding it (or `INFLUXDB_TOKEN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Which write API an output speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteApi {
+    #[default]
+    V1,
+    V2,
 }
 
 /// Debug output never shows the password (nor one inside the URL).
@@ -57,6 +80,11 @@ impl std::fmt::Debug for InfluxConfig {
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("timeout", &self.timeout)
             .field("batch_size", &self.batch_size)
+            .field("api", &self.api)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -73,6 +101,11 @@ impl Default for InfluxConfig {
             insecure_skip_verify: false,
             timeout: TimeSpan::from_secs(10),
             batch_size: MAX_BATCH_LINES,
+            api: WriteApi::V1,
+            org: String::new(),
+            bucket: String::new(),
+            token: None,
+            token_file: None,
         }
     }
 }
@@ -354,6 +387,8 @@ pub struct InfluxWriter {
     database: String,
     username: Option<String>,
     password: Option<String>,
+    /// v2: the token (`Authorization: Token`).
+    token: Option<String>,
     timeout: Duration,
     batch_size: usize,
     log: std::sync::Mutex<WriteLog>,
@@ -371,12 +406,25 @@ impl InfluxWriter {
         let display_url = base.to_string();
         let mut write_url = base.clone();
         let prefix = base.path().trim_end_matches('/');
-        write_url.set_path(&format!("{prefix}/write"));
-        write_url
-            .query_pairs_mut()
-            .clear()
-            .append_pair("db", &cfg.database)
-            .append_pair("precision", "ns");
+        match cfg.api {
+            WriteApi::V1 => {
+                write_url.set_path(&format!("{prefix}/write"));
+                write_url
+                    .query_pairs_mut()
+                    .clear()
+                    .append_pair("db", &cfg.database)
+                    .append_pair("precision", "ns");
+            }
+            WriteApi::V2 => {
+                write_url.set_path(&format!("{prefix}/api/v2/write"));
+                write_url
+                    .query_pairs_mut()
+                    .clear()
+                    .append_pair("org", &cfg.org)
+                    .append_pair("bucket", &cfg.bucket)
+                    .append_pair("precision", "ns");
+            }
+        }
 
         let timeout = cfg.timeout.as_duration();
         let mut builder = crate::tls::client_builder()
@@ -403,9 +451,22 @@ impl InfluxWriter {
             retry: RetryPolicy::default(),
             write_url,
             display_url,
-            database: cfg.database.clone(),
-            username: cfg.username.clone().or(url_user),
-            password: password.or(url_pass),
+            database: match cfg.api {
+                WriteApi::V1 => cfg.database.clone(),
+                WriteApi::V2 => cfg.bucket.clone(),
+            },
+            username: match cfg.api {
+                WriteApi::V1 => cfg.username.clone().or(url_user),
+                WriteApi::V2 => None,
+            },
+            token: match cfg.api {
+                WriteApi::V1 => None,
+                WriteApi::V2 => password.clone(),
+            },
+            password: match cfg.api {
+                WriteApi::V1 => password.or(url_pass),
+                WriteApi::V2 => None,
+            },
             timeout,
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH_SIZE),
             log: Default::default(),
@@ -577,6 +638,12 @@ impl InfluxWriter {
         if let Some(user) = &self.username {
             req = req.basic_auth(user, self.password.as_deref());
         }
+        if let Some(token) = &self.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Token {token}"))
+                .map_err(|_| WriteError::Other("the token is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
         let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status().as_u16();
         // InfluxDB answers every request with its version in a header; a
@@ -621,7 +688,8 @@ impl InfluxWriter {
         Err(match status {
             400 => WriteError::BadRequest { message },
             401 | 403 => WriteError::Auth { status, message },
-            404 => WriteError::DatabaseNotFound {
+            // (v2: the bucket or organisation; the server's message names it.)
+            404 if self.token.is_none() => WriteError::DatabaseNotFound {
                 database: self.database.clone(),
                 message,
             },
@@ -666,15 +734,21 @@ impl InfluxWriter {
 
 /// The message of InfluxDB's JSON error body `{"error":"..."}`.
 fn influxdb_error(body: &str) -> Option<String> {
+    /// 1.x: `{"error":"..."}`; 2.x and 3.x: `{"code":"invalid","message":"..."}`.
     #[derive(serde::Deserialize)]
-    struct E {
-        error: String,
+    #[serde(untagged)]
+    enum E {
+        V1 { error: String },
+        V2 { code: String, message: String },
     }
-    serde_json::from_str::<E>(body).ok().map(|e| e.error)
+    serde_json::from_str::<E>(body).ok().map(|e| match e {
+        E::V1 { error } => error,
+        E::V2 { code, message } => format!("{code}: {message}"),
+    })
 }
 
-/// InfluxDB's error bodies are `{"error":"..."}`; quote the message (or a
-/// summary of another body).
+/// InfluxDB's error bodies are `{"error":"..."}` (v2: `{"code", "message"}`);
+/// quote the message (or a summary of another body).
 fn server_message(body: &str) -> String {
     influxdb_error(body).unwrap_or_else(|| crate::sources::http::summarize_body(body))
 }

@@ -5,6 +5,7 @@
 
 pub mod influxd;
 pub mod rogue;
+pub mod victoria;
 
 use chrono::{DateTime, Utc};
 use fixture_server::FixtureServer;

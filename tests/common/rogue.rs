@@ -15,6 +15,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub body_len: usize,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 pub struct Rogue {
@@ -89,6 +91,7 @@ fn serve(
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
     let mut body_len = 0;
+    let mut authorization = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -98,10 +101,12 @@ fn serve(
         if h.is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            body_len = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                body_len = v.trim().parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("authorization") {
+                authorization = Some(v.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0; body_len];
@@ -113,6 +118,7 @@ fn serve(
         method,
         path,
         body_len,
+        authorization,
     };
     // One request per connection: every answer closes it.
     match answer(&req) {

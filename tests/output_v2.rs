@@ -1,0 +1,157 @@
+//! The InfluxDB v2 write API (`[influxdb] api = "v2"`: `/api/v2/write`
+//! with `org`, `bucket` and `Authorization: Token`), against a real second
+//! engine, VictoriaMetrics, and a loopback server that shows what was sent
+//! and answers as InfluxDB 2 does.
+
+mod common;
+
+use common::rogue::{Rogue, response};
+use common::victoria::Victoria;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const TOKEN: &str = "tok-SECRET-7788";
+
+/// The test configuration, writing with the v2 API to `url`; the token in
+/// a 0600 file.
+fn v2_config(dir: &Path, server: &fixture_server::FixtureServer, url: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let config = write_config(dir, server, url);
+    let token = dir.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let influx = c["influxdb"].as_table_mut().unwrap();
+    influx.insert("api".into(), "v2".into());
+    influx.insert("org".into(), "ubuntu".into());
+    influx.insert("bucket".into(), "metrics".into());
+    influx.insert("token_file".into(), token.display().to_string().into());
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    config
+}
+
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_v2_api_writes_every_point_into_victoria_metrics() {
+    let server = server();
+    let vm = Victoria::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = v2_config(dir.path(), &server, &vm.url());
+
+    let out = run(&config, &["-v", "run", "--now", NOW, "versions"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token in the log: {stderr}");
+
+    // VictoriaMetrics stores field F of measurement M as metric M_F.
+    let mut expected = Vec::new();
+    for line in expected_lines("versions/expected.out") {
+        let p = influxdb_line_protocol::parse_lines(&line)
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut labels: Vec<String> = p
+            .series
+            .tag_set
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        for (field, value) in &p.field_set {
+            let value = match value {
+                influxdb_line_protocol::FieldValue::I64(i) => *i as f64,
+                influxdb_line_protocol::FieldValue::F64(f) => *f,
+                other => panic!("versions writes numbers: {other:?}"),
+            };
+            expected.push((
+                format!("{}_{field}{{{}}}", p.series.measurement, labels.join(",")),
+                p.timestamp.unwrap() / 1_000_000,
+                value,
+            ));
+        }
+    }
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let stored: Vec<_> = vm
+        .export()
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("versions_script_stats"))
+        .collect();
+    assert_eq!(stored, expected);
+    // The self-metrics went the same way.
+    assert!(
+        vm.export()
+            .iter()
+            .any(|(name, _, _)| name.starts_with("ubuntu_metrics_run_points{collector=versions"))
+    );
+
+    let shown = run(&config, &["config", "show"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("api = \"v2\"") && !shown.contains(TOKEN),
+        "{shown}"
+    );
+}
+
+/// The lines of a fixture's `expected.out` (without comments).
+fn expected_lines(rel: &str) -> Vec<String> {
+    std::fs::read_to_string(fixtures().join(rel))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_token_is_sent_as_influxdb_2_wants_and_its_errors_are_quoted() {
+    let server = server();
+    // Each request's path and Authorization header.
+    type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    // InfluxDB 2's answer to a line it cannot parse.
+    let influx2 = Rogue::start(move |r| {
+        log.lock()
+            .unwrap()
+            .push((r.path.clone(), r.authorization.clone()));
+        Some(response(
+            "400 Bad Request",
+            &[
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("X-Influxdb-Version", "v2.7.11"),
+            ],
+            br#"{"code":"invalid","message":"unable to parse 'x y': missing fields"}"#,
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = v2_config(dir.path(), &server, &influx2.url());
+
+    let out = run(&config, &["run", "--now", NOW, "sponsoring"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for (path, auth) in &seen {
+        assert_eq!(
+            path, "/api/v2/write?org=ubuntu&bucket=metrics&precision=ns",
+            "{seen:?}"
+        );
+        assert_eq!(auth.as_deref(), Some(format!("Token {TOKEN}").as_str()));
+    }
+    // Refused for good, with InfluxDB 2's own words; never the token.
+    assert!(
+        stderr.contains("invalid: unable to parse 'x y': missing fields")
+            && stderr.contains("dead-letter"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}
