@@ -1,0 +1,3 @@
+//! Collectors declared in the configuration.
+pub mod jq;
+pub mod points;
