@@ -315,9 +315,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     if let Some(status) = clidoc::run_early(&cli.command) {
         return status;
     }
-    let registry = registry();
     let config_path = Config::locate(cli.config.as_deref());
-    let config = match Config::load(config_path.as_deref(), &registry) {
+    // The built-in collectors and those the configuration declares.
+    let (config, registry) = match crate::custom::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");

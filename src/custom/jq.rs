@@ -39,14 +39,14 @@ fn compile(code: &str) -> Result<Filter, String> {
                 jaq_core::load::Error::Io(v) => {
                     msgs.extend(v.into_iter().map(|(path, m)| format!("{path}: {m}")))
                 }
-                jaq_core::load::Error::Lex(v) => msgs.extend(
-                    v.into_iter()
-                        .map(|(expect, at)| format!("expected {} at {}", expect.as_str(), near(code, at))),
-                ),
-                jaq_core::load::Error::Parse(v) => msgs.extend(
-                    v.into_iter()
-                        .map(|(expect, at)| format!("expected {} at {}", expect.as_str(), near(code, at))),
-                ),
+                jaq_core::load::Error::Lex(v) => msgs.extend(v.into_iter().map(|(expect, at)| {
+                    format!("expected {} at {}", expect.as_str(), near(code, at))
+                })),
+                jaq_core::load::Error::Parse(v) => {
+                    msgs.extend(v.into_iter().map(|(expect, at)| {
+                        format!("expected {} at {}", expect.as_str(), near(code, at))
+                    }))
+                }
             }
         }
         format!("jq syntax error: {}", msgs.join("; "))
@@ -124,7 +124,10 @@ mod tests {
     fn runs_with_variables_and_keeps_number_types() {
         let jq = Jq::new("{a: .x, b: (.x + 0.5), c: 5.0, s: $source, n: $now}").unwrap();
         let out = jq
-            .run(&json!({"x": 5}), ["production", "http://h/", "2026-11-24T12:00:00Z"])
+            .run(
+                &json!({"x": 5}),
+                ["production", "http://h/", "2026-11-24T12:00:00Z"],
+            )
             .unwrap();
         assert_eq!(out.len(), 1);
         let o = &out[0];

@@ -24,12 +24,8 @@ use serde_json::Value;
 pub fn parse_output(text: &str) -> Result<Vec<Point>, String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            format!(
-                "line {}: not a JSON array of points: {e}",
-                e.line()
-            )
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("line {}: not a JSON array of points: {e}", e.line()))?;
         let Value::Array(items) = value else {
             unreachable!("starts with [");
         };
@@ -193,7 +189,9 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
         return Err(format!("{measurement}: no fields"));
     }
     point.timestamp = match (o.get("timestamp"), o.get("time")) {
-        (Some(Value::Number(n)), _) => Some(nanos(n).map_err(|e| format!("{measurement}: timestamp: {e}"))?),
+        (Some(Value::Number(n)), _) => {
+            Some(nanos(n).map_err(|e| format!("{measurement}: timestamp: {e}"))?)
+        }
         (Some(Value::Null) | None, Some(Value::Number(n))) => {
             Some(nanos(n).map_err(|e| format!("{measurement}: time: {e}"))?)
         }
@@ -262,7 +260,10 @@ mod tests {
         assert_eq!(p[0].fields["ratio"], FieldValue::Float(0.5));
         assert_eq!(p[0].fields["ok"], FieldValue::Boolean(true));
         assert_eq!(p[0].fields["s"], FieldValue::String("hi".into()));
-        assert_eq!(p[0].timestamp, Some(Utc.timestamp_nanos(1_764_000_000_000_000_000)));
+        assert_eq!(
+            p[0].timestamp,
+            Some(Utc.timestamp_nanos(1_764_000_000_000_000_000))
+        );
         assert_eq!(p[1].tags["n"], "3");
         assert_eq!(p[1].fields["count"], FieldValue::Integer(5));
         assert_eq!(p[1].fields["ratio"], FieldValue::Float(5.0));
@@ -286,7 +287,10 @@ mod tests {
         );
         assert!(parse_time("yesterday").is_err());
         let p = from_json(&serde_json::json!({"measurement": "m", "fields": {"x": 1}, "time": 1_764_000_000_000_000_000i64})).unwrap();
-        assert_eq!(p.timestamp, Some(Utc.timestamp_nanos(1_764_000_000_000_000_000)));
+        assert_eq!(
+            p.timestamp,
+            Some(Utc.timestamp_nanos(1_764_000_000_000_000_000))
+        );
         // The dry run's JSON: both, agreeing.
         let p = from_json(&serde_json::json!({"measurement": "m", "tags": {}, "fields": {"x": 1}, "time": "2026-11-24T12:00:00Z", "timestamp": want.timestamp_nanos_opt()})).unwrap();
         assert_eq!(p.timestamp, Some(want));
@@ -297,7 +301,10 @@ mod tests {
         let p = parse_output("[{\"measurement\": \"m\", \"fields\": {\"x\": 1}},\n {\"measurement\": \"m\", \"fields\": {\"x\": 2.5}}]\n").unwrap();
         assert_eq!(p.len(), 2);
         let e = parse_output("[{\"measurement\": \"m\", \"fields\": {}}]").unwrap_err();
-        assert!(e.contains("point 1 of the array") && e.contains("no fields"), "{e}");
+        assert!(
+            e.contains("point 1 of the array") && e.contains("no fields"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -308,7 +315,8 @@ mod tests {
         assert!(e.starts_with("line 2: not JSON"), "{e}");
         let e = parse_output("{\"measurement\": \"m\", \"fields\": {\"x\": [1]}}").unwrap_err();
         assert!(e.contains("line 1: m: field x"), "{e}");
-        let e = parse_output("{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"extra\": 1}").unwrap_err();
+        let e = parse_output("{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"extra\": 1}")
+            .unwrap_err();
         assert!(e.contains("unknown key \"extra\""), "{e}");
     }
 }
