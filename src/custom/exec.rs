@@ -208,6 +208,8 @@ impl Exec {
                 err.iter().cloned().collect::<Vec<_>>().join(" | ")
             }
         };
+        // Over the output limit, it was killed: that is the error.
+        let out = out.map_err(fail)?;
         let status = status.map_err(|e| fail(format!("waiting for it: {e}")))?;
         if !status.success() {
             use std::os::unix::process::ExitStatusExt;
@@ -218,7 +220,6 @@ impl Exec {
             };
             return Err(fail(format!("{how}: {}", stderr_tail())));
         }
-        let out = out.map_err(fail)?;
         let text = String::from_utf8(out)
             .map_err(|e| fail(format!("its standard output is not UTF-8: {e}")))?;
         points::parse_output(&text).map_err(|e| fail(format!("standard output {e}")))
