@@ -10,6 +10,7 @@ mod daemon;
 mod dashboards;
 mod influxdb;
 mod list;
+mod new;
 pub mod progress;
 mod run;
 mod spool;
@@ -87,6 +88,25 @@ pub enum Command {
     Spool(SpoolCommand),
     /// How each enabled collector and the spool are (exit 0 fine, 1 failing, late or spool too old, 2 configuration error)
     Status(StatusArgs),
+    /// Print the configuration block of a new collector declared in the configuration (a script, or URLs and a jq filter), and a Python skeleton for a script
+    New(NewArgs),
+}
+
+/// `new NAME --exec|--http`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The new collector's name (lower-case letters, digits, `_`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// A script collector: prints its block and a commented Python skeleton
+    #[arg(long, required_unless_present = "http", conflicts_with = "http")]
+    pub exec: bool,
+    /// A declarative collector: URLs and a jq filter
+    #[arg(long)]
+    pub http: bool,
+    /// With --exec: write the Python skeleton to this file (not overwritten) and print only the block
+    #[arg(long, value_name = "PATH", requires = "exec")]
+    pub script: Option<PathBuf>,
 }
 
 /// `status`.
@@ -315,6 +335,10 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     if let Some(status) = clidoc::run_early(&cli.command) {
         return status;
     }
+    // Needs no configuration (one may not exist yet).
+    if let Command::New(args) = &cli.command {
+        return new::main(args);
+    }
     let config_path = Config::locate(cli.config.as_deref());
     // The built-in collectors and those the configuration declares.
     let (config, registry) = match crate::custom::load(config_path.as_deref()) {
@@ -346,6 +370,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),
         Command::Dashboards(cmd) => dashboards::main(cmd, &config),
         Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
+        Command::New(_) => EXIT_OK,                           // handled above
     }
 }
 

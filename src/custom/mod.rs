@@ -17,6 +17,7 @@ pub mod exec;
 pub mod http;
 pub mod jq;
 pub mod points;
+pub mod template;
 
 use crate::collector::{Collector, CollectorError, Context, OptionError};
 use crate::config::{Config, ConfigError, SourceUrl};
@@ -139,7 +140,10 @@ pub fn declared(
     Ok(out)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can name a declared collector: lower-case letters,
+/// digits and `_`, starting with a letter (it names a systemd unit, a
+/// command-line argument and a link).
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
