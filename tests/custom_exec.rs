@@ -481,3 +481,26 @@ fn a_bad_declaration_is_a_configuration_error_naming_the_key_and_the_file() {
         );
     }
 }
+
+#[test]
+fn a_link_named_after_a_declared_collector_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let js = script(dir.path(), "js", JSON_SCRIPT);
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &declare("json_queue", &js, "", &queue_schema("json_queue")),
+    );
+    let link = dir.path().join("json-queue");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &link).unwrap();
+    let out = clean_env(&mut std::process::Command::new(&link))
+        .args(["--config", cfg.to_str().unwrap(), "--now", NOW, "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        text(&run(&cfg, &["json_queue", "--dry-run"]).stdout)
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+}

@@ -302,7 +302,7 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
         return v;
     }
     let name = normalise_name(&stem);
-    if registry().iter().any(|c| c.name() == name) {
+    if registry().iter().any(|c| c.name() == name) || declared_in_config(&name, &args) {
         let mut v = vec![
             OsString::from("ubuntu-metrics"),
             OsString::from("run"),
@@ -313,6 +313,34 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
     } else {
         args
     }
+}
+
+/// Whether the configuration the arguments point at (`--config PATH`,
+/// else the usual places) declares a collector `name` (a link named after
+/// a declared collector runs it too). A configuration that cannot be read
+/// declares nothing here: the command then reports it.
+fn declared_in_config(name: &str, args: &[OsString]) -> bool {
+    if name == "ubuntu_metrics" || !crate::custom::valid_name(name) {
+        return false;
+    }
+    let mut path = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            path = it.next().map(PathBuf::from);
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(PathBuf::from(p));
+        }
+    }
+    let Some(path) = Config::locate(path.as_deref()) else {
+        return false;
+    };
+    Config::read(Some(&path)).is_ok_and(|c| {
+        c.collectors
+            .get(name)
+            .is_some_and(|cc| cc.options.contains_key("type"))
+    })
 }
 
 /// The program's `main`: runs with the process's arguments and exits with
