@@ -239,3 +239,39 @@ fn declared_collectors_get_their_timers_in_the_generated_units() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+#[test]
+fn declared_collectors_get_a_grafana_row_and_an_alert() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), &server, "http://127.0.0.1:8086"),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "dashboards", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("  ticker\n    tick [tick]: SELECT last(\"count\")"),
+        "{list}"
+    );
+    assert!(list.contains("  autopkgtest_queues\n"), "{list}");
+    let export = dir.path().join("grafana");
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "dashboards", "export"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts =
+        std::fs::read_to_string(export.join(ubuntu_metrics::dashboards::alerts::FILE)).unwrap();
+    assert!(alerts.contains("ticker"), "{alerts}");
+}

@@ -396,7 +396,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Systemd(cmd) => systemd::main(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(daemon::main(config_path, config, registry)),
         Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),
-        Command::Dashboards(cmd) => dashboards::main(cmd, &config),
+        Command::Dashboards(cmd) => dashboards::main(cmd, &registry, &config),
         Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
         Command::New(_) => EXIT_OK,                           // handled above
     }
