@@ -312,7 +312,7 @@ impl Config {
 
     /// The first half of [`Config::load`]: the file (if any) and the
     /// environment, not yet checked against the collectors (the collectors
-    /// the configuration declares, `crate::custom`, come from it).
+    /// the configuration declares come from it).
     pub fn read(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
