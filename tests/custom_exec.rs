@@ -311,8 +311,10 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-#[test]
-fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
+/// Runs a script that starts a child and both sleep 300 s, declared with
+/// `more` and the configuration's `[daemon]` section `daemon`: asserts the
+/// run fails within seconds with `want`, and neither process survives.
+fn assert_no_orphan(more: &str, daemon: &str, want: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let slow = script(
@@ -326,11 +328,9 @@ fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
     let cfg = config(
         dir.path(),
         "http://127.0.0.1:9",
-        &declare(
-            "slow_queue",
-            &slow,
-            "timeout = \"1s\"",
-            &queue_schema("slow_queue"),
+        &format!(
+            "{daemon}\n{}",
+            declare("slow_queue", &slow, more, &queue_schema("slow_queue"))
         ),
     );
     let started = std::time::Instant::now();
@@ -338,10 +338,7 @@ fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("slow_queue: timed out after 1.0 s"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(want), "{stderr}");
     assert!(
         out.stdout.is_empty(),
         "nothing written from a run that timed out"
@@ -360,6 +357,24 @@ fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
     for p in ids {
         assert!(!alive(p), "process {p} survived its collector's timeout");
     }
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
+    assert_no_orphan(
+        "timeout = \"1s\"",
+        "",
+        "slow_queue: timed out after 1.0 s (timeout): its process group was killed",
+    );
+}
+
+#[test]
+fn a_run_abandoned_at_the_run_timeout_leaves_no_orphan_either() {
+    assert_no_orphan(
+        "",
+        "[daemon]\nrun_timeout = \"1s\"\n",
+        "collector slow_queue timed out after 1.0 s (run timeout; the run was abandoned)",
+    );
 }
 
 #[test]
