@@ -49,7 +49,7 @@ fn forbidden(name: &str) -> bool {
 }
 
 impl Exec {
-    pub(super) fn new(_name: &str, s: &Section) -> Result<Exec, OptionError> {
+    pub(super) fn new(s: &Section) -> Result<Exec, OptionError> {
         let command = match &s.command {
             Some(c) if !c.is_empty() && !c[0].is_empty() => c.clone(),
             _ => {

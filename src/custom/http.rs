@@ -142,12 +142,7 @@ impl HttpSpec {
     }
 
     /// Reads every URL and runs the filter on each document.
-    pub async fn collect(
-        &self,
-        name: &str,
-        _sources: &[SourceUrl],
-        ctx: &Context,
-    ) -> Result<Vec<Point>, CollectorError> {
+    pub async fn collect(&self, name: &str, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         let fetches = self.urls.iter().map(|(key, source)| {
             let url = ctx.source(source).to_owned();
             async move {

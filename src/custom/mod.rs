@@ -292,7 +292,7 @@ impl Declared {
                     ],
                     "exec",
                 )?;
-                (How::Exec(exec::Exec::new(name, &s)?), Vec::new())
+                (How::Exec(exec::Exec::new(&s)?), Vec::new())
             }
             "http" => {
                 only(
@@ -462,7 +462,7 @@ impl Collector for Declared {
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         let points = match &self.how {
             How::Exec(e) => e.collect(self.name, ctx).await?,
-            How::Http(h) => h.collect(self.name, self.sources, ctx).await?,
+            How::Http(h) => h.collect(self.name, ctx).await?,
         };
         check_points(self.schema, &points)
             .map_err(|e| CollectorError::Other(format!("{}: {e}", self.name)))?;
