@@ -311,6 +311,15 @@ impl Config {
         path: Option<&Path>,
         registry: &[Box<C>],
     ) -> Result<Config, ConfigError> {
+        let mut config = Config::read(path)?;
+        config.finish(registry)?;
+        Ok(config)
+    }
+
+    /// The first half of [`Config::load`]: the file (if any) and the
+    /// environment, not yet checked against the collectors (the collectors
+    /// the configuration declares come from it).
+    pub fn read(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {
@@ -330,9 +339,18 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(&|k| std::env::var(k).ok())?;
-        config.validate(registry)?;
-        config.sources.fill_defaults(&declared_sources(registry));
         Ok(config)
+    }
+
+    /// The second half of [`Config::load`]: validates against every
+    /// collector and fills in the sources' defaults.
+    pub fn finish<C: CollectorSettings + ?Sized>(
+        &mut self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
+        self.validate(registry)?;
+        self.sources.fill_defaults(&declared_sources(registry));
+        Ok(())
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
@@ -485,6 +503,11 @@ impl Config {
         }
         for (name, cc) in &self.collectors {
             let Some(c) = registry.iter().find(|c| c.name() == name) else {
+                if cc.options.contains_key("type") {
+                    return Err(ConfigError(format!(
+                        "{origin}: [collectors.{name}] declares a collector the running program does not know: collectors declared in the configuration are read when the program starts (restart the daemon)"
+                    )));
+                }
                 let known: Vec<_> = registry.iter().map(|c| c.name()).collect();
                 return Err(ConfigError(format!(
                     "{origin}: unknown collector [collectors.{name}]; known collectors: {}",
@@ -673,6 +696,13 @@ impl Config {
         for url in c.sources.urls.values_mut() {
             *url = redact_url(url);
         }
+        // A declared collector's URLs (and any other value) may carry
+        // credentials.
+        for cc in c.collectors.values_mut() {
+            for (_, v) in cc.options.iter_mut() {
+                redact_value(v);
+            }
+        }
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
@@ -697,6 +727,16 @@ fn systemd_credential() -> Result<Option<String>, ConfigError> {
     }
     // The packaged, empty credential file means "no password".
     read_secret(&f, "the systemd credential").map(|p| Some(p).filter(|p| !p.is_empty()))
+}
+
+/// Every string in `v` with the credentials of URLs redacted.
+fn redact_value(v: &mut toml::Value) {
+    match v {
+        toml::Value::String(s) => *s = redact_url(s),
+        toml::Value::Array(a) => a.iter_mut().for_each(redact_value),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| redact_value(v)),
+        _ => {}
+    }
 }
 
 /// Every source the collectors declare, each key once (the first

@@ -407,6 +407,12 @@ providers:
 
 /// Every exported file: (path relative to the export directory, content).
 pub fn files(o: &ExportOptions) -> Vec<(PathBuf, String)> {
+    files_of(o, &crate::collectors::registry())
+}
+
+/// [`files`] with the dashboards of `collectors` (the built-in ones and
+/// those the configuration declares).
+pub fn files_of(o: &ExportOptions, collectors: &[Box<dyn Collector>]) -> Vec<(PathBuf, String)> {
     let mut out = vec![
         (
             PathBuf::from("datasources/ubuntu-metrics.yaml"),
@@ -421,7 +427,7 @@ pub fn files(o: &ExportOptions) -> Vec<(PathBuf, String)> {
             alerts::alerting_yaml(&o.alerts),
         ),
     ];
-    for d in dashboards() {
+    for d in dashboards_of(collectors) {
         let mut text =
             serde_json::to_string_pretty(&dashboard_json(&d)).expect("JSON values serialise");
         text.push('\n');
@@ -435,8 +441,17 @@ pub fn files(o: &ExportOptions) -> Vec<(PathBuf, String)> {
 
 /// Writes every file under `dir`; returns the paths written.
 pub fn export(dir: &Path, o: &ExportOptions) -> std::io::Result<Vec<PathBuf>> {
+    export_of(dir, o, &crate::collectors::registry())
+}
+
+/// [`export`] with the dashboards of `collectors`.
+pub fn export_of(
+    dir: &Path,
+    o: &ExportOptions,
+    collectors: &[Box<dyn Collector>],
+) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for (rel, text) in files(o) {
+    for (rel, text) in files_of(o, collectors) {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collector;
 pub mod collectors;
 pub mod config;
+pub mod custom;
 pub mod dashboards;
 pub mod fsutil;
 pub mod health;

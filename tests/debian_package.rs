@@ -76,6 +76,9 @@ fn package_builds_unpacks_and_its_units_verify() {
         "usr/share/doc/ubuntu-metrics/README.md",
         "usr/share/man/man1/ubuntu-metrics.1.gz",
         "usr/share/man/man1/ubuntu-metrics-run.1.gz",
+        "usr/share/ubuntu-metrics/first-generation/run-collector.py",
+        "usr/share/doc/ubuntu-metrics/first-generation/README.md",
+        "usr/share/doc/ubuntu-metrics/examples/autopkgtest_queues.toml",
     ] {
         assert!(root.join(f).exists(), "{f} missing from the package");
     }

@@ -242,3 +242,47 @@ fn rsync_and_the_images_collector_run_under_the_units_syscall_filter() {
         assert!(allowed.status.success() && allowed.stderr.is_empty());
     }
 }
+
+/// A script collector (issue 12) runs as the daemon does, under the same
+/// filter: starting it in a process group of its own and killing that
+/// group are allowed calls, and Python itself runs there.
+#[test]
+fn a_script_collector_runs_under_the_units_syscall_filter() {
+    let program: &'static [libc::sock_filter] = Box::leak(filter_program().into_boxed_slice());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.py");
+    std::fs::write(
+        &script,
+        "import subprocess\nsubprocess.run([\"true\"])\nprint(\"sandboxed count=1i\")\n",
+    )
+    .unwrap();
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[collectors.sandboxed]\ntype = \"exec\"\ncommand = [\"{python}\", \"{}\"]\n[collectors.sandboxed.measurements.sandboxed]\nfields = {{ count = \"int\" }}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["run", "--now", NOW, "--dry-run", "sandboxed"]);
+    let out = run(cmd, Some(program));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sandboxed count=1i 1795521600000000000\n"
+    );
+}

@@ -1,15 +1,20 @@
 //! `dashboards list` and `dashboards export`.
 
 use super::{DashboardsCommand, EXIT_FAILED, EXIT_OK};
+use crate::collector::Collector;
 use crate::config::Config;
 use crate::dashboards::alerts::AlertOptions;
-use crate::dashboards::{ExportOptions, dashboards, export};
+use crate::dashboards::{ExportOptions, dashboards_of, export_of};
 
 /// Runs a `dashboards` command.
-pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
+pub(super) fn main(
+    cmd: DashboardsCommand,
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+) -> i32 {
     match cmd {
         DashboardsCommand::List => {
-            for d in dashboards() {
+            for d in dashboards_of(registry) {
                 println!("{} ({})", d.title, d.uid);
                 for s in &d.sections {
                     println!("  {}", s.title);
@@ -30,9 +35,9 @@ pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
                     .unwrap_or_else(|| config.influxdb.database.clone()),
                 user: a.user,
                 dashboards_path: a.dashboards_path,
-                alerts: AlertOptions::from_config(config),
+                alerts: AlertOptions::from_config_of(config, registry),
             };
-            match export(&a.dir, &o) {
+            match export_of(&a.dir, &o, registry) {
                 Ok(files) => {
                     for f in files {
                         println!("{}", f.display());

@@ -10,6 +10,7 @@ mod daemon;
 mod dashboards;
 mod influxdb;
 mod list;
+mod new;
 pub mod progress;
 mod run;
 mod spool;
@@ -87,6 +88,25 @@ pub enum Command {
     Spool(SpoolCommand),
     /// How each enabled collector and the spool are (exit 0 fine, 1 failing, late or spool too old, 2 configuration error)
     Status(StatusArgs),
+    /// Print the configuration block of a new collector declared in the configuration (a script, or URLs and a jq filter), and a Python skeleton for a script
+    New(NewArgs),
+}
+
+/// `new NAME --exec|--http`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The new collector's name (lower-case letters, digits, `_`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// A script collector: prints its block and a commented Python skeleton
+    #[arg(long, required_unless_present = "http", conflicts_with = "http")]
+    pub exec: bool,
+    /// A declarative collector: URLs and a jq filter
+    #[arg(long)]
+    pub http: bool,
+    /// With --exec: write the Python skeleton to this file (not overwritten) and print only the block
+    #[arg(long, value_name = "PATH", requires = "exec")]
+    pub script: Option<PathBuf>,
 }
 
 /// `status`.
@@ -282,7 +302,7 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
         return v;
     }
     let name = normalise_name(&stem);
-    if registry().iter().any(|c| c.name() == name) {
+    if registry().iter().any(|c| c.name() == name) || declared_in_config(&name, &args) {
         let mut v = vec![
             OsString::from("ubuntu-metrics"),
             OsString::from("run"),
@@ -293,6 +313,34 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
     } else {
         args
     }
+}
+
+/// Whether the configuration the arguments point at (`--config PATH`,
+/// else the usual places) declares a collector `name` (a link named after
+/// a declared collector runs it too). A configuration that cannot be read
+/// declares nothing here: the command then reports it.
+fn declared_in_config(name: &str, args: &[OsString]) -> bool {
+    if name == "ubuntu_metrics" || !crate::custom::valid_name(name) {
+        return false;
+    }
+    let mut path = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            path = it.next().map(PathBuf::from);
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(PathBuf::from(p));
+        }
+    }
+    let Some(path) = Config::locate(path.as_deref()) else {
+        return false;
+    };
+    Config::read(Some(&path)).is_ok_and(|c| {
+        c.collectors
+            .get(name)
+            .is_some_and(|cc| cc.options.contains_key("type"))
+    })
 }
 
 /// The program's `main`: runs with the process's arguments and exits with
@@ -315,9 +363,13 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     if let Some(status) = clidoc::run_early(&cli.command) {
         return status;
     }
-    let registry = registry();
+    // Needs no configuration (one may not exist yet).
+    if let Command::New(args) = &cli.command {
+        return new::main(args);
+    }
     let config_path = Config::locate(cli.config.as_deref());
-    let config = match Config::load(config_path.as_deref(), &registry) {
+    // The built-in collectors and those the configuration declares.
+    let (config, registry) = match crate::custom::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -344,8 +396,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Systemd(cmd) => systemd::main(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(daemon::main(config_path, config, registry)),
         Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),
-        Command::Dashboards(cmd) => dashboards::main(cmd, &config),
+        Command::Dashboards(cmd) => dashboards::main(cmd, &registry, &config),
         Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
+        Command::New(_) => EXIT_OK,                           // handled above
     }
 }
 

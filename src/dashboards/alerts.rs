@@ -77,8 +77,17 @@ pub struct AlertOptions {
 impl AlertOptions {
     /// The options of `config` (every registered collector it enables).
     pub fn from_config(config: &Config) -> AlertOptions {
+        AlertOptions::from_config_of(config, &crate::collectors::registry())
+    }
+
+    /// The options of `config` for `registry` (with the collectors the
+    /// configuration declares).
+    pub fn from_config_of(
+        config: &Config,
+        registry: &[Box<dyn crate::collector::Collector>],
+    ) -> AlertOptions {
         AlertOptions {
-            collectors: crate::collectors::registry()
+            collectors: registry
                 .iter()
                 .filter(|c| config.enabled(c.name()))
                 .map(|c| (c.name().to_owned(), config.interval(&**c).as_duration()))

@@ -1,0 +1,524 @@
+//! Collectors declared in the configuration: `[collectors.NAME]` with a
+//! `type` key. `type = "exec"` runs a script ([`exec`]), `type = "http"`
+//! reads URLs and turns each document into points with a jq filter
+//! ([`http`]). Either declares its `measurements` (the schema every point
+//! is checked against), and then gets what a built-in collector gets: its
+//! interval, `list`, `run NAME`, the dry run, the daemon, the systemd units,
+//! the spool, the self-metrics.
+//!
+//! The [`Collector`] trait hands out `&'static` names and schemas (a
+//! built-in's are constants). A declared collector's are made once, when
+//! the configuration loads, and leaked: a few hundred bytes per declared
+//! collector for the life of the process (a daemon's SIGHUP does not
+//! re-declare collectors: it refuses a changed declaration, see
+//! [`Declared::check_options`]).
+
+pub mod exec;
+pub mod http;
+pub mod jq;
+pub mod points;
+pub mod template;
+
+use crate::collector::{Collector, CollectorError, Context, OptionError};
+use crate::config::{Config, ConfigError, SourceUrl};
+use crate::panel::{Board, Kind, Panel, Panels};
+use crate::point::Point;
+use crate::schema::{Field, FieldType, Measurement, Tag};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The keys of a declared collector's section (besides `interval` and
+/// `enabled`), with what each is.
+pub const OPTIONS: &[(&str, &str)] = &[
+    ("type", "`exec` (a script) or `http` (URLs and a jq filter)"),
+    (
+        "description",
+        "one line: what it measures (shown by `list`)",
+    ),
+    (
+        "measurements",
+        "its schema: `[collectors.NAME.measurements.MEASUREMENT]` with `tags = [\"KEY\", ...]` and `fields = { KEY = \"int\" | \"float\" | \"bool\" | \"string\" }`",
+    ),
+    (
+        "command",
+        "exec: the program and its arguments, a list (no shell)",
+    ),
+    ("dir", "exec: the working directory (default: the daemon's)"),
+    (
+        "env",
+        "exec: variables set for the script, `{ NAME = \"value\" }`",
+    ),
+    (
+        "pass_env",
+        "exec: names of variables passed on from the daemon's environment (never INFLUXDB_*)",
+    ),
+    (
+        "timeout",
+        "exec: the longest run (systemd time span, default 1m); then its whole process group is killed",
+    ),
+    (
+        "max_output",
+        "exec: the most standard output read (default 16MB); more fails the run",
+    ),
+    (
+        "url",
+        "http: the URL read; a source, overridden by `[sources] NAME`",
+    ),
+    (
+        "urls",
+        "http: several URLs by key, `{ KEY = \"URL\" }`; each a source, overridden by `[sources] NAME_KEY`",
+    ),
+    ("format", "http: `json` (default), `yaml`, `csv` or `text`"),
+    (
+        "filter",
+        "http: the jq filter turning each document into points (`$source`, `$url`, `$now` are set)",
+    ),
+];
+
+/// The interval of a declared collector without `interval`.
+pub const DEFAULT_INTERVAL: &str = "5m";
+
+/// Every collector: the built-in ones, then those `config` declares.
+pub fn registry(config: &Config) -> Result<Vec<Box<dyn Collector>>, ConfigError> {
+    let mut all = crate::collectors::registry();
+    let declared = declared(config, &all)?;
+    all.extend(declared);
+    Ok(all)
+}
+
+/// Reads the configuration (file, environment, defaults) with its declared
+/// collectors, and checks it against every collector: the configuration
+/// and the whole registry.
+pub fn load(path: Option<&Path>) -> Result<(Config, Vec<Box<dyn Collector>>), ConfigError> {
+    let mut config = Config::read(path)?;
+    let registry = registry(&config)?;
+    config.finish(&registry)?;
+    Ok((config, registry))
+}
+
+/// The collectors `config` declares (sections with a `type`), checked.
+pub fn declared(
+    config: &Config,
+    builtin: &[Box<dyn Collector>],
+) -> Result<Vec<Box<dyn Collector>>, ConfigError> {
+    let origin = match &config.path {
+        Some(p) => p.display().to_string(),
+        None => "the built-in defaults".into(),
+    };
+    let mut out: Vec<Box<dyn Collector>> = Vec::new();
+    for (name, cc) in &config.collectors {
+        if !cc.options.contains_key("type") {
+            continue;
+        }
+        let err = |key: &str, message: String| {
+            ConfigError(format!("{origin}: collectors.{name}{key}: {message}"))
+        };
+        if builtin.iter().any(|c| c.name() == name) {
+            return Err(err(
+                ".type",
+                "a built-in collector has this name: choose another for a declared collector"
+                    .into(),
+            ));
+        }
+        if !valid_name(name) {
+            return Err(err(
+                "",
+                "a declared collector's name is lower-case letters, digits and `_`, starting with a letter (it names a systemd unit and a command)".into(),
+            ));
+        }
+        let d = Declared::new(name, &cc.options).map_err(|e| {
+            let key = if e.key.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", e.key)
+            };
+            err(&key, e.message)
+        })?;
+        out.push(Box::new(d));
+    }
+    Ok(out)
+}
+
+/// Whether `name` can name a declared collector: lower-case letters,
+/// digits and `_`, starting with a letter (it names a systemd unit, a
+/// command-line argument and a link).
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 64
+}
+
+fn leak(s: impl Into<String>) -> &'static str {
+    Box::leak(s.into().into_boxed_str())
+}
+
+fn leak_slice<T>(v: Vec<T>) -> &'static [T] {
+    Box::leak(v.into_boxed_slice())
+}
+
+/// The section as written (every key optional: which are needed depends
+/// on the type, checked in [`Declared::new`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Section {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    description: Option<String>,
+    measurements: BTreeMap<String, MeasurementSection>,
+    command: Option<Vec<String>>,
+    dir: Option<std::path::PathBuf>,
+    env: BTreeMap<String, String>,
+    pass_env: Vec<String>,
+    timeout: Option<crate::timespan::TimeSpan>,
+    max_output: Option<String>,
+    url: Option<String>,
+    urls: Option<BTreeMap<String, String>>,
+    format: Option<String>,
+    filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct MeasurementSection {
+    tags: Vec<String>,
+    fields: BTreeMap<String, String>,
+}
+
+fn field_type(name: &str) -> Option<FieldType> {
+    Some(match name {
+        "int" | "integer" => FieldType::Integer,
+        "float" => FieldType::Float,
+        "bool" | "boolean" => FieldType::Boolean,
+        "string" => FieldType::String,
+        _ => return None,
+    })
+}
+
+fn option_error(key: impl Into<String>, message: impl Into<String>) -> OptionError {
+    OptionError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The section's keys, parsed one by one so that an error names its key.
+fn parse_section(options: &toml::Table) -> Result<Section, OptionError> {
+    let parse = |t: &toml::Table| -> Result<Section, String> {
+        toml::Value::Table(t.clone())
+            .try_into::<Section>()
+            .map_err(|e| {
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+    };
+    match parse(options) {
+        Ok(s) => Ok(s),
+        Err(whole) => {
+            for (key, value) in options {
+                let mut one = toml::Table::new();
+                one.insert(key.clone(), value.clone());
+                if let Err(message) = parse(&one) {
+                    let allowed: Vec<&str> = OPTIONS.iter().map(|(k, _)| *k).collect();
+                    let message = if OPTIONS.iter().any(|(k, _)| k == key) {
+                        message
+                    } else {
+                        format!(
+                            "unknown key; a declared collector has interval, enabled, {}",
+                            allowed.join(", ")
+                        )
+                    };
+                    return Err(option_error(key.clone(), message));
+                }
+            }
+            Err(option_error("", whole))
+        }
+    }
+}
+
+/// How a declared collector collects.
+#[derive(Debug)]
+enum How {
+    Exec(exec::Exec),
+    Http(http::HttpSpec),
+}
+
+/// A collector declared in the configuration.
+#[derive(Debug)]
+pub struct Declared {
+    name: &'static str,
+    description: &'static str,
+    schema: &'static [Measurement],
+    sources: &'static [SourceUrl],
+    /// The section as loaded: a reload must not change it.
+    section: toml::Table,
+    how: How,
+}
+
+impl Declared {
+    /// Checks a `[collectors.NAME]` section with a `type` and makes the
+    /// collector; an error names the key (relative to the section).
+    pub fn new(name: &str, options: &toml::Table) -> Result<Declared, OptionError> {
+        let s = parse_section(options)?;
+        let kind = s.kind.clone().unwrap_or_default();
+        if kind != "exec" && kind != "http" {
+            return Err(option_error(
+                "type",
+                format!("{kind:?}: a declared collector's type is \"exec\" or \"http\""),
+            ));
+        }
+        let schema = schema_of(&s)?;
+        let only = |keys: &[(&str, bool)], t: &str| -> Result<(), OptionError> {
+            for (key, set) in keys {
+                if *set {
+                    return Err(option_error(*key, format!("not a key of a {t} collector")));
+                }
+            }
+            Ok(())
+        };
+        let (how, sources) = match kind.as_str() {
+            "exec" => {
+                only(
+                    &[
+                        ("url", s.url.is_some()),
+                        ("urls", s.urls.is_some()),
+                        ("format", s.format.is_some()),
+                        ("filter", s.filter.is_some()),
+                    ],
+                    "exec",
+                )?;
+                (How::Exec(exec::Exec::new(&s)?), Vec::new())
+            }
+            "http" => {
+                only(
+                    &[
+                        ("command", s.command.is_some()),
+                        ("dir", s.dir.is_some()),
+                        ("env", !s.env.is_empty()),
+                        ("pass_env", !s.pass_env.is_empty()),
+                        ("timeout", s.timeout.is_some()),
+                        ("max_output", s.max_output.is_some()),
+                    ],
+                    "http",
+                )?;
+                let (spec, sources) = http::HttpSpec::new(name, &s)?;
+                (How::Http(spec), sources)
+            }
+            other => {
+                return Err(option_error(
+                    "type",
+                    format!("{other:?}: a declared collector's type is \"exec\" or \"http\""),
+                ));
+            }
+        };
+        let description = s.description.clone().unwrap_or_else(|| match &how {
+            How::Exec(e) => format!("declared in the configuration: runs {}", e.program()),
+            How::Http(_) => "declared in the configuration: URLs and a jq filter".into(),
+        });
+        Ok(Declared {
+            name: leak(name),
+            description: leak(description),
+            schema,
+            sources: leak_slice(sources),
+            section: options.clone(),
+            how,
+        })
+    }
+}
+
+/// The declared measurements as a schema (leaked: see the module's
+/// documentation).
+fn schema_of(s: &Section) -> Result<&'static [Measurement], OptionError> {
+    if s.measurements.is_empty() {
+        return Err(option_error(
+            "measurements",
+            "declare at least one measurement: [collectors.NAME.measurements.MEASUREMENT] with tags = [...] and fields = { KEY = \"int\" }",
+        ));
+    }
+    let mut schema = Vec::new();
+    for (m, decl) in &s.measurements {
+        if decl.fields.is_empty() {
+            return Err(option_error(
+                format!("measurements.{m}.fields"),
+                "declare at least one field (KEY = \"int\", \"float\", \"bool\" or \"string\")",
+            ));
+        }
+        let mut fields = Vec::new();
+        for (key, t) in &decl.fields {
+            let Some(kind) = field_type(t) else {
+                return Err(option_error(
+                    format!("measurements.{m}.fields.{key}"),
+                    format!(
+                        "unknown type {t:?}: a field is \"int\", \"float\", \"bool\" or \"string\""
+                    ),
+                ));
+            };
+            fields.push(Field {
+                name: leak(key.as_str()),
+                kind,
+                about: "",
+            });
+        }
+        let tags: Vec<Tag> = decl
+            .tags
+            .iter()
+            .map(|t| Tag {
+                name: leak(t.as_str()),
+                about: "",
+            })
+            .collect();
+        schema.push(Measurement::new(
+            leak(m.as_str()),
+            leak_slice(tags),
+            leak_slice(fields),
+        ));
+    }
+    Ok(leak_slice(schema))
+}
+
+/// Checks every point against the schema and that it can be written: the
+/// first that cannot fails the whole output (nothing is written).
+fn check_points(schema: &[Measurement], points: &[Point]) -> Result<(), String> {
+    for p in points {
+        crate::schema::check(schema, p).map_err(|e| format!("outside its declared schema: {e}"))?;
+        p.to_line().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Collector for Declared {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn description(&self) -> &'static str {
+        self.description
+    }
+
+    fn default_interval(&self) -> &'static str {
+        DEFAULT_INTERVAL
+    }
+
+    fn schema(&self) -> &'static [Measurement] {
+        self.schema
+    }
+
+    fn sources(&self) -> &'static [SourceUrl] {
+        self.sources
+    }
+
+    /// A row titled after the collector, with a time series per
+    /// measurement (its numeric fields, by every tag).
+    fn panels(&self) -> Panels {
+        let mut panels = Vec::new();
+        for m in self.schema {
+            let fields: Vec<&'static str> = m
+                .fields
+                .iter()
+                .filter(|f| matches!(f.kind, FieldType::Integer | FieldType::Float))
+                .map(|f| f.name)
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            let tags: Vec<&'static str> = m.tags.iter().map(|t| t.name).collect();
+            panels.push(Panel::new(
+                Kind::Timeseries,
+                m.name,
+                m.name,
+                leak_slice(fields),
+                leak_slice(tags),
+            ));
+        }
+        Panels {
+            board: Board::Queues,
+            title: self.name,
+            panels,
+        }
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        OPTIONS
+    }
+
+    /// The declaration is read once, when the program starts: a reloaded
+    /// configuration (the daemon's SIGHUP) must declare it the same way.
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        if options != &self.section {
+            return Err(option_error(
+                "type",
+                "the declaration of this collector changed: restart the daemon to apply it",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let points = match &self.how {
+            How::Exec(e) => e.collect(self.name, ctx).await?,
+            How::Http(h) => h.collect(self.name, ctx).await?,
+        };
+        check_points(self.schema, &points)
+            .map_err(|e| CollectorError::Other(format!("{}: {e}", self.name)))?;
+        Ok(points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bad_field_type_names_its_key() {
+        let e = Declared::new(
+            "q",
+            &table("type = \"exec\"\ncommand = [\"true\"]\n[measurements.q_size]\nfields = { count = \"integr\" }\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "measurements.q_size.fields.count");
+        assert!(e.message.contains("integr"), "{e}");
+    }
+
+    #[test]
+    fn keys_of_the_other_type_and_unknown_keys_are_refused() {
+        let e = Declared::new(
+            "q",
+            &table("type = \"exec\"\ncommand = [\"true\"]\nfilter = \".\"\n[measurements.m]\nfields = { x = \"int\" }\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "filter");
+        let e = Declared::new(
+            "q",
+            &table("type = \"exec\"\ncommand = [\"true\"]\ncommandd = 1\n[measurements.m]\nfields = { x = \"int\" }\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "commandd");
+        let e = Declared::new("q", &table("type = \"ftp\"\n")).unwrap_err();
+        assert_eq!(e.key, "type");
+    }
+
+    #[test]
+    fn the_schema_and_panels_come_from_the_declaration() {
+        let d = Declared::new(
+            "q",
+            &table("type = \"exec\"\ncommand = [\"true\"]\n[measurements.q_size]\ntags = [\"queue\"]\nfields = { count = \"int\", ratio = \"float\", note = \"string\" }\n"),
+        )
+        .unwrap();
+        assert_eq!(d.schema.len(), 1);
+        assert_eq!(d.schema[0].tags[0].name, "queue");
+        assert_eq!(d.schema[0].field("count").unwrap().kind, FieldType::Integer);
+        let panels = d.panels();
+        assert_eq!(panels.panels[0].fields, &["count", "ratio"]);
+        assert_eq!(Collector::name(&d), "q");
+    }
+}

@@ -1,0 +1,521 @@
+//! Script collectors (`[collectors.NAME] type = "exec"`, issue 12): real
+//! Python scripts run by the real binary, their points written to a real
+//! influxd and read back with their types; each way a script can fail
+//! fails its run (and only its run) with a message naming what is wrong.
+
+mod common;
+
+use common::influxd::{self, Influxd};
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// The Python of the machine (the system's, which the tests can rely on).
+pub fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Writes `script` as `dir/NAME.py` and returns its path.
+fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.py"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A configuration writing to `influx_url` (or nowhere useful), plus
+/// `extra` (the declared collectors).
+fn config(dir: &Path, influx_url: &str, extra: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[influxdb]\nurl = \"{influx_url}\"\ndatabase = \"{}\"\n\n[spool]\ndir = \"{}\"\n\n{extra}",
+            influxd::DATABASE,
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// An exec collector running `path` with Python, and its schema.
+fn declare(name: &str, path: &Path, more: &str, schema: &str) -> String {
+    format!(
+        "[collectors.{name}]\ntype = \"exec\"\ncommand = [\"{}\", \"{}\"]\n{more}\n{schema}\n",
+        python(),
+        path.display()
+    )
+}
+
+const QUEUE_SCHEMA: &str = "[collectors.NAME.measurements.release_queue]\ntags = [\"queue\", \"series\"]\nfields = { count = \"int\", ratio = \"float\", frozen = \"bool\", note = \"string\" }\n";
+
+fn queue_schema(name: &str) -> String {
+    QUEUE_SCHEMA.replace("NAME", name)
+}
+
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .args(args)
+        .args(["--now", NOW])
+        .output()
+        .expect("ubuntu-metrics runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const LINE_PROTOCOL_SCRIPT: &str = r##"
+import sys
+print("reading the queues", file=sys.stderr)
+print("release_queue,queue=new,series=plucky count=5i,ratio=0.5,frozen=true,note=\"a b\"")
+print("# a comment, and a blank line")
+print()
+print("release_queue,queue=unapproved,series=plucky count=7i,ratio=1 1795514400000000000")
+print("done", file=sys.stderr)
+"##;
+
+const JSON_SCRIPT: &str = r#"
+import datetime, json
+points = [
+    # As the first generation's collect() returned them (write_points).
+    {"measurement": "release_queue", "tags": {"queue": "new", "series": "questing"},
+     "fields": {"count": 3, "ratio": 5.0, "frozen": False},
+     "time": str(datetime.datetime(2026, 11, 24, 11, 0, tzinfo=datetime.timezone.utc))},
+    {"measurement": "release_queue", "tags": {"queue": "new", "series": "noble"},
+     "fields": {"count": 4, "ratio": 0.25},
+     "time": str(datetime.datetime(2026, 11, 24, 10, 30, 0, 123456))},
+    # The dry run's shape, epoch nanoseconds.
+    {"measurement": "release_queue", "tags": {"queue": "unapproved", "series": "noble"},
+     "fields": {"count": 9}, "timestamp": 1795510800000000000},
+    # No time: the collection time.
+    {"measurement": "release_queue", "tags": {"queue": "done"}, "fields": {"note": "no time"}},
+]
+for p in points:
+    print(json.dumps(p))
+"#;
+
+#[test]
+fn python_scripts_writing_line_protocol_and_json_lines_reach_influxd_with_their_types() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lp = script(dir.path(), "lp", LINE_PROTOCOL_SCRIPT);
+    let js = script(dir.path(), "js", JSON_SCRIPT);
+    let cfg = config(
+        dir.path(),
+        &db.url(),
+        &format!(
+            "{}{}",
+            declare("lp_queue", &lp, "", &queue_schema("lp_queue")),
+            declare("json_queue", &js, "", &queue_schema("json_queue"))
+        ),
+    );
+    // It is listed like every collector.
+    let list = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("list")
+        .output()
+        .unwrap();
+    let listed = text(&list.stdout);
+    assert!(
+        listed.contains("lp_queue") && listed.contains("json_queue"),
+        "{listed}"
+    );
+
+    let out = run(&cfg, &["lp_queue", "json_queue"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Standard error is logged line by line under the collector's name.
+    assert!(stderr.contains("lp_queue: reading the queues"), "{stderr}");
+    assert!(stderr.contains("lp_queue: done"), "{stderr}");
+
+    let mut rows: Vec<String> = db
+        .rows("release_queue")
+        .iter()
+        .map(|r| serde_json::Value::Object(r.clone()).to_string())
+        .collect();
+    rows.sort();
+    let now_ns = common::now().timestamp_nanos_opt().unwrap();
+    let mut want = vec![
+        format!(r#"{{"count":5,"frozen":true,"note":"a b","queue":"new","ratio":0.5,"series":"plucky","time":{now_ns}}}"#),
+        r#"{"count":7,"queue":"unapproved","ratio":1,"series":"plucky","time":1795514400000000000}"#.to_owned(),
+        r#"{"count":3,"frozen":false,"queue":"new","ratio":5,"series":"questing","time":1795518000000000000}"#.to_owned(),
+        r#"{"count":4,"queue":"new","ratio":0.25,"series":"noble","time":1795516200123456000}"#.to_owned(),
+        r#"{"count":9,"queue":"unapproved","series":"noble","time":1795510800000000000}"#.to_owned(),
+        format!(r#"{{"note":"no time","queue":"done","time":{now_ns}}}"#),
+    ];
+    want.sort();
+    assert_eq!(rows, want);
+    // 5 stays an integer, 5.0 a float, booleans booleans.
+    let mut types = db.field_types("release_queue");
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            ("count".to_owned(), "integer".to_owned()),
+            ("frozen".to_owned(), "boolean".to_owned()),
+            ("note".to_owned(), "string".to_owned()),
+            ("ratio".to_owned(), "float".to_owned()),
+        ]
+    );
+    // The self-metrics: one point per run, named after the collector.
+    let runs = db.rows("ubuntu_metrics_run");
+    for name in ["lp_queue", "json_queue"] {
+        let r = runs
+            .iter()
+            .find(|r| r["collector"] == name)
+            .unwrap_or_else(|| panic!("no self-metrics for {name}: {runs:?}"));
+        assert_eq!(r["status"], "ok");
+        assert!(r["points"].as_i64().unwrap() >= 2, "{r:?}");
+    }
+}
+
+#[test]
+fn every_dry_run_format_shows_a_script_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let js = script(dir.path(), "js", JSON_SCRIPT);
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &declare("json_queue", &js, "", &queue_schema("json_queue")),
+    );
+    for format in ["lp", "json", "yaml"] {
+        let out = run(&cfg, &["json_queue", "--dry-run", "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(
+            s.contains("questing") && s.contains("no time"),
+            "{format}: {s}"
+        );
+    }
+    // The dry run's JSON is itself a script's output.
+    let out = run(&cfg, &["json_queue", "--dry-run", "--format", "json"]);
+    let replay = dir.path().join("replay.txt");
+    std::fs::write(&replay, &out.stdout).unwrap();
+    let cat = dir.path().join("cat.py");
+    std::fs::write(
+        &cat,
+        format!(
+            "import sys\nsys.stdout.write(open({:?}).read())\n",
+            replay.display().to_string()
+        ),
+    )
+    .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = config(
+        dir2.path(),
+        "http://127.0.0.1:9",
+        &declare("replayed", &cat, "", &queue_schema("replayed")),
+    );
+    let again = run(&cfg2, &["replayed", "--dry-run"]);
+    let first = run(&cfg, &["json_queue", "--dry-run"]);
+    assert_eq!(text(&again.stdout), text(&first.stdout));
+}
+
+#[test]
+fn the_script_gets_a_minimal_environment_without_the_influxdb_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = script(
+        dir.path(),
+        "env",
+        "import os, json\nprint(json.dumps({\"measurement\": \"env\", \"fields\": {\"names\": \" \".join(sorted(os.environ)), \"cwd\": os.getcwd(), \"mine\": os.environ.get(\"MINE\", \"\"), \"passed\": os.environ.get(\"PASSED_ON\", \"\"), \"now\": os.environ[\"UBUNTU_METRICS_NOW\"]}}))\n",
+    );
+    let workdir = dir.path().join("work");
+    std::fs::create_dir(&workdir).unwrap();
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &declare(
+            "env_check",
+            &env,
+            &format!(
+                "dir = \"{}\"\nenv = {{ MINE = \"mine\" }}\npass_env = [\"PASSED_ON\"]",
+                workdir.display()
+            ),
+            "[collectors.env_check.measurements.env]\nfields = { names = \"string\", cwd = \"string\", mine = \"string\", passed = \"string\", now = \"string\" }\n",
+        ),
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "run",
+            "env_check",
+            "--dry-run",
+            "--format",
+            "json",
+            "--now",
+            NOW,
+        ])
+        .env("INFLUXDB_PASSWORD", "hunter2-secret")
+        .env("INFLUXDB_USERNAME", "collector")
+        .env("PASSED_ON", "yes")
+        .env("NOT_PASSED", "no")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(!s.contains("hunter2") && !s.contains("INFLUXDB"), "{s}");
+    assert!(!s.contains("NOT_PASSED"), "{s}");
+    let v: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+    let f = &v["fields"];
+    assert_eq!(f["mine"], "mine");
+    assert_eq!(f["passed"], "yes");
+    assert_eq!(f["now"], "2026-11-24T12:00:00Z");
+    assert_eq!(
+        f["cwd"],
+        workdir.canonicalize().unwrap().display().to_string()
+    );
+    let names: Vec<&str> = f["names"].as_str().unwrap().split(' ').collect();
+    for n in &names {
+        assert!(
+            [
+                "PATH",
+                "LANG",
+                "TZ",
+                "HOME",
+                "PYTHONDONTWRITEBYTECODE",
+                "UBUNTU_METRICS_COLLECTOR",
+                "UBUNTU_METRICS_NOW",
+                "MINE",
+                "PASSED_ON",
+                "LC_CTYPE"
+            ]
+            .contains(n),
+            "unexpected variable {n} in {names:?}"
+        );
+    }
+}
+
+/// Whether a process is still there (a zombie counts as gone: it runs
+/// nothing and is waiting for its parent to reap it).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs a script that starts a child and both sleep 300 s, declared with
+/// `more` and the configuration's `[daemon]` section `daemon`: asserts the
+/// run fails within seconds with `want`, and neither process survives.
+fn assert_no_orphan(more: &str, daemon: &str, want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!(
+            "import os, subprocess, time\nchild = subprocess.Popen([\"sleep\", \"300\"])\nopen({:?}, \"w\").write(\"%d %d\\n\" % (os.getpid(), child.pid))\nprint(\"release_queue count=1i\", flush=True)\ntime.sleep(300)\n",
+            pids.display().to_string()
+        ),
+    );
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &format!(
+            "{daemon}\n{}",
+            declare("slow_queue", &slow, more, &queue_schema("slow_queue"))
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = run(&cfg, &["slow_queue", "--dry-run"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(want), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing written from a run that timed out"
+    );
+    let ids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // The script and the child it started are gone (killed, reaped).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while ids.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for p in ids {
+        assert!(!alive(p), "process {p} survived its collector's timeout");
+    }
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
+    assert_no_orphan(
+        "timeout = \"1s\"",
+        "",
+        "slow_queue: timed out after 1.0 s (timeout): its process group was killed",
+    );
+}
+
+#[test]
+fn a_run_abandoned_at_the_run_timeout_leaves_no_orphan_either() {
+    assert_no_orphan(
+        "",
+        "[daemon]\nrun_timeout = \"1s\"\n",
+        "collector slow_queue timed out after 1.0 s (run timeout; the run was abandoned)",
+    );
+}
+
+#[test]
+fn failing_scripts_fail_their_run_with_what_is_wrong_and_write_nothing() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "exits_3",
+            "import sys\nprint(\"release_queue count=1i\")\nfor i in range(8):\n    print(\"problem %d\" % i, file=sys.stderr)\nsys.exit(3)\n",
+            vec![
+                "exits_3: exited with status 3: problem 3 | problem 4 | problem 5 | problem 6 | problem 7",
+            ],
+        ),
+        (
+            "malformed",
+            "print(\"release_queue count=1i\")\nprint(\"release_queue count=2i\")\nprint(\"release_queue count=\")\n",
+            vec!["malformed: standard output line 3: not line protocol"],
+        ),
+        (
+            "wrong_type",
+            "print(\"release_queue count=1i\")\nprint('{\"measurement\": \"release_queue\", \"fields\": {\"count\": 2.5}}')\n",
+            vec![
+                "wrong_type: outside its declared schema",
+                "field \"count\" is float but release_queue declares it int",
+            ],
+        ),
+        (
+            "undeclared",
+            "print(\"release_queue count=1i\")\nprint(\"other_measurement count=1i\")\n",
+            vec![
+                "undeclared: outside its declared schema",
+                "measurement \"other_measurement\" is not declared",
+            ],
+        ),
+        (
+            "too_much",
+            "import sys\nfor i in range(200):\n    print(\"release_queue count=%di\" % i)\n",
+            vec!["too_much: its standard output is over the limit of 1000 bytes (max_output)"],
+        ),
+    ];
+    let mut decls = String::new();
+    for (name, code, _) in &cases {
+        let p = script(dir.path(), name, code);
+        let more = if *name == "too_much" {
+            "max_output = \"1kB\""
+        } else {
+            ""
+        };
+        decls.push_str(&declare(name, &p, more, &queue_schema(name)));
+    }
+    let good = script(
+        dir.path(),
+        "good",
+        "print(\"release_queue,queue=good count=1i\")\n",
+    );
+    decls.push_str(&declare("good", &good, "", &queue_schema("good")));
+    let cfg = config(dir.path(), &db.url(), &decls);
+    let mut names: Vec<&str> = cases.iter().map(|(n, _, _)| *n).collect();
+    names.push("good");
+    let out = run(&cfg, &names);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (_, _, wants) in &cases {
+        for w in wants {
+            assert!(stderr.contains(w), "no {w:?} in:\n{stderr}");
+        }
+    }
+    // No partial write: only the good collector's point is there.
+    let rows = db.rows("release_queue");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["queue"], "good");
+    let runs = db.rows("ubuntu_metrics_run");
+    for (name, _, _) in &cases {
+        let r = runs.iter().find(|r| r["collector"] == *name).unwrap();
+        assert_eq!(r["status"], "error", "{r:?}");
+        assert_eq!(r["points"], 0, "{r:?}");
+    }
+}
+
+#[test]
+fn a_bad_declaration_is_a_configuration_error_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[collectors.q]\ntype = \"exec\"\ncommand = [\"true\"]\n[collectors.q.measurements.m]\nfields = { count = \"integr\" }\n",
+            "collectors.q.measurements.m.fields.count: unknown type \"integr\"",
+        ),
+        (
+            "[collectors.q]\ntype = \"exec\"\n[collectors.q.measurements.m]\nfields = { count = \"int\" }\n",
+            "collectors.q.command",
+        ),
+        (
+            "[collectors.q]\ntype = \"exec\"\ncommand = [\"true\"]\npass_env = [\"INFLUXDB_PASSWORD\"]\n[collectors.q.measurements.m]\nfields = { count = \"int\" }\n",
+            "collectors.q.pass_env: INFLUXDB_PASSWORD",
+        ),
+        (
+            "[collectors.sponsoring]\ntype = \"exec\"\ncommand = [\"true\"]\n[collectors.sponsoring.measurements.m]\nfields = { count = \"int\" }\n",
+            "collectors.sponsoring.type: a built-in collector has this name",
+        ),
+        (
+            "[collectors.q]\ntype = \"exec\"\ncommand = [\"true\"]\n",
+            "collectors.q.measurements",
+        ),
+    ];
+    for (toml, want) in cases {
+        let cfg = config(dir.path(), "http://127.0.0.1:9", toml);
+        let out = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("list")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {stderr}");
+        assert!(
+            stderr.contains(want) && stderr.contains(&cfg.display().to_string()),
+            "{toml}: no {want:?} and file in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_link_named_after_a_declared_collector_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let js = script(dir.path(), "js", JSON_SCRIPT);
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &declare("json_queue", &js, "", &queue_schema("json_queue")),
+    );
+    let link = dir.path().join("json-queue");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &link).unwrap();
+    let out = clean_env(&mut std::process::Command::new(&link))
+        .args(["--config", cfg.to_str().unwrap(), "--now", NOW, "-n"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        text(&run(&cfg, &["json_queue", "--dry-run"]).stdout)
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+}
