@@ -21,6 +21,26 @@ pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
             EXIT_OK
         }
         DashboardsCommand::Export(a) => {
+            let ca_pem = match a.ca_file.as_ref().or(config.influxdb.ca_file.as_ref()) {
+                Some(f) => match std::fs::read_to_string(f) {
+                    Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
+                    Ok(_) => {
+                        eprintln!(
+                            "ubuntu-metrics: dashboards export: CA file {}: not a PEM certificate",
+                            f.display()
+                        );
+                        return EXIT_FAILED;
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "ubuntu-metrics: dashboards export: CA file {}: {e}",
+                            f.display()
+                        );
+                        return EXIT_FAILED;
+                    }
+                },
+                None => None,
+            };
             let o = ExportOptions {
                 influxdb_url: a
                     .influxdb_url
@@ -31,6 +51,7 @@ pub(super) fn main(cmd: DashboardsCommand, config: &Config) -> i32 {
                 user: a.user,
                 dashboards_path: a.dashboards_path,
                 alerts: AlertOptions::from_config(config),
+                ca_pem,
             };
             match export(&a.dir, &o) {
                 Ok(files) => {
