@@ -450,7 +450,11 @@ class UbuntuMetricsCharm(ops.CharmBase):
             self.system.install_deb(bundled)
         if resource is not None:
             if resource.read_bytes()[:8] == b"!<arch>\n":
-                self.system.install_deb(resource)
+                # apt takes a local package by its .deb name only.
+                deb = self.paths.root / "var/cache/ubuntu-metrics/ubuntu-metrics-resource.deb"
+                deb.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(resource, deb)
+                self.system.install_deb(deb)
             else:
                 self.paths.binary.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(resource, self.paths.binary)

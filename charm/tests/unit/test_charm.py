@@ -126,7 +126,7 @@ def test_install_installs_the_packages_grafana_and_the_program(env):
     assert system.machine_calls() == [
         ("apt", "influxdb", "influxdb-client", "rsync", "distro-info-data"),
         ("snap", "grafana"),
-        ("deb", str(deb.path)),
+        ("deb", str(root / "var/cache/ubuntu-metrics/ubuntu-metrics-resource.deb")),
     ]
     assert out.workload_version == "0.9.1"
     assert out.unit_status == testing.WaitingStatus("waiting for the configuration")
@@ -173,7 +173,7 @@ def test_upgrade_charm_installs_the_program_again(env):
     state = configured(env)
     system.calls.clear()
     ctx.run(ctx.on.upgrade_charm(), state)
-    assert ("deb", str(deb.path)) in system.calls
+    assert ("deb", str(root / "var/cache/ubuntu-metrics/ubuntu-metrics-resource.deb")) in system.calls
 
 
 def test_start_and_update_status_only_report(env):
