@@ -150,6 +150,33 @@ class FakeSystem(System):
         self.calls.append(("chown", str(path), user, group))
 
 
+def run_sponsoring(root: Path, binary: Path) -> subprocess.CompletedProcess:
+    """`run sponsoring` with the charm's configuration, its source served
+    (as the fixture server does) from tests/fixtures/."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(REPO / "tests/fixtures"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        etc = root / "etc/ubuntu-metrics"
+        config = root / "sponsoring.toml"
+        config.write_text((etc / "config.toml").read_text() + (
+            f'\n[sources]\nsponsoring = "http://127.0.0.1:{server.server_port}/sponsoring/general.json"\n'))
+        env = {
+            "PATH": os.environ["PATH"],
+            "UBUNTU_METRICS_STATE_DIR": str(root / "var/lib/ubuntu-metrics"),
+            "CREDENTIALS_DIRECTORY": str(etc),
+        }
+        return subprocess.run([binary, "--config", config, "run", "--now", "2026-11-24T12:00:00Z", "sponsoring"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture()
 def station(tmp_path):
     root = tmp_path / "root"
@@ -285,6 +312,21 @@ def test_a_local_station_from_scratch(station):
     # spool-flush through the real program, with the services' credential.
     ctx.run(ctx.on.action("spool-flush"), state)
     assert "the spool is empty" in ctx.action_results["output"]
+
+    # The station takes the collectors' writes: a collector run as the
+    # services run it (the credential from $CREDENTIALS_DIRECTORY), with its
+    # source served from the repository's fixtures, writes over verified
+    # https as the collector user; the charm's status then says it ran.
+    written = run_sponsoring(root, binary)
+    assert written.returncode == 0, written.stderr
+    status, v = influxd.query("SELECT count(*) FROM sponsoring_queue_stats", admin, ca)
+    assert v["results"][0]["series"][0]["values"][0][1] > 0, v
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == testing.ActiveStatus("9 collectors, all fine")
+    report = json.loads(subprocess.run(
+        [binary, "--config", etc / "config.toml", "status", "--format", "json"], capture_output=True, text=True,
+        env={"PATH": os.environ["PATH"], "UBUNTU_METRICS_STATE_DIR": str(root / "var/lib/ubuntu-metrics")}).stdout)
+    assert [c["last_run"]["result"] for c in report["collectors"] if c["name"] == "sponsoring"] == ["ok"]
 
     # Again: nothing changes, nothing restarts.
     before = list(system.calls)
