@@ -122,9 +122,12 @@ class System:
         return last
 
     def program(self, binary: Path, args: list[str], env: dict) -> Result:
-        r = subprocess.run(
-            [str(binary), *args], env=env, capture_output=True, text=True, timeout=900
-        )
+        try:
+            r = subprocess.run(
+                [str(binary), *args], env=env, capture_output=True, text=True, timeout=900
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return Result(127, "", f"ubuntu-metrics: cannot run {binary}: {e}\n")
         return Result(r.returncode, r.stdout, r.stderr)
 
 
@@ -444,25 +447,35 @@ class UbuntuMetricsCharm(ops.CharmBase):
     def _install_program(self) -> None:
         bundled = self.charm_dir / "ubuntu-metrics.deb"
         resource = self._resource()
+        before = fingerprint([self.binary])
         if not bundled.exists() and resource is None:
             raise Failure("no ubuntu-metrics.deb in the charm and no ubuntu-metrics resource: attach one (juju attach-resource)")
         if bundled.exists():
             self.system.install_deb(bundled)
         if resource is not None:
-            if resource.read_bytes()[:8] == b"!<arch>\n":
+            with open(resource, "rb") as f:
+                is_deb = f.read(8) == b"!<arch>\n"
+            if is_deb:
                 # apt takes a local package by its .deb name only.
                 deb = self.paths.root / "var/cache/ubuntu-metrics/ubuntu-metrics-resource.deb"
                 deb.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(resource, deb)
                 self.system.install_deb(deb)
             else:
+                # Renamed into place: the running daemon keeps its file.
                 self.paths.binary.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(resource, self.paths.binary)
-                os.chmod(self.paths.binary, 0o755)
+                tmp = self.paths.binary.with_name("ubuntu-metrics.new~")
+                shutil.copyfile(resource, tmp)
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, self.paths.binary)
         r = self.system.program(self.binary, ["--version"], self.env())
         if r.code != 0:
             raise Failure(f"ubuntu-metrics --version: {last_line(r.stderr)}")
         self.unit.set_workload_version(r.stdout.split()[-1] if r.stdout.split() else "")
+        if self._stored.mode == "daemon" and fingerprint([self.binary]) != before:
+            # A new program: the daemon runs it from now on (timers start
+            # the binary at each run).
+            self.system.systemctl("restart", DAEMON_SERVICE)
 
     # Configure --------------------------------------------------------------
 

@@ -168,6 +168,29 @@ def test_install_without_a_program_blocks(env):
     assert "no ubuntu-metrics.deb in the charm and no ubuntu-metrics resource" in out.unit_status.message
 
 
+def test_a_new_binary_restarts_the_daemon(env, tmp_path):
+    root, system, ctx, _ = env
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(b"\x7fELF old")
+    new.write_bytes(b"\x7fELF new")
+    state = ctx.run(ctx.on.install(), testing.State(
+        config={"mode": "daemon"}, resources=[testing.Resource(name="ubuntu-metrics", path=old)]))
+    state = ctx.run(ctx.on.config_changed(), state)
+    system.calls.clear()
+    # juju attach-resource: upgrade-charm with the new file.
+    ctx.run(ctx.on.upgrade_charm(), testing.State(
+        config={"mode": "daemon"}, stored_states=state.stored_states,
+        resources=[testing.Resource(name="ubuntu-metrics", path=new)]))
+    assert (root / "usr/bin/ubuntu-metrics").read_bytes() == b"\x7fELF new"
+    assert system.machine_calls()[-1] == ("systemctl", "restart", "ubuntu-metrics.service")
+    # The same file again: nothing to restart.
+    system.calls.clear()
+    ctx.run(ctx.on.upgrade_charm(), testing.State(
+        config={"mode": "daemon"}, stored_states=state.stored_states,
+        resources=[testing.Resource(name="ubuntu-metrics", path=new)]))
+    assert ("systemctl", "restart", "ubuntu-metrics.service") not in system.calls
+
+
 def test_upgrade_charm_installs_the_program_again(env):
     root, system, ctx, deb = env
     state = configured(env)
