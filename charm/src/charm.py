@@ -744,7 +744,9 @@ class UbuntuMetricsCharm(ops.CharmBase):
             timers = self._timers()
             gone = sorted(timers_before - timers)
             if gone:
-                self.system.systemctl("disable", "--now", *gone)
+                # Their files and links are gone already (systemd install):
+                # stop them (disable would not find their files).
+                self.system.systemctl("stop", *gone)
             if after != before:
                 self.system.systemctl("daemon-reload")
             new = sorted(timers - timers_before) if not mode_changed else sorted(timers)
