@@ -108,6 +108,41 @@ def test_charmcraft_yaml_and_the_code_agree():
     assert cc["config"]["options"]["grafana-anonymous"]["default"] is True
 
 
+CHARMCRAFT_CHECK = """
+import json, yaml
+from charmcraft import parts
+from charmcraft.models import project
+parts.setup_parts()
+p = project.CharmcraftProject.unmarshal(yaml.safe_load(open("charmcraft.yaml")))
+print(json.dumps({
+    "model": type(p).__name__, "name": p.name, "base": p.base, "platforms": sorted(p.platforms),
+    "parts": sorted(p.parts), "actions": sorted(p.actions), "options": sorted(p.config["options"]),
+    "resources": sorted(p.resources), "requires": sorted(p.requires), "provides": sorted(p.provides),
+}))
+"""
+
+
+def test_charmcraft_accepts_the_project():
+    """charmcraft's own project model (plugins, platforms, actions, options)
+    takes charmcraft.yaml; charm/run-tests installs charmcraft for this."""
+    import os
+    import subprocess
+
+    python = os.environ.get("CHARMCRAFT_PYTHON")
+    if not python:
+        pytest.skip("CHARMCRAFT_PYTHON unset: charm/run-tests installs charmcraft and sets it")
+    r = subprocess.run([python, "-c", CHARMCRAFT_CHECK], cwd=CHARM_DIR, capture_output=True, text=True,
+                       env={**os.environ, "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp")})
+    assert r.returncode == 0, r.stderr
+    cc = charmcraft()
+    assert json.loads(r.stdout.splitlines()[-1]) == {
+        "model": "PlatformCharm", "name": "ubuntu-metrics", "base": "ubuntu@24.04",
+        "platforms": ["amd64", "arm64"], "parts": ["charm", "ubuntu-metrics-deb"],
+        "actions": sorted(cc["actions"]), "options": sorted(cc["config"]["options"]),
+        "resources": ["ubuntu-metrics"], "requires": ["ingress"], "provides": ["cos-agent"],
+    }
+
+
 def test_every_declared_event_and_action_runs(env):
     """Each action runs (results or a failure) and each event is handled."""
     root, system, ctx, deb = env
