@@ -143,6 +143,32 @@ def test_charmcraft_accepts_the_project():
     }
 
 
+def test_the_deb_part_takes_the_package_of_the_target_architecture(tmp_path):
+    """The override-build script of the part that carries the program, as
+    craft-parts runs it (in the part's build directory, with its variables)."""
+    import subprocess
+
+    script = charmcraft()["parts"]["ubuntu-metrics-deb"]["override-build"]
+    build, install = tmp_path / "build", tmp_path / "install"
+    build.mkdir()
+    for name in ("ubuntu-metrics_0.1.0-1_amd64.deb", "ubuntu-metrics_0.2.0-1_amd64.deb",
+                 "ubuntu-metrics_0.2.0-1_arm64.deb", "README.md"):
+        (build / name).write_text(name)
+
+    def run(arch):
+        return subprocess.run(["bash", "-c", script], cwd=build, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "CRAFT_ARCH_BUILD_FOR": arch,
+                                   "CRAFT_PART_INSTALL": str(install / arch)})
+
+    for arch in ("amd64", "arm64"):
+        r = run(arch)
+        assert r.returncode == 0, r.stderr
+        assert (install / arch / "ubuntu-metrics.deb").read_text() == f"ubuntu-metrics_0.2.0-1_{arch}.deb"
+    r = run("riscv64")
+    assert r.returncode == 1
+    assert "no ubuntu-metrics_*_riscv64.deb in charm/debs/: run ./scripts/build-deb" in r.stderr
+
+
 def test_every_declared_event_and_action_runs(env):
     """Each action runs (results or a failure) and each event is handled."""
     root, system, ctx, deb = env
