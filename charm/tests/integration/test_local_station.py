@@ -24,7 +24,6 @@ import pytest
 from conftest import CHARM_DIR, context
 from ops import testing
 
-import charm as charm_module
 from charm import System, UbuntuMetricsCharm
 
 REPO = CHARM_DIR.parent

@@ -7,7 +7,6 @@ import json
 import re
 import stat
 import tomllib
-from pathlib import Path
 
 import pytest
 from conftest import CHARM_DIR, charmcraft, context
