@@ -290,8 +290,14 @@ def test_a_local_station_from_scratch(station):
     units = root / "etc/systemd/system"
     timers = sorted(p.name for p in units.glob("ubuntu-metrics-*.timer"))
     assert len(timers) == 9 and "ubuntu-metrics-versions.timer" not in timers
-    assert "OnUnitInactiveSec=10m" in (units / "ubuntu-metrics-britney.timer").read_text()
+    britney = (units / "ubuntu-metrics-britney.timer").read_text()
+    # The first generation's timer semantics.
+    for line in ("OnBootSec=30s", "OnUnitInactiveSec=10m", "RandomizedDelaySec=1m", "FixedRandomDelay=yes"):
+        assert line in britney.splitlines(), britney
+    assert "OnUnitInactiveSec=2h" in (units / "ubuntu-metrics-images.timer").read_text()
+    assert (units / "timers.target.wants/ubuntu-metrics-britney.timer").is_symlink()
     service = (units / "ubuntu-metrics@.service").read_text()
+    assert "RuntimeMaxSec=10m" in service.splitlines() and "DynamicUser=yes" in service.splitlines()
     assert f"ExecStart={root}/usr/bin/ubuntu-metrics --config {etc}/config.toml run %i" in service
     # The credential's path is the program's constant (the real one).
     assert "LoadCredential=influxdb-password:/etc/ubuntu-metrics/influxdb-password" in service
