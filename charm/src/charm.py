@@ -882,10 +882,11 @@ class UbuntuMetricsCharm(ops.CharmBase):
         name = str(event.params["name"])
         r = self.program("run", name, "--dry-run", "--format", "json")
         points = [line for line in r.stdout.splitlines() if line.strip()]
+        if points or r.code == 0:
+            # A collector that failed in part still gives its other points.
+            event.set_results({"count": len(points), "points": "\n".join(points)})
         if r.code != 0:
             event.fail(f"run {name} --dry-run (exit {r.code}): {program_message(r.stderr)}")
-            return
-        event.set_results({"count": len(points), "points": "\n".join(points)})
 
     def _on_spool_status(self, event: ops.ActionEvent):
         if not self._configured_or_fail(event):

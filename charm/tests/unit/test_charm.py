@@ -624,6 +624,17 @@ def test_run_collector_gives_the_points(env):
     assert ["run", "sponsoring", "--dry-run", "--format", "json"] in [r[2:] for r in system.runs]
 
 
+def test_run_collector_failing_in_part_gives_its_points_and_fails(env):
+    root, system, ctx, deb = env
+    state = configured(env)
+    system.dry_run = charm_module.Result(1, '{"measurement":"m","fields":{"n":1}}\n',
+                                         "ubuntu-metrics: sponsoring: HTTP 503 from upstream\n")
+    with pytest.raises(testing.ActionFailed) as e:
+        ctx.run(ctx.on.action("run-collector", params={"name": "sponsoring"}), state)
+    assert e.value.message == "run sponsoring --dry-run (exit 1): sponsoring: HTTP 503 from upstream"
+    assert ctx.action_results == {"count": 1, "points": '{"measurement":"m","fields":{"n":1}}'}
+
+
 def test_run_collector_unknown_fails_with_the_programs_message(env):
     root, system, ctx, deb = env
     state = configured(env)
