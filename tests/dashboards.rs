@@ -52,6 +52,61 @@ fn export_writes_the_same_files() {
     assert!(pv.contains("path: \"/srv/dash\""), "{pv}");
 }
 
+/// With `influxdb.ca_file` (an https InfluxDB with a private CA) the data
+/// source trusts that CA; `--ca-file` names another, and a file that is not
+/// a PEM certificate is an error.
+#[test]
+fn export_trusts_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIBCA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[influxdb]\nurl = \"https://127.0.0.1:8086\"\nca_file = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let prov = dir.path().join("provisioning");
+    let export = |extra: &[&std::ffi::OsStr]| {
+        bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["dashboards", "export"])
+            .arg(&prov)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = export(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ds = std::fs::read_to_string(prov.join("datasources/ubuntu-metrics.yaml")).unwrap();
+    assert!(
+        ds.contains("tlsAuthWithCACert: true")
+            && ds.contains(
+                "      tlsCACert: |\n        -----BEGIN CERTIFICATE-----\n        MIIBCA==\n"
+            ),
+        "{ds}"
+    );
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let out = export(&["--ca-file".as_ref(), junk.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("junk.pem: not a PEM certificate"), "{err}");
+}
+
 /// Grafana's macros as Grafana expands them for a time range around NOW
 /// (`$timeFilter` is `time >= <from>ms and time <= <to>ms`).
 fn expand(query: &str, interval: &str) -> String {

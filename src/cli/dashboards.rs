@@ -26,6 +26,26 @@ pub(super) fn main(
             EXIT_OK
         }
         DashboardsCommand::Export(a) => {
+            let ca_pem = match a.ca_file.as_ref().or(config.influxdb.ca_file.as_ref()) {
+                Some(f) => match std::fs::read_to_string(f) {
+                    Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
+                    Ok(_) => {
+                        eprintln!(
+                            "ubuntu-metrics: dashboards export: CA file {}: not a PEM certificate",
+                            f.display()
+                        );
+                        return EXIT_FAILED;
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "ubuntu-metrics: dashboards export: CA file {}: {e}",
+                            f.display()
+                        );
+                        return EXIT_FAILED;
+                    }
+                },
+                None => None,
+            };
             let o = ExportOptions {
                 influxdb_url: a
                     .influxdb_url
@@ -36,6 +56,7 @@ pub(super) fn main(
                 user: a.user,
                 dashboards_path: a.dashboards_path,
                 alerts: AlertOptions::from_config_of(config, registry),
+                ca_pem,
             };
             match export_of(&a.dir, &o, registry) {
                 Ok(files) => {

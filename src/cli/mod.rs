@@ -257,6 +257,9 @@ pub struct ExportArgs {
     /// Where Grafana will find the dashboard JSON files (the provider's path)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_DASHBOARDS_PATH)]
     pub dashboards_path: PathBuf,
+    /// The CA (PEM) the data source trusts for an https InfluxDB [default: influxdb.ca_file of the configuration]
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `completions SHELL`.
