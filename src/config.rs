@@ -27,6 +27,9 @@ pub const PASSWORD_CREDENTIAL: &str = "influxdb-password";
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub influxdb: InfluxConfig,
+    /// More outputs beside `[influxdb]`: `[outputs.NAME]`, the same keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, InfluxConfig>,
     pub sources: Sources,
     pub daemon: DaemonConfig,
     pub spool: SpoolConfig,
@@ -444,6 +447,95 @@ impl Config {
         }
     }
 
+    /// The checks of one output's settings (`[influxdb]`, or
+    /// `[outputs.NAME]` with `key` = `outputs.NAME`).
+    fn check_output(&self, key: &str, o: &InfluxConfig) -> Result<(), ConfigError> {
+        let origin = self.origin();
+        if o.api == WriteApi::V1 && o.database.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{}: {key}.database is empty: name the InfluxDB database to write to",
+                self.origin_of(&format!("{key}.database"))
+            )));
+        }
+        if let Some(u) = o.username.as_deref()
+            && u.trim().is_empty()
+        {
+            return Err(ConfigError(format!(
+                "{}: {key}.username is empty: name the user, or remove the key",
+                self.origin_of(&format!("{key}.username"))
+            )));
+        }
+        if o.timeout.as_usec() == 0 {
+            return Err(ConfigError(format!(
+                "{}: {key}.timeout = {:?}: must be more than zero",
+                self.origin_of(&format!("{key}.timeout")),
+                o.timeout.text()
+            )));
+        }
+        let batch = o.batch_size;
+        if !(1..=crate::sinks::influxdb::MAX_BATCH_SIZE).contains(&batch) {
+            return Err(ConfigError(format!(
+                "{}: {key}.batch_size = {batch}: write 1 to {} lines per request",
+                self.origin_of(&format!("{key}.batch_size")),
+                crate::sinks::influxdb::MAX_BATCH_SIZE
+            )));
+        }
+        let url_origin = self.origin_of(&format!("{key}.url"));
+        let url = url::Url::parse(&o.url).map_err(|e| {
+            ConfigError(format!(
+                "{url_origin}: {key}.url {:?}: {e}",
+                redact_url(&o.url)
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError(format!(
+                "{url_origin}: {key}.url {:?}: the scheme must be http or https",
+                redact_url(&o.url)
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError(format!(
+                "{url_origin}: {key}.url {:?}: no host",
+                redact_url(&o.url)
+            )));
+        }
+        if o.password.is_some() && o.password_file.is_some() {
+            return Err(ConfigError(format!(
+                "{origin}: {key}.password and {key}.password_file are both set; keep one"
+            )));
+        }
+        if o.token.is_some() && o.token_file.is_some() {
+            return Err(ConfigError(format!(
+                "{origin}: {key}.token and {key}.token_file are both set; keep one"
+            )));
+        }
+        match o.api {
+            WriteApi::V2 => {
+                for (what, value) in [("org", &o.org), ("bucket", &o.bucket)] {
+                    if value.is_empty() {
+                        return Err(ConfigError(format!(
+                            "{}: {key}.{what} is empty: api = \"v2\" writes to a bucket of an organisation",
+                            self.origin_of(&format!("{key}.{what}"))
+                        )));
+                    }
+                }
+                if o.username.is_some() || o.password.is_some() {
+                    return Err(ConfigError(format!(
+                        "{origin}: {key}.username / {key}.password are not used with api = \"v2\": the token authenticates ({key}.token_file)"
+                    )));
+                }
+            }
+            WriteApi::V1 => {
+                if o.token.is_some() || o.token_file.is_some() {
+                    return Err(ConfigError(format!(
+                        "{origin}: {key}.token is for api = \"v2\"; with v1 give username and password"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: collector names, intervals and options,
     /// URLs, and every value that would fail (or spin) only at run time.
     pub fn validate<C: CollectorSettings + ?Sized>(
@@ -461,32 +553,9 @@ impl Config {
             }
             Ok(())
         };
-        if self.influxdb.database.trim().is_empty() {
-            return Err(ConfigError(format!(
-                "{}: influxdb.database is empty: name the InfluxDB database to write to",
-                self.origin_of("influxdb.database")
-            )));
-        }
-        if let Some(u) = self.influxdb.username.as_deref()
-            && u.trim().is_empty()
-        {
-            return Err(ConfigError(format!(
-                "{}: influxdb.username is empty: name the user, or remove the key",
-                self.origin_of("influxdb.username")
-            )));
-        }
-        zero("influxdb.timeout", &self.influxdb.timeout)?;
         zero("http.timeout", &self.http.timeout)?;
         zero("http.connect_timeout", &self.http.connect_timeout)?;
         zero("daemon.run_timeout", &self.daemon.run_timeout)?;
-        let batch = self.influxdb.batch_size;
-        if !(1..=crate::sinks::influxdb::MAX_BATCH_SIZE).contains(&batch) {
-            return Err(ConfigError(format!(
-                "{}: influxdb.batch_size = {batch}: write 1 to {} lines per request",
-                self.origin_of("influxdb.batch_size"),
-                crate::sinks::influxdb::MAX_BATCH_SIZE
-            )));
-        }
         if let Some(listen) = &self.daemon.listen {
             listen.parse::<std::net::SocketAddr>().map_err(|e| {
                 ConfigError(format!(
@@ -539,61 +608,19 @@ impl Config {
                 ))
             })?;
         }
-        let url_origin = self.origin_of("influxdb.url");
-        let url = url::Url::parse(&self.influxdb.url).map_err(|e| {
-            ConfigError(format!(
-                "{url_origin}: influxdb.url {:?}: {e}",
-                redact_url(&self.influxdb.url)
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError(format!(
-                "{url_origin}: influxdb.url {:?}: the scheme must be http or https",
-                redact_url(&self.influxdb.url)
-            )));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError(format!(
-                "{url_origin}: influxdb.url {:?}: no host",
-                redact_url(&self.influxdb.url)
-            )));
-        }
-        if self.influxdb.password.is_some() && self.influxdb.password_file.is_some() {
-            return Err(ConfigError(format!(
-                "{origin}: influxdb.password and influxdb.password_file are both set; keep one"
-            )));
-        }
-        if self.influxdb.token.is_some() && self.influxdb.token_file.is_some() {
-            return Err(ConfigError(format!(
-                "{origin}: influxdb.token and influxdb.token_file are both set; keep one"
-            )));
-        }
-        match self.influxdb.api {
-            WriteApi::V2 => {
-                for (key, value) in [
-                    ("influxdb.org", &self.influxdb.org),
-                    ("influxdb.bucket", &self.influxdb.bucket),
-                ] {
-                    if value.is_empty() {
-                        return Err(ConfigError(format!(
-                            "{}: {key} is empty: api = \"v2\" writes to a bucket of an organisation",
-                            self.origin_of(key)
-                        )));
-                    }
-                }
-                if self.influxdb.username.is_some() || self.influxdb.password.is_some() {
-                    return Err(ConfigError(format!(
-                        "{origin}: influxdb.username / influxdb.password are not used with api = \"v2\": the token authenticates (influxdb.token_file or INFLUXDB_TOKEN)"
-                    )));
-                }
+        self.check_output("influxdb", &self.influxdb)?;
+        for (name, o) in &self.outputs {
+            if name == "influxdb"
+                || name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err(ConfigError(format!(
+                    "{origin}: outputs.{name}: an output's name is lower-case letters, digits, _ and - (and not `influxdb`, the first output)"
+                )));
             }
-            WriteApi::V1 => {
-                if self.influxdb.token.is_some() || self.influxdb.token_file.is_some() {
-                    return Err(ConfigError(format!(
-                        "{origin}: influxdb.token is for api = \"v2\"; with v1 give username and password"
-                    )));
-                }
-            }
+            self.check_output(&format!("outputs.{name}"), o)?;
         }
         self.spool
             .max_bytes()
@@ -663,6 +690,51 @@ impl Config {
         }
     }
 
+    /// Every output: `[influxdb]` (named `influxdb`, spooling in
+    /// `spool.dir`), then each `[outputs.NAME]` (spooling in `spool-NAME`
+    /// beside it: each output keeps its own backlog and dead letters).
+    pub fn outputs(&self) -> Vec<OutputSpec> {
+        let mut all = vec![OutputSpec {
+            name: DEFAULT_OUTPUT.to_owned(),
+            influx: self.influxdb.clone(),
+            spool_dir: self.spool.dir.clone(),
+        }];
+        for (name, o) in &self.outputs {
+            let base = self
+                .spool
+                .dir
+                .file_name()
+                .map_or_else(|| "spool".into(), |f| f.to_string_lossy().into_owned());
+            all.push(OutputSpec {
+                name: name.clone(),
+                influx: o.clone(),
+                spool_dir: self.spool.dir.with_file_name(format!("{base}-{name}")),
+            });
+        }
+        all
+    }
+
+    /// The secret an output's writer sends: `[influxdb]`'s from any of its
+    /// sources ([`Config::write_secret`]); another output's from its own
+    /// `password`/`password_file` (v1) or `token`/`token_file` (v2).
+    pub fn output_secret(&self, o: &OutputSpec) -> Result<Option<String>, ConfigError> {
+        if o.name == DEFAULT_OUTPUT {
+            return self.write_secret();
+        }
+        let key = format!("outputs.{}", o.name);
+        let (plain, file, what) = match o.influx.api {
+            WriteApi::V1 => (&o.influx.password, &o.influx.password_file, "password_file"),
+            WriteApi::V2 => (&o.influx.token, &o.influx.token_file, "token_file"),
+        };
+        if let Some(p) = plain {
+            return Ok(Some(p.clone()));
+        }
+        match file {
+            Some(f) => read_secret(f, &format!("{key}.{what}")).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The collector's settings (defaults when it has no section).
     pub fn collector(&self, name: &str) -> CollectorConfig {
         self.collectors.get(name).cloned().unwrap_or_default()
@@ -689,8 +761,14 @@ impl Config {
         if c.influxdb.password.is_some() {
             c.influxdb.password = Some(REDACTED.into());
         }
-        if c.influxdb.token.is_some() {
-            c.influxdb.token = Some(REDACTED.into());
+        for o in std::iter::once(&mut c.influxdb).chain(c.outputs.values_mut()) {
+            if o.password.is_some() {
+                o.password = Some(REDACTED.into());
+            }
+            if o.token.is_some() {
+                o.token = Some(REDACTED.into());
+            }
+            o.url = redact_url(&o.url);
         }
         c.influxdb.url = redact_url(&c.influxdb.url);
         for url in c.sources.urls.values_mut() {
@@ -706,6 +784,17 @@ impl Config {
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
+}
+
+/// The name of the first output, `[influxdb]`.
+pub const DEFAULT_OUTPUT: &str = "influxdb";
+
+/// One output, resolved: its name, its settings and its spool.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub name: String,
+    pub influx: InfluxConfig,
+    pub spool_dir: PathBuf,
 }
 
 /// A password or token file's content, without its final newline.

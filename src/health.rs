@@ -83,6 +83,18 @@ pub struct Report {
     pub spool_too_old: bool,
     pub state_dir: PathBuf,
     pub spool_dir: PathBuf,
+    /// Every output's spool (the fields above are the first's).
+    pub outputs: Vec<OutputSpool>,
+}
+
+/// What waits in one output's spool.
+#[derive(Debug, Clone)]
+pub struct OutputSpool {
+    pub name: String,
+    pub dir: PathBuf,
+    pub status: spool::Status,
+    pub oldest_age: Option<chrono::Duration>,
+    pub too_old: bool,
 }
 
 /// The configuration does not let the report be made (`spool.max_size`).
@@ -182,30 +194,50 @@ impl Report {
             problems.push(format!("late: {}", late.join(", ")));
         }
 
-        let spool_dir = config.spool.dir.clone();
-        let spool = if spool_dir.exists() {
-            Spool::open(&spool_dir, max).and_then(|s| s.status())
-        } else {
-            Ok(Default::default())
-        };
-        let spool = match spool {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(e.to_string());
-                Default::default()
+        let specs = config.outputs();
+        let several = specs.len() > 1;
+        let mut outputs = Vec::new();
+        for o in specs {
+            let status = if o.spool_dir.exists() {
+                Spool::open(&o.spool_dir, max).and_then(|s| s.status())
+            } else {
+                Ok(Default::default())
+            };
+            let status = match status {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    Default::default()
+                }
+            };
+            let oldest_age = status.oldest.map(|t| now - t);
+            let too_old = oldest_age.is_some_and(|a| a > threshold);
+            if too_old {
+                problems.push(format!(
+                    "{} points waiting in the spool{} for {} (more than {})",
+                    status.points,
+                    if several {
+                        format!(" of output {}", o.name)
+                    } else {
+                        String::new()
+                    },
+                    span(oldest_age.unwrap_or_default()),
+                    spool_age.text()
+                ));
             }
-        };
-        let oldest_age = spool.oldest.map(|o| now - o);
-        let spool_too_old = oldest_age.is_some_and(|a| a > threshold);
-        if spool_too_old {
-            problems.push(format!(
-                "{} points waiting in the spool for {} (more than {})",
-                spool.points,
-                span(oldest_age.unwrap_or_default()),
-                spool_age.text()
-            ));
+            outputs.push(OutputSpool {
+                name: o.name,
+                dir: o.spool_dir,
+                status,
+                oldest_age,
+                too_old,
+            });
         }
+        let first = outputs[0].clone();
+        let (spool, oldest_age, spool_too_old, spool_dir) =
+            (first.status, first.oldest_age, first.too_old, first.dir);
         Ok(Report {
+            outputs,
             now,
             threshold,
             rows,
@@ -277,6 +309,16 @@ impl Report {
                 "too_old": self.spool_too_old,
                 "dead_letter_batches": self.spool.dead_letter_entries,
             },
+            "outputs": self.outputs.iter().map(|o| json!({
+                "name": o.name,
+                "dir": o.dir.display().to_string(),
+                "records": o.status.records,
+                "points": o.status.points,
+                "oldest_record": o.status.oldest.map(rfc3339),
+                "oldest_age_seconds": o.oldest_age.map(|a| a.num_seconds()),
+                "too_old": o.too_old,
+                "dead_letter_batches": o.status.dead_letter_entries,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -390,31 +432,35 @@ impl Report {
                 .map(|r| (label(r), u8::from(r.late).to_string()))
                 .collect(),
         );
+        let per_output = |f: &dyn Fn(&OutputSpool) -> Option<String>| -> Vec<(String, String)> {
+            self.outputs
+                .iter()
+                .filter_map(|o| f(o).map(|v| (format!("{{output=\"{}\"}}", escape(&o.name)), v)))
+                .collect()
+        };
         family(
             "spool_points",
-            "Points waiting in the spool for InfluxDB.",
+            "Points waiting in the output's spool.",
             "gauge",
-            vec![(String::new(), self.spool.points.to_string())],
+            per_output(&|o| Some(o.status.points.to_string())),
         );
         family(
             "spool_records",
-            "Records (batches) waiting in the spool for InfluxDB.",
+            "Records (batches) waiting in the output's spool.",
             "gauge",
-            vec![(String::new(), self.spool.records.to_string())],
+            per_output(&|o| Some(o.status.records.to_string())),
         );
         family(
             "spool_oldest_age_seconds",
-            "How long the oldest record in the spool has been waiting.",
+            "How long the oldest record in the output's spool has been waiting.",
             "gauge",
-            self.oldest_age
-                .map(|a| vec![(String::new(), a.num_seconds().to_string())])
-                .unwrap_or_default(),
+            per_output(&|o| o.oldest_age.map(|a| a.num_seconds().to_string())),
         );
         family(
             "dead_letter_batches",
-            "Batches InfluxDB refused for good, kept in the dead-letter file.",
+            "Batches the output refused for good, kept in its dead-letter file.",
             "gauge",
-            vec![(String::new(), self.spool.dead_letter_entries.to_string())],
+            per_output(&|o| Some(o.status.dead_letter_entries.to_string())),
         );
         out
     }

@@ -69,10 +69,16 @@ pub const SELF_SCHEMA: &[Measurement] = &[
     ),
     Measurement::new(
         WRITE_MEASUREMENT,
-        &[tag(
-            "outcome",
-            "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
-        )],
+        &[
+            tag(
+                "output",
+                "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
+            ),
+            tag(
+                "outcome",
+                "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
+            ),
+        ],
         &[
             float(
                 "latency_seconds",
@@ -84,7 +90,7 @@ pub const SELF_SCHEMA: &[Measurement] = &[
     ),
     Measurement::new(
         SPOOL_MEASUREMENT,
-        &[],
+        &[tag("output", "the output whose spool it is")],
         &[
             int(
                 "points",

@@ -15,6 +15,17 @@ const BAD: &[(&str, &str)] = &[
     ("[influxdb]\ndatabase = \"\"\n", "influxdb.database"),
     ("[influxdb]\ntimeout = \"0\"\n", "influxdb.timeout"),
     ("[influxdb]\nbatch_size = 0\n", "influxdb.batch_size"),
+    ("[outputs.Big]\nurl = \"http://h:1\"\n", "outputs.Big"),
+    (
+        "[outputs.influxdb]\nurl = \"http://h:1\"\n",
+        "outputs.influxdb",
+    ),
+    ("[outputs.vm]\ntimeout = \"0\"\n", "outputs.vm.timeout"),
+    ("[outputs.vm]\nurl = \"ftp://h\"\n", "outputs.vm.url"),
+    (
+        "[outputs.vm]\napi = \"v2\"\norg = \"o\"\n",
+        "outputs.vm.bucket",
+    ),
     ("[influxdb]\napi = \"v2\"\norg = \"o\"\n", "influxdb.bucket"),
     ("[influxdb]\napi = \"v3\"\n", "api"),
     ("[influxdb]\ntoken = \"t\"\n", "influxdb.token"),

@@ -239,8 +239,17 @@ fn a_healthy_daemon_answers_200_the_status_json_and_prometheus_metrics() {
     );
     let samples = parse_prometheus(&body);
     assert_eq!(value(&samples, "ubuntu_metrics_healthy"), 1.0, "{body}");
-    assert_eq!(value(&samples, "ubuntu_metrics_spool_points"), 0.0);
-    assert_eq!(value(&samples, "ubuntu_metrics_dead_letter_batches"), 0.0);
+    assert_eq!(
+        value(&samples, "ubuntu_metrics_spool_points{output=\"influxdb\"}"),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ubuntu_metrics_dead_letter_batches{output=\"influxdb\"}"
+        ),
+        0.0
+    );
     for c in registry() {
         let n = c.name();
         let l = format!("{{collector=\"{n}\"}}");

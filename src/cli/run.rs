@@ -3,7 +3,7 @@
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, RunArgs, normalise_name};
 use crate::collector::Collector;
-use crate::config::Config;
+use crate::config::{Config, OutputSpec};
 use crate::runner::{self, Outcome};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::Printer;
@@ -54,24 +54,23 @@ pub(super) async fn main(
             return EXIT_USAGE;
         }
     };
-    let writer = if args.dry_run {
-        None
-    } else {
-        let password = match config.write_secret() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("ubuntu-metrics: configuration error: {e}");
-                return EXIT_USAGE;
-            }
-        };
-        match InfluxWriter::new(&config.influxdb, password) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                eprintln!("ubuntu-metrics: configuration error: {e}");
-                return EXIT_USAGE;
+    // Every output's writer (none for a dry run).
+    let mut writers = Vec::new();
+    if !args.dry_run {
+        for o in config.outputs() {
+            let made = config
+                .output_secret(&o)
+                .map_err(|e| e.to_string())
+                .and_then(|secret| InfluxWriter::new(&o.influx, secret));
+            match made {
+                Ok(w) => writers.push((w.named(&o.name), o)),
+                Err(e) => {
+                    eprintln!("ubuntu-metrics: configuration error: {e}");
+                    return EXIT_USAGE;
+                }
             }
         }
-    };
+    }
     let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
         Ok(c) => c,
         Err(e) => {
@@ -90,8 +89,8 @@ pub(super) async fn main(
         eprintln!("ubuntu-metrics: {line}");
         status = EXIT_FAILED;
     }
-    match writer {
-        None => {
+    match writers.is_empty() {
+        true => {
             let d = runner::deliver_to(
                 &outcomes,
                 &Printer::new(Box::new(std::io::stdout()), args.format),
@@ -107,17 +106,30 @@ pub(super) async fn main(
                 status = EXIT_FAILED;
             }
         }
-        Some(w) => {
-            let spool = open_spool(config);
-            // What waited before this run (for the spool's self-metrics).
-            let backlog = spool.as_ref().and_then(|s| s.status().ok());
-            let d =
-                runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
-            if config.self_metrics.enabled && d.spooled == 0 && d.error.is_none() && !d.busy {
-                let at = now.unwrap_or_else(Utc::now);
-                let _ = runner::write_self_metrics(&w, spool.as_ref(), backlog.as_ref(), at).await;
+        false => {
+            // Every output at once: one that is down does not delay the
+            // others' writes (each keeps its own spool).
+            let self_metrics = config.self_metrics.enabled;
+            let outcomes = &outcomes;
+            let deliveries = writers.iter().map(|(w, o)| async move {
+                let spool = open_spool(config, o);
+                // What waited before this run (for the spool's self-metrics).
+                let backlog = spool.as_ref().and_then(|s| s.status().ok());
+                let d = runner::deliver(outcomes, w, spool.as_ref(), self_metrics).await;
+                if self_metrics && d.spooled == 0 && d.error.is_none() && !d.busy {
+                    let at = now.unwrap_or_else(Utc::now);
+                    let _ =
+                        runner::write_self_metrics(w, spool.as_ref(), backlog.as_ref(), at).await;
+                }
+                d
+            });
+            let several = writers.len() > 1;
+            for ((_, o), d) in writers
+                .iter()
+                .zip(futures::future::join_all(deliveries).await)
+            {
+                status = report_delivery(&d, o, several, status);
             }
-            status = report_delivery(&d, config, status);
         }
     }
     summary.print_if_interactive();
@@ -155,9 +167,9 @@ fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
 
 /// The spool of the configuration, or `None` (with a warning) when it is
 /// not usable: a run still writes, but cannot keep what InfluxDB refuses.
-fn open_spool(config: &Config) -> Option<Spool> {
+fn open_spool(config: &Config, o: &OutputSpec) -> Option<Spool> {
     let max = config.spool.max_bytes().ok()?;
-    match Spool::open(&config.spool.dir, max) {
+    match Spool::open(&o.spool_dir, max) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(
@@ -171,23 +183,27 @@ fn open_spool(config: &Config) -> Option<Spool> {
 /// Says what happened to the points and returns the exit status: 1 for
 /// points lost or refused (dead-letter file), else 75 when points wait in
 /// the spool, else `status`.
-fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i32 {
+fn report_delivery(d: &runner::Delivery, o: &OutputSpec, several: bool, mut status: i32) -> i32 {
+    // With several outputs, each message names its own.
+    let who = if several {
+        format!("output {}: ", o.name)
+    } else {
+        String::new()
+    };
     let mut failed = status == EXIT_FAILED;
     for e in &d.unencodable {
-        eprintln!("ubuntu-metrics: not written: {e}");
+        eprintln!("ubuntu-metrics: {who}not written: {e}");
         failed = true;
     }
     for e in &d.spool_errors {
-        eprintln!("ubuntu-metrics: {e}");
+        eprintln!("ubuntu-metrics: {who}{e}");
         failed = true;
     }
     if d.dead_lettered > 0 {
         eprintln!(
             "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
             d.dead_lettered,
-            config
-                .spool
-                .dir
+            o.spool_dir
                 .join(crate::sinks::spool::DEAD_LETTER_FILE)
                 .display()
         );
@@ -200,7 +216,7 @@ fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i3
             d.error
                 .as_ref()
                 .map_or_else(String::new, |e| format!(" ({e})")),
-            config.spool.dir.display()
+            o.spool_dir.display()
         );
         failed = true;
     }
@@ -218,11 +234,11 @@ fn report_delivery(d: &runner::Delivery, config: &Config, mut status: i32) -> i3
         );
         kept = true;
     } else if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
-        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+        eprintln!("ubuntu-metrics: {who}InfluxDB could not take the points now: {e}");
         eprintln!(
             "ubuntu-metrics: {} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
             d.spooled,
-            config.spool.dir.display()
+            o.spool_dir.display()
         );
         kept = true;
     }

@@ -1,14 +1,46 @@
 //! `spool status` and `spool flush`.
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, SpoolCommand};
-use crate::config::Config;
+use crate::config::{Config, OutputSpec};
 use crate::runner;
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::Spool;
 use chrono::{DateTime, Utc};
 
-/// `spool status` / `spool flush`.
+/// `spool status` / `spool flush`, for every output (`[influxdb]`, then
+/// each `[outputs.NAME]`, each with its own spool).
 pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
+    let outputs = config.outputs();
+    let several = outputs.len() > 1;
+    let mut status = EXIT_OK;
+    for (i, o) in outputs.iter().enumerate() {
+        if several && matches!(cmd, SpoolCommand::Status) {
+            if i > 0 {
+                println!();
+            }
+            println!("output: {}", o.name);
+        }
+        let s = one(&cmd, config, o, several).await;
+        status = match (status, s) {
+            (_, EXIT_USAGE) | (EXIT_USAGE, _) => EXIT_USAGE,
+            (_, EXIT_FAILED) | (EXIT_FAILED, _) => EXIT_FAILED,
+            (_, EXIT_TEMPFAIL) | (EXIT_TEMPFAIL, _) => EXIT_TEMPFAIL,
+            _ => EXIT_OK,
+        };
+        if status == EXIT_USAGE {
+            break;
+        }
+    }
+    status
+}
+
+/// One output's spool.
+async fn one(cmd: &SpoolCommand, config: &Config, o: &OutputSpec, several: bool) -> i32 {
+    let who = if several {
+        format!("output {}: ", o.name)
+    } else {
+        String::new()
+    };
     let max = match config.spool.max_bytes() {
         Ok(m) => m,
         Err(e) => {
@@ -16,9 +48,9 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let dir = &config.spool.dir;
+    let dir = &o.spool_dir;
     if matches!(cmd, SpoolCommand::Status) && !dir.exists() {
-        print_spool_status(config, &crate::sinks::spool::Status::default());
+        print_spool_status(config, dir, &crate::sinks::spool::Status::default());
         return EXIT_OK;
     }
     let spool = match Spool::open(dir, max) {
@@ -28,10 +60,10 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             return EXIT_FAILED;
         }
     };
-    match cmd {
+    match *cmd {
         SpoolCommand::Status => match spool.status() {
             Ok(st) => {
-                print_spool_status(config, &st);
+                print_spool_status(config, dir, &st);
                 EXIT_OK
             }
             Err(e) => {
@@ -40,15 +72,15 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             }
         },
         SpoolCommand::Flush => {
-            let password = match config.write_secret() {
+            let password = match config.output_secret(o) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("ubuntu-metrics: configuration error: {e}");
                     return EXIT_USAGE;
                 }
             };
-            let writer = match InfluxWriter::new(&config.influxdb, password) {
-                Ok(w) => w,
+            let writer = match InfluxWriter::new(&o.influx, password) {
+                Ok(w) => w.named(&o.name),
                 Err(e) => {
                     eprintln!("ubuntu-metrics: configuration error: {e}");
                     return EXIT_USAGE;
@@ -66,11 +98,11 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             }
             if r.busy {
                 eprintln!(
-                    "ubuntu-metrics: another process has been writing the spool for 5 minutes; try again later"
+                    "ubuntu-metrics: {who}another process has been writing the spool for 5 minutes; try again later"
                 );
                 return EXIT_TEMPFAIL;
             }
-            println!("wrote {} points from the spool", r.written);
+            println!("{who}wrote {} points from the spool", r.written);
             let mut status = EXIT_OK;
             if let Some(e) = &r.error {
                 eprintln!("ubuntu-metrics: {e}");
@@ -78,7 +110,7 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             }
             if r.dead_lettered > 0 {
                 eprintln!(
-                    "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+                    "ubuntu-metrics: {who}InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
                     r.dead_lettered,
                     spool.dead_letter_path().display()
                 );
@@ -86,14 +118,16 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
             }
             match left {
                 Ok(st) if st.records == 0 => {
-                    println!("the spool is empty");
+                    println!("{who}the spool is empty");
                 }
                 Ok(st) => {
                     if let Some(e) = &r.stopped {
-                        eprintln!("ubuntu-metrics: InfluxDB could not take the points now: {e}");
+                        eprintln!(
+                            "ubuntu-metrics: {who}InfluxDB could not take the points now: {e}"
+                        );
                     }
                     eprintln!(
-                        "ubuntu-metrics: {} points in {} records still wait in {}",
+                        "ubuntu-metrics: {who}{} points in {} records still wait in {}",
                         st.points,
                         st.records,
                         dir.display()
@@ -112,14 +146,14 @@ pub(super) async fn main(cmd: SpoolCommand, config: &Config) -> i32 {
     }
 }
 
-fn print_spool_status(config: &Config, st: &crate::sinks::spool::Status) {
+fn print_spool_status(config: &Config, dir: &std::path::Path, st: &crate::sinks::spool::Status) {
     let time = |t: Option<DateTime<Utc>>| {
         t.map_or_else(
             || "-".to_owned(),
             |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )
     };
-    println!("dir: {}", config.spool.dir.display());
+    println!("dir: {}", dir.display());
     println!("max_size: {}", config.spool.max_size);
     println!("records: {}", st.records);
     println!("points: {}", st.points);
@@ -131,11 +165,7 @@ fn print_spool_status(config: &Config, st: &crate::sinks::spool::Status) {
     );
     println!(
         "dead_letter: {}",
-        config
-            .spool
-            .dir
-            .join(crate::sinks::spool::DEAD_LETTER_FILE)
-            .display()
+        dir.join(crate::sinks::spool::DEAD_LETTER_FILE).display()
     );
     println!("dead_letter_batches: {}", st.dead_letter_entries);
     println!("dead_letter_bytes: {}", st.dead_letter_bytes);

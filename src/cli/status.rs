@@ -72,21 +72,19 @@ fn render_text(report: &Report, colour: bool) -> String {
     let Report {
         rows,
         problems,
-        spool,
-        oldest_age,
         state_dir,
-        spool_dir,
         now,
         ..
     } = report;
-    let (oldest_age, now) = (*oldest_age, *now);
+    let now = *now;
+    let waiting: usize = report.outputs.iter().map(|o| o.status.points).sum();
     let mut out = String::new();
     if problems.is_empty() {
         out.push_str(&paint("OK", Tone::Good, colour));
         out.push_str(&format!(
             ": {} collectors, none failing or late; {} points in the spool\n",
             rows.len(),
-            spool.points
+            waiting
         ));
     } else {
         out.push_str(&paint("WARNING", Tone::Bad, colour));
@@ -214,14 +212,23 @@ fn render_text(report: &Report, colour: bool) -> String {
         }
     }
     out.push('\n');
-    out.push_str(&format!(
-        "spool {}: {} points waiting in {} records, oldest {}; dead letters: {} batches\n",
-        spool_dir.display(),
-        spool.points,
-        spool.records,
-        oldest_age.map_or_else(|| "-".into(), |a| format!("{} ago", span(a))),
-        spool.dead_letter_entries
-    ));
+    let several = report.outputs.len() > 1;
+    for o in &report.outputs {
+        out.push_str(&format!(
+            "{}spool {}: {} points waiting in {} records, oldest {}; dead letters: {} batches\n",
+            if several {
+                format!("output {}: ", o.name)
+            } else {
+                String::new()
+            },
+            o.dir.display(),
+            o.status.points,
+            o.status.records,
+            o.oldest_age
+                .map_or_else(|| "-".into(), |a| format!("{} ago", span(a))),
+            o.status.dead_letter_entries
+        ));
+    }
     out.push_str(&format!(
         "state file: {}\n",
         state_dir.join(state::STATE_FILE).display()

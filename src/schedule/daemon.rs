@@ -58,27 +58,48 @@ use tokio::time::Instant;
 /// What a run needs, rebuilt when the configuration is reloaded.
 pub struct State {
     pub config: Arc<Config>,
-    pub writer: Arc<InfluxWriter>,
-    /// Where points wait while InfluxDB cannot take them.
-    pub spool: Arc<Spool>,
+    /// Every output (`[influxdb]` first), each with its own spool.
+    pub outputs: Vec<Output>,
     pub http: Http,
+}
+
+/// One output: its writer and the spool where its points wait while it
+/// cannot take them.
+pub struct Output {
+    pub writer: Arc<InfluxWriter>,
+    pub spool: Arc<Spool>,
 }
 
 impl State {
     pub fn new(config: Config) -> Result<State, String> {
-        let password = config.write_secret().map_err(|e| e.to_string())?;
-        let writer = InfluxWriter::new(&config.influxdb, password)?;
         let http = Http::from_config(&config.http)?;
-        // The daemon promises that nothing is lost: without a usable spool
-        // it does not start.
-        let spool = Spool::open(&config.spool.dir, config.spool.max_bytes()?)
-            .map_err(|e| format!("{e} (set [spool] dir to a writable directory)"))?;
+        let max = config.spool.max_bytes()?;
+        let mut outputs = Vec::new();
+        for o in config.outputs() {
+            let secret = config.output_secret(&o).map_err(|e| e.to_string())?;
+            let writer = InfluxWriter::new(&o.influx, secret)?.named(&o.name);
+            // The daemon promises that nothing is lost: without a usable
+            // spool for every output it does not start.
+            let spool = Spool::open(&o.spool_dir, max)
+                .map_err(|e| format!("{e} (set [spool] dir to a writable directory)"))?;
+            outputs.push(Output {
+                writer: Arc::new(writer),
+                spool: Arc::new(spool),
+            });
+        }
         Ok(State {
             config: Arc::new(config),
-            writer: Arc::new(writer),
-            spool: Arc::new(spool),
+            outputs,
             http,
         })
+    }
+
+    /// The outputs' names, in order.
+    fn output_names(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .map(|o| o.writer.name().to_owned())
+            .collect()
     }
 }
 
@@ -225,7 +246,10 @@ pub async fn run_with(
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
-    let appended = Arc::new(tokio::sync::Notify::new());
+    // One delivery task per output, each woken when a run appended.
+    let outputs = state_rx.borrow().output_names();
+    let appended: Arc<Vec<tokio::sync::Notify>> =
+        Arc::new(outputs.iter().map(|_| tokio::sync::Notify::new()).collect());
     let wakeups = Arc::new(WakeUps::default());
     let board = Arc::new(Board::default());
     let state_dir = crate::state::dir(&state_rx.borrow().config);
@@ -238,11 +262,16 @@ pub async fn run_with(
         });
         tokio::spawn(ep.serve(l))
     });
-    let delivery = tokio::spawn(delivery_loop(
-        state_rx.clone(),
-        appended.clone(),
-        board.clone(),
-    ));
+    let deliveries: Vec<_> = (0..outputs.len())
+        .map(|i| {
+            tokio::spawn(delivery_loop(
+                i,
+                state_rx.clone(),
+                appended.clone(),
+                board.clone(),
+            ))
+        })
+        .collect();
     // The watchdog pings only while this loop goes round (it beats the
     // heartbeat at every tick).
     let heartbeat = Arc::new(Heartbeat::default());
@@ -305,7 +334,21 @@ pub async fn run_with(
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 notify::reloading();
-                match Config::load(config_path.as_deref(), &registry).map_err(|e| e.to_string()).and_then(State::new) {
+                let loaded = Config::load(config_path.as_deref(), &registry)
+                    .map_err(|e| e.to_string())
+                    .and_then(State::new)
+                    .and_then(|new| {
+                        if new.output_names() == outputs {
+                            Ok(new)
+                        } else {
+                            Err(format!(
+                                "the outputs changed ({} before, {} now): restart the daemon to add or remove an output",
+                                outputs.join(", "),
+                                new.output_names().join(", ")
+                            ))
+                        }
+                    });
+                match loaded {
                     Ok(new) => {
                         tracing::info!("SIGHUP: configuration reloaded");
                         let _ = state_tx.send(Arc::new(new));
@@ -358,24 +401,34 @@ pub async fn run_with(
     }
     // Every point collected is in the spool. The rest of the grace goes to
     // writing it; what InfluxDB does not take by then stays there.
-    delivery.abort();
-    let _ = delivery.await;
+    for d in &deliveries {
+        d.abort();
+    }
+    for d in deliveries {
+        let _ = d.await;
+    }
     let st = state_tx.borrow().clone();
     let wait = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout_at(deadline, runner::replay(&st.spool, &st.writer, wait)).await {
-        Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
-            if st.config.self_metrics.enabled {
-                let now = chrono::Utc::now();
-                let own = runner::write_self_metrics(&st.writer, Some(&st.spool), None, now);
-                let _ = tokio::time::timeout_at(deadline, own).await;
+    let self_metrics = st.config.self_metrics.enabled;
+    let finals = st.outputs.iter().map(|o| async move {
+        let replay = runner::replay(&o.spool, &o.writer, wait);
+        match tokio::time::timeout_at(deadline, replay).await {
+            Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
+                if self_metrics {
+                    let now = chrono::Utc::now();
+                    let own = runner::write_self_metrics(&o.writer, Some(&o.spool), None, now);
+                    let _ = tokio::time::timeout_at(deadline, own).await;
+                }
+                tracing::info!(output = o.writer.name(), "daemon stopped; the spool is written")
             }
-            tracing::info!("daemon stopped; the spool is written")
+            _ => tracing::warn!(
+                output = o.writer.name(),
+                spool = %o.spool.dir().display(),
+                "daemon stopped; points this output did not take yet are kept in its spool (the next start or `ubuntu-metrics spool flush` writes them)"
+            ),
         }
-        _ => tracing::warn!(
-            spool = %st.spool.dir().display(),
-            "daemon stopped; points InfluxDB did not take yet are kept in the spool (the next start or `ubuntu-metrics spool flush` writes them)"
-        ),
-    }
+    });
+    futures::future::join_all(finals).await;
     crate::state::remove_schedule(&state_dir, std::process::id());
     Ok(())
 }
@@ -391,8 +444,9 @@ const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
 /// while InfluxDB cannot take points, again after a growing backoff (runs
 /// appending meanwhile do not cut it short).
 async fn delivery_loop(
+    index: usize,
     mut state_rx: watch::Receiver<Arc<State>>,
-    appended: Arc<tokio::sync::Notify>,
+    appended: Arc<Vec<tokio::sync::Notify>>,
     board: Arc<Board>,
 ) {
     let mut backoff = Duration::from_secs(1);
@@ -401,30 +455,34 @@ async fn delivery_loop(
     let mut backlog: Option<runner::SpoolStatus> = None;
     loop {
         let st = state_rx.borrow_and_update().clone();
-        let r = runner::replay(&st.spool, &st.writer, Duration::ZERO).await;
+        let out = &st.outputs[index];
+        let name = out.writer.name();
+        let r = runner::replay(&out.spool, &out.writer, Duration::ZERO).await;
         let trouble = r.stopped.is_some() || r.busy || r.error.is_some();
         // What waits in the spool, for the status line (read only when
         // the replay left something: an empty spool costs nothing).
         let spooled = if trouble {
-            match st.spool.status() {
+            match out.spool.status() {
                 Ok(s) => {
                     let n = s.points;
                     // The first backlog of an outage holds the oldest record.
                     backlog.get_or_insert(s);
-                    n
+                    Some(n)
                 }
-                Err(_) => board.spooled.load(std::sync::atomic::Ordering::Relaxed),
+                Err(_) => None,
             }
         } else {
-            0
+            Some(0)
         };
-        board.set_spooled(spooled);
+        if let Some(n) = spooled {
+            board.set_spooled(name, n);
+        }
         if !trouble && st.config.self_metrics.enabled {
             // The writes just made, and the backlog written, in a write of
             // their own (while InfluxDB is away they wait in memory).
             let now = chrono::Utc::now();
             let own =
-                runner::write_self_metrics(&st.writer, Some(&st.spool), backlog.as_ref(), now);
+                runner::write_self_metrics(&out.writer, Some(&out.spool), backlog.as_ref(), now);
             if own.await.is_ok() {
                 backlog = None;
             }
@@ -441,7 +499,7 @@ async fn delivery_loop(
         } else {
             backoff = Duration::from_secs(1);
             tokio::select! {
-                _ = appended.notified() => {}
+                _ = appended[index].notified() => {}
                 changed = state_rx.changed() => { if changed.is_err() { return; } }
             }
         }
@@ -462,7 +520,7 @@ async fn wait_or_stop(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
 /// What a collector's task tells the rest of the daemon: the delivery task
 /// that it appended to the spool, the status line how its runs go.
 struct Links {
-    appended: Arc<tokio::sync::Notify>,
+    appended: Arc<Vec<tokio::sync::Notify>>,
     board: Arc<Board>,
 }
 
@@ -514,29 +572,39 @@ async fn collector_loop(
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
         crate::state::record_or_warn(&st.config, std::slice::from_ref(&outcome));
         board.ended(name, outcome.status != runner::Status::Ok);
-        // Write-ahead: on disk now; the delivery task writes it.
-        match runner::spool_run(
-            std::slice::from_ref(&outcome),
-            &st.spool,
-            st.config.self_metrics.enabled,
-        ) {
-            Ok(s) => {
-                for e in &s.unencodable {
-                    tracing::error!(collector = name, "not written: {e}");
+        // Write-ahead: on disk now, in every output's spool; each
+        // output's delivery task writes it.
+        for (i, out) in st.outputs.iter().enumerate() {
+            match runner::spool_run(
+                std::slice::from_ref(&outcome),
+                &out.spool,
+                st.config.self_metrics.enabled,
+            ) {
+                Ok(s) => {
+                    // (Unencodable points are the same for every output.)
+                    if i == 0 {
+                        for e in &s.unencodable {
+                            tracing::error!(collector = name, "not written: {e}");
+                        }
+                    }
+                    appended[i].notify_one();
                 }
-                appended.notify_one();
-            }
-            Err((e, _, _)) => {
-                // The spool cannot keep them: try InfluxDB directly (this
-                // run waits for it), counting what is lost.
-                tracing::error!(collector = name, "{e}; writing this run's points directly");
-                runner::deliver(
-                    std::slice::from_ref(&outcome),
-                    &st.writer,
-                    None,
-                    st.config.self_metrics.enabled,
-                )
-                .await;
+                Err((e, _, _)) => {
+                    // The spool cannot keep them: try the output directly
+                    // (this run waits for it), counting what is lost.
+                    tracing::error!(
+                        collector = name,
+                        output = out.writer.name(),
+                        "{e}; writing this run's points directly"
+                    );
+                    runner::deliver(
+                        std::slice::from_ref(&outcome),
+                        &out.writer,
+                        None,
+                        st.config.self_metrics.enabled,
+                    )
+                    .await;
+                }
             }
         }
         drop(st);

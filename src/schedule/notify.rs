@@ -15,7 +15,7 @@
 //! - `STOPPING=1` on SIGTERM/SIGINT.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -136,8 +136,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Board {
     entries: Mutex<BTreeMap<&'static str, Entry>>,
-    /// Points waiting in the spool after the last replay.
-    pub spooled: AtomicUsize,
+    /// Points waiting in each output's spool after its last replay.
+    spooled: Mutex<BTreeMap<String, usize>>,
     /// Woken when something in the summary changed.
     pub changed: tokio::sync::Notify,
     /// The state directory the due times are written to
@@ -211,10 +211,21 @@ impl Board {
         self.changed.notify_one();
     }
 
-    pub fn set_spooled(&self, points: usize) {
-        if self.spooled.swap(points, Ordering::Relaxed) != points {
+    /// Points waiting in `output`'s spool.
+    pub fn set_spooled(&self, output: &str, points: usize) {
+        let mut m = self.spooled.lock().unwrap_or_else(|e| e.into_inner());
+        if m.insert(output.to_owned(), points) != Some(points) {
             self.changed.notify_one();
         }
+    }
+
+    /// Points waiting in every output's spool.
+    pub fn spooled(&self) -> usize {
+        self.spooled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
     }
 
     /// "10 collectors, 0 failing, 0 points spooled, next: britney in 2m".
@@ -228,7 +239,7 @@ impl Board {
                 .min();
             (m.len(), failing, running, next)
         });
-        let spooled = self.spooled.load(Ordering::Relaxed);
+        let spooled = self.spooled();
         let mut s = format!(
             "{n} collector{}, {failing} failing, {spooled} point{} spooled",
             if n == 1 { "" } else { "s" },
@@ -286,7 +297,7 @@ mod tests {
         board.due("images", now + Duration::from_secs(600));
         board.running("cnf");
         board.ended("cnf", true);
-        board.set_spooled(12);
+        board.set_spooled("influxdb", 12);
         assert_eq!(
             board.summary(now),
             "3 collectors, 1 failing, 12 points spooled, 1 running, next: britney in 2m"

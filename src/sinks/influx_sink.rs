@@ -362,7 +362,7 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
 }
 
 /// The self-metrics of the spool: one point per delivery that emptied
-/// it (no tags; fields `points`, `records`, `bytes`: the backlog the
+/// it (tag `output`; fields `points`, `records`, `bytes`: the backlog the
 /// delivery found waiting, `oldest_age_seconds`: how long its oldest
 /// record had waited (0 when none), `dead_letter_batches` in the
 /// dead-letter file after it, `writes_not_reported`: writes whose own
@@ -372,6 +372,7 @@ pub const SPOOL_MEASUREMENT: &str = "ubuntu_metrics_spool";
 /// The [`SPOOL_MEASUREMENT`] point at `now`: the `backlog` a delivery
 /// found, the dead letters `after` it.
 pub fn spool_point(
+    output: &str,
     backlog: &super::spool::Status,
     after: &super::spool::Status,
     now: chrono::DateTime<chrono::Utc>,
@@ -381,6 +382,7 @@ pub fn spool_point(
         .oldest
         .map_or(0.0, |o| (now - o).num_milliseconds().max(0) as f64 / 1000.0);
     crate::point::Point::new(SPOOL_MEASUREMENT)
+        .tag("output", output)
         .field("points", backlog.points)
         .field("records", backlog.records)
         .field("bytes", backlog.bytes)
@@ -420,7 +422,8 @@ pub async fn write_self_metrics(
         .collect();
     match spool.map(Spool::status) {
         Some(Ok(after)) => {
-            points.push(spool_point(backlog.unwrap_or(&after), &after, now, dropped));
+            let b = backlog.unwrap_or(&after);
+            points.push(spool_point(writer.name(), b, &after, now, dropped));
         }
         Some(Err(e)) => tracing::debug!("no spool self-metrics: {e}"),
         None => {}

@@ -356,12 +356,15 @@ pub struct WriteStat {
     pub bytes: usize,
     /// `ok`, or the kind of failure ([`WriteError::kind`]).
     pub outcome: &'static str,
+    /// The output written to.
+    pub output: String,
 }
 
 impl WriteStat {
     /// Its [`WRITE_MEASUREMENT`] point.
     pub fn point(&self) -> crate::point::Point {
         crate::point::Point::new(WRITE_MEASUREMENT)
+            .tag("output", self.output.as_str())
             .tag("outcome", self.outcome)
             .field("latency_seconds", self.latency.as_secs_f64())
             .field("points", self.points)
@@ -389,6 +392,8 @@ pub struct InfluxWriter {
     password: Option<String>,
     /// v2: the token (`Authorization: Token`).
     token: Option<String>,
+    /// The output's name (the `output` tag of the writes' self-metrics).
+    name: String,
     timeout: Duration,
     batch_size: usize,
     log: std::sync::Mutex<WriteLog>,
@@ -469,12 +474,24 @@ impl InfluxWriter {
             },
             timeout,
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH_SIZE),
+            name: "influxdb".to_owned(),
             log: Default::default(),
         })
     }
 
     pub fn url(&self) -> &str {
         &self.display_url
+    }
+
+    /// The same writer, named after its output (`[outputs.NAME]`).
+    pub fn named(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.name);
+        self
+    }
+
+    /// The output's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -570,6 +587,7 @@ impl InfluxWriter {
             points,
             bytes: body.len(),
             outcome: result.as_ref().map_or_else(WriteError::kind, |()| "ok"),
+            output: self.name.clone(),
         };
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         if log.stats.len() >= MAX_WRITE_LOG {

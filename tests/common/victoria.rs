@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 pub struct Victoria {
     pub port: u16,
-    _dir: tempfile::TempDir,
-    child: Child,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
 }
 
 /// The path of `victoria-metrics`, or a failure saying how to install it.
@@ -36,9 +36,20 @@ impl Victoria {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free loopback port");
+        let mut v = Victoria {
+            port,
+            dir,
+            child: None,
+        };
+        v.restart();
+        v
+    }
+
+    /// Starts it again (same port, same data) after [`Victoria::stop`].
+    pub fn restart(&mut self) {
         let child = Command::new(binary())
-            .arg(format!("-storageDataPath={}", dir.path().display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             // The fixtures' points are from 2026: keep them all, and
             // answer queries with the newest samples at once.
             .arg("-retentionPeriod=100y")
@@ -48,17 +59,28 @@ impl Victoria {
             .stderr(Stdio::null())
             .spawn()
             .expect("victoria-metrics starts");
-        let v = Victoria {
-            port,
-            _dir: dir,
-            child,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while v.get("/health").as_deref() != Some("OK") {
+        while self.get("/health").as_deref() != Some("OK") {
             assert!(Instant::now() < deadline, "victoria-metrics did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        v
+    }
+
+    /// Stops it (SIGTERM: it flushes what it took, as it does when its
+    /// service stops; a SIGKILL loses its last second of writes, which no
+    /// writer can see): its port refuses connections until a restart.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own child.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -87,9 +109,10 @@ impl Victoria {
         for line in text.lines().filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).expect("export is JSON lines");
             let metric = v["metric"].as_object().expect("a metric");
+            // (`db`: the label VictoriaMetrics adds from `/write?db=`.)
             let mut labels: Vec<String> = metric
                 .iter()
-                .filter(|(k, _)| *k != "__name__")
+                .filter(|(k, _)| *k != "__name__" && *k != "db")
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                 .collect();
             labels.sort();
@@ -111,7 +134,6 @@ impl Victoria {
 
 impl Drop for Victoria {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
