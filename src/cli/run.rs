@@ -73,7 +73,8 @@ pub(super) async fn main(
         }
     };
     let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
-        Ok(c) => c,
+        // A dry run reads the same rows, and never moves the marks.
+        Ok(c) => c.with_marks(crate::state::marks_or_warn(config)),
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_FAILED;
@@ -113,6 +114,11 @@ pub(super) async fn main(
             let backlog = spool.as_ref().and_then(|s| s.status().ok());
             let d =
                 runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
+            // The rows read are safe once every point is written or fsync'd
+            // in the spool: only then do the catch-up marks move.
+            if d.lost == 0 && d.spool_errors.is_empty() {
+                crate::state::set_marks_or_warn(config, &outcomes);
+            }
             if config.self_metrics.enabled && d.spooled == 0 && d.error.is_none() && !d.busy {
                 let at = now.unwrap_or_else(Utc::now);
                 let _ = runner::write_self_metrics(&w, spool.as_ref(), backlog.as_ref(), at).await;

@@ -13,18 +13,22 @@
 //!    `HH:MM:SS.log` files. Newest first, skipping names containing
 //!    `notest`, the first complete log (last non-blank line `Finished at:
 //!    <RFC 2822>`, first line the RFC 2822 start) gives the duration.
-//! 3. `update_excuses.csv`: rows of the last 12 hours, columns by header name.
+//! 3. `update_excuses.csv`: rows of the last 12 hours, or every row newer
+//!    than the newest one written before (catch-up after downtime, bounded
+//!    by the option `max_catch_up`; see [`crate::catch_up`]), columns by
+//!    header name.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
-use crate::collector::{Collector, CollectorError, Context, Parts, merge_parts};
+use crate::catch_up::{self, Cutoff};
+use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
 use crate::config::SourceUrl;
 use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
 use crate::schema::{Measurement, float, int, tag};
 use crate::point::Point;
 use crate::sources::http::join;
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -72,9 +76,6 @@ pub const SCHEMA: &[Measurement] = &[
     ),
 ];
 
-/// Rows of `update_excuses.csv` older than this are not reported.
-const CSV_WINDOW_HOURS: i64 = 12;
-
 /// A by-team item counts when its age in days is greater than this.
 const STUCK_AGE_DAYS: f64 = 3.0;
 
@@ -94,6 +95,14 @@ impl Collector for Britney {
 
     fn sources(&self) -> &'static [SourceUrl] {
         &[PROPOSED_MIGRATION, LAUNCHPAD]
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[catch_up::OPTION]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        crate::collector::parse_options::<catch_up::Options>(options).map(|_| ())
     }
 
     fn panels(&self) -> Panels {
@@ -353,9 +362,18 @@ fn log_duration(text: &str) -> Result<Option<i64>, String> {
 /// Part 3: `update_excuses.csv` of the devel series.
 async fn excuses_stats(ctx: &Context, base: &str) -> Part {
     let devel = ctx.devel_series().await?;
+    let options: catch_up::Options = ctx.options_as()?;
     let url = join(base, "update_excuses.csv");
+    let cutoff = ctx.cutoff("britney", &url, options.max());
     let text = ctx.http.get_text(&url).await?;
-    excuses_points(&url, &text, &devel, ctx.now)
+    let (points, newest) = excuses_points(&url, &text, &devel, &cutoff)?;
+    if let Some(w) = cutoff.shrunk(&url, newest) {
+        tracing::warn!("britney: {w}");
+    }
+    if let Some(n) = newest {
+        ctx.note_row(&url, n);
+    }
+    Ok(points)
 }
 
 /// The CSV columns and the field each becomes.
@@ -367,7 +385,14 @@ const CSV_FIELDS: [(&str, &str); 5] = [
     ("backlog", "backlog"),
 ];
 
-fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
+/// The points of the rows `cutoff` takes, and the time of the newest
+/// well-formed row of the whole document.
+fn excuses_points(
+    url: &str,
+    text: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -392,8 +417,8 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
         .iter()
         .map(|(name, field)| col(name).map(|c| (c, *field)))
         .collect::<Result<_, _>>()?;
-    let cutoff = now - Duration::hours(CSV_WINDOW_HOURS);
     let mut points = Vec::new();
+    let mut newest: Option<DateTime<Utc>> = None;
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
         let rec = match rec {
@@ -411,9 +436,6 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
             );
             continue;
         };
-        if time <= cutoff {
-            continue;
-        }
         let mut point = Point::new("update_excuses_stats")
             .tag("release", devel)
             .at(time);
@@ -428,7 +450,12 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
             }
         }
         match bad {
-            None => points.push(point),
+            None => {
+                newest = newest.max(Some(time));
+                if cutoff.takes(time) {
+                    points.push(point);
+                }
+            }
             Some((c, _)) => tracing::warn!(
                 "britney: {url}: line {line}: column {:?} is {:?}, not an integer; row skipped",
                 headers.get(c).unwrap_or(""),
@@ -436,7 +463,7 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
             ),
         }
     }
-    Ok(points)
+    Ok((points, newest))
 }
 
 /// Part 4: `update_excuses_by_team.yaml` of the devel series.
@@ -798,6 +825,31 @@ mod tests {
 
     const HEADER: &str = "time,valid candidates,not considered,total,median age,backlog\n";
 
+    /// A fresh station's cutoff: the 12 h window.
+    fn win() -> Cutoff {
+        Cutoff::new(now(), None, chrono::Duration::days(90))
+    }
+
+    #[test]
+    fn csv_rows_newer_than_the_mark_and_the_newest_row() {
+        let csv = format!(
+            "{HEADER}1795400000000,1,1,1,1,1\n\
+             1795478400000,2,2,2,2,2\n\
+             1795521600000,11,21,31,5,6\n\
+             1795521600001,x,21,31,5,6\n"
+        );
+        // the mark is older than the window: every row after it
+        let mark = DateTime::from_timestamp_millis(1_795_399_999_999).unwrap();
+        let c = Cutoff::new(now(), Some(mark), chrono::Duration::days(90));
+        let (ps, newest) = excuses_points("u", &csv, "tumbling", &c).unwrap();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(newest, DateTime::from_timestamp_millis(1_795_521_600_000));
+        // bounded by max_catch_up
+        let c = Cutoff::new(now(), Some(mark), chrono::Duration::hours(13));
+        let (ps, _) = excuses_points("u", &csv, "tumbling", &c).unwrap();
+        assert_eq!(ps.len(), 2);
+    }
+
     #[test]
     fn csv_rows_within_12_hours_with_their_time() {
         let csv = format!(
@@ -806,7 +858,7 @@ mod tests {
              1795478400001,10,20,30,4,5\n\
              1795521600000,11,21,31,5,6\n"
         );
-        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -820,7 +872,7 @@ mod tests {
     fn csv_columns_are_found_by_header_name() {
         let csv = "backlog,median age,total,not considered,valid candidates,time,extra\n\
                    5,4,30,20,10,1795500000000,x\n";
-        let ps = excuses_points("u", csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -839,7 +891,7 @@ mod tests {
              soon,1,1,1,1,1\n\
              1795500000004,1,2,3,4,5\n"
         );
-        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -854,7 +906,7 @@ mod tests {
             "http://x/update_excuses.csv",
             "time,total\n1,2\n",
             "t",
-            now(),
+            &win(),
         )
         .unwrap_err();
         assert!(
@@ -862,8 +914,8 @@ mod tests {
                 && err.to_string().contains("valid candidates"),
             "{err}"
         );
-        assert!(excuses_points("u", "", "t", now()).is_err());
-        assert!(excuses_points("u", HEADER, "t", now()).unwrap().is_empty());
+        assert!(excuses_points("u", "", "t", &win()).is_err());
+        assert!(excuses_points("u", HEADER, "t", &win()).unwrap().0.is_empty());
     }
 
     // ---- part 4
@@ -1004,7 +1056,7 @@ mod props {
         }
         #[test]
         fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
-            if let Ok(p) = excuses_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, chrono::Duration::days(90))) { encode_all(&p); }
         }
         #[test]
         fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {

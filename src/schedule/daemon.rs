@@ -508,7 +508,8 @@ async fn collector_loop(
             Arc::new(st.config.sources.clone()),
             chrono::Utc::now(),
         )
-        .with_cache(wakeups.cache(due));
+        .with_cache(wakeups.cache(due))
+        .with_marks(crate::state::marks_or_warn(&st.config));
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         board.running(name);
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
@@ -524,19 +525,24 @@ async fn collector_loop(
                 for e in &s.unencodable {
                     tracing::error!(collector = name, "not written: {e}");
                 }
+                // fsync'd in the spool: the rows read are safe.
+                crate::state::set_marks_or_warn(&st.config, std::slice::from_ref(&outcome));
                 appended.notify_one();
             }
             Err((e, _, _)) => {
                 // The spool cannot keep them: try InfluxDB directly (this
                 // run waits for it), counting what is lost.
                 tracing::error!(collector = name, "{e}; writing this run's points directly");
-                runner::deliver(
+                let d = runner::deliver(
                     std::slice::from_ref(&outcome),
                     &st.writer,
                     None,
                     st.config.self_metrics.enabled,
                 )
                 .await;
+                if d.lost == 0 {
+                    crate::state::set_marks_or_warn(&st.config, std::slice::from_ref(&outcome));
+                }
             }
         }
         drop(st);
