@@ -401,22 +401,7 @@ fn excuses_points(
         .headers()
         .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?
         .clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            CollectorError::parse(
-                url,
-                format!(
-                    "the CSV header {:?} has no column {name:?}",
-                    headers.iter().collect::<Vec<_>>()
-                ),
-            )
-        })
-    };
-    let time_col = col("time")?;
-    let cols: Vec<(usize, &str)> = CSV_FIELDS
-        .iter()
-        .map(|(name, field)| col(name).map(|c| (c, *field)))
-        .collect::<Result<_, _>>()?;
+    let cols = ExcusesColumns::of(url, &headers)?;
     let mut points = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
     for (i, rec) in rdr.records().enumerate() {
@@ -428,42 +413,79 @@ fn excuses_points(
                 continue;
             }
         };
-        let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
-        let Some(time) = int(time_col).and_then(DateTime::from_timestamp_millis) else {
-            tracing::warn!(
-                "britney: {url}: line {line}: time {:?} is not Unix milliseconds; row skipped",
-                rec.get(time_col)
-            );
-            continue;
-        };
-        let mut point = Point::new("update_excuses_stats")
-            .tag("release", devel)
-            .at(time);
-        let mut bad = None;
-        for &(c, field) in &cols {
-            match int(c) {
-                Some(v) => point = point.field(field, v),
-                None => {
-                    bad = Some((c, field));
-                    break;
-                }
-            }
-        }
-        match bad {
-            None => {
+        match cols.point(&rec, devel) {
+            Ok((time, point)) => {
                 newest = newest.max(Some(time));
                 if cutoff.takes(time) {
                     points.push(point);
                 }
             }
-            Some((c, _)) => tracing::warn!(
-                "britney: {url}: line {line}: column {:?} is {:?}, not an integer; row skipped",
-                headers.get(c).unwrap_or(""),
-                rec.get(c)
-            ),
+            Err(why) => tracing::warn!("britney: {url}: line {line}: {why}; row skipped"),
         }
     }
     Ok((points, newest))
+}
+
+/// Where the columns of `update_excuses.csv` are, from its header.
+pub struct ExcusesColumns {
+    headers: csv::StringRecord,
+    time: usize,
+    fields: Vec<(usize, &'static str)>,
+}
+
+impl ExcusesColumns {
+    /// The columns named by `headers` (the header row of `url`); an error
+    /// naming the missing column.
+    pub fn of(url: &str, headers: &csv::StringRecord) -> Result<ExcusesColumns, CollectorError> {
+        let col = |name: &str| {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                CollectorError::parse(
+                    url,
+                    format!(
+                        "the CSV header {:?} has no column {name:?}",
+                        headers.iter().collect::<Vec<_>>()
+                    ),
+                )
+            })
+        };
+        let time = col("time")?;
+        let fields = CSV_FIELDS
+            .iter()
+            .map(|(name, field)| col(name).map(|c| (c, *field)))
+            .collect::<Result<_, _>>()?;
+        Ok(ExcusesColumns {
+            headers: headers.clone(),
+            time,
+            fields,
+        })
+    }
+
+    /// The point of one row (with its time), or why the row is malformed.
+    pub fn point(&self, rec: &csv::StringRecord, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+        let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
+        let Some(time) = int(self.time).and_then(DateTime::from_timestamp_millis) else {
+            return Err(format!(
+                "time {:?} is not Unix milliseconds",
+                rec.get(self.time)
+            ));
+        };
+        let mut point = Point::new("update_excuses_stats")
+            .tag("release", devel)
+            .at(time);
+        for &(c, field) in &self.fields {
+            match int(c) {
+                Some(v) => point = point.field(field, v),
+                None => {
+                    return Err(format!(
+                        "column {:?} is {:?}, not an integer",
+                        self.headers.get(c).unwrap_or(""),
+                        rec.get(c)
+                    ));
+                }
+            }
+        }
+        Ok((time, point))
+    }
 }
 
 /// Part 4: `update_excuses_by_team.yaml` of the devel series.

@@ -277,23 +277,50 @@ async fn nbs(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
 fn nbs_points(url: &str, tail: &Tail, devel: &str, after: DateTime<Utc>) -> Vec<Point> {
     let mut points = Vec::new();
     for line in tail_lines(tail) {
-        let Some((time, v)) = int_columns(line, 3) else {
+        let Some((time, point)) = nbs_row(line, devel) else {
             tracing::debug!(
                 "ubuntu_archive: {url}: line {line:?} is not time,removable,total; skipped"
             );
             continue;
         };
         if time > after {
-            points.push(
-                Point::new("nbs_stats")
-                    .tag("release", devel)
-                    .field("removable", v[0])
-                    .field("total", v[1])
-                    .at(time),
-            );
+            points.push(point);
         }
     }
     points
+}
+
+/// The point of one `nbs.csv` line, `None` for a malformed one.
+pub fn nbs_row(line: &str, devel: &str) -> Option<(DateTime<Utc>, Point)> {
+    let (time, v) = int_columns(line, 3)?;
+    Some((
+        time,
+        Point::new("nbs_stats")
+            .tag("release", devel)
+            .field("removable", v[0])
+            .field("total", v[1])
+            .at(time),
+    ))
+}
+
+/// The four points of one `component-mismatches*.csv` line (`pocket`
+/// `release` or `proposed`), `None` for a malformed one.
+pub fn mismatch_row(line: &str, devel: &str, pocket: &str) -> Option<(DateTime<Utc>, Vec<Point>)> {
+    let (time, v) = int_columns(line, 5)?;
+    let points = MISMATCH_COLUMNS
+        .iter()
+        .zip(v)
+        .map(|((action, kind), count)| {
+            Point::new("component_mismatch_stats")
+                .tag("release", devel)
+                .tag("pocket", pocket)
+                .tag("action", *action)
+                .tag("type", *kind)
+                .field("count", count)
+                .at(time)
+        })
+        .collect();
+    Some((time, points))
 }
 
 /// The four counts of a component-mismatches line, in column order.
@@ -341,23 +368,12 @@ fn mismatch_points(
 ) -> Vec<Point> {
     let mut points = Vec::new();
     for line in tail_lines(tail) {
-        let Some((time, v)) = int_columns(line, 5) else {
+        let Some((time, row)) = mismatch_row(line, devel, pocket) else {
             tracing::debug!("ubuntu_archive: {url}: line {line:?} is not five integers; skipped");
             continue;
         };
-        if time <= after {
-            continue;
-        }
-        for ((action, kind), count) in MISMATCH_COLUMNS.iter().zip(v) {
-            points.push(
-                Point::new("component_mismatch_stats")
-                    .tag("release", devel)
-                    .tag("pocket", pocket)
-                    .tag("action", *action)
-                    .tag("type", *kind)
-                    .field("count", count)
-                    .at(time),
-            );
+        if time > after {
+            points.extend(row);
         }
     }
     points

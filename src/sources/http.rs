@@ -493,6 +493,102 @@ impl Http {
     }
 }
 
+/// A document read as a stream (for documents too large to hold).
+pub struct Stream {
+    response: reqwest::Response,
+    url: String,
+    /// The offset in the document of the body's first byte: the `from`
+    /// asked for, or 0 when the server ignored the `Range`.
+    pub start: u64,
+    /// The document's whole length, when the server said.
+    pub total: Option<u64>,
+    /// Longest wait for the next chunk.
+    idle: Duration,
+}
+
+impl Stream {
+    /// The next chunk of the body, `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        match tokio::time::timeout(self.idle, self.response.chunk()).await {
+            Ok(r) => r
+                .map(|c| c.map(|b| b.to_vec()))
+                .map_err(|e| request_error(&self.url, &e)),
+            Err(_) => Err(SourceError::Request {
+                url: self.url.clone(),
+                message: format!(
+                    "no data for {} s (the [http] timeout between two chunks)",
+                    self.idle.as_secs()
+                ),
+            }),
+        }
+    }
+}
+
+impl Http {
+    /// GETs a document from byte `from` on (`Range: bytes=FROM-` when
+    /// `from` > 0), uncompressed, as a stream: no total timeout and no body
+    /// cap, but at most `[http] timeout` between two chunks.
+    pub async fn get_stream(&self, url: &str, from: u64) -> Result<Stream, SourceError> {
+        let mut req = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity")
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        self.count_request();
+        let resp = req.send().await.map_err(|e| request_error(url, &e))?;
+        self.answers.fetch_add(1, Ordering::Relaxed);
+        let status = resp.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            return Err(SourceError::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message: format!("the document is shorter than {from} bytes now"),
+            });
+        }
+        if !status.is_success() {
+            return Err(SourceError::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message: String::new(),
+            });
+        }
+        let (start, total) = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            // Content-Range: bytes FIRST-LAST/TOTAL
+            let range = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let first = range
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split('-').next())
+                .and_then(|f| f.trim().parse::<u64>().ok());
+            let total = range.rsplit('/').next().and_then(|t| t.parse::<u64>().ok());
+            match first {
+                Some(f) => (f, total),
+                None => {
+                    return Err(SourceError::parse(
+                        url,
+                        format!("206 answer with an unreadable Content-Range {range:?}"),
+                    ));
+                }
+            }
+        } else {
+            (0, resp.content_length())
+        };
+        Ok(Stream {
+            response: resp,
+            url: url.to_owned(),
+            start,
+            total,
+            idle: self.timeout,
+        })
+    }
+}
+
 /// The request to send: a clone made before, or (for a request that
 /// cannot be cloned, i.e. one with a streamed body) an error.
 fn req_or(
