@@ -42,11 +42,24 @@ fn copy_fixtures(dir: &Path) -> PathBuf {
 
 fn generate(path: &Path, rows: usize) -> u64 {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create the CSV"));
-    writeln!(f, "time,valid candidates,not considered,total,median age,backlog").unwrap();
+    writeln!(
+        f,
+        "time,valid candidates,not considered,total,median age,backlog"
+    )
+    .unwrap();
     let start = 1_577_836_800_000i64; // 2020-01-01
     for i in 0..rows {
         let ms = start + i as i64 * 15 * 60 * 1000;
-        writeln!(f, "{ms},{},{},{},{},{}", i % 1000, i % 777, i, i % 30, i % 500).unwrap();
+        writeln!(
+            f,
+            "{ms},{},{},{},{},{}",
+            i % 1000,
+            i % 777,
+            i,
+            i % 30,
+            i % 500
+        )
+        .unwrap();
     }
     f.flush().unwrap();
     std::fs::metadata(path).unwrap().len()
@@ -130,5 +143,8 @@ fn main() {
         (timeval(usage.ru_utime) + timeval(usage.ru_stime)).as_secs_f64(),
         usage.ru_maxrss as f64 / 1024.0
     );
-    assert_eq!(written, rows as i64, "InfluxDB does not hold one point per row");
+    assert_eq!(
+        written, rows as i64,
+        "InfluxDB does not hold one point per row"
+    );
 }

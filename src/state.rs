@@ -371,6 +371,37 @@ mod tests {
     }
 
     #[test]
+    fn marks_are_set_per_collector_and_url_and_kept_for_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // nothing read: no file
+        set_marks(d.path(), &[outcome("a", None)]).unwrap();
+        assert!(!d.path().join(MARKS_FILE).exists());
+        let mut a = outcome("a", None);
+        a.newest
+            .insert("http://h/x.csv".into(), t("2026-11-24T10:00:00Z"));
+        let mut b = outcome("b", None);
+        b.newest
+            .insert("http://h/y.csv".into(), t("2026-11-24T09:00:00Z"));
+        set_marks(d.path(), &[a, b]).unwrap();
+        let mut a = outcome("a", None);
+        a.newest
+            .insert("http://h/x.csv".into(), t("2026-11-24T11:00:00Z"));
+        set_marks(d.path(), &[a]).unwrap();
+        let m = read_marks(d.path()).unwrap();
+        assert_eq!(m["a"]["http://h/x.csv"], t("2026-11-24T11:00:00Z"));
+        assert_eq!(m["b"]["http://h/y.csv"], t("2026-11-24T09:00:00Z"));
+        // a damaged file is named, and replaced by the next write
+        std::fs::write(d.path().join(MARKS_FILE), "{").unwrap();
+        assert!(
+            read_marks(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains(MARKS_FILE)
+        );
+    }
+
+    #[test]
     fn a_damaged_file_is_named_when_read_and_replaced_when_written() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(STATE_FILE), "{not json").unwrap();

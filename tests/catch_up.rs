@@ -298,3 +298,44 @@ fn max_catch_up_bounds_the_rows_read_and_is_checked_at_load() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("max_catch_up"), "{stderr}");
 }
+
+#[test]
+fn with_influxdb_down_the_rows_wait_in_the_spool_and_the_marks_move() {
+    // The marks move once the points are fsync'd in the spool: nothing is
+    // lost, and the next run does not read them again.
+    let mut s = station();
+    let t1 = start() + Duration::days(2);
+    write_reports(&s.root, t1);
+    s.influx.stop();
+    let out = bin()
+        .arg("--config")
+        .arg(&s.config)
+        .args(["run", "--now", &t1.to_rfc3339(), "britney"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let marks = std::fs::read_to_string(&s.marks).unwrap();
+    assert!(marks.contains("update_excuses.csv"), "{marks}");
+    s.influx.restart();
+    let out = bin()
+        .arg("--config")
+        .arg(&s.config)
+        .args(["spool", "flush"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        written(&s.influx, "update_excuses_stats"),
+        expected_times(t1 - Duration::hours(12), t1)
+    );
+}
