@@ -189,6 +189,12 @@ pub struct RunArgs {
     /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
     #[arg(long, value_name = "TIME")]
     pub now: Option<DateTime<Utc>>,
+    /// Save every upstream answer of this run (HTTP, rsync listings) and its time in DIR
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Answer every upstream request from the recording in DIR, at its time, with no network
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

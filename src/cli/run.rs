@@ -8,7 +8,9 @@ use crate::runner::{self, Outcome};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::Printer;
 use crate::sinks::spool::Spool;
+use crate::sources::tape::Tape;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// Which collectors a `run` asks for, or a usage error.
 fn select<'a>(
@@ -72,17 +74,44 @@ pub(super) async fn main(
             }
         }
     };
-    let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+    let tape = match (&args.record, &args.replay) {
+        (Some(dir), _) => Tape::record(dir, now.unwrap_or_else(Utc::now)),
+        (None, Some(dir)) => Tape::replay(dir),
+        (None, None) => Err(String::new()),
+    };
+    let tape = match tape {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) if e.is_empty() => None,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // A replay runs at the recorded time (unless --now says otherwise).
+    let now = now.or_else(|| tape.as_ref().and_then(|t| t.now()));
+    let mut base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
         // A dry run reads the same rows, and never moves the marks.
-        Ok(c) => c.with_marks(crate::state::marks_or_warn(config)),
+        Ok(c) => c,
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_FAILED;
         }
     };
+    let marks = match tape.as_ref().filter(|t| t.is_replay()) {
+        Some(t) => serde_json::from_value(t.marks()).unwrap_or_default(),
+        None => crate::state::marks_or_warn(config),
+    };
+    if let Some(t) = &tape {
+        t.set_marks(serde_json::to_value(&marks).unwrap_or_default());
+        base.http = base.http.with_tape(t.clone());
+    }
+    let base = base.with_marks(marks);
     let timeout = Some(config.daemon.run_timeout.as_duration());
     let outcomes = super::progress::collect_many(&selected, &base, config, timeout).await;
     let summary = super::progress::Summary::of(&outcomes);
+    if let Some(Err(e)) = tape.as_ref().map(|t| t.finish()) {
+        eprintln!("ubuntu-metrics: the recording is incomplete: {e}");
+    }
     if !args.dry_run {
         crate::state::record_or_warn(config, &outcomes);
     }
@@ -116,7 +145,8 @@ pub(super) async fn main(
                 runner::deliver(&outcomes, &w, spool.as_ref(), config.self_metrics.enabled).await;
             // The rows read are safe once every point is written or fsync'd
             // in the spool: only then do the catch-up marks move.
-            if d.lost == 0 && d.spool_errors.is_empty() {
+            // A replay's rows are not the station's.
+            if d.lost == 0 && d.spool_errors.is_empty() && args.replay.is_none() {
                 crate::state::set_marks_or_warn(config, &outcomes);
             }
             if config.self_metrics.enabled && d.spooled == 0 && d.error.is_none() && !d.busy {

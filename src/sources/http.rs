@@ -11,6 +11,7 @@
 //! until its body has been read.
 
 use crate::sources::SourceError;
+use crate::sources::tape::Tape;
 use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,8 @@ pub struct Http {
     /// request timeout.
     wait_until: Instant,
     timeout: Duration,
+    /// A recording being made or replayed (`run --record/--replay`).
+    tape: Option<Arc<Tape>>,
 }
 
 /// What one run asked of one host.
@@ -179,6 +182,7 @@ impl Http {
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
             timeout,
+            tape: None,
         })
     }
 
@@ -232,7 +236,20 @@ impl Http {
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
             timeout: self.timeout,
+            tape: self.tape.clone(),
         }
+    }
+
+    /// The same client recording every answer to `tape`, or (a replay)
+    /// answering from it with no network.
+    pub fn with_tape(mut self, tape: Arc<Tape>) -> Http {
+        self.tape = Some(tape);
+        self
+    }
+
+    /// The recording this client makes or replays, if any.
+    pub fn tape(&self) -> Option<Arc<Tape>> {
+        self.tape.clone()
     }
 
     /// Upstream requests made through this handle so far.
@@ -361,19 +378,51 @@ impl Http {
         let waited = queued.elapsed();
         self.count_request();
         let started = Instant::now();
-        let resp = match self.client.execute(req).await {
-            Ok(r) => r,
-            Err(e) => return (Err(request_error(&url, &e)), None),
+        let tape_key = self.tape.as_ref().map(|_| {
+            crate::sources::tape::key(
+                &url,
+                req.headers()
+                    .get(reqwest::header::RANGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        });
+        let (status, headers, body) = match self
+            .tape
+            .as_ref()
+            .zip(tape_key.as_ref())
+            .and_then(|(t, k)| t.get_http(k))
+        {
+            Some(Ok((status, headers, body))) => (
+                reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                headers,
+                Ok(body),
+            ),
+            Some(Err(message)) => return (Err(SourceError::Request { url, message }), None),
+            None => {
+                let resp = match self.client.execute(req).await {
+                    Ok(r) => r,
+                    Err(e) => return (Err(request_error(&url, &e)), None),
+                };
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let max = if status.is_success() {
+                    self.max_body
+                } else {
+                    MAX_ERROR_BODY.min(self.max_body)
+                };
+                let body = read_body(resp, max).await;
+                if let (Some(t), Some(k)) = (&self.tape, tape_key) {
+                    match &body {
+                        Ok(b) | Err(BodyError::TooLarge(b)) => {
+                            t.put_http(k, status.as_u16(), &headers, b);
+                        }
+                        Err(BodyError::Failed(_)) => {}
+                    }
+                }
+                (status, headers, body)
+            }
         };
         self.answers.fetch_add(1, Ordering::Relaxed);
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let max = if status.is_success() {
-            self.max_body
-        } else {
-            MAX_ERROR_BODY.min(self.max_body)
-        };
-        let body = read_body(resp, max).await;
         tracing::debug!(
             url = %redact_url(&url),
             status = status.as_u16(),
