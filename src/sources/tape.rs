@@ -64,6 +64,11 @@ pub struct Index {
     pub rsync: BTreeMap<String, RsyncAnswer>,
 }
 
+/// A replayed HTTP answer: status, headers, body.
+pub type Replayed = (u16, reqwest::header::HeaderMap, Vec<u8>);
+/// A replayed rsync call: exit code, listing, messages.
+pub type ReplayedRsync = (i32, Vec<u8>, String);
+
 /// A recording being made, or being replayed.
 #[derive(Debug)]
 pub enum Tape {
@@ -180,10 +185,7 @@ impl Tape {
 
     /// The recorded answer to `key` (when replaying): status, headers,
     /// body; an error naming the key when the recording does not hold it.
-    pub fn get_http(
-        &self,
-        key: &str,
-    ) -> Option<Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String>> {
+    pub fn get_http(&self, key: &str) -> Option<Result<Replayed, String>> {
         let Tape::Replay { dir, index } = self else {
             return None;
         };
@@ -228,7 +230,7 @@ impl Tape {
 
     /// The recorded rsync call of `url` (when replaying): exit code,
     /// listing, messages.
-    pub fn get_rsync(&self, url: &str) -> Option<Result<(i32, Vec<u8>, String), String>> {
+    pub fn get_rsync(&self, url: &str) -> Option<Result<ReplayedRsync, String>> {
         let Tape::Replay { dir, index } = self else {
             return None;
         };
