@@ -8,8 +8,9 @@
 //! the points it has; when every part failed, the collector's error lists
 //! them all instead.
 
+use crate::catch_up::{Cutoff, Marks, Seen};
 pub use crate::config::OptionError;
-use crate::config::{CollectorSettings, SourceUrl, Sources};
+use crate::config::{CollectorSettings, SourceUrl, Sources, redact_url};
 use crate::panel::Panels;
 use crate::point::Point;
 use crate::schema::Measurement;
@@ -370,6 +371,13 @@ pub trait CollectorOptions: serde::de::DeserializeOwned + Default {
     }
 }
 
+/// The options of the collectors reading time-series sources.
+impl CollectorOptions for crate::catch_up::Options {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        crate::catch_up::Options::check(self)
+    }
+}
+
 /// The typed options `T` from a `[collectors.NAME]` table (without
 /// `interval` and `enabled`), checked; an error names the key.
 pub fn parse_options<T: CollectorOptions>(options: &toml::Table) -> Result<T, OptionError> {
@@ -422,6 +430,10 @@ pub struct Context {
     pub now: DateTime<Utc>,
     distro_info: Arc<OnceLock<Result<Arc<DistroInfo>, String>>>,
     cache: Arc<RunCache>,
+    /// The station's catch-up marks (empty: a fresh station, or a test).
+    marks: Arc<Marks>,
+    /// The newest row this collector run read of each time-series source.
+    seen: Seen,
 }
 
 impl Context {
@@ -433,7 +445,39 @@ impl Context {
             now,
             distro_info: Arc::new(OnceLock::new()),
             cache: Arc::new(RunCache::default()),
+            marks: Arc::new(Marks::new()),
+            seen: Seen::default(),
         }
+    }
+
+    /// The same context with the station's catch-up marks (read from the
+    /// state directory by the runner).
+    pub fn with_marks(mut self, marks: Marks) -> Context {
+        self.marks = Arc::new(marks);
+        self
+    }
+
+    /// Which rows of the time-series source `url` collector `collector`
+    /// reads now (see [`crate::catch_up`]).
+    pub fn cutoff(&self, collector: &str, url: &str, max_catch_up: chrono::Duration) -> Cutoff {
+        let mark = self
+            .marks
+            .get(collector)
+            .and_then(|m| m.get(&redact_url(url)))
+            .copied();
+        Cutoff::new(self.now, mark, max_catch_up)
+    }
+
+    /// Notes that this run read a row of the time-series source `url`
+    /// written at `time` (the newest moves the mark once the points are
+    /// safe).
+    pub fn note_row(&self, url: &str, time: DateTime<Utc>) {
+        self.seen.note(&redact_url(url), time);
+    }
+
+    /// The newest row read of each time-series source by this run.
+    pub fn newest_rows(&self) -> std::collections::BTreeMap<String, DateTime<Utc>> {
+        self.seen.take()
     }
 
     /// The same context reading through `cache`: the daemon gives one to
@@ -449,6 +493,7 @@ impl Context {
         Context {
             http: self.http.for_run(),
             options,
+            seen: Seen::default(),
             ..self.clone()
         }
     }

@@ -4,6 +4,8 @@
 //! The flow is one-way: sources -> collector -> runner -> sink. See
 //! `ARCHITECTURE` in the README for where each part lives.
 
+pub mod backfill;
+pub mod catch_up;
 pub mod cli;
 pub mod collector;
 pub mod collectors;

@@ -146,6 +146,9 @@ pub struct Outcome {
     pub requests: u64,
     /// The run's HTTP requests and failures per host.
     pub hosts: BTreeMap<String, HostCount>,
+    /// The newest row read of each time-series source (URL, credentials
+    /// redacted): the catch-up marks to set once the points are safe.
+    pub newest: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The base context of a run, from the configuration.
@@ -227,6 +230,7 @@ pub async fn collect_one(
     let duration = started.elapsed();
     let requests = ctx.http.requests();
     let hosts = ctx.http.per_host();
+    let newest = ctx.newest_rows();
     let Some(result) = result else {
         let msg = format!(
             "timed out after {:.1} s (run timeout; the run was abandoned)",
@@ -242,6 +246,7 @@ pub async fn collect_one(
             duration,
             requests,
             hosts,
+            newest: BTreeMap::new(),
         };
     };
     match result {
@@ -267,6 +272,7 @@ pub async fn collect_one(
                 duration,
                 requests,
                 hosts,
+                newest,
             }
         }
         Err(e) => {
@@ -284,6 +290,7 @@ pub async fn collect_one(
                 duration,
                 requests,
                 hosts,
+                newest: BTreeMap::new(),
             }
         }
     }

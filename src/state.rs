@@ -8,6 +8,7 @@
 //! So runs started at the same moment by timers never corrupt the file nor
 //! lose each other's entries, and a crash leaves the old file or the new.
 
+use crate::catch_up::Marks;
 use crate::config::{Config, STATE_DIR_ENV, redact_url};
 use crate::fsutil::replace_file;
 use crate::runner::Outcome;
@@ -164,6 +165,94 @@ pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<
     replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
 }
 
+/// The catch-up marks ([`crate::catch_up`]), in the state directory.
+pub const MARKS_FILE: &str = "catch-up.json";
+/// The lock every writer of the marks holds.
+pub const MARKS_LOCK: &str = "catch-up.lock";
+
+/// The marks file: per collector and source URL, the newest row written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarksFile {
+    pub version: u32,
+    pub marks: Marks,
+}
+
+/// Reads the catch-up marks in `dir` (none when there is no file yet).
+pub fn read_marks(dir: &Path) -> Result<Marks, StateError> {
+    let path = dir.join(MARKS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<MarksFile>(&bytes)
+            .map(|f| f.marks)
+            .map_err(|e| StateError {
+                path,
+                message: format!("not valid: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Marks::new()),
+        Err(e) => Err(StateError {
+            path,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+/// The marks of the configuration's state directory; none (with a
+/// warning) when they cannot be read: the run then reads the window.
+pub fn marks_or_warn(config: &Config) -> Marks {
+    read_marks(&dir(config)).unwrap_or_else(|e| {
+        tracing::warn!(
+            "{e}; reading the last {} h of every time-series source",
+            crate::catch_up::WINDOW_HOURS
+        );
+        Marks::new()
+    })
+}
+
+/// Sets the marks of `outcomes` (each collector's newest rows read) in
+/// `dir`, under the lock, written atomically. Call it only once the
+/// outcomes' points are safe (durably in the spool, or written).
+pub fn set_marks(dir: &Path, outcomes: &[Outcome]) -> Result<(), StateError> {
+    if outcomes.iter().all(|o| o.newest.is_empty()) {
+        return Ok(());
+    }
+    let path = dir.join(MARKS_FILE);
+    let err = |message: String| StateError {
+        path: path.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create the directory: {e}")))?;
+    let lock = dir.join(MARKS_LOCK);
+    let _guard = FileLock::exclusive(&lock)
+        .map_err(|e| err(format!("cannot lock {}: {e}", lock.display())))?;
+    let mut marks = read_marks(dir).unwrap_or_else(|e| {
+        tracing::warn!("{e}; starting a new one");
+        Marks::new()
+    });
+    for o in outcomes {
+        for (url, time) in &o.newest {
+            marks
+                .entry(o.name.to_owned())
+                .or_default()
+                .insert(url.clone(), *time);
+        }
+    }
+    let file = MarksFile {
+        version: VERSION,
+        marks,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| err(e.to_string()))?;
+    bytes.push(b'\n');
+    let tmp = dir.join(format!(".{MARKS_FILE}.{}.tmp", std::process::id()));
+    replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
+}
+
+/// [`set_marks`] for callers that only log a failure (the next run then
+/// reads again what this one read: rows written twice are harmless).
+pub fn set_marks_or_warn(config: &Config, outcomes: &[Outcome]) {
+    if let Err(e) = set_marks(&dir(config), outcomes) {
+        tracing::warn!("{e} (the run itself is not affected)");
+    }
+}
+
 /// The daemon's schedule, in the state directory while it runs.
 pub const SCHEDULE_FILE: &str = "schedule.json";
 
@@ -245,6 +334,7 @@ mod tests {
             duration: Duration::from_millis(1500),
             requests: 3,
             hosts: Default::default(),
+            newest: Default::default(),
         }
     }
 
@@ -277,6 +367,37 @@ mod tests {
         assert_eq!(
             read(d.path()).unwrap().collectors["a"].consecutive_failures,
             0
+        );
+    }
+
+    #[test]
+    fn marks_are_set_per_collector_and_url_and_kept_for_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // nothing read: no file
+        set_marks(d.path(), &[outcome("a", None)]).unwrap();
+        assert!(!d.path().join(MARKS_FILE).exists());
+        let mut a = outcome("a", None);
+        a.newest
+            .insert("http://h/x.csv".into(), t("2026-11-24T10:00:00Z"));
+        let mut b = outcome("b", None);
+        b.newest
+            .insert("http://h/y.csv".into(), t("2026-11-24T09:00:00Z"));
+        set_marks(d.path(), &[a, b]).unwrap();
+        let mut a = outcome("a", None);
+        a.newest
+            .insert("http://h/x.csv".into(), t("2026-11-24T11:00:00Z"));
+        set_marks(d.path(), &[a]).unwrap();
+        let m = read_marks(d.path()).unwrap();
+        assert_eq!(m["a"]["http://h/x.csv"], t("2026-11-24T11:00:00Z"));
+        assert_eq!(m["b"]["http://h/y.csv"], t("2026-11-24T09:00:00Z"));
+        // a damaged file is named, and replaced by the next write
+        std::fs::write(d.path().join(MARKS_FILE), "{").unwrap();
+        assert!(
+            read_marks(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains(MARKS_FILE)
         );
     }
 

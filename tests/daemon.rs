@@ -491,3 +491,38 @@ fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
     assert!(e.to_string().contains("the first run explodes"), "{e}");
     assert!(db.rows("flaky_m").len() >= 2);
 }
+
+#[test]
+fn the_daemon_sets_the_catch_up_marks_once_a_run_is_spooled() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        config_text(&server, &db.url(), &[("ubuntu_archive", "1h")]),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = start_daemon(&config, &log);
+    let marks = dir.path().join("catch-up.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !marks.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, "-TERM");
+    let code = wait_exit(&mut child, Duration::from_secs(15));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    let text = std::fs::read_to_string(&marks).unwrap_or_default();
+    for file in [
+        "nbs.csv",
+        "component-mismatches.csv",
+        "component-mismatches-proposed.csv",
+    ] {
+        assert!(
+            text.contains(&format!("/ubuntu_archive/{file}\"")),
+            "{text}\n{logs}"
+        );
+    }
+}

@@ -67,6 +67,7 @@ fn outcome(name: &'static str, run: u32, n: usize) -> Outcome {
         duration: Duration::from_millis(5),
         requests: 1,
         hosts: Default::default(),
+        newest: Default::default(),
     }
 }
 

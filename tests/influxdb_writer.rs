@@ -270,6 +270,7 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
             duration: std::time::Duration::from_millis(1),
             requests: 1,
             hosts: Default::default(),
+            newest: Default::default(),
         };
         let d = runner::deliver(&[outcome], &w, Some(&spool), true).await;
         assert_eq!(

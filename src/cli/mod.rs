@@ -4,6 +4,7 @@
 //! modules return typed errors, and only this layer prints them (once) and
 //! turns them into exit statuses.
 
+mod backfill;
 pub mod clidoc;
 mod config;
 mod daemon;
@@ -90,6 +91,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the configuration block of a new collector declared in the configuration (a script, or URLs and a jq filter), and a Python skeleton for a script
     New(NewArgs),
+    /// Write a time-series source's whole history (or since DATE) to InfluxDB, in batches; resumable
+    Backfill(BackfillArgs),
 }
 
 /// `new NAME --exec|--http`.
@@ -107,6 +110,30 @@ pub struct NewArgs {
     /// With --exec: write the Python skeleton to this file (not overwritten) and print only the block
     #[arg(long, value_name = "PATH", requires = "exec")]
     pub script: Option<PathBuf>,
+}
+
+/// `backfill`.
+#[derive(Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// The source (update_excuses, nbs, component_mismatches, component_mismatches_proposed) or a collector (all its sources)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Only rows from this time on (RFC 3339, or a date YYYY-MM-DD meaning its midnight UTC)
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Rows per write to InfluxDB
+    #[arg(long, value_name = "ROWS", default_value_t = crate::backfill::DEFAULT_BATCH_ROWS)]
+    pub batch: usize,
+}
+
+/// `--since`: RFC 3339, or a date (midnight UTC).
+fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = s.parse::<DateTime<Utc>>() {
+        return Ok(t);
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
 /// `status`.
@@ -182,6 +209,12 @@ pub struct RunArgs {
     /// Collect as if it were this time (RFC 3339, e.g. 2026-11-24T12:00:00Z): for replaying fixtures and tests
     #[arg(long, value_name = "TIME")]
     pub now: Option<DateTime<Utc>>,
+    /// Save every upstream answer of this run (HTTP, rsync listings) and its time in DIR
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Answer every upstream request from the recording in DIR, at its time, with no network
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,6 +429,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
         Command::Spool(cmd) => rt.block_on(spool::main(cmd, &config)),
         Command::Status(args) => status::main(&registry, &config, &args),
+        Command::Backfill(args) => rt.block_on(backfill::main(&config, &args)),
         Command::Systemd(cmd) => systemd::main(cmd, &registry, &config, config_path),
         Command::Daemon => rt.block_on(daemon::main(config_path, config, registry)),
         Command::Influxdb(cmd) => rt.block_on(influxdb::main(cmd, &config)),

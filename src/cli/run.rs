@@ -8,7 +8,9 @@ use crate::runner::{self, Outcome};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::Printer;
 use crate::sinks::spool::Spool;
+use crate::sources::tape::Tape;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// Which collectors a `run` asks for, or a usage error.
 fn select<'a>(
@@ -71,16 +73,44 @@ pub(super) async fn main(
             }
         }
     }
-    let base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+    let tape = match (&args.record, &args.replay) {
+        (Some(dir), _) => Tape::record(dir, now.unwrap_or_else(Utc::now)),
+        (None, Some(dir)) => Tape::replay(dir),
+        (None, None) => Err(String::new()),
+    };
+    let tape = match tape {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) if e.is_empty() => None,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // A replay runs at the recorded time (unless --now says otherwise).
+    let now = now.or_else(|| tape.as_ref().and_then(|t| t.now()));
+    let mut base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+        // A dry run reads the same rows, and never moves the marks.
         Ok(c) => c,
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_FAILED;
         }
     };
+    let marks = match tape.as_ref().filter(|t| t.is_replay()) {
+        Some(t) => serde_json::from_value(t.marks()).unwrap_or_default(),
+        None => crate::state::marks_or_warn(config),
+    };
+    if let Some(t) = &tape {
+        t.set_marks(serde_json::to_value(&marks).unwrap_or_default());
+        base.http = base.http.with_tape(t.clone());
+    }
+    let base = base.with_marks(marks);
     let timeout = Some(config.daemon.run_timeout.as_duration());
     let outcomes = super::progress::collect_many(&selected, &base, config, timeout).await;
     let summary = super::progress::Summary::of(&outcomes);
+    if let Some(Err(e)) = tape.as_ref().map(|t| t.finish()) {
+        eprintln!("ubuntu-metrics: the recording is incomplete: {e}");
+    }
     if !args.dry_run {
         crate::state::record_or_warn(config, &outcomes);
     }
@@ -124,10 +154,17 @@ pub(super) async fn main(
                 d
             });
             let several = writers.len() > 1;
-            for ((_, o), d) in writers
+            let delivered = futures::future::join_all(deliveries).await;
+            // The rows read are safe once every point is written or fsync'd
+            // in every output's spool: only then do the catch-up marks move.
+            // A replay's rows are not the station's.
+            let safe = delivered
                 .iter()
-                .zip(futures::future::join_all(deliveries).await)
-            {
+                .all(|d| d.lost == 0 && d.spool_errors.is_empty());
+            if safe && args.replay.is_none() {
+                crate::state::set_marks_or_warn(config, outcomes);
+            }
+            for ((_, o), d) in writers.iter().zip(delivered) {
                 status = report_delivery(&d, o, several, status);
             }
         }

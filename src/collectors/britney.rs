@@ -13,18 +13,22 @@
 //!    `HH:MM:SS.log` files. Newest first, skipping names containing
 //!    `notest`, the first complete log (last non-blank line `Finished at:
 //!    <RFC 2822>`, first line the RFC 2822 start) gives the duration.
-//! 3. `update_excuses.csv`: rows of the last 12 hours, columns by header name.
+//! 3. `update_excuses.csv`: rows of the last 12 hours, or every row newer
+//!    than the newest one written before (catch-up after downtime, bounded
+//!    by the option `max_catch_up`; see [`crate::catch_up`]), columns by
+//!    header name.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
-use crate::collector::{Collector, CollectorError, Context, Parts, merge_parts};
+use crate::catch_up::{self, Cutoff};
+use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
 use crate::config::SourceUrl;
 use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
 use crate::schema::{Measurement, float, int, tag};
 use crate::point::Point;
 use crate::sources::http::join;
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -72,9 +76,6 @@ pub const SCHEMA: &[Measurement] = &[
     ),
 ];
 
-/// Rows of `update_excuses.csv` older than this are not reported.
-const CSV_WINDOW_HOURS: i64 = 12;
-
 /// A by-team item counts when its age in days is greater than this.
 const STUCK_AGE_DAYS: f64 = 3.0;
 
@@ -94,6 +95,14 @@ impl Collector for Britney {
 
     fn sources(&self) -> &'static [SourceUrl] {
         &[PROPOSED_MIGRATION, LAUNCHPAD]
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[catch_up::OPTION]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        crate::collector::parse_options::<catch_up::Options>(options).map(|_| ())
     }
 
     fn panels(&self) -> Panels {
@@ -353,9 +362,18 @@ fn log_duration(text: &str) -> Result<Option<i64>, String> {
 /// Part 3: `update_excuses.csv` of the devel series.
 async fn excuses_stats(ctx: &Context, base: &str) -> Part {
     let devel = ctx.devel_series().await?;
+    let options: catch_up::Options = ctx.options_as()?;
     let url = join(base, "update_excuses.csv");
+    let cutoff = ctx.cutoff("britney", &url, options.max());
     let text = ctx.http.get_text(&url).await?;
-    excuses_points(&url, &text, &devel, ctx.now)
+    let (points, newest) = excuses_points(&url, &text, &devel, &cutoff)?;
+    if let Some(w) = cutoff.shrunk(&url, newest) {
+        tracing::warn!("britney: {w}");
+    }
+    if let Some(n) = newest {
+        ctx.note_row(&url, n);
+    }
+    Ok(points)
 }
 
 /// The CSV columns and the field each becomes.
@@ -367,7 +385,14 @@ const CSV_FIELDS: [(&str, &str); 5] = [
     ("backlog", "backlog"),
 ];
 
-fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
+/// The points of the rows `cutoff` takes, and the time of the newest
+/// well-formed row of the whole document.
+fn excuses_points(
+    url: &str,
+    text: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -376,24 +401,9 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
         .headers()
         .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?
         .clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            CollectorError::parse(
-                url,
-                format!(
-                    "the CSV header {:?} has no column {name:?}",
-                    headers.iter().collect::<Vec<_>>()
-                ),
-            )
-        })
-    };
-    let time_col = col("time")?;
-    let cols: Vec<(usize, &str)> = CSV_FIELDS
-        .iter()
-        .map(|(name, field)| col(name).map(|c| (c, *field)))
-        .collect::<Result<_, _>>()?;
-    let cutoff = now - Duration::hours(CSV_WINDOW_HOURS);
+    let cols = ExcusesColumns::of(url, &headers)?;
     let mut points = Vec::new();
+    let mut newest: Option<DateTime<Utc>> = None;
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
         let rec = match rec {
@@ -403,40 +413,79 @@ fn excuses_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
                 continue;
             }
         };
-        let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
-        let Some(time) = int(time_col).and_then(DateTime::from_timestamp_millis) else {
-            tracing::warn!(
-                "britney: {url}: line {line}: time {:?} is not Unix milliseconds; row skipped",
-                rec.get(time_col)
-            );
-            continue;
-        };
-        if time <= cutoff {
-            continue;
+        match cols.point(&rec, devel) {
+            Ok((time, point)) => {
+                newest = newest.max(Some(time));
+                if cutoff.takes(time) {
+                    points.push(point);
+                }
+            }
+            Err(why) => tracing::warn!("britney: {url}: line {line}: {why}; row skipped"),
         }
+    }
+    Ok((points, newest))
+}
+
+/// Where the columns of `update_excuses.csv` are, from its header.
+pub struct ExcusesColumns {
+    headers: csv::StringRecord,
+    time: usize,
+    fields: Vec<(usize, &'static str)>,
+}
+
+impl ExcusesColumns {
+    /// The columns named by `headers` (the header row of `url`); an error
+    /// naming the missing column.
+    pub fn of(url: &str, headers: &csv::StringRecord) -> Result<ExcusesColumns, CollectorError> {
+        let col = |name: &str| {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                CollectorError::parse(
+                    url,
+                    format!(
+                        "the CSV header {:?} has no column {name:?}",
+                        headers.iter().collect::<Vec<_>>()
+                    ),
+                )
+            })
+        };
+        let time = col("time")?;
+        let fields = CSV_FIELDS
+            .iter()
+            .map(|(name, field)| col(name).map(|c| (c, *field)))
+            .collect::<Result<_, _>>()?;
+        Ok(ExcusesColumns {
+            headers: headers.clone(),
+            time,
+            fields,
+        })
+    }
+
+    /// The point of one row (with its time), or why the row is malformed.
+    pub fn point(&self, rec: &csv::StringRecord, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+        let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
+        let Some(time) = int(self.time).and_then(DateTime::from_timestamp_millis) else {
+            return Err(format!(
+                "time {:?} is not Unix milliseconds",
+                rec.get(self.time)
+            ));
+        };
         let mut point = Point::new("update_excuses_stats")
             .tag("release", devel)
             .at(time);
-        let mut bad = None;
-        for &(c, field) in &cols {
+        for &(c, field) in &self.fields {
             match int(c) {
                 Some(v) => point = point.field(field, v),
                 None => {
-                    bad = Some((c, field));
-                    break;
+                    return Err(format!(
+                        "column {:?} is {:?}, not an integer",
+                        self.headers.get(c).unwrap_or(""),
+                        rec.get(c)
+                    ));
                 }
             }
         }
-        match bad {
-            None => points.push(point),
-            Some((c, _)) => tracing::warn!(
-                "britney: {url}: line {line}: column {:?} is {:?}, not an integer; row skipped",
-                headers.get(c).unwrap_or(""),
-                rec.get(c)
-            ),
-        }
+        Ok((time, point))
     }
-    Ok(points)
 }
 
 /// Part 4: `update_excuses_by_team.yaml` of the devel series.
@@ -798,6 +847,31 @@ mod tests {
 
     const HEADER: &str = "time,valid candidates,not considered,total,median age,backlog\n";
 
+    /// A fresh station's cutoff: the 12 h window.
+    fn win() -> Cutoff {
+        Cutoff::new(now(), None, chrono::Duration::days(90))
+    }
+
+    #[test]
+    fn csv_rows_newer_than_the_mark_and_the_newest_row() {
+        let csv = format!(
+            "{HEADER}1795400000000,1,1,1,1,1\n\
+             1795478400000,2,2,2,2,2\n\
+             1795521600000,11,21,31,5,6\n\
+             1795521600001,x,21,31,5,6\n"
+        );
+        // the mark is older than the window: every row after it
+        let mark = DateTime::from_timestamp_millis(1_795_399_999_999).unwrap();
+        let c = Cutoff::new(now(), Some(mark), chrono::Duration::days(90));
+        let (ps, newest) = excuses_points("u", &csv, "tumbling", &c).unwrap();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(newest, DateTime::from_timestamp_millis(1_795_521_600_000));
+        // bounded by max_catch_up
+        let c = Cutoff::new(now(), Some(mark), chrono::Duration::hours(13));
+        let (ps, _) = excuses_points("u", &csv, "tumbling", &c).unwrap();
+        assert_eq!(ps.len(), 2);
+    }
+
     #[test]
     fn csv_rows_within_12_hours_with_their_time() {
         let csv = format!(
@@ -806,7 +880,7 @@ mod tests {
              1795478400001,10,20,30,4,5\n\
              1795521600000,11,21,31,5,6\n"
         );
-        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -820,7 +894,7 @@ mod tests {
     fn csv_columns_are_found_by_header_name() {
         let csv = "backlog,median age,total,not considered,valid candidates,time,extra\n\
                    5,4,30,20,10,1795500000000,x\n";
-        let ps = excuses_points("u", csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -839,7 +913,7 @@ mod tests {
              soon,1,1,1,1,1\n\
              1795500000004,1,2,3,4,5\n"
         );
-        let ps = excuses_points("u", &csv, "tumbling", now()).unwrap();
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
         assert_eq!(
             lines(&ps),
             [
@@ -854,7 +928,7 @@ mod tests {
             "http://x/update_excuses.csv",
             "time,total\n1,2\n",
             "t",
-            now(),
+            &win(),
         )
         .unwrap_err();
         assert!(
@@ -862,8 +936,8 @@ mod tests {
                 && err.to_string().contains("valid candidates"),
             "{err}"
         );
-        assert!(excuses_points("u", "", "t", now()).is_err());
-        assert!(excuses_points("u", HEADER, "t", now()).unwrap().is_empty());
+        assert!(excuses_points("u", "", "t", &win()).is_err());
+        assert!(excuses_points("u", HEADER, "t", &win()).unwrap().0.is_empty());
     }
 
     // ---- part 4
@@ -1004,7 +1078,7 @@ mod props {
         }
         #[test]
         fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
-            if let Ok(p) = excuses_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, chrono::Duration::days(90))) { encode_all(&p); }
         }
         #[test]
         fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {

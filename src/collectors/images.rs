@@ -205,7 +205,8 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
                 "{base}: cannot create a scratch directory for rsync: {e}"
             ))
         })?
-        .with_max_output(ctx.http.max_body());
+        .with_max_output(ctx.http.max_body())
+        .with_tape(ctx.http.tape());
     let urls = urls(base);
     let results = rsync.list_all(&urls, CONCURRENCY).await;
     merge(&urls, results)

@@ -15,6 +15,10 @@
 //!    start the document its first line is a fragment and is dropped. Lines
 //!    of the last 12 hours become points with their own time; malformed
 //!    lines (wrong number of columns, non-integers, headers) are skipped.
+//!    After downtime (catch-up, [`crate::catch_up`]) every line newer than
+//!    the newest one written before is read, up to the option
+//!    `max_catch_up`: the `Range` grows (×8 each time) until the tail's
+//!    first line is old enough, or the tail is the whole document.
 //! 3. `proposed-migration/<devel>_uninst.txt` / `_outdate.txt`: the
 //!    `<count> <arch>` lines after `* summary` up to the first blank line;
 //!    every devel architecture gets a point (0 when not listed).
@@ -28,7 +32,8 @@
 //! uninst/outdate reports, named after the devel series, wait for its name
 //! only, not for its architectures.
 
-use crate::collector::{Collector, CollectorError, Context, merge_parts};
+use crate::catch_up::{self, Cutoff};
+use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
 use crate::config::SourceUrl;
 use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
@@ -37,7 +42,7 @@ use crate::collectors::britney::parse_rfc2822;
 use crate::point::Point;
 use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use regex::Regex;
@@ -101,9 +106,6 @@ const TEAM: &str = "ubuntu-archive";
 /// Bytes fetched from the end of each CSV.
 const TAIL_BYTES: u64 = 2048;
 
-/// CSV lines older than this are not reported.
-const WINDOW_HOURS: i64 = 12;
-
 type Part = Result<Vec<Point>, CollectorError>;
 
 /// The devel series and its architectures, from Launchpad.
@@ -140,6 +142,14 @@ impl Collector for UbuntuArchive {
 
     fn sources(&self) -> &'static [SourceUrl] {
         &[ARCHIVE_TEAM, LAUNCHPAD_CODE, LAUNCHPAD]
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[catch_up::OPTION]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        crate::collector::parse_options::<catch_up::Options>(options).map(|_| ())
     }
 
     fn panels(&self) -> Panels {
@@ -224,37 +234,93 @@ fn int_columns(line: &str, n: usize) -> Option<(DateTime<Utc>, Vec<i64>)> {
     Some((time, cols[1..].to_vec()))
 }
 
-fn in_window(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    time > now - Duration::hours(WINDOW_HOURS)
+/// The tail of the CSV at `url` (rows of `n` integer columns) that holds
+/// every row `cutoff` takes: [`TAIL_BYTES`] first, then eight times more
+/// each time the tail's first row is still newer than the cutoff, until it
+/// is not or the tail is the whole document. The newest row read is noted
+/// for the catch-up mark; a mark newer than every row is warned about.
+async fn csv_tail(ctx: &Context, url: &str, cutoff: &Cutoff, n: usize) -> Result<Tail, CollectorError> {
+    let mut bytes = TAIL_BYTES;
+    let tail = loop {
+        let tail = ctx.http.get_tail(url, bytes).await?;
+        let first = tail_lines(&tail).find_map(|l| int_columns(l, n)).map(|(t, _)| t);
+        if tail.from_start || first.is_some_and(|t| !cutoff.takes(t)) {
+            break tail;
+        }
+        bytes = bytes.saturating_mul(8);
+    };
+    let newest = tail_lines(&tail).filter_map(|l| int_columns(l, n)).map(|(t, _)| t).max();
+    if let Some(w) = cutoff.shrunk(url, newest) {
+        tracing::warn!("ubuntu_archive: {w}");
+    }
+    if let Some(t) = newest {
+        ctx.note_row(url, t);
+    }
+    Ok(tail)
+}
+
+/// Which rows of `url` this run reads.
+fn cutoff(ctx: &Context, url: &str) -> Result<Cutoff, CollectorError> {
+    let options: catch_up::Options = ctx.options_as()?;
+    Ok(ctx.cutoff("ubuntu_archive", url, options.max()))
 }
 
 async fn nbs(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let url = join(base, "nbs.csv");
-    let (tail, devel) = futures::join!(ctx.http.get_tail(&url, TAIL_BYTES), devel);
+    let cutoff = cutoff(ctx, &url)?;
+    let (tail, devel) = futures::join!(csv_tail(ctx, &url, &cutoff, 3), devel);
     let devel = devel?;
-    Ok(nbs_points(&url, &tail?, &devel.series, ctx.now))
+    Ok(nbs_points(&url, &tail?, &devel.series, cutoff.after))
 }
 
-fn nbs_points(url: &str, tail: &Tail, devel: &str, now: DateTime<Utc>) -> Vec<Point> {
+/// The points of the lines newer than `after`.
+fn nbs_points(url: &str, tail: &Tail, devel: &str, after: DateTime<Utc>) -> Vec<Point> {
     let mut points = Vec::new();
     for line in tail_lines(tail) {
-        let Some((time, v)) = int_columns(line, 3) else {
+        let Some((time, point)) = nbs_row(line, devel) else {
             tracing::debug!(
                 "ubuntu_archive: {url}: line {line:?} is not time,removable,total; skipped"
             );
             continue;
         };
-        if in_window(time, now) {
-            points.push(
-                Point::new("nbs_stats")
-                    .tag("release", devel)
-                    .field("removable", v[0])
-                    .field("total", v[1])
-                    .at(time),
-            );
+        if time > after {
+            points.push(point);
         }
     }
     points
+}
+
+/// The point of one `nbs.csv` line, `None` for a malformed one.
+pub fn nbs_row(line: &str, devel: &str) -> Option<(DateTime<Utc>, Point)> {
+    let (time, v) = int_columns(line, 3)?;
+    Some((
+        time,
+        Point::new("nbs_stats")
+            .tag("release", devel)
+            .field("removable", v[0])
+            .field("total", v[1])
+            .at(time),
+    ))
+}
+
+/// The four points of one `component-mismatches*.csv` line (`pocket`
+/// `release` or `proposed`), `None` for a malformed one.
+pub fn mismatch_row(line: &str, devel: &str, pocket: &str) -> Option<(DateTime<Utc>, Vec<Point>)> {
+    let (time, v) = int_columns(line, 5)?;
+    let points = MISMATCH_COLUMNS
+        .iter()
+        .zip(v)
+        .map(|((action, kind), count)| {
+            Point::new("component_mismatch_stats")
+                .tag("release", devel)
+                .tag("pocket", pocket)
+                .tag("action", *action)
+                .tag("type", *kind)
+                .field("count", count)
+                .at(time)
+        })
+        .collect();
+    Some((time, points))
 }
 
 /// The four counts of a component-mismatches line, in column order.
@@ -268,11 +334,10 @@ const MISMATCH_COLUMNS: [(&str, &str); 4] = [
 async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
     let fetch = |file: &'static str| async move {
         let url = join(base, file);
-        let tail = ctx
-            .http
-            .get_tail(&url, TAIL_BYTES)
-            .await
-            .map_err(CollectorError::from);
+        let tail = match cutoff(ctx, &url) {
+            Ok(c) => csv_tail(ctx, &url, &c, 5).await.map(|t| (t, c.after)),
+            Err(e) => Err(e),
+        };
         (url, tail)
     };
     let (release, proposed, devel) = futures::join!(
@@ -281,14 +346,10 @@ async fn component_mismatches(ctx: &Context, base: &str, devel: Pending<'_, Deve
         devel
     );
     let devel = devel?;
-    let points = |pocket: &str, (url, tail): (String, Result<Tail, CollectorError>)| -> Part {
-        Ok(mismatch_points(
-            &url,
-            &tail?,
-            &devel.series,
-            pocket,
-            ctx.now,
-        ))
+    type Fetched = Result<(Tail, DateTime<Utc>), CollectorError>;
+    let points = |pocket: &str, (url, tail): (String, Fetched)| -> Part {
+        let (tail, after) = tail?;
+        Ok(mismatch_points(&url, &tail, &devel.series, pocket, after))
     };
     let (release, proposed) = (points("release", release), points("proposed", proposed));
     // Sub-parts, each failing alone.
@@ -303,27 +364,16 @@ fn mismatch_points(
     tail: &Tail,
     devel: &str,
     pocket: &str,
-    now: DateTime<Utc>,
+    after: DateTime<Utc>,
 ) -> Vec<Point> {
     let mut points = Vec::new();
     for line in tail_lines(tail) {
-        let Some((time, v)) = int_columns(line, 5) else {
+        let Some((time, row)) = mismatch_row(line, devel, pocket) else {
             tracing::debug!("ubuntu_archive: {url}: line {line:?} is not five integers; skipped");
             continue;
         };
-        if !in_window(time, now) {
-            continue;
-        }
-        for ((action, kind), count) in MISMATCH_COLUMNS.iter().zip(v) {
-            points.push(
-                Point::new("component_mismatch_stats")
-                    .tag("release", devel)
-                    .tag("pocket", pocket)
-                    .tag("action", *action)
-                    .tag("type", *kind)
-                    .field("count", count)
-                    .at(time),
-            );
+        if time > after {
+            points.extend(row);
         }
     }
     points
@@ -614,6 +664,11 @@ mod tests {
         v
     }
 
+    /// A fresh station's cutoff: the last 12 hours.
+    fn win() -> DateTime<Utc> {
+        now() - chrono::Duration::hours(crate::catch_up::WINDOW_HOURS)
+    }
+
     fn tail(body: &str, from_start: bool) -> Tail {
         Tail {
             body: body.to_owned(),
@@ -635,7 +690,7 @@ mod tests {
         // 1795500000000 would be in the window: whole, but dropped, since
         // a tail not starting the document cannot tell.
         let body = "1795500000000,1,2\n1795510000000,3,4\n";
-        let got = lines(&nbs_points("u", &tail(body, false), "tumbling", now()));
+        let got = lines(&nbs_points("u", &tail(body, false), "tumbling", win()));
         assert_eq!(
             got,
             ["nbs_stats,release=tumbling removable=3i,total=4i 1795510000000000000"]
@@ -644,7 +699,7 @@ mod tests {
             "u",
             &tail("0000,1,2\n1795510000000,3,4", false),
             "t",
-            now(),
+            win(),
         ));
         assert_eq!(got.len(), 1);
     }
@@ -652,7 +707,7 @@ mod tests {
     #[test]
     fn a_whole_document_200_uses_every_line() {
         let body = "time,removable,total\n1795500000000,1,2\n1795510000000,3,4\n";
-        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", now()));
+        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", win()));
         assert_eq!(
             got,
             [
@@ -672,7 +727,7 @@ mod tests {
                     1795500000003,1.5,3\n\
                     1795500000004, 5 ,6\r\n\
                     \n";
-        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", now()));
+        let got = lines(&nbs_points("u", &tail(body, true), "tumbling", win()));
         assert_eq!(
             got,
             [
@@ -695,7 +750,7 @@ mod tests {
             &tail(body, true),
             "tumbling",
             "proposed",
-            now(),
+            win(),
         ));
         assert_eq!(
             got,

@@ -566,7 +566,8 @@ async fn collector_loop(
             Arc::new(st.config.sources.clone()),
             chrono::Utc::now(),
         )
-        .with_cache(wakeups.cache(due));
+        .with_cache(wakeups.cache(due))
+        .with_marks(crate::state::marks_or_warn(&st.config));
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         board.running(name);
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
@@ -574,6 +575,7 @@ async fn collector_loop(
         board.ended(name, outcome.status != runner::Status::Ok);
         // Write-ahead: on disk now, in every output's spool; each
         // output's delivery task writes it.
+        let mut safe = true;
         for (i, out) in st.outputs.iter().enumerate() {
             match runner::spool_run(
                 std::slice::from_ref(&outcome),
@@ -597,15 +599,21 @@ async fn collector_loop(
                         output = out.writer.name(),
                         "{e}; writing this run's points directly"
                     );
-                    runner::deliver(
+                    let d = runner::deliver(
                         std::slice::from_ref(&outcome),
                         &out.writer,
                         None,
                         st.config.self_metrics.enabled,
                     )
                     .await;
+                    safe &= d.lost == 0;
                 }
             }
+        }
+        // fsync'd in every spool (or written): the rows read are safe, the
+        // catch-up marks move.
+        if safe {
+            crate::state::set_marks_or_warn(&st.config, std::slice::from_ref(&outcome));
         }
         drop(st);
         let ended = Instant::now();

@@ -128,6 +128,7 @@ mod tests {
             duration: Duration::from_millis(5),
             requests: 2,
             hosts: Default::default(),
+            newest: Default::default(),
         }
     }
 

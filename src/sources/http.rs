@@ -11,6 +11,7 @@
 //! until its body has been read.
 
 use crate::sources::SourceError;
+use crate::sources::tape::Tape;
 use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,8 @@ pub struct Http {
     /// request timeout.
     wait_until: Instant,
     timeout: Duration,
+    /// A recording being made or replayed (`run --record/--replay`).
+    tape: Option<Arc<Tape>>,
 }
 
 /// What one run asked of one host.
@@ -179,6 +182,7 @@ impl Http {
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
             timeout,
+            tape: None,
         })
     }
 
@@ -232,7 +236,20 @@ impl Http {
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
             timeout: self.timeout,
+            tape: self.tape.clone(),
         }
+    }
+
+    /// The same client recording every answer to `tape`, or (a replay)
+    /// answering from it with no network.
+    pub fn with_tape(mut self, tape: Arc<Tape>) -> Http {
+        self.tape = Some(tape);
+        self
+    }
+
+    /// The recording this client makes or replays, if any.
+    pub fn tape(&self) -> Option<Arc<Tape>> {
+        self.tape.clone()
     }
 
     /// Upstream requests made through this handle so far.
@@ -361,19 +378,51 @@ impl Http {
         let waited = queued.elapsed();
         self.count_request();
         let started = Instant::now();
-        let resp = match self.client.execute(req).await {
-            Ok(r) => r,
-            Err(e) => return (Err(request_error(&url, &e)), None),
+        let tape_key = self.tape.as_ref().map(|_| {
+            crate::sources::tape::key(
+                &url,
+                req.headers()
+                    .get(reqwest::header::RANGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        });
+        let (status, headers, body) = match self
+            .tape
+            .as_ref()
+            .zip(tape_key.as_ref())
+            .and_then(|(t, k)| t.get_http(k))
+        {
+            Some(Ok((status, headers, body))) => (
+                reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                headers,
+                Ok(body),
+            ),
+            Some(Err(message)) => return (Err(SourceError::Request { url, message }), None),
+            None => {
+                let resp = match self.client.execute(req).await {
+                    Ok(r) => r,
+                    Err(e) => return (Err(request_error(&url, &e)), None),
+                };
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let max = if status.is_success() {
+                    self.max_body
+                } else {
+                    MAX_ERROR_BODY.min(self.max_body)
+                };
+                let body = read_body(resp, max).await;
+                if let (Some(t), Some(k)) = (&self.tape, tape_key) {
+                    match &body {
+                        Ok(b) | Err(BodyError::TooLarge(b)) => {
+                            t.put_http(k, status.as_u16(), &headers, b);
+                        }
+                        Err(BodyError::Failed(_)) => {}
+                    }
+                }
+                (status, headers, body)
+            }
         };
         self.answers.fetch_add(1, Ordering::Relaxed);
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let max = if status.is_success() {
-            self.max_body
-        } else {
-            MAX_ERROR_BODY.min(self.max_body)
-        };
-        let body = read_body(resp, max).await;
         tracing::debug!(
             url = %redact_url(&url),
             status = status.as_u16(),
@@ -489,6 +538,102 @@ impl Http {
         Ok(Tail {
             body: String::from_utf8_lossy(&answer.body).into_owned(),
             from_start,
+        })
+    }
+}
+
+/// A document read as a stream (for documents too large to hold).
+pub struct Stream {
+    response: reqwest::Response,
+    url: String,
+    /// The offset in the document of the body's first byte: the `from`
+    /// asked for, or 0 when the server ignored the `Range`.
+    pub start: u64,
+    /// The document's whole length, when the server said.
+    pub total: Option<u64>,
+    /// Longest wait for the next chunk.
+    idle: Duration,
+}
+
+impl Stream {
+    /// The next chunk of the body, `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        match tokio::time::timeout(self.idle, self.response.chunk()).await {
+            Ok(r) => r
+                .map(|c| c.map(|b| b.to_vec()))
+                .map_err(|e| request_error(&self.url, &e)),
+            Err(_) => Err(SourceError::Request {
+                url: self.url.clone(),
+                message: format!(
+                    "no data for {} s (the [http] timeout between two chunks)",
+                    self.idle.as_secs()
+                ),
+            }),
+        }
+    }
+}
+
+impl Http {
+    /// GETs a document from byte `from` on (`Range: bytes=FROM-` when
+    /// `from` > 0), uncompressed, as a stream: no total timeout and no body
+    /// cap, but at most `[http] timeout` between two chunks.
+    pub async fn get_stream(&self, url: &str, from: u64) -> Result<Stream, SourceError> {
+        let mut req = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity")
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        self.count_request();
+        let resp = req.send().await.map_err(|e| request_error(url, &e))?;
+        self.answers.fetch_add(1, Ordering::Relaxed);
+        let status = resp.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            return Err(SourceError::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message: format!("the document is shorter than {from} bytes now"),
+            });
+        }
+        if !status.is_success() {
+            return Err(SourceError::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message: String::new(),
+            });
+        }
+        let (start, total) = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            // Content-Range: bytes FIRST-LAST/TOTAL
+            let range = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let first = range
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split('-').next())
+                .and_then(|f| f.trim().parse::<u64>().ok());
+            let total = range.rsplit('/').next().and_then(|t| t.parse::<u64>().ok());
+            match first {
+                Some(f) => (f, total),
+                None => {
+                    return Err(SourceError::parse(
+                        url,
+                        format!("206 answer with an unreadable Content-Range {range:?}"),
+                    ));
+                }
+            }
+        } else {
+            (0, resp.content_length())
+        };
+        Ok(Stream {
+            response: resp,
+            url: url.to_owned(),
+            start,
+            total,
+            idle: self.timeout,
         })
     }
 }

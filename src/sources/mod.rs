@@ -7,6 +7,7 @@ pub mod error;
 pub mod http;
 pub mod launchpad;
 pub mod rsync;
+pub mod tape;
 
 pub use cache::RunCache;
 pub use error::SourceError;

@@ -78,6 +78,8 @@ pub struct Rsync {
     timeout: Duration,
     max_output: u64,
     scratch: tempfile::TempDir,
+    /// A recording being made or replayed.
+    tape: Option<std::sync::Arc<crate::sources::tape::Tape>>,
 }
 
 const MAX_STDERR: usize = 2000;
@@ -111,6 +113,7 @@ impl Rsync {
             timeout,
             max_output: DEFAULT_MAX_OUTPUT,
             scratch,
+            tape: None,
         })
     }
 
@@ -119,6 +122,13 @@ impl Rsync {
     /// buffered at most `max` bytes.
     pub fn with_max_output(mut self, max: u64) -> Rsync {
         self.max_output = max;
+        self
+    }
+
+    /// The same client recording its listings to `tape`, or (a replay)
+    /// answering from it without running rsync.
+    pub fn with_tape(mut self, tape: Option<std::sync::Arc<crate::sources::tape::Tape>>) -> Rsync {
+        self.tape = tape;
         self
     }
 
@@ -160,6 +170,15 @@ impl Rsync {
 
     /// Lists `url` (`rsync://host/module/pattern`) once.
     pub async fn list(&self, url: &str) -> Result<Listing, RsyncError> {
+        if let Some(replayed) = self.tape.as_ref().and_then(|t| t.get_rsync(url)) {
+            let (code, stdout, stderr) = replayed.map_err(|message| RsyncError::Spawn {
+                url: url.to_owned(),
+                message,
+            })?;
+            return listing_of(url, code, &stdout, stderr, || {
+                format!("exit status: {code}")
+            });
+        }
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(self.args(url))
             .env("TZ", "UTC")
@@ -228,18 +247,13 @@ impl Rsync {
             Ok(Ok(Some(o))) => o,
         };
         let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-        match output.status.code() {
-            Some(code @ (0 | 23 | 24)) => Ok(Listing {
-                entries: parse_listing(&String::from_utf8_lossy(&output.stdout)),
-                exit_code: code,
-                stderr,
-            }),
-            _ => Err(RsyncError::Failed {
-                url: url.to_owned(),
-                status: output.status.to_string(),
-                stderr,
-            }),
+        let code = output.status.code().unwrap_or(-1);
+        if let Some(t) = &self.tape {
+            t.put_rsync(url, code, &output.stdout, &stderr);
         }
+        listing_of(url, code, &output.stdout, stderr, || {
+            output.status.to_string()
+        })
     }
 
     /// Lists every URL, at most `concurrency` calls at a time, call `i`
@@ -325,6 +339,29 @@ fn one_line(s: &str) -> String {
 
 /// Parses the lines `<size> <YYYY/MM/DD-HH:MM:SS> <path>` of a listing;
 /// other lines (rsync's messages, anything malformed) are skipped.
+/// The listing of an rsync call that exited with `code` (0, 23 and 24
+/// give one; see the module documentation), or its failure.
+fn listing_of(
+    url: &str,
+    code: i32,
+    stdout: &[u8],
+    stderr: String,
+    status: impl FnOnce() -> String,
+) -> Result<Listing, RsyncError> {
+    match code {
+        0 | 23 | 24 => Ok(Listing {
+            entries: parse_listing(&String::from_utf8_lossy(stdout)),
+            exit_code: code,
+            stderr,
+        }),
+        _ => Err(RsyncError::Failed {
+            url: url.to_owned(),
+            status: status(),
+            stderr,
+        }),
+    }
+}
+
 pub fn parse_listing(text: &str) -> Vec<Entry> {
     text.lines()
         .filter_map(|line| {
