@@ -317,6 +317,11 @@ impl Upstream {
         all
     }
 
+    /// Body bytes the servers sent so far (a `304` sends none).
+    fn bytes_sent(&self) -> u64 {
+        self.servers.iter().map(|(_, s)| s.bytes_sent()).sum()
+    }
+
     /// Requests served so far, per server (= production host).
     fn per_host(&self) -> Vec<(String, u64)> {
         self.servers
@@ -398,6 +403,8 @@ struct Run {
     http: BTreeMap<String, u64>,
     per_host: Vec<(String, u64)>,
     rsync: u64,
+    /// Body bytes the HTTP servers sent for this run.
+    bytes: u64,
     log: String,
 }
 
@@ -423,7 +430,10 @@ fn timeval(t: libc::timeval) -> Duration {
     clippy::zombie_processes,
     reason = "the child is reaped with wait4, which also gives its resource usage"
 )]
-fn run_once(args: &Args, up: &Upstream, config: &Path) -> Run {
+/// One round in a fresh process; `state` is its state directory (the
+/// answers kept for conditional requests live there).
+fn run_once(args: &Args, up: &Upstream, config: &Path, state: &Path) -> Run {
+    let bytes_before = up.bytes_sent();
     let before = up.requests();
     let before_hosts = up.per_host();
     let rsync_before = up.rsync_calls.load(Ordering::Relaxed);
@@ -438,6 +448,7 @@ fn run_once(args: &Args, up: &Upstream, config: &Path) -> Run {
         })
         .env_remove("RUST_LOG")
         .env_remove("JOURNAL_STREAM")
+        .env("UBUNTU_METRICS_STATE_DIR", state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -478,6 +489,7 @@ fn run_once(args: &Args, up: &Upstream, config: &Path) -> Run {
         http: diff(&up.requests(), &before),
         per_host,
         rsync: up.rsync_calls.load(Ordering::Relaxed) - rsync_before,
+        bytes: up.bytes_sent() - bytes_before,
         log,
     }
 }
@@ -611,27 +623,51 @@ fn main() {
 
     let one_listing = time_one_listing(&up);
 
-    for _ in 0..args.warmup {
-        run_once(&args, &up, &config_path);
+    // Each run with its own state directory: a first round (nothing kept
+    // for conditional requests yet), then a second round in the same
+    // directory with every document unchanged.
+    let fresh_state = |i: usize, tag: &str| {
+        let d = dir.path().join(format!("state-{tag}-{i}"));
+        std::fs::create_dir_all(&d).expect("state directory");
+        d
+    };
+    for i in 0..args.warmup {
+        run_once(&args, &up, &config_path, &fresh_state(i, "warmup"));
     }
     let mut runs = Vec::new();
+    let mut seconds = Vec::new();
     println!();
-    println!("run   wall ms   cpu ms   peak RSS MiB   HTTP requests   rsync calls   exit");
-    for i in 0..args.runs {
-        let r = run_once(&args, &up, &config_path);
+    println!(
+        "run      wall ms   cpu ms   peak RSS MiB   HTTP requests   rsync calls   bytes received   exit"
+    );
+    let row = |i: usize, what: &str, r: &Run| {
         println!(
-            "{:>3}   {:>7}   {:>6}   {:>12.1}   {:>13}   {:>11}   {:>4}",
+            "{:>3} {:<6} {:>6}   {:>6}   {:>12.1}   {:>13}   {:>11}   {:>14}   {:>4}",
             i + 1,
+            what,
             ms(r.wall),
             ms(r.cpu),
             r.maxrss_kib as f64 / 1024.0,
             r.http_total(),
             r.rsync,
+            r.bytes,
             r.exit
         );
+    };
+    for i in 0..args.runs {
+        let state = fresh_state(i, "run");
+        let r = run_once(&args, &up, &config_path, &state);
+        row(i, "first", &r);
         runs.push(r);
+        let r = run_once(&args, &up, &config_path, &state);
+        row(i, "second", &r);
+        seconds.push(r);
     }
-    let failed: Vec<&Run> = runs.iter().filter(|r| r.exit != 0).collect();
+    let failed: Vec<&Run> = runs
+        .iter()
+        .chain(&seconds)
+        .filter(|r| r.exit != 0)
+        .collect();
 
     println!();
     println!("over {} run(s)          min   median      max", runs.len());
@@ -644,6 +680,26 @@ fn main() {
     println!("peak RSS, MiB     {a:>8.1} {b:>8.1} {c:>8.1}");
     let (a, b, c) = spread(runs.iter().map(|r| r.http_total() + r.rsync).collect());
     println!("upstream requests {a:>8} {b:>8} {c:>8}   (HTTP + rsync calls)");
+    let (_, first_bytes, _) = spread(runs.iter().map(|r| r.bytes).collect());
+    let (a, b, c) = spread(seconds.iter().map(|r| r.bytes).collect());
+    println!(
+        "bytes received: first round {first_bytes} (median); second round, documents unchanged: {a} / {b} / {c} (min / median / max), {:.1} % of the first",
+        100.0 * b as f64 / first_bytes.max(1) as f64
+    );
+    let (a, b, c) = spread(seconds.iter().map(|r| r.wall).collect());
+    println!(
+        "second round wall, ms {:>4} {:>8} {:>8}",
+        ms(a),
+        ms(b),
+        ms(c)
+    );
+    let (a, b, c) = spread(seconds.iter().map(|r| r.cpu).collect());
+    println!(
+        "second round CPU, ms  {:>4} {:>8} {:>8}",
+        ms(a),
+        ms(b),
+        ms(c)
+    );
 
     // The median run (by wall time) for the breakdown.
     let mut by_wall: Vec<&Run> = runs.iter().collect();

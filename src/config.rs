@@ -735,6 +735,19 @@ impl Config {
         }
     }
 
+    /// The state directory: `$UBUNTU_METRICS_STATE_DIR`, else the spool
+    /// directory's parent.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(d) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        self.spool
+            .dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned)
+    }
+
     /// The collector's settings (defaults when it has no section).
     pub fn collector(&self, name: &str) -> CollectorConfig {
         self.collectors.get(name).cloned().unwrap_or_default()

@@ -114,6 +114,9 @@ pub const SELF_SCHEMA: &[Measurement] = &[
     ),
 ];
 
+/// The answers kept for conditional requests, in the state directory.
+pub const HTTP_CACHE_DIR: &str = "http-cache";
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -153,7 +156,8 @@ pub struct Outcome {
 
 /// The base context of a run, from the configuration.
 pub fn context(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
-    let http = Http::from_config(&config.http)?;
+    let http = Http::from_config(&config.http)?
+        .with_conditional_requests(&config.state_dir().join(HTTP_CACHE_DIR));
     Ok(Context::new(http, Arc::new(config.sources.clone()), now))
 }
 

@@ -9,7 +9,7 @@
 //! lose each other's entries, and a crash leaves the old file or the new.
 
 use crate::catch_up::Marks;
-use crate::config::{Config, STATE_DIR_ENV, redact_url};
+use crate::config::{Config, redact_url};
 use crate::fsutil::replace_file;
 use crate::runner::Outcome;
 use crate::sinks::spool::FileLock;
@@ -73,15 +73,7 @@ pub struct StateError {
 /// The state directory of `config`: `$UBUNTU_METRICS_STATE_DIR`, else the
 /// spool directory's parent.
 pub fn dir(config: &Config) -> PathBuf {
-    if let Some(d) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    config
-        .spool
-        .dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+    config.state_dir()
 }
 
 /// The error on one line, credentials in URLs redacted, cut to

@@ -72,7 +72,8 @@ pub struct Output {
 
 impl State {
     pub fn new(config: Config) -> Result<State, String> {
-        let http = Http::from_config(&config.http)?;
+        let http = Http::from_config(&config.http)?
+            .with_conditional_requests(&config.state_dir().join(runner::HTTP_CACHE_DIR));
         let max = config.spool.max_bytes()?;
         let mut outputs = Vec::new();
         for o in config.outputs() {

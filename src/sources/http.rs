@@ -11,6 +11,7 @@
 //! until its body has been read.
 
 use crate::sources::SourceError;
+use crate::sources::conditional::{AnswerCache, Validators};
 use crate::sources::tape::Tape;
 use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
@@ -88,6 +89,12 @@ pub struct Http {
     /// Requests and failed requests per host through this handle (one
     /// collector run): the `ubuntu_metrics_http` self-metrics.
     per_host: Arc<Mutex<BTreeMap<String, HostCount>>>,
+    /// Bytes of the bodies received (for all runs: not reset by
+    /// [`Http::for_run`]); a `304` adds none.
+    received: Arc<AtomicU64>,
+    /// Answers kept for conditional requests, when there is a state
+    /// directory to keep them in.
+    conditional: Option<Arc<AnswerCache>>,
     max_body: u64,
     /// Until when this handle (one collector run) may wait for a server
     /// that asks to come back later (`Retry-After`): its creation plus the
@@ -179,6 +186,8 @@ impl Http {
             answers: Arc::new(AtomicU64::new(0)),
             hosts: Arc::new(HostLimits::new(DEFAULT_MAX_PER_HOST)),
             per_host: Arc::default(),
+            received: Arc::default(),
+            conditional: None,
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
             timeout,
@@ -233,6 +242,8 @@ impl Http {
             answers: self.answers.clone(),
             hosts: self.hosts.clone(),
             per_host: Arc::default(),
+            received: self.received.clone(),
+            conditional: self.conditional.clone(),
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
             timeout: self.timeout,
@@ -263,6 +274,19 @@ impl Http {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The same client asking conditionally for the documents whose last
+    /// answer (kept in `dir`) had an `ETag` or a `Last-Modified`.
+    pub fn with_conditional_requests(mut self, dir: &std::path::Path) -> Http {
+        self.conditional = Some(Arc::new(AnswerCache::open(dir)));
+        self
+    }
+
+    /// Bytes of the bodies received through this client and every handle
+    /// made from it (a `304` adds none).
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Answers of any status received through this client and every handle
@@ -366,7 +390,7 @@ impl Http {
 
     async fn fetch_counted(
         &self,
-        req: reqwest::Request,
+        mut req: reqwest::Request,
     ) -> (Result<Answer, SourceError>, Option<Duration>) {
         let url = req.url().to_string();
         let semaphore = self.hosts.for_url(req.url());
@@ -399,18 +423,92 @@ impl Http {
             ),
             Some(Err(message)) => return (Err(SourceError::Request { url, message }), None),
             None => {
-                let resp = match self.client.execute(req).await {
+                // A whole document asked before with validators: ask
+                // whether it changed.
+                let cache = self.conditional.as_ref().filter(|_| {
+                    req.method() == reqwest::Method::GET
+                        && !req.headers().contains_key(reqwest::header::RANGE)
+                });
+                let known = cache.and_then(|c| c.validators(&url));
+                if let Some(v) = &known {
+                    let h = req.headers_mut();
+                    if let Some(e) = v.etag.as_deref().and_then(|e| e.parse().ok()) {
+                        h.insert(reqwest::header::IF_NONE_MATCH, e);
+                    }
+                    if let Some(m) = v.last_modified.as_deref().and_then(|m| m.parse().ok()) {
+                        h.insert(reqwest::header::IF_MODIFIED_SINCE, m);
+                    }
+                }
+                let retry = known.as_ref().and_then(|_| req.try_clone());
+                let mut resp = match self.client.execute(req).await {
                     Ok(r) => r,
                     Err(e) => return (Err(request_error(&url, &e)), None),
                 };
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let max = if status.is_success() {
-                    self.max_body
-                } else {
-                    MAX_ERROR_BODY.min(self.max_body)
+                let mut kept = None;
+                if resp.status() == reqwest::StatusCode::NOT_MODIFIED
+                    && let Some(v) = &known
+                {
+                    match cache.and_then(|c| c.body(&url)) {
+                        Some(b) => kept = Some((v, b)),
+                        // The kept body is gone: ask for the whole document.
+                        None => {
+                            let mut again = match retry {
+                                Some(r) => r,
+                                None => return (Err(SourceError::Request { url, message: "a 304 for a document no longer kept, and the request cannot be repeated".into() }), None),
+                            };
+                            again.headers_mut().remove(reqwest::header::IF_NONE_MATCH);
+                            again
+                                .headers_mut()
+                                .remove(reqwest::header::IF_MODIFIED_SINCE);
+                            self.count_request();
+                            resp = match self.client.execute(again).await {
+                                Ok(r) => r,
+                                Err(e) => return (Err(request_error(&url, &e)), None),
+                            };
+                        }
+                    }
+                }
+                let (status, headers, body) = match kept {
+                    Some((v, b)) => {
+                        // Not modified: the kept document, as a 200 answer.
+                        let mut headers = reqwest::header::HeaderMap::new();
+                        if let Some(ct) = v.content_type.as_deref().and_then(|c| c.parse().ok()) {
+                            headers.insert(reqwest::header::CONTENT_TYPE, ct);
+                        }
+                        (reqwest::StatusCode::OK, headers, Ok(b))
+                    }
+                    None => {
+                        let status = resp.status();
+                        let headers = resp.headers().clone();
+                        let max = if status.is_success() {
+                            self.max_body
+                        } else {
+                            MAX_ERROR_BODY.min(self.max_body)
+                        };
+                        let body = read_body(resp, max).await;
+                        if let Ok(b) | Err(BodyError::TooLarge(b)) = &body {
+                            self.received.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        }
+                        let header = |n: reqwest::header::HeaderName| {
+                            headers
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
+                        if let (Some(c), reqwest::StatusCode::OK, Ok(b)) = (cache, status, &body) {
+                            let v = Validators {
+                                url: url.clone(),
+                                etag: header(reqwest::header::ETAG),
+                                last_modified: header(reqwest::header::LAST_MODIFIED),
+                                content_type: header(reqwest::header::CONTENT_TYPE),
+                            };
+                            if v.etag.is_some() || v.last_modified.is_some() {
+                                c.store(&v, b);
+                            }
+                        }
+                        (status, headers, body)
+                    }
                 };
-                let body = read_body(resp, max).await;
                 if let (Some(t), Some(k)) = (&self.tape, tape_key) {
                     match &body {
                         Ok(b) | Err(BodyError::TooLarge(b)) => {

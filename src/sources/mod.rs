@@ -2,6 +2,7 @@
 //! of collectors or of the configuration file: they have their own error
 //! ([`SourceError`]) and their own settings ([`http::HttpConfig`]).
 pub mod cache;
+pub mod conditional;
 pub mod distro_info;
 pub mod error;
 pub mod http;

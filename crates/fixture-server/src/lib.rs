@@ -6,6 +6,10 @@
 //!   `/`) serves its `index.html`. Paths are percent-decoded.
 //! - `Range: bytes=-N` and `bytes=A-` / `bytes=A-B` are honoured with 206 and
 //!   `Content-Range`, as Apache does for the archive team's CSV files.
+//! - Conditional requests as Apache answers them (files: an `ETag` of size
+//!   and modification time, `Last-Modified`; `If-None-Match` or
+//!   `If-Modified-Since` gets `304` with no body) and as lazr.restful does
+//!   (Launchpad: an `ETag` of the representation).
 //! - `/launchpad/...` is a fake Launchpad web service (see
 //!   [`crate::launchpad`]) built from files under
 //!   `<root>/launchpad/`.
@@ -49,6 +53,10 @@ pub struct State {
     /// Requests by whole (decoded) path, without the query.
     paths: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<(String, Fault)>>,
+    /// Answers `304 Not Modified` given so far.
+    not_modified: std::sync::atomic::AtomicU64,
+    /// Body bytes sent so far.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 pub struct FixtureServer {
@@ -73,6 +81,8 @@ impl FixtureServer {
             requests: Mutex::new(BTreeMap::new()),
             paths: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
+            not_modified: Default::default(),
+            sent: Default::default(),
         });
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
@@ -140,6 +150,18 @@ impl FixtureServer {
 
     pub fn clear_faults(&self) {
         self.state.faults.lock().expect("lock").clear();
+    }
+
+    /// `304 Not Modified` answers given so far.
+    pub fn not_modified(&self) -> u64 {
+        self.state
+            .not_modified
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Body bytes sent so far (all answers).
+    pub fn bytes_sent(&self) -> u64 {
+        self.state.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests served so far, by first path segment (= collector folder).
@@ -275,19 +297,75 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
             let rest = path
                 .trim_start_matches('/')
                 .trim_start_matches("launchpad/");
-            launchpad::handle(
+            let resp = launchpad::handle(
                 &state.root.join("launchpad"),
                 &format!("http://{}/launchpad/", host(&req)),
                 rest,
                 &query,
-            )
+            );
+            with_content_etag(resp, req.headers()).await
         }
         None => serve_file(&state.root, &path, req.headers()),
     };
     if fault == Some(Fault::Truncate) {
         return truncate(resp).await;
     }
+    use std::sync::atomic::Ordering::Relaxed;
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        state.not_modified.fetch_add(1, Relaxed);
+    }
+    if let Some(n) = axum::body::HttpBody::size_hint(resp.body()).exact() {
+        state.sent.fetch_add(n, Relaxed);
+    }
     resp
+}
+
+/// Launchpad's answers carry an `ETag` of their representation, and an
+/// `If-None-Match` with it gets `304 Not Modified` and no body, as
+/// lazr.restful does.
+async fn with_content_etag(resp: Response<Body>, headers: &HeaderMap) -> Response<Body> {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the answer\n",
+        );
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes.iter() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let etag = format!("\"{h:016x}-{:x}\"", bytes.len());
+    if if_none_match(headers, &etag) {
+        return not_modified(&etag, None);
+    }
+    parts
+        .headers
+        .insert(header::ETAG, etag.parse().expect("a valid header"));
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Whether the request's `If-None-Match` names `etag` (or `*`).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// `304 Not Modified`: the validators, no body.
+fn not_modified(etag: &str, last_modified: Option<&str>) -> Response<Body> {
+    let mut r = Response::builder()
+        .status(StatusCode::NOT_MODIFIED)
+        .header(header::ETAG, etag);
+    if let Some(m) = last_modified {
+        r = r.header(header::LAST_MODIFIED, m);
+    }
+    r.body(Body::empty()).expect("response")
 }
 
 fn host(req: &Request<Body>) -> String {
@@ -346,14 +424,38 @@ fn serve_file(root: &Path, path: &str, headers: &HeaderMap) -> Response<Body> {
     };
     let ctype = content_type(&file);
     let total = data.len() as u64;
+    // As Apache: an ETag of the size and the modification time (in µs,
+    // hexadecimal), and Last-Modified.
+    let mtime = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .map(chrono::DateTime::<chrono::Utc>::from)
+        .unwrap_or_default();
+    let etag = format!("\"{total:x}-{:x}\"", mtime.timestamp_micros());
+    let last_modified = mtime.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| parse_range(r, total));
+    if range.is_none() {
+        let unchanged = if headers.contains_key(header::IF_NONE_MATCH) {
+            if_none_match(headers, &etag)
+        } else {
+            headers
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+                .is_some_and(|since| mtime.timestamp() <= since.timestamp())
+        };
+        if unchanged {
+            return not_modified(&etag, Some(&last_modified));
+        }
+    }
     match range {
         Some((first, last)) => Response::builder()
             .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::ETAG, &etag)
+            .header(header::LAST_MODIFIED, &last_modified)
             .header(header::CONTENT_TYPE, ctype)
             .header(
                 header::CONTENT_RANGE,
@@ -363,6 +465,8 @@ fn serve_file(root: &Path, path: &str, headers: &HeaderMap) -> Response<Body> {
             .expect("response"),
         None => Response::builder()
             .status(StatusCode::OK)
+            .header(header::ETAG, &etag)
+            .header(header::LAST_MODIFIED, &last_modified)
             .header(header::CONTENT_TYPE, ctype)
             .header(header::ACCEPT_RANGES, "bytes")
             .body(Body::from(data))
