@@ -5,11 +5,11 @@
 
 mod common;
 
+use common::daemon::*;
 use common::influxd::{DATABASE, Influxd};
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
@@ -47,59 +47,6 @@ fn config_text(dir: &Path, server: &fixture_server::FixtureServer, influx: &str)
     .unwrap();
     text.push_str(&example.replace("interval = \"5m\"", "interval = \"2s\""));
     text
-}
-
-fn start_daemon(config: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
-    clean_env(&mut c);
-    c.args(["--config", config.to_str().unwrap(), "daemon"])
-        .env("UBUNTU_METRICS_STATE_DIR", config.parent().unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(
-        Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Self-metrics runs of a collector: (time ns, status), in time order.
-fn runs(db: &Influxd, collector: &str) -> Vec<(i64, String)> {
-    let mut v: Vec<(i64, String)> = db
-        .rows("ubuntu_metrics_run")
-        .into_iter()
-        .filter(|r| r.get("collector").and_then(|c| c.as_str()) == Some(collector))
-        .map(|r| {
-            (
-                r["time"].as_i64().unwrap(),
-                r["status"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

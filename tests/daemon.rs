@@ -11,10 +11,10 @@
 
 mod common;
 
+use common::daemon::*;
 use common::influxd::{DATABASE, Influxd};
 use common::*;
 use fixture_server::{Fault, FixtureServer};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A daemon configuration: sources at the fixture server, InfluxDB at
@@ -51,62 +51,6 @@ fn config_text(server: &FixtureServer, influx: &str, collectors: &[(&str, &str)]
         config.collectors.insert(c.name().to_owned(), cc);
     }
     toml::to_string(&config).unwrap()
-}
-
-fn start_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"))
-        .args(["--config", config.to_str().unwrap(), "daemon"])
-        .env_remove("INFLUXDB_HOSTNAME")
-        .env_remove("INFLUXDB_PASSWORD")
-        // The default spool moves into the test's directory.
-        .env(
-            "UBUNTU_METRICS_STATE_DIR",
-            config.parent().expect("config in a directory"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Self-metrics runs of a collector: (time ns, status), in time order.
-fn runs(db: &Influxd, collector: &str) -> Vec<(i64, String)> {
-    let mut v: Vec<(i64, String)> = db
-        .rows("ubuntu_metrics_run")
-        .into_iter()
-        .filter(|r| r.get("collector").and_then(|c| c.as_str()) == Some(collector))
-        .map(|r| {
-            (
-                r["time"].as_i64().unwrap(),
-                r["status"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -7,8 +7,9 @@ mod common;
 
 use common::influxd::Influxd;
 use common::victoria::Victoria;
+use common::victoria::{expected_lines, same, samples};
 use common::*;
-use influxdb_line_protocol::{FieldValue, parse_lines};
+use influxdb_line_protocol::parse_lines;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,81 +47,12 @@ fn run(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The numeric samples of `lines` as VictoriaMetrics names them
-/// (`MEASUREMENT_FIELD{tags}`, milliseconds), shifted by `shift_ms`: every
-/// value written at that key (images writes a few series twice at one
-/// time: InfluxDB keeps the last, VictoriaMetrics may keep either).
-fn samples(lines: &[String], shift_ms: i64) -> BTreeMap<(String, i64), Vec<f64>> {
-    let mut out = BTreeMap::new();
-    for line in lines {
-        let p = parse_lines(line).next().unwrap().unwrap();
-        let mut labels: Vec<String> = p
-            .series
-            .tag_set
-            .iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        labels.sort();
-        for (field, value) in &p.field_set {
-            let v = match value {
-                FieldValue::I64(i) => *i as f64,
-                FieldValue::U64(u) => *u as f64,
-                FieldValue::F64(f) => *f,
-                FieldValue::Boolean(b) => f64::from(u8::from(*b)),
-                // (VictoriaMetrics keeps numbers only.)
-                FieldValue::String(_) => continue,
-            };
-            let name = format!("{}_{field}{{{}}}", p.series.measurement, labels.join(","));
-            out.entry((name, p.timestamp.unwrap() / 1_000_000 + shift_ms))
-                .or_insert_with(Vec::new)
-                .push(v);
-        }
-    }
-    out
-}
-
 /// What VictoriaMetrics holds of the collectors' measurements.
 fn stored(vm: &Victoria) -> BTreeMap<(String, i64), f64> {
     vm.export()
         .into_iter()
         .filter(|(name, _, _)| !name.starts_with("ubuntu_metrics_"))
         .map(|(name, t, v)| ((name, t), v))
-        .collect()
-}
-
-/// Fails with what differs (a few of each kind), not both whole maps.
-fn same(got: &BTreeMap<(String, i64), f64>, want: &BTreeMap<(String, i64), Vec<f64>>) {
-    let missing: Vec<_> = want
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .take(5)
-        .collect();
-    let wrong: Vec<_> = want
-        .iter()
-        .filter(|(k, v)| got.get(*k).is_some_and(|g| !v.contains(g)))
-        .take(5)
-        .map(|(k, v)| (k, v, got[k]))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
-        "missing {missing:?}\nextra {extra:?}\nwrong (want, got) {wrong:?}\n({} stored, {} wanted)",
-        got.len(),
-        want.len()
-    );
-}
-
-fn expected_lines(collector: &str) -> Vec<String> {
-    std::fs::read_to_string(fixtures().join(collector).join("expected.out"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
         .collect()
 }
 

@@ -3,6 +3,7 @@
 //! fixtures (`tests/fixtures/<collector>/expected.out`, Telegraf-style).
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod influxd;
 pub mod rogue;
 pub mod victoria;

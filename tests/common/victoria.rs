@@ -2,6 +2,8 @@
 //! free loopback port in a temporary directory: a second engine that takes
 //! both InfluxDB write APIs (`/write` and `/api/v2/write`).
 
+use influxdb_line_protocol::{FieldValue, parse_lines};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,4 +138,74 @@ impl Drop for Victoria {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The numeric samples of `lines` as VictoriaMetrics names them
+/// (`MEASUREMENT_FIELD{tags}`, milliseconds), shifted by `shift_ms`: every
+/// value written at that key (images writes a few series twice at one
+/// time: InfluxDB keeps the last, VictoriaMetrics may keep either).
+pub fn samples(lines: &[String], shift_ms: i64) -> BTreeMap<(String, i64), Vec<f64>> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let p = parse_lines(line).next().unwrap().unwrap();
+        let mut labels: Vec<String> = p
+            .series
+            .tag_set
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        for (field, value) in &p.field_set {
+            let v = match value {
+                FieldValue::I64(i) => *i as f64,
+                FieldValue::U64(u) => *u as f64,
+                FieldValue::F64(f) => *f,
+                FieldValue::Boolean(b) => f64::from(u8::from(*b)),
+                // (VictoriaMetrics keeps numbers only.)
+                FieldValue::String(_) => continue,
+            };
+            let name = format!("{}_{field}{{{}}}", p.series.measurement, labels.join(","));
+            out.entry((name, p.timestamp.unwrap() / 1_000_000 + shift_ms))
+                .or_insert_with(Vec::new)
+                .push(v);
+        }
+    }
+    out
+}
+
+/// Fails with what differs (a few of each kind), not both whole maps.
+pub fn same(got: &BTreeMap<(String, i64), f64>, want: &BTreeMap<(String, i64), Vec<f64>>) {
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(5)
+        .collect();
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k).is_some_and(|g| !v.contains(g)))
+        .take(5)
+        .map(|(k, v)| (k, v, got[k]))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
+        "missing {missing:?}\nextra {extra:?}\nwrong (want, got) {wrong:?}\n({} stored, {} wanted)",
+        got.len(),
+        want.len()
+    );
+}
+
+/// The lines of a collector's `expected.out` (without comments).
+pub fn expected_lines(collector: &str) -> Vec<String> {
+    std::fs::read_to_string(super::fixtures().join(collector).join("expected.out"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
 }

@@ -1,0 +1,66 @@
+//! A `daemon` process in a test: started with a clean environment (its
+//! state directory beside its configuration, standard error to `log`),
+//! signalled, waited for, and its runs read back from InfluxDB.
+
+use super::influxd::Influxd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `ubuntu-metrics --config CONFIG daemon`.
+pub fn start_daemon(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
+    super::clean_env(&mut c);
+    c.args(["--config", config.to_str().unwrap(), "daemon"])
+        // The default spool moves into the test's directory.
+        .env(
+            "UBUNTU_METRICS_STATE_DIR",
+            config.parent().expect("config in a directory"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+/// `kill -SIG PID`.
+pub fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// The exit status within `limit`, or `None` (and the child killed).
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Self-metrics runs of a collector: (time ns, status), in time order.
+pub fn runs(db: &Influxd, collector: &str) -> Vec<(i64, String)> {
+    let mut v: Vec<(i64, String)> = db
+        .rows("ubuntu_metrics_run")
+        .into_iter()
+        .filter(|r| r.get("collector").and_then(|c| c.as_str()) == Some(collector))
+        .map(|r| {
+            (
+                r["time"].as_i64().unwrap(),
+                r["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
