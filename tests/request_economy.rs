@@ -305,3 +305,28 @@ fn each_daemon_wake_up_reads_the_distribution_anew() {
         "one distribution read per wake-up: {paths:#?}\n{log}"
     );
 }
+
+/// A round asks for each document (or part of one) once: no collector
+/// fetches the same document twice, and collectors that need the same one
+/// share it (issue 17, item 4).
+#[test]
+fn a_round_asks_for_each_document_once() {
+    let server = server_with_rsync();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--all", "--dry-run", "--now", NOW])
+        .env("UBUNTU_METRICS_STATE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.stdout.is_empty());
+    let twice: Vec<(String, u64)> = server
+        .document_requests()
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "asked for more than once: {twice:?}");
+    assert!(server.document_requests().len() > 80);
+}

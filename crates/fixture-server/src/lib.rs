@@ -52,6 +52,9 @@ pub struct State {
     requests: Mutex<BTreeMap<String, u64>>,
     /// Requests by whole (decoded) path, without the query.
     paths: Mutex<BTreeMap<String, u64>>,
+    /// Requests by path and query, with their `Range` header if any: one
+    /// key per document (or part of one) asked for.
+    documents: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<(String, Fault)>>,
     /// Answers `304 Not Modified` given so far.
     not_modified: std::sync::atomic::AtomicU64,
@@ -80,6 +83,7 @@ impl FixtureServer {
             latency: Mutex::new(Duration::ZERO),
             requests: Mutex::new(BTreeMap::new()),
             paths: Mutex::new(BTreeMap::new()),
+            documents: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
             not_modified: Default::default(),
             sent: Default::default(),
@@ -150,6 +154,12 @@ impl FixtureServer {
 
     pub fn clear_faults(&self) {
         self.state.faults.lock().expect("lock").clear();
+    }
+
+    /// Requests served so far, by document: path, query and `Range`
+    /// header (`/x.csv?a=1 [bytes=-2048]`).
+    pub fn document_requests(&self) -> BTreeMap<String, u64> {
+        self.state.documents.lock().expect("lock").clone()
     }
 
     /// `304 Not Modified` answers given so far.
@@ -256,6 +266,18 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         .lock()
         .expect("lock")
         .entry(path.trim_start_matches('/').to_owned())
+        .or_default() += 1;
+
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(String::new, |r| format!(" [{r}]"));
+    *state
+        .documents
+        .lock()
+        .expect("lock")
+        .entry(format!("{raw_path}?{query}{range}"))
         .or_default() += 1;
 
     let latency = *state.latency.lock().expect("lock");
