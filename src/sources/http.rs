@@ -300,8 +300,11 @@ impl Http {
         &self.client
     }
 
-    pub fn count_request(&self) {
+    /// Counts a request to `url`: in the run's total and in its host's.
+    fn count_request(&self, url: &reqwest::Url) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.per_host.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(host_key(url)).or_default().requests += 1;
     }
 
     /// Sends a request within the per-host limit, counts and logs it, reads
@@ -381,10 +384,10 @@ impl Http {
     ) -> (Result<Answer, SourceError>, Option<Duration>) {
         let host = host_key(req.url());
         let answer = self.fetch_counted(req).await;
-        let mut map = self.per_host.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(host).or_default();
-        count.requests += 1;
-        count.errors += u64::from(answer.0.is_err());
+        if answer.0.is_err() {
+            let mut map = self.per_host.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(host).or_default().errors += 1;
+        }
         answer
     }
 
@@ -400,7 +403,7 @@ impl Http {
             .await
             .expect("the per-host semaphores are never closed");
         let waited = queued.elapsed();
-        self.count_request();
+        self.count_request(req.url());
         let started = Instant::now();
         let tape_key = self.tape.as_ref().map(|_| {
             crate::sources::tape::key(
@@ -460,7 +463,7 @@ impl Http {
                             again
                                 .headers_mut()
                                 .remove(reqwest::header::IF_MODIFIED_SINCE);
-                            self.count_request();
+                            self.count_request(again.url());
                             resp = match self.client.execute(again).await {
                                 Ok(r) => r,
                                 Err(e) => return (Err(request_error(&url, &e)), None),
@@ -684,7 +687,10 @@ impl Http {
         if from > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        self.count_request();
+        // (An invalid URL fails in send, before any request.)
+        if let Ok(u) = reqwest::Url::parse(url) {
+            self.count_request(&u);
+        }
         let resp = req.send().await.map_err(|e| request_error(url, &e))?;
         self.answers.fetch_add(1, Ordering::Relaxed);
         let status = resp.status();
