@@ -24,7 +24,7 @@ use crate::config::SourceUrl;
 use crate::panel::{Agg, Board, Kind, Panel, Panels};
 use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
-use crate::sources::http::join;
+use crate::sources::http::{join, json_kind as kind};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -144,17 +144,6 @@ fn top_object<'a>(
             format!("expected a JSON object, found {}", kind(value)),
         )
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The object under `key`, or `None` after a warning naming where it was.

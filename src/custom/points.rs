@@ -16,6 +16,7 @@
 //! `collect()` returned for influxdb-python's `write_points`.
 
 use crate::point::{FieldValue, Point};
+use crate::sources::http::json_kind as kind;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
@@ -84,17 +85,6 @@ pub fn from_line_protocol(line: &str) -> Result<Point, String> {
         point.timestamp = Some(Utc.timestamp_nanos(ns));
     }
     Ok(point)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// One JSON point (see the module's documentation).

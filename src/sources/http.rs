@@ -838,6 +838,20 @@ fn request_error(url: &str, e: &reqwest::Error) -> SourceError {
     }
 }
 
+/// What a JSON value is, for messages ("expected an object, found a
+/// string").
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The first line of an error body, shortened: enough to quote a server's
 /// message without dumping an HTML page into the log.
 pub fn summarize_body(body: &str) -> String {
