@@ -19,14 +19,7 @@ fn start() -> DateTime<Utc> {
 /// A copy of the fixtures with an `update_excuses.csv` of `rows` rows, one
 /// every 15 minutes from [`start`].
 fn fixtures_with_excuses(dir: &Path, rows: usize) -> PathBuf {
-    let root = dir.join("fixtures");
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(fixtures())
-        .arg(&root)
-        .status()
-        .expect("cp runs");
-    assert!(st.success());
+    let root = fixtures_copy(dir);
     let mut csv = String::from("time,valid candidates,not considered,total,median age,backlog\n");
     for i in 0..rows {
         let ms = (start() + Duration::minutes(15 * i as i64)).timestamp_millis();

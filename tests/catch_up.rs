@@ -39,19 +39,6 @@ fn times(until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     v
 }
 
-/// A copy of the fixtures the test may change.
-fn fixtures_copy(dir: &Path) -> PathBuf {
-    let root = dir.join("fixtures");
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(fixtures())
-        .arg(&root)
-        .status()
-        .expect("cp runs");
-    assert!(st.success());
-    root
-}
-
 /// Writes britney's `update_excuses.csv` and the archive team's `nbs.csv`
 /// with the rows up to `until`.
 fn write_reports(root: &Path, until: DateTime<Utc>) {

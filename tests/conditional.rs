@@ -9,20 +9,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// A copy of the fixtures, so that the test can change a document.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// `run --all --dry-run` at the fixtures' time: its points.
 fn dry_run(config: &Path, state: &Path) -> String {
     let out = bin()
@@ -38,8 +24,7 @@ fn dry_run(config: &Path, state: &Path) -> String {
 #[test]
 fn unchanged_documents_come_back_as_304_with_the_same_points() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("fixtures");
-    copy_tree(&fixtures(), &root);
+    let root = fixtures_copy(dir.path());
     let server = fixture_server::FixtureServer::start(&root)
         .unwrap()
         .with_rsync()

@@ -142,6 +142,25 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A copy of the fixtures in `dir/fixtures`, for a test that changes
+/// documents.
+pub fn fixtures_copy(dir: &Path) -> PathBuf {
+    let root = dir.join("fixtures");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(fixtures())
+        .arg(&root)
+        .status()
+        .expect("cp runs");
+    assert!(
+        st.success(),
+        "cp -r {} {}",
+        fixtures().display(),
+        root.display()
+    );
+    root
+}
+
 pub fn server() -> FixtureServer {
     FixtureServer::start(fixtures()).expect("fixture server starts")
 }
