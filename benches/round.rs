@@ -101,7 +101,7 @@ const CHAINS: &[(&str, u32, &str)] = &[
     (
         "images",
         2,
-        "ubuntu -> ubuntu/series, while the 15 rsync listings run (the longer of the two counts)",
+        "ubuntu -> ubuntu/series, while rsync lists the 15 paths in one call (the longer of the two counts)",
     ),
 ];
 
@@ -196,6 +196,12 @@ struct Upstream {
     servers: Vec<(String, FixtureServer)>,
     sources: Sources,
     rsync_calls: Arc<AtomicU64>,
+    /// The rsync module without the delaying proxy (no added latency).
+    rsync_direct: String,
+    /// The same module from a daemon setting `socket options =
+    /// TCP_NODELAY`, through a delaying proxy of its own.
+    rsync_nodelay: String,
+    nodelay_daemon: fixture_server::rsyncd::RsyncDaemon,
     /// Which default host each source key belongs to.
     hosts: BTreeMap<String, String>,
     _runtime: tokio::runtime::Runtime,
@@ -267,26 +273,22 @@ fn start_upstream(args: &Args) -> Upstream {
         .expect("tokio runtime");
     let rsync_calls = Arc::new(AtomicU64::new(0));
     let rsync_url = table["cdimage_rsync"].as_str().expect("string").to_owned();
-    let mut parsed = url::Url::parse(&rsync_url).expect("rsync URL");
-    let upstream: SocketAddr = format!(
-        "{}:{}",
-        parsed.host_str().expect("host"),
-        parsed.port().expect("port")
+    let rsync_direct = rsync_url.clone();
+    let delayed = delayed_url(&runtime, &rsync_url, args.rsync_latency / 2, &rsync_calls);
+    table.insert("cdimage_rsync".into(), delayed.into());
+    // A second daemon of the same tree setting TCP_NODELAY on its
+    // connections, behind its own delaying proxy (the images alternatives).
+    let nodelay_daemon = fixture_server::rsyncd::RsyncDaemon::start_with(
+        &fixtures().join("images/tree.txt"),
+        Some("TCP_NODELAY"),
     )
-    .parse()
-    .expect("loopback address");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("proxy listens");
-    let port = listener.local_addr().expect("address").port();
-    runtime.spawn(delay_proxy(
-        listener,
-        upstream,
+    .expect("second rsync daemon starts");
+    let rsync_nodelay = delayed_url(
+        &runtime,
+        &nodelay_daemon.url(),
         args.rsync_latency / 2,
-        rsync_calls.clone(),
-    ));
-    parsed.set_port(Some(port)).expect("port");
-    table.insert("cdimage_rsync".into(), parsed.to_string().into());
+        &Arc::new(AtomicU64::new(0)),
+    );
     table.insert(
         "distro_info".into(),
         fixtures()
@@ -300,6 +302,9 @@ fn start_upstream(args: &Args) -> Upstream {
         servers,
         sources,
         rsync_calls,
+        rsync_direct,
+        rsync_nodelay,
+        nodelay_daemon,
         hosts,
         _runtime: runtime,
     }
@@ -329,6 +334,31 @@ impl Upstream {
             .map(|(g, s)| (g.clone(), s.requests().values().sum()))
             .collect()
     }
+}
+
+/// `url` (`rsync://127.0.0.1:PORT/...`) through a new delaying proxy
+/// (`one_way` each way) counting its connections in `calls`.
+fn delayed_url(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    one_way: Duration,
+    calls: &Arc<AtomicU64>,
+) -> String {
+    let mut parsed = url::Url::parse(url).expect("rsync URL");
+    let upstream: SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().expect("port")
+    )
+    .parse()
+    .expect("loopback address");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("proxy listens");
+    let port = listener.local_addr().expect("address").port();
+    runtime.spawn(delay_proxy(listener, upstream, one_way, calls.clone()));
+    parsed.set_port(Some(port)).expect("port");
+    parsed.to_string()
 }
 
 /// Forwards TCP connections to `upstream`, delaying every chunk by
@@ -523,30 +553,182 @@ fn parse_log(log: &str) -> BTreeMap<String, (Option<u64>, Option<u64>, bool)> {
     out
 }
 
-/// One rsync listing through the proxy, as the images collector runs it.
-fn time_one_listing(up: &Upstream) -> Option<Duration> {
-    let urls = ubuntu_metrics::collectors::images::urls(
-        up.sources.get("cdimage_rsync").expect("rsync source"),
-    );
-    let rsync = ubuntu_metrics::sources::rsync::Rsync::new(Duration::from_secs(10)).ok()?;
-    let mut times = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let status = Command::new("rsync")
-            .args(rsync.args(&urls[1]))
+/// Runs `commands` (program and arguments), command `i` started `i` ×
+/// `spacing` after the first, and waits for all: the wall time until the
+/// last ends and the CPU (user + sys) of all of them. None if one failed
+/// (an exit other than 0, 23 or 24: rsync's "partial" listings).
+#[allow(
+    clippy::zombie_processes,
+    reason = "each child is reaped with wait4, which also gives its resource usage"
+)]
+fn run_all(
+    commands: &[Vec<std::ffi::OsString>],
+    spacing: Duration,
+) -> Option<(Duration, Duration)> {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for (i, argv) in commands.iter().enumerate() {
+        let at = started + spacing * i as u32;
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
             .env("TZ", "UTC")
             .env("LC_ALL", "C")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .ok()?;
-        if !matches!(status.code(), Some(0 | 23 | 24)) {
-            return None;
-        }
-        times.push(started.elapsed());
+        children.push(child);
     }
-    times.sort();
-    Some(times[1])
+    let mut cpu = Duration::ZERO;
+    let mut ok = true;
+    for child in children {
+        let pid = child.id() as libc::pid_t;
+        let mut status: libc::c_int = 0;
+        // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child, not yet waited for; the pointers are valid.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r != pid || !libc::WIFEXITED(status) || !matches!(libc::WEXITSTATUS(status), 0 | 23 | 24)
+        {
+            ok = false;
+        }
+        cpu += timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    }
+    ok.then(|| (started.elapsed(), cpu))
+}
+
+/// One way of listing the images' 15 paths, measured.
+struct Listing {
+    what: &'static str,
+    /// Median wall time through the delaying proxy, and with no added
+    /// latency; the CPU of the median run.
+    wall: Duration,
+    wall_direct: Duration,
+    cpu: Duration,
+    processes: usize,
+}
+
+/// The ways of listing the images' paths, each timed 3 times through the
+/// delaying proxy and 3 times directly: the collector's (one rsync call,
+/// over one connection, for all 15 paths), 15 processes 3 ms apart (its
+/// fallback, and the way before), one listing alone, one call without
+/// incremental recursion (the whole file list in one go), and the first two
+/// against a daemon setting `socket options = TCP_NODELAY` (whether
+/// cdimage's does is not known here: without it, each of the daemon's
+/// small writes after the first waits for the client's delayed ACK).
+fn rsync_alternatives(up: &Upstream) -> Vec<Listing> {
+    use ubuntu_metrics::collectors::images;
+    use ubuntu_metrics::sources::rsync::{Rsync, START_SPACING};
+    let Ok(rsync) = Rsync::new(Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let argv = |args: Vec<std::ffi::OsString>| {
+        let mut v: Vec<std::ffi::OsString> = vec!["rsync".into()];
+        v.extend(args);
+        v
+    };
+    let one_process_each = |base: &str| -> Vec<Vec<std::ffi::OsString>> {
+        images::urls(base)
+            .iter()
+            .map(|u| argv(rsync.args(u)))
+            .collect()
+    };
+    // rsync takes several sources from one daemon module in one call.
+    let one_connection = |base: &str, extra: &[&str]| -> Vec<Vec<std::ffi::OsString>> {
+        let urls = images::urls(base);
+        let mut args = rsync.args(&urls[0]);
+        // rsync.args(url) ends with the URL and the scratch directory.
+        let dest = args.pop().expect("scratch directory");
+        args.pop();
+        let at = args.len() - 1;
+        for (i, e) in extra.iter().enumerate() {
+            args.insert(at + i, (*e).into());
+        }
+        args.extend(urls.into_iter().map(Into::into));
+        args.push(dest);
+        vec![argv(args)]
+    };
+    let delayed = up
+        .sources
+        .get("cdimage_rsync")
+        .expect("rsync source")
+        .to_owned();
+    let direct = up.rsync_direct.clone();
+    let nodelay = up.rsync_nodelay.clone();
+    let nodelay_direct = up.nodelay_daemon.url();
+    // (what, the commands for a module URL, spacing, against the daemon
+    // setting TCP_NODELAY)
+    type Commands<'a> = Box<dyn Fn(&str) -> Vec<Vec<std::ffi::OsString>> + 'a>;
+    let ways: Vec<(&'static str, Commands, Duration, bool)> = vec![
+        (
+            "one call, one connection (the collector)",
+            Box::new(|b: &str| one_connection(b, &[])),
+            Duration::ZERO,
+            false,
+        ),
+        (
+            "15 processes, 3 ms apart (its fallback; before)",
+            Box::new(one_process_each),
+            START_SPACING,
+            false,
+        ),
+        (
+            "one listing alone (1 of the 15 paths)",
+            Box::new(|b: &str| one_process_each(b)[..1].to_vec()),
+            Duration::ZERO,
+            false,
+        ),
+        (
+            "one call, --no-inc-recursive",
+            Box::new(|b: &str| one_connection(b, &["--no-inc-recursive"])),
+            Duration::ZERO,
+            false,
+        ),
+        (
+            "one call, server with TCP_NODELAY",
+            Box::new(|b: &str| one_connection(b, &[])),
+            Duration::ZERO,
+            true,
+        ),
+        (
+            "15 processes, server with TCP_NODELAY",
+            Box::new(one_process_each),
+            START_SPACING,
+            true,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (what, commands, spacing, on_nodelay) in ways {
+        let (delayed, direct) = if on_nodelay {
+            (&nodelay, &nodelay_direct)
+        } else {
+            (&delayed, &direct)
+        };
+        let median = |base: &str| -> Option<(Duration, Duration)> {
+            let mut runs: Vec<(Duration, Duration)> = Vec::new();
+            for _ in 0..3 {
+                runs.push(run_all(&commands(base), spacing)?);
+            }
+            runs.sort();
+            Some(runs[1])
+        };
+        let (Some((wall, cpu)), Some((wall_direct, _))) = (median(delayed), median(direct)) else {
+            println!("  images alternative failed: {what}");
+            continue;
+        };
+        out.push(Listing {
+            what,
+            wall,
+            wall_direct,
+            cpu,
+            processes: commands(direct).len(),
+        });
+    }
+    out
 }
 
 fn ms(d: Duration) -> String {
@@ -621,7 +803,9 @@ fn main() {
         }
     );
 
-    let one_listing = time_one_listing(&up);
+    let alternatives = rsync_alternatives(&up);
+    // The collector's own way is the first.
+    let one_listing = alternatives.first().map(|l| l.wall);
 
     // Each run with its own state directory: a first round (nothing kept
     // for conditional requests yet), then a second round in the same
@@ -730,7 +914,7 @@ fn main() {
             if l > t {
                 t = l;
             }
-            chain = format!("{chain}; one rsync listing: {} ms (measured)", ms(l));
+            chain = format!("{chain}; its rsync listing: {} ms (measured)", ms(l));
         }
         println!(
             "{:<17} {:>11}   {:>13}   {:>10}   {:>8}{}",
@@ -766,6 +950,29 @@ fn main() {
         median.http_total(),
         median.rsync
     );
+
+    if selected("images") && !alternatives.is_empty() {
+        println!();
+        println!(
+            "images: ways of listing its {} paths (median of 3; CPU of the rsync processes)",
+            ubuntu_metrics::collectors::images::urls("rsync://h/m/").len()
+        );
+        println!(
+            "way                                            processes   wall ms   no latency   (wall - no latency) / latency   cpu ms"
+        );
+        for l in &alternatives {
+            println!(
+                "{:<50} {:>9}   {:>7}   {:>10}   {:>29.1}   {:>6}",
+                l.what,
+                l.processes,
+                ms(l.wall),
+                ms(l.wall_direct),
+                l.wall.saturating_sub(l.wall_direct).as_secs_f64()
+                    / args.rsync_latency.as_secs_f64().max(1e-9),
+                ms(l.cpu)
+            );
+        }
+    }
 
     critical.sort_by_key(|(_, t, _)| std::cmp::Reverse(*t));
     let (name, t, chain) =

@@ -189,3 +189,76 @@ async fn launchpad_failure_is_an_error() {
         .to_string();
     assert!(msg.contains("launchpad/nowhere/"), "{msg}");
 }
+
+/// The bytes rsync printed for `entries` (`%l %M %f` lines).
+fn listing_bytes(entries: &[ubuntu_metrics::sources::rsync::Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}\n",
+                e.size,
+                e.modified.format("%Y/%m/%d-%H:%M:%S"),
+                e.path
+            )
+            .len() as u64
+        })
+        .sum()
+}
+
+/// One rsync call for the 15 paths lists, once ordered by path pattern,
+/// exactly what the 15 calls of one path each list, in their order: the
+/// same points, in the same order (the last of two points with one tag
+/// set is the one InfluxDB keeps).
+#[tokio::test]
+async fn one_call_lists_what_a_call_per_path_lists() {
+    use ubuntu_metrics::collectors::images;
+    let rsyncd = daemon();
+    let rsync = Rsync::new(Duration::from_secs(10)).unwrap();
+    let urls = images::urls(&rsyncd.url());
+    let together = rsync.list_together(&urls).await.unwrap();
+    assert_eq!(together.exit_code, 23, "{together:?}");
+    let mut apart = Vec::new();
+    for url in &urls {
+        apart.extend(rsync.list(url).await.unwrap().entries);
+    }
+    let kept = |entries: Vec<ubuntu_metrics::sources::rsync::Entry>| -> Vec<String> {
+        entries
+            .into_iter()
+            .filter(|e| images::image(&e.path, &["tumbling".to_owned()]).is_some())
+            .map(|e| format!("{} {} {}", e.size, e.modified, e.path))
+            .collect()
+    };
+    let one = kept(images::in_pattern_order(together.entries));
+    assert!(one.len() > 10, "{one:?}");
+    assert_eq!(one, kept(apart));
+}
+
+/// What fails the one call fails only its own path: here the whole
+/// listing is over `[http] max_body` while each path's is not, so the
+/// collector lists each path apart and reports every image.
+#[tokio::test]
+async fn when_the_one_call_fails_each_path_is_listed_apart() {
+    use ubuntu_metrics::collectors::images;
+    let server = server();
+    let rsyncd = daemon();
+    let rsync = Rsync::new(Duration::from_secs(10)).unwrap();
+    let urls = images::urls(&rsyncd.url());
+    let whole = listing_bytes(&rsync.list_together(&urls).await.unwrap().entries);
+    let mut largest = 0;
+    for url in &urls {
+        largest = largest.max(listing_bytes(&rsync.list(url).await.unwrap().entries));
+    }
+    assert!(largest < whole, "{largest} < {whole}");
+    let active = ["tumbling".to_owned(), "noble".to_owned()];
+    let mut ctx = context_with_rsync(&server, &rsyncd.url());
+    let unlimited = images::collect_for_series(&ctx, &active).await.unwrap();
+    // (Launchpad's series document is larger than that limit: the series
+    // are given.)
+    ctx.http = ctx.http.clone().with_max_body(largest);
+    let points = images::collect_for_series(&ctx, &active)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", rsyncd.log()));
+    assert!(points.len() > 10, "{points:?}");
+    assert_eq!(points, unlimited);
+}

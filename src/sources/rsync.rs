@@ -138,8 +138,15 @@ impl Rsync {
 
     /// The arguments of the call listing `url` (after the program name).
     pub fn args(&self, url: &str) -> Vec<OsString> {
+        self.args_together(&[url])
+    }
+
+    /// The arguments of one call listing every URL of `urls` (several
+    /// sources of one daemon module: rsync asks for them all over one
+    /// connection).
+    pub fn args_together(&self, urls: &[&str]) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
-        if !host_is_ipv6(url) {
+        if !urls.iter().any(|u| host_is_ipv6(u)) {
             args.push("-4".into());
         }
         for a in [
@@ -148,10 +155,10 @@ impl Rsync {
             "-RL",
             "--out-format=%l %M %f",
             "--archive",
-            url,
         ] {
             args.push(a.into());
         }
+        args.extend(urls.iter().map(OsString::from));
         args.push(self.scratch_arg());
         args
     }
@@ -170,6 +177,22 @@ impl Rsync {
 
     /// Lists `url` (`rsync://host/module/pattern`) once.
     pub async fn list(&self, url: &str) -> Result<Listing, RsyncError> {
+        self.call(url, &[url]).await
+    }
+
+    /// Lists every URL of `urls` (`rsync://host/module/pattern`, all of one
+    /// module) in one call, over one connection: one listing, sorted as
+    /// rsync sorts its file list. A pattern matching nothing makes it a
+    /// partial listing (exit 23) as for a single URL; a failure is the
+    /// failure of them all, named by the URLs joined with spaces.
+    pub async fn list_together(&self, urls: &[String]) -> Result<Listing, RsyncError> {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        self.call(&urls.join(" "), &urls).await
+    }
+
+    /// One rsync call listing `urls`; `url` names it in errors and in a
+    /// recording.
+    async fn call(&self, url: &str, urls: &[&str]) -> Result<Listing, RsyncError> {
         if let Some(replayed) = self.tape.as_ref().and_then(|t| t.get_rsync(url)) {
             let (code, stdout, stderr) = replayed.map_err(|message| RsyncError::Spawn {
                 url: url.to_owned(),
@@ -180,7 +203,7 @@ impl Rsync {
             });
         }
         let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args(self.args(url))
+        cmd.args(self.args_together(urls))
             .env("TZ", "UTC")
             .env("LC_ALL", "C")
             .stdin(Stdio::null())

@@ -137,6 +137,16 @@ pub struct RsyncDaemon {
 impl RsyncDaemon {
     /// Builds the tree described by the file `description` and serves it.
     pub fn start(description: &Path) -> std::io::Result<RsyncDaemon> {
+        RsyncDaemon::start_with(description, None)
+    }
+
+    /// The same, the daemon setting `socket options` (rsyncd.conf) on
+    /// every connection, e.g. `TCP_NODELAY`: the daemon's small writes go
+    /// out at once instead of waiting for the client's delayed ACK.
+    pub fn start_with(
+        description: &Path,
+        socket_options: Option<&str>,
+    ) -> std::io::Result<RsyncDaemon> {
         let text = std::fs::read_to_string(description)
             .map_err(|e| Error::new(e.kind(), format!("{}: {e}", description.display())))?;
         let entries = parse_tree(&text).map_err(|e| {
@@ -145,11 +155,18 @@ impl RsyncDaemon {
                 format!("{}: {e}", description.display()),
             )
         })?;
-        RsyncDaemon::serve(&entries)
+        RsyncDaemon::serve_with(&entries, socket_options)
     }
 
     /// Builds a tree from `entries` and serves it.
     pub fn serve(entries: &[TreeEntry]) -> std::io::Result<RsyncDaemon> {
+        RsyncDaemon::serve_with(entries, None)
+    }
+
+    fn serve_with(
+        entries: &[TreeEntry],
+        socket_options: Option<&str>,
+    ) -> std::io::Result<RsyncDaemon> {
         let dir = tempfile::Builder::new()
             .prefix("ubuntu-metrics-rsyncd-")
             .tempdir()?;
@@ -160,7 +177,7 @@ impl RsyncDaemon {
         // daemon exit: try a few ports.
         let mut last = None;
         for _ in 0..5 {
-            match spawn(dir.path(), &tree) {
+            match spawn(dir.path(), &tree, socket_options) {
                 Ok((addr, child)) => return Ok(RsyncDaemon { addr, child, dir }),
                 Err(e) if e.kind() == ErrorKind::AddrInUse => last = Some(e),
                 Err(e) => return Err(e),
@@ -205,14 +222,18 @@ impl Drop for RsyncDaemon {
 }
 
 /// Starts a daemon on a free port and waits until it accepts connections.
-fn spawn(dir: &Path, tree: &Path) -> std::io::Result<(SocketAddr, Child)> {
+fn spawn(
+    dir: &Path,
+    tree: &Path,
+    socket_options: Option<&str>,
+) -> std::io::Result<(SocketAddr, Child)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let log = dir.join("rsyncd.log");
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(dir.join("rsyncd.pid"));
     let conf = dir.join("rsyncd.conf");
-    std::fs::write(&conf, config(dir, tree, port)?)?;
+    std::fs::write(&conf, config(dir, tree, port, socket_options)?)?;
     use std::os::unix::process::CommandExt;
     let mut child = Command::new("rsync")
         // Its own process group: the daemon forks one process per
@@ -270,7 +291,12 @@ fn spawn(dir: &Path, tree: &Path) -> std::io::Result<(SocketAddr, Child)> {
 /// `nobody`, who cannot read our private temporary directory: it is told
 /// to stay root then. A daemon not started as root must not be given
 /// `uid`/`gid` (it fails on `setgroups`).
-fn config(dir: &Path, tree: &Path, port: u16) -> std::io::Result<String> {
+fn config(
+    dir: &Path,
+    tree: &Path,
+    port: u16,
+    socket_options: Option<&str>,
+) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let as_root = std::fs::metadata(dir)?.uid() == 0;
     let d = dir.display();
@@ -283,13 +309,14 @@ fn config(dir: &Path, tree: &Path, port: u16) -> std::io::Result<String> {
          log file = {d}/rsyncd.log\n\
          use chroot = no\n\
          reverse lookup = no\n\
-         {ids}\
+         {ids}{sockopts}\
          \n\
          [{MODULE}]\n\
          path = {tree}\n\
          read only = yes\n\
          comment = fixture tree\n",
         ids = if as_root { "uid = 0\ngid = 0\n" } else { "" },
+        sockopts = socket_options.map_or(String::new(), |o| format!("socket options = {o}\n")),
         tree = tree.display(),
     ))
 }
