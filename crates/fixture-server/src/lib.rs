@@ -60,6 +60,59 @@ pub struct State {
     not_modified: std::sync::atomic::AtomicU64,
     /// Body bytes sent so far.
     sent: std::sync::atomic::AtomicU64,
+    /// Serving TLS ([`FixtureServer::start_tls`]): links say `https`.
+    https: bool,
+    /// TLS connections accepted, and those that chose HTTP/2 (ALPN `h2`).
+    tls_connections: std::sync::atomic::AtomicU64,
+    h2_connections: std::sync::atomic::AtomicU64,
+    /// Requests by HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    versions: Mutex<BTreeMap<String, u64>>,
+    /// Requests being answered now, and the most at once so far.
+    in_flight: std::sync::atomic::AtomicU64,
+    max_in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// How [`FixtureServer::start_tls`] serves: both protocols offered by ALPN
+/// (as Launchpad's and Canonical's front ends do), or HTTP/1.1 alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    H2AndHttp11,
+    Http11Only,
+}
+
+/// The certificate authority of a TLS fixture server, and the server's
+/// certificate (for `127.0.0.1` and `localhost`) it signed.
+pub struct TestCa {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+    key_der: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestCa {
+    /// A new CA and server certificate.
+    pub fn generate() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "ubuntu-metrics fixture CA");
+        let issuer =
+            CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("CA");
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server parameters");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "fixture server");
+        let cert = params.signed_by(&key, &issuer).expect("server certificate");
+        TestCa {
+            ca_pem: issuer.pem(),
+            cert_der: cert.der().clone(),
+            key_der: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
 }
 
 pub struct FixtureServer {
@@ -78,8 +131,31 @@ impl FixtureServer {
     }
 
     pub fn start_on(root: impl Into<PathBuf>, addr: SocketAddr) -> std::io::Result<FixtureServer> {
+        FixtureServer::start_with(root.into(), addr, None)
+    }
+
+    /// Starts a server on a free loopback port serving `root` over TLS with
+    /// `ca`'s certificate, offering HTTP/2 or not (`alpn`). Its base URL is
+    /// `https://127.0.0.1:PORT/`.
+    pub fn start_tls(
+        root: impl Into<PathBuf>,
+        ca: &TestCa,
+        alpn: Alpn,
+    ) -> std::io::Result<FixtureServer> {
+        FixtureServer::start_with(
+            root.into(),
+            "127.0.0.1:0".parse().expect("valid address"),
+            Some((ca, alpn)),
+        )
+    }
+
+    fn start_with(
+        root: PathBuf,
+        addr: SocketAddr,
+        tls: Option<(&TestCa, Alpn)>,
+    ) -> std::io::Result<FixtureServer> {
         let state = Arc::new(State {
-            root: root.into(),
+            root,
             latency: Mutex::new(Duration::ZERO),
             requests: Mutex::new(BTreeMap::new()),
             paths: Mutex::new(BTreeMap::new()),
@@ -87,7 +163,30 @@ impl FixtureServer {
             faults: Mutex::new(Vec::new()),
             not_modified: Default::default(),
             sent: Default::default(),
+            https: tls.is_some(),
+            tls_connections: Default::default(),
+            h2_connections: Default::default(),
+            versions: Mutex::new(BTreeMap::new()),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
+        let acceptor = match tls {
+            None => None,
+            Some((ca, alpn)) => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(std::io::Error::other)?
+                    .with_no_client_auth()
+                    .with_single_cert(vec![ca.cert_der.clone()], ca.key_der.clone_key())
+                    .map_err(std::io::Error::other)?;
+                config.alpn_protocols = match alpn {
+                    Alpn::H2AndHttp11 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                    Alpn::Http11Only => vec![b"http/1.1".to_vec()],
+                };
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+            }
+        };
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -103,8 +202,15 @@ impl FixtureServer {
                     .expect("tokio runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let app = axum::Router::new()
-                        .fallback(move |req: Request<Body>| handle(st.clone(), req));
+                    let app = {
+                        let st = st.clone();
+                        axum::Router::new()
+                            .fallback(move |req: Request<Body>| handle(st.clone(), req))
+                    };
+                    if let Some(acceptor) = acceptor {
+                        serve_tls(listener, acceptor, app, st, rx).await;
+                        return;
+                    }
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = rx.await;
@@ -129,13 +235,39 @@ impl FixtureServer {
         Ok(self)
     }
 
-    /// The server's base URL, `http://127.0.0.1:PORT/`.
+    /// The server's base URL, `http://127.0.0.1:PORT/` (`https` when
+    /// started with [`FixtureServer::start_tls`]).
     pub fn base(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("{}://{}/", self.scheme(), self.addr)
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+        format!("{}{}", self.base(), path.trim_start_matches('/'))
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.state.https { "https" } else { "http" }
+    }
+
+    /// TLS connections accepted so far, and how many of them chose HTTP/2.
+    pub fn tls_connections(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.state.tls_connections.load(Relaxed),
+            self.state.h2_connections.load(Relaxed),
+        )
+    }
+
+    /// Requests served so far by HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    pub fn versions(&self) -> BTreeMap<String, u64> {
+        self.state.versions.lock().expect("lock").clone()
+    }
+
+    /// The most requests this server was answering at one time.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Adds a fixed delay to every answer.
@@ -243,7 +375,29 @@ fn plain(status: StatusCode, body: impl Into<String>) -> Response<Body> {
         .expect("response")
 }
 
+/// Counts the request by version and while it is answered, and answers it.
 async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
+    use std::sync::atomic::Ordering::Relaxed;
+    *state
+        .versions
+        .lock()
+        .expect("lock")
+        .entry(format!("{:?}", req.version()))
+        .or_default() += 1;
+    /// Ends the count of a request when its answer is given or dropped.
+    struct InFlight(Arc<State>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+    let now = state.in_flight.fetch_add(1, Relaxed) + 1;
+    state.max_in_flight.fetch_max(now, Relaxed);
+    let _counted = InFlight(state.clone());
+    answer(state, req).await
+}
+
+async fn answer(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let raw_path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let path = percent_encoding::percent_decode_str(&raw_path)
@@ -321,7 +475,11 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                 .trim_start_matches("launchpad/");
             let resp = launchpad::handle(
                 &state.root.join("launchpad"),
-                &format!("http://{}/launchpad/", host(&req)),
+                &format!(
+                    "{}://{}/launchpad/",
+                    if state.https { "https" } else { "http" },
+                    host(&req)
+                ),
                 rest,
                 &query,
             );
@@ -390,12 +548,56 @@ fn not_modified(etag: &str, last_modified: Option<&str>) -> Response<Body> {
     r.body(Body::empty()).expect("response")
 }
 
+/// The host (and port) the request was sent to: its `Host` header, or in
+/// HTTP/2 its `:authority`.
 fn host(req: &Request<Body>) -> String {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned()
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "127.0.0.1".to_owned())
+}
+
+/// Accepts TLS connections until `stop`, each served as HTTP/2 or
+/// HTTP/1.1 as ALPN chose.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    state: Arc<State>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+        };
+        // As axum::serve does, and web servers do (nginx's tcp_nodelay):
+        // an HTTP/2 answer is several frames, each a write.
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            state.tls_connections.fetch_add(1, Relaxed);
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                state.h2_connections.fetch_add(1, Relaxed);
+            }
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
 }
 
 /// Sends half of the body after announcing all of it, then fails the
