@@ -9,7 +9,11 @@
 //! (default 20ms); `--rsync-latency SPAN` the round-trip time of the rsync
 //! link (default: the same); `--runs N` measured runs (default 5, after one
 //! warm-up); `--one-host` serves every HTTP source from one server (so the
-//! per-host limit applies to all of them together); `--only a,b` runs
+//! per-host limit applies to all of them together); `--tls h2` serves them
+//! over TLS (a test CA the program trusts through `SSL_CERT_FILE`) offering
+//! HTTP/2 and HTTP/1.1 by ALPN, `--tls http1` HTTP/1.1 alone (to compare
+//! connections and CPU: the added latency is per answer, so handshakes'
+//! round trips are not in the wall time); `--only a,b` runs
 //! these collectors instead of `--all` (to see where time goes); `--bin
 //! PATH` another `ubuntu-metrics` binary.
 //!
@@ -111,13 +115,15 @@ struct Args {
     runs: usize,
     warmup: usize,
     one_host: bool,
+    /// Serve the HTTP sources over TLS, offering HTTP/2 or not.
+    tls: Option<fixture_server::Alpn>,
     only: Option<Vec<String>>,
     bin: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench round -- [--latency 20ms] [--rsync-latency SPAN] [--runs 5] [--one-host] [--only a,b] [--bin PATH]"
+        "usage: cargo bench --bench round -- [--latency 20ms] [--rsync-latency SPAN] [--runs 5] [--one-host] [--tls h2|http1] [--only a,b] [--bin PATH]"
     );
     std::process::exit(2);
 }
@@ -138,6 +144,7 @@ fn parse_args() -> Args {
     let mut rsync_latency = None;
     let mut runs = None;
     let mut one_host = false;
+    let mut tls = None;
     let mut only = None;
     let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_ubuntu-metrics"));
     let mut benching = false;
@@ -157,6 +164,13 @@ fn parse_args() -> Args {
                 )
             }
             "--one-host" => one_host = true,
+            "--tls" => {
+                tls = Some(match args.next().as_deref() {
+                    Some("h2") => fixture_server::Alpn::H2AndHttp11,
+                    Some("http1") => fixture_server::Alpn::Http11Only,
+                    _ => usage(),
+                })
+            }
             "--only" => {
                 only = Some(
                     args.next()
@@ -185,6 +199,7 @@ fn parse_args() -> Args {
         runs,
         warmup,
         one_host,
+        tls,
         only,
         bin,
     }
@@ -192,6 +207,9 @@ fn parse_args() -> Args {
 
 /// The fixture servers and the rsync proxy of one benchmark.
 struct Upstream {
+    /// The CA file the program trusts (`SSL_CERT_FILE`) when serving TLS.
+    ca_file: Option<PathBuf>,
+
     /// Host name (of the default sources) -> its server.
     servers: Vec<(String, FixtureServer)>,
     sources: Sources,
@@ -244,8 +262,18 @@ fn start_upstream(args: &Args) -> Upstream {
         groups = vec!["(every HTTP source)".into()];
     }
     let mut servers: Vec<(String, FixtureServer)> = Vec::new();
+    let ca = fixture_server::TestCa::generate();
+    let ca_file = args.tls.map(|_| {
+        let f = std::env::temp_dir().join(format!("round-ca-{}.pem", std::process::id()));
+        std::fs::write(&f, &ca.ca_pem).expect("CA file written");
+        f
+    });
     for (i, g) in groups.iter().enumerate() {
-        let s = FixtureServer::start(fixtures()).expect("fixture server starts");
+        let s = match args.tls {
+            None => FixtureServer::start(fixtures()),
+            Some(alpn) => FixtureServer::start_tls(fixtures(), &ca, alpn),
+        }
+        .expect("fixture server starts");
         let s = if i == 0 {
             s.with_rsync()
                 .expect("rsync daemon starts (install rsync: sudo apt-get install rsync)")
@@ -307,6 +335,7 @@ fn start_upstream(args: &Args) -> Upstream {
         nodelay_daemon,
         hosts,
         _runtime: runtime,
+        ca_file,
     }
 }
 
@@ -323,6 +352,14 @@ impl Upstream {
     }
 
     /// Body bytes the servers sent so far (a `304` sends none).
+    /// TLS connections accepted so far (all, HTTP/2) over all servers.
+    fn tls_connections(&self) -> (u64, u64) {
+        self.servers
+            .iter()
+            .map(|(_, s)| s.tls_connections())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+
     fn bytes_sent(&self) -> u64 {
         self.servers.iter().map(|(_, s)| s.bytes_sent()).sum()
     }
@@ -435,6 +472,8 @@ struct Run {
     rsync: u64,
     /// Body bytes the HTTP servers sent for this run.
     bytes: u64,
+    /// TLS connections the servers accepted for this run (all, HTTP/2).
+    tls: (u64, u64),
     log: String,
 }
 
@@ -464,6 +503,7 @@ fn timeval(t: libc::timeval) -> Duration {
 /// answers kept for conditional requests live there).
 fn run_once(args: &Args, up: &Upstream, config: &Path, state: &Path) -> Run {
     let bytes_before = up.bytes_sent();
+    let tls_before = up.tls_connections();
     let before = up.requests();
     let before_hosts = up.per_host();
     let rsync_before = up.rsync_calls.load(Ordering::Relaxed);
@@ -479,6 +519,7 @@ fn run_once(args: &Args, up: &Upstream, config: &Path, state: &Path) -> Run {
         .env_remove("RUST_LOG")
         .env_remove("JOURNAL_STREAM")
         .env("UBUNTU_METRICS_STATE_DIR", state)
+        .envs(up.ca_file.iter().map(|f| ("SSL_CERT_FILE", f)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -520,6 +561,10 @@ fn run_once(args: &Args, up: &Upstream, config: &Path, state: &Path) -> Run {
         per_host,
         rsync: up.rsync_calls.load(Ordering::Relaxed) - rsync_before,
         bytes: up.bytes_sent() - bytes_before,
+        tls: {
+            let (a, b) = up.tls_connections();
+            (a - tls_before.0, b - tls_before.1)
+        },
         log,
     }
 }
@@ -781,6 +826,18 @@ fn main() {
         ms(args.rsync_latency),
         ms(args.rsync_latency / 2)
     );
+    println!(
+        "  transport: {}",
+        match args.tls {
+            None => "plain HTTP/1.1 on loopback",
+            Some(fixture_server::Alpn::H2AndHttp11) => {
+                "TLS (test CA), HTTP/2 and HTTP/1.1 offered by ALPN (--tls h2)"
+            }
+            Some(fixture_server::Alpn::Http11Only) => {
+                "TLS (test CA), HTTP/1.1 only (--tls http1)"
+            }
+        }
+    );
     if args.one_host {
         println!("  hosts: every HTTP source on one fixture server (--one-host)");
     } else {
@@ -870,6 +927,11 @@ fn main() {
         "bytes received: first round {first_bytes} (median); second round, documents unchanged: {a} / {b} / {c} (min / median / max), {:.1} % of the first",
         100.0 * b as f64 / first_bytes.max(1) as f64
     );
+    if args.tls.is_some() {
+        let (a, b, c) = spread(runs.iter().map(|r| r.tls.0).collect());
+        let (_, h2, _) = spread(runs.iter().map(|r| r.tls.1).collect());
+        println!("TLS connections    {a:>7} {b:>8} {c:>8}   (median {h2} of them HTTP/2)");
+    }
     let (a, b, c) = spread(seconds.iter().map(|r| r.wall).collect());
     println!(
         "second round wall, ms {:>4} {:>8} {:>8}",
@@ -1017,6 +1079,9 @@ fn main() {
             .join("; ")
     );
 
+    if let Some(f) = &up.ca_file {
+        let _ = std::fs::remove_file(f);
+    }
     if !failed.is_empty() {
         eprintln!();
         eprintln!(

@@ -125,10 +125,61 @@ pub fn host_key(url: &reqwest::Url) -> String {
     }
 }
 
-/// One semaphore per origin, created on first use.
+/// One [`Host`] per origin, created on first use.
 struct HostLimits {
     max: usize,
-    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    semaphores: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+/// How long after its last answer a host's connection is taken to be
+/// still open (Apache closes an idle keep-alive connection after 5 s).
+const WARM: Duration = Duration::from_secs(4);
+
+/// One origin: the per-host limit, and the gate that lets a burst of
+/// requests to a host that may speak HTTP/2 share one connection.
+///
+/// Requests that go out together to a host with no open connection each
+/// open one: ALPN says whether the host speaks HTTP/2 only once a TLS
+/// handshake is done. So while the host is cold (not answered yet, or its
+/// last answer was HTTP/2 and more than [`WARM`] ago) the first request
+/// goes alone through the gate and the others wait for its answer (or its
+/// failure); then they go out together, over that one HTTP/2 connection,
+/// or over up to `max_per_host` HTTP/1.1 connections. A host that answered
+/// HTTP/1.1 is never gated again.
+struct Host {
+    semaphore: Arc<Semaphore>,
+    gate: tokio::sync::Mutex<()>,
+    /// The last attempt's end and whether it was answered over HTTP/2.
+    last: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Host {
+    fn cold(&self) -> bool {
+        match *self.last.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some((_, false)) => false,
+            Some((at, true)) => at.elapsed() > WARM,
+        }
+    }
+
+    /// Waits at the gate if the host is cold: the guard (held until the
+    /// attempt ends, see [`Host::attempted`]) when this request opens the
+    /// connection, None when the others may go.
+    async fn open(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if !self.cold() {
+            return None;
+        }
+        let guard = self.gate.lock().await;
+        // Another request opened it while this one waited.
+        self.cold().then_some(guard)
+    }
+
+    /// An attempt ended: answered over HTTP/2 or not (an HTTP/1.x answer,
+    /// or a failure, which opens the gate as well: a host that cannot be
+    /// reached must not make the others fail one after another).
+    fn attempted(&self, http2: bool) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), http2));
+    }
 }
 
 impl HostLimits {
@@ -139,7 +190,7 @@ impl HostLimits {
         }
     }
 
-    fn for_url(&self, url: &reqwest::Url) -> Arc<Semaphore> {
+    fn for_url(&self, url: &reqwest::Url) -> Arc<Host> {
         let key = format!(
             "{}://{}:{}",
             url.scheme(),
@@ -148,7 +199,13 @@ impl HostLimits {
         );
         let mut map = self.semaphores.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max)))
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    semaphore: Arc::new(Semaphore::new(self.max)),
+                    gate: tokio::sync::Mutex::new(()),
+                    last: Mutex::new(None),
+                })
+            })
             .clone()
     }
 }
@@ -396,9 +453,11 @@ impl Http {
         mut req: reqwest::Request,
     ) -> (Result<Answer, SourceError>, Option<Duration>) {
         let url = req.url().to_string();
-        let semaphore = self.hosts.for_url(req.url());
+        let host = self.hosts.for_url(req.url());
         let queued = Instant::now();
-        let _permit = semaphore
+        let _permit = host
+            .semaphore
+            .clone()
             .acquire_owned()
             .await
             .expect("the per-host semaphores are never closed");
@@ -443,7 +502,15 @@ impl Http {
                     }
                 }
                 let retry = known.as_ref().and_then(|_| req.try_clone());
-                let mut resp = match self.client.execute(req).await {
+                let opening = host.open().await;
+                let answer = self.client.execute(req).await;
+                host.attempted(
+                    answer
+                        .as_ref()
+                        .is_ok_and(|r| r.version() == reqwest::Version::HTTP_2),
+                );
+                drop(opening);
+                let mut resp = match answer {
                     Ok(r) => r,
                     Err(e) => return (Err(request_error(&url, &e)), None),
                 };
