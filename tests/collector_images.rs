@@ -100,14 +100,7 @@ async fn partial_listing_lines_are_used() {
 /// reports an error, quickly.
 #[tokio::test]
 async fn hanging_server_times_out() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let addr = silent_server();
     let server = server();
     let url = format!("rsync://{addr}/cdimage/");
     let ctx = context_with_rsync(&server, &url);

@@ -137,14 +137,7 @@ fn an_untrusted_certificate_is_refused() {
 /// not one after another (8 timeouts).
 #[tokio::test]
 async fn a_burst_to_a_host_that_never_answers_fails_in_two_timeouts_not_eight() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let addr = silent_server();
     let timeout = std::time::Duration::from_millis(500);
     let http = ubuntu_metrics::sources::http::Http::new(timeout, timeout)
         .unwrap()

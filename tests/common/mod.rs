@@ -261,3 +261,17 @@ pub fn assert_points(points: &[Point], rel: &str) {
         );
     }
 }
+
+/// A TCP server on a free loopback port that accepts connections and never
+/// answers (holding them open): a hung upstream.
+pub fn silent_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
