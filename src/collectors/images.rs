@@ -215,22 +215,16 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     let urls = urls(base);
     match rsync.list_together(&urls).await {
         Ok(listing) => {
-            if listing.exit_code != 0 {
-                tracing::debug!(
-                    "{base}: rsync exit {} (some pattern matched nothing, or some files unreadable); its {} lines are used: {}",
-                    listing.exit_code,
-                    listing.entries.len(),
-                    listing.stderr
-                );
-            }
+            listing.log_partial(base);
             Ok(in_pattern_order(listing.entries))
         }
         Err(e @ RsyncError::NotInstalled { .. }) => Err(CollectorError::Other(e.to_string())),
         Err(e) => {
             // Each path apart, so that what failed them all together (a
             // hang, a dropped connection, a listing over the limit) fails
-            // only its own path.
-            tracing::warn!(
+            // only its own path. Said at debug level: what fails again is
+            // then reported once, by path.
+            tracing::debug!(
                 "images: {}; listing each of the {} paths in its own call",
                 CollectorError::Other(e.to_string()),
                 urls.len()
@@ -318,14 +312,7 @@ fn merge(
     for (url, result) in urls.iter().zip(results) {
         match result {
             Ok(listing) => {
-                if listing.exit_code != 0 {
-                    tracing::debug!(
-                        "{url}: rsync exit {} (nothing matched, or some files unreadable); its {} lines are used: {}",
-                        listing.exit_code,
-                        listing.entries.len(),
-                        listing.stderr
-                    );
-                }
+                listing.log_partial(url);
                 entries.extend(listing.entries);
                 parts.ok([]);
             }

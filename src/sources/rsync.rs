@@ -48,6 +48,20 @@ pub struct Listing {
     pub stderr: String,
 }
 
+impl Listing {
+    /// Logs (debug) a partial listing of `what`, whose lines are used.
+    pub fn log_partial(&self, what: &str) {
+        if self.exit_code != 0 {
+            tracing::debug!(
+                "{what}: rsync exit {} (a pattern matched nothing, or some files were unreadable); its {} lines are used: {}",
+                self.exit_code,
+                self.entries.len(),
+                self.stderr
+            );
+        }
+    }
+}
+
 /// Why one rsync call gave no listing. Every variant names the URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RsyncError {
