@@ -1020,11 +1020,12 @@ fn main() {
             ubuntu_metrics::collectors::images::urls("rsync://h/m/").len()
         );
         println!(
-            "way                                            processes   wall ms   no latency   (wall - no latency) / latency   cpu ms"
+            "{:<48} processes   wall ms   no latency   (wall - no latency) / latency   cpu ms",
+            "way"
         );
         for l in &alternatives {
             println!(
-                "{:<50} {:>9}   {:>7}   {:>10}   {:>29.1}   {:>6}",
+                "{:<48} {:>9}   {:>7}   {:>10}   {:>29.1}   {:>6}",
                 l.what,
                 l.processes,
                 ms(l.wall),
