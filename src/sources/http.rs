@@ -101,6 +101,10 @@ pub struct Http {
     /// request timeout.
     wait_until: Instant,
     timeout: Duration,
+    /// How long a request waits at a cold host's gate for the first one
+    /// (the connect timeout): a host slow to answer delays a burst by at
+    /// most this, not by its whole timeout.
+    connect_timeout: Duration,
     /// A recording being made or replayed (`run --record/--replay`).
     tape: Option<Arc<Tape>>,
 }
@@ -143,9 +147,9 @@ const WARM: Duration = Duration::from_secs(4);
 /// handshake is done. So while the host is cold (not answered yet, or its
 /// last answer was HTTP/2 and more than [`WARM`] ago) the first request
 /// goes alone through the gate and the others wait for its answer (or its
-/// failure); then they go out together, over that one HTTP/2 connection,
-/// or over up to `max_per_host` HTTP/1.1 connections. A host that answered
-/// HTTP/1.1 is never gated again.
+/// failure), at most the connect timeout; then they go out together, over
+/// that one HTTP/2 connection, or over up to `max_per_host` HTTP/1.1
+/// connections. A host that answered HTTP/1.1 is never gated again.
 struct Host {
     semaphore: Arc<Semaphore>,
     gate: tokio::sync::Mutex<()>,
@@ -162,14 +166,16 @@ impl Host {
         }
     }
 
-    /// Waits at the gate if the host is cold: the guard (held until the
-    /// attempt ends, see [`Host::attempted`]) when this request opens the
-    /// connection, None when the others may go.
-    async fn open(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// Waits at the gate if the host is cold, at most `at_most`: the
+    /// guard (held until the attempt ends, see [`Host::attempted`]) when
+    /// this request opens the connection, None when it may go without (the
+    /// host answered meanwhile, or the first request is slow: a host that
+    /// hangs costs a burst `at_most` more, not a second timeout).
+    async fn open(&self, at_most: Duration) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         if !self.cold() {
             return None;
         }
-        let guard = self.gate.lock().await;
+        let guard = tokio::time::timeout(at_most, self.gate.lock()).await.ok()?;
         // Another request opened it while this one waited.
         self.cold().then_some(guard)
     }
@@ -248,6 +254,7 @@ impl Http {
             max_body: DEFAULT_MAX_BODY_BYTES,
             wait_until: Instant::now() + timeout,
             timeout,
+            connect_timeout,
             tape: None,
         })
     }
@@ -304,6 +311,7 @@ impl Http {
             max_body: self.max_body,
             wait_until: Instant::now() + self.timeout,
             timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
             tape: self.tape.clone(),
         }
     }
@@ -502,7 +510,7 @@ impl Http {
                     }
                 }
                 let retry = known.as_ref().and_then(|_| req.try_clone());
-                let opening = host.open().await;
+                let opening = host.open(self.connect_timeout).await;
                 let answer = self.client.execute(req).await;
                 host.attempted(
                     answer
