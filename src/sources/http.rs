@@ -101,9 +101,8 @@ pub struct Http {
     /// request timeout.
     wait_until: Instant,
     timeout: Duration,
-    /// How long a request waits at a cold host's gate for the first one
-    /// (the connect timeout): a host slow to answer delays a burst by at
-    /// most this, not by its whole timeout.
+    /// Time allowed to connect: also the longest a request waits at a cold
+    /// host's gate, if shorter than [`GATE_WAIT`].
     connect_timeout: Duration,
     /// A recording being made or replayed (`run --record/--replay`).
     tape: Option<Arc<Tape>>,
@@ -139,17 +138,24 @@ struct HostLimits {
 /// still open (Apache closes an idle keep-alive connection after 5 s).
 const WARM: Duration = Duration::from_secs(4);
 
+/// The longest a request waits at a cold host's gate (or the connect
+/// timeout, if shorter): enough for a TCP and TLS handshake; a first
+/// request slower than that (a large or slow document) no longer holds the
+/// others back, which then open connections of their own as before.
+const GATE_WAIT: Duration = Duration::from_secs(1);
+
 /// One origin: the per-host limit, and the gate that lets a burst of
 /// requests to a host that may speak HTTP/2 share one connection.
 ///
 /// Requests that go out together to a host with no open connection each
 /// open one: ALPN says whether the host speaks HTTP/2 only once a TLS
-/// handshake is done. So while the host is cold (not answered yet, or its
-/// last answer was HTTP/2 and more than [`WARM`] ago) the first request
-/// goes alone through the gate and the others wait for its answer (or its
-/// failure), at most the connect timeout; then they go out together, over
-/// that one HTTP/2 connection, or over up to `max_per_host` HTTP/1.1
-/// connections. A host that answered HTTP/1.1 is never gated again.
+/// handshake is done. So while an `https` host is cold (not answered yet,
+/// or its last answer was HTTP/2 and more than [`WARM`] ago) the first
+/// request goes alone through the gate and the others wait for its answer
+/// (or its failure), at most [`GATE_WAIT`]; then they go out together,
+/// over that one HTTP/2 connection, or over up to `max_per_host` HTTP/1.1
+/// connections. A host that answered HTTP/1.1 is never gated again, and a
+/// plain `http` one never is (HTTP/2 is only offered by TLS).
 struct Host {
     semaphore: Arc<Semaphore>,
     gate: tokio::sync::Mutex<()>,
@@ -510,7 +516,11 @@ impl Http {
                     }
                 }
                 let retry = known.as_ref().and_then(|_| req.try_clone());
-                let opening = host.open(self.connect_timeout).await;
+                let opening = if req.url().scheme() == "https" {
+                    host.open(self.connect_timeout.min(GATE_WAIT)).await
+                } else {
+                    None
+                };
                 let answer = self.client.execute(req).await;
                 host.attempted(
                     answer
