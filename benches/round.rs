@@ -491,6 +491,22 @@ fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeM
         .collect()
 }
 
+/// Waits for `child` with wait4: its exit code (None when killed by a
+/// signal) and its resource usage (with its own children's it waited for).
+fn reap(child: &std::process::Child) -> std::io::Result<(Option<i32>, libc::rusage)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; the pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    let exit = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Ok((exit, usage))
+}
+
 fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
@@ -531,20 +547,10 @@ fn run_once(args: &Args, up: &Upstream, config: &Path, state: &Path) -> Run {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child, not yet waited for; the pointers are valid.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let (exit, usage) = reap(&child).unwrap_or_else(|e| panic!("wait4: {e}"));
     let wall = started.elapsed();
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     let log = reader.join().unwrap_or_default();
-    let exit = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let exit = exit.unwrap_or(-1);
     let per_host = up
         .per_host()
         .into_iter()
@@ -631,17 +637,13 @@ fn run_all(
     let mut cpu = Duration::ZERO;
     let mut ok = true;
     for child in children {
-        let pid = child.id() as libc::pid_t;
-        let mut status: libc::c_int = 0;
-        // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: pid is our child, not yet waited for; the pointers are valid.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r != pid || !libc::WIFEXITED(status) || !matches!(libc::WEXITSTATUS(status), 0 | 23 | 24)
-        {
-            ok = false;
+        match reap(&child) {
+            Ok((exit, usage)) => {
+                ok &= matches!(exit, Some(0 | 23 | 24));
+                cpu += timeval(usage.ru_utime) + timeval(usage.ru_stime);
+            }
+            Err(_) => ok = false,
         }
-        cpu += timeval(usage.ru_utime) + timeval(usage.ru_stime);
     }
     ok.then(|| (started.elapsed(), cpu))
 }
