@@ -72,6 +72,14 @@ pub struct State {
     max_in_flight: std::sync::atomic::AtomicU64,
 }
 
+impl State {
+    /// `https` when serving TLS, else `http`: the scheme of every URL the
+    /// server gives (its base, Launchpad's links).
+    fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+}
+
 /// How [`FixtureServer::start_tls`] serves: both protocols offered by ALPN
 /// (as Launchpad's and Canonical's front ends do), or HTTP/1.1 alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,15 +246,11 @@ impl FixtureServer {
     /// The server's base URL, `http://127.0.0.1:PORT/` (`https` when
     /// started with [`FixtureServer::start_tls`]).
     pub fn base(&self) -> String {
-        format!("{}://{}/", self.scheme(), self.addr)
+        format!("{}://{}/", self.state.scheme(), self.addr)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base(), path.trim_start_matches('/'))
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.state.https { "https" } else { "http" }
     }
 
     /// TLS connections accepted so far, and how many of them chose HTTP/2.
@@ -475,11 +479,7 @@ async fn answer(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                 .trim_start_matches("launchpad/");
             let resp = launchpad::handle(
                 &state.root.join("launchpad"),
-                &format!(
-                    "{}://{}/launchpad/",
-                    if state.https { "https" } else { "http" },
-                    host(&req)
-                ),
+                &format!("{}://{}/launchpad/", state.scheme(), host(&req)),
                 rest,
                 &query,
             );
