@@ -235,20 +235,16 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     }
 }
 
-/// The index in [`urls`] of the (pattern, suffix) whose listing gives
-/// `path`: the first whose components match the path's first ones (a
-/// directory matched by a pattern is listed with its content). None for
+/// The index in `patterns` ([`paths`] split on `/`, built once by the
+/// caller; the order of [`urls`]) of the (pattern, suffix) whose listing
+/// gives `path`: the first whose components match the path's first ones
+/// (a directory matched by a pattern is listed with its content). None for
 /// the directories rsync adds above the matches (`-R`).
-fn pattern_of(path: &str) -> Option<usize> {
+fn pattern_of(path: &str, patterns: &[Vec<&str>]) -> Option<usize> {
     let components: Vec<&str> = path.split('/').collect();
-    PATTERNS
-        .iter()
-        .flat_map(|p| SUFFIXES.iter().map(move |s| format!("{p}{s}")))
-        .position(|pattern| {
-            let parts: Vec<&str> = pattern.split('/').collect();
-            parts.len() <= components.len()
-                && parts.iter().zip(&components).all(|(p, c)| glob(p, c))
-        })
+    patterns.iter().position(|parts| {
+        parts.len() <= components.len() && parts.iter().zip(&components).all(|(p, c)| glob(p, c))
+    })
 }
 
 /// Whether `name` matches the rsync wildcard `pattern`, whose only
@@ -278,12 +274,23 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// rsync's order. Points keep that order, and where two images give the
 /// same tag set the last one written is the one stored.
 pub fn in_pattern_order(entries: Vec<Entry>) -> Vec<Entry> {
+    let paths = paths();
+    let patterns: Vec<Vec<&str>> = paths.iter().map(|p| p.split('/').collect()).collect();
     let mut keyed: Vec<(usize, Entry)> = entries
         .into_iter()
-        .map(|e| (pattern_of(&e.path).unwrap_or(usize::MAX), e))
+        .map(|e| (pattern_of(&e.path, &patterns).unwrap_or(usize::MAX), e))
         .collect();
     keyed.sort_by_key(|(i, _)| *i);
     keyed.into_iter().map(|(_, e)| e).collect()
+}
+
+/// The paths listed, one per (pattern, suffix): `<pattern><suffix>`,
+/// pattern-major.
+fn paths() -> Vec<String> {
+    PATTERNS
+        .iter()
+        .flat_map(|p| SUFFIXES.iter().map(move |s| format!("{p}{s}")))
+        .collect()
 }
 
 /// One URL per (pattern, suffix): `<base><pattern><suffix>`.
@@ -293,11 +300,7 @@ pub fn urls(base: &str) -> Vec<String> {
     } else {
         format!("{base}/")
     };
-    let base = base.as_str();
-    PATTERNS
-        .iter()
-        .flat_map(|p| SUFFIXES.iter().map(move |s| format!("{base}{p}{s}")))
-        .collect()
+    paths().into_iter().map(|p| format!("{base}{p}")).collect()
 }
 
 /// The entries of every listing that worked ([`Parts`]: a failed call is
@@ -501,7 +504,9 @@ mod tests {
 
     #[test]
     fn each_path_belongs_to_the_pattern_that_lists_it() {
-        let at = |p: &str| pattern_of(p);
+        let paths = paths();
+        let patterns: Vec<Vec<&str>> = paths.iter().map(|p| p.split('/').collect()).collect();
+        let at = |p: &str| pattern_of(p, &patterns);
         // urls(): pattern-major, suffix-minor.
         assert_eq!(at("daily-live/current/x-amd64.iso"), Some(0));
         assert_eq!(at("daily-live/current/x-amd64.wsl"), Some(2));
