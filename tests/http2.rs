@@ -18,13 +18,17 @@ fn http_collectors() -> Vec<&'static str> {
         .collect()
 }
 
-/// A configuration pointing every source at `server`, with `max_per_host`.
-fn config(dir: &Path, server: &FixtureServer, max_per_host: usize) -> PathBuf {
+/// A configuration pointing every source at `server`, changed by `adjust`.
+fn config(
+    dir: &Path,
+    server: &FixtureServer,
+    adjust: impl FnOnce(&mut ubuntu_metrics::config::Config),
+) -> PathBuf {
     let mut config = ubuntu_metrics::config::Config {
         sources: server.sources(),
         ..Default::default()
     };
-    config.http.max_per_host = max_per_host;
+    adjust(&mut config);
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string(&config).expect("config serialises")).unwrap();
     path
@@ -36,7 +40,7 @@ fn config(dir: &Path, server: &FixtureServer, max_per_host: usize) -> PathBuf {
 fn run_every_collector(dir: &Path, server: &FixtureServer, ca: &TestCa, max_per_host: usize) {
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
-    let config = config(dir, server, max_per_host);
+    let config = config(dir, server, |c| c.http.max_per_host = max_per_host);
     for name in http_collectors() {
         let out = bin()
             .arg("--config")
@@ -114,7 +118,7 @@ fn an_untrusted_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::generate();
     let server = FixtureServer::start_tls(fixtures(), &ca, Alpn::H2AndHttp11).unwrap();
-    let config = config(dir.path(), &server, 8);
+    let config = config(dir.path(), &server, |_| {});
     let out = bin()
         .arg("--config")
         .arg(&config)
@@ -147,13 +151,9 @@ fn a_slow_first_answer_does_not_hold_back_the_other_requests_to_its_host() {
     );
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
-    let mut config = ubuntu_metrics::config::Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.http.timeout = ubuntu_metrics::timespan::TimeSpan::from_secs(4);
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let path = config(dir.path(), &server, |c| {
+        c.http.timeout = ubuntu_metrics::timespan::TimeSpan::from_secs(4)
+    });
     for i in 0..3 {
         let out = bin()
             .arg("--config")
