@@ -640,7 +640,11 @@ impl Http {
                 Err(SourceError::HttpStatus {
                     url,
                     status: status.as_u16(),
-                    message: summarize_body(&String::from_utf8_lossy(&body)),
+                    message: if status == reqwest::StatusCode::NOT_MODIFIED {
+                        "Not Modified, but this request asked for the whole document and no copy of it is kept to reuse (a 304 answers only a conditional request)".into()
+                    } else {
+                        summarize_body(&String::from_utf8_lossy(&body))
+                    },
                 }),
                 retry_after,
             );
