@@ -264,13 +264,25 @@ impl Point {
         if let Some(ts) = self.timestamp {
             let nanos = ts
                 .timestamp_nanos_opt()
-                .ok_or_else(|| self.error(format!("timestamp {ts} is outside InfluxDB's range")))?;
+                .filter(|n| (MIN_NANO..=MAX_NANO).contains(n))
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "timestamp {ts} is outside the times InfluxDB 1.x stores ({MIN_NANO} to {MAX_NANO} ns since the epoch: 1677-09-21 to 2262-04-11)"
+                    ))
+                })?;
             out.push(' ');
             push_i64(out, nanos);
         }
         Ok(())
     }
 }
+
+/// The earliest time InfluxDB 1.x stores, in nanoseconds since the epoch
+/// (`models.MinNanoTime`: the two lowest are its sentinels).
+pub const MIN_NANO: i64 = i64::MIN + 2;
+/// The latest time InfluxDB 1.x stores (`models.MaxNanoTime`: `i64::MAX`
+/// bounds its shard groups).
+pub const MAX_NANO: i64 = i64::MAX - 1;
 
 /// Appends the decimal form of `i`, as `i.to_string()` writes it, without
 /// allocating.
@@ -574,6 +586,29 @@ mod tests {
         assert_eq!(lines, ["a v=1i", "c v=2i"]);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].point, "b");
+    }
+
+    /// Issue 22, item 13: i64::MAX nanoseconds was sent, and influxd
+    /// refused the batch ("time outside range").
+    #[test]
+    fn times_influxdb_cannot_store_are_refused_naming_the_range() {
+        for ns in [i64::MAX, i64::MIN, i64::MIN + 1] {
+            let e = Point::new("m")
+                .field("v", 1i64)
+                .at(Utc.timestamp_nanos(ns))
+                .to_line()
+                .unwrap_err();
+            assert!(
+                e.reason.contains(
+                    "outside the times InfluxDB 1.x stores (-9223372036854775806 to 9223372036854775806 ns"
+                ),
+                "{e}"
+            );
+        }
+        for ns in [MAX_NANO, MIN_NANO] {
+            let p = Point::new("m").field("v", 1i64).at(Utc.timestamp_nanos(ns));
+            assert_eq!(p.to_line().unwrap(), format!("m v=1i {ns}"));
+        }
     }
 
     #[test]

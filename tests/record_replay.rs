@@ -118,3 +118,198 @@ fn a_recorded_round_replays_to_the_same_points_with_no_network() {
     let broken = run_offline(&path, &["--replay", rec.to_str().unwrap()]);
     assert_ne!(broken.status.code(), Some(0));
 }
+
+/// A configuration with one declared HTTP collector `src` reading `urls`
+/// (`KEY = URL`), each document's `v` one point tagged `src=KEY`, and
+/// `more` (e.g. an `[http]` section).
+fn declared(dir: &Path, urls: &[(&str, String)], more: &str) -> std::path::PathBuf {
+    let urls: Vec<String> = urls.iter().map(|(k, u)| format!("{k} = \"{u}\"")).collect();
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "{more}\n[spool]\ndir = \"{}\"\n\n[collectors.src]\ntype = \"http\"\nurls = {{ {} }}\nformat = \"json\"\nfilter = '{{measurement: \"src\", tags: {{src: $source}}, fields: {{v: .v}}}}'\n[collectors.src.measurements.src]\ntags = [\"src\"]\nfields = {{ v = \"int\" }}\n",
+            dir.join("spool").display(),
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run_one(config: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .args(["run", "src", "--dry-run"])
+        .args(args)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .expect("ubuntu-metrics runs")
+}
+
+/// Issue 22, item 6: a request answered 503 (`Retry-After: 0`) then 200
+/// is recorded twice; the next request's answer must not take the place
+/// of the second one. The replay gives every request its own answers, in
+/// their order.
+#[test]
+fn a_retried_request_replays_its_own_answers_in_order() {
+    use common::rogue::{Rogue, response};
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("recording");
+    let answered_a = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered_a.clone();
+    let a = Rogue::start(move |_| {
+        let n = count.load(Ordering::SeqCst);
+        let r = if n == 0 {
+            response("503 Service Unavailable", &[("Retry-After", "0")], b"busy")
+        } else {
+            response(
+                "200 OK",
+                &[("Content-Type", "application/json")],
+                b"{\"v\": 111}",
+            )
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        Some(r)
+    });
+    // b answers once a has answered twice: the recording holds a, a, b.
+    let seen = answered_a.clone();
+    let b = Rogue::start(move |_| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while seen.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Some(response(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            b"{\"v\": 222}",
+        ))
+    });
+    let cfg = declared(
+        dir.path(),
+        &[
+            ("a", format!("{}/a.json", a.url())),
+            ("b", format!("{}/b.json", b.url())),
+        ],
+        "",
+    );
+    let live = run_one(&cfg, &["--now", NOW, "--record", rec.to_str().unwrap()]);
+    assert_eq!(
+        live.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    assert_eq!(answered_a.load(Ordering::SeqCst), 2, "a was asked twice");
+    let want = sorted_lines(&live);
+    assert_eq!(want.len(), 2, "{want:?}");
+    assert!(want[0].starts_with("src,src=a v=111i "), "{want:?}");
+    assert!(want[1].starts_with("src,src=b v=222i "), "{want:?}");
+    drop((a, b));
+
+    let replayed = run_one(&cfg, &["--replay", rec.to_str().unwrap()]);
+    assert_eq!(
+        replayed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert_eq!(sorted_lines(&replayed), want);
+}
+
+/// Issue 22, item 6: a recording (in the first format: one answer per
+/// request, keyed by URL) whose `body` points outside its directory, at a
+/// link out of it, at something that is not a regular file, or at a file
+/// over `[http] max_body`: the replay refuses it, naming the file, and
+/// prints no point.
+#[test]
+fn a_recording_cannot_make_the_replay_read_outside_it_or_past_max_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("recording");
+    std::fs::create_dir_all(rec.join("answers")).unwrap();
+    // What must never be read: a file beside the recording.
+    let secret = dir.path().join("secret.json");
+    std::fs::write(&secret, "{\"v\": 999}").unwrap();
+    std::fs::write(rec.join("answers/good"), "{\"v\": 111}").unwrap();
+    std::os::unix::fs::symlink(&secret, rec.join("answers/link")).unwrap();
+    let mut big = b"{\"v\": 999, \"pad\": \"".to_vec();
+    big.resize(4000, b'x');
+    big.extend_from_slice(b"\"}");
+    std::fs::write(rec.join("answers/big"), &big).unwrap();
+    let url = "http://127.0.0.1:9/a.json";
+    let cfg = declared(
+        dir.path(),
+        &[("a", url.into())],
+        "[http]\nmax_body = \"1KB\"\n",
+    );
+    let index = |body: &str| {
+        let index = serde_json::json!({
+            "now": NOW,
+            "marks": {},
+            "http": {url: {"status": 200, "headers": {"content-type": "application/json"}, "body": body}},
+            "rsync": {},
+        });
+        std::fs::write(rec.join("recording.json"), index.to_string()).unwrap();
+    };
+
+    // The first format is still read.
+    index("answers/good");
+    let out = run_one(&cfg, &["--replay", rec.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(sorted_lines(&out).len(), 1, "{stderr}");
+    assert!(sorted_lines(&out)[0].starts_with("src,src=a v=111i "));
+
+    let secret = secret.to_str().unwrap().to_owned();
+    for (body, why) in [
+        ("../secret.json", "inside the recording"),
+        ("answers/../../secret.json", "inside the recording"),
+        (secret.as_str(), "inside the recording"),
+        ("answers/link", "symbolic link"),
+        ("answers/big", "larger than 1000 bytes"),
+        ("answers", "not a regular file"),
+        ("/dev/zero", "inside the recording"),
+    ] {
+        index(body);
+        let started = std::time::Instant::now();
+        let out = run_one(&cfg, &["--replay", rec.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_ne!(out.status.code(), Some(0), "{body}: {stdout}{stderr}");
+        assert!(!stdout.contains("v="), "{body}: {stdout}");
+        assert!(stderr.contains(why), "{body}: wanted {why:?}: {stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{body}"
+        );
+    }
+}
+
+/// Issue 22, item 6: a request the recording does not hold is an error
+/// naming the request (method and URL).
+#[test]
+fn a_request_the_recording_does_not_hold_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("recording");
+    std::fs::create_dir_all(rec.join("answers")).unwrap();
+    std::fs::write(
+        rec.join("recording.json"),
+        serde_json::json!({"now": NOW, "http": {}, "rsync": {}}).to_string(),
+    )
+    .unwrap();
+    let cfg = declared(
+        dir.path(),
+        &[("a", "http://127.0.0.1:9/missing.json".into())],
+        "",
+    );
+    let out = run_one(&cfg, &["--replay", rec.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("GET http://127.0.0.1:9/missing.json"),
+        "{stderr}"
+    );
+}

@@ -14,26 +14,207 @@
 //! epoch nanoseconds; or `timestamp` (epoch nanoseconds). That covers what
 //! `run --dry-run --format json` prints and what the first generation's
 //! `collect()` returned for influxdb-python's `write_points`.
+//!
+//! What cannot be what was meant is refused, naming the line, the value
+//! and the rule, rather than stored wrong: a time before 2000-01-01 or
+//! after 2100-12-31 (a number of seconds, milliseconds or microseconds
+//! where nanoseconds are read would land in 1970: the likely unit is
+//! named), an integer outside 64 bits (it would become a float), a NaN or
+//! infinite float, a timestamp outside 64 bits.
 
 use crate::point::{FieldValue, Point};
 use crate::sources::http::json_kind as kind;
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+/// The earliest time a point may carry: 2000-01-01T00:00:00Z.
+const EARLIEST_NS: i128 = 946_684_800_000_000_000;
+/// The first time a point may not carry: 2101-01-01T00:00:00Z.
+const AFTER_LATEST_NS: i128 = 4_133_980_800_000_000_000;
+/// The accepted times, as messages say it.
+const TIME_RULE: &str = "a point's time is from 2000-01-01 to 2100-12-31";
+/// InfluxDB's integers, as messages say it.
+const INTEGER_RULE: &str =
+    "outside InfluxDB's integers (64-bit: -9223372036854775808 to 9223372036854775807)";
+/// InfluxDB's floats, as messages say it.
+const FLOAT_RULE: &str =
+    "is not a finite number; InfluxDB stores only finite floats (no NaN, no infinity)";
+
+/// A time given as `ns` nanoseconds since the epoch, if it is within the
+/// accepted years; else what is wrong with it, and its likely unit when
+/// it reads as a time of those years in seconds, milliseconds or
+/// microseconds.
+fn check_nanos(ns: i128) -> Result<DateTime<Utc>, String> {
+    let shown = || match i64::try_from(ns) {
+        Ok(n) => Utc
+            .timestamp_nanos(n)
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        Err(_) => "beyond the year 2262".into(),
+    };
+    if ns < EARLIEST_NS {
+        let unit = [
+            ("seconds", 1e9, 1_000_000_000),
+            ("milliseconds", 1e6, 1_000_000),
+            ("microseconds", 1e3, 1_000),
+        ]
+        .into_iter()
+        .find(|(_, _, mult)| (EARLIEST_NS..AFTER_LATEST_NS).contains(&ns.saturating_mul(*mult)));
+        return Err(match unit {
+            Some((unit, factor, _)) => format!(
+                "{ns} is {}, before 2000-01-01: {ns} looks like {unit}: multiply by {factor:e} or give RFC 3339",
+                shown()
+            ),
+            None => format!(
+                "{ns} is {}, before 2000-01-01 ({TIME_RULE}, in nanoseconds since the epoch or RFC 3339)",
+                shown()
+            ),
+        });
+    }
+    if ns >= AFTER_LATEST_NS {
+        return Err(format!(
+            "{ns} is {}, after 2100-12-31 ({TIME_RULE})",
+            shown()
+        ));
+    }
+    let ns = i64::try_from(ns).expect("within the accepted years");
+    Ok(Utc.timestamp_nanos(ns))
+}
+
+/// A time read from text, if it is within the accepted years.
+fn check_time(t: DateTime<Utc>, s: &str) -> Result<DateTime<Utc>, String> {
+    let ns = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
+    if ns < EARLIEST_NS {
+        Err(format!("{s:?} is before 2000-01-01 ({TIME_RULE})"))
+    } else if ns >= AFTER_LATEST_NS {
+        Err(format!("{s:?} is after 2100-12-31 ({TIME_RULE})"))
+    } else {
+        Ok(t)
+    }
+}
+
+/// Whether `s` is written as an integer (`-12`, `12`).
+fn is_integer_literal(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A JSON point as written (`text`, read as `v`): a field written as an
+/// integer that 64 bits cannot hold (JSON readers turn it into a float,
+/// which would change the field's type) is refused, naming it.
+fn check_integer_literals(text: &str, v: &Value) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct AsWritten {
+        fields: Option<BTreeMap<String, Box<RawValue>>>,
+    }
+    let Ok(AsWritten {
+        fields: Some(fields),
+    }) = serde_json::from_str::<AsWritten>(text)
+    else {
+        return Ok(());
+    };
+    for (k, raw) in fields {
+        let lit = raw.get().trim();
+        if is_integer_literal(lit) && lit.parse::<i64>().is_err() {
+            let m = v.get("measurement").and_then(Value::as_str).unwrap_or("?");
+            return Err(format!("{m}: field {k}: {lit} is {INTEGER_RULE}"));
+        }
+    }
+    Ok(())
+}
+
+/// One JSON point as written: [`from_json`], after [`check_integer_literals`].
+fn from_json_text(text: &str) -> Result<Point, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    // Only a field read as a whole float beyond 64 bits can have been
+    // such an integer: the others are not read twice.
+    let suspect = v
+        .get("fields")
+        .and_then(Value::as_object)
+        .is_some_and(|fields| {
+            fields.values().any(|f| {
+                f.as_number().is_some_and(|n| {
+                    !n.is_i64()
+                        && !n.is_u64()
+                        && n.as_f64()
+                            .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18)
+                })
+            })
+        });
+    if suspect {
+        check_integer_literals(text, &v)?;
+    }
+    from_json(&v)
+}
+
+/// Splits `s` at each `sep` that is not escaped (`\`) nor inside a quoted
+/// string.
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Why a line of line protocol the parser refused cannot be stored, when
+/// it is a value (the parser's own words are vague: `m x=NaN` is "No
+/// fields were provided").
+fn diagnose_line(line: &str) -> Option<String> {
+    let parts: Vec<&str> = split_unescaped(line, ' ')
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    for field in split_unescaped(parts.get(1)?, ',') {
+        let k = split_unescaped(field, '=')[0];
+        let Some(v) = field.get(k.len() + 1..) else {
+            continue;
+        };
+        let bare = v.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        if matches!(bare.as_str(), "nan" | "inf" | "infinity") {
+            return Some(format!("field {k}: {v} {FLOAT_RULE}"));
+        }
+        if let Some(n) = v.strip_suffix(['i', 'u'])
+            && is_integer_literal(n)
+            && n.parse::<i64>().is_err()
+        {
+            return Some(format!("field {k}: {v} is {INTEGER_RULE}"));
+        }
+    }
+    let ts = parts.get(2)?;
+    (is_integer_literal(ts) && ts.parse::<i64>().is_err()).then(|| {
+        format!(
+            "timestamp {ts} is not a number of nanoseconds InfluxDB can store (64-bit; {TIME_RULE})"
+        )
+    })
+}
 
 /// Parses a whole output: every point, or the first malformed line's
 /// error ("line N: what").
 pub fn parse_output(text: &str) -> Result<Vec<Point>, String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let value: Value = serde_json::from_str(text)
+        // Each point as written, for its integers.
+        let items: Vec<Box<RawValue>> = serde_json::from_str(text)
             .map_err(|e| format!("line {}: not a JSON array of points: {e}", e.line()))?;
-        let Value::Array(items) = value else {
-            unreachable!("starts with [");
-        };
         return items
             .iter()
             .enumerate()
-            .map(|(i, v)| from_json(v).map_err(|e| format!("point {} of the array: {e}", i + 1)))
+            .map(|(i, raw)| {
+                from_json_text(raw.get()).map_err(|e| format!("point {} of the array: {e}", i + 1))
+            })
             .collect();
     }
     let mut points = Vec::new();
@@ -43,9 +224,7 @@ pub fn parse_output(text: &str) -> Result<Vec<Point>, String> {
             continue;
         }
         let point = if l.starts_with('{') {
-            serde_json::from_str::<Value>(l)
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| from_json(&v))
+            from_json_text(l)
         } else {
             from_line_protocol(l)
         };
@@ -60,7 +239,9 @@ pub fn from_line_protocol(line: &str) -> Result<Point, String> {
     let mut parsed = influxdb_line_protocol::parse_lines(line);
     let p = match parsed.next() {
         Some(Ok(p)) => p,
-        Some(Err(e)) => return Err(format!("not line protocol: {e}")),
+        Some(Err(e)) => {
+            return Err(diagnose_line(line).unwrap_or_else(|| format!("not line protocol: {e}")));
+        }
         None => return Err("not line protocol: nothing to read".into()),
     };
     let mut point = Point::new(p.series.measurement.to_string());
@@ -73,8 +254,9 @@ pub fn from_line_protocol(line: &str) -> Result<Point, String> {
         let v = match v {
             V::I64(i) => FieldValue::Integer(*i),
             V::U64(u) => FieldValue::Integer(
-                i64::try_from(*u).map_err(|_| format!("field {k}: {u}u is too large"))?,
+                i64::try_from(*u).map_err(|_| format!("field {k}: {u}u is {INTEGER_RULE}"))?,
             ),
+            V::F64(f) if !f.is_finite() => return Err(format!("field {k}: {f} {FLOAT_RULE}")),
             V::F64(f) => FieldValue::Float(*f),
             V::String(s) => FieldValue::String(s.to_string()),
             V::Boolean(b) => FieldValue::Boolean(*b),
@@ -82,7 +264,7 @@ pub fn from_line_protocol(line: &str) -> Result<Point, String> {
         point = point.field(k.to_string(), v);
     }
     if let Some(ns) = p.timestamp {
-        point.timestamp = Some(Utc.timestamp_nanos(ns));
+        point.timestamp = Some(check_nanos(ns.into()).map_err(|e| format!("timestamp {e}"))?);
     }
     Ok(point)
 }
@@ -150,9 +332,7 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
                         if let Some(i) = n.as_i64() {
                             FieldValue::Integer(i)
                         } else if n.is_u64() {
-                            return Err(format!(
-                                "{measurement}: field {k}: {n} is beyond InfluxDB's 64-bit integers"
-                            ));
+                            return Err(format!("{measurement}: field {k}: {n} is {INTEGER_RULE}"));
                         } else {
                             FieldValue::Float(n.as_f64().unwrap_or(f64::NAN))
                         }
@@ -185,9 +365,11 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
         (Some(Value::Null) | None, Some(Value::Number(n))) => {
             Some(nanos(n).map_err(|e| format!("{measurement}: time: {e}"))?)
         }
-        (Some(Value::Null) | None, Some(Value::String(s))) => {
-            Some(parse_time(s).map_err(|e| format!("{measurement}: time: {e}"))?)
-        }
+        (Some(Value::Null) | None, Some(Value::String(s))) => Some(
+            parse_time(s)
+                .and_then(|t| check_time(t, s))
+                .map_err(|e| format!("{measurement}: time: {e}"))?,
+        ),
         (Some(Value::Null) | None, Some(Value::Null) | None) => None,
         (Some(other), _) => {
             return Err(format!(
@@ -205,10 +387,17 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
     Ok(point)
 }
 
+/// A JSON time in nanoseconds since the epoch, within the accepted years.
 fn nanos(n: &serde_json::Number) -> Result<DateTime<Utc>, String> {
-    n.as_i64()
-        .map(|ns| Utc.timestamp_nanos(ns))
-        .ok_or_else(|| format!("{n} is not an integer number of nanoseconds since the epoch"))
+    match n.as_i64() {
+        Some(ns) => check_nanos(ns.into()),
+        None if n.is_u64() => Err(format!(
+            "{n} is not a number of nanoseconds InfluxDB can store (64-bit; {TIME_RULE})"
+        )),
+        None => Err(format!(
+            "{n} is not an integer number of nanoseconds since the epoch ({TIME_RULE})"
+        )),
+    }
 }
 
 /// RFC 3339, or a Python `datetime`'s `str()`: `2026-11-24 12:00:00+00:00`,
@@ -295,6 +484,107 @@ mod tests {
             e.contains("point 1 of the array") && e.contains("no fields"),
             "{e}"
         );
+    }
+
+    /// Issue 22, item 8: seconds, milliseconds or microseconds where
+    /// nanoseconds are read would be 1970: refused, naming the unit.
+    #[test]
+    fn times_outside_2000_to_2100_are_refused_naming_the_likely_unit() {
+        for (out, want) in [
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": 1764000000}",
+                "line 1: m: time: 1764000000 is 1970-01-01T00:00:01.764Z, before 2000-01-01: 1764000000 looks like seconds: multiply by 1e9 or give RFC 3339",
+            ),
+            (
+                "m x=1i\nm x=1i 1764000000123",
+                "line 2: timestamp 1764000000123 is 1970-01-01T00:29:24.000000123Z, before 2000-01-01: 1764000000123 looks like milliseconds: multiply by 1e6 or give RFC 3339",
+            ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"timestamp\": 1764000000000000}",
+                "looks like microseconds: multiply by 1e3",
+            ),
+            (
+                "m x=1i 5",
+                "line 1: timestamp 5 is 1970-01-01T00:00:00.000000005Z, before 2000-01-01 (a point's time is from 2000-01-01 to 2100-12-31, in nanoseconds since the epoch or RFC 3339)",
+            ),
+            ("m x=1i -1764000000", "before 2000-01-01 (a point's time"),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": \"1999-12-31T23:59:59Z\"}",
+                "line 1: m: time: \"1999-12-31T23:59:59Z\" is before 2000-01-01 (a point's time is from 2000-01-01 to 2100-12-31)",
+            ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": \"2101-01-01 00:00:00\"}",
+                "is after 2100-12-31",
+            ),
+            (
+                "m x=1i 9223372036854775807",
+                "line 1: timestamp 9223372036854775807 is 2262-04-11T23:47:16.854775807Z, after 2100-12-31",
+            ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": 18446744073709551615}",
+                "18446744073709551615 is not a number of nanoseconds InfluxDB can store",
+            ),
+        ] {
+            let e = parse_output(out).unwrap_err();
+            assert!(e.contains(want), "{out}: {e}");
+        }
+        // The edges: 2000-01-01T00:00:00Z and the last nanosecond of 2100.
+        let p = parse_output("m x=1i 946684800000000000\nm x=1i 4133980799999999999\n").unwrap();
+        assert_eq!(p[0].timestamp, Some(t("2000-01-01T00:00:00Z")));
+        assert_eq!(p[1].timestamp, Some(t("2100-12-31T23:59:59.999999999Z")));
+        assert!(parse_output("m x=1i 946684799999999999").is_err());
+        assert!(parse_output("m x=1i 4133980800000000000").is_err());
+    }
+
+    /// Issue 22, item 13: the value and the rule, not the parser's guess.
+    #[test]
+    fn refused_values_are_named_with_the_rule() {
+        for (out, want) in [
+            ("m x=NaN", "line 1: field x: NaN is not a finite number"),
+            (
+                "m,a=b y=1,x=-Infinity",
+                "line 1: field x: -Infinity is not a finite number",
+            ),
+            (
+                "m x=inf 1764000000000000000",
+                "field x: inf is not a finite",
+            ),
+            (
+                "m x=9223372036854775808i",
+                "line 1: field x: 9223372036854775808i is outside InfluxDB's integers (64-bit",
+            ),
+            (
+                "m x=18446744073709551615u",
+                "field x: 18446744073709551615u is outside InfluxDB's integers",
+            ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"i\": -9223372036854775809}}",
+                "line 1: m: field i: -9223372036854775809 is outside InfluxDB's integers",
+            ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"i\": 9223372036854775808}}",
+                "line 1: m: field i: 9223372036854775808 is outside InfluxDB's integers",
+            ),
+            (
+                "[{\"measurement\": \"m\", \"fields\": {\"i\": 1}}, {\"measurement\": \"m\", \"fields\": {\"i\": -99999999999999999999}}]",
+                "point 2 of the array: m: field i: -99999999999999999999 is outside",
+            ),
+            (
+                "m x=1i 99999999999999999999",
+                "line 1: timestamp 99999999999999999999 is not a number of nanoseconds InfluxDB can store",
+            ),
+        ] {
+            let e = parse_output(out).unwrap_err();
+            assert!(e.contains(want), "{out}: {e}");
+        }
+        // Floats written as floats stay floats, however large.
+        let p =
+            parse_output("{\"measurement\": \"m\", \"fields\": {\"f\": -9.3e18, \"g\": 1e300}}")
+                .unwrap();
+        assert_eq!(p[0].fields["f"], FieldValue::Float(-9.3e18));
+        // An escaped `=` or a quoted string is not a value to judge.
+        let p = parse_output("m,k\\=NaN=1 s=\"x=NaN\",v=1i").unwrap();
+        assert_eq!(p[0].fields["s"], FieldValue::String("x=NaN".into()));
     }
 
     #[test]

@@ -480,6 +480,7 @@ impl Http {
         let started = Instant::now();
         let tape_key = self.tape.as_ref().map(|_| {
             crate::sources::tape::key(
+                req.method().as_str(),
                 &url,
                 req.headers()
                     .get(reqwest::header::RANGE)
@@ -490,12 +491,18 @@ impl Http {
             .tape
             .as_ref()
             .zip(tape_key.as_ref())
-            .and_then(|(t, k)| t.get_http(k))
+            .and_then(|(t, k)| t.get_http(k, self.max_body))
         {
-            Some(Ok((status, headers, body))) => (
+            Some(Ok((status, headers, mut body))) => (
                 reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
                 headers,
-                Ok(body),
+                // A recorded body is held to the cap as a live one is.
+                if body.len() as u64 > self.max_body {
+                    body.truncate(usize::try_from(self.max_body).unwrap_or(usize::MAX));
+                    Err(BodyError::TooLarge(body))
+                } else {
+                    Ok(body)
+                },
             ),
             Some(Err(message)) => return (Err(SourceError::Request { url, message }), None),
             None => {
@@ -633,7 +640,11 @@ impl Http {
                 Err(SourceError::HttpStatus {
                     url,
                     status: status.as_u16(),
-                    message: summarize_body(&String::from_utf8_lossy(&body)),
+                    message: if status == reqwest::StatusCode::NOT_MODIFIED {
+                        "Not Modified, but this request asked for the whole document and no copy of it is kept to reuse (a 304 answers only a conditional request)".into()
+                    } else {
+                        summarize_body(&String::from_utf8_lossy(&body))
+                    },
                 }),
                 retry_after,
             );

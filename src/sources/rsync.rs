@@ -207,11 +207,21 @@ impl Rsync {
     /// One rsync call listing `urls`; `url` names it in errors and in a
     /// recording.
     async fn call(&self, url: &str, urls: &[&str]) -> Result<Listing, RsyncError> {
-        if let Some(replayed) = self.tape.as_ref().and_then(|t| t.get_rsync(url)) {
+        if let Some(replayed) = self
+            .tape
+            .as_ref()
+            .and_then(|t| t.get_rsync(url, self.max_output))
+        {
             let (code, stdout, stderr) = replayed.map_err(|message| RsyncError::Spawn {
                 url: url.to_owned(),
                 message,
             })?;
+            if stdout.len() as u64 > self.max_output {
+                return Err(RsyncError::TooLarge {
+                    url: url.to_owned(),
+                    max: self.max_output,
+                });
+            }
             return listing_of(url, code, &stdout, stderr, || {
                 format!("exit status: {code}")
             });
