@@ -311,9 +311,10 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// Runs a script that starts a child and both sleep 300 s, declared with
-/// `more` and the configuration's `[daemon]` section `daemon`: asserts the
-/// run fails within seconds with `want`, and neither process survives.
+/// Runs a script that starts a child in a session of its own (out of the
+/// script's process group) and both sleep 300 s, declared with `more` and
+/// the configuration's `[daemon]` section `daemon`: asserts the run fails
+/// within seconds with `want`, and neither process survives.
 fn assert_no_orphan(more: &str, daemon: &str, want: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
@@ -321,7 +322,7 @@ fn assert_no_orphan(more: &str, daemon: &str, want: &str) {
         dir.path(),
         "slow",
         &format!(
-            "import os, subprocess, time\nchild = subprocess.Popen([\"sleep\", \"300\"])\nopen({:?}, \"w\").write(\"%d %d\\n\" % (os.getpid(), child.pid))\nprint(\"release_queue count=1i\", flush=True)\ntime.sleep(300)\n",
+            "import os, subprocess, time\nchild = subprocess.Popen([\"sleep\", \"300\"], start_new_session=True)\nopen({:?}, \"w\").write(\"%d %d\\n\" % (os.getpid(), child.pid))\nprint(\"release_queue count=1i\", flush=True)\ntime.sleep(300)\n",
             pids.display().to_string()
         ),
     );
@@ -364,7 +365,7 @@ fn a_timeout_kills_the_whole_process_group_and_leaves_no_orphan() {
     assert_no_orphan(
         "timeout = \"1s\"",
         "",
-        "slow_queue: timed out after 1.0 s (timeout): its process group was killed",
+        "slow_queue: timed out after 1.0 s (timeout): it and every process it started were killed",
     );
 }
 
@@ -518,4 +519,406 @@ fn a_link_named_after_a_declared_collector_runs_it() {
         text(&run(&cfg, &["json_queue", "--dry-run"]).stdout)
     );
     assert_eq!(text(&out.stdout).lines().count(), 4);
+}
+
+// ---- Issue 22, item 7: scripts that misbehave cost their run at most, and
+// nothing they start outlives it.
+
+/// A shell script (`sh -c`) collector writing `release_queue`.
+fn declare_sh(name: &str, code: &str, more: &str) -> String {
+    format!(
+        "[collectors.{name}]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", {code:?}]\n{more}\n{}\n",
+        queue_schema(name)
+    )
+}
+
+/// Waits (generously) until `pid` has gone; whether it has.
+fn gone_within(pid: i32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// Reads the pids a script wrote to `path`, one a line.
+fn pids_in(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Kills `pid` if a failing assertion left it running (base code).
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            // SAFETY: kill(2) touches no memory of ours.
+            unsafe {
+                libc::kill(*p, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn bytes_that_are_not_utf8_on_standard_error_are_logged_and_cost_nothing() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Not UTF-8 first, then enough lines that a reader which stopped at
+    // the bad bytes would leave the script writing to a closed pipe.
+    let code = "printf 'bad \\377\\376 bytes\\n' >&2; i=0; while [ $i -lt 3000 ]; do echo \"progress $i\" >&2; i=$((i+1)); done; echo 'release_queue,queue=new count=5i'";
+    let cfg = config(dir.path(), &db.url(), &declare_sh("latin1_queue", code, ""));
+    let out = run(&cfg, &["latin1_queue"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("latin1_queue: bad \u{fffd}\u{fffd} bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("latin1_queue: progress 2999"), "{stderr}");
+    let rows = db.rows("release_queue");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["count"], 5);
+}
+
+#[test]
+fn a_child_holding_standard_output_open_does_not_hold_the_run() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // The child inherits standard output and keeps it open for 300 s; the
+    // script itself has printed its point and exits at once.
+    let s = script(
+        dir.path(),
+        "bg",
+        &format!(
+            "import subprocess\nchild = subprocess.Popen([\"sleep\", \"300\"])\nopen({:?}, \"w\").write(\"%d\\n\" % child.pid)\nprint(\"release_queue,queue=bg count=1i\", flush=True)\n",
+            pids.display().to_string()
+        ),
+    );
+    let cfg = config(
+        dir.path(),
+        &db.url(),
+        &declare(
+            "bg_queue",
+            &s,
+            "timeout = \"30s\"",
+            &queue_schema("bg_queue"),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = run(&cfg, &["bg_queue"]);
+    let took = started.elapsed();
+    let ids = pids_in(&pids);
+    let _guard = KillOnDrop(ids.clone());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Well under the 30 s timeout: the run ended when the script exited.
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    assert_eq!(db.rows("release_queue").len(), 1);
+    assert!(
+        gone_within(ids[0], std::time::Duration::from_secs(10)),
+        "the child holding standard output survived the run"
+    );
+}
+
+#[test]
+fn a_setsid_grandchild_is_killed_when_the_run_ends() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let ticks = dir.path().join("ticks");
+    // A daemonised grandchild (a session of its own, its own process
+    // group, nothing inherited), writing a line every 0.1 s for at most a
+    // minute, so a failing run leaves nothing for long.
+    let s = script(
+        dir.path(),
+        "daemonises",
+        &format!(
+            r#"import os, subprocess, time
+ticks = {ticks:?}
+child = subprocess.Popen(["/bin/sh", "-c", "i=0; while [ $i -lt 600 ]; do echo tick >> '%s'; sleep 0.1; i=$((i+1)); done" % ticks],
+                         start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+open({pids:?}, "w").write("%d\n" % child.pid)
+while not os.path.exists(ticks):
+    time.sleep(0.01)
+print("release_queue,queue=daemon count=1i")
+"#,
+            ticks = ticks.display().to_string(),
+            pids = pids.display().to_string()
+        ),
+    );
+    let cfg = config(
+        dir.path(),
+        &db.url(),
+        &declare("setsid_queue", &s, "", &queue_schema("setsid_queue")),
+    );
+    let out = run(&cfg, &["setsid_queue"]);
+    let ids = pids_in(&pids);
+    let _guard = KillOnDrop(ids.clone());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(db.rows("release_queue").len(), 1);
+    assert!(
+        gone_within(ids[0], std::time::Duration::from_secs(10)),
+        "the setsid grandchild {} survived the run",
+        ids[0]
+    );
+    // And it writes no more.
+    let size = std::fs::metadata(&ticks).unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(std::fs::metadata(&ticks).unwrap().len(), size);
+}
+
+/// Runs the binary like [`run`], and its peak resident memory (kB, its own
+/// and that of the processes it waited for) from wait4(2).
+// Reaped by wait4 itself (for its resource usage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn run_measured(config: &Path, args: &[&str]) -> (std::process::Output, i64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = bin()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .args(args)
+        .args(["--now", NOW])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ubuntu-metrics runs");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        so.read_to_end(&mut b).unwrap();
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        se.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 writes only to the two pointers given.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as i32, "wait4");
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    };
+    (output, usage.ru_maxrss)
+}
+
+/// The peak memory of the same run with a small script: what the program
+/// needs anyway.
+fn baseline_rss(dir: &Path, influx_url: &str) -> i64 {
+    let cfg = config(
+        dir,
+        influx_url,
+        &declare_sh(
+            "small_queue",
+            "echo 'release_queue,queue=small count=1i'",
+            "",
+        ),
+    );
+    let (out, rss) = run_measured(&cfg, &["small_queue", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    rss
+}
+
+#[test]
+fn a_huge_line_on_standard_error_is_cut_and_costs_no_memory() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = baseline_rss(dir.path(), &db.url());
+    // 128 MB without a newline, in 1 MB writes, then a last line.
+    let s = script(
+        dir.path(),
+        "noisy",
+        "import os\nchunk = b\"x\" * (1 << 20)\nfor _ in range(128):\n    os.write(2, chunk)\nos.write(2, b\"\\nlast words\\n\")\nprint(\"release_queue,queue=noisy count=1i\")\n",
+    );
+    let cfg = config(
+        dir.path(),
+        &db.url(),
+        &declare("noisy_queue", &s, "", &queue_schema("noisy_queue")),
+    );
+    let (out, rss) = run_measured(&cfg, &["noisy_queue"]);
+    let stderr = text(&out.stderr);
+    // 128 MB went through; the program held at most a few MB of it.
+    eprintln!("peak RSS: {rss} kB (a small script: {base} kB)");
+    assert!(
+        rss < base + 32 * 1024,
+        "peak RSS {rss} kB, a small script's run {base} kB"
+    );
+    let end: String = stderr
+        .chars()
+        .skip(stderr.chars().count().saturating_sub(1000))
+        .collect();
+    assert_eq!(out.status.code(), Some(0), "{end}");
+    assert_eq!(db.rows("release_queue").len(), 1);
+    assert!(stderr.contains("noisy_queue: last words"), "{end}");
+    // The long line is logged cut, saying so; the log stays small.
+    assert!(stderr.contains(" bytes cut]"), "{end}");
+    assert!(stderr.len() < 100_000, "{} bytes logged", stderr.len());
+}
+
+#[test]
+fn points_are_capped_per_run_by_max_points() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Past the default cap of 100,000 points (3.5 MB: under max_output).
+    let many = script(
+        dir.path(),
+        "many",
+        "import sys\nw = sys.stdout.write\nfor i in range(100001):\n    w(\"release_queue,queue=q%d count=1i\\n\" % i)\n",
+    );
+    // A cap of 5: 5 lines pass, 6 lines or a JSON array of 6 do not.
+    let five = script(
+        dir.path(),
+        "five",
+        "for i in range(5):\n    print(\"release_queue,queue=five%d count=%di\" % (i, i))\n",
+    );
+    let six = script(
+        dir.path(),
+        "six",
+        "for i in range(6):\n    print(\"release_queue,queue=six%d count=%di\" % (i, i))\n",
+    );
+    let six_json = script(
+        dir.path(),
+        "six_json",
+        "import json\nprint(json.dumps([{\"measurement\": \"release_queue\", \"tags\": {\"queue\": \"j%d\" % i}, \"fields\": {\"count\": i}} for i in range(6)]))\n",
+    );
+    let cap = "max_points = 5";
+    let cfg = config(
+        dir.path(),
+        &db.url(),
+        &[
+            declare("many_queue", &many, "", &queue_schema("many_queue")),
+            declare("five_queue", &five, cap, &queue_schema("five_queue")),
+            declare("six_queue", &six, cap, &queue_schema("six_queue")),
+            declare(
+                "json_six_queue",
+                &six_json,
+                cap,
+                &queue_schema("json_six_queue"),
+            ),
+        ]
+        .concat(),
+    );
+    let out = run(
+        &cfg,
+        &["many_queue", "five_queue", "six_queue", "json_six_queue"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for want in [
+        "many_queue: its standard output has more than 100000 points (max_points)",
+        "six_queue: its standard output has more than 5 points (max_points)",
+        "json_six_queue: its standard output has more than 5 points (max_points)",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in {stderr}");
+    }
+    // Only the collector within its cap wrote, all of its points.
+    let mut queues: Vec<String> = db
+        .rows("release_queue")
+        .iter()
+        .map(|r| r["queue"].as_str().unwrap().to_owned())
+        .collect();
+    queues.sort();
+    assert_eq!(queues, ["five0", "five1", "five2", "five3", "five4"]);
+}
+
+#[test]
+fn a_missing_dir_or_a_relative_command_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let schema = "[collectors.q.measurements.m]\nfields = { count = \"int\" }\n";
+    let cases = [
+        (
+            "command = [\"/bin/true\"]\ndir = \"/nonexistent\"".to_owned(),
+            "collectors.q.dir: \"/nonexistent\"".to_owned(),
+        ),
+        (
+            format!("command = [\"/bin/true\"]\ndir = \"{}\"", file.display()),
+            "is not a directory".to_owned(),
+        ),
+        (
+            "command = [\"./collect.py\"]".to_owned(),
+            "collectors.q.command: \"./collect.py\" is a relative path".to_owned(),
+        ),
+        (
+            "command = [\"scripts/collect.py\", \"--flag\"]".to_owned(),
+            "collectors.q.command: \"scripts/collect.py\" is a relative path".to_owned(),
+        ),
+    ];
+    for (keys, want) in &cases {
+        let cfg = config(
+            dir.path(),
+            "http://127.0.0.1:9",
+            &format!("[collectors.q]\ntype = \"exec\"\n{keys}\n{schema}"),
+        );
+        let out = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("list")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{keys}: {stderr}");
+        assert!(
+            stderr.contains(want.as_str()) && stderr.contains(&cfg.display().to_string()),
+            "{keys}: no {want:?} and file in {stderr}"
+        );
+    }
+    // A bare name is looked up in PATH, an absolute directory is fine.
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &format!(
+            "[collectors.q]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo m count=1i\"]\ndir = \"{}\"\n{schema}",
+            dir.path().display()
+        ),
+    );
+    let out = run(&cfg, &["q", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("m count=1i "));
+}
+
+#[test]
+fn a_scripts_standard_error_is_redacted_in_the_log_and_in_the_error() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let code = "echo 'fetching https://bot:hunter2-secret@example.com/report' >&2; echo 'release_queue count=1i'; exit 4";
+    let cfg = config(dir.path(), &db.url(), &declare_sh("leaky_queue", code, ""));
+    let out = run(&cfg, &["leaky_queue"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // Logged (redacted), and the failed run's error holds it (redacted).
+    assert!(
+        stderr.contains("leaky_queue: fetching https://bot:<redacted>@example.com/report"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exited with status 4: fetching https://bot:<redacted>@example.com/report"),
+        "{stderr}"
+    );
+    assert!(db.rows("release_queue").is_empty());
+    let runs = db.rows("ubuntu_metrics_run");
+    let r = runs
+        .iter()
+        .find(|r| r["collector"] == "leaky_queue")
+        .unwrap();
+    assert_eq!(r["status"], "error");
 }

@@ -42,9 +42,12 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "command",
-        "exec: the program and its arguments, a list (no shell)",
+        "exec: the program and its arguments, a list (no shell); the program is an absolute path or a name looked up in PATH",
     ),
-    ("dir", "exec: the working directory (default: the daemon's)"),
+    (
+        "dir",
+        "exec: the working directory, an absolute path checked when the configuration loads (default: the daemon's)",
+    ),
     (
         "env",
         "exec: variables set for the script, `{ NAME = \"value\" }`",
@@ -55,11 +58,15 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "timeout",
-        "exec: the longest run (systemd time span, default 1m); then its whole process group is killed",
+        "exec: the longest run (systemd time span, default 1m); then it and every process it started are killed",
     ),
     (
         "max_output",
         "exec: the most standard output read (default 16MB); more fails the run",
+    ),
+    (
+        "max_points",
+        "exec: the most points one run may print (default 100000); more fails the run",
     ),
     (
         "url",
@@ -173,6 +180,7 @@ struct Section {
     pass_env: Vec<String>,
     timeout: Option<crate::timespan::TimeSpan>,
     max_output: Option<String>,
+    max_points: Option<u64>,
     url: Option<String>,
     urls: Option<BTreeMap<String, String>>,
     format: Option<String>,
@@ -303,6 +311,7 @@ impl Declared {
                         ("pass_env", !s.pass_env.is_empty()),
                         ("timeout", s.timeout.is_some()),
                         ("max_output", s.max_output.is_some()),
+                        ("max_points", s.max_points.is_some()),
                     ],
                     "http",
                 )?;

@@ -204,18 +204,37 @@ fn diagnose_line(line: &str) -> Option<String> {
 /// Parses a whole output: every point, or the first malformed line's
 /// error ("line N: what").
 pub fn parse_output(text: &str) -> Result<Vec<Point>, String> {
+    parse_output_capped(text, usize::MAX).map_err(|e| match e {
+        OutputError::TooMany(max) => format!("more than {max} points"),
+        OutputError::Bad(e) => e,
+    })
+}
+
+/// Why an output gives no points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputError {
+    /// More points than the cap (the cap): parsing stopped there.
+    TooMany(usize),
+    /// A malformed line or point ("line N: what").
+    Bad(String),
+}
+
+/// [`parse_output`], stopping with [`OutputError::TooMany`] past `max`
+/// points: what is held is at most `max` points, whatever the output.
+pub fn parse_output_capped(text: &str, max: usize) -> Result<Vec<Point>, OutputError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        // Each point as written, for its integers.
-        let items: Vec<Box<RawValue>> = serde_json::from_str(text)
-            .map_err(|e| format!("line {}: not a JSON array of points: {e}", e.line()))?;
-        return items
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                from_json_text(raw.get()).map_err(|e| format!("point {} of the array: {e}", i + 1))
-            })
-            .collect();
+        let bad = |e: serde_json::Error| {
+            OutputError::Bad(format!(
+                "line {}: not a JSON array of points: {e}",
+                e.line()
+            ))
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let points =
+            serde::Deserializer::deserialize_seq(&mut de, ArrayOfPoints { max }).map_err(bad)?;
+        de.end().map_err(bad)?;
+        return points;
     }
     let mut points = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -223,14 +242,60 @@ pub fn parse_output(text: &str) -> Result<Vec<Point>, String> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
+        if points.len() == max {
+            return Err(OutputError::TooMany(max));
+        }
         let point = if l.starts_with('{') {
             from_json_text(l)
         } else {
             from_line_protocol(l)
         };
-        points.push(point.map_err(|e| format!("line {}: {e}", i + 1))?);
+        points.push(point.map_err(|e| OutputError::Bad(format!("line {}: {e}", i + 1)))?);
     }
     Ok(points)
+}
+
+/// A JSON array of points, read one element at a time (never the whole
+/// array as a JSON value), stopping past `max` points.
+struct ArrayOfPoints {
+    max: usize,
+}
+
+impl<'de> serde::de::Visitor<'de> for ArrayOfPoints {
+    type Value = Result<Vec<Point>, OutputError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of points")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut points = Vec::new();
+        let mut failed = None;
+        // Each point as written, for its integers.
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            if points.len() == self.max {
+                failed = Some(OutputError::TooMany(self.max));
+                break;
+            }
+            match from_json_text(raw.get()) {
+                Ok(p) => points.push(p),
+                Err(e) => {
+                    failed = Some(OutputError::Bad(format!(
+                        "point {} of the array: {e}",
+                        points.len() + 1
+                    )));
+                    break;
+                }
+            }
+        }
+        let Some(e) = failed else {
+            return Ok(Ok(points));
+        };
+        // The rest is skipped (still checked as JSON), without keeping it.
+        drop(points);
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Err(e))
+    }
 }
 
 /// One line of line protocol.

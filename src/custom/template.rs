@@ -13,7 +13,7 @@ type = "exec"
 description = "what {name} measures"
 command = ["python3", "{script}"]
 interval = "5m"
-# timeout = "1m"          # then the script's whole process group is killed
+# timeout = "1m"          # then the script and every process it started are killed
 # dir = "/var/lib/..."    # its working directory
 # env = {{ REPORT_URL = "https://example.com/report.json" }}
 # pass_env = ["HTTPS_PROXY"]
