@@ -264,3 +264,193 @@ fn under_the_daemon_an_output_down_delays_nothing_and_catches_up() {
     assert_eq!(in_influxd.len(), rows(), "one row per point in influxd");
     assert_eq!(in_vm, in_influxd, "{log}");
 }
+
+/// A loopback proxy in front of VictoriaMetrics: it forwards the first
+/// `pass` write requests, then holds every later one open without a word
+/// (the write in flight when the writer is killed) until `open` is set;
+/// from then on it forwards every request.
+struct Gate {
+    port: u16,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    fn start(vm_port: u16, pass: usize) -> Gate {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicBool::new(false));
+        let (h, o) = (held.clone(), open.clone());
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let mut headers = Vec::new();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let h = h.trim_end().to_owned();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        } else if k.eq_ignore_ascii_case("content-encoding")
+                            || k.eq_ignore_ascii_case("content-type")
+                        {
+                            headers.push(h.clone());
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                if !o.load(Ordering::SeqCst) && seen.fetch_add(1, Ordering::SeqCst) >= pass {
+                    kept.push(conn);
+                    h.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                // Forwarded whole, one request per connection.
+                let mut up = std::net::TcpStream::connect(("127.0.0.1", vm_port)).unwrap();
+                let mut req = format!(
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{vm_port}\r\nContent-Length: {len}\r\nConnection: close\r\n"
+                );
+                for h in &headers {
+                    req.push_str(h);
+                    req.push_str("\r\n");
+                }
+                req.push_str("\r\n");
+                up.write_all(req.as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer).unwrap();
+                let text = String::from_utf8_lossy(&answer);
+                let status = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_once(' '))
+                    .map_or("502 Bad Gateway".to_owned(), |(_, s)| s.trim().to_owned());
+                let rest = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                let out = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{rest}",
+                    rest.len()
+                );
+                let mut w = &conn;
+                let _ = w.write_all(out.as_bytes());
+            }
+        });
+        Gate { port, held, open }
+    }
+}
+
+/// A spool record of several batches, and the process delivering it
+/// killed (SIGKILL) while a batch is in flight, after some were written:
+/// the next flush goes on from the first batch not delivered, so
+/// VictoriaMetrics (which keeps duplicate samples: no dedup without
+/// `-dedup.minScrapeInterval`) holds each point once.
+#[test]
+fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    use ubuntu_metrics::sinks::{Batch, spool::Spool};
+    let server = server();
+    let vm = Victoria::start();
+    // 5 lines a request: 2 records of 20 lines, 8 requests; the 6th (the
+    // second batch of the second record) is held, then the process killed.
+    let gate = Gate::start(vm.port, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &server,
+        &format!("http://127.0.0.1:{}", gate.port),
+    );
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]
+        .as_table_mut()
+        .unwrap()
+        .insert("batch_size".into(), 5.into());
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    let base: i64 = 1_795_521_600_000_000_000;
+    let lines = |part: &str, from: i64| -> Vec<String> {
+        (from..from + 20)
+            .map(|i| {
+                format!(
+                    "resume_test,part={part} v={i}i {}",
+                    base + i * 1_000_000_000
+                )
+            })
+            .collect()
+    };
+    let spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
+    spool
+        .append(&[
+            Batch {
+                label: "a".into(),
+                lines: lines("a", 0),
+            },
+            Batch {
+                label: "b".into(),
+                lines: lines("b", 20),
+            },
+        ])
+        .unwrap();
+    drop(spool);
+
+    let mut flush = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["spool", "flush"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the 6th write never came");
+        assert!(
+            flush.try_wait().unwrap().is_none(),
+            "the flush ended before its 6th write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    flush.kill().unwrap();
+    flush.wait().unwrap();
+    let count = || {
+        vm.export()
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("resume_test_v"))
+            .count()
+    };
+    assert_eq!(count(), 25, "5 batches of 5 delivered before the kill");
+    // What waits: the 15 points not delivered.
+    let (code, waiting, err) = run(&config, &["spool", "status"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, out, err) = run(&config, &["spool", "flush"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Raw samples (the export API does not deduplicate): each point once.
+    assert_eq!(
+        count(),
+        40,
+        "samples in VictoriaMetrics for 40 points after a flush killed mid-record and resumed: {out}"
+    );
+    assert!(out.contains("wrote 15 points from the spool"), "{out}");
+    assert!(waiting.contains("\npoints: 15\n"), "{waiting}");
+}

@@ -494,6 +494,11 @@ impl InfluxWriter {
         &self.name
     }
 
+    /// Lines per write request (`batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
