@@ -588,43 +588,12 @@ impl Spool {
     }
 
     fn progress_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}{PROGRESS_SUFFIX}"))
+        progress_path(&self.dir, name)
     }
 
-    /// The progress marker of segment `name` (lock held); empty when there
-    /// is none or it cannot be read (the segment is then replayed whole).
+    /// The progress marker of segment `name` (lock held).
     fn read_progress(&self, name: &str) -> Vec<Progress> {
-        let path = self.progress_path(name);
-        let mut text = String::new();
-        let read = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|f| {
-                if !f.metadata()?.file_type().is_file() {
-                    return Err(io::Error::other("not a regular file"));
-                }
-                f.take(1 << 20).read_to_string(&mut text)
-            });
-        match read {
-            Ok(_) => Progress::decode(&text).unwrap_or_else(|| {
-                tracing::warn!(
-                    spool = %self.dir.display(),
-                    "{}: not a progress marker; the segment is replayed from its start",
-                    path.display()
-                );
-                Vec::new()
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                tracing::warn!(
-                    spool = %self.dir.display(),
-                    "{}: cannot read the progress marker ({e}); the segment is replayed from its start",
-                    path.display()
-                );
-                Vec::new()
-            }
-        }
+        read_progress(&self.dir, name)
     }
 
     /// Records how far the replay of segment `name` got (see the module's
@@ -1071,41 +1040,154 @@ impl Spool {
             let Some(records) = self.read_segment(&name)? else {
                 continue;
             };
-            if records.is_empty() {
-                continue;
-            }
-            st.segments += 1;
-            st.bytes += fs::metadata(self.dir.join(&name)).map_or(0, |m| m.len());
+            let bytes = fs::metadata(self.dir.join(&name)).map_or(0, |m| m.len());
             let delivered = delivered_of(&records, &self.read_progress(&name));
-            for (r, done) in records.iter().zip(delivered) {
-                if done == r.lines.len() {
-                    continue;
-                }
-                st.records += 1;
-                st.points += r.lines.len() - done;
-                let t = r.spooled_at_time();
-                st.oldest = Some(st.oldest.map_or(t, |o| o.min(t)));
-                for l in &r.lines[done..] {
-                    if let Some(ts) = line_timestamp(l) {
-                        st.oldest_point = Some(st.oldest_point.map_or(ts, |o| o.min(ts)));
-                    }
-                }
-            }
+            count_segment(&mut st, &records, &delivered, bytes);
         }
-        let dl = self.dead_letter_path();
-        if let Ok(m) = fs::metadata(&dl) {
-            st.dead_letter_bytes = m.len();
-            st.dead_letter_entries = fs::read_to_string(&dl)
-                .map(|t| {
-                    t.lines()
-                        .filter(|l| l.starts_with(DEAD_LETTER_MARK))
-                        .count()
-                })
-                .unwrap_or(0);
-        }
-        st.dropped_unreported = self.read_dropped();
+        count_dead_letters_and_drops(&mut st, &self.dir);
         Ok(st)
     }
+}
+
+fn progress_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{PROGRESS_SUFFIX}"))
+}
+
+/// The progress marker of segment `name` in `dir`; empty when there is
+/// none or it cannot be read (the segment is then replayed whole).
+fn read_progress(dir: &Path, name: &str) -> Vec<Progress> {
+    let path = progress_path(dir, name);
+    let mut text = String::new();
+    let read = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|f| {
+            if !f.metadata()?.file_type().is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
+            f.take(1 << 20).read_to_string(&mut text)
+        });
+    match read {
+        Ok(_) => Progress::decode(&text).unwrap_or_else(|| {
+            tracing::warn!(
+                spool = %dir.display(),
+                "{}: not a progress marker; the segment is replayed from its start",
+                path.display()
+            );
+            Vec::new()
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!(
+                spool = %dir.display(),
+                "{}: cannot read the progress marker ({e}); the segment is replayed from its start",
+                path.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Adds a segment's records (`delivered`: the lines of each already
+/// delivered) to `st`.
+fn count_segment(st: &mut Status, records: &[Record], delivered: &[usize], bytes: u64) {
+    if records.is_empty() {
+        return;
+    }
+    st.segments += 1;
+    st.bytes += bytes;
+    for (r, &done) in records.iter().zip(delivered) {
+        if done >= r.lines.len() {
+            continue;
+        }
+        st.records += 1;
+        st.points += r.lines.len() - done;
+        let t = r.spooled_at_time();
+        st.oldest = Some(st.oldest.map_or(t, |o| o.min(t)));
+        for l in &r.lines[done..] {
+            if let Some(ts) = line_timestamp(l) {
+                st.oldest_point = Some(st.oldest_point.map_or(ts, |o| o.min(ts)));
+            }
+        }
+    }
+}
+
+/// The dead-letter file's and the drop counter's part of a status.
+fn count_dead_letters_and_drops(st: &mut Status, dir: &Path) {
+    let dl = dir.join(DEAD_LETTER_FILE);
+    if let Ok(m) = fs::metadata(&dl) {
+        st.dead_letter_bytes = m.len();
+        st.dead_letter_entries = fs::read_to_string(&dl)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.starts_with(DEAD_LETTER_MARK))
+                    .count()
+            })
+            .unwrap_or(0);
+    }
+    st.dropped_unreported = fs::read_to_string(dir.join(DROPPED_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+}
+
+/// What waits in the spool at `dir`, read without its lock and without
+/// changing anything (no leftover removed, nothing set aside): for a
+/// reader that cannot take the lock (a read-only state directory,
+/// another user's spool). Segments are only ever replaced whole (renamed
+/// into place), so each one read is whole; but the figures may be stale:
+/// a replay or an append may be under way. A segment that cannot be read
+/// or whose checksum fails is left out, with a warning.
+pub fn peek(dir: &Path) -> Result<Status, SpoolError> {
+    let rd = fs::read_dir(dir).map_err(|e| io_err(dir, "cannot list", e))?;
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err(dir, "cannot list", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(SEGMENT_SUFFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut st = Status::default();
+    for name in names {
+        let path = dir.join(&name);
+        let mut data = Vec::new();
+        let read = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| {
+                if !f.metadata()?.file_type().is_file() {
+                    return Err(io::Error::other("not a regular file"));
+                }
+                f.read_to_end(&mut data)
+            });
+        match read {
+            Ok(_) => {}
+            // Replayed (or dropped) since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!("spool {}: cannot read it: {e}; not counted", path.display());
+                continue;
+            }
+        }
+        let parsed = parse_segment(&data);
+        if !parsed.damage.is_empty() {
+            tracing::warn!(
+                "spool {}: {} damaged bytes; not counted",
+                path.display(),
+                parsed.damaged_bytes()
+            );
+            continue;
+        }
+        let records: Vec<Record> = parsed.records.into_iter().map(|(_, r)| r).collect();
+        let delivered = delivered_of(&records, &read_progress(dir, &name));
+        count_segment(&mut st, &records, &delivered, data.len() as u64);
+    }
+    count_dead_letters_and_drops(&mut st, dir);
+    Ok(st)
 }
 
 /// Splits lines into records: at most [`MAX_RECORD_LINES`] lines and
