@@ -273,6 +273,8 @@ struct Gate {
     port: u16,
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Lines of `resume_test` VictoriaMetrics took (answered 2xx), as sent.
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Gate {
@@ -285,7 +287,8 @@ impl Gate {
         let seen = Arc::new(AtomicUsize::new(0));
         let held = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicBool::new(false));
-        let (h, o) = (held.clone(), open.clone());
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (h, o, n) = (held.clone(), open.clone(), sent.clone());
         std::thread::spawn(move || {
             let mut kept = Vec::new();
             for conn in listener.incoming() {
@@ -346,6 +349,24 @@ impl Gate {
                     .next()
                     .and_then(|l| l.split_once(' '))
                     .map_or("502 Bad Gateway".to_owned(), |(_, s)| s.trim().to_owned());
+                if status.starts_with('2') {
+                    let gzip = headers
+                        .iter()
+                        .any(|h| h.to_ascii_lowercase().contains("gzip"));
+                    let mut plain = String::new();
+                    if gzip {
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_string(&mut plain)
+                            .unwrap();
+                    } else {
+                        plain = String::from_utf8_lossy(&body).into_owned();
+                    }
+                    let lines = plain
+                        .lines()
+                        .filter(|l| l.starts_with("resume_test,"))
+                        .count();
+                    n.fetch_add(lines, Ordering::SeqCst);
+                }
                 let rest = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
                 let out = format!(
                     "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{rest}",
@@ -355,7 +376,12 @@ impl Gate {
                 let _ = w.write_all(out.as_bytes());
             }
         });
-        Gate { port, held, open }
+        Gate {
+            port,
+            held,
+            open,
+            sent,
+        }
     }
 }
 
@@ -431,11 +457,22 @@ fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
     }
     flush.kill().unwrap();
     flush.wait().unwrap();
+    // What VictoriaMetrics stores, once it shows every line it took (it
+    // makes them searchable a little after its answer).
     let count = || {
-        vm.export()
-            .iter()
-            .filter(|(n, _, _)| n.starts_with("resume_test_v"))
-            .count()
+        let sent = gate.sent.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = vm
+                .export()
+                .iter()
+                .filter(|(n, _, _)| n.starts_with("resume_test_v"))
+                .count();
+            if n >= sent || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     };
     assert_eq!(count(), 25, "5 batches of 5 delivered before the kill");
     // What waits: the 15 points not delivered.
@@ -451,6 +488,7 @@ fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
         40,
         "samples in VictoriaMetrics for 40 points after a flush killed mid-record and resumed: {out}"
     );
+    assert_eq!(gate.sent.load(Ordering::SeqCst), 40, "lines sent in all");
     assert!(out.contains("wrote 15 points from the spool"), "{out}");
     assert!(waiting.contains("\npoints: 15\n"), "{waiting}");
 }
