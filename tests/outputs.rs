@@ -273,12 +273,13 @@ struct Gate {
     port: u16,
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Lines of `resume_test` VictoriaMetrics took (answered 2xx), as sent.
+    /// Lines of the measurement watched VictoriaMetrics took (answered
+    /// 2xx), as sent.
     sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Gate {
-    fn start(vm_port: u16, pass: usize) -> Gate {
+    fn start(vm_port: u16, pass: usize, measurement: &'static str) -> Gate {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -363,7 +364,7 @@ impl Gate {
                     }
                     let lines = plain
                         .lines()
-                        .filter(|l| l.starts_with("resume_test,"))
+                        .filter(|l| l.split(',').next() == Some(measurement))
                         .count();
                     n.fetch_add(lines, Ordering::SeqCst);
                 }
@@ -399,7 +400,7 @@ fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
     let vm = Victoria::start();
     // 5 lines a request: 2 records of 20 lines, 8 requests; the 6th (the
     // second batch of the second record) is held, then the process killed.
-    let gate = Gate::start(vm.port, 5);
+    let gate = Gate::start(vm.port, 5, "resume_test");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -491,4 +492,92 @@ fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
     assert_eq!(gate.sent.load(Ordering::SeqCst), 40, "lines sent in all");
     assert!(out.contains("wrote 15 points from the spool"), "{out}");
     assert!(waiting.contains("\npoints: 15\n"), "{waiting}");
+}
+
+/// The same under the daemon: SIGKILL while its delivery task has written
+/// part of a run's record; `spool flush` afterwards sends only the rest.
+#[test]
+fn a_daemon_killed_mid_record_leaves_only_the_rest_to_send() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let server = server();
+    let vm = Victoria::start();
+    // 2 lines a request: the versions record (7 lines) takes 4; the 3rd
+    // request to the output (whatever the daemon wrote first) is held.
+    let gate = Gate::start(vm.port, 2, "versions_script_stats");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &server,
+        &format!("http://127.0.0.1:{}", gate.port),
+    );
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]
+        .as_table_mut()
+        .unwrap()
+        .insert("batch_size".into(), 2.into());
+    let mut daemon = toml::Table::new();
+    for (k, v) in [("startup_delay", "0"), ("random_delay", "0")] {
+        daemon.insert(k.into(), v.into());
+    }
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    let mut collectors = toml::Table::new();
+    for col in ubuntu_metrics::collectors::registry() {
+        let mut t = toml::Table::new();
+        if col.name() == "versions" {
+            t.insert("interval".into(), "1h".into());
+        } else {
+            t.insert("enabled".into(), false.into());
+        }
+        collectors.insert(col.name().into(), toml::Value::Table(t));
+    }
+    c.insert("collectors".into(), toml::Value::Table(collectors));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the 3rd write never came");
+        assert!(child.try_wait().unwrap().is_none(), "the daemon ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = gate.sent.load(Ordering::SeqCst);
+    let lines = expected_lines("versions");
+    assert!(
+        before > 0 && before < lines.len(),
+        "killed in the middle of the record: {before} of {} lines sent",
+        lines.len()
+    );
+
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, out, err) = run(&config, &["spool", "flush"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sent = gate.sent.load(Ordering::SeqCst);
+    let want: usize = samples(&lines, 0).values().map(Vec::len).sum();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let n = vm
+            .export()
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("versions_script_stats_"))
+            .count();
+        if n >= want || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (sent, stored),
+        (lines.len(), want),
+        "(lines sent, samples stored in VictoriaMetrics) for one run after a SIGKILL mid-record: {out}"
+    );
 }
