@@ -353,7 +353,58 @@ impl Config {
     ) -> Result<(), ConfigError> {
         self.validate(registry)?;
         self.sources.fill_defaults(&declared_sources(registry));
+        for w in self.retention_warnings(registry) {
+            tracing::warn!("{}: {w}", self.origin());
+        }
         Ok(())
+    }
+
+    /// What loads but would lose points without a word: an enabled
+    /// collector's `max_catch_up` reaching further back than an output's
+    /// `retention` (VictoriaMetrics answers 204 to rows older than its
+    /// `-retentionPeriod` and drops them).
+    pub fn retention_warnings<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in registry {
+            if !self.enabled(c.name()) || !c.options().iter().any(|(k, _)| *k == "max_catch_up") {
+                continue;
+            }
+            let set = self
+                .collectors
+                .get(c.name())
+                .and_then(|cc| cc.options.get("max_catch_up"))
+                .and_then(|v| v.as_str());
+            let Ok(catch_up) =
+                TimeSpan::parse(set.unwrap_or(crate::catch_up::DEFAULT_MAX_CATCH_UP))
+            else {
+                continue;
+            };
+            for o in self.outputs() {
+                let Some(retention) = &o.influx.retention else {
+                    continue;
+                };
+                if catch_up.as_duration() > retention.as_duration() {
+                    let key = if o.name == DEFAULT_OUTPUT {
+                        "influxdb".to_owned()
+                    } else {
+                        format!("outputs.{}", o.name)
+                    };
+                    out.push(format!(
+                        "collectors.{}.max_catch_up = {}{} reaches further back than {key}.retention = {}: the rows older than {} that a catch-up reads would be accepted by that output and dropped (VictoriaMetrics answers 204 to rows older than its -retentionPeriod); set max_catch_up to at most {}",
+                        c.name(),
+                        catch_up.text(),
+                        if set.is_none() { " (the default)" } else { "" },
+                        retention.text(),
+                        retention.text(),
+                        retention.text(),
+                    ));
+                }
+            }
+        }
+        out
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
@@ -463,6 +514,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "{}: {key}.username is empty: name the user, or remove the key",
                 self.origin_of(&format!("{key}.username"))
+            )));
+        }
+        if o.retention.as_ref().is_some_and(|r| r.as_usec() == 0) {
+            return Err(ConfigError(format!(
+                "{}: {key}.retention = \"0\": must be more than zero (leave it out when the output keeps points for ever)",
+                self.origin_of(&format!("{key}.retention"))
             )));
         }
         if o.timeout.as_usec() == 0 {
@@ -957,6 +1014,45 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn max_catch_up_beyond_an_outputs_retention_is_warned() {
+        let reg = crate::collectors::registry();
+        let catching_up: Vec<&str> = reg
+            .iter()
+            .filter(|c| c.options().iter().any(|(k, _)| *k == "max_catch_up"))
+            .map(|c| c.name())
+            .collect();
+        assert!(!catching_up.is_empty());
+        // No retention known: nothing to say.
+        let c = Config::from_toml("[outputs.vm]\nurl = \"http://vm:8428\"\n").unwrap();
+        assert!(c.retention_warnings(&reg).is_empty());
+        // VictoriaMetrics' default month against the default 90 days.
+        let c = Config::from_toml("[outputs.vm]\nurl = \"http://vm:8428\"\nretention = \"31d\"\n")
+            .unwrap();
+        c.validate(&reg).unwrap();
+        let w = c.retention_warnings(&reg);
+        assert_eq!(w.len(), catching_up.len(), "{w:?}");
+        for name in &catching_up {
+            assert!(
+                w.iter().any(|w| w.contains(&format!(
+                    "collectors.{name}.max_catch_up = 90d (the default) reaches further back than outputs.vm.retention = 31d"
+                ))),
+                "{w:?}"
+            );
+        }
+        // Within it: nothing.
+        let mut text = String::from("[influxdb]\nretention = \"31d\"\n");
+        for name in &catching_up {
+            text.push_str(&format!("[collectors.{name}]\nmax_catch_up = \"30d\"\n"));
+        }
+        let c = Config::from_toml(&text).unwrap();
+        c.validate(&reg).unwrap();
+        assert!(c.retention_warnings(&reg).is_empty());
+        let c = Config::from_toml("[influxdb]\nretention = \"0\"\n").unwrap();
+        let e = c.validate(&reg).unwrap_err().0;
+        assert!(e.contains("influxdb.retention"), "{e}");
     }
 
     #[test]

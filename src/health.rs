@@ -95,6 +95,10 @@ pub struct OutputSpool {
     pub status: spool::Status,
     pub oldest_age: Option<chrono::Duration>,
     pub too_old: bool,
+    /// Why the spool was read without its lock (it could not be taken:
+    /// a read-only state directory, another user's spool), when it was:
+    /// the figures may be stale.
+    pub stale: Option<String>,
 }
 
 /// The configuration does not let the report be made (`spool.max_size`).
@@ -203,12 +207,20 @@ impl Report {
             } else {
                 Ok(Default::default())
             };
+            let mut stale = None;
             let status = match status {
                 Ok(s) => s,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    Default::default()
-                }
+                // No lock to be had: read it as it is, and say so.
+                Err(e) => match spool::peek(&o.spool_dir) {
+                    Ok(s) => {
+                        stale = Some(e.to_string());
+                        s
+                    }
+                    Err(_) => {
+                        problems.push(e.to_string());
+                        Default::default()
+                    }
+                },
             };
             let oldest_age = status.oldest.map(|t| now - t);
             let too_old = oldest_age.is_some_and(|a| a > threshold);
@@ -231,6 +243,7 @@ impl Report {
                 status,
                 oldest_age,
                 too_old,
+                stale,
             });
         }
         let first = outputs[0].clone();
@@ -308,6 +321,8 @@ impl Report {
                 "threshold_seconds": self.threshold.num_seconds(),
                 "too_old": self.spool_too_old,
                 "dead_letter_batches": self.spool.dead_letter_entries,
+                "stale": self.outputs[0].stale.is_some(),
+                "stale_reason": self.outputs[0].stale,
             },
             "outputs": self.outputs.iter().map(|o| json!({
                 "name": o.name,
@@ -318,6 +333,8 @@ impl Report {
                 "oldest_age_seconds": o.oldest_age.map(|a| a.num_seconds()),
                 "too_old": o.too_old,
                 "dead_letter_batches": o.status.dead_letter_entries,
+                "stale": o.stale.is_some(),
+                "stale_reason": o.stale,
             })).collect::<Vec<_>>(),
         })
     }

@@ -269,3 +269,320 @@ fn under_the_daemon_an_output_down_delays_nothing_and_catches_up() {
     assert_eq!(in_influxd.len(), rows(), "one row per point in influxd");
     assert_eq!(in_vm, in_influxd, "{log}");
 }
+
+/// A loopback proxy in front of VictoriaMetrics: it forwards the first
+/// `pass` write requests, then holds every later one open without a word
+/// (the write in flight when the writer is killed) until `open` is set;
+/// from then on it forwards every request.
+struct Gate {
+    port: u16,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Lines of the measurement watched VictoriaMetrics took (answered
+    /// 2xx), as sent.
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    fn start(vm_port: u16, pass: usize, measurement: &'static str) -> Gate {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (h, o, n) = (held.clone(), open.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let mut headers = Vec::new();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let h = h.trim_end().to_owned();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        } else if k.eq_ignore_ascii_case("content-encoding")
+                            || k.eq_ignore_ascii_case("content-type")
+                        {
+                            headers.push(h.clone());
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                if !o.load(Ordering::SeqCst) && seen.fetch_add(1, Ordering::SeqCst) >= pass {
+                    kept.push(conn);
+                    h.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                // Forwarded whole, one request per connection.
+                let mut up = std::net::TcpStream::connect(("127.0.0.1", vm_port)).unwrap();
+                let mut req = format!(
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{vm_port}\r\nContent-Length: {len}\r\nConnection: close\r\n"
+                );
+                for h in &headers {
+                    req.push_str(h);
+                    req.push_str("\r\n");
+                }
+                req.push_str("\r\n");
+                up.write_all(req.as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer).unwrap();
+                let text = String::from_utf8_lossy(&answer);
+                let status = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_once(' '))
+                    .map_or("502 Bad Gateway".to_owned(), |(_, s)| s.trim().to_owned());
+                if status.starts_with('2') {
+                    let gzip = headers
+                        .iter()
+                        .any(|h| h.to_ascii_lowercase().contains("gzip"));
+                    let mut plain = String::new();
+                    if gzip {
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_string(&mut plain)
+                            .unwrap();
+                    } else {
+                        plain = String::from_utf8_lossy(&body).into_owned();
+                    }
+                    let lines = plain
+                        .lines()
+                        .filter(|l| l.split(',').next() == Some(measurement))
+                        .count();
+                    n.fetch_add(lines, Ordering::SeqCst);
+                }
+                let rest = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                let out = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{rest}",
+                    rest.len()
+                );
+                let mut w = &conn;
+                let _ = w.write_all(out.as_bytes());
+            }
+        });
+        Gate {
+            port,
+            held,
+            open,
+            sent,
+        }
+    }
+}
+
+/// A spool record of several batches, and the process delivering it
+/// killed (SIGKILL) while a batch is in flight, after some were written:
+/// the next flush goes on from the first batch not delivered, so
+/// VictoriaMetrics (which keeps duplicate samples: no dedup without
+/// `-dedup.minScrapeInterval`) holds each point once.
+#[test]
+fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    use ubuntu_metrics::sinks::{Batch, spool::Spool};
+    let server = server();
+    let vm = Victoria::start();
+    // 5 lines a request: 2 records of 20 lines, 8 requests; the 6th (the
+    // second batch of the second record) is held, then the process killed.
+    let gate = Gate::start(vm.port, 5, "resume_test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &server,
+        &format!("http://127.0.0.1:{}", gate.port),
+    );
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]
+        .as_table_mut()
+        .unwrap()
+        .insert("batch_size".into(), 5.into());
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    let base: i64 = 1_795_521_600_000_000_000;
+    let lines = |part: &str, from: i64| -> Vec<String> {
+        (from..from + 20)
+            .map(|i| {
+                format!(
+                    "resume_test,part={part} v={i}i {}",
+                    base + i * 1_000_000_000
+                )
+            })
+            .collect()
+    };
+    let spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
+    spool
+        .append(&[
+            Batch {
+                label: "a".into(),
+                lines: lines("a", 0),
+            },
+            Batch {
+                label: "b".into(),
+                lines: lines("b", 20),
+            },
+        ])
+        .unwrap();
+    drop(spool);
+
+    let mut flush = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["spool", "flush"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the 6th write never came");
+        assert!(
+            flush.try_wait().unwrap().is_none(),
+            "the flush ended before its 6th write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    flush.kill().unwrap();
+    flush.wait().unwrap();
+    // What VictoriaMetrics stores, once it shows every line it took (it
+    // makes them searchable a little after its answer).
+    let count = || {
+        let sent = gate.sent.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = vm
+                .export()
+                .iter()
+                .filter(|(n, _, _)| n.starts_with("resume_test_v"))
+                .count();
+            if n >= sent || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(count(), 25, "5 batches of 5 delivered before the kill");
+    // What waits: the 15 points not delivered.
+    let (code, waiting, err) = run(&config, &["spool", "status"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, out, err) = run(&config, &["spool", "flush"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Raw samples (the export API does not deduplicate): each point once.
+    assert_eq!(
+        count(),
+        40,
+        "samples in VictoriaMetrics for 40 points after a flush killed mid-record and resumed: {out}"
+    );
+    assert_eq!(gate.sent.load(Ordering::SeqCst), 40, "lines sent in all");
+    assert!(out.contains("wrote 15 points from the spool"), "{out}");
+    assert!(waiting.contains("\npoints: 15\n"), "{waiting}");
+}
+
+/// The same under the daemon: SIGKILL while its delivery task has written
+/// part of a run's record; `spool flush` afterwards sends only the rest.
+#[test]
+fn a_daemon_killed_mid_record_leaves_only_the_rest_to_send() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let server = server();
+    let vm = Victoria::start();
+    // 2 lines a request: the versions record (7 lines) takes 4; the 3rd
+    // request to the output (whatever the daemon wrote first) is held.
+    let gate = Gate::start(vm.port, 2, "versions_script_stats");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &server,
+        &format!("http://127.0.0.1:{}", gate.port),
+    );
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]
+        .as_table_mut()
+        .unwrap()
+        .insert("batch_size".into(), 2.into());
+    let mut daemon = toml::Table::new();
+    for (k, v) in [("startup_delay", "0"), ("random_delay", "0")] {
+        daemon.insert(k.into(), v.into());
+    }
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    let mut collectors = toml::Table::new();
+    for col in ubuntu_metrics::collectors::registry() {
+        let mut t = toml::Table::new();
+        if col.name() == "versions" {
+            t.insert("interval".into(), "1h".into());
+        } else {
+            t.insert("enabled".into(), false.into());
+        }
+        collectors.insert(col.name().into(), toml::Value::Table(t));
+    }
+    c.insert("collectors".into(), toml::Value::Table(collectors));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the 3rd write never came");
+        assert!(child.try_wait().unwrap().is_none(), "the daemon ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = gate.sent.load(Ordering::SeqCst);
+    let lines = expected_lines("versions");
+    assert!(
+        before > 0 && before < lines.len(),
+        "killed in the middle of the record: {before} of {} lines sent",
+        lines.len()
+    );
+
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, out, err) = run(&config, &["spool", "flush"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sent = gate.sent.load(Ordering::SeqCst);
+    let want: usize = samples(&lines, 0).values().map(Vec::len).sum();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let n = vm
+            .export()
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("versions_script_stats_"))
+            .count();
+        if n >= want || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (sent, stored),
+        (lines.len(), want),
+        "(lines sent, samples stored in VictoriaMetrics) for one run after a SIGKILL mid-record: {out}"
+    );
+}

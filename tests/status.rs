@@ -542,3 +542,135 @@ fn colours_on_a_terminal_unless_no_color() {
         "{screen:?}"
     );
 }
+
+/// A spool `status` may read but not lock (the lock file cannot be
+/// opened for writing: a read-only state directory, another user's
+/// spool): the points waiting are still counted, read without the lock,
+/// and the figure is said to be possibly stale, in JSON and in text.
+#[test]
+fn a_spool_that_cannot_be_locked_is_read_without_the_lock_and_said_stale() {
+    use std::os::unix::fs::PermissionsExt;
+    use ubuntu_metrics::sinks::{Batch, spool::Spool};
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let spool_dir = dir.path().join("spool");
+    let lines: Vec<String> = (0..4001)
+        .map(|i| format!("m v={i}i {}", 1_795_521_600_000_000_000i64 + i))
+        .collect();
+    Spool::open(&spool_dir, 100 << 20)
+        .unwrap()
+        .append(&[Batch {
+            label: "sponsoring".into(),
+            lines,
+        }])
+        .unwrap();
+    let (_, doc) = json(&config, &[]);
+    assert_eq!(doc["spool"]["points"], 4001, "{doc:#}");
+    assert_ne!(doc["spool"]["stale"], true, "{doc:#}");
+
+    // The lock cannot be opened, even by root: a directory in its place.
+    let lock = spool_dir.join(".lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&spool_dir).unwrap().collect();
+    let (_, doc) = json(&config, &[]);
+    assert_eq!(doc["spool"]["points"], 4001, "{doc:#}");
+    assert_eq!(doc["spool"]["records"], 1, "{doc:#}");
+    assert_eq!(doc["spool"]["stale"], true, "{doc:#}");
+    assert_eq!(doc["outputs"][0]["points"], 4001, "{doc:#}");
+    assert_eq!(doc["outputs"][0]["stale"], true, "{doc:#}");
+    assert!(
+        doc["spool"]["stale_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(".lock")),
+        "{doc:#}"
+    );
+    let out = status(&config, &[]);
+    let t = text(&out);
+    assert!(
+        t.contains("4001 points waiting") && t.contains("may be stale"),
+        "{t}"
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["spool", "status"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("\npoints: 4001\n") && t.contains("may be stale"),
+        "{t}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&spool_dir).unwrap().collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "a read-only look changes nothing"
+    );
+
+    // The real thing: another user, who may read the spool but not write
+    // in it (needs root to become nobody; the check above runs anyway).
+    std::fs::remove_dir(&lock).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the check as user nobody is skipped");
+        return;
+    }
+    let exe = dir.path().join("ubuntu-metrics");
+    std::fs::copy(env!("CARGO_BIN_EXE_ubuntu-metrics"), &exe).unwrap();
+    for entry in walk(dir.path()) {
+        let mode = if entry.is_dir() || entry == exe {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut c = std::process::Command::new(&exe);
+    clean_env(&mut c);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setgid/setuid between fork and exec, async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c
+        .arg("--config")
+        .arg(&config)
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            text(&out),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(doc["spool"]["points"], 4001, "{doc:#}");
+    assert_eq!(doc["spool"]["stale"], true, "{doc:#}");
+}
+
+/// Every entry under `dir` (and `dir`).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -56,6 +56,17 @@ async fn one(cmd: &SpoolCommand, config: &Config, o: &OutputSpec, several: bool)
     let spool = match Spool::open(dir, max) {
         Ok(s) => s,
         Err(e) => {
+            // `spool status` without the lock (a read-only state
+            // directory, another user's spool): read it as it is.
+            if matches!(cmd, SpoolCommand::Status)
+                && let Ok(st) = crate::sinks::spool::peek(dir)
+            {
+                print_spool_status(config, dir, &st);
+                println!(
+                    "stale: read without the spool's lock, which cannot be taken ({e}); the figures may be stale"
+                );
+                return EXIT_OK;
+            }
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_FAILED;
         }

@@ -228,6 +228,11 @@ fn render_text(report: &Report, colour: bool) -> String {
                 .map_or_else(|| "-".into(), |a| format!("{} ago", span(a))),
             o.status.dead_letter_entries
         ));
+        if let Some(why) = &o.stale {
+            out.push_str(&format!(
+                "  (read without the spool's lock, which cannot be taken: {why}; the figures may be stale)\n"
+            ));
+        }
     }
     out.push_str(&format!(
         "state file: {}\n",

@@ -7,7 +7,7 @@
 //! InfluxDB cannot take now is lost (and counted).
 
 use super::influxdb::{InfluxWriter, WriteError};
-use super::spool::{Spool, SpoolError};
+use super::spool::{Progress, Spool, SpoolError};
 use super::{Batch, Delivery, Run, Sink, encode_parts, self_batch};
 use std::time::{Duration, Instant};
 
@@ -303,39 +303,80 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
         let mut done = Vec::new();
         let mut partial = None;
         let (mut seg_written, mut seg_dead) = (0, 0);
-        for rec in &seg.records {
-            let report = writer.send(&rec.lines).await;
-            r.written += report.written;
-            seg_written += report.written;
-            let mut refused_ok = true;
-            if let Some((lines, e)) = report.refused_batch() {
-                match spool.dead_letter(&rec.label, &lines, &e) {
-                    Ok(()) => {
-                        r.dead_lettered += lines.len();
-                        seg_dead += lines.len();
-                        tracing::error!(
-                            "InfluxDB refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
-                            lines.len(),
-                            rec.label,
-                            spool.dead_letter_path().display()
-                        );
-                    }
-                    Err(se) => {
-                        tracing::error!("{se}");
-                        r.error = Some(se);
-                        refused_ok = false;
+        // How far each record got, for the segment's progress marker:
+        // after every batch delivered, so that a process killed in the
+        // middle of a record resumes after its last delivered batch.
+        let mut progress: Vec<Progress> = seg
+            .records
+            .iter()
+            .zip(&seg.delivered)
+            .filter(|(_, n)| **n > 0)
+            .map(|(rec, &lines)| Progress {
+                id: rec.id,
+                fingerprint: rec.fingerprint(),
+                lines,
+            })
+            .collect();
+        'records: for (rec, &already) in seg.records.iter().zip(&seg.delivered) {
+            let fingerprint = rec.fingerprint();
+            let mut pos = already.min(rec.lines.len());
+            if pos > 0 {
+                tracing::info!(
+                    "resuming {} of {} after its first {pos} lines, delivered before an interruption",
+                    rec.label,
+                    seg.name
+                );
+            }
+            while pos < rec.lines.len() {
+                let end = (pos + writer.batch_size()).min(rec.lines.len());
+                let report = writer.send(&rec.lines[pos..end]).await;
+                r.written += report.written;
+                seg_written += report.written;
+                if let Some((lines, e)) = report.refused_batch() {
+                    match spool.dead_letter(&rec.label, &lines, &e) {
+                        Ok(()) => {
+                            r.dead_lettered += lines.len();
+                            seg_dead += lines.len();
+                            tracing::error!(
+                                "InfluxDB refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
+                                lines.len(),
+                                rec.label,
+                                spool.dead_letter_path().display()
+                            );
+                        }
+                        Err(se) => {
+                            tracing::error!("{se}");
+                            r.error = Some(se);
+                            // Keep the record from this batch on: resending
+                            // the batch's written lines is harmless.
+                            partial = Some((rec.id, rec.lines[pos..].to_vec()));
+                            break 'records;
+                        }
                     }
                 }
-            }
-            if let Some((lines, e)) = report.kept {
-                tracing::warn!("the spool's replay stopped: InfluxDB cannot take points now: {e}");
-                partial = Some((rec.id, lines));
-                r.stopped = Some(e);
-                break;
-            }
-            if !refused_ok {
-                // Keep the record: resending its written lines is harmless.
-                break;
+                if let Some((mut lines, e)) = report.kept {
+                    tracing::warn!(
+                        "the spool's replay stopped: InfluxDB cannot take points now: {e}"
+                    );
+                    lines.extend_from_slice(&rec.lines[end..]);
+                    partial = Some((rec.id, lines));
+                    r.stopped = Some(e);
+                    break 'records;
+                }
+                pos = end;
+                match progress.iter_mut().find(|p| p.id == rec.id) {
+                    Some(p) => p.lines = pos,
+                    None => progress.push(Progress {
+                        id: rec.id,
+                        fingerprint,
+                        lines: pos,
+                    }),
+                }
+                if let Err(e) = spool.record_progress(&seg.name, &progress) {
+                    // Only a later resend of what this replay wrote is at
+                    // stake: harmless for InfluxDB.
+                    tracing::warn!("{e}");
+                }
             }
             done.push(rec.id);
             r.records += 1;

@@ -56,6 +56,13 @@ pub struct InfluxConfig {
     pub token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// How long the output keeps points, when it drops older ones
+    /// (VictoriaMetrics' `-retentionPeriod`, 1 month by default, answers
+    /// 204 and drops older rows without a word): a collector's
+    /// `max_catch_up` reaching further back is warned about at load.
+    /// Never sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<TimeSpan>,
 }
 
 /// Which write API an output speaks.
@@ -85,6 +92,7 @@ impl std::fmt::Debug for InfluxConfig {
             .field("bucket", &self.bucket)
             .field("token", &self.token.as_ref().map(|_| REDACTED))
             .field("token_file", &self.token_file)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -106,6 +114,7 @@ impl Default for InfluxConfig {
             bucket: String::new(),
             token: None,
             token_file: None,
+            retention: None,
         }
     }
 }
@@ -492,6 +501,11 @@ impl InfluxWriter {
     /// The output's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Lines per write request (`batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {

@@ -8,6 +8,7 @@
 //! | `<seq>-<pid>-<n>.seg` | a segment: the records of one append, oldest segment first by name |
 //! | `dead-letter.lp` | batches InfluxDB refused (HTTP 400), each after a `# ubuntu-metrics dead letter: ...` line holding the server's message |
 //! | `dropped` | points dropped at the size limit and not yet reported in the self-metrics |
+//! | `<seq>-<pid>-<n>.seg.progress` | the delivery progress of a segment being replayed: per record, the lines already delivered (see below) |
 //! | `.<seq>-<pid>-<n>.seg.tmp` | a segment being written; renamed into place once synced (a leftover from a crash is removed at the next open) |
 //! | `NAME.bad` | a segment whose checksum failed, or an entry that is not a file, set aside with an error |
 //! | `.lock` | file lock taken for every change on disk (short; never held across a network request) |
@@ -35,9 +36,34 @@
 //!
 //! Records leave the spool only after InfluxDB accepted them (or refused
 //! them for good, into the dead-letter file): a replay rewrites a segment
-//! without the records it wrote. A crash between the write and the removal resends the
-//! record later, which is harmless: every line carries its own timestamp, and
-//! InfluxDB keeps one point per series and timestamp.
+//! without the records it wrote.
+//!
+//! # Progress within a segment
+//!
+//! A record goes out in batches (`batch_size` lines a request). After each
+//! batch accepted (or dead-lettered), the replay records how far it got in
+//! `NAME.progress` (written to a temporary name, `fsync`ed, renamed, the
+//! directory `fsync`ed: one small file, not the whole segment):
+//!
+//! ```text
+//! ubuntu-metrics spool progress 1
+//! <record id> <CRC-32 of the record's frame> <lines delivered>
+//! ```
+//!
+//! so that a process killed in the middle of a record (SIGKILL, a power
+//! cut, the daemon's shutdown grace running out) is followed by a replay
+//! that starts at the first batch not delivered instead of the record's
+//! first. An entry counts only while the record is exactly the one it was
+//! written for (same id and checksum): a segment rewritten meanwhile (the
+//! end of a replay, the size limit) makes it void, never wrong; a marker
+//! that cannot be read is ignored (the record is resent whole). The end
+//! of a segment's replay rewrites the segment and then removes the marker.
+//!
+//! Delivery is therefore at least once: the batch in flight when a process
+//! dies is sent again, whole. That is harmless for InfluxDB (a point is
+//! its series and timestamp: the same point written twice is stored once);
+//! VictoriaMetrics keeps both samples unless it runs with
+//! `-dedup.minScrapeInterval`.
 //!
 //! At the size limit the oldest records are dropped, with an error log and a
 //! counter the self-metrics report (`spool_dropped`).
@@ -67,6 +93,9 @@ const LOCK_FILE: &str = ".lock";
 const REPLAY_LOCK_FILE: &str = ".replay.lock";
 const DROPPED_FILE: &str = "dropped";
 const SEGMENT_SUFFIX: &str = ".seg";
+/// A segment's delivery progress: `NAME.seg.progress`.
+const PROGRESS_SUFFIX: &str = ".progress";
+const PROGRESS_HEADER: &str = "ubuntu-metrics spool progress 1";
 const TMP_SUFFIX: &str = ".tmp";
 /// Entries moved aside because they cannot be read as segments.
 pub const BAD_SUFFIX: &str = ".bad";
@@ -128,6 +157,12 @@ impl Record {
         let crc = checksum(&out[4..8], &out[HEADER_LEN..]);
         out[8..12].copy_from_slice(&crc.to_le_bytes());
         Some(out)
+    }
+
+    /// The CRC-32 of the record's frame: what a progress entry is valid
+    /// for (0 for a record that cannot be framed).
+    pub fn fingerprint(&self) -> u32 {
+        self.encode().map_or(0, |b| crc32fast::hash(&b))
     }
 
     pub fn spooled_at_time(&self) -> DateTime<Utc> {
@@ -387,6 +422,64 @@ pub struct Status {
 pub struct Segment {
     pub name: String,
     pub records: Vec<Record>,
+    /// For each record, how many of its first lines an interrupted replay
+    /// already delivered (its progress marker; 0 without one).
+    pub delivered: Vec<usize>,
+}
+
+/// One entry of a segment's progress marker: record `id`, whose
+/// [`Record::fingerprint`] is `fingerprint`, has its first `lines` lines
+/// delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub id: u32,
+    pub fingerprint: u32,
+    pub lines: usize,
+}
+
+impl Progress {
+    fn encode(entries: &[Progress]) -> String {
+        let mut out = format!("{PROGRESS_HEADER}\n");
+        for e in entries {
+            out.push_str(&format!("{} {} {}\n", e.id, e.fingerprint, e.lines));
+        }
+        out
+    }
+
+    /// `None` when the text is not a whole marker (the segment is then
+    /// replayed from its start: duplicates, never a loss).
+    fn decode(text: &str) -> Option<Vec<Progress>> {
+        let mut lines = text.split_terminator('\n');
+        if lines.next()? != PROGRESS_HEADER || !text.ends_with('\n') {
+            return None;
+        }
+        lines
+            .map(|l| {
+                let mut f = l.split(' ');
+                let e = Progress {
+                    id: f.next()?.parse().ok()?,
+                    fingerprint: f.next()?.parse().ok()?,
+                    lines: f.next()?.parse().ok()?,
+                };
+                f.next().is_none().then_some(e)
+            })
+            .collect()
+    }
+}
+
+/// For each record, the lines `entries` say were delivered (an entry
+/// counts only for the very record it was written for).
+fn delivered_of(records: &[Record], entries: &[Progress]) -> Vec<usize> {
+    records
+        .iter()
+        .map(|r| {
+            entries
+                .iter()
+                .find(|e| e.id == r.id)
+                .filter(|e| e.lines <= r.lines.len() && e.fingerprint == r.fingerprint())
+                .map_or(0, |e| e.lines)
+        })
+        .collect()
 }
 
 /// The spool directory.
@@ -449,6 +542,7 @@ impl Spool {
     fn segments(&self) -> Result<Vec<(String, u64)>, SpoolError> {
         let rd = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
         let mut out = Vec::new();
+        let mut markers = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| io_err(&self.dir, "cannot list", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -466,6 +560,10 @@ impl Spool {
                 }
                 continue;
             }
+            if let Some(seg) = name.strip_suffix(PROGRESS_SUFFIX) {
+                markers.push(seg.to_owned());
+                continue;
+            }
             if !name.ends_with(SEGMENT_SUFFIX) {
                 continue;
             }
@@ -479,7 +577,42 @@ impl Spool {
             }
         }
         out.sort();
+        // The marker of a segment that is gone (replayed, dropped at the
+        // size limit, set aside) says nothing any more.
+        for seg in markers {
+            if out.binary_search_by(|(n, _)| n.as_str().cmp(&seg)).is_err() {
+                let _ = fs::remove_file(self.progress_path(&seg));
+            }
+        }
         Ok(out)
+    }
+
+    fn progress_path(&self, name: &str) -> PathBuf {
+        progress_path(&self.dir, name)
+    }
+
+    /// The progress marker of segment `name` (lock held).
+    fn read_progress(&self, name: &str) -> Vec<Progress> {
+        read_progress(&self.dir, name)
+    }
+
+    /// Records how far the replay of segment `name` got (see the module's
+    /// documentation): written whole (temporary name, `fsync`, rename,
+    /// directory `fsync`) before it returns. Nothing is written when the
+    /// segment is gone.
+    pub fn record_progress(&self, name: &str, entries: &[Progress]) -> Result<(), SpoolError> {
+        let _guard = self.lock()?;
+        match fs::symlink_metadata(self.dir.join(name)) {
+            Ok(m) if m.file_type().is_file() => {}
+            _ => return Ok(()),
+        }
+        let path = self.progress_path(name);
+        let tmp = self
+            .dir
+            .join(format!(".{name}{PROGRESS_SUFFIX}{TMP_SUFFIX}"));
+        crate::fsutil::replace_file(&path, &tmp, Progress::encode(entries).as_bytes(), 0o600)
+            .map_err(|e| io_err(&path, "cannot write the progress marker", e))?;
+        fsync_dir(&self.dir)
     }
 
     fn new_segment_name(&self, existing: &[(String, u64)]) -> String {
@@ -744,7 +877,12 @@ impl Spool {
             if let Some(records) = self.read_segment(&name)?
                 && !records.is_empty()
             {
-                return Ok(Some(Segment { name, records }));
+                let delivered = delivered_of(&records, &self.read_progress(&name));
+                return Ok(Some(Segment {
+                    name,
+                    records,
+                    delivered,
+                }));
             }
         }
         Ok(None)
@@ -753,7 +891,10 @@ impl Spool {
     /// After a replay of `name`: removes the records whose id is in `done`,
     /// and replaces the lines of the record `partial.0` by `partial.1` (the
     /// lines still to write). Re-reads the segment first, so records dropped
-    /// at the size limit meanwhile stay dropped.
+    /// at the size limit meanwhile stay dropped. The segment's progress
+    /// marker goes after the rewrite: the rewritten segment holds all the
+    /// progress (a crash between the two leaves a marker whose entries no
+    /// longer match their records, which is void).
     pub fn finish_segment(
         &self,
         name: &str,
@@ -786,15 +927,26 @@ impl Spool {
         if changed {
             self.rewrite(name, &keep)?;
         }
-        Ok(())
+        self.remove_progress(name)
+    }
+
+    /// Removes segment `name`'s progress marker (lock held).
+    fn remove_progress(&self, name: &str) -> Result<(), SpoolError> {
+        let path = self.progress_path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, "cannot remove the progress marker", e)),
+        }
     }
 
     /// The points still waiting in segment `name` (0 when it is gone).
     pub fn pending_points(&self, name: &str) -> Result<usize, SpoolError> {
         let _guard = self.lock()?;
-        Ok(self
-            .read_segment(name)?
-            .map_or(0, |recs| recs.iter().map(|r| r.lines.len()).sum()))
+        Ok(self.read_segment(name)?.map_or(0, |recs| {
+            let done = delivered_of(&recs, &self.read_progress(name));
+            recs.iter().map(|r| r.lines.len()).sum::<usize>() - done.iter().sum::<usize>()
+        }))
     }
 
     /// Every record waiting, oldest first.
@@ -888,37 +1040,154 @@ impl Spool {
             let Some(records) = self.read_segment(&name)? else {
                 continue;
             };
-            if records.is_empty() {
-                continue;
-            }
-            st.segments += 1;
-            st.bytes += fs::metadata(self.dir.join(&name)).map_or(0, |m| m.len());
-            for r in &records {
-                st.records += 1;
-                st.points += r.lines.len();
-                let t = r.spooled_at_time();
-                st.oldest = Some(st.oldest.map_or(t, |o| o.min(t)));
-                for l in &r.lines {
-                    if let Some(ts) = line_timestamp(l) {
-                        st.oldest_point = Some(st.oldest_point.map_or(ts, |o| o.min(ts)));
-                    }
-                }
-            }
+            let bytes = fs::metadata(self.dir.join(&name)).map_or(0, |m| m.len());
+            let delivered = delivered_of(&records, &self.read_progress(&name));
+            count_segment(&mut st, &records, &delivered, bytes);
         }
-        let dl = self.dead_letter_path();
-        if let Ok(m) = fs::metadata(&dl) {
-            st.dead_letter_bytes = m.len();
-            st.dead_letter_entries = fs::read_to_string(&dl)
-                .map(|t| {
-                    t.lines()
-                        .filter(|l| l.starts_with(DEAD_LETTER_MARK))
-                        .count()
-                })
-                .unwrap_or(0);
-        }
-        st.dropped_unreported = self.read_dropped();
+        count_dead_letters_and_drops(&mut st, &self.dir);
         Ok(st)
     }
+}
+
+fn progress_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{PROGRESS_SUFFIX}"))
+}
+
+/// The progress marker of segment `name` in `dir`; empty when there is
+/// none or it cannot be read (the segment is then replayed whole).
+fn read_progress(dir: &Path, name: &str) -> Vec<Progress> {
+    let path = progress_path(dir, name);
+    let mut text = String::new();
+    let read = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|f| {
+            if !f.metadata()?.file_type().is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
+            f.take(1 << 20).read_to_string(&mut text)
+        });
+    match read {
+        Ok(_) => Progress::decode(&text).unwrap_or_else(|| {
+            tracing::warn!(
+                spool = %dir.display(),
+                "{}: not a progress marker; the segment is replayed from its start",
+                path.display()
+            );
+            Vec::new()
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!(
+                spool = %dir.display(),
+                "{}: cannot read the progress marker ({e}); the segment is replayed from its start",
+                path.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Adds a segment's records (`delivered`: the lines of each already
+/// delivered) to `st`.
+fn count_segment(st: &mut Status, records: &[Record], delivered: &[usize], bytes: u64) {
+    if records.is_empty() {
+        return;
+    }
+    st.segments += 1;
+    st.bytes += bytes;
+    for (r, &done) in records.iter().zip(delivered) {
+        if done >= r.lines.len() {
+            continue;
+        }
+        st.records += 1;
+        st.points += r.lines.len() - done;
+        let t = r.spooled_at_time();
+        st.oldest = Some(st.oldest.map_or(t, |o| o.min(t)));
+        for l in &r.lines[done..] {
+            if let Some(ts) = line_timestamp(l) {
+                st.oldest_point = Some(st.oldest_point.map_or(ts, |o| o.min(ts)));
+            }
+        }
+    }
+}
+
+/// The dead-letter file's and the drop counter's part of a status.
+fn count_dead_letters_and_drops(st: &mut Status, dir: &Path) {
+    let dl = dir.join(DEAD_LETTER_FILE);
+    if let Ok(m) = fs::metadata(&dl) {
+        st.dead_letter_bytes = m.len();
+        st.dead_letter_entries = fs::read_to_string(&dl)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.starts_with(DEAD_LETTER_MARK))
+                    .count()
+            })
+            .unwrap_or(0);
+    }
+    st.dropped_unreported = fs::read_to_string(dir.join(DROPPED_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+}
+
+/// What waits in the spool at `dir`, read without its lock and without
+/// changing anything (no leftover removed, nothing set aside): for a
+/// reader that cannot take the lock (a read-only state directory,
+/// another user's spool). Segments are only ever replaced whole (renamed
+/// into place), so each one read is whole; but the figures may be stale:
+/// a replay or an append may be under way. A segment that cannot be read
+/// or whose checksum fails is left out, with a warning.
+pub fn peek(dir: &Path) -> Result<Status, SpoolError> {
+    let rd = fs::read_dir(dir).map_err(|e| io_err(dir, "cannot list", e))?;
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err(dir, "cannot list", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(SEGMENT_SUFFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut st = Status::default();
+    for name in names {
+        let path = dir.join(&name);
+        let mut data = Vec::new();
+        let read = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| {
+                if !f.metadata()?.file_type().is_file() {
+                    return Err(io::Error::other("not a regular file"));
+                }
+                f.read_to_end(&mut data)
+            });
+        match read {
+            Ok(_) => {}
+            // Replayed (or dropped) since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!("spool {}: cannot read it: {e}; not counted", path.display());
+                continue;
+            }
+        }
+        let parsed = parse_segment(&data);
+        if !parsed.damage.is_empty() {
+            tracing::warn!(
+                "spool {}: {} damaged bytes; not counted",
+                path.display(),
+                parsed.damaged_bytes()
+            );
+            continue;
+        }
+        let records: Vec<Record> = parsed.records.into_iter().map(|(_, r)| r).collect();
+        let delivered = delivered_of(&records, &read_progress(dir, &name));
+        count_segment(&mut st, &records, &delivered, data.len() as u64);
+    }
+    count_dead_letters_and_drops(&mut st, dir);
+    Ok(st)
 }
 
 /// Splits lines into records: at most [`MAX_RECORD_LINES`] lines and
@@ -1126,6 +1395,78 @@ mod tests {
         assert_eq!(s.status().unwrap(), Status::default());
         // Finishing a segment that is gone is not an error.
         s.finish_segment(&seg3.name, &[0], None).unwrap();
+    }
+
+    #[test]
+    fn progress_counts_only_for_the_record_it_was_written_for() {
+        let (_d, s) = spool(1 << 20);
+        let lines: Vec<String> = (0..10).map(|i| format!("m v={i}i {i}")).collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        s.append(&[batch("a", &refs), batch("b", &["n v=1i 1", "n v=2i 2"])])
+            .unwrap();
+        let seg = s.oldest_segment().unwrap().unwrap();
+        assert_eq!(seg.delivered, vec![0, 0]);
+        let a = &seg.records[0];
+        s.record_progress(
+            &seg.name,
+            &[Progress {
+                id: a.id,
+                fingerprint: a.fingerprint(),
+                lines: 4,
+            }],
+        )
+        .unwrap();
+        // Read back by the next replay, and by status.
+        assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![4, 0]);
+        assert_eq!(s.status().unwrap().points, 8);
+        assert_eq!(s.status().unwrap().oldest_point, Some(1));
+        assert_eq!(s.pending_points(&seg.name).unwrap(), 8);
+        // Record a done, b half done.
+        let b = &seg.records[1];
+        let both = [
+            Progress {
+                id: a.id,
+                fingerprint: a.fingerprint(),
+                lines: 10,
+            },
+            Progress {
+                id: b.id,
+                fingerprint: b.fingerprint(),
+                lines: 1,
+            },
+        ];
+        s.record_progress(&seg.name, &both).unwrap();
+        let st = s.status().unwrap();
+        assert_eq!((st.records, st.points, st.oldest_point), (1, 1, Some(2)));
+        // A marker for another content of the record (a rewrite since) is
+        // void, never applied to the new content.
+        let mut other = both;
+        other[0].fingerprint ^= 1;
+        other[1].lines = 3;
+        s.record_progress(&seg.name, &other).unwrap();
+        assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![0, 0]);
+        // Garbage is ignored (replayed whole).
+        fs::write(s.progress_path(&seg.name), "1 2 3\n").unwrap();
+        assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![0, 0]);
+        // The end of the replay rewrites the segment, then drops the marker.
+        s.record_progress(&seg.name, &both).unwrap();
+        s.finish_segment(&seg.name, &[a.id], Some((b.id, vec!["n v=2i 2".into()])))
+            .unwrap();
+        assert!(!s.progress_path(&seg.name).exists());
+        let left = s.oldest_segment().unwrap().unwrap();
+        assert_eq!(left.records.len(), 1);
+        assert_eq!(left.delivered, vec![0]);
+        assert_eq!(s.status().unwrap().points, 1);
+        // A marker left for a segment that is gone is removed at the next
+        // listing; none is written for a segment that is gone.
+        s.record_progress(&seg.name, &both).unwrap();
+        s.finish_segment(&seg.name, &[b.id], None).unwrap();
+        assert!(s.oldest_segment().unwrap().is_none());
+        s.record_progress(&seg.name, &both).unwrap();
+        assert!(!s.progress_path(&seg.name).exists());
+        fs::write(s.progress_path(&seg.name), Progress::encode(&both)).unwrap();
+        assert_eq!(s.status().unwrap(), Status::default());
+        assert!(entries(&s).is_empty(), "{:?}", entries(&s));
     }
 
     fn entries(s: &Spool) -> Vec<String> {
