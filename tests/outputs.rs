@@ -260,14 +260,19 @@ fn under_the_daemon_an_output_down_delays_nothing_and_catches_up() {
             (name, r["time"].as_i64().unwrap() / 1_000_000)
         })
         .collect();
-    let in_vm: std::collections::BTreeSet<(String, i64)> = vm
-        .export()
-        .into_iter()
-        .filter(|(n, _, _)| n.starts_with("versions_script_stats_count"))
-        .map(|(n, t, _)| (n, t))
-        .collect();
+    let export = || -> std::collections::BTreeSet<(String, i64)> {
+        vm.export()
+            .into_iter()
+            .filter(|(n, _, _)| n.starts_with("versions_script_stats_count"))
+            .map(|(n, t, _)| (n, t))
+            .collect()
+    };
+    // VictoriaMetrics makes a write searchable a little after its 204.
+    wait_for("vm shows every point influxd holds", &|| {
+        export().len() >= in_influxd.len()
+    });
     assert_eq!(in_influxd.len(), rows(), "one row per point in influxd");
-    assert_eq!(in_vm, in_influxd, "{log}");
+    assert_eq!(export(), in_influxd, "{log}");
 }
 
 /// A loopback proxy in front of VictoriaMetrics: it forwards the first
