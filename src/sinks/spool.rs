@@ -315,6 +315,7 @@ impl FileLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
     }
 
@@ -834,6 +835,7 @@ impl Spool {
                 .append(true)
                 .create(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()
