@@ -532,6 +532,16 @@ impl Http {
                     Ok(r) => r,
                     Err(e) => return (Err(request_error(&url, &e)), None),
                 };
+                // A conditional request refused (431 for its validators, 400,
+                // or the document gone): the entry goes, the next request is
+                // a plain one. A 408 or 429 says nothing of the request.
+                if known.is_some()
+                    && resp.status().is_client_error()
+                    && !matches!(resp.status().as_u16(), 408 | 429)
+                    && let Some(c) = cache
+                {
+                    c.forget(&url);
+                }
                 let mut kept = None;
                 if resp.status() == reqwest::StatusCode::NOT_MODIFIED
                     && let Some(v) = &known
