@@ -156,7 +156,7 @@ pub struct Options {
 /// The unfinished backfills of the state directory `dir`.
 pub fn read_progress(dir: &Path) -> Result<BTreeMap<String, Progress>, String> {
     let path = dir.join(PROGRESS_FILE);
-    match std::fs::read(&path) {
+    match crate::fsutil::read_file(&path) {
         Ok(b) => {
             serde_json::from_slice(&b).map_err(|e| format!("{}: not valid: {e}", path.display()))
         }

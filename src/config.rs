@@ -948,29 +948,29 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
 }
 
 /// `message` (quoting parts of the configuration `text`) with every value
-/// of a `password` key and every password of a URL in `text` replaced.
+/// of a secret key (`password`, `token`, ... as [`crate::redact`] names
+/// them), every password of a URL and every secret query value in `text`
+/// replaced.
 pub fn redact_secrets(message: &str, text: &str) -> String {
     static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
-            r#"(?:password|token)["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#,
+            r#"([A-Za-z0-9_\-]+)["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#,
         )
         .expect("valid regex")
     });
-    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"://[^/@\s:]*:([^/@\s]+)@").expect("valid regex")
-    });
     let mut secrets: Vec<String> = Vec::new();
     for c in KEY.captures_iter(text) {
-        let v = &c[1];
+        if !crate::redact::is_secret_name(&c[1]) {
+            continue;
+        }
+        let v = &c[2];
         secrets.push(v.to_owned());
         let inner = v.trim_matches(|ch| ch == '"' || ch == '\'');
         if !inner.is_empty() {
             secrets.push(inner.to_owned());
         }
     }
-    for c in URL.captures_iter(text) {
-        secrets.push(c[1].to_owned());
-    }
+    secrets.extend(crate::redact::url_secrets(text));
     // Longest first, so that a quoted value goes before its inner text.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = message.to_owned();

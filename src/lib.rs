@@ -20,6 +20,7 @@ pub mod point;
 #[cfg(test)]
 pub(crate) mod proptest_support;
 pub mod provision;
+pub mod redact;
 pub mod runner;
 pub mod schedule;
 pub mod schema;

@@ -1,6 +1,8 @@
 //! Log formats. On a terminal or in a pipe, tracing's default format; under
 //! systemd ([`Journald`]), one line per event with a `<N>` syslog priority
-//! prefix that journald turns into the entry's priority.
+//! prefix that journald turns into the entry's priority. Either way every
+//! line goes through [`Redacting`]: whatever logged it (this program or a
+//! library's trace), the secrets of the URLs it quotes are taken out.
 
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
@@ -43,5 +45,74 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// A `MakeWriter` whose writers pass every write (the formatter writes one
+/// event per write) through [`crate::redact::redact_url`].
+#[derive(Clone, Copy, Default)]
+pub struct Redacting<M>(pub M);
+
+/// The writer of [`Redacting`].
+pub struct RedactingWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0
+            .write_all(crate::redact::redact_url(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Redacting<M>
+{
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn every_logged_line_is_redacted() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Redacting(move || buf.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                url = "http://h/x?access_token=S1",
+                "failed: http://u:S2@h/?sig=S3"
+            );
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("access_token=<redacted>"), "{text}");
+        for s in ["S1", "S2", "S3"] {
+            assert!(!text.contains(s), "{text}");
+        }
     }
 }

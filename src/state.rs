@@ -94,7 +94,7 @@ pub fn read(dir: &Path) -> Result<StateFile, StateError> {
         path: path.clone(),
         message,
     };
-    match std::fs::read(&path) {
+    match crate::fsutil::read_file(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(format!("not valid: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile {
             version: VERSION,
@@ -172,7 +172,7 @@ pub struct MarksFile {
 /// Reads the catch-up marks in `dir` (none when there is no file yet).
 pub fn read_marks(dir: &Path) -> Result<Marks, StateError> {
     let path = dir.join(MARKS_FILE);
-    match std::fs::read(&path) {
+    match crate::fsutil::read_file(&path) {
         Ok(bytes) => serde_json::from_slice::<MarksFile>(&bytes)
             .map(|f| f.marks)
             .map_err(|e| StateError {
@@ -280,7 +280,7 @@ pub fn remove_schedule(dir: &Path, pid: u32) {
 
 /// The schedule of a daemon that is running, if there is one.
 pub fn read_schedule(dir: &Path) -> Option<Schedule> {
-    let bytes = std::fs::read(dir.join(SCHEDULE_FILE)).ok()?;
+    let bytes = crate::fsutil::read_file(&dir.join(SCHEDULE_FILE)).ok()?;
     let s: Schedule = serde_json::from_slice(&bytes).ok()?;
     alive(s.pid).then_some(s)
 }
@@ -401,5 +401,57 @@ mod tests {
         assert!(e.contains(STATE_FILE) && e.contains("not valid"), "{e}");
         record(d.path(), &[outcome("a", None)], Utc::now()).unwrap();
         assert!(read(d.path()).unwrap().collectors.contains_key("a"));
+    }
+
+    /// Issue 22, item 5: links planted in the state directory (at a state
+    /// file's name, at its temporary name, at the lock) are never read nor
+    /// written through: the files they point to are unchanged.
+    #[test]
+    fn links_in_the_state_directory_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let victim = d.path().join("victim");
+        let precious = "{\"version\": 1, \"collectors\": {}}";
+        std::fs::write(&victim, precious).unwrap();
+        let pid = std::process::id();
+        for name in [STATE_FILE, MARKS_FILE, SCHEDULE_FILE] {
+            let link = state.join(name);
+            std::os::unix::fs::symlink(&victim, &link).unwrap();
+            std::os::unix::fs::symlink(&victim, state.join(format!(".{name}.{pid}.tmp"))).unwrap();
+        }
+        let e = read(&state).unwrap_err().to_string();
+        assert!(e.contains(STATE_FILE) && e.contains("symbolic link"), "{e}");
+        assert!(
+            read_marks(&state)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        std::fs::write(&victim, format!("{{\"pid\": {pid}, \"due\": {{}}}}")).unwrap();
+        assert_eq!(read_schedule(&state), None);
+        std::fs::write(&victim, precious).unwrap();
+        let mut a = outcome("a", None);
+        a.newest.insert("http://h/x.csv".into(), Utc::now());
+        record(&state, std::slice::from_ref(&a), Utc::now()).unwrap();
+        set_marks(&state, &[a]).unwrap();
+        write_schedule(
+            &state,
+            &Schedule {
+                pid,
+                due: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), precious);
+        assert!(read(&state).unwrap().collectors.contains_key("a"));
+        assert!(read_marks(&state).unwrap().contains_key("a"));
+        assert!(read_schedule(&state).is_some());
+        // A link at the lock: refused, not created through.
+        let (state2, target) = (d.path().join("state2"), d.path().join("made-elsewhere"));
+        std::fs::create_dir(&state2).unwrap();
+        std::os::unix::fs::symlink(&target, state2.join(LOCK_FILE)).unwrap();
+        assert!(record(&state2, &[outcome("a", None)], Utc::now()).is_err());
+        assert!(!target.exists());
     }
 }

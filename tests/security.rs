@@ -592,3 +592,177 @@ fn the_password_is_read_from_the_systemd_credentials_directory() {
     assert_eq!(code, Some(0), "{out}");
     assert!(!db.rows("sponsoring_queue_stats").is_empty(), "{out}");
 }
+
+/// Secrets in query strings (issue 22, item 4): a source URL carrying
+/// `access_token=` / `Signature=` and an output URL carrying `token=` are
+/// shown with those values redacted everywhere: `config show`, a run's
+/// errors and debug logs, `status.json`, the recording's keys, the daemon's
+/// log and its `/status`, `/health` and `/metrics`. Other query values stay
+/// (they say which document it was).
+#[test]
+fn secrets_in_query_strings_are_never_shown() {
+    const SECRETS: [&str; 3] = ["QsSrcTok-5517", "QsSig-7702", "QsOutTok-9310"];
+    // Every surface is looked at; the leaks are reported together.
+    let leaks = std::cell::RefCell::new(Vec::<String>::new());
+    let assert_clean = |what: &str, out: &str| {
+        for s in SECRETS.iter().filter(|s| out.contains(**s)) {
+            leaks.borrow_mut().push(format!("{what}: {s}"));
+        }
+    };
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.sources.set(
+            "sponsoring",
+            format!(
+                "{}?report=x&access_token={}&Signature={}",
+                server.url("no-such-report.json"),
+                SECRETS[0],
+                SECRETS[1]
+            ),
+        );
+    });
+    // A second output whose URL carries a token, at a closed port; the
+    // daemon starting at once and answering on `listen`.
+    let mut t: toml::Table = toml::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let mut second = toml::Table::new();
+    second.insert(
+        "url".into(),
+        format!("http://127.0.0.1:{dead}/?token={}", SECRETS[2]).into(),
+    );
+    second.insert("database".into(), DATABASE.into());
+    second.insert("timeout".into(), "2s".into());
+    let mut outputs = toml::Table::new();
+    outputs.insert("second".into(), toml::Value::Table(second));
+    t.insert("outputs".into(), toml::Value::Table(outputs));
+    let mut daemon = toml::Table::new();
+    daemon.insert("startup_delay".into(), "0".into());
+    daemon.insert("random_delay".into(), "0".into());
+    daemon.insert("shutdown_grace".into(), "5s".into());
+    daemon.insert("listen".into(), listen.clone().into());
+    t.insert("daemon".into(), toml::Value::Table(daemon));
+    std::fs::write(&cfg, toml::to_string(&t).unwrap()).unwrap();
+
+    // `config show`: the secrets gone, the rest of the query kept.
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert_clean("config show", &out);
+    assert!(
+        out.contains("report=x&access_token=<redacted>") || !leaks.borrow().is_empty(),
+        "{out}"
+    );
+
+    // A failing run, recorded, with debug logs.
+    let rec = dir.path().join("recording");
+    let (code, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["-v", "run", "--now", NOW, "--record"])
+        .arg(&rec)
+        .arg("sponsoring")
+        .env("UBUNTU_METRICS_STATE_DIR", &state));
+    assert!(code.is_some_and(|c| c != 0), "{out}");
+    assert!(out.contains("HTTP 404"), "{out}");
+    assert_clean("a failing run's errors and logs", &out);
+    let status = std::fs::read_to_string(state.join("status.json")).unwrap();
+    assert!(status.contains("HTTP 404"), "{status}");
+    assert_clean("status.json", &status);
+    let mut recorded = 0;
+    let mut stack = vec![rec.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            assert_clean("the recording's file names", &p.to_string_lossy());
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                assert_clean("the recording", &String::from_utf8_lossy(&bytes));
+                recorded += 1;
+            }
+        }
+    }
+    assert!(recorded > 0, "nothing recorded");
+    // Every library's trace logs.
+    let (_, out) = run(bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--now", NOW, "sponsoring"])
+        .env("RUST_LOG", "trace")
+        .env("UBUNTU_METRICS_STATE_DIR", &state));
+    assert!(out.contains("TRACE"), "{out}");
+    assert_clean("a run's trace logs", &out);
+    // A configuration refused at load quotes the URL.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[influxdb]\nurl = \"http://127.0.0.1:99999/?token={}\"\n[sources]\nsponsoring = \"ftp://h/?access_token={}\"\n",
+            SECRETS[2], SECRETS[0]
+        ),
+    )
+    .unwrap();
+    let (code, out) = run(bin().arg("--config").arg(&bad).args(["config", "show"]));
+    assert_eq!(code, Some(2), "{out}");
+    assert_clean("a configuration error", &out);
+
+    // The daemon: its answers and its log.
+    let log = dir.path().join("daemon.log");
+    let mut child = common::daemon::start_daemon(&cfg, &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&listen).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        Some(raw)
+    };
+    let answered = loop {
+        if let Some(s) = get("/status")
+            && s.contains("HTTP 404")
+        {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the daemon did not report sponsoring's failure in 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_clean("/status", &answered);
+    for path in ["/health", "/metrics"] {
+        assert_clean(path, &get(path).unwrap_or_default());
+    }
+    common::daemon::signal(&child, "-TERM");
+    assert!(
+        common::daemon::wait_exit(&mut child, Duration::from_secs(30)).is_some(),
+        "the daemon did not stop"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("no-such-report.json"), "{logged}");
+    assert_clean("the daemon's log", &logged);
+    let leaks = leaks.into_inner();
+    assert!(leaks.is_empty(), "{} leaks: {leaks:#?}", leaks.len());
+}

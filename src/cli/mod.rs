@@ -456,7 +456,7 @@ fn init_logging(verbose: bool) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(crate::logging::Redacting(std::io::stderr))
             .event_format(crate::logging::Journald)
             .try_init();
         return;
@@ -464,7 +464,7 @@ fn init_logging(verbose: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(progress::LogWriter)
+        .with_writer(crate::logging::Redacting(progress::LogWriter))
         .with_ansi(ansi)
         .with_target(false)
         .try_init();

@@ -417,7 +417,8 @@ impl InfluxWriter {
         let url_pass = base.password().map(str::to_owned);
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let display_url = base.to_string();
+        // Shown in logs and errors: a token in the query string too goes.
+        let display_url = redact_url(base.as_str());
         let mut write_url = base.clone();
         let prefix = base.path().trim_end_matches('/');
         match cfg.api {

@@ -350,6 +350,7 @@ impl FileLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
     }
 
@@ -986,6 +987,7 @@ impl Spool {
                 .append(true)
                 .create(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()

@@ -11,6 +11,14 @@
 //! the entry records the body's length and CRC-32, checked when it is used,
 //! so a body a crash left short or damaged is a cache miss, never an error
 //! or wrong points.
+//!
+//! The directory is not trusted either: a file that is a symbolic link (or
+//! not a regular file) is never read nor written through, and the
+//! directory itself is not used when it is a link; an entry without its
+//! length and CRC-32 is dropped; validators longer than [`MAX_VALIDATOR`]
+//! are not kept (sent back, a huge `ETag` gets every later request refused
+//! with `431`); and an entry whose conditional request is answered with a
+//! 4xx is dropped, so the next request is a plain one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +30,10 @@ pub const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Every this many stores, idle entries are looked for.
 const PRUNE_EVERY: u64 = 256;
 
+/// The longest `ETag`, `Last-Modified` or content type kept, in bytes;
+/// an answer with a longer one is not kept.
+pub const MAX_VALIDATOR: usize = 4096;
+
 /// What is remembered of an answer besides its body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Validators {
@@ -32,8 +44,7 @@ pub struct Validators {
 }
 
 /// An entry's description on disk: the validators and what the body kept
-/// beside it must be (absent in entries written before they were checked,
-/// which were synced).
+/// beside it must be (an entry without them is dropped).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Kept {
     #[serde(flatten)]
@@ -42,6 +53,15 @@ struct Kept {
     len: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     crc32: Option<u32>,
+}
+
+impl Validators {
+    /// Whether every validator is short enough to keep and send back.
+    fn keepable(&self) -> bool {
+        [&self.etag, &self.last_modified, &self.content_type]
+            .iter()
+            .all(|v| v.as_ref().is_none_or(|v| v.len() <= MAX_VALIDATOR))
+    }
 }
 
 /// The on-disk store.
@@ -59,12 +79,26 @@ impl AnswerCache {
             dir: dir.to_owned(),
             stores: AtomicU64::new(0),
         };
+        if !cache.usable() {
+            tracing::warn!(
+                "{} is not a directory (a symbolic link?): answers are not kept for conditional requests",
+                dir.display()
+            );
+        }
         cache.prune();
         cache
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the directory is one (or not there yet), not a link to one.
+    fn usable(&self) -> bool {
+        match std::fs::symlink_metadata(&self.dir) {
+            Ok(m) => m.is_dir(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     fn paths(&self, url: &str) -> (PathBuf, PathBuf) {
@@ -80,51 +114,119 @@ impl AnswerCache {
         )
     }
 
-    /// The entry of `url`, if there is one (two URLs with one hash: the
-    /// other one's entry is not ours).
+    /// The entry of `url`, if there is a sound one (two URLs with one
+    /// hash: the other one's entry is not ours). One that cannot be used
+    /// (not a regular file, not JSON, no length and CRC-32, validators too
+    /// long) is dropped.
     fn kept(&self, url: &str) -> Option<Kept> {
+        if !self.usable() {
+            return None;
+        }
         let (meta, _) = self.paths(url);
-        let k: Kept = serde_json::from_slice(&std::fs::read(meta).ok()?).ok()?;
-        (k.validators.url == url).then_some(k)
+        let bytes = match crate::fsutil::read_file(&meta) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.drop_entry(url, &format!("{}: {e}", meta.display()));
+                return None;
+            }
+        };
+        let k: Kept = match serde_json::from_slice(&bytes) {
+            Ok(k) => k,
+            Err(e) => {
+                self.drop_entry(url, &format!("{}: not valid: {e}", meta.display()));
+                return None;
+            }
+        };
+        if k.validators.url != url {
+            return None;
+        }
+        if k.len.is_none() || k.crc32.is_none() {
+            self.drop_entry(url, "no length and CRC-32 of the body");
+            return None;
+        }
+        if !k.validators.keepable() {
+            self.drop_entry(url, "validators too long");
+            return None;
+        }
+        Some(k)
+    }
+
+    /// Removes the entry of `url`, saying why in the debug log.
+    fn drop_entry(&self, url: &str, why: &str) {
+        tracing::debug!(
+            "the answer kept for {} is dropped ({why}); asking for it in full",
+            crate::sources::http::redact_url(url)
+        );
+        self.forget(url);
+    }
+
+    /// Removes the entry of `url` (if any): its next request is a plain one.
+    pub fn forget(&self, url: &str) {
+        if !self.usable() {
+            return;
+        }
+        let (meta, body) = self.paths(url);
+        let _ = std::fs::remove_file(meta);
+        let _ = std::fs::remove_file(body);
     }
 
     /// The validators of `url`'s last answer, if it had any and its body is
-    /// there with the length recorded (else the document is asked for in
-    /// full).
+    /// there, a regular file of the length recorded (else the document is
+    /// asked for in full).
     pub fn validators(&self, url: &str) -> Option<Validators> {
         let k = self.kept(url)?;
-        if let Some(len) = k.len {
-            let (_, body) = self.paths(url);
-            if std::fs::metadata(body).ok()?.len() != len {
-                return None;
+        let (_, body) = self.paths(url);
+        match std::fs::symlink_metadata(&body) {
+            Ok(m) if m.is_file() && Some(m.len()) == k.len => Some(k.validators),
+            Ok(m) if !m.is_file() => {
+                self.drop_entry(url, "the body is not a regular file");
+                None
             }
+            _ => None,
         }
-        Some(k.validators)
     }
 
     /// The body kept for `url` (after a 304), marking the entry used; None
-    /// when it is missing or is not the body recorded (length, CRC-32).
+    /// when it is missing or is not the body recorded (a regular file of
+    /// the length and CRC-32 recorded).
     pub fn body(&self, url: &str) -> Option<Vec<u8>> {
         let k = self.kept(url)?;
         let (meta, body) = self.paths(url);
-        let bytes = std::fs::read(body).ok()?;
-        let intact = k.len.is_none_or(|len| len == bytes.len() as u64)
-            && k.crc32.is_none_or(|crc| crc == crc32fast::hash(&bytes));
+        let bytes = match crate::fsutil::read_file(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                self.drop_entry(url, &format!("{}: {e}", body.display()));
+                return None;
+            }
+        };
+        let intact = k.len == Some(bytes.len() as u64) && k.crc32 == Some(crc32fast::hash(&bytes));
         if !intact {
+            // Left short or damaged by a crash: a miss, and the full
+            // answer that follows replaces the entry.
             tracing::debug!(
                 "the answer kept for {} is damaged; asking for it in full",
                 crate::sources::http::redact_url(url)
             );
             return None;
         }
-        if let Ok(f) = std::fs::File::options().append(true).open(meta) {
+        if let Ok(f) = crate::fsutil::open_append(&meta) {
             let _ = f.set_modified(SystemTime::now());
         }
         Some(bytes)
     }
 
-    /// Keeps `body` with its validators (a 200 answer that has some).
+    /// Keeps `body` with its validators (a 200 answer that has some), unless
+    /// one is longer than [`MAX_VALIDATOR`] (the entry of the URL is then
+    /// dropped).
     pub fn store(&self, v: &Validators, body: &[u8]) {
+        if !v.keepable() {
+            self.drop_entry(&v.url, "validators too long to keep");
+            return;
+        }
+        if !self.usable() {
+            return;
+        }
         let (meta, path) = self.paths(&v.url);
         let stored = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
@@ -155,6 +257,9 @@ impl AnswerCache {
 
     /// Removes the entries not used for [`MAX_IDLE`].
     pub fn prune(&self) {
+        if !self.usable() {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -234,9 +339,71 @@ mod tests {
         std::fs::write(&body, b"{\"a\": 2}").unwrap();
         assert_eq!(c.validators(url), Some(v.clone()));
         assert_eq!(c.body(url), None);
-        // An entry written before lengths were recorded is still used.
+        // An entry without the length and CRC-32 of its body is dropped.
+        c.store(&v, b"{\"a\": 1}");
         let (meta, _) = c.paths(url);
         std::fs::write(&meta, serde_json::to_vec(&v).unwrap()).unwrap();
-        assert_eq!(c.body(url).as_deref(), Some(&b"{\"a\": 2}"[..]));
+        assert_eq!(c.validators(url), None);
+        assert_eq!(c.body(url), None);
+        assert!(!meta.exists() && !body.exists());
+    }
+
+    /// Issue 22, item 5: links planted in the directory are never read nor
+    /// written through; validators too long are not kept.
+    #[test]
+    fn links_are_not_followed_and_long_validators_not_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let c = AnswerCache::open(d.path());
+        let url = "http://h/a.json";
+        let v = Validators {
+            url: url.into(),
+            etag: Some("\"1\"".into()),
+            last_modified: None,
+            content_type: None,
+        };
+        // A link at the temporary name of the body: its target unchanged.
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let (meta, body) = c.paths(url);
+        let pid = std::process::id();
+        // (The body and its description share one temporary name.)
+        std::os::unix::fs::symlink(&victim, body.with_extension(format!("tmp{pid}"))).unwrap();
+        c.store(&v, b"{\"a\": 1}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(c.body(url).as_deref(), Some(&b"{\"a\": 1}"[..]));
+        // The body replaced by a link to a file of the same length and
+        // CRC-32 (as the description says): not read, the entry dropped.
+        std::fs::write(&victim, b"{\"a\": 1}").unwrap();
+        std::fs::remove_file(&body).unwrap();
+        std::os::unix::fs::symlink(&victim, &body).unwrap();
+        assert_eq!(c.validators(url), None);
+        assert_eq!(c.body(url), None);
+        assert!(!meta.exists());
+        // The description a link: not read.
+        c.store(&v, b"{\"a\": 1}");
+        let described = std::fs::read(&meta).unwrap();
+        std::fs::write(&victim, &described).unwrap();
+        std::fs::remove_file(&meta).unwrap();
+        std::os::unix::fs::symlink(&victim, &meta).unwrap();
+        assert_eq!(c.validators(url), None);
+        // A 70 KB ETag: not kept, and the entry it would replace dropped.
+        c.store(&v, b"{\"a\": 1}");
+        assert!(c.validators(url).is_some());
+        let huge = Validators {
+            etag: Some(format!("\"{}\"", "e".repeat(70_000))),
+            ..v.clone()
+        };
+        c.store(&huge, b"{\"a\": 2}");
+        assert_eq!(c.validators(url), None);
+        assert!(!meta.exists() && !body.exists());
+        // A directory that is a link is not used.
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let linked = d.path().join("linked");
+        std::os::unix::fs::symlink(&real, &linked).unwrap();
+        let c = AnswerCache::open(&linked);
+        c.store(&v, b"{\"a\": 1}");
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+        assert_eq!(c.validators(url), None);
     }
 }

@@ -539,6 +539,16 @@ impl Http {
                     Ok(r) => r,
                     Err(e) => return (Err(request_error(&url, &e)), None),
                 };
+                // A conditional request refused (431 for its validators, 400,
+                // or the document gone): the entry goes, the next request is
+                // a plain one. A 408 or 429 says nothing of the request.
+                if known.is_some()
+                    && resp.status().is_client_error()
+                    && !matches!(resp.status().as_u16(), 408 | 429)
+                    && let Some(c) = cache
+                {
+                    c.forget(&url);
+                }
                 let mut kept = None;
                 if resp.status() == reqwest::StatusCode::NOT_MODIFIED
                     && let Some(v) = &known
@@ -1027,25 +1037,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// What a redacted secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
-
-/// Every URL in `url` (a URL, or a message quoting URLs) with its userinfo
-/// redacted: `scheme://user:password@host` keeps the user and loses the
-/// password; `scheme://token@host` (a user name alone, often a token)
-/// loses it all.
-pub fn redact_url(url: &str) -> String {
-    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"://([^/@\s:?#]*)(:[^/@\s?#]*)?@").expect("valid regex")
-    });
-    RE.replace_all(url, |c: &regex::Captures| {
-        if c.get(2).is_some() {
-            format!("://{}:{REDACTED}@", &c[1])
-        } else if c[1].starts_with('<') {
-            c[0].to_owned()
-        } else {
-            format!("://{REDACTED}@")
-        }
-    })
-    .into_owned()
-}
+/// The program's one redaction ([`crate::redact`]), where its callers
+/// have always found it.
+pub use crate::redact::{REDACTED, redact_url};
