@@ -21,12 +21,12 @@
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
 use crate::catch_up::{self, Cutoff};
+use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, float, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, float, int, tag};
 use crate::sources::http::join;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
@@ -52,7 +52,10 @@ pub const SCHEMA: &[Measurement] = &[
     Measurement::new(
         "britney_last_run_duration",
         &[tag("release", "")],
-        &[int("run_duration", "whole minutes of the last complete run")],
+        &[int(
+            "run_duration",
+            "whole minutes of the last complete run",
+        )],
     ),
     Measurement::new(
         "update_excuses_stats",
@@ -110,18 +113,54 @@ impl Collector for Britney {
             board: Board::Queues,
             title: "Proposed migration (britney)",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Hours since britney's last run", "britney_last_run_age", &["run_age"], &["release"])
-                    .unit("h"),
-                Panel::new(Kind::Timeseries, "Duration of britney's last run", "britney_last_run_duration", &["run_duration"], &["release"])
-                    .unit("m"),
-                Panel::new(Kind::Timeseries, "Update excuses (devel series)", "update_excuses_stats", &["valid_candidates", "not_considered", "total", "backlog"], &["release"]),
-                Panel::new(Kind::Timeseries, "Median age of update excuses", "update_excuses_stats", &["median_age"], &["release"])
-                    .unit("d"),
-                Panel::new(Kind::Timeseries, "Excuses older than 3 days, by team", "update_excuses_by_team_stats", &["count"], &["team"]),
-                Panel::new(Kind::Table, "Excuses by team (latest)", "update_excuses_by_team_stats", &["count", "age"], &["release", "team"])
-                    .field_units(&[("age", "d")])
-                    .width(12)
-                    .describe("Per team: items older than 3 days, and their mean age in days."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Hours since britney's last run",
+                    "britney_last_run_age",
+                    &["run_age"],
+                    &["release"],
+                )
+                .unit("h"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Duration of britney's last run",
+                    "britney_last_run_duration",
+                    &["run_duration"],
+                    &["release"],
+                )
+                .unit("m"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Update excuses (devel series)",
+                    "update_excuses_stats",
+                    &["valid_candidates", "not_considered", "total", "backlog"],
+                    &["release"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Median age of update excuses",
+                    "update_excuses_stats",
+                    &["median_age"],
+                    &["release"],
+                )
+                .unit("d"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Excuses older than 3 days, by team",
+                    "update_excuses_by_team_stats",
+                    &["count"],
+                    &["team"],
+                ),
+                Panel::new(
+                    Kind::Table,
+                    "Excuses by team (latest)",
+                    "update_excuses_by_team_stats",
+                    &["count", "age"],
+                    &["release", "team"],
+                )
+                .field_units(&[("age", "d")])
+                .width(12)
+                .describe("Per team: items older than 3 days, and their mean age in days."),
             ],
         }
     }
@@ -461,7 +500,11 @@ impl ExcusesColumns {
     }
 
     /// The point of one row (with its time), or why the row is malformed.
-    pub fn point(&self, rec: &csv::StringRecord, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+    pub fn point(
+        &self,
+        rec: &csv::StringRecord,
+        devel: &str,
+    ) -> Result<(DateTime<Utc>, Point), String> {
         let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
         let Some(time) = int(self.time).and_then(DateTime::from_timestamp_millis) else {
             return Err(format!(
@@ -937,7 +980,12 @@ mod tests {
             "{err}"
         );
         assert!(excuses_points("u", "", "t", &win()).is_err());
-        assert!(excuses_points("u", HEADER, "t", &win()).unwrap().0.is_empty());
+        assert!(
+            excuses_points("u", HEADER, "t", &win())
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     // ---- part 4
