@@ -507,10 +507,10 @@ impl ExcusesColumns {
     ) -> Result<(DateTime<Utc>, Point), String> {
         let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
         let Some(time) = int(self.time).and_then(DateTime::from_timestamp_millis) else {
-            return Err(format!(
-                "time {:?} is not Unix milliseconds",
-                rec.get(self.time)
-            ));
+            return Err(match rec.get(self.time) {
+                Some(v) => format!("time {v:?} is not Unix milliseconds"),
+                None => "no time column".to_owned(),
+            });
         };
         let mut point = Point::new("update_excuses_stats")
             .tag("release", devel)
@@ -519,11 +519,11 @@ impl ExcusesColumns {
             match int(c) {
                 Some(v) => point = point.field(field, v),
                 None => {
-                    return Err(format!(
-                        "column {:?} is {:?}, not an integer",
-                        self.headers.get(c).unwrap_or(""),
-                        rec.get(c)
-                    ));
+                    let name = self.headers.get(c).unwrap_or("");
+                    return Err(match rec.get(c) {
+                        Some(v) => format!("column {name:?} is {v:?}, not an integer"),
+                        None => format!("no column {name:?} (the row has {} columns)", rec.len()),
+                    });
                 }
             }
         }
