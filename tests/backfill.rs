@@ -239,9 +239,11 @@ fn an_unbalanced_quote_costs_that_row_only_and_is_named() {
 struct CsvServer {
     port: u16,
     cut: Arc<AtomicUsize>,
-    /// Each request's `Range` header and the status it was answered with.
-    answers: Arc<Mutex<Vec<(Option<String>, u16)>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
 }
+
+/// A request's `Range` header and the status it was answered with.
+type Answer = (Option<String>, u16);
 
 impl CsvServer {
     fn start(path: PathBuf) -> CsvServer {
@@ -269,17 +271,12 @@ impl CsvServer {
         self.cut.store(bytes, Ordering::SeqCst);
     }
 
-    fn answers(&self) -> Vec<(Option<String>, u16)> {
+    fn answers(&self) -> Vec<Answer> {
         self.answers.lock().unwrap().clone()
     }
 }
 
-fn serve_csv(
-    conn: TcpStream,
-    path: &Path,
-    cut: &AtomicUsize,
-    answers: &Mutex<Vec<(Option<String>, u16)>>,
-) {
+fn serve_csv(conn: TcpStream, path: &Path, cut: &AtomicUsize, answers: &Mutex<Vec<Answer>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut range = None;
     loop {
