@@ -15,7 +15,7 @@ use fixture_server::FixtureServer;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -234,12 +234,23 @@ fn an_unbalanced_quote_costs_that_row_only_and_is_named() {
 /// with `Content-Range`, or 416 when `A` is past the end. [`cut_after`]
 /// makes the next answer stop after so many bytes of its body (the
 /// connection closed): an interrupted backfill, every time at the same row.
+/// [`pause_after`] makes it wait there until [`go_on`].
 ///
 /// [`cut_after`]: CsvServer::cut_after
+/// [`pause_after`]: CsvServer::pause_after
+/// [`go_on`]: CsvServer::go_on
 struct CsvServer {
     port: u16,
-    cut: Arc<AtomicUsize>,
+    gate: Arc<Gate>,
     answers: Arc<Mutex<Vec<Answer>>>,
+}
+
+/// Where the next answer stops (`usize::MAX`: nowhere), and whether it
+/// then waits for [`CsvServer::go_on`] rather than closing.
+struct Gate {
+    at: AtomicUsize,
+    pause: AtomicBool,
+    go: AtomicBool,
 }
 
 /// A request's `Range` header and the status it was answered with.
@@ -249,9 +260,13 @@ impl CsvServer {
     fn start(path: PathBuf) -> CsvServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicUsize::new(usize::MAX));
+        let gate = Arc::new(Gate {
+            at: AtomicUsize::new(usize::MAX),
+            pause: AtomicBool::new(false),
+            go: AtomicBool::new(false),
+        });
         let answers = Arc::new(Mutex::new(Vec::new()));
-        let (c, a) = (cut.clone(), answers.clone());
+        let (c, a) = (gate.clone(), answers.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
@@ -259,7 +274,11 @@ impl CsvServer {
                 std::thread::spawn(move || serve_csv(conn, &path, &c, &a));
             }
         });
-        CsvServer { port, cut, answers }
+        CsvServer {
+            port,
+            gate,
+            answers,
+        }
     }
 
     /// The base URL of the `proposed_migration` source.
@@ -268,7 +287,18 @@ impl CsvServer {
     }
 
     fn cut_after(&self, bytes: usize) {
-        self.cut.store(bytes, Ordering::SeqCst);
+        self.gate.pause.store(false, Ordering::SeqCst);
+        self.gate.at.store(bytes, Ordering::SeqCst);
+    }
+
+    fn pause_after(&self, bytes: usize) {
+        self.gate.go.store(false, Ordering::SeqCst);
+        self.gate.pause.store(true, Ordering::SeqCst);
+        self.gate.at.store(bytes, Ordering::SeqCst);
+    }
+
+    fn go_on(&self) {
+        self.gate.go.store(true, Ordering::SeqCst);
     }
 
     fn answers(&self) -> Vec<Answer> {
@@ -276,7 +306,7 @@ impl CsvServer {
     }
 }
 
-fn serve_csv(conn: TcpStream, path: &Path, cut: &AtomicUsize, answers: &Mutex<Vec<Answer>>) {
+fn serve_csv(conn: TcpStream, path: &Path, gate: &Gate, answers: &Mutex<Vec<Answer>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut range = None;
     loop {
@@ -325,13 +355,20 @@ fn serve_csv(conn: TcpStream, path: &Path, cut: &AtomicUsize, answers: &Mutex<Ve
         ),
     };
     answers.lock().unwrap().push((range, status));
-    let cut = cut.swap(usize::MAX, Ordering::SeqCst);
+    let at = gate.at.swap(usize::MAX, Ordering::SeqCst).min(body.len());
     let mut conn = conn;
     let _ = conn.write_all(
         format!("HTTP/1.1 {head}\r\nContent-Type: text/csv\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     );
-    let _ = conn.write_all(&body[..body.len().min(cut)]);
+    let _ = conn.write_all(&body[..at]);
+    if gate.pause.load(Ordering::SeqCst) {
+        let _ = conn.flush();
+        while !gate.go.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = conn.write_all(&body[at..]);
+    }
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
 
@@ -535,4 +572,69 @@ fn a_progress_file_that_is_a_directory_says_what_to_remove() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(count(&influx), ROWS as i64);
+}
+
+#[test]
+fn influxdb_down_after_some_rows_then_the_source_rotated_then_resumed_every_row_is_in_influxdb() {
+    // The sequence: exit 75 (InfluxDB down) after a number of rows,
+    // the 3,000 oldest rows removed and one appended, then resumed.
+    const ROWS: usize = 12_000;
+    const BATCH: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("update_excuses.csv");
+    let original = excuses_csv(0..ROWS);
+    std::fs::write(&file, &original).unwrap();
+    let csv = CsvServer::start(file.clone());
+    let mut influx = Influxd::start();
+    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    // The download waits at 70%; the batches before it are written.
+    let pause = original.len() * 7 / 10;
+    let lines = original.as_bytes()[..pause]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    let done = nth_line_end(&original, lines / BATCH * BATCH);
+    csv.pause_after(pause);
+    let mut child = backfill(&config, &["--batch", &BATCH.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while saved_offset(dir.path()) < done as u64 {
+        assert!(Instant::now() < deadline, "no progress to byte {done}");
+        assert!(child.try_wait().unwrap().is_none(), "it ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let written = count(&influx);
+    assert_eq!(
+        written as usize,
+        lines / BATCH * BATCH - 1,
+        "the header is no row"
+    );
+    influx.stop();
+    csv.go_on();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+
+    std::fs::write(&file, excuses_csv(3_000..ROWS + 1)).unwrap();
+    influx.restart();
+    let out = backfill(&config, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = summary(&out);
+    eprintln!("{line}\n{stderr}");
+    let got = totals(&influx);
+    assert_eq!(got.len(), ROWS + 1, "rows in influxd; {line}\n{stderr}");
+    assert_eq!(got, (0..=ROWS as i64).collect::<Vec<_>>());
+    assert!(stderr.contains("from the beginning"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// The byte offset just after the `n`-th line of `text`.
+fn nth_line_end(text: &str, n: usize) -> usize {
+    text.match_indices('\n')
+        .nth(n - 1)
+        .map(|(i, _)| i + 1)
+        .unwrap()
 }
