@@ -318,35 +318,7 @@ impl Parser<'_> {
     /// The points of one line (a row), or why it is malformed.
     fn row(&self, line: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
         match (self.kind, &self.columns) {
-            (Kind::Excuses, Some(cols)) => {
-                // The columns are integers: a line without quotes is split
-                // at its commas, as the CSV reader would; one with quotes
-                // is read by the CSV reader, alone (an unbalanced quote
-                // cannot reach the next line).
-                let rec = if line.contains('"') {
-                    let mut rdr = csv::ReaderBuilder::new()
-                        .has_headers(false)
-                        .flexible(true)
-                        .trim(csv::Trim::All)
-                        .from_reader(line.as_bytes());
-                    rdr.records()
-                        .next()
-                        .ok_or("an empty row")?
-                        .map_err(|e| format!("unreadable CSV ({e})"))?
-                } else {
-                    line.split(',').map(str::trim).collect()
-                };
-                let unbalanced = line.matches('"').count() % 2 == 1;
-                cols.point(&rec, self.devel)
-                    .map(|(t, p)| (t, vec![p]))
-                    .map_err(|why| {
-                        if unbalanced {
-                            format!("an unbalanced quote (\"): {why}")
-                        } else {
-                            why
-                        }
-                    })
-            }
+            (Kind::Excuses, Some(cols)) => cols.line(line, self.devel).map(|(t, p)| (t, vec![p])),
             (Kind::Excuses, None) => Err("no header line before it".to_owned()),
             (Kind::Nbs, _) => nbs_row(line, self.devel)
                 .map(|(t, p)| (t, vec![p]))

@@ -432,27 +432,22 @@ fn excuses_points(
     devel: &str,
     cutoff: &Cutoff,
 ) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?
-        .clone();
+    // Each line is a row of its own (see `ExcusesColumns::line`), so a
+    // malformed one, an unbalanced quote included, costs that row only.
+    let mut lines = text.lines().zip(1u64..);
+    let headers = match lines.next() {
+        Some((h, _)) => excuses_record(h.trim_start_matches('\u{feff}'))
+            .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?,
+        None => csv::StringRecord::new(),
+    };
     let cols = ExcusesColumns::of(url, &headers)?;
     let mut points = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("britney: {url}: line {line}: unreadable CSV row ({e}); skipped");
-                continue;
-            }
-        };
-        match cols.point(&rec, devel) {
+    for (text, line) in lines {
+        if text.trim().is_empty() {
+            continue;
+        }
+        match cols.line(text, devel) {
             Ok((time, point)) => {
                 newest = newest.max(Some(time));
                 if cutoff.takes(time) {
@@ -463,6 +458,25 @@ fn excuses_points(
         }
     }
     Ok((points, newest))
+}
+
+/// One line of `update_excuses.csv` as a CSV record. Its columns are
+/// integers, so records never span lines: a line without quotes is split at
+/// its commas (as the CSV reader would), one with quotes is read by the CSV
+/// reader alone, so that an unbalanced quote cannot reach the next line.
+pub fn excuses_record(line: &str) -> Result<csv::StringRecord, String> {
+    if !line.contains('"') {
+        return Ok(line.split(',').map(str::trim).collect());
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(line.as_bytes());
+    rdr.records()
+        .next()
+        .ok_or("an empty row")?
+        .map_err(|e| format!("unreadable CSV ({e})"))
 }
 
 /// Where the columns of `update_excuses.csv` are, from its header.
@@ -496,6 +510,19 @@ impl ExcusesColumns {
             headers: headers.clone(),
             time,
             fields,
+        })
+    }
+
+    /// The point of one line (a row, see [`excuses_record`]), with its
+    /// time, or why it is malformed.
+    pub fn line(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+        let rec = excuses_record(line)?;
+        self.point(&rec, devel).map_err(|why| {
+            if line.matches('"').count() % 2 == 1 {
+                format!("an unbalanced quote (\"): {why}")
+            } else {
+                why
+            }
         })
     }
 
@@ -963,6 +990,17 @@ mod tests {
                 "update_excuses_stats,release=tumbling backlog=5i,median_age=4i,not_considered=2i,total=3i,valid_candidates=1i 1795500000004000000"
             ]
         );
+    }
+
+    #[test]
+    fn an_unbalanced_quote_costs_that_row_only() {
+        let csv = format!(
+            "{HEADER}1795500000000,\"1,1,1,1,1\n\
+             1795500000001,1,2,3,4,5\n\
+             1795500000002,\"1\",2,3,4,5\n"
+        );
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
+        assert_eq!(ps.len(), 2, "{:?}", lines(&ps));
     }
 
     #[test]
