@@ -8,10 +8,23 @@
 //! saved, atomically, in `backfill.json` in the state directory. An
 //! interrupted backfill (SIGKILL included) started again with the same
 //! source and `--since` goes on from that offset (`Range: bytes=N-`, or by
-//! skipping N bytes when the server ignores ranges). A batch that was
-//! written but whose offset was not saved yet is written again: the same
-//! points (same series, same time), which InfluxDB keeps once. When the
-//! source is done its entry is removed.
+//! skipping N bytes when the server ignores ranges), once it proved that
+//! the document is the one it was reading: the CRC-32 of the (up to)
+//! [`CHECK_BYTES`] bytes before the offset, saved with it, must match those
+//! bytes now (asked for with the rest, in the same request). A document
+//! appended to since goes on; one replaced, rotated (rows removed at its
+//! start) or shorter than the offset (HTTP 416) is read again from the
+//! beginning, with a warning. A batch that was written but whose offset was
+//! not saved yet is written again: the same points (same series, same
+//! time), which InfluxDB keeps once. When the source is done its entry is
+//! removed.
+//!
+//! Rows never span lines in these documents (every column is an integer),
+//! so each line is a row of its own: a malformed one (an unbalanced quote
+//! included) costs that row only, and is counted and named by its line
+//! number. A `backfill.json` that is not valid JSON is replaced (every
+//! unfinished backfill starts again, with a warning); one that cannot be
+//! read (a directory) stops the backfill saying what to remove.
 //!
 //! One backfill at a time per state directory (`backfill.lock`).
 
@@ -23,7 +36,8 @@ use crate::fsutil::replace_file;
 use crate::point::Point;
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::FileLock;
-use crate::sources::http::join;
+use crate::sources::SourceError;
+use crate::sources::http::{Http, Stream, join};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +49,10 @@ pub const PROGRESS_FILE: &str = "backfill.json";
 pub const LOCK_FILE: &str = "backfill.lock";
 /// Rows per write unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 5_000;
+/// Bytes before the saved offset whose checksum a resumed backfill checks.
+pub const CHECK_BYTES: u64 = 64 * 1024;
+/// Malformed rows named one by one (their line numbers kept) per source.
+pub const NAMED_ROWS: usize = 20;
 
 /// How the rows of a source become points.
 #[derive(Debug, Clone, Copy)]
@@ -127,21 +145,99 @@ pub struct Progress {
     pub rows: u64,
     /// Points written so far.
     pub points: u64,
+    /// Rows written so far.
+    #[serde(default)]
+    pub written: u64,
+    /// Rows before `since` so far.
+    #[serde(default)]
+    pub before_since: u64,
+    /// Malformed rows so far (not written).
+    #[serde(default)]
+    pub malformed: u64,
+    /// The line numbers of the first [`NAMED_ROWS`] malformed rows.
+    #[serde(default)]
+    pub malformed_lines: Vec<u64>,
+    /// Lines of the document before `offset`.
+    #[serde(default)]
+    pub lines: u64,
+    /// The checksum of the bytes just before `offset`; none in a progress
+    /// saved by a version without it (then the document is read again).
+    #[serde(default)]
+    pub check: Option<Check>,
 }
 
-/// What a backfill did so far (or in all).
+impl Progress {
+    fn new(url: String, since: Option<DateTime<Utc>>) -> Progress {
+        Progress {
+            url,
+            since,
+            offset: 0,
+            header: None,
+            rows: 0,
+            points: 0,
+            written: 0,
+            before_since: 0,
+            malformed: 0,
+            malformed_lines: Vec::new(),
+            lines: 0,
+            check: None,
+        }
+    }
+}
+
+/// The CRC-32 of the `bytes` bytes before a saved offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// What a backfill did so far (or in all): `rows` = `written` +
+/// `before_since` + `malformed`.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Rows read.
     pub rows: u64,
+    /// Rows written (as `points` points).
+    pub written: u64,
     pub points: u64,
-    /// Rows skipped: malformed, or before `since`.
-    pub skipped: u64,
+    /// Rows before `--since` (not written, as asked).
+    pub before_since: u64,
+    /// Malformed rows (not written).
+    pub malformed: u64,
+    /// The line numbers of the first [`NAMED_ROWS`] malformed rows.
+    pub malformed_lines: Vec<u64>,
     /// Bytes of the document done.
     pub offset: u64,
     /// The document's length, when the server said.
     pub total: Option<u64>,
     /// The offset an interrupted backfill went on from.
     pub resumed_from: Option<u64>,
+    /// Why an interrupted backfill could not go on and started again from
+    /// the beginning.
+    pub restarted: Option<String>,
+}
+
+/// Why a backfill stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// InfluxDB did not take a batch: what was written is remembered, and
+    /// the same command later goes on.
+    Influx(String),
+    /// The document could not be read (to its end): what was written is
+    /// remembered, and the same command later goes on.
+    Source(String),
+    /// Running the same command again will not help until what the message
+    /// says is done.
+    Stop(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Influx(e) | Error::Source(e) | Error::Stop(e) => f.write_str(e),
+        }
+    }
 }
 
 /// How to backfill.
@@ -153,25 +249,44 @@ pub struct Options {
     pub batch_rows: usize,
 }
 
-/// The unfinished backfills of the state directory `dir`.
-pub fn read_progress(dir: &Path) -> Result<BTreeMap<String, Progress>, String> {
+/// The unfinished backfills of the state directory `dir`. A file that is
+/// not valid JSON is no progress (with a warning: it is replaced by the
+/// next save); one that cannot be read stops the backfill, saying what to
+/// do.
+pub fn read_progress(dir: &Path) -> Result<BTreeMap<String, Progress>, Error> {
     let path = dir.join(PROGRESS_FILE);
+    let shown = path.display();
     match crate::fsutil::read_file(&path) {
-        Ok(b) => {
-            serde_json::from_slice(&b).map_err(|e| format!("{}: not valid: {e}", path.display()))
-        }
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(all) => Ok(all),
+            Err(e) => {
+                tracing::warn!(
+                    "{shown} is not valid ({e}): every unfinished backfill it held starts again from the beginning (rows written before are written again, and InfluxDB keeps each once); it is replaced"
+                );
+                Ok(BTreeMap::new())
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        Err(_) if path.is_dir() => Err(Error::Stop(format!(
+            "{shown} is a directory, not backfill's progress file: remove it (rmdir {shown}, or rm -r after a look at what it holds) and run again; nothing was written"
+        ))),
+        Err(e) => Err(Error::Stop(format!(
+            "{shown}: cannot read: {e}; make it readable, or delete it to start every unfinished backfill again from the beginning; nothing was written"
+        ))),
     }
 }
 
-fn write_progress(dir: &Path, all: &BTreeMap<String, Progress>) -> Result<(), String> {
+fn write_progress(dir: &Path, all: &BTreeMap<String, Progress>) -> Result<(), Error> {
     let path = dir.join(PROGRESS_FILE);
-    let mut bytes = serde_json::to_vec_pretty(all).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec_pretty(all).map_err(|e| Error::Stop(e.to_string()))?;
     bytes.push(b'\n');
     let tmp = dir.join(format!(".{PROGRESS_FILE}.{}.tmp", std::process::id()));
-    replace_file(&path, &tmp, &bytes, 0o600)
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| {
+        Error::Stop(format!(
+            "{}: cannot write: {e}; the batches before were written, and without it a later backfill starts again from the beginning",
+            path.display()
+        ))
+    })
 }
 
 /// Parses batches of whole lines of one source into points.
@@ -200,51 +315,64 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// The lines of `text` as line protocol; counts rows and skipped rows.
-    fn lines(&self, text: &str, out: &mut Vec<String>, report: &mut Report) {
-        let keep = |t: DateTime<Utc>| self.since.is_none_or(|s| t >= s);
-        let mut push = |points: &mut dyn Iterator<Item = Point>| {
-            for p in points {
-                match p.to_line() {
-                    Ok(l) => out.push(l),
-                    Err(e) => tracing::warn!("backfill: {}: {e}", self.url),
-                }
-            }
-        };
+    /// The points of one line (a row), or why it is malformed.
+    fn row(&self, line: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
         match (self.kind, &self.columns) {
-            (Kind::Excuses, Some(cols)) => {
-                let mut rdr = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .flexible(true)
-                    .trim(csv::Trim::All)
-                    .from_reader(text.as_bytes());
-                for rec in rdr.records() {
-                    report.rows += 1;
-                    match rec
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| cols.point(&r, self.devel))
-                    {
-                        Ok((t, p)) if keep(t) => push(&mut std::iter::once(p)),
-                        Ok(_) => report.skipped += 1,
-                        Err(why) => {
-                            tracing::debug!("backfill: {}: {why}; row skipped", self.url);
-                            report.skipped += 1;
-                        }
-                    }
-                }
+            (Kind::Excuses, Some(cols)) => cols.line(line, self.devel).map(|(t, p)| (t, vec![p])),
+            (Kind::Excuses, None) => Err("no header line before it".to_owned()),
+            (Kind::Nbs, _) => nbs_row(line, self.devel)
+                .map(|(t, p)| (t, vec![p]))
+                .ok_or_else(|| {
+                    "not 3 integers (time in Unix milliseconds, removable, total)".to_owned()
+                }),
+            (Kind::Mismatches(pocket), _) => {
+                mismatch_row(line, self.devel, pocket).ok_or_else(|| {
+                    "not 5 integers (time in Unix milliseconds and 4 counts)".to_owned()
+                })
             }
-            (Kind::Excuses, None) => {}
-            (Kind::Nbs, _) | (Kind::Mismatches(_), _) => {
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    report.rows += 1;
-                    let row = match self.kind {
-                        Kind::Nbs => nbs_row(line, self.devel).map(|(t, p)| (t, vec![p])),
-                        Kind::Mismatches(pocket) => mismatch_row(line, self.devel, pocket),
-                        Kind::Excuses => None,
-                    };
-                    match row {
-                        Some((t, ps)) if keep(t) => push(&mut ps.into_iter()),
-                        _ => report.skipped += 1,
+        }
+    }
+
+    /// The lines of `text` (the first of them line `first` of the
+    /// document) as line protocol; counts rows, points and skipped rows.
+    fn lines(&self, text: &str, first: u64, out: &mut Vec<String>, report: &mut Report) {
+        for (line, n) in text.lines().zip(first..) {
+            if line.trim().is_empty() {
+                continue;
+            }
+            report.rows += 1;
+            let encoded = self.row(line).and_then(|(t, points)| {
+                if self.since.is_some_and(|s| t < s) {
+                    return Ok(None);
+                }
+                points
+                    .iter()
+                    .map(|p| p.to_line().map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+            });
+            match encoded {
+                Ok(Some(lines)) => {
+                    report.written += 1;
+                    report.points += lines.len() as u64;
+                    out.extend(lines);
+                }
+                Ok(None) => report.before_since += 1,
+                Err(why) => {
+                    report.malformed += 1;
+                    if report.malformed_lines.len() < NAMED_ROWS {
+                        report.malformed_lines.push(n);
+                        tracing::warn!(
+                            "backfill: {}: line {n}: {why}; row skipped (not written)",
+                            self.url
+                        );
+                    } else if report.malformed_lines.len() == NAMED_ROWS
+                        && report.malformed == NAMED_ROWS as u64 + 1
+                    {
+                        tracing::warn!(
+                            "backfill: {}: more than {NAMED_ROWS} malformed rows: the others are counted, not named",
+                            self.url
+                        );
                     }
                 }
             }
@@ -261,9 +389,82 @@ fn nth_newline(buf: &[u8], n: usize) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The document from the offset `state` saved, when it is the document
+/// read before: the stream, the first bytes after the offset, and the
+/// checked bytes before it. `Ok(Err(why))` when it is not (or cannot be
+/// told).
+async fn resume(
+    http: &Http,
+    url: &str,
+    state: &Progress,
+    kind: Kind,
+) -> Result<Result<(Stream, Vec<u8>, Vec<u8>), String>, Error> {
+    let Some(check) = state
+        .check
+        .filter(|c| c.bytes > 0 && c.bytes <= state.offset)
+    else {
+        return Ok(Err(
+            "no checksum of the bytes before it was saved (by an older version)".to_owned(),
+        ));
+    };
+    if matches!(kind, Kind::Excuses) && state.header.is_none() {
+        return Ok(Err("no header line was saved".to_owned()));
+    }
+    let from = state.offset - check.bytes;
+    let mut stream = match http.get_stream(url, from).await {
+        Ok(s) => s,
+        Err(SourceError::HttpStatus { status: 416, .. }) => {
+            return Ok(Err(format!(
+                "the document is shorter than {from} bytes now (HTTP 416)"
+            )));
+        }
+        Err(e) => return Err(Error::Source(e.to_string())),
+    };
+    if stream.start > from {
+        return Err(Error::Source(format!(
+            "{url}: asked for bytes from {from}, got from {}",
+            stream.start
+        )));
+    }
+    let mut skip = from - stream.start;
+    let want = usize::try_from(check.bytes).unwrap_or(usize::MAX);
+    let mut window = Vec::with_capacity(want);
+    let mut rest = Vec::new();
+    while window.len() < want {
+        let Some(mut c) = stream
+            .chunk()
+            .await
+            .map_err(|e| Error::Source(e.to_string()))?
+        else {
+            return Ok(Err(format!(
+                "the document is shorter than {} bytes now",
+                state.offset
+            )));
+        };
+        if skip > 0 {
+            let n = usize::try_from(skip).unwrap_or(usize::MAX).min(c.len());
+            c.drain(..n);
+            skip -= n as u64;
+        }
+        let need = want - window.len();
+        if c.len() > need {
+            rest = c.split_off(need);
+        }
+        window.extend_from_slice(&c);
+    }
+    if crc32fast::hash(&window) != check.crc32 {
+        return Ok(Err(format!(
+            "the {} bytes before it differ from those read then: the document was replaced or rotated (rows removed at its start)",
+            check.bytes
+        )));
+    }
+    Ok(Ok((stream, rest, window)))
+}
+
 /// Backfills `source` into `writer`, keeping its progress in `state_dir`;
 /// `progress` is called after each batch written. Resumes an interrupted
-/// backfill of the same source and `since`.
+/// backfill of the same source and `since` when the document is the same
+/// (else starts again from the beginning, with a warning).
 pub async fn backfill(
     source: &Source,
     ctx: &Context,
@@ -271,28 +472,62 @@ pub async fn backfill(
     state_dir: &Path,
     opts: &Options,
     progress: &mut (dyn FnMut(&Report) + Send),
-) -> Result<Report, String> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("{}: cannot create the directory: {e}", state_dir.display()))?;
+) -> Result<Report, Error> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::Stop(format!(
+            "{}: cannot create the directory: {e}",
+            state_dir.display()
+        ))
+    })?;
     let lock = state_dir.join(LOCK_FILE);
     let _guard = FileLock::try_exclusive(&lock)
-        .map_err(|e| format!("cannot lock {}: {e}", lock.display()))?
-        .ok_or_else(|| format!("another backfill is running ({} is locked)", lock.display()))?;
+        .map_err(|e| Error::Stop(format!("cannot lock {}: {e}", lock.display())))?
+        .ok_or_else(|| {
+            Error::Stop(format!(
+                "another backfill is running ({} is locked): wait for it to end",
+                lock.display()
+            ))
+        })?;
     let url = join(ctx.source(source.base), source.file);
     let key = redact_url(&url);
     let mut all = read_progress(state_dir)?;
     let mut state = match all.get(source.name) {
         Some(p) if p.url == key && p.since == opts.since => p.clone(),
-        _ => Progress {
-            url: key,
-            since: opts.since,
-            offset: 0,
-            header: None,
-            rows: 0,
-            points: 0,
-        },
+        _ => Progress::new(key.clone(), opts.since),
     };
-    let devel = ctx.devel_series().await.map_err(|e| e.to_string())?;
+    let devel = ctx
+        .devel_series()
+        .await
+        .map_err(|e| Error::Source(e.to_string()))?;
+    let mut restarted = None;
+    let resumed = if state.offset > 0 {
+        match resume(&ctx.http, &url, &state, source.kind).await? {
+            Ok(r) => Some(r),
+            Err(why) => {
+                tracing::warn!(
+                    "backfill {}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
+                    source.name,
+                    state.offset
+                );
+                restarted = Some(why);
+                state = Progress::new(key, opts.since);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (mut stream, mut buf, mut tail) = match resumed {
+        Some(r) => r,
+        None => {
+            let s = ctx
+                .http
+                .get_stream(&url, 0)
+                .await
+                .map_err(|e| Error::Source(e.to_string()))?;
+            (s, Vec::new(), Vec::new())
+        }
+    };
     let mut parser = Parser {
         kind: source.kind,
         devel: &devel,
@@ -301,41 +536,33 @@ pub async fn backfill(
         since: opts.since,
     };
     if let Some(h) = &state.header {
-        parser.header(h)?;
+        parser
+            .header(h)
+            .map_err(|e| Error::Stop(format!("{url}: {e}")))?;
     }
     let mut report = Report {
         rows: state.rows,
+        written: state.written,
         points: state.points,
+        before_since: state.before_since,
+        malformed: state.malformed,
+        malformed_lines: state.malformed_lines.clone(),
         offset: state.offset,
+        total: stream.total,
         resumed_from: (state.offset > 0).then_some(state.offset),
-        ..Default::default()
+        restarted,
     };
-    let mut stream = ctx
-        .http
-        .get_stream(&url, state.offset)
-        .await
-        .map_err(|e| e.to_string())?;
-    if stream.start > state.offset {
-        return Err(format!(
-            "{url}: asked for bytes from {}, got from {}",
-            state.offset, stream.start
-        ));
-    }
-    report.total = stream.total.map(|t| t + stream.start);
-    let mut skip = state.offset - stream.start;
     let batch = opts.batch_rows.max(1);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut newlines = 0usize;
+    let mut newlines = buf.iter().filter(|b| **b == b'\n').count();
     let mut lines = Vec::with_capacity(batch);
+    let window = usize::try_from(CHECK_BYTES).unwrap_or(usize::MAX);
     loop {
-        let chunk = stream.chunk().await.map_err(|e| e.to_string())?;
+        let chunk = stream
+            .chunk()
+            .await
+            .map_err(|e| Error::Source(e.to_string()))?;
         let end = chunk.is_none();
-        if let Some(mut c) = chunk {
-            if skip > 0 {
-                let n = usize::try_from(skip).unwrap_or(usize::MAX).min(c.len());
-                c.drain(..n);
-                skip -= n as u64;
-            }
+        if let Some(c) = chunk {
             newlines += c.iter().filter(|b| **b == b'\n').count();
             buf.extend_from_slice(&c);
         }
@@ -351,24 +578,46 @@ pub async fn backfill(
             let Some((len, n)) = cut else { break };
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
             let mut body: &str = &text;
+            let mut first = state.lines + 1;
             if state.offset == 0 && matches!(source.kind, Kind::Excuses) && state.header.is_none() {
                 let (h, rest) = body.split_once('\n').unwrap_or((body, ""));
-                parser.header(h.trim_end_matches('\r'))?;
-                state.header = Some(h.trim_end_matches('\r').to_owned());
+                let h = h.trim_end_matches('\r');
+                parser
+                    .header(h)
+                    .map_err(|e| Error::Stop(format!("{url}: line 1: {e}")))?;
+                state.header = Some(h.to_owned());
                 body = rest;
+                first += 1;
             }
             lines.clear();
-            parser.lines(body, &mut lines, &mut report);
+            parser.lines(body, first, &mut lines, &mut report);
             writer
                 .write_lines(&lines)
                 .await
-                .map_err(|(_, e)| format!("InfluxDB: {e}"))?;
+                .map_err(|(_, e)| Error::Influx(format!("InfluxDB: {e}")))?;
+            // The last bytes done, for the checksum a resume checks.
+            if len >= window {
+                tail.clear();
+                tail.extend_from_slice(&buf[len - window..len]);
+            } else {
+                tail.extend_from_slice(&buf[..len]);
+                let over = tail.len().saturating_sub(window);
+                tail.drain(..over);
+            }
             buf.drain(..len);
             newlines -= n;
             state.offset += len as u64;
+            state.lines += n as u64;
+            state.check = Some(Check {
+                bytes: tail.len() as u64,
+                crc32: crc32fast::hash(&tail),
+            });
             state.rows = report.rows;
-            report.points += lines.len() as u64;
+            state.written = report.written;
             state.points = report.points;
+            state.before_since = report.before_since;
+            state.malformed = report.malformed;
+            state.malformed_lines.clone_from(&report.malformed_lines);
             report.offset = state.offset;
             all.insert(source.name.to_owned(), state.clone());
             write_progress(state_dir, &all)?;
@@ -395,6 +644,30 @@ mod tests {
         );
         assert_eq!(select("ubuntu_archive").unwrap().len(), 3);
         assert!(select("nope").unwrap_err().contains("update_excuses"));
+    }
+
+    #[test]
+    fn each_line_is_a_row_and_a_malformed_one_costs_that_row_only() {
+        let mut p = Parser {
+            kind: Kind::Excuses,
+            devel: "zz",
+            url: "u",
+            columns: None,
+            since: None,
+        };
+        p.header("time,valid candidates,not considered,total,median age,backlog")
+            .unwrap();
+        // Line 3 opens a quote it never closes; line 4 is blank; line 5
+        // quotes a field properly and ends with CRLF.
+        let text =
+            "1577836800000,1,2,3,4,5\n1577836900000,\"1,2,3,4,5\n\n1577837000000,\"1\",2,3,4,5\r\n";
+        let mut out = Vec::new();
+        let mut r = Report::default();
+        p.lines(text, 2, &mut out, &mut r);
+        assert_eq!((r.rows, r.written, r.malformed), (3, 2, 1));
+        assert_eq!(r.malformed_lines, vec![3]);
+        assert_eq!(out.len(), 2);
+        assert!(out[1].ends_with(" 1577837000000000000"), "{out:?}");
     }
 
     #[test]

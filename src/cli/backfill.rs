@@ -1,8 +1,8 @@
 //! `backfill NAME [--since DATE]`: a time-series source's history into
 //! InfluxDB, with progress on a terminal; see [`crate::backfill`].
 
-use super::{BackfillArgs, EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE};
-use crate::backfill::{self, Options, Report};
+use super::{BackfillArgs, EXIT_DATAERR, EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE};
+use crate::backfill::{self, Error, Options, Report};
 use crate::config::Config;
 use crate::sinks::influxdb::InfluxWriter;
 use std::io::{IsTerminal, Write};
@@ -84,12 +84,36 @@ pub(super) async fn main(config: &Config, args: &BackfillArgs) -> i32 {
             Ok(r) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "backfill {name}: done: {} rows read, {} points written, {} rows skipped (malformed or before --since) in {secs:.1} s ({:.0} rows/s)",
+                    "backfill {name}: done: {} rows read: {} written ({} points), {} before --since, {} malformed (not written); in {secs:.1} s ({:.0} rows/s)",
                     r.rows,
+                    r.written,
                     r.points,
-                    r.skipped,
+                    r.before_since,
+                    r.malformed,
                     r.rows as f64 / secs.max(1e-3)
                 );
+                if r.malformed > 0 {
+                    let named = r
+                        .malformed_lines
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let more = if r.malformed > r.malformed_lines.len() as u64 {
+                        " and more"
+                    } else {
+                        ""
+                    };
+                    eprintln!(
+                        "WARNING: backfill {name}: {} malformed rows were not written (line {named}{more}: see above); every other row was. Running again reads them the same way: fix the document, or accept the loss",
+                        r.malformed
+                    );
+                    status = worse(status, EXIT_DATAERR);
+                }
+            }
+            Err(Error::Stop(e)) => {
+                eprintln!("ubuntu-metrics: backfill {name}: {e}");
+                status = worse(status, EXIT_FAILED);
             }
             Err(e) => {
                 eprintln!("ubuntu-metrics: backfill {name}: {e}");
@@ -97,13 +121,25 @@ pub(super) async fn main(config: &Config, args: &BackfillArgs) -> i32 {
                     "ubuntu-metrics: what was written is remembered in {}; run the same command again to go on",
                     dir.join(backfill::PROGRESS_FILE).display()
                 );
-                status = if e.starts_with("InfluxDB") {
+                let code = if matches!(e, Error::Influx(_)) {
                     EXIT_TEMPFAIL
                 } else {
                     EXIT_FAILED
                 };
+                status = worse(status, code);
             }
         }
     }
     status
+}
+
+/// The status of two outcomes together: 1 over 75 over 65 over 0.
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |s: i32| match s {
+        EXIT_OK => 0,
+        EXIT_DATAERR => 1,
+        EXIT_TEMPFAIL => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }

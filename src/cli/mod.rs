@@ -36,6 +36,9 @@ pub const EXIT_USAGE: i32 = 2;
 /// The points were collected but kept on disk (the spool) for a later
 /// write, because InfluxDB could not take them now (`EX_TEMPFAIL`).
 pub const EXIT_TEMPFAIL: i32 = 75;
+/// `backfill`: the document was read to its end and every good row
+/// written, but some rows were malformed and are not (`EX_DATAERR`).
+pub const EXIT_DATAERR: i32 = 65;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -21,12 +21,12 @@
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
 use crate::catch_up::{self, Cutoff};
+use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, float, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, float, int, tag};
 use crate::sources::http::join;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
@@ -52,7 +52,10 @@ pub const SCHEMA: &[Measurement] = &[
     Measurement::new(
         "britney_last_run_duration",
         &[tag("release", "")],
-        &[int("run_duration", "whole minutes of the last complete run")],
+        &[int(
+            "run_duration",
+            "whole minutes of the last complete run",
+        )],
     ),
     Measurement::new(
         "update_excuses_stats",
@@ -110,18 +113,54 @@ impl Collector for Britney {
             board: Board::Queues,
             title: "Proposed migration (britney)",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Hours since britney's last run", "britney_last_run_age", &["run_age"], &["release"])
-                    .unit("h"),
-                Panel::new(Kind::Timeseries, "Duration of britney's last run", "britney_last_run_duration", &["run_duration"], &["release"])
-                    .unit("m"),
-                Panel::new(Kind::Timeseries, "Update excuses (devel series)", "update_excuses_stats", &["valid_candidates", "not_considered", "total", "backlog"], &["release"]),
-                Panel::new(Kind::Timeseries, "Median age of update excuses", "update_excuses_stats", &["median_age"], &["release"])
-                    .unit("d"),
-                Panel::new(Kind::Timeseries, "Excuses older than 3 days, by team", "update_excuses_by_team_stats", &["count"], &["team"]),
-                Panel::new(Kind::Table, "Excuses by team (latest)", "update_excuses_by_team_stats", &["count", "age"], &["release", "team"])
-                    .field_units(&[("age", "d")])
-                    .width(12)
-                    .describe("Per team: items older than 3 days, and their mean age in days."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Hours since britney's last run",
+                    "britney_last_run_age",
+                    &["run_age"],
+                    &["release"],
+                )
+                .unit("h"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Duration of britney's last run",
+                    "britney_last_run_duration",
+                    &["run_duration"],
+                    &["release"],
+                )
+                .unit("m"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Update excuses (devel series)",
+                    "update_excuses_stats",
+                    &["valid_candidates", "not_considered", "total", "backlog"],
+                    &["release"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Median age of update excuses",
+                    "update_excuses_stats",
+                    &["median_age"],
+                    &["release"],
+                )
+                .unit("d"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Excuses older than 3 days, by team",
+                    "update_excuses_by_team_stats",
+                    &["count"],
+                    &["team"],
+                ),
+                Panel::new(
+                    Kind::Table,
+                    "Excuses by team (latest)",
+                    "update_excuses_by_team_stats",
+                    &["count", "age"],
+                    &["release", "team"],
+                )
+                .field_units(&[("age", "d")])
+                .width(12)
+                .describe("Per team: items older than 3 days, and their mean age in days."),
             ],
         }
     }
@@ -393,27 +432,22 @@ fn excuses_points(
     devel: &str,
     cutoff: &Cutoff,
 ) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?
-        .clone();
+    // Each line is a row of its own (see `ExcusesColumns::line`), so a
+    // malformed one, an unbalanced quote included, costs that row only.
+    let mut lines = text.lines().zip(1u64..);
+    let headers = match lines.next() {
+        Some((h, _)) => excuses_record(h.trim_start_matches('\u{feff}'))
+            .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?,
+        None => csv::StringRecord::new(),
+    };
     let cols = ExcusesColumns::of(url, &headers)?;
     let mut points = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("britney: {url}: line {line}: unreadable CSV row ({e}); skipped");
-                continue;
-            }
-        };
-        match cols.point(&rec, devel) {
+    for (text, line) in lines {
+        if text.trim().is_empty() {
+            continue;
+        }
+        match cols.line(text, devel) {
             Ok((time, point)) => {
                 newest = newest.max(Some(time));
                 if cutoff.takes(time) {
@@ -424,6 +458,25 @@ fn excuses_points(
         }
     }
     Ok((points, newest))
+}
+
+/// One line of `update_excuses.csv` as a CSV record. Its columns are
+/// integers, so records never span lines: a line without quotes is split at
+/// its commas (as the CSV reader would), one with quotes is read by the CSV
+/// reader alone, so that an unbalanced quote cannot reach the next line.
+pub fn excuses_record(line: &str) -> Result<csv::StringRecord, String> {
+    if !line.contains('"') {
+        return Ok(line.split(',').map(str::trim).collect());
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(line.as_bytes());
+    rdr.records()
+        .next()
+        .ok_or("an empty row")?
+        .map_err(|e| format!("unreadable CSV ({e})"))
 }
 
 /// Where the columns of `update_excuses.csv` are, from its header.
@@ -460,14 +513,31 @@ impl ExcusesColumns {
         })
     }
 
+    /// The point of one line (a row, see [`excuses_record`]), with its
+    /// time, or why it is malformed.
+    pub fn line(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+        let rec = excuses_record(line)?;
+        self.point(&rec, devel).map_err(|why| {
+            if line.matches('"').count() % 2 == 1 {
+                format!("an unbalanced quote (\"): {why}")
+            } else {
+                why
+            }
+        })
+    }
+
     /// The point of one row (with its time), or why the row is malformed.
-    pub fn point(&self, rec: &csv::StringRecord, devel: &str) -> Result<(DateTime<Utc>, Point), String> {
+    pub fn point(
+        &self,
+        rec: &csv::StringRecord,
+        devel: &str,
+    ) -> Result<(DateTime<Utc>, Point), String> {
         let int = |c: usize| rec.get(c).and_then(|v| v.parse::<i64>().ok());
         let Some(time) = int(self.time).and_then(DateTime::from_timestamp_millis) else {
-            return Err(format!(
-                "time {:?} is not Unix milliseconds",
-                rec.get(self.time)
-            ));
+            return Err(match rec.get(self.time) {
+                Some(v) => format!("time {v:?} is not Unix milliseconds"),
+                None => "no time column".to_owned(),
+            });
         };
         let mut point = Point::new("update_excuses_stats")
             .tag("release", devel)
@@ -476,11 +546,11 @@ impl ExcusesColumns {
             match int(c) {
                 Some(v) => point = point.field(field, v),
                 None => {
-                    return Err(format!(
-                        "column {:?} is {:?}, not an integer",
-                        self.headers.get(c).unwrap_or(""),
-                        rec.get(c)
-                    ));
+                    let name = self.headers.get(c).unwrap_or("");
+                    return Err(match rec.get(c) {
+                        Some(v) => format!("column {name:?} is {v:?}, not an integer"),
+                        None => format!("no column {name:?} (the row has {} columns)", rec.len()),
+                    });
                 }
             }
         }
@@ -923,6 +993,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unbalanced_quote_costs_that_row_only() {
+        let csv = format!(
+            "{HEADER}1795500000000,\"1,1,1,1,1\n\
+             1795500000001,1,2,3,4,5\n\
+             1795500000002,\"1\",2,3,4,5\n"
+        );
+        let ps = excuses_points("u", &csv, "tumbling", &win()).unwrap().0;
+        assert_eq!(ps.len(), 2, "{:?}", lines(&ps));
+    }
+
+    #[test]
     fn csv_without_a_needed_column_is_an_error() {
         let err = excuses_points(
             "http://x/update_excuses.csv",
@@ -937,7 +1018,12 @@ mod tests {
             "{err}"
         );
         assert!(excuses_points("u", "", "t", &win()).is_err());
-        assert!(excuses_points("u", HEADER, "t", &win()).unwrap().0.is_empty());
+        assert!(
+            excuses_points("u", HEADER, "t", &win())
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     // ---- part 4
