@@ -1004,10 +1004,7 @@ impl Spool {
     }
 
     fn read_dropped(&self) -> u64 {
-        fs::read_to_string(self.dropped_path())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        read_count(&self.dropped_path())
     }
 
     fn write_dropped(&self, n: u64) -> Result<(), SpoolError> {
@@ -1120,18 +1117,25 @@ fn count_dead_letters_and_drops(st: &mut Status, dir: &Path) {
     let dl = dir.join(DEAD_LETTER_FILE);
     if let Ok(m) = fs::metadata(&dl) {
         st.dead_letter_bytes = m.len();
-        st.dead_letter_entries = fs::read_to_string(&dl)
+        st.dead_letter_entries = crate::fsutil::read_file(&dl)
             .map(|t| {
-                t.lines()
+                String::from_utf8_lossy(&t)
+                    .lines()
                     .filter(|l| l.starts_with(DEAD_LETTER_MARK))
                     .count()
             })
             .unwrap_or(0);
     }
-    st.dropped_unreported = fs::read_to_string(dir.join(DROPPED_FILE))
+    st.dropped_unreported = read_count(&dir.join(DROPPED_FILE));
+}
+
+/// A counter kept as text in a file of the spool (0 when absent or
+/// unreadable), read without following a link.
+fn read_count(path: &Path) -> u64 {
+    crate::fsutil::read_file(path)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// What waits in the spool at `dir`, read without its lock and without
