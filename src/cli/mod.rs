@@ -387,6 +387,13 @@ pub fn main() -> ! {
 
 /// The program: parse the command line, run, return the exit status.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    // A jq filter's process (see `custom::jq`): before anything else.
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::custom::jq::CHILD_ARG)
+    {
+        return crate::custom::jq::child_main(&args[2..]);
+    }
     let args = multicall_args(args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

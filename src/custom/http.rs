@@ -162,16 +162,16 @@ impl HttpSpec {
         let now = ctx.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         let mut parts = Parts::new(name);
         for (key, url, text) in results {
-            let result = text.and_then(|text| {
-                let doc = parse(self.format, &url, &text)?;
-                self.points(name, key, &url, &now, &doc)
-            });
+            let result = match text.and_then(|text| parse(self.format, &url, &text)) {
+                Ok(doc) => self.points(name, key, &url, &now, &doc).await,
+                Err(e) => Err(e),
+            };
             parts.add(key, result);
         }
         parts.finish()
     }
 
-    fn points(
+    async fn points(
         &self,
         name: &str,
         key: &str,
@@ -183,6 +183,7 @@ impl HttpSpec {
         let outputs = self
             .filter
             .run(doc, [key, &shown, now])
+            .await
             .map_err(|e| CollectorError::Other(format!("{name}: the filter on {shown}: {e}")))?;
         let mut out = Vec::new();
         let mut n = 0;
