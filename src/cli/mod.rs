@@ -430,7 +430,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return EXIT_FAILED;
         }
     };
-    match cli.command {
+    let status = match cli.command {
         Command::List => list::main(&registry, &config),
         Command::Config(cmd) => config::main(cmd, &config),
         Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
@@ -443,8 +443,17 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Dashboards(cmd) => dashboards::main(cmd, &registry, &config),
         Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
         Command::New(_) => EXIT_OK,                           // handled above
-    }
+    };
+    // What a task still holds (a blocking call: a DNS lookup, a stuck
+    // file system) does not hold the exit longer than this: the daemon's
+    // SIGTERM bound is its `shutdown_grace` plus this.
+    rt.shutdown_timeout(EXIT_LEFTOVERS);
+    status
 }
+
+/// The longest the program waits, once a command is done, for what its
+/// tasks still hold (see [`main_with_args`]).
+pub const EXIT_LEFTOVERS: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn init_logging(verbose: bool) {
     use tracing_subscriber::EnvFilter;
