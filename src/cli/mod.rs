@@ -10,6 +10,7 @@ mod config;
 mod daemon;
 mod dashboards;
 mod influxdb;
+mod jq_filter;
 mod list;
 mod new;
 pub mod progress;
@@ -392,7 +393,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         .get(1)
         .is_some_and(|a| a == crate::custom::jq::CHILD_ARG)
     {
-        return crate::custom::jq::child_main(&args[2..]);
+        return jq_filter::main(&args[2..]);
     }
     let args = multicall_args(args);
     let cli = match Cli::try_parse_from(args) {

@@ -7,7 +7,7 @@
 //! of that can be caught in the process that runs it (a stack overflow or
 //! a failed allocation aborts the process, a loop cannot be interrupted),
 //! so a filter runs in a process of its own: the program itself, started
-//! again with the hidden argument [`CHILD_ARG`] ([`child_main`]), which
+//! again with the hidden argument [`CHILD_ARG`] ([`serve`]), which
 //! reads the filter, its variables and the document on standard input and
 //! writes the outputs, one JSON document per line, on standard output.
 //! That process
@@ -30,10 +30,8 @@
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The variables every filter gets: `$source` (the key of the URL the
@@ -62,14 +60,6 @@ pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 /// it is talking to this program's filter process and not to something
 /// else.
 const HELLO: &str = "ubuntu-metrics jq 1";
-
-/// The exit status of a filter's process for an error of the filter (the
-/// message is on standard error).
-const EXIT_FILTER_ERROR: i32 = 1;
-/// The exit status for the output limit.
-const EXIT_OUTPUT_LIMIT: i32 = 3;
-/// The exit status for bad input from the caller.
-const EXIT_PROTOCOL: i32 = 4;
 
 /// How much of a filter process's standard error is kept for the message.
 const STDERR_KEPT: u64 = 4096;
@@ -137,8 +127,8 @@ fn near(code: &str, at: &str) -> String {
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
-/// Sets the program started for filters (it must call [`child_main`] when
-/// its first argument is [`CHILD_ARG`], as `ubuntu-metrics` does). Without
+/// Sets the program started for filters (it must call [`serve`] when its
+/// first argument is [`CHILD_ARG`], as `ubuntu-metrics` does). Without
 /// it, the running program (`/proc/self/exe`, which stays right even when
 /// an upgrade replaced the file) is started: a test calling the library
 /// from its own binary sets the built `ubuntu-metrics`. Only the first call
@@ -297,16 +287,8 @@ fn failure(status: std::process::ExitStatus, stderr: &str) -> String {
         );
     }
     match (status.code(), status.signal()) {
-        (Some(EXIT_OUTPUT_LIMIT), _) => output_limit(),
-        (Some(EXIT_FILTER_ERROR), _) if !stderr.is_empty() => stderr.to_owned(),
-        (Some(c), _) => format!(
-            "the filter's process exited with status {c}: {}",
-            if stderr.is_empty() {
-                "(no message)"
-            } else {
-                stderr
-            }
-        ),
+        (Some(_), _) if !stderr.is_empty() => stderr.to_owned(),
+        (Some(c), _) => format!("the filter's process exited with status {c} (no message)"),
         (None, Some(s)) => format!(
             "the filter's process was killed by signal {s}: {}",
             if stderr.is_empty() {
@@ -341,120 +323,111 @@ pub fn evaluate(
     Ok(())
 }
 
-/// The filter's process: `args` are what follows [`CHILD_ARG`] (the pid of
-/// the program that started it). Returns the exit status.
-pub fn child_main(args: &[OsString]) -> i32 {
-    use std::io::{BufRead, Read, Write};
-    // Before anything is allocated: the memory limit.
+/// Limits the address space of this process to [`MEMORY_LIMIT`]: the
+/// filter's process calls it before it reads anything.
+pub fn limit_memory() -> Result<(), String> {
     let limit = libc::rlimit {
         rlim_cur: MEMORY_LIMIT as libc::rlim_t,
         rlim_max: MEMORY_LIMIT as libc::rlim_t,
     };
     // SAFETY: setrlimit(2) reads the struct we pass and nothing else.
     if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
-        eprintln!(
+        return Err(format!(
             "cannot set the memory limit: {}",
             std::io::Error::last_os_error()
-        );
-        return EXIT_PROTOCOL;
+        ));
     }
-    // Gone with the program that started it: a filter that never ends
-    // must not outlive it (should it be killed without its runtime
-    // killing this process).
-    let parent: Option<i32> = args
-        .first()
-        .and_then(|a| a.to_str())
-        .and_then(|a| a.parse().ok());
-    let Some(parent) = parent else {
-        eprintln!(
-            "usage: ubuntu-metrics {CHILD_ARG} PARENT_PID (the filter's process; not a command)"
-        );
-        return EXIT_PROTOCOL;
-    };
-    let watch = std::thread::Builder::new()
-        .stack_size(64 << 10)
-        .spawn(move || {
-            loop {
-                // SAFETY: getppid(2) cannot fail and touches no memory.
-                if unsafe { libc::getppid() } != parent {
-                    std::process::exit(EXIT_PROTOCOL);
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-    if let Err(e) = watch {
-        eprintln!("cannot start the watch on the parent process: {e}");
-        return EXIT_PROTOCOL;
+    Ok(())
+}
+
+/// How the filter's process ends ([`serve`]): it exits 0 when `Done`, else
+/// with an error status and [`Served::message`] on its standard error (the
+/// caller returns that message).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Every output written.
+    Done,
+    /// Stopped at [`MAX_OUTPUTS`] or [`MAX_OUTPUT_BYTES`].
+    OutputLimit,
+    /// The filter's error (or a request that is not valid): the message.
+    Failed(String),
+}
+
+impl Served {
+    /// What the filter's process says on its standard error, if anything.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Served::Done => None,
+            Served::OutputLimit => Some(output_limit()),
+            Served::Failed(e) => Some(e.clone()),
+        }
     }
-    let mut stdin = std::io::stdin().lock();
+}
+
+/// The work of the filter's process: reads the request (one JSON line:
+/// the filter and its variables) and the document from `input`, evaluates
+/// the filter on a [`STACK_SIZE`] stack (the same recursion limit whatever
+/// `ulimit -s` says) and writes [`HELLO`] then each output, one per line,
+/// to `output`, stopping at the output limit.
+pub fn serve<W: std::io::Write + Send + 'static>(
+    mut input: impl std::io::BufRead,
+    output: W,
+) -> Served {
+    use std::io::Write as _;
     let mut header = Vec::new();
-    let mut input = Vec::new();
-    if let Err(e) = stdin
+    let mut document = Vec::new();
+    if let Err(e) = input
         .read_until(b'\n', &mut header)
-        .and_then(|_| stdin.read_to_end(&mut input))
+        .and_then(|_| input.read_to_end(&mut document))
     {
-        eprintln!("reading the filter and the document: {e}");
-        return EXIT_PROTOCOL;
+        return Served::Failed(format!("reading the filter and the document: {e}"));
     }
     let request: Request = match serde_json::from_slice(&header) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("the filter's request is not valid: {e}");
-            return EXIT_PROTOCOL;
-        }
+        Err(e) => return Served::Failed(format!("the filter's request is not valid: {e}")),
     };
-    // The evaluation gets a stack of a known size, whatever `ulimit -s`
-    // says: the recursion limit is the same everywhere.
     let eval = std::thread::Builder::new()
         .name("jq".into())
         .stack_size(STACK_SIZE)
         .spawn(move || {
-            let stdout = std::io::stdout().lock();
-            let mut stdout = std::io::BufWriter::new(stdout);
-            let mut outputs = 0usize;
-            let mut bytes = 0usize;
-            let mut limited = false;
-            let write = |w: &mut std::io::BufWriter<_>, line: &str| -> Result<(), String> {
+            let mut w = std::io::BufWriter::new(output);
+            let write = |w: &mut std::io::BufWriter<W>, line: &str| -> Result<(), String> {
                 w.write_all(line.as_bytes())
                     .and_then(|()| w.write_all(b"\n"))
                     .map_err(|e| format!("writing the filter's outputs: {e}"))
             };
-            write(&mut stdout, HELLO)?;
+            if let Err(e) = write(&mut w, HELLO) {
+                return Served::Failed(e);
+            }
+            let (mut outputs, mut bytes, mut limited) = (0usize, 0usize, false);
             let vars = [
                 request.vars[0].as_str(),
                 request.vars[1].as_str(),
                 request.vars[2].as_str(),
             ];
-            let r = evaluate(&request.code, &input, vars, |v| {
+            let r = evaluate(&request.code, &document, vars, |v| {
                 outputs += 1;
                 bytes += v.len();
                 if outputs > MAX_OUTPUTS || bytes > MAX_OUTPUT_BYTES {
                     limited = true;
                     return Err(output_limit());
                 }
-                write(&mut stdout, &v)
+                write(&mut w, &v)
             });
-            stdout
-                .flush()
-                .map_err(|e| format!("writing the filter's outputs: {e}"))?;
+            if let Err(e) = w.flush() {
+                return Served::Failed(format!("writing the filter's outputs: {e}"));
+            }
             match r {
-                Err(_) if limited => Ok(EXIT_OUTPUT_LIMIT),
-                Err(e) => Err(e),
-                Ok(()) => Ok(0),
+                Err(_) if limited => Served::OutputLimit,
+                Err(e) => Served::Failed(e),
+                Ok(()) => Served::Done,
             }
         });
-    let result = match eval {
+    match eval {
         Ok(t) => t
             .join()
-            .unwrap_or_else(|_| Err("the filter panicked".into())),
-        Err(e) => Err(format!("cannot start the filter's thread: {e}")),
-    };
-    match result {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("{e}");
-            EXIT_FILTER_ERROR
-        }
+            .unwrap_or_else(|_| Served::Failed("the filter panicked".into())),
+        Err(e) => Served::Failed(format!("cannot start the filter's thread: {e}")),
     }
 }
 
@@ -538,16 +511,57 @@ mod tests {
             "{e}"
         );
         let e = failure(
-            std::process::ExitStatus::from_raw(EXIT_OUTPUT_LIMIT << 8),
-            "",
+            std::process::ExitStatus::from_raw(1 << 8),
+            "jq: cannot add\n",
         );
-        assert!(e.starts_with("output limit: "), "{e}");
-        let e = failure(
-            std::process::ExitStatus::from_raw(EXIT_FILTER_ERROR << 8),
-            "jq: cannot add",
-        );
-        assert_eq!(e, "jq: cannot add");
+        assert_eq!(e, "jq: cannot add\n");
+        let e = failure(std::process::ExitStatus::from_raw(1 << 8), "");
+        assert!(e.contains("status 1 (no message)"), "{e}");
         let e = failure(std::process::ExitStatus::from_raw(libc::SIGKILL), "");
         assert!(e.contains("signal 9"), "{e}");
+    }
+
+    /// A writer whose bytes the test keeps.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn request(code: &str, doc: &str) -> Vec<u8> {
+        let r = Request {
+            code: code.into(),
+            vars: ["s".into(), "u".into(), "n".into()],
+        };
+        format!("{}\n{doc}", serde_json::to_string(&r).unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn the_process_writes_each_output_on_a_line_and_stops_at_the_output_limit() {
+        let out = Shared::default();
+        let served = serve(&request(".[] | . + 1", "[1, 2]")[..], out.clone());
+        assert_eq!(served, Served::Done);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, format!("{HELLO}\n2\n3\n"));
+
+        let out = Shared::default();
+        let served = serve(&request("repeat(1)", "null")[..], out.clone());
+        assert_eq!(served, Served::OutputLimit);
+        assert!(served.message().unwrap().starts_with("output limit: "));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1 + MAX_OUTPUTS);
+
+        let served = serve(&b"not json\n{}"[..], Shared::default());
+        assert!(
+            matches!(&served, Served::Failed(e) if e.contains("request is not valid")),
+            "{served:?}"
+        );
     }
 }
