@@ -160,12 +160,20 @@ impl HttpSpec {
         });
         let results = futures::future::join_all(fetches).await;
         let now = ctx.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        // Each document's filter is a process of its own: they run side by
+        // side.
+        let filtered = results.into_iter().map(|(key, url, text)| {
+            let now = &now;
+            async move {
+                let result = match text.and_then(|text| parse(self.format, &url, &text)) {
+                    Ok(doc) => self.points(name, key, &url, now, &doc).await,
+                    Err(e) => Err(e),
+                };
+                (key, result)
+            }
+        });
         let mut parts = Parts::new(name);
-        for (key, url, text) in results {
-            let result = match text.and_then(|text| parse(self.format, &url, &text)) {
-                Ok(doc) => self.points(name, key, &url, &now, &doc).await,
-                Err(e) => Err(e),
-            };
+        for (key, result) in futures::future::join_all(filtered).await {
             parts.add(key, result);
         }
         parts.finish()
