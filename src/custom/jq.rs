@@ -12,8 +12,8 @@
 //! writes the outputs, one JSON document per line, on standard output.
 //! That process
 //!
-//! - has at most [`MEMORY_LIMIT`] bytes of address space (`RLIMIT_AS`) and
-//!   a [`STACK_SIZE`] stack (the recursion limit);
+//! - has at most [`MEMORY_LIMIT`] bytes of heap ([`Allocator`]) and a
+//!   [`STACK_SIZE`] stack (the recursion limit);
 //! - stops at [`MAX_OUTPUTS`] outputs or [`MAX_OUTPUT_BYTES`] of them;
 //! - is killed when the run is abandoned (the run timeout, a shutdown: the
 //!   future of [`Jq::run`] is dropped, and the process with it), and ends
@@ -42,8 +42,7 @@ pub const VARS: &[&str] = &["$source", "$url", "$now"];
 /// The hidden first argument that makes the program a filter's process.
 pub const CHILD_ARG: &str = "__jq-filter";
 
-/// The address space of a filter's process (`RLIMIT_AS`): the document,
-/// the filter's values and the program itself.
+/// The heap of a filter's process: the document and the filter's values.
 pub const MEMORY_LIMIT: u64 = 1 << 30;
 
 /// The stack the filter is evaluated on: how deep it may recurse.
@@ -323,19 +322,114 @@ pub fn evaluate(
     Ok(())
 }
 
-/// Limits the address space of this process to [`MEMORY_LIMIT`]: the
-/// filter's process calls it before it reads anything.
+/// The program's allocator ([`std::alloc::System`]), which can refuse
+/// what would take the heap over a limit: the filter's process sets
+/// [`MEMORY_LIMIT`] ([`limit_memory`]), so that a filter asking for more
+/// fails as an allocation failure does (the process aborts, saying
+/// "memory allocation of N bytes failed"). Not `setrlimit`: the units'
+/// system call filter (`~@resources`) refuses it. Without a limit (the
+/// daemon, every command) it adds one relaxed load per allocation.
+///
+/// `src/main.rs` installs it (`#[global_allocator]`).
+pub struct Allocator;
+
+/// The heap limit in bytes; `usize::MAX` when there is none.
+static HEAP_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+/// The heap in use since the limit was set (what was allocated before and
+/// freed after makes it a little lower: it may go below zero).
+static HEAP_USED: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+impl Allocator {
+    /// Whether `more` bytes fit under the limit (and counts them).
+    fn take(more: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let limit = HEAP_LIMIT.load(Relaxed);
+        if limit == usize::MAX {
+            return true;
+        }
+        let more = more as isize;
+        let before = HEAP_USED.fetch_add(more, Relaxed);
+        if before.saturating_add(more) > limit as isize {
+            HEAP_USED.fetch_sub(more, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give(less: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if HEAP_LIMIT.load(Relaxed) != usize::MAX {
+            HEAP_USED.fetch_sub(less as isize, Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call is handed to `System` unchanged, or refused (null)
+// before it is; the counting touches no allocation.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if !Allocator::take(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if p.is_null() {
+            Allocator::give(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if !Allocator::take(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if p.is_null() {
+            Allocator::give(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        Allocator::give(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let old = layout.size();
+        if new_size > old && !Allocator::take(new_size - old) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            if new_size > old {
+                Allocator::give(new_size - old);
+            }
+        } else if new_size < old {
+            Allocator::give(old - new_size);
+        }
+        p
+    }
+}
+
+/// Limits this process's heap to [`MEMORY_LIMIT`] (the filter's process
+/// calls it before it reads anything); an error when the program does not
+/// use [`Allocator`].
 pub fn limit_memory() -> Result<(), String> {
-    let limit = libc::rlimit {
-        rlim_cur: MEMORY_LIMIT as libc::rlim_t,
-        rlim_max: MEMORY_LIMIT as libc::rlim_t,
-    };
-    // SAFETY: setrlimit(2) reads the struct we pass and nothing else.
-    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
-        return Err(format!(
-            "cannot set the memory limit: {}",
-            std::io::Error::last_os_error()
-        ));
+    use std::sync::atomic::Ordering::Relaxed;
+    HEAP_USED.store(0, Relaxed);
+    HEAP_LIMIT.store(MEMORY_LIMIT as usize, Relaxed);
+    // More than the limit, refused without being used: the proof that the
+    // limit holds (any other allocator would hand it out, unused).
+    if Vec::<u8>::new()
+        .try_reserve_exact(MEMORY_LIMIT as usize + 1)
+        .is_ok()
+    {
+        HEAP_LIMIT.store(usize::MAX, Relaxed);
+        return Err("cannot limit the memory of a jq filter: the program does not use ubuntu_metrics::custom::jq::Allocator".into());
     }
     Ok(())
 }
