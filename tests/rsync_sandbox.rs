@@ -288,8 +288,9 @@ fn a_script_collector_runs_under_the_units_syscall_filter() {
 }
 
 /// A declared http collector's jq filter runs in a process of its own
-/// (issue 22, item 1), under the same filter: starting it, and its memory
-/// limit (the units refuse `setrlimit`, in `@resources`), work there; the
+/// (issue 22, item 1), under the same filter: starting it (the program
+/// again, in a process group of its own) and its memory limit (the
+/// program's allocator: no system call of `@resources`) work there; the
 /// other collector's points are printed.
 #[test]
 fn a_jq_filter_process_and_its_memory_limit_work_under_the_units_syscall_filter() {

@@ -326,9 +326,15 @@ pub fn evaluate(
 /// what would take the heap over a limit: the filter's process sets
 /// [`MEMORY_LIMIT`] ([`limit_memory`]), so that a filter asking for more
 /// fails as an allocation failure does (the process aborts, saying
-/// "memory allocation of N bytes failed"). Not `setrlimit`: the units'
-/// system call filter (`~@resources`) refuses it. Without a limit (the
-/// daemon, every command) it adds one relaxed load per allocation.
+/// "memory allocation of N bytes failed"). Not `RLIMIT_AS`: that bounds
+/// the address space, of which the heap is only a part (the program's own
+/// mapping, the thread stacks, the allocator's per-thread reservations
+/// count too, and differ between builds), so the filter's share would be
+/// whatever is left; and the units' system call filter removes
+/// `@resources` (`setrlimit(2)` itself; glibc's `setrlimit` goes through
+/// `prlimit64`, which is allowed today), so the limit would hang on how
+/// the C library is built. Without a limit (the daemon, every command) it
+/// adds one relaxed load per allocation.
 ///
 /// `src/main.rs` installs it (`#[global_allocator]`).
 pub struct Allocator;
