@@ -286,3 +286,58 @@ fn a_script_collector_runs_under_the_units_syscall_filter() {
         "sandboxed count=1i 1795521600000000000\n"
     );
 }
+
+/// A declared http collector's jq filter runs in a process of its own
+/// (issue 22, item 1), under the same filter: starting it (the program
+/// again, in a process group of its own) and its memory limit (the
+/// program's allocator: no system call of `@resources`) work there; the
+/// other collector's points are printed.
+#[test]
+fn a_jq_filter_process_and_its_memory_limit_work_under_the_units_syscall_filter() {
+    let program: &'static [libc::sock_filter] = Box::leak(filter_program().into_boxed_slice());
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/declared/autopkgtest_queues.toml"),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources]\nautopkgtest_queues_production = \"{}\"\nautopkgtest_queues_staging = \"{}\"\n\n{example}\n[collectors.greedy]\ntype = \"http\"\nurl = \"{}\"\nfilter = 'reduce range(30) as $i (\"x\"; . + .)'\n[collectors.greedy.measurements.m]\nfields = {{ x = \"int\" }}\n\n[daemon]\nrun_timeout = \"30s\"\n",
+            server.url("autopkgtest/production/queue_size.json"),
+            server.url("autopkgtest/staging/queue_size.json"),
+            server.url("autopkgtest/production/queue_size.json"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.arg("--config").arg(&config).args([
+        "run",
+        "--now",
+        NOW,
+        "--dry-run",
+        "autopkgtest_queues",
+        "greedy",
+    ]);
+    let out = run(cmd, Some(program));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("collector greedy failed") && stderr.contains("memory limit"),
+        "{stderr}"
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    let want: Vec<String> = expected("autopkgtest/expected.out")
+        .into_iter()
+        .filter(|l| l.starts_with("autopkgtest_queue_size,"))
+        .collect();
+    assert!(want.len() > 10);
+    assert_eq!(got, want, "{stderr}");
+}

@@ -10,6 +10,7 @@ mod config;
 mod daemon;
 mod dashboards;
 mod influxdb;
+mod jq_filter;
 mod list;
 mod new;
 pub mod progress;
@@ -390,6 +391,13 @@ pub fn main() -> ! {
 
 /// The program: parse the command line, run, return the exit status.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    // A jq filter's process (see `custom::jq`): before anything else.
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::custom::jq::CHILD_ARG)
+    {
+        return jq_filter::main(&args[2..]);
+    }
     let args = multicall_args(args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -426,7 +434,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return EXIT_FAILED;
         }
     };
-    match cli.command {
+    let status = match cli.command {
         Command::List => list::main(&registry, &config),
         Command::Config(cmd) => config::main(cmd, &config),
         Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
@@ -439,8 +447,17 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Dashboards(cmd) => dashboards::main(cmd, &registry, &config),
         Command::Completions(_) | Command::Man(_) => EXIT_OK, // handled by run_early
         Command::New(_) => EXIT_OK,                           // handled above
-    }
+    };
+    // What a task still holds (a blocking call: a DNS lookup, a stuck
+    // file system) does not hold the exit longer than this: the daemon's
+    // SIGTERM bound is its `shutdown_grace` plus this.
+    rt.shutdown_timeout(EXIT_LEFTOVERS);
+    status
 }
+
+/// The longest the program waits, once a command is done, for what its
+/// tasks still hold (see [`main_with_args`]).
+pub const EXIT_LEFTOVERS: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn init_logging(verbose: bool) {
     use tracing_subscriber::EnvFilter;

@@ -160,18 +160,26 @@ impl HttpSpec {
         });
         let results = futures::future::join_all(fetches).await;
         let now = ctx.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        // Each document's filter is a process of its own: they run side by
+        // side.
+        let filtered = results.into_iter().map(|(key, url, text)| {
+            let now = &now;
+            async move {
+                let result = match text.and_then(|text| parse(self.format, &url, &text)) {
+                    Ok(doc) => self.points(name, key, &url, now, &doc).await,
+                    Err(e) => Err(e),
+                };
+                (key, result)
+            }
+        });
         let mut parts = Parts::new(name);
-        for (key, url, text) in results {
-            let result = text.and_then(|text| {
-                let doc = parse(self.format, &url, &text)?;
-                self.points(name, key, &url, &now, &doc)
-            });
+        for (key, result) in futures::future::join_all(filtered).await {
             parts.add(key, result);
         }
         parts.finish()
     }
 
-    fn points(
+    async fn points(
         &self,
         name: &str,
         key: &str,
@@ -183,6 +191,7 @@ impl HttpSpec {
         let outputs = self
             .filter
             .run(doc, [key, &shown, now])
+            .await
             .map_err(|e| CollectorError::Other(format!("{name}: the filter on {shown}: {e}")))?;
         let mut out = Vec::new();
         let mut n = 0;

@@ -31,8 +31,10 @@
 //! `status=error`, the panic message) and keeps its schedule.
 //!
 //! SIGTERM / SIGINT: no new runs start; running ones get `shutdown_grace`
-//! to finish, and what remains of it is used to write the spool; then the
-//! daemon exits 0. Everything collected is on disk by then: what InfluxDB
+//! to finish (then they are cancelled, and the processes they started are
+//! killed), and what remains of it is used to write the spool; then the
+//! daemon exits 0, within `shutdown_grace` and [`crate::cli::EXIT_LEFTOVERS`]
+//! whatever a run was doing. Everything collected is on disk by then: what InfluxDB
 //! did not take waits in the spool for the next start or `spool flush`.
 //! SIGHUP: the configuration is read again; a bad one is reported and the
 //! old one kept.
@@ -392,13 +394,21 @@ pub async fn run_with(
     }
     let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
     let deadline = Instant::now() + grace;
+    let running: Vec<_> = tasks.values().map(|t| t.abort_handle()).collect();
     let all = futures::future::join_all(tasks.into_values());
     match tokio::time::timeout_at(deadline, all).await {
         Ok(_) => tracing::info!("all runs finished"),
-        Err(_) => tracing::warn!(
-            "runs still going after the {:.0} s shutdown grace were abandoned (they had collected nothing yet)",
-            grace.as_secs_f64()
-        ),
+        Err(_) => {
+            // Cancelled, not left running: a run's future is dropped, and
+            // with it the processes it started (a jq filter's, a script's).
+            for r in &running {
+                r.abort();
+            }
+            tracing::warn!(
+                "runs still going after the {:.0} s shutdown grace were abandoned (they had collected nothing yet)",
+                grace.as_secs_f64()
+            )
+        }
     }
     // Every point collected is in the spool. The rest of the grace goes to
     // writing it; what InfluxDB does not take by then stays there.
