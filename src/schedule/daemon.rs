@@ -33,8 +33,8 @@
 //! SIGTERM / SIGINT: no new runs start; running ones get `shutdown_grace`
 //! to finish (then they are cancelled, and the processes they started are
 //! killed), and what remains of it is used to write the spool; then the
-//! daemon exits 0, within `shutdown_grace` and [`crate::cli::EXIT_LEFTOVERS`]
-//! whatever a run was doing. Everything collected is on disk by then: what InfluxDB
+//! daemon exits 0, within `shutdown_grace` plus the 1 s the command line
+//! gives its tasks' leftovers, whatever a run was doing. Everything collected is on disk by then: what InfluxDB
 //! did not take waits in the spool for the next start or `spool flush`.
 //! SIGHUP: the configuration is read again; a bad one is reported and the
 //! old one kept.
