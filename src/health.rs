@@ -171,7 +171,20 @@ impl Report {
                 let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
                 let state = st.collectors.get(c.name()).cloned();
                 let ended = state.as_ref().map(|s| s.last_run.ended);
-                let (next, next_source) = match scheduled.get(c.name()) {
+                // A due time no schedule gives (years ago, centuries
+                // ahead: a file written by hand or by another version) is
+                // not trusted: the estimate instead.
+                let plausible = |at: DateTime<Utc>| {
+                    source != NextSource::Daemon || {
+                        let slack = interval * 2 + run_timeout;
+                        let ahead = slack
+                            + std_to_chrono(config.daemon.startup_delay.as_duration())
+                            + std_to_chrono(config.daemon.random_delay.as_duration());
+                        at >= now - slack && at <= now + ahead
+                    }
+                };
+                let (next, next_source) = match scheduled.get(c.name()).filter(|at| plausible(**at))
+                {
                     Some(at) => (Some(*at), source),
                     None => (ended.map(|e| e + interval), NextSource::Estimate),
                 };
