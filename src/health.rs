@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Points waiting in the spool longer than this are a problem, unless
 /// `status --spool-age` says otherwise (the endpoint uses this).
@@ -174,7 +175,20 @@ impl Report {
                 let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
                 let state = st.collectors.get(c.name()).cloned();
                 let ended = state.as_ref().map(|s| s.last_run.ended);
-                let (next, next_source) = match scheduled.get(c.name()) {
+                // A due time no schedule gives (years ago, centuries
+                // ahead: a file written by hand or by another version) is
+                // not trusted: the estimate instead.
+                let plausible = |at: DateTime<Utc>| {
+                    source != NextSource::Daemon || {
+                        let slack = interval * 2 + run_timeout;
+                        let ahead = slack
+                            + std_to_chrono(config.daemon.startup_delay.as_duration())
+                            + std_to_chrono(config.daemon.random_delay.as_duration());
+                        at >= now - slack && at <= now + ahead
+                    }
+                };
+                let (next, next_source) = match scheduled.get(c.name()).filter(|at| plausible(**at))
+                {
                     Some(at) => (Some(*at), source),
                     None => (ended.map(|e| e + interval), NextSource::Estimate),
                 };
@@ -599,30 +613,281 @@ impl Endpoint {
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped.
+    ///
+    /// A peer cannot take the station's descriptors nor silence the
+    /// endpoint (issue 22 item 2): at most [`MAX_CONNECTIONS`] are open at
+    /// once, and when one more comes the oldest still waiting for its
+    /// request head is closed for it (a peer that never finishes its head
+    /// loses to one that asks); a head must arrive within
+    /// [`HEADER_READ_TIMEOUT`], a connection ends after one answer and
+    /// lives at most [`CONNECTION_LIFETIME`]. A connection is closed at
+    /// once, unserved, when the process's open descriptors come within
+    /// [`reserved_descriptors`] of its limit (`RLIMIT_NOFILE`): those are
+    /// kept for the spool, the state files and the collectors' requests.
+    /// An accept that fails (EMFILE) closes the oldest waiting connection
+    /// and backs off, and is logged once per streak, not once per try.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let live = Arc::new(Mutex::new(Connections::default()));
+        let mut errors = Throttled::default();
+        let mut shed = Throttled::default();
+        let mut evicted = Throttled::default();
+        let mut pause = ACCEPT_PAUSE;
         loop {
             let stream = match listener.accept().await {
-                Ok((s, _)) => s,
+                Ok((s, _)) => {
+                    pause = ACCEPT_PAUSE;
+                    if let Some(report) = errors.end() {
+                        tracing::warn!("health endpoint: accepting again ({report})");
+                    }
+                    s
+                }
                 Err(e) => {
-                    tracing::warn!("health endpoint: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // A descriptor back from a peer that sends nothing.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        lock(&live).evict_waiting();
+                    }
+                    if let Some(report) = errors.event() {
+                        tracing::warn!(
+                            "health endpoint: accept: {e} ({report}; retrying with a backoff up to {} s)",
+                            MAX_ACCEPT_PAUSE.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_ACCEPT_PAUSE);
                     continue;
                 }
             };
-            let this = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.answer(&req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("health endpoint: connection: {e}");
+            if let Err(why) = descriptors_to_spare() {
+                drop(stream);
+                if let Some(report) = shed.event() {
+                    tracing::warn!(
+                        "health endpoint: a connection closed unserved: {why} ({report})"
+                    );
                 }
-            });
+                continue;
+            }
+            let mut conns = lock(&live);
+            if conns.open.len() >= MAX_CONNECTIONS {
+                if conns.evict_waiting() {
+                    if let Some(report) = evicted.event() {
+                        tracing::warn!(
+                            "health endpoint: {MAX_CONNECTIONS} connections open: the oldest one still waiting for its request head was closed for a new one ({report})"
+                        );
+                    }
+                } else {
+                    drop(conns);
+                    drop(stream);
+                    if let Some(report) = shed.event() {
+                        tracing::warn!(
+                            "health endpoint: a connection closed unserved: {MAX_CONNECTIONS} connections are being answered ({report})"
+                        );
+                    }
+                    continue;
+                }
+            }
+            let id = conns.next;
+            conns.next += 1;
+            let asked = Arc::new(AtomicBool::new(false));
+            let guard = Leave {
+                live: live.clone(),
+                id,
+            };
+            // Spawned under the lock: the task's `Leave` cannot run before
+            // its entry is in the table.
+            let task = tokio::spawn(self.clone().connection(stream, asked.clone(), guard));
+            conns.open.insert(
+                id,
+                Open {
+                    asked,
+                    abort: task.abort_handle(),
+                },
+            );
         }
+    }
+
+    /// One connection: one request, its head within the timeout, the
+    /// whole within [`CONNECTION_LIFETIME`].
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        asked: Arc<AtomicBool>,
+        _leave: Leave,
+    ) {
+        let service = hyper::service::service_fn(move |req| {
+            asked.store(true, Ordering::Relaxed);
+            let this = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(this.answer(&req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("health endpoint: connection: {e}"),
+            Err(_) => tracing::debug!(
+                "health endpoint: connection closed after {} s",
+                CONNECTION_LIFETIME.as_secs()
+            ),
+        }
+    }
+}
+
+/// Connections the endpoint answers at once; more close the oldest one
+/// still waiting for its request head, or are closed at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// A request head not complete by then closes the connection.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// No connection lives longer (a peer that reads its answer slowly).
+pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// The first pause after a failed accept, doubled up to the second.
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// At most one log line per this span for a repeated event.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Descriptors of a process limited to `limit` that the endpoint's sockets
+/// never take: a quarter of the limit, at least 64, at most half.
+pub fn reserved_descriptors(limit: u64) -> u64 {
+    (limit / 4).max(64).min(limit / 2)
+}
+
+/// Whether a descriptor may go to one more connection: `open` of the
+/// process's descriptors are open (this connection's included), `limit`
+/// is its `RLIMIT_NOFILE`. `Err` says why not.
+pub fn spare(open: u64, limit: u64) -> Result<(), String> {
+    let reserved = reserved_descriptors(limit);
+    if open + reserved > limit {
+        Err(format!(
+            "{open} of the process's {limit} descriptors are open (RLIMIT_NOFILE) and the last {reserved} are kept for the spool and the state files"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// [`spare`] for this process (its soft `RLIMIT_NOFILE`, its descriptors
+/// in `/proc/self/fd`); without a limit, or without `/proc`, only the cap
+/// on connections applies.
+fn descriptors_to_spare() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return Ok(());
+    }
+    let open = match std::fs::read_dir("/proc/self/fd") {
+        // (less the directory's own descriptor)
+        Ok(d) => (d.count() as u64).saturating_sub(1),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("the open descriptors cannot be counted: {e}")),
+    };
+    spare(open, limit.rlim_cur)
+}
+
+fn lock(m: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The endpoint's open connections, by the order they came in.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: BTreeMap<u64, Open>,
+}
+
+struct Open {
+    /// Its request head arrived (it is being answered).
+    asked: Arc<AtomicBool>,
+    abort: tokio::task::AbortHandle,
+}
+
+impl Connections {
+    /// Closes the oldest connection still waiting for its request head;
+    /// `false` when every one is being answered.
+    fn evict_waiting(&mut self) -> bool {
+        let Some(id) = self
+            .open
+            .iter()
+            .find(|(_, o)| !o.asked.load(Ordering::Relaxed))
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        if let Some(o) = self.open.remove(&id) {
+            o.abort.abort();
+        }
+        true
+    }
+}
+
+/// Takes a connection out of the table when its task ends (or is aborted).
+struct Leave {
+    live: Arc<Mutex<Connections>>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        lock(&self.live).open.remove(&self.id);
+    }
+}
+
+/// A repeated event logged once per streak and then at most once per
+/// [`LOG_EVERY`], with how many there were.
+#[derive(Default)]
+struct Throttled {
+    /// Events of the streak, and the first one's time.
+    count: u64,
+    since: Option<std::time::Instant>,
+    /// Events not logged since the last line, and its time.
+    unlogged: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl Throttled {
+    /// One more event: `Some` (what to add to the line) when it is logged.
+    fn event(&mut self) -> Option<String> {
+        let now = std::time::Instant::now();
+        self.count += 1;
+        let since = *self.since.get_or_insert(now);
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        let report = if self.count == 1 {
+            "the first; repeats are counted, not logged, for a minute".to_owned()
+        } else {
+            format!(
+                "{} times in {} s",
+                self.count,
+                now.duration_since(since).as_secs()
+            )
+        };
+        self.logged = Some(now);
+        self.unlogged = 0;
+        Some(report)
+    }
+
+    /// The streak ended: `Some` (a summary) when some of it was not logged.
+    fn end(&mut self) -> Option<String> {
+        let report = (self.unlogged > 0).then(|| {
+            format!(
+                "{} failures in {} s",
+                self.count,
+                self.since.map_or(0, |t| t.elapsed().as_secs())
+            )
+        });
+        *self = Throttled::default();
+        report
     }
 }
 
@@ -639,6 +904,58 @@ mod tests {
         assert_eq!(span(s(3600)), "1h");
         assert_eq!(span(s(2 * 86400 + 4 * 3600)), "2d04h");
         assert_eq!(span(s(-5)), "0s");
+    }
+
+    #[test]
+    fn sockets_never_take_the_reserved_descriptors() {
+        assert_eq!(reserved_descriptors(256), 64);
+        assert_eq!(reserved_descriptors(1024), 256);
+        assert_eq!(reserved_descriptors(8192), 2048);
+        // A tiny limit: half of it still goes to the rest of the daemon.
+        assert_eq!(reserved_descriptors(64), 32);
+        assert!(spare(192, 256).is_ok());
+        let e = spare(193, 256).unwrap_err();
+        assert!(
+            e.contains("193 of the process's 256") && e.contains("64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_log_line_per_streak_then_one_a_minute_with_the_count() {
+        let mut t = Throttled::default();
+        assert!(t.event().is_some_and(|r| r.contains("the first")));
+        for _ in 0..500 {
+            assert_eq!(t.event(), None);
+        }
+        assert!(t.end().is_some_and(|r| r.starts_with("501 failures")));
+        // A new streak is logged again; one without repeats ends quietly.
+        assert!(t.event().is_some());
+        assert_eq!(t.end(), None);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_connection_waiting_for_its_head_is_evicted_first() {
+        let live = Arc::new(Mutex::new(Connections::default()));
+        let mut asked = Vec::new();
+        for id in 0..3u64 {
+            let a = Arc::new(AtomicBool::new(id == 0));
+            let task = tokio::spawn(std::future::pending::<()>());
+            lock(&live).open.insert(
+                id,
+                Open {
+                    asked: a.clone(),
+                    abort: task.abort_handle(),
+                },
+            );
+            asked.push(a);
+        }
+        // 0 is being answered: 1 goes, then 2, then none.
+        assert!(lock(&live).evict_waiting());
+        assert_eq!(lock(&live).open.keys().copied().collect::<Vec<_>>(), [0, 2]);
+        assert!(lock(&live).evict_waiting());
+        assert!(!lock(&live).evict_waiting());
+        assert_eq!(lock(&live).open.len(), 1);
     }
 
     #[test]

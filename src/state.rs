@@ -250,11 +250,51 @@ pub const SCHEDULE_FILE: &str = "schedule.json";
 
 /// When the daemon runs each collector next: written by the daemon each
 /// time a due time changes, removed when it stops; `status` trusts it only
-/// while process `pid` lives.
+/// while the process it names is the daemon that wrote it: the same pid,
+/// start time and boot (a pid is reused; a file left by a killed daemon
+/// may name another process, or `init`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     pub pid: u32,
+    /// The writer's start time: field 22 of `/proc/PID/stat` (clock ticks
+    /// after boot). A file without it is not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+    /// The boot the writer ran in (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     pub due: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Schedule {
+    /// The schedule of this process, with what proves it wrote it.
+    pub fn of_this_process(due: BTreeMap<String, DateTime<Utc>>) -> Schedule {
+        let pid = std::process::id();
+        Schedule {
+            pid,
+            started: start_time(pid),
+            boot_id: boot_id(),
+            due,
+        }
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks
+/// after boot; `None` when it cannot be read.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces or ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    // Fields 3, 4, ...: the 22nd is the 20th of them.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id; `None` when it cannot be read.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Writes `schedule` to the state directory `dir` (atomically).
@@ -273,16 +313,29 @@ pub fn write_schedule(dir: &Path, schedule: &Schedule) -> Result<(), StateError>
 
 /// Removes the schedule of the daemon `pid` (not another's).
 pub fn remove_schedule(dir: &Path, pid: u32) {
-    if read_schedule(dir).is_some_and(|s| s.pid == pid) {
+    let file = std::fs::read(dir.join(SCHEDULE_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Schedule>(&b).ok());
+    if file.is_some_and(|s| s.pid == pid) {
         let _ = std::fs::remove_file(dir.join(SCHEDULE_FILE));
     }
 }
 
-/// The schedule of a daemon that is running, if there is one.
+/// The schedule of a daemon that is running, if there is one: the file's
+/// writer still runs (see [`Schedule`]).
 pub fn read_schedule(dir: &Path) -> Option<Schedule> {
     let bytes = crate::fsutil::read_file(&dir.join(SCHEDULE_FILE)).ok()?;
     let s: Schedule = serde_json::from_slice(&bytes).ok()?;
-    alive(s.pid).then_some(s)
+    written_by_a_live_process(&s).then_some(s)
+}
+
+/// Whether the process that wrote `s` still runs: its pid lives, with the
+/// start time and boot the file records.
+fn written_by_a_live_process(s: &Schedule) -> bool {
+    let (Some(started), Some(boot)) = (s.started, s.boot_id.as_deref()) else {
+        return false;
+    };
+    alive(s.pid) && start_time(s.pid) == Some(started) && boot_id().as_deref() == Some(boot)
 }
 
 /// Whether process `pid` exists (a daemon of another user counts).
@@ -391,6 +444,41 @@ mod tests {
                 .to_string()
                 .contains(MARKS_FILE)
         );
+    }
+
+    #[test]
+    fn a_schedule_is_trusted_only_from_its_live_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let mine = Schedule::of_this_process(BTreeMap::new());
+        assert!(mine.started.is_some() && mine.boot_id.is_some());
+        write_schedule(d.path(), &mine).unwrap();
+        assert_eq!(read_schedule(d.path()), Some(mine.clone()));
+        for stale in [
+            Schedule {
+                started: None,
+                ..mine.clone()
+            },
+            Schedule {
+                started: mine.started.map(|t| t + 1),
+                ..mine.clone()
+            },
+            Schedule {
+                boot_id: Some("another boot".into()),
+                ..mine.clone()
+            },
+            Schedule {
+                pid: 1,
+                ..mine.clone()
+            },
+        ] {
+            write_schedule(d.path(), &stale).unwrap();
+            assert_eq!(read_schedule(d.path()), None, "{stale:?}");
+        }
+        // Removed by its writer only, trusted or not.
+        remove_schedule(d.path(), std::process::id() + 1);
+        assert!(d.path().join(SCHEDULE_FILE).exists());
+        remove_schedule(d.path(), 1);
+        assert!(!d.path().join(SCHEDULE_FILE).exists());
     }
 
     #[test]

@@ -88,7 +88,9 @@ fn healthy_run_all_then_status_is_ok_and_late_when_judged_days_later() {
     let out = status(&config, &[]);
     let screen = text(&out);
     assert_eq!(out.status.code(), Some(0), "{screen}");
-    assert!(screen.starts_with("OK: 10 collectors"), "{screen}");
+    // As many as the registry has (all enabled): never a number written here.
+    let want = format!("OK: {} collectors, ", registry().len());
+    assert!(screen.starts_with(&want), "{screen}");
     assert!(!screen.contains('\x1b'), "no colours in a pipe:\n{screen}");
     for c in registry() {
         assert!(screen.contains(c.name()), "{} missing:\n{screen}", c.name());
@@ -673,4 +675,150 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `started` (field 22 of /proc/PID/stat: clock ticks after boot) of `pid`.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Fields from the third on: the 22nd is the 20th here.
+    after_name.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// Issue 22 item 11: `status` trusts `schedule.json` only while the process
+/// it names is the daemon that wrote it (its pid, start time and boot), and
+/// a due time no schedule can give (years ago, 355,043 days away) not even
+/// then: those collectors get the estimate.
+#[test]
+fn a_stale_or_absurd_schedule_is_not_trusted() {
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    for c in ["sponsoring", "versions"] {
+        assert_eq!(run(&config, &[c]).status.code(), Some(0));
+    }
+    let schedule = dir.path().join("schedule.json");
+    let far = (chrono::Utc::now() + chrono::Duration::days(355_043)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(2)).to_rfc3339();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A process that lives, which is not the daemon.
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = other.id();
+    let sources = |doc: &Value| -> (String, String, bool) {
+        (
+            collector(doc, "sponsoring")["next_run_source"]
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
+            collector(doc, "versions")["next_run_source"]
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
+            collector(doc, "sponsoring")["due"].as_bool().unwrap(),
+        )
+    };
+    let mut seen = Vec::new();
+    let cases = [
+        // The issue's file: pid 1 (alive: init), no start time.
+        (
+            "pid 1",
+            serde_json::json!({"pid": 1, "due": {"sponsoring": "2020-01-01T00:00:00Z", "versions": far}}),
+            false,
+        ),
+        // A live process, the start time of another.
+        (
+            "wrong start",
+            serde_json::json!({"pid": pid, "started": start_time(pid) + 1, "boot_id": boot_id, "due": {"sponsoring": soon, "versions": soon}}),
+            false,
+        ),
+        // The same, written before the last boot.
+        (
+            "other boot",
+            serde_json::json!({"pid": pid, "started": start_time(pid), "boot_id": "00000000-0000-0000-0000-000000000000", "due": {"sponsoring": soon, "versions": soon}}),
+            false,
+        ),
+        // The process it names, as written: trusted.
+        (
+            "genuine",
+            serde_json::json!({"pid": pid, "started": start_time(pid), "boot_id": boot_id, "due": {"sponsoring": soon, "versions": soon}}),
+            true,
+        ),
+    ];
+    for (what, file, trusted) in cases {
+        std::fs::write(&schedule, serde_json::to_vec(&file).unwrap()).unwrap();
+        let (code, doc) = json(&config, &[]);
+        let got = sources(&doc);
+        seen.push(format!("{what}: {got:?} (exit {code})"));
+        let want = if trusted { "daemon" } else { "estimate" };
+        if got.0 != want || got.1 != want || got.2 {
+            seen.push(format!("  ^ wanted {want} for both, not due:\n{doc:#}"));
+        }
+    }
+    // The process is the writer, but the due times are absurd: not those.
+    let genuine = serde_json::json!({"pid": pid, "started": start_time(pid), "boot_id": boot_id, "due": {"sponsoring": "2020-01-01T00:00:00Z", "versions": far}});
+    std::fs::write(&schedule, serde_json::to_vec(&genuine).unwrap()).unwrap();
+    let (_, doc) = json(&config, &[]);
+    let got = sources(&doc);
+    let screen = text(&status(&config, &[]));
+    seen.push(format!("genuine, absurd times: {got:?}"));
+    if got != ("estimate".into(), "estimate".into(), false) || screen.contains("355043d") {
+        seen.push(format!("  ^ wanted estimates:\n{screen}"));
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    let report = seen.join("\n");
+    println!("{report}");
+    assert!(!report.contains("^ wanted"), "{report}");
+}
+
+/// Issue 22 item 11: the daemon's schedule that cannot be written is a
+/// warning in the log (once), not a debug line nobody sees.
+#[test]
+fn a_schedule_that_cannot_be_written_is_a_warning_once() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = write_config(dir.path(), &server, &format!("http://{refused}"));
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut daemon = toml::Table::new();
+    // Nothing runs: the schedule is written at start.
+    daemon.insert("startup_delay".into(), "1h".into());
+    c.insert("daemon".into(), toml::Value::Table(daemon));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    // A directory where the file goes: every write of it fails.
+    std::fs::create_dir(dir.path().join("schedule.json")).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = common::daemon::start_daemon(&config, &log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The schedule is written (for every collector) before this line.
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("daemon started")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    common::daemon::signal(&child, "-TERM");
+    common::daemon::wait_exit(&mut child, std::time::Duration::from_secs(30));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("schedule.json"))
+        .collect();
+    println!("warnings naming schedule.json: {}", warnings.len());
+    assert_eq!(warnings.len(), 1, "{logs}");
 }

@@ -143,6 +143,8 @@ pub struct Board {
     /// The state directory the due times are written to
     /// ([`crate::state::SCHEDULE_FILE`], for `status`), once set.
     schedule_dir: Mutex<Option<std::path::PathBuf>>,
+    /// The last failure to write the schedule file, until one succeeds.
+    schedule_error: Mutex<Option<String>>,
 }
 
 impl Board {
@@ -175,12 +177,28 @@ impl Board {
                 })
                 .collect()
         });
-        let schedule = crate::state::Schedule {
-            pid: std::process::id(),
-            due,
-        };
-        if let Err(e) = crate::state::write_schedule(dir, &schedule) {
-            tracing::debug!("{e}");
+        let schedule = crate::state::Schedule::of_this_process(due);
+        // A warning when writing starts failing (or fails otherwise), not
+        // at every change of a due time; a line when it works again.
+        let mut failing = self
+            .schedule_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match crate::state::write_schedule(dir, &schedule) {
+            Err(e) => {
+                let e = e.to_string();
+                if failing.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(
+                        "{e}: `status` cannot show this daemon's next runs (it estimates them)"
+                    );
+                    *failing = Some(e);
+                }
+            }
+            Ok(()) => {
+                if failing.take().is_some() {
+                    tracing::info!("{} written again", crate::state::SCHEDULE_FILE);
+                }
+            }
         }
     }
 

@@ -56,6 +56,14 @@ pub fn timer_name(collector: &str) -> String {
     format!("ubuntu-metrics-{collector}.timer")
 }
 
+/// The descriptor limit of every service we run (the generated template
+/// and the packaged daemon unit carry the same line). systemd's default
+/// soft limit is 1024; the daemon's health endpoint keeps a part of it for
+/// the spool and the state files, never given to sockets (see
+/// `health::reserved_descriptors`), and answers at most
+/// `health::MAX_CONNECTIONS` connections at once.
+pub const LIMIT_NOFILE: &str = "LimitNOFILE=8192";
+
 /// The sandbox of every service we run (the generated template and the
 /// packaged daemon unit, which a test keeps in step): `systemd-analyze
 /// security --offline=true` scores it 1.1 ("OK"); what is left open is
@@ -131,6 +139,7 @@ ExecStart={binary} --config {config} run %i
 EnvironmentFile=-{credentials}
 Environment=UBUNTU_METRICS_STATE_DIR=%S/ubuntu-metrics
 RuntimeMaxSec={timeout}
+{LIMIT_NOFILE}
 {HARDENING}",
         binary = paths.binary.display(),
         config = paths.config.display(),

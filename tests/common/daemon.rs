@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 
 /// Starts `ubuntu-metrics --config CONFIG daemon`.
 pub fn start_daemon(config: &Path, log: &Path) -> Child {
+    start_daemon_with(config, log, None)
+}
+
+/// [`start_daemon`], with its descriptor limit (`RLIMIT_NOFILE`, soft and
+/// hard) set to `nofile` when given, as `ulimit -n` or `LimitNOFILE=` would.
+pub fn start_daemon_with(config: &Path, log: &Path, nofile: Option<u64>) -> Child {
     let log = std::fs::File::create(log).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_ubuntu-metrics"));
     super::clean_env(&mut c);
@@ -19,9 +25,26 @@ pub fn start_daemon(config: &Path, log: &Path) -> Child {
             config.parent().expect("config in a directory"),
         )
         .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::from(log));
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: n as libc::rlim_t,
+            rlim_max: n as libc::rlim_t,
+        };
+        // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs
+        // between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    c.spawn().unwrap()
 }
 
 /// `kill -SIG PID`.
