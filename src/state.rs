@@ -523,14 +523,7 @@ mod tests {
         a.newest.insert("http://h/x.csv".into(), Utc::now());
         record(&state, std::slice::from_ref(&a), Utc::now()).unwrap();
         set_marks(&state, &[a]).unwrap();
-        write_schedule(
-            &state,
-            &Schedule {
-                pid,
-                due: BTreeMap::new(),
-            },
-        )
-        .unwrap();
+        write_schedule(&state, &Schedule::of_this_process(BTreeMap::new())).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), precious);
         assert!(read(&state).unwrap().collectors.contains_key("a"));
         assert!(read_marks(&state).unwrap().contains_key("a"));
