@@ -56,21 +56,6 @@ fn queue_schema(name: &str) -> String {
     QUEUE_SCHEMA.replace("NAME", name)
 }
 
-fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    bin()
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .args(args)
-        .args(["--now", NOW])
-        .output()
-        .expect("ubuntu-metrics runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 const LINE_PROTOCOL_SCRIPT: &str = r##"
 import sys
 print("reading the queues", file=sys.stderr)
@@ -129,7 +114,7 @@ fn python_scripts_writing_line_protocol_and_json_lines_reach_influxd_with_their_
         "{listed}"
     );
 
-    let out = run(&cfg, &["lp_queue", "json_queue"]);
+    let out = run_now(&cfg, &["lp_queue", "json_queue"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     // Standard error is logged line by line under the collector's name.
@@ -187,7 +172,7 @@ fn every_dry_run_format_shows_a_script_collector() {
         &declare("json_queue", &js, "", &queue_schema("json_queue")),
     );
     for format in ["lp", "json", "yaml"] {
-        let out = run(&cfg, &["json_queue", "--dry-run", "--format", format]);
+        let out = run_now(&cfg, &["json_queue", "--dry-run", "--format", format]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let s = text(&out.stdout);
         assert!(
@@ -196,7 +181,7 @@ fn every_dry_run_format_shows_a_script_collector() {
         );
     }
     // The dry run's JSON is itself a script's output.
-    let out = run(&cfg, &["json_queue", "--dry-run", "--format", "json"]);
+    let out = run_now(&cfg, &["json_queue", "--dry-run", "--format", "json"]);
     let replay = dir.path().join("replay.txt");
     std::fs::write(&replay, &out.stdout).unwrap();
     let cat = dir.path().join("cat.py");
@@ -214,8 +199,8 @@ fn every_dry_run_format_shows_a_script_collector() {
         "http://127.0.0.1:9",
         &declare("replayed", &cat, "", &queue_schema("replayed")),
     );
-    let again = run(&cfg2, &["replayed", "--dry-run"]);
-    let first = run(&cfg, &["json_queue", "--dry-run"]);
+    let again = run_now(&cfg2, &["replayed", "--dry-run"]);
+    let first = run_now(&cfg, &["json_queue", "--dry-run"]);
     assert_eq!(text(&again.stdout), text(&first.stdout));
 }
 
@@ -335,7 +320,7 @@ fn assert_no_orphan(more: &str, daemon: &str, want: &str) {
         ),
     );
     let started = std::time::Instant::now();
-    let out = run(&cfg, &["slow_queue", "--dry-run"]);
+    let out = run_now(&cfg, &["slow_queue", "--dry-run"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -436,7 +421,7 @@ fn failing_scripts_fail_their_run_with_what_is_wrong_and_write_nothing() {
     let cfg = config(dir.path(), &db.url(), &decls);
     let mut names: Vec<&str> = cases.iter().map(|(n, _, _)| *n).collect();
     names.push("good");
-    let out = run(&cfg, &names);
+    let out = run_now(&cfg, &names);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for (_, _, wants) in &cases {
@@ -516,7 +501,7 @@ fn a_link_named_after_a_declared_collector_runs_it() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        text(&run(&cfg, &["json_queue", "--dry-run"]).stdout)
+        text(&run_now(&cfg, &["json_queue", "--dry-run"]).stdout)
     );
     assert_eq!(text(&out.stdout).lines().count(), 4);
 }
@@ -575,7 +560,7 @@ fn bytes_that_are_not_utf8_on_standard_error_are_logged_and_cost_nothing() {
     // the bad bytes would leave the script writing to a closed pipe.
     let code = "printf 'bad \\377\\376 bytes\\n' >&2; i=0; while [ $i -lt 3000 ]; do echo \"progress $i\" >&2; i=$((i+1)); done; echo 'release_queue,queue=new count=5i'";
     let cfg = config(dir.path(), &db.url(), &declare_sh("latin1_queue", code, ""));
-    let out = run(&cfg, &["latin1_queue"]);
+    let out = run_now(&cfg, &["latin1_queue"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -614,7 +599,7 @@ fn a_child_holding_standard_output_open_does_not_hold_the_run() {
         ),
     );
     let started = std::time::Instant::now();
-    let out = run(&cfg, &["bg_queue"]);
+    let out = run_now(&cfg, &["bg_queue"]);
     let took = started.elapsed();
     let ids = pids_in(&pids);
     let _guard = KillOnDrop(ids.clone());
@@ -660,7 +645,7 @@ print("release_queue,queue=daemon count=1i")
         &db.url(),
         &declare("setsid_queue", &s, "", &queue_schema("setsid_queue")),
     );
-    let out = run(&cfg, &["setsid_queue"]);
+    let out = run_now(&cfg, &["setsid_queue"]);
     let ids = pids_in(&pids);
     let _guard = KillOnDrop(ids.clone());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -815,7 +800,7 @@ fn points_are_capped_per_run_by_max_points() {
         ]
         .concat(),
     );
-    let out = run(
+    let out = run_now(
         &cfg,
         &["many_queue", "five_queue", "six_queue", "json_six_queue"],
     );
@@ -890,7 +875,7 @@ fn a_missing_dir_or_a_relative_command_is_refused_at_load() {
             dir.path().display()
         ),
     );
-    let out = run(&cfg, &["q", "--dry-run"]);
+    let out = run_now(&cfg, &["q", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("m count=1i "));
 }
@@ -901,7 +886,7 @@ fn a_scripts_standard_error_is_redacted_in_the_log_and_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let code = "echo 'fetching https://bot:hunter2-secret@example.com/report' >&2; echo 'release_queue count=1i'; exit 4";
     let cfg = config(dir.path(), &db.url(), &declare_sh("leaky_queue", code, ""));
-    let out = run(&cfg, &["leaky_queue"]);
+    let out = run_now(&cfg, &["leaky_queue"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");

@@ -7,10 +7,6 @@ mod common;
 
 use common::*;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn new_exec_writes_a_skeleton_whose_block_runs_as_it_is() {
     let dir = tempfile::tempdir().unwrap();

@@ -49,21 +49,6 @@ fn config(dir: &Path, influx_url: &str, collectors: &str) -> PathBuf {
     p
 }
 
-fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    bin()
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .args(args)
-        .args(["--now", NOW])
-        .output()
-        .expect("ubuntu-metrics runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Issue 22, item 8: `"time": 1764000000` (seconds) and a line protocol
 /// time in milliseconds were stored in 1970 and the run said nothing. Now
 /// each run fails naming the line, the value and its likely unit, and
@@ -93,7 +78,7 @@ fn seconds_or_milliseconds_are_refused_and_nothing_is_stored_in_1970() {
     ]
     .concat();
     let cfg = config(dir.path(), &db.url(), &collectors);
-    let out = run(&cfg, &["secs", "millis", "micros", "good"]);
+    let out = run_now(&cfg, &["secs", "millis", "micros", "good"]);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     for want in [
@@ -137,7 +122,7 @@ fn a_time_influxdb_cannot_store_is_refused_before_it_is_sent() {
     ]
     .concat();
     let cfg = config(dir.path(), &db.url(), &collectors);
-    let out = run(&cfg, &["far", "farjson", "good"]);
+    let out = run_now(&cfg, &["far", "farjson", "good"]);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     for want in [
@@ -169,7 +154,7 @@ fn refused(output: &str) -> String {
         "http://127.0.0.1:9",
         &printing(dir.path(), "m", output),
     );
-    let out = run(&cfg, &["m", "--dry-run"]);
+    let out = run_now(&cfg, &["m", "--dry-run"]);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{output}: {stderr}");
     assert!(
@@ -236,7 +221,7 @@ fn a_304_with_nothing_kept_says_what_is_wrong() {
         ),
     )
     .unwrap();
-    let out = run(&cfg, &["q", "--dry-run"]);
+    let out = run_now(&cfg, &["q", "--dry-run"]);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(

@@ -99,6 +99,24 @@ pub fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> Pat
     path
 }
 
+/// `ubuntu-metrics --config CONFIG run ARGS... --now NOW`, whatever its
+/// exit status.
+pub fn run_now(config: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .args(args)
+        .args(["--now", NOW])
+        .output()
+        .expect("ubuntu-metrics runs")
+}
+
+/// A process's output as text (lossy).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// `ubuntu-metrics --config CONFIG run --now NOW --all`, asserted to exit 0.
 pub fn run_all(config: &Path) -> std::process::Output {
     let out = bin()
