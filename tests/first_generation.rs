@@ -1,147 +1,122 @@
 //! The first generation's Python collectors, unchanged, through
-//! `contrib/first-generation/run-collector.py` (issue 12): the test writes a
-//! small package in the first generation's layout (`metrics/lib/basemetric.py`
-//! with its `Metric` base class, `metrics/collectors/<name>.py` returning
-//! `write_points` dictionaries with `datetime` times), runs it as an exec
-//! collector into a real influxd, and reads back exactly its points.
+//! `contrib/first-generation/run-collector.py` (issues 12 and 23): the
+//! checkout in `tests/fixtures/first-generation/` has the old repository's
+//! real layout (`metrics/lib/basemetric.py` importing influxdb-python at
+//! the top, with `Metric` and `run_metric_main`; `metrics/lib/errors.py`
+//! with `CollectorError`; each collector a package whose `__init__` imports
+//! the class from a submodule and whose `__main__` calls
+//! `run_metric_main`). Each collector runs as an exec collector into a real
+//! influxd, and its points are read back there; `new NAME
+//! --first-generation CHECKOUT` prints a block that runs as it is.
 
 mod common;
 
 use common::influxd::{self, Influxd};
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-const BASEMETRIC: &str = r#"
-"""The first generation's base class (its contract: constructor, collect, run)."""
-import logging
-
-from influxdb import InfluxDBClient
-
-
-class Metric:
-    def __init__(self, dry_run=False, verbose=False):
-        self.dry_run = dry_run
-        self.verbose = verbose
-        self.log = logging.getLogger(type(self).__name__)
-
-    def collect(self):
-        raise NotImplementedError
-
-    def influxdb_insert(self, data):
-        client = InfluxDBClient("localhost", 8086, "u", "p", "metrics")
-        client.write_points(data)
-
-    def run(self):
-        data = self.collect()
-        if self.dry_run:
-            print(data)
-        else:
-            self.influxdb_insert(data)
-"#;
-
-const COLLECTOR: &str = r#"
-"""A first-generation collector: queue sizes per series."""
-import datetime
-
-from metrics.lib.basemetric import Metric
-
-
-class SruQueueMetrics(Metric):
-    def collect(self):
-        print("collecting (this went to stdout in the first generation)")
-        now = datetime.datetime(2026, 11, 24, 11, 30, tzinfo=datetime.timezone.utc)
-        naive = datetime.datetime(2026, 11, 24, 11, 45, 0, 250000)
-        return [
-            {
-                "measurement": "sru_queue",
-                "tags": {"series": "noble", "pocket": "proposed", "priority": 1},
-                "fields": {"count": 12, "age_hours": 30.5},
-                "time": now,
-            },
-            {
-                "measurement": "sru_queue",
-                "tags": {"series": "plucky", "pocket": "proposed", "priority": 2},
-                "fields": {"count": 0, "age_hours": 0.0},
-                "time": naive,
-            },
-        ]
-
-
-if __name__ == "__main__":
-    SruQueueMetrics(dry_run=True).run()
-"#;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+fn checkout() -> PathBuf {
+    fixtures().join("first-generation")
 }
 
-#[test]
-fn a_first_generation_collector_runs_unchanged_through_the_adapter() {
-    let db = Influxd::start();
-    let dir = tempfile::tempdir().unwrap();
-    let checkout = dir.path().join("old-metrics");
-    write(&checkout.join("metrics/__init__.py"), "");
-    write(&checkout.join("metrics/lib/__init__.py"), "");
-    write(&checkout.join("metrics/lib/basemetric.py"), BASEMETRIC);
-    write(&checkout.join("metrics/collectors/__init__.py"), "");
-    write(&checkout.join("metrics/collectors/sru_queue.py"), COLLECTOR);
-    let adapter =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/first-generation/run-collector.py");
-    let python = if Path::new("/usr/bin/python3").exists() {
+fn adapter() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/first-generation/run-collector.py")
+}
+
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {
         "python3"
-    };
-    let cfg = dir.path().join("config.toml");
+    }
+}
+
+/// A configuration writing to `db`, with `blocks` appended.
+fn config(dir: &Path, db: &Influxd, blocks: &str) -> PathBuf {
+    let cfg = dir.join("config.toml");
     std::fs::write(
         &cfg,
         format!(
-            r#"[influxdb]
-url = "{url}"
-database = "{db}"
-
-[spool]
-dir = "{spool}"
-
-[collectors.sru_queue]
-type = "exec"
-command = ["{python}", "{adapter}", "--checkout", "{checkout}", "sru-queue"]
-
-[collectors.sru_queue.measurements.sru_queue]
-tags = ["series", "pocket", "priority"]
-fields = {{ count = "int", age_hours = "float" }}
-"#,
+            "[influxdb]\nurl = \"{url}\"\ndatabase = \"{db}\"\n\n[spool]\ndir = \"{spool}\"\n\n{blocks}",
             url = db.url(),
             db = influxd::DATABASE,
-            spool = dir.path().join("spool").display(),
-            adapter = adapter.display(),
-            checkout = checkout.display(),
+            spool = dir.join("spool").display(),
         ),
     )
     .unwrap();
-    let out = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "sru-queue", "--now", NOW])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    // What the old collector printed is logged, not read as points.
-    assert!(
-        stderr.contains("sru_queue: collecting (this went to stdout"),
-        "{stderr}"
-    );
+    cfg
+}
 
+/// The `[collectors.NAME]` block running the old collector `old` through
+/// the adapter, with its measurements.
+fn block(name: &str, old: &str, measurements: &str) -> String {
+    format!(
+        "[collectors.{name}]\ntype = \"exec\"\ncommand = [\"{python}\", \"{adapter}\", \"--checkout\", \"{checkout}\", \"{old}\"]\n\n{measurements}\n",
+        python = python(),
+        adapter = adapter().display(),
+        checkout = checkout().display(),
+    )
+}
+
+/// Rows of `measurement` as sorted JSON texts.
+fn rows(db: &Influxd, measurement: &str) -> Vec<String> {
     let mut rows: Vec<String> = db
-        .rows("sru_queue")
+        .rows(measurement)
         .iter()
         .map(|r| serde_json::Value::Object(r.clone()).to_string())
         .collect();
     rows.sort();
+    rows
+}
+
+#[test]
+fn the_first_generation_collectors_run_through_the_adapter_into_influxd() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = [
+        block(
+            "sru_queue",
+            "sru-queue",
+            "[collectors.sru_queue.measurements.sru_queue]\ntags = [\"series\", \"pocket\", \"priority\"]\nfields = { count = \"int\", age_hours = \"float\" }\n",
+        ),
+        // cnf and upload_queues are built-in collectors' names too.
+        block(
+            "old_cnf",
+            "cnf",
+            "[collectors.old_cnf.measurements.cnf_commands]\ntags = [\"series\", \"arch\"]\nfields = { commands = \"int\", complete = \"bool\", source = \"string\" }\n",
+        ),
+        block(
+            "old_upload_queues",
+            "upload_queues",
+            "[collectors.old_upload_queues.measurements.upload_queue]\ntags = [\"queue\"]\nfields = { count = \"int\", oldest_days = \"float\" }\n",
+        ),
+        block(
+            "broken",
+            "broken",
+            "[collectors.broken.measurements.broken]\nfields = { count = \"int\" }\n",
+        ),
+    ]
+    .concat();
+    let cfg = config(dir.path(), &db, &blocks);
+
+    // The class named by __main__, in NAME/NAME_collector.py; its
+    // constructor reads a file; it print()s; one time is naive.
+    let out = run_now(&cfg, &["sru-queue"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // What the old collector printed and logged is in the log, not read
+    // as points.
+    assert!(
+        stderr.contains("sru_queue: collecting (this went to stdout"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sru_queue: INFO: read 2 series from queue.json"),
+        "{stderr}"
+    );
+    // The naive datetime 11:45:00.25 is stored as UTC.
     assert_eq!(
-        rows,
+        rows(&db, "sru_queue"),
         [
             r#"{"age_hours":0,"count":0,"pocket":"proposed","priority":"2","series":"plucky","time":1795520700250000000}"#,
             r#"{"age_hours":30.5,"count":12,"pocket":"proposed","priority":"1","series":"noble","time":1795519800000000000}"#,
@@ -156,4 +131,45 @@ fields = {{ count = "int", age_hours = "float" }}
             ("count".to_owned(), "integer".to_owned())
         ]
     );
+
+    // The class in a differently named submodule (cnf/command_not_found.py);
+    // no time: the collection time.
+    let out = run_now(&cfg, &["old_cnf"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        rows(&db, "cnf_commands"),
+        [
+            r#"{"arch":"amd64","commands":61234,"complete":true,"series":"noble","source":"Contents-amd64","time":1795521600000000000}"#,
+            r#"{"arch":"arm64","commands":60987,"complete":true,"series":"noble","source":"Contents-arm64","time":1795521600000000000}"#,
+        ]
+    );
+
+    // Two Metric subclasses in the submodule: the one __main__ names.
+    let out = run_now(&cfg, &["old_upload_queues"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("old_upload_queues: reading the upload queues"),
+        "{stderr}"
+    );
+    assert_eq!(db.rows("upload_queue").len(), 2);
+
+    // A CollectorError fails the run with its message; nothing is written.
+    let out = run_now(&cfg, &["broken"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CollectorError: the queue page answered 503 Service Unavailable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    assert!(db.rows("broken").is_empty());
+
+    // Nothing was written into the checkout.
+    let pycache = std::process::Command::new("find")
+        .arg(checkout())
+        .args(["-name", "__pycache__"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&pycache.stdout), "");
 }
