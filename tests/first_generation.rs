@@ -173,3 +173,97 @@ fn the_first_generation_collectors_run_through_the_adapter_into_influxd() {
         .unwrap();
     assert_eq!(text(&pycache.stdout), "");
 }
+
+#[test]
+fn new_first_generation_prints_a_block_that_runs_as_it_is() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let new = |name: &str| {
+        bin()
+            .args(["new", name, "--first-generation"])
+            .arg(checkout())
+            .arg("--adapter")
+            .arg(adapter())
+            .output()
+            .unwrap()
+    };
+    let mut blocks = String::new();
+    for name in ["sru-queue", "cnf"] {
+        let out = new(name);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        blocks.push_str(&text(&out.stdout));
+        blocks.push('\n');
+    }
+    // Declared from the points, field types as seen; cnf is a built-in's
+    // name, so its block is old_cnf.
+    assert!(
+        blocks.contains(
+            "[collectors.sru_queue.measurements.sru_queue]\ntags = [\"pocket\", \"priority\", \"series\"]\nfields = { age_hours = \"float\", count = \"int\" }\n"
+        ),
+        "{blocks}"
+    );
+    assert!(
+        blocks.contains(
+            "[collectors.old_cnf.measurements.cnf_commands]\ntags = [\"arch\", \"series\"]\nfields = { commands = \"int\", complete = \"bool\", source = \"string\" }\n"
+        ),
+        "{blocks}"
+    );
+    // The blocks as printed, appended to a configuration: accepted
+    // unchanged, and the dry run prints the points.
+    let cfg = config(dir.path(), &db, &blocks);
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "sru_queue", "--dry-run", "--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "sru_queue,pocket=proposed,priority=1,series=noble age_hours=30.5,count=12i 1795519800000000000",
+            "sru_queue,pocket=proposed,priority=2,series=plucky age_hours=0,count=0i 1795520700250000000",
+        ]
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "old_cnf", "--dry-run", "--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    // And for real: the points are in influxd.
+    let out = run_now(&cfg, &["old_cnf"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(db.rows("cnf_commands").len(), 2);
+
+    // A failing collector, a missing one, a wrong checkout: clear errors.
+    let out = new("broken");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("CollectorError: the queue page answered 503"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+    let out = new("nope");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("metrics/collectors: no nope/ nor nope.py"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = bin()
+        .args(["new", "cnf", "--first-generation", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -93,24 +93,34 @@ pub enum Command {
     Spool(SpoolCommand),
     /// How each enabled collector and the spool are (exit 0 fine, 1 failing, late or spool too old, 2 configuration error)
     Status(StatusArgs),
-    /// Print the configuration block of a new collector declared in the configuration (a script, or URLs and a jq filter), and a Python skeleton for a script
+    /// Print the configuration block of a new collector declared in the configuration (a script, URLs and a jq filter, or a first-generation Python collector run once to declare its measurements), and a Python skeleton for a script
     New(NewArgs),
     /// Write a time-series source's whole history (or since DATE) to InfluxDB, in batches; resumable
     Backfill(BackfillArgs),
 }
 
-/// `new NAME --exec|--http`.
+/// `new NAME --exec|--http|--first-generation CHECKOUT`.
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
-    /// The new collector's name (lower-case letters, digits, `_`)
+    /// The new collector's name (lower-case letters, digits, `_`); with --first-generation, the old collector (metrics.collectors.NAME)
     #[arg(value_name = "NAME")]
     pub name: String,
     /// A script collector: prints its block and a commented Python skeleton
-    #[arg(long, required_unless_present = "http", conflicts_with = "http")]
+    #[arg(
+        long,
+        required_unless_present_any = ["http", "first_generation"],
+        conflicts_with_all = ["http", "first_generation"]
+    )]
     pub exec: bool,
     /// A declarative collector: URLs and a jq filter
-    #[arg(long)]
+    #[arg(long, conflicts_with = "first_generation")]
     pub http: bool,
+    /// A first-generation Python collector of this checkout of the old repository: runs it once through the adapter and prints its block, with the measurements and field types of the points it returned
+    #[arg(long, value_name = "CHECKOUT")]
+    pub first_generation: Option<PathBuf>,
+    /// With --first-generation: the adapter the block's command runs (default: the Debian package's /usr/share/ubuntu-metrics/first-generation/run-collector.py)
+    #[arg(long, value_name = "PATH", requires = "first_generation")]
+    pub adapter: Option<PathBuf>,
     /// With --exec: write the Python skeleton to this file (not overwritten) and print only the block
     #[arg(long, value_name = "PATH", requires = "exec")]
     pub script: Option<PathBuf>,

@@ -1,8 +1,12 @@
-//! `new NAME --exec|--http`: a ready configuration block for a collector
-//! declared in the configuration, and for a script its Python skeleton.
+//! `new NAME --exec|--http|--first-generation CHECKOUT`: a ready
+//! configuration block for a collector declared in the configuration, and
+//! for a script its Python skeleton; for a first-generation collector, its
+//! block with the measurements of the points it returned when run once.
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, NewArgs};
 use crate::custom::template;
+
+mod first_generation;
 
 pub(super) fn main(args: &NewArgs) -> i32 {
     let name = super::normalise_name(&args.name);
@@ -12,10 +16,13 @@ pub(super) fn main(args: &NewArgs) -> i32 {
         );
         return EXIT_USAGE;
     }
-    if crate::collectors::registry()
+    let builtin = crate::collectors::registry()
         .iter()
-        .any(|c| c.name() == name)
-    {
+        .any(|c| c.name() == name);
+    if let Some(checkout) = &args.first_generation {
+        return first_generation::main(&name, builtin, checkout, args.adapter.as_deref());
+    }
+    if builtin {
         eprintln!("ubuntu-metrics: new: {name} is a built-in collector: choose another name");
         return EXIT_USAGE;
     }
