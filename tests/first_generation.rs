@@ -266,4 +266,90 @@ fn new_first_generation_prints_a_block_that_runs_as_it_is() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // Without --adapter: the run uses the adapter built into the program,
+    // the block names the Debian package's, and a note says it is missing
+    // here.
+    let out = bin()
+        .args(["new", "sru_queue", "--first-generation"])
+        .arg(checkout())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("\"/usr/share/ubuntu-metrics/first-generation/run-collector.py\""),
+        "{}",
+        text(&out.stdout)
+    );
+    if !Path::new("/usr/share/ubuntu-metrics/first-generation/run-collector.py").exists() {
+        assert!(
+            text(&out.stderr).contains("not on this machine"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The adapter alone on `tree`: its exit status, the points it printed
+/// (a JSON array) and its standard error.
+fn adapt(tree: &Path, name: &str) -> (Option<i32>, Vec<serde_json::Value>, String) {
+    let out = std::process::Command::new(python())
+        .arg(adapter())
+        .arg("--checkout")
+        .arg(tree)
+        .arg(name)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let points = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out.status.code(), points, text(&out.stderr))
+}
+
+#[test]
+fn the_adapter_finds_the_class_however_the_package_exposes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(checkout())
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tree = dir.path().join("first-generation");
+    let collectors = tree.join("metrics/collectors");
+    // Named by __main__ (the real layout).
+    let (code, points, stderr) = adapt(&tree, "sru_queue");
+    assert_eq!((code, points.len()), (Some(0), 2), "{stderr}");
+    // No __main__: the class __init__ imports.
+    std::fs::remove_file(collectors.join("sru_queue/__main__.py")).unwrap();
+    let (code, points, stderr) = adapt(&tree, "sru_queue");
+    assert_eq!((code, points.len()), (Some(0), 2), "{stderr}");
+    // Neither: the one its submodules define (of two Metric subclasses,
+    // the one the other does not derive from).
+    std::fs::remove_file(collectors.join("upload_queues/__main__.py")).unwrap();
+    std::fs::write(collectors.join("upload_queues/__init__.py"), "").unwrap();
+    let (code, points, stderr) = adapt(&tree, "upload-queues");
+    assert_eq!((code, points.len()), (Some(0), 2), "{stderr}");
+    // A __main__ naming a class that does not exist: said, with its file.
+    std::fs::write(
+        collectors.join("cnf/__main__.py"),
+        "from metrics.lib.basemetric import run_metric_main\n\nrun_metric_main(\"metrics.collectors.cnf\", \"CnfMetricz\")\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = adapt(&tree, "cnf");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cnf/__main__.py names metrics.collectors.cnf.CnfMetricz"),
+        "{stderr}"
+    );
+    // An old layout: a module with the class in it.
+    std::fs::write(
+        collectors.join("flat.py"),
+        "from metrics.lib.basemetric import Metric\n\n\nclass FlatMetrics(Metric):\n    def collect(self):\n        return [{\"measurement\": \"flat\", \"fields\": {\"n\": 1}}]\n",
+    )
+    .unwrap();
+    let (code, points, stderr) = adapt(&tree, "flat");
+    assert_eq!((code, points.len()), (Some(0), 1), "{stderr}");
 }

@@ -152,9 +152,24 @@ fn runnable(chosen: &Path) -> Result<Runnable, String> {
         "ubuntu-metrics-run-collector-{}.py",
         std::process::id()
     ));
-    std::fs::write(&path, ADAPTER)
-        .map_err(|e| format!("cannot write the adapter to {}: {e}", path.display()))?;
-    Ok(Runnable::Temporary(path))
+    // A new file only: never through a link someone left in the way.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, ADAPTER.as_bytes()));
+    match written {
+        Ok(()) => Ok(Runnable::Temporary(path)),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(format!(
+                "cannot write the adapter to {}: {e}",
+                path.display()
+            ))
+        }
+    }
 }
 
 pub(in crate::cli) fn main(
