@@ -22,8 +22,8 @@
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
 use crate::panel::{Agg, Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::http::{join, json_kind as kind};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -51,13 +51,25 @@ pub const STAGING: SourceUrl = SourceUrl {
 pub const SCHEMA: &[Measurement] = &[
     Measurement::new(
         "autopkgtest_queue_size",
-        &[tag("context", ""), tag("release", ""), tag("arch", ""), tag("instance", "`production` or `staging`")],
+        &[
+            tag("context", ""),
+            tag("release", ""),
+            tag("arch", ""),
+            tag("instance", "`production` or `staging`"),
+        ],
         &[int("count", "")],
     ),
     Measurement::new(
         "autopkgtest_running",
-        &[tag("release", ""), tag("arch", ""), tag("instance", "`production` or `staging`")],
-        &[int("count", "(package, params) entries running for that release and arch")],
+        &[
+            tag("release", ""),
+            tag("arch", ""),
+            tag("instance", "`production` or `staging`"),
+        ],
+        &[int(
+            "count",
+            "(package, params) entries running for that release and arch",
+        )],
     ),
 ];
 
@@ -87,13 +99,37 @@ impl Collector for Autopkgtest {
             board: Board::Queues,
             title: "autopkgtest",
             panels: vec![
-                Panel::new(Kind::Timeseries, "autopkgtest queue size by release", "autopkgtest_queue_size", &["count"], &["instance", "release"])
-                    .agg(Agg::SumOfLast),
-                Panel::new(Kind::Timeseries, "autopkgtest queue size by architecture", "autopkgtest_queue_size", &["count"], &["instance", "arch"])
-                    .agg(Agg::SumOfLast),
-                Panel::new(Kind::Timeseries, "Running autopkgtests", "autopkgtest_running", &["count"], &["instance", "release", "arch"]),
-                Panel::new(Kind::Table, "autopkgtest queues (latest)", "autopkgtest_queue_size", &["count"], &["instance", "context", "release", "arch"])
-                    .width(12),
+                Panel::new(
+                    Kind::Timeseries,
+                    "autopkgtest queue size by release",
+                    "autopkgtest_queue_size",
+                    &["count"],
+                    &["instance", "release"],
+                )
+                .agg(Agg::SumOfLast),
+                Panel::new(
+                    Kind::Timeseries,
+                    "autopkgtest queue size by architecture",
+                    "autopkgtest_queue_size",
+                    &["count"],
+                    &["instance", "arch"],
+                )
+                .agg(Agg::SumOfLast),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Running autopkgtests",
+                    "autopkgtest_running",
+                    &["count"],
+                    &["instance", "release", "arch"],
+                ),
+                Panel::new(
+                    Kind::Table,
+                    "autopkgtest queues (latest)",
+                    "autopkgtest_queue_size",
+                    &["count"],
+                    &["instance", "context", "release", "arch"],
+                )
+                .width(12),
             ],
         }
     }

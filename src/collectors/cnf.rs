@@ -15,12 +15,12 @@
 //! (logged); the others are still reported. If no series gets a point, the
 //! collection fails.
 
+use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, boolean, float, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, boolean, float, tag};
 use crate::sources::http::{Http, encode_segment, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
@@ -40,7 +40,10 @@ pub const ARCHIVE: SourceUrl = SourceUrl {
 pub const SCHEMA: &[Measurement] = &[Measurement::new(
     "command_not_found_age",
     &[tag("release", "")],
-    &[float("cnf_age", "days"), boolean("out_of_date", "`cnf_age > 1`")],
+    &[
+        float("cnf_age", "days"),
+        boolean("out_of_date", "`cnf_age > 1`"),
+    ],
 )];
 
 #[async_trait::async_trait]
@@ -66,12 +69,24 @@ impl Collector for Cnf {
             board: Board::Archive,
             title: "command-not-found",
             panels: vec![
-                Panel::new(Kind::Timeseries, "command-not-found index age", "command_not_found_age", &["cnf_age"], &["release"])
-                    .unit("d"),
-                Panel::new(Kind::Table, "command-not-found indexes (latest)", "command_not_found_age", &["cnf_age", "out_of_date"], &["release"])
-                    .field_units(&[("cnf_age", "d")])
-                    .width(12)
-                    .describe("Out of date: the index is more than a day old."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "command-not-found index age",
+                    "command_not_found_age",
+                    &["cnf_age"],
+                    &["release"],
+                )
+                .unit("d"),
+                Panel::new(
+                    Kind::Table,
+                    "command-not-found indexes (latest)",
+                    "command_not_found_age",
+                    &["cnf_age", "out_of_date"],
+                    &["release"],
+                )
+                .field_units(&[("cnf_age", "d")])
+                .width(12)
+                .describe("Out of date: the index is more than a day old."),
             ],
         }
     }

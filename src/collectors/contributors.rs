@@ -9,12 +9,12 @@
 //! is logged and skipped; the other teams are still reported. If no team
 //! can be read, the collection fails.
 
+use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError, Parts};
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
 use chrono::{DateTime, Utc};
@@ -24,7 +24,10 @@ pub struct Contributors;
 /// What it writes.
 pub const SCHEMA: &[Measurement] = &[Measurement::new(
     "launchpad_team_members",
-    &[tag("team", ""), tag("count_type", "`members` or `participants`")],
+    &[
+        tag("team", ""),
+        tag("count_type", "`members` or `participants`"),
+    ],
     &[int("count", "")],
 )];
 
@@ -98,12 +101,24 @@ impl Collector for Contributors {
             board: Board::People,
             title: "Contributors",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Launchpad team members", "launchpad_team_members", &["count"], &["team"])
-                    .filter("\"count_type\" = 'members'")
-                    .describe("Direct members of each team."),
-                Panel::new(Kind::Timeseries, "Launchpad team participants", "launchpad_team_members", &["count"], &["team"])
-                    .filter("\"count_type\" = 'participants'")
-                    .describe("Direct and indirect members (through member teams)."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Launchpad team members",
+                    "launchpad_team_members",
+                    &["count"],
+                    &["team"],
+                )
+                .filter("\"count_type\" = 'members'")
+                .describe("Direct members of each team."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Launchpad team participants",
+                    "launchpad_team_members",
+                    &["count"],
+                    &["team"],
+                )
+                .filter("\"count_type\" = 'participants'")
+                .describe("Direct and indirect members (through member teams)."),
             ],
         }
     }

@@ -21,14 +21,14 @@
 //! is a flavor, `ubuntu-core-24-…` images have `release=ubuntu`, two paths
 //! giving one tag set are two points).
 
+use crate::collector::LAUNCHPAD;
 use crate::collector::{
     Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
 };
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Agg, Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::rsync::{Entry, Rsync, RsyncError};
 use crate::timespan::TimeSpan;
 use chrono::{DateTime, Utc};

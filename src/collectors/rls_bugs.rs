@@ -21,8 +21,8 @@
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::join;
 use serde_json::Value;
@@ -41,7 +41,11 @@ pub const RLS_MGR: SourceUrl = SourceUrl {
 /// What it writes.
 pub const SCHEMA: &[Measurement] = &[Measurement::new(
     "distro_rls_bug_tasks",
-    &[tag("tag", "`incoming` or `tracking`"), tag("release", ""), tag("team_name", "")],
+    &[
+        tag("tag", "`incoming` or `tracking`"),
+        tag("release", ""),
+        tag("team_name", ""),
+    ],
     &[int("count", "number of bugs")],
 )];
 
@@ -77,11 +81,29 @@ impl Collector for RlsBugs {
             board: Board::People,
             title: "Release bugs (rls-*-incoming / tracking)",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Incoming release bugs by team", "distro_rls_bug_tasks", &["count"], &["release", "team_name"])
-                    .filter("\"tag\" = 'incoming'"),
-                Panel::new(Kind::Timeseries, "Tracked release bugs by team", "distro_rls_bug_tasks", &["count"], &["release", "team_name"])
-                    .filter("\"tag\" = 'tracking'"),
-                Panel::new(Kind::Table, "Release bugs (latest)", "distro_rls_bug_tasks", &["count"], &["tag", "release", "team_name"]),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Incoming release bugs by team",
+                    "distro_rls_bug_tasks",
+                    &["count"],
+                    &["release", "team_name"],
+                )
+                .filter("\"tag\" = 'incoming'"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Tracked release bugs by team",
+                    "distro_rls_bug_tasks",
+                    &["count"],
+                    &["release", "team_name"],
+                )
+                .filter("\"tag\" = 'tracking'"),
+                Panel::new(
+                    Kind::Table,
+                    "Release bugs (latest)",
+                    "distro_rls_bug_tasks",
+                    &["count"],
+                    &["tag", "release", "team_name"],
+                ),
             ],
         }
     }

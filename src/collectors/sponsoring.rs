@@ -37,7 +37,10 @@ pub const GENERAL: SourceUrl = SourceUrl {
 /// What it writes.
 pub const SCHEMA: &[Measurement] = &[Measurement::new(
     "sponsoring_queue_stats",
-    &[tag("report", "`sponsoring` (every entry), or a package set")],
+    &[tag(
+        "report",
+        "`sponsoring` (every entry), or a package set",
+    )],
     &[
         int("count", "entries"),
         int("oldest", "max age in days"),
@@ -75,9 +78,21 @@ impl Collector for Sponsoring {
             board: Board::Queues,
             title: "Sponsoring",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Sponsoring queue size", "sponsoring_queue_stats", &["count"], &["report"]),
-                Panel::new(Kind::Timeseries, "Sponsoring queue age", "sponsoring_queue_stats", &["oldest", "average_age"], &["report"])
-                    .unit("d"),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Sponsoring queue size",
+                    "sponsoring_queue_stats",
+                    &["count"],
+                    &["report"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Sponsoring queue age",
+                    "sponsoring_queue_stats",
+                    &["oldest", "average_age"],
+                    &["report"],
+                )
+                .unit("d"),
             ],
         }
     }

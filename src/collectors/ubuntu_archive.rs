@@ -33,13 +33,13 @@
 //! only, not for its architectures.
 
 use crate::catch_up::{self, Cutoff};
-use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
-use crate::config::SourceUrl;
 use crate::collector::LAUNCHPAD;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
+use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
 use crate::collectors::britney::parse_rfc2822;
+use crate::config::SourceUrl;
+use crate::panel::{Board, Kind, Panel, Panels};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -69,8 +69,12 @@ pub const LAUNCHPAD_CODE: SourceUrl = SourceUrl {
 
 /// What it writes.
 pub const SCHEMA: &[Measurement] = &[
-    Measurement::new("nbs_stats", &[tag("release", "")], &[int("removable", ""), int("total", "")])
-        .timed("the line's time"),
+    Measurement::new(
+        "nbs_stats",
+        &[tag("release", "")],
+        &[int("removable", ""), int("total", "")],
+    )
+    .timed("the line's time"),
     Measurement::new(
         "component_mismatch_stats",
         &[
@@ -82,10 +86,18 @@ pub const SCHEMA: &[Measurement] = &[
         &[int("count", "")],
     )
     .timed("the line's time"),
-    Measurement::new("uninst_stats", &[tag("release", ""), tag("arch", "")], &[int("count", "")])
-        .timed("the report's `Generated`"),
-    Measurement::new("outdate_stats", &[tag("release", ""), tag("arch", "")], &[int("count", "")])
-        .timed("the report's `Generated`"),
+    Measurement::new(
+        "uninst_stats",
+        &[tag("release", ""), tag("arch", "")],
+        &[int("count", "")],
+    )
+    .timed("the report's `Generated`"),
+    Measurement::new(
+        "outdate_stats",
+        &[tag("release", ""), tag("arch", "")],
+        &[int("count", "")],
+    )
+    .timed("the report's `Generated`"),
     Measurement::new(
         "priority_mismatch_stats",
         &[tag("release", ""), tag("arch", "")],
@@ -157,17 +169,59 @@ impl Collector for UbuntuArchive {
             board: Board::Archive,
             title: "Archive reports (devel series)",
             panels: vec![
-                Panel::new(Kind::Timeseries, "NBS: binaries not built from source", "nbs_stats", &["removable", "total"], &["release"]),
-                Panel::new(Kind::Timeseries, "Component mismatches", "component_mismatch_stats", &["count"], &["release", "pocket", "action", "type"]),
-                Panel::new(Kind::Timeseries, "Uninstallable packages by architecture", "uninst_stats", &["count"], &["release", "arch"]),
-                Panel::new(Kind::Timeseries, "Out-of-date packages by architecture", "outdate_stats", &["count"], &["release", "arch"]),
-                Panel::new(Kind::Timeseries, "Priority mismatches by architecture", "priority_mismatch_stats", &["count"], &["release", "arch"]),
-                Panel::new(Kind::Stat, "Archive team: active reviews", "ubuntu_archive_reviews", &["count"], &[])
-                    .width(6)
-                    .describe("Merge proposals awaiting review by ~ubuntu-archive."),
-                Panel::new(Kind::Stat, "Archive team: bugs", "ubuntu_archive_bugs", &["count"], &["type"])
-                    .width(6)
-                    .describe("Bug tasks ~ubuntu-archive is subscribed to, and assigned to."),
+                Panel::new(
+                    Kind::Timeseries,
+                    "NBS: binaries not built from source",
+                    "nbs_stats",
+                    &["removable", "total"],
+                    &["release"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Component mismatches",
+                    "component_mismatch_stats",
+                    &["count"],
+                    &["release", "pocket", "action", "type"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Uninstallable packages by architecture",
+                    "uninst_stats",
+                    &["count"],
+                    &["release", "arch"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Out-of-date packages by architecture",
+                    "outdate_stats",
+                    &["count"],
+                    &["release", "arch"],
+                ),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Priority mismatches by architecture",
+                    "priority_mismatch_stats",
+                    &["count"],
+                    &["release", "arch"],
+                ),
+                Panel::new(
+                    Kind::Stat,
+                    "Archive team: active reviews",
+                    "ubuntu_archive_reviews",
+                    &["count"],
+                    &[],
+                )
+                .width(6)
+                .describe("Merge proposals awaiting review by ~ubuntu-archive."),
+                Panel::new(
+                    Kind::Stat,
+                    "Archive team: bugs",
+                    "ubuntu_archive_bugs",
+                    &["count"],
+                    &["type"],
+                )
+                .width(6)
+                .describe("Bug tasks ~ubuntu-archive is subscribed to, and assigned to."),
             ],
         }
     }
@@ -239,17 +293,27 @@ fn int_columns(line: &str, n: usize) -> Option<(DateTime<Utc>, Vec<i64>)> {
 /// each time the tail's first row is still newer than the cutoff, until it
 /// is not or the tail is the whole document. The newest row read is noted
 /// for the catch-up mark; a mark newer than every row is warned about.
-async fn csv_tail(ctx: &Context, url: &str, cutoff: &Cutoff, n: usize) -> Result<Tail, CollectorError> {
+async fn csv_tail(
+    ctx: &Context,
+    url: &str,
+    cutoff: &Cutoff,
+    n: usize,
+) -> Result<Tail, CollectorError> {
     let mut bytes = TAIL_BYTES;
     let tail = loop {
         let tail = ctx.http.get_tail(url, bytes).await?;
-        let first = tail_lines(&tail).find_map(|l| int_columns(l, n)).map(|(t, _)| t);
+        let first = tail_lines(&tail)
+            .find_map(|l| int_columns(l, n))
+            .map(|(t, _)| t);
         if tail.from_start || first.is_some_and(|t| !cutoff.takes(t)) {
             break tail;
         }
         bytes = bytes.saturating_mul(8);
     };
-    let newest = tail_lines(&tail).filter_map(|l| int_columns(l, n)).map(|(t, _)| t).max();
+    let newest = tail_lines(&tail)
+        .filter_map(|l| int_columns(l, n))
+        .map(|(t, _)| t)
+        .max();
     if let Some(w) = cutoff.shrunk(url, newest) {
         tracing::warn!("ubuntu_archive: {w}");
     }

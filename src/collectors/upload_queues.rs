@@ -15,12 +15,12 @@
 //! points; the other queues are still reported. If no queue can be read,
 //! the collection fails.
 
+use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::collector::LAUNCHPAD;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -31,12 +31,20 @@ pub struct UploadQueues;
 pub const SCHEMA: &[Measurement] = &[
     Measurement::new(
         "ubuntu_queue_size",
-        &[tag("devel", "`True`/`False`"), tag("status", ""), tag("release", "")],
+        &[
+            tag("devel", "`True`/`False`"),
+            tag("status", ""),
+            tag("release", ""),
+        ],
         &[int("count", "")],
     ),
     Measurement::new(
         "queue_ages",
-        &[tag("devel", "`True`/`False`"), tag("release", ""), tag("status", "")],
+        &[
+            tag("devel", "`True`/`False`"),
+            tag("release", ""),
+            tag("status", ""),
+        ],
         &[
             int("oldest_age_in_days", "0 when empty"),
             int("ten_day_backlog_count", "uploads older than 10 whole days"),
@@ -44,8 +52,15 @@ pub const SCHEMA: &[Measurement] = &[
     ),
     Measurement::new(
         "ubuntu_new_queue_size",
-        &[tag("devel", "`True`/`False`"), tag("release", ""), tag("type", "`source`, `binary`, `sync`")],
-        &[int("count", "New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each)")],
+        &[
+            tag("devel", "`True`/`False`"),
+            tag("release", ""),
+            tag("type", "`source`, `binary`, `sync`"),
+        ],
+        &[int(
+            "count",
+            "New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each)",
+        )],
     ),
 ];
 

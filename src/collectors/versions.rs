@@ -18,8 +18,8 @@
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
 use crate::panel::{Board, Kind, Panel, Panels};
-use crate::schema::{Measurement, int, tag};
 use crate::point::Point;
+use crate::schema::{Measurement, int, tag};
 use crate::sources::http::{encode_segment, join};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -37,7 +37,11 @@ pub const VERSIONS: SourceUrl = SourceUrl {
 /// What it writes.
 pub const SCHEMA: &[Measurement] = &[Measurement::new(
     "versions_script_stats",
-    &[tag("report", ""), tag("category", ""), tag("series", "always `devel`")],
+    &[
+        tag("report", ""),
+        tag("category", ""),
+        tag("series", "always `devel`"),
+    ],
     &[int("count", "")],
 )];
 
@@ -68,9 +72,21 @@ impl Collector for Versions {
             board: Board::Archive,
             title: "Desktop versions report",
             panels: vec![
-                Panel::new(Kind::Timeseries, "Packages by versions category", "versions_script_stats", &["count"], &["report", "category"]),
-                Panel::new(Kind::Table, "Versions report (latest)", "versions_script_stats", &["count"], &["series", "report", "category"])
-                    .width(12),
+                Panel::new(
+                    Kind::Timeseries,
+                    "Packages by versions category",
+                    "versions_script_stats",
+                    &["count"],
+                    &["report", "category"],
+                ),
+                Panel::new(
+                    Kind::Table,
+                    "Versions report (latest)",
+                    "versions_script_stats",
+                    &["count"],
+                    &["series", "report", "category"],
+                )
+                .width(12),
             ],
         }
     }
