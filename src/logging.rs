@@ -82,22 +82,10 @@ impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::Ma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn every_logged_line_is_redacted() {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
+        let buf = crate::test_support::Captured::default();
         let out = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(Redacting(move || buf.clone()))
@@ -109,7 +97,7 @@ mod tests {
                 "failed: http://u:S2@h/?sig=S3"
             );
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert!(text.contains("access_token=<redacted>"), "{text}");
         for s in ["S1", "S2", "S3"] {
             assert!(!text.contains(s), "{text}");

@@ -2,6 +2,7 @@
 
 use crate::point::Point;
 use chrono::{DateTime, TimeZone, Utc};
+use std::sync::{Arc, Mutex};
 
 /// The fixed "now" of the fixtures: 2026-11-24T12:00:00Z.
 pub fn now() -> DateTime<Utc> {
@@ -13,4 +14,26 @@ pub fn lines(ps: Vec<Point>) -> Vec<String> {
     let mut v: Vec<String> = ps.iter().map(|p| p.to_line().unwrap()).collect();
     v.sort();
     v
+}
+
+/// A writer whose bytes the test keeps: clones share them (a log
+/// subscriber's writer, a printer's output, a filter process's stdout).
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far, as UTF-8 text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -534,6 +534,7 @@ pub fn serve<W: std::io::Write + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::Captured;
     use serde_json::json;
 
     /// [`evaluate`] in this process, collecting the outputs as JSON.
@@ -621,20 +622,6 @@ mod tests {
         assert!(e.contains("signal 9"), "{e}");
     }
 
-    /// A writer whose bytes the test keeps.
-    #[derive(Clone, Default)]
-    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     fn request(code: &str, doc: &str) -> Vec<u8> {
         let r = Request {
             code: code.into(),
@@ -645,20 +632,20 @@ mod tests {
 
     #[test]
     fn the_process_writes_each_output_on_a_line_and_stops_at_the_output_limit() {
-        let out = Shared::default();
+        let out = Captured::default();
         let served = serve(&request(".[] | . + 1", "[1, 2]")[..], out.clone());
         assert_eq!(served, Served::Done);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert_eq!(text, format!("{HELLO}\n2\n3\n"));
 
-        let out = Shared::default();
+        let out = Captured::default();
         let served = serve(&request("repeat(1)", "null")[..], out.clone());
         assert_eq!(served, Served::OutputLimit);
         assert!(served.message().unwrap().starts_with("output limit: "));
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert_eq!(text.lines().count(), 1 + MAX_OUTPUTS);
 
-        let served = serve(&b"not json\n{}"[..], Shared::default());
+        let served = serve(&b"not json\n{}"[..], Captured::default());
         assert!(
             matches!(&served, Served::Failed(e) if e.contains("request is not valid")),
             "{served:?}"

@@ -115,7 +115,8 @@ pub fn self_batch(make: &SelfMetrics<'_>, counts: &[usize], dropped: u64) -> Bat
 mod tests {
     use super::*;
     use crate::runner::{Outcome, Status, deliver_to};
-    use std::sync::{Arc, Mutex};
+    use crate::test_support::Captured;
+    use std::sync::Mutex;
     use std::time::Duration;
 
     fn outcome(name: &'static str, points: Vec<Point>) -> Outcome {
@@ -213,27 +214,14 @@ mod tests {
         assert!(files >= 5, "{files} files in {}", dir.display());
     }
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn the_printer_is_a_sink_printing_every_collectors_points() {
-        let out = Shared::default();
+        let out = Captured::default();
         let printer = print::Printer::new(Box::new(out.clone()), print::Format::Lp);
         // Self-metrics asked for or not, a dry run prints the collectors'.
         let d = deliver_to(&outcomes(), &printer, true).await;
         assert_eq!(
-            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+            out.text(),
             "a n=1i 1795521600000000000\nb x=0.5 1795521600000000000\n"
         );
         assert_eq!((d.total, d.written, d.unencodable.len()), (3, 2, 1));
