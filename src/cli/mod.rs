@@ -487,6 +487,9 @@ fn init_logging(verbose: bool) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(crate::logging::Redacting(std::io::stderr))
+            // The fields' names too: without this they were written in
+            // italics (ESC[3m) into every journal entry.
+            .with_ansi(false)
             .event_format(crate::logging::Journald)
             .try_init();
         return;
