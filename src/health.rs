@@ -12,6 +12,7 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::schedule::systemd::{self as sd, SystemdView};
 use crate::sinks::spool::{self, Spool};
 use crate::state::{self, CollectorState};
 use crate::timespan::TimeSpan;
@@ -61,13 +62,14 @@ impl NextSource {
     }
 }
 
-/// Asks the timers when they run next (by collector name); see
-/// `schedule::systemd::next_elapses`.
-pub type TimerQuery<'a> = &'a dyn Fn(&[&str]) -> BTreeMap<String, DateTime<Utc>>;
+/// Asks systemd about the daemon and the timers of the given collectors;
+/// `None` when it cannot be asked (see
+/// `schedule::systemd::systemd_view`).
+pub type TimerQuery<'a> = &'a dyn Fn(&[&str]) -> Option<SystemdView>;
 
-/// No timers to ask (the daemon's endpoint: its own schedule is there).
-pub fn no_timers(_: &[&str]) -> BTreeMap<String, DateTime<Utc>> {
-    BTreeMap::new()
+/// Nothing to ask (the daemon's endpoint: its own schedule is there).
+pub fn no_timers(_: &[&str]) -> Option<SystemdView> {
+    None
 }
 
 /// The station's state and the verdict on it, at `now`.
@@ -86,6 +88,13 @@ pub struct Report {
     pub spool_dir: PathBuf,
     /// Every output's spool (the fields above are the first's).
     pub outputs: Vec<OutputSpool>,
+    /// What systemd said of the daemon and the timers, when asked.
+    pub systemd: Option<SystemdView>,
+    /// Whether the collectors run from timers (`[systemd] timers`, or
+    /// timers `systemd install` wrote).
+    pub timers_on: bool,
+    /// A problem means nothing is being collected (Nagios CRITICAL).
+    pub critical: bool,
 }
 
 /// What waits in one output's spool.
@@ -164,10 +173,26 @@ impl Report {
             .map(|c| c.name())
             .filter(|n| config.enabled(n))
             .collect();
+        let view = timers(&enabled);
         let (scheduled, source) = match state::read_schedule(&state_dir) {
             Some(s) => (s.due, NextSource::Daemon),
-            None => (timers(&enabled), NextSource::Timer),
+            None => (
+                view.as_ref()
+                    .map(SystemdView::next_elapses)
+                    .unwrap_or_default(),
+                NextSource::Timer,
+            ),
         };
+        let timers_on = config.systemd.timers
+            || (view.is_some()
+                && sd::installed_timers(std::path::Path::new("/etc/systemd/system")));
+        let mut critical = false;
+        if let Some(v) = &view {
+            for f in sd::judge(v, timers_on, &enabled) {
+                critical |= f.critical;
+                problems.push(f.message);
+            }
+        }
         let rows: Vec<Row> = registry
             .iter()
             .filter(|c| config.enabled(c.name()))
@@ -274,6 +299,9 @@ impl Report {
             spool_too_old,
             state_dir,
             spool_dir,
+            systemd: view,
+            timers_on,
+            critical,
         })
     }
 
@@ -283,9 +311,58 @@ impl Report {
     }
 
     /// The exit status of `status` for this verdict (Nagios style): 0 all
-    /// fine, 1 a problem.
+    /// fine, 1 a problem (WARNING), 2 nothing is being collected
+    /// (CRITICAL: the daemon cannot start, or no timer is active).
     pub fn exit_status(&self) -> i32 {
-        if self.ok() { 0 } else { 1 }
+        if self.ok() {
+            0
+        } else if self.critical {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The verdict's word, as Nagios shows it: `OK`, `WARNING` or
+    /// `CRITICAL`.
+    pub fn verdict(&self) -> &'static str {
+        match self.exit_status() {
+            0 => "OK",
+            2 => "CRITICAL",
+            _ => "WARNING",
+        }
+    }
+
+    /// The `systemd` object of the JSON: what systemd said (null when it
+    /// could not be asked).
+    fn systemd_json(&self) -> Value {
+        let Some(v) = &self.systemd else {
+            return Value::Null;
+        };
+        let unit = |u: &sd::UnitState| {
+            json!({
+                "unit": u.id,
+                "load_state": u.load_state,
+                "active_state": u.active_state,
+                "sub_state": u.sub_state,
+                "result": u.result,
+                "unit_file_state": u.unit_file_state,
+            })
+        };
+        json!({
+            "timers_on": self.timers_on,
+            "daemon": v.daemon.as_ref().map(|d| {
+                let mut o = unit(d);
+                o["n_restarts"] = json!(d.n_restarts);
+                o
+            }),
+            "timers": v.timers.iter().map(|(name, t)| {
+                let mut o = unit(t);
+                o["collector"] = json!(name);
+                o["next_elapse"] = json!(t.next.map(rfc3339));
+                o
+            }).collect::<Vec<_>>(),
+        })
     }
 
     /// The document of `status --format json` and the endpoint's `/status`.
@@ -323,6 +400,7 @@ impl Report {
             "now": rfc3339(now),
             "status": if self.ok() { "ok" } else { "problem" },
             "exit_status": self.exit_status(),
+            "verdict": self.verdict(),
             "problems": self.problems,
             "state_file": self.state_dir.join(state::STATE_FILE).display().to_string(),
             "collectors": collectors,
@@ -350,6 +428,7 @@ impl Report {
                 "stale": o.stale.is_some(),
                 "stale_reason": o.stale,
             })).collect::<Vec<_>>(),
+            "systemd": self.systemd_json(),
         })
     }
 
@@ -595,7 +674,10 @@ impl Endpoint {
                         ),
                     )
                 } else {
-                    (503, format!("WARNING: {}\n", report.problems.join("; ")))
+                    (
+                        503,
+                        format!("{}: {}\n", report.verdict(), report.problems.join("; ")),
+                    )
                 };
                 answer(code, "text/plain; charset=utf-8", body)
             }
