@@ -977,6 +977,86 @@ impl Throttled {
 mod tests {
     use super::*;
 
+    /// A station whose state directory is empty, judged with what a fake
+    /// systemd says.
+    fn report_with(config_text: &str, text: &'static str) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_toml(config_text).unwrap();
+        config.spool.dir = dir.path().join("spool");
+        let registry = crate::collectors::registry();
+        let now = Utc::now();
+        let query = move |names: &[&str]| {
+            assert!(!names.is_empty());
+            Some(SystemdView::from_units(sd::parse_show(
+                text,
+                now,
+                std::time::Duration::from_secs(3600),
+            )))
+        };
+        let age = TimeSpan::parse(DEFAULT_SPOOL_AGE).unwrap();
+        Report::new(&registry, &config, now, &age, &query).unwrap()
+    }
+
+    #[test]
+    fn systemd_problems_make_the_verdict() {
+        // The daemon enabled but restarting: CRITICAL, exit 2.
+        let r = report_with(
+            "",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=4\nUnitFileState=enabled\n",
+        );
+        assert_eq!((r.exit_status(), r.verdict()), (2, "CRITICAL"));
+        assert_eq!(
+            r.problems,
+            ["the daemon ubuntu-metrics.service cannot start (auto-restart, result exit-code, 4 restarts): see journalctl -u ubuntu-metrics.service -p err"]
+        );
+        let doc = r.json();
+        assert_eq!(doc["exit_status"], 2);
+        assert_eq!(doc["verdict"], "CRITICAL");
+        assert_eq!(doc["systemd"]["daemon"]["sub_state"], "auto-restart");
+        assert_eq!(doc["systemd"]["daemon"]["n_restarts"], 4);
+
+        // Timers on, one active (its next run from the monotonic clock),
+        // one stopped: WARNING naming it.
+        let r = report_with(
+            "[systemd]\ntimers = true\n[collectors.britney]\nenabled = true\n",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nUnitFileState=disabled\n\n\
+             Id=ubuntu-metrics-britney.timer\nLoadState=loaded\nActiveState=active\nNextElapseUSecRealtime=\nNextElapseUSecMonotonic=1h 4min 12.003112s\n\n\
+             Id=ubuntu-metrics-cnf.timer\nLoadState=loaded\nActiveState=inactive\nNextElapseUSecMonotonic=infinity\n",
+        );
+        assert_eq!((r.exit_status(), r.verdict()), (1, "WARNING"));
+        assert!(
+            r.problems
+                .contains(&"timer ubuntu-metrics-cnf.timer is stopped (inactive): run `sudo ubuntu-metrics systemd apply`".to_owned()),
+            "{:?}",
+            r.problems
+        );
+        let britney = r.rows.iter().find(|row| row.name == "britney").unwrap();
+        assert_eq!(britney.next_source, NextSource::Timer);
+        assert_eq!(
+            britney.next,
+            Some(r.now + chrono::Duration::microseconds(252_003_112))
+        );
+        let doc = r.json();
+        let timers = doc["systemd"]["timers"].as_array().unwrap();
+        assert!(timers.iter().any(|t| t["collector"] == "britney"
+            && t["active_state"] == "active"
+            && t["next_elapse"].is_string()));
+
+        // Timers on and none active: CRITICAL.
+        let r = report_with(
+            "[systemd]\ntimers = true\n",
+            "Id=ubuntu-metrics-britney.timer\nLoadState=loaded\nActiveState=inactive\n",
+        );
+        assert_eq!(r.exit_status(), 2, "{:?}", r.problems);
+        // Timers off, none loaded, the daemon running: OK.
+        let r = report_with(
+            "",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n\nId=ubuntu-metrics-britney.timer\nLoadState=not-found\nActiveState=inactive\n",
+        );
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.verdict(), "OK");
+    }
+
     #[test]
     fn spans_read_naturally() {
         let s = chrono::Duration::seconds;
