@@ -1007,7 +1007,9 @@ mod tests {
         assert_eq!((r.exit_status(), r.verdict()), (2, "CRITICAL"));
         assert_eq!(
             r.problems,
-            ["the daemon ubuntu-metrics.service cannot start (auto-restart, result exit-code, 4 restarts): see journalctl -u ubuntu-metrics.service -p err"]
+            [
+                "the daemon ubuntu-metrics.service cannot start (auto-restart, result exit-code, 4 restarts): see journalctl -u ubuntu-metrics.service -p err"
+            ]
         );
         let doc = r.json();
         assert_eq!(doc["exit_status"], 2);
