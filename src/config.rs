@@ -771,6 +771,30 @@ impl Config {
         all
     }
 
+    /// Every secret file the configuration names, with its key
+    /// (`influxdb.password_file`, `influxdb.token_file`,
+    /// `outputs.NAME.password_file`, `outputs.NAME.token_file`): the units
+    /// hand each to the services as the systemd credential of that name.
+    pub fn secret_files(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(name, o)| (format!("outputs.{name}"), o));
+        for (key, o) in std::iter::once((DEFAULT_OUTPUT.to_owned(), &self.influxdb)).chain(outputs)
+        {
+            for (what, file) in [
+                ("password_file", &o.password_file),
+                ("token_file", &o.token_file),
+            ] {
+                if let Some(f) = file {
+                    out.push((format!("{key}.{what}"), f.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The secret an output's writer sends: `[influxdb]`'s from any of its
     /// sources ([`Config::write_secret`]); another output's from its own
     /// `password`/`password_file` (v1) or `token`/`token_file` (v2).
@@ -867,11 +891,76 @@ pub struct OutputSpec {
     pub spool_dir: PathBuf,
 }
 
-/// A password or token file's content, without its final newline.
+/// Set by systemd for every unit it starts (with `CREDENTIALS_DIRECTORY`,
+/// the sign that the program runs as a service).
+pub const INVOCATION_ID_ENV: &str = "INVOCATION_ID";
+
+/// Whether `id` can name a systemd credential (`LoadCredential=ID:PATH`,
+/// the file `$CREDENTIALS_DIRECTORY/ID`): a valid file name (not empty,
+/// not `.` or `..`, no `/`, at most 255 bytes), and none of what a unit
+/// file line cannot carry (`:` ends the ID, control characters).
+pub fn credential_id_valid(id: &str) -> bool {
+    !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 255
+        && !id.contains(['/', ':'])
+        && !id.chars().any(char::is_control)
+}
+
+/// A password or token file's content, without its final newline. Under
+/// systemd the file is first looked for as the credential named after its
+/// configuration key (`what`, e.g. `influxdb.password_file`), which the
+/// units load with `LoadCredential=` (the service's dynamic user cannot
+/// read a root-only file itself).
 fn read_secret(f: &Path, what: &str) -> Result<String, ConfigError> {
+    let credentials = std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let under_systemd =
+        credentials.is_some() || std::env::var_os(INVOCATION_ID_ENV).is_some_and(|v| !v.is_empty());
+    read_secret_in(f, what, credentials.as_deref(), under_systemd)
+}
+
+/// [`read_secret`] with the credentials directory (`None`: not under
+/// systemd, or no credentials) and whether the process runs under
+/// systemd given.
+pub fn read_secret_in(
+    f: &Path,
+    what: &str,
+    credentials: Option<&Path>,
+    under_systemd: bool,
+) -> Result<String, ConfigError> {
+    let content = |s: String| s.trim_end_matches(['\n', '\r']).to_owned();
+    if let Some(dir) = credentials.filter(|_| credential_id_valid(what)) {
+        let c = dir.join(what);
+        match std::fs::read_to_string(&c) {
+            Ok(s) => return Ok(content(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "{what} {}: the systemd credential {}: {e}",
+                    f.display(),
+                    c.display()
+                )));
+            }
+        }
+    }
     std::fs::read_to_string(f)
-        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-        .map_err(|e| ConfigError(format!("{what} {}: {e}", f.display())))
+        .map(content)
+        .map_err(|e| secret_error(f, what, &e, under_systemd))
+}
+
+/// A secret file that cannot be read: which key, which file, why; under
+/// systemd, a permission denied says how to hand the file over.
+fn secret_error(f: &Path, what: &str, e: &std::io::Error, under_systemd: bool) -> ConfigError {
+    let mut message = format!("{what} {}: {e}", f.display());
+    if under_systemd && e.kind() == std::io::ErrorKind::PermissionDenied {
+        message.push_str(&format!(
+            "; run `sudo ubuntu-metrics systemd apply` after editing the configuration, so that systemd hands the file to the service as the credential {what}"
+        ));
+    }
+    ConfigError(message)
 }
 
 /// The InfluxDB secret (v1 password or v2 token) systemd hands the service
@@ -1201,5 +1290,121 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains(REDACTED));
+    }
+
+    #[test]
+    fn secret_files_are_named_by_their_key() {
+        let c = Config::from_toml(
+            "[influxdb]\npassword_file = \"/s/collector-password\"\n\
+             [outputs.vm]\nurl = \"http://vm:8428\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"/s/vm-token\"\n",
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = c
+            .secret_files()
+            .into_iter()
+            .map(|(k, p)| (k, p.display().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "influxdb.password_file".into(),
+                    "/s/collector-password".into()
+                ),
+                ("outputs.vm.token_file".into(), "/s/vm-token".into()),
+            ]
+        );
+        assert!(Config::default().secret_files().is_empty());
+    }
+
+    #[test]
+    fn credential_ids() {
+        for ok in ["influxdb.password_file", "outputs.vm-2.token_file", "a"] {
+            assert!(credential_id_valid(ok), "{ok}");
+        }
+        let long = "x".repeat(256);
+        for bad in ["", ".", "..", "a/b", "a:b", "a\nb", long.as_str()] {
+            assert!(!credential_id_valid(bad), "{bad:?}");
+        }
+        assert!(credential_id_valid(&"x".repeat(255)));
+    }
+
+    #[test]
+    fn a_secret_file_is_read_from_its_systemd_credential_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("collector-password");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let creds = dir.path().join("credentials");
+        std::fs::create_dir(&creds).unwrap();
+        let key = "influxdb.password_file";
+        // No credential of that name: the file.
+        assert_eq!(
+            read_secret_in(&file, key, Some(&creds), true).unwrap(),
+            "from-the-file"
+        );
+        std::fs::write(creds.join(key), "from-the-credential\r\n").unwrap();
+        assert_eq!(
+            read_secret_in(&file, key, Some(&creds), true).unwrap(),
+            "from-the-credential"
+        );
+        // Another key's credential is not this one.
+        assert_eq!(
+            read_secret_in(&file, "influxdb.token_file", Some(&creds), true).unwrap(),
+            "from-the-file"
+        );
+        // Not under systemd: the file.
+        assert_eq!(
+            read_secret_in(&file, key, None, false).unwrap(),
+            "from-the-file"
+        );
+        // The credential is there but the file is not: the credential.
+        let gone = dir.path().join("gone");
+        assert_eq!(
+            read_secret_in(&gone, key, Some(&creds), true).unwrap(),
+            "from-the-credential"
+        );
+        // Neither: the error names the key and the file.
+        let e = read_secret_in(&gone, "influxdb.token_file", Some(&creds), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("influxdb.token_file ") && e.contains(gone.to_str().unwrap()),
+            "{e}"
+        );
+        assert!(!e.contains("systemd apply"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_under_systemd_names_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("collector-password");
+        std::fs::write(&file, "pw\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let key = "influxdb.password_file";
+        let hint = "; run `sudo ubuntu-metrics systemd apply` after editing the configuration, so that systemd hands the file to the service as the credential influxdb.password_file";
+        // As root (the test may run so) every file is readable: the
+        // error is made from the error the service gets.
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = secret_error(&file, key, &denied, true).to_string();
+        assert!(e.starts_with(&format!("{key} {}: ", file.display())), "{e}");
+        assert!(e.ends_with(hint), "{e}");
+        assert!(
+            !secret_error(&file, key, &denied, false)
+                .0
+                .contains("systemd apply")
+        );
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(
+            !secret_error(&file, key, &missing, true)
+                .0
+                .contains("systemd apply")
+        );
+        if std::fs::read(&file).is_err() {
+            let e = read_secret_in(&file, key, None, true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("Permission denied") && e.ends_with(hint), "{e}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::schedule::systemd::{self as sd, SystemdView};
 use crate::sinks::spool::{self, Spool};
 use crate::state::{self, CollectorState};
 use crate::timespan::TimeSpan;
@@ -61,13 +62,14 @@ impl NextSource {
     }
 }
 
-/// Asks the timers when they run next (by collector name); see
-/// `schedule::systemd::next_elapses`.
-pub type TimerQuery<'a> = &'a dyn Fn(&[&str]) -> BTreeMap<String, DateTime<Utc>>;
+/// Asks systemd about the daemon and the timers of the given collectors;
+/// `None` when it cannot be asked (see
+/// `schedule::systemd::systemd_view`).
+pub type TimerQuery<'a> = &'a dyn Fn(&[&str]) -> Option<SystemdView>;
 
-/// No timers to ask (the daemon's endpoint: its own schedule is there).
-pub fn no_timers(_: &[&str]) -> BTreeMap<String, DateTime<Utc>> {
-    BTreeMap::new()
+/// Nothing to ask (the daemon's endpoint: its own schedule is there).
+pub fn no_timers(_: &[&str]) -> Option<SystemdView> {
+    None
 }
 
 /// The station's state and the verdict on it, at `now`.
@@ -86,6 +88,13 @@ pub struct Report {
     pub spool_dir: PathBuf,
     /// Every output's spool (the fields above are the first's).
     pub outputs: Vec<OutputSpool>,
+    /// What systemd said of the daemon and the timers, when asked.
+    pub systemd: Option<SystemdView>,
+    /// Whether the collectors run from timers (`[systemd] timers`, or
+    /// timers `systemd install` wrote).
+    pub timers_on: bool,
+    /// A problem means nothing is being collected (Nagios CRITICAL).
+    pub critical: bool,
 }
 
 /// What waits in one output's spool.
@@ -164,10 +173,26 @@ impl Report {
             .map(|c| c.name())
             .filter(|n| config.enabled(n))
             .collect();
+        let view = timers(&enabled);
         let (scheduled, source) = match state::read_schedule(&state_dir) {
             Some(s) => (s.due, NextSource::Daemon),
-            None => (timers(&enabled), NextSource::Timer),
+            None => (
+                view.as_ref()
+                    .map(SystemdView::next_elapses)
+                    .unwrap_or_default(),
+                NextSource::Timer,
+            ),
         };
+        let timers_on = config.systemd.timers
+            || (view.is_some()
+                && sd::installed_timers(std::path::Path::new("/etc/systemd/system")));
+        let mut critical = false;
+        if let Some(v) = &view {
+            for f in sd::judge(v, timers_on, &enabled) {
+                critical |= f.critical;
+                problems.push(f.message);
+            }
+        }
         let rows: Vec<Row> = registry
             .iter()
             .filter(|c| config.enabled(c.name()))
@@ -274,6 +299,9 @@ impl Report {
             spool_too_old,
             state_dir,
             spool_dir,
+            systemd: view,
+            timers_on,
+            critical,
         })
     }
 
@@ -283,9 +311,58 @@ impl Report {
     }
 
     /// The exit status of `status` for this verdict (Nagios style): 0 all
-    /// fine, 1 a problem.
+    /// fine, 1 a problem (WARNING), 2 nothing is being collected
+    /// (CRITICAL: the daemon cannot start, or no timer is active).
     pub fn exit_status(&self) -> i32 {
-        if self.ok() { 0 } else { 1 }
+        if self.ok() {
+            0
+        } else if self.critical {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The verdict's word, as Nagios shows it: `OK`, `WARNING` or
+    /// `CRITICAL`.
+    pub fn verdict(&self) -> &'static str {
+        match self.exit_status() {
+            0 => "OK",
+            2 => "CRITICAL",
+            _ => "WARNING",
+        }
+    }
+
+    /// The `systemd` object of the JSON: what systemd said (null when it
+    /// could not be asked).
+    fn systemd_json(&self) -> Value {
+        let Some(v) = &self.systemd else {
+            return Value::Null;
+        };
+        let unit = |u: &sd::UnitState| {
+            json!({
+                "unit": u.id,
+                "load_state": u.load_state,
+                "active_state": u.active_state,
+                "sub_state": u.sub_state,
+                "result": u.result,
+                "unit_file_state": u.unit_file_state,
+            })
+        };
+        json!({
+            "timers_on": self.timers_on,
+            "daemon": v.daemon.as_ref().map(|d| {
+                let mut o = unit(d);
+                o["n_restarts"] = json!(d.n_restarts);
+                o
+            }),
+            "timers": v.timers.iter().map(|(name, t)| {
+                let mut o = unit(t);
+                o["collector"] = json!(name);
+                o["next_elapse"] = json!(t.next.map(rfc3339));
+                o
+            }).collect::<Vec<_>>(),
+        })
     }
 
     /// The document of `status --format json` and the endpoint's `/status`.
@@ -323,6 +400,7 @@ impl Report {
             "now": rfc3339(now),
             "status": if self.ok() { "ok" } else { "problem" },
             "exit_status": self.exit_status(),
+            "verdict": self.verdict(),
             "problems": self.problems,
             "state_file": self.state_dir.join(state::STATE_FILE).display().to_string(),
             "collectors": collectors,
@@ -350,6 +428,7 @@ impl Report {
                 "stale": o.stale.is_some(),
                 "stale_reason": o.stale,
             })).collect::<Vec<_>>(),
+            "systemd": self.systemd_json(),
         })
     }
 
@@ -595,7 +674,10 @@ impl Endpoint {
                         ),
                     )
                 } else {
-                    (503, format!("WARNING: {}\n", report.problems.join("; ")))
+                    (
+                        503,
+                        format!("{}: {}\n", report.verdict(), report.problems.join("; ")),
+                    )
                 };
                 answer(code, "text/plain; charset=utf-8", body)
             }
@@ -894,6 +976,88 @@ impl Throttled {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A station whose state directory is empty, judged with what a fake
+    /// systemd says.
+    fn report_with(config_text: &str, text: &'static str) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_toml(config_text).unwrap();
+        config.spool.dir = dir.path().join("spool");
+        let registry = crate::collectors::registry();
+        let now = Utc::now();
+        let query = move |names: &[&str]| {
+            assert!(!names.is_empty());
+            Some(SystemdView::from_units(sd::parse_show(
+                text,
+                now,
+                std::time::Duration::from_secs(3600),
+            )))
+        };
+        let age = TimeSpan::parse(DEFAULT_SPOOL_AGE).unwrap();
+        Report::new(&registry, &config, now, &age, &query).unwrap()
+    }
+
+    #[test]
+    fn systemd_problems_make_the_verdict() {
+        // The daemon enabled but restarting: CRITICAL, exit 2.
+        let r = report_with(
+            "",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=4\nUnitFileState=enabled\n",
+        );
+        assert_eq!((r.exit_status(), r.verdict()), (2, "CRITICAL"));
+        assert_eq!(
+            r.problems,
+            [
+                "the daemon ubuntu-metrics.service cannot start (auto-restart, result exit-code, 4 restarts): see journalctl -u ubuntu-metrics.service -p err"
+            ]
+        );
+        let doc = r.json();
+        assert_eq!(doc["exit_status"], 2);
+        assert_eq!(doc["verdict"], "CRITICAL");
+        assert_eq!(doc["systemd"]["daemon"]["sub_state"], "auto-restart");
+        assert_eq!(doc["systemd"]["daemon"]["n_restarts"], 4);
+
+        // Timers on, one active (its next run from the monotonic clock),
+        // one stopped: WARNING naming it.
+        let r = report_with(
+            "[systemd]\ntimers = true\n[collectors.britney]\nenabled = true\n",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nUnitFileState=disabled\n\n\
+             Id=ubuntu-metrics-britney.timer\nLoadState=loaded\nActiveState=active\nNextElapseUSecRealtime=\nNextElapseUSecMonotonic=1h 4min 12.003112s\n\n\
+             Id=ubuntu-metrics-cnf.timer\nLoadState=loaded\nActiveState=inactive\nNextElapseUSecMonotonic=infinity\n",
+        );
+        assert_eq!((r.exit_status(), r.verdict()), (1, "WARNING"));
+        assert!(
+            r.problems
+                .contains(&"timer ubuntu-metrics-cnf.timer is stopped (inactive): run `sudo ubuntu-metrics systemd apply`".to_owned()),
+            "{:?}",
+            r.problems
+        );
+        let britney = r.rows.iter().find(|row| row.name == "britney").unwrap();
+        assert_eq!(britney.next_source, NextSource::Timer);
+        assert_eq!(
+            britney.next,
+            Some(r.now + chrono::Duration::microseconds(252_003_112))
+        );
+        let doc = r.json();
+        let timers = doc["systemd"]["timers"].as_array().unwrap();
+        assert!(timers.iter().any(|t| t["collector"] == "britney"
+            && t["active_state"] == "active"
+            && t["next_elapse"].is_string()));
+
+        // Timers on and none active: CRITICAL.
+        let r = report_with(
+            "[systemd]\ntimers = true\n",
+            "Id=ubuntu-metrics-britney.timer\nLoadState=loaded\nActiveState=inactive\n",
+        );
+        assert_eq!(r.exit_status(), 2, "{:?}", r.problems);
+        // Timers off, none loaded, the daemon running: OK.
+        let r = report_with(
+            "",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n\nId=ubuntu-metrics-britney.timer\nLoadState=not-found\nActiveState=inactive\n",
+        );
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.verdict(), "OK");
+    }
 
     #[test]
     fn spans_read_naturally() {

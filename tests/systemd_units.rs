@@ -94,6 +94,8 @@ fn generated_units_verify_and_follow_the_configuration() {
             timer_setting(&text, "FixedRandomDelay").as_deref(),
             Some("yes")
         );
+        // systemd's default AccuracySec=1min would undo the random delay.
+        assert_eq!(timer_setting(&text, "AccuracySec").as_deref(), Some("1s"));
         assert_eq!(
             timer_setting(&text, "Unit"),
             Some(format!("ubuntu-metrics@{}.service", c.name()))
@@ -218,27 +220,53 @@ fn as_a_systemd_generator_through_a_link() {
     let dir = tempfile::tempdir().unwrap();
     let gen_link = dir.path().join("ubuntu-metrics-generator");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &gen_link).unwrap();
+    let run = |config: &Path, normal: &Path| {
+        Command::new(&gen_link)
+            .arg(normal)
+            .arg(dir.path().join("e"))
+            .arg(dir.path().join("l"))
+            .env("UBUNTU_METRICS_CONFIG", config)
+            .output()
+            .unwrap()
+    };
+    // A missing explicit configuration is an error, as for every command:
+    // nothing written, the reason on stderr (the journal).
     let normal = dir.path().join("n");
-    let st = Command::new(&gen_link)
-        .arg(&normal)
-        .arg(dir.path().join("e"))
-        .arg(dir.path().join("l"))
-        .env(
-            "UBUNTU_METRICS_CONFIG",
-            "/nonexistent-so-defaults-are-used.toml",
-        )
-        .status()
-        .unwrap();
-    // A missing explicit configuration is an error, as for every command.
-    assert_eq!(st.code(), Some(2));
-    let st = Command::new(&gen_link)
-        .env_remove("UBUNTU_METRICS_CONFIG")
-        .arg(&normal)
-        .arg(dir.path().join("e"))
-        .arg(dir.path().join("l"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let out = run(Path::new("/nonexistent-config.toml"), &normal);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent-config.toml"),
+        "{out:?}"
+    );
+    assert!(!normal.exists(), "nothing is generated");
+    // One that does not parse: the same.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[systemd]\ntimers = tru\n").unwrap();
+    let out = run(&bad, &normal);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
+    assert!(!normal.exists(), "nothing is generated");
+
+    // Timers off: the service template only (`systemctl start
+    // ubuntu-metrics@NAME.service` runs one collector as the station does).
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, "").unwrap();
+    let out = run(&off, &normal);
+    assert!(out.status.success(), "{out:?}");
+    verify(&normal);
+    assert!(normal.join("ubuntu-metrics@.service").exists());
+    assert!(!normal.join("timers.target.wants").exists());
+    assert!(
+        !normal.join("ubuntu-metrics.service.d").exists(),
+        "no secret file: no daemon drop-in"
+    );
+
+    // Timers on: every timer, linked.
+    let on = dir.path().join("on.toml");
+    std::fs::write(&on, "[systemd]\ntimers = true\n").unwrap();
+    let normal = dir.path().join("n2");
+    let out = run(&on, &normal);
+    assert!(out.status.success(), "{out:?}");
     verify(&normal);
     assert_eq!(
         std::fs::read_dir(normal.join("timers.target.wants"))
@@ -246,6 +274,156 @@ fn as_a_systemd_generator_through_a_link() {
             .count(),
         registry().len()
     );
+}
+
+/// Every secret file of the configuration that exists is handed to the
+/// services as the credential named after its key: in the template, and
+/// in the generator's drop-in of the packaged daemon unit.
+#[test]
+fn secret_files_become_credentials_of_the_template_and_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let password = secrets.join("collector-password");
+    std::fs::write(&password, "pw-must-not-leak-7731\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[influxdb]\nusername = \"collector\"\npassword_file = {:?}\n\
+             [outputs.vm]\nurl = \"http://vm.example:8428\"\npassword_file = \"/nonexistent/vm-password\"\n",
+            password.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let normal = dir.path().join("n");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "generate", "--if-enabled"])
+        .arg(&normal)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The missing file is left out (systemd would refuse to start the
+    // service), and said.
+    assert!(
+        stderr.contains("outputs.vm.password_file /nonexistent/vm-password: no such file"),
+        "{stderr}"
+    );
+    let line = format!(
+        "LoadCredential=influxdb.password_file:{}",
+        password.display()
+    );
+    let service = std::fs::read_to_string(normal.join("ubuntu-metrics@.service")).unwrap();
+    assert!(service.lines().any(|l| l == line), "{service}");
+    assert!(!service.contains("outputs.vm"), "{service}");
+    let drop_in = normal.join("ubuntu-metrics.service.d/50-credentials.conf");
+    let text = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(text.contains("\n[Service]\n"), "{text}");
+    assert!(text.lines().any(|l| l == line), "{text}");
+    assert!(!text.contains("pw-must-not-leak-7731") && !service.contains("pw-must-not-leak-7731"));
+    // The packaged daemon unit (its binary: this one) with the drop-in
+    // beside it verifies.
+    let daemon = normal.join("ubuntu-metrics.service");
+    let packaged = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/ubuntu-metrics.service"),
+    )
+    .unwrap();
+    std::fs::write(
+        &daemon,
+        packaged.replace(
+            "/usr/bin/ubuntu-metrics",
+            env!("CARGO_BIN_EXE_ubuntu-metrics"),
+        ),
+    )
+    .unwrap();
+    let instance = normal.join("ubuntu-metrics@images.service");
+    std::fs::copy(normal.join("ubuntu-metrics@.service"), &instance).unwrap();
+    common::verify_units(&[daemon.as_path(), instance.as_path()]);
+    // The sandbox keeps its score with the credentials.
+    assert!(exposure(&instance) <= 2.0);
+
+    // The file gone: the drop-in goes at the next generation.
+    std::fs::remove_file(&password).unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "generate", "--if-enabled"])
+        .arg(&normal)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!drop_in.exists());
+    let service = std::fs::read_to_string(normal.join("ubuntu-metrics@.service")).unwrap();
+    assert!(
+        !service.contains("LoadCredential=influxdb.password_file"),
+        "{service}"
+    );
+}
+
+/// `systemd install` with a `password_file`: the units hand that file over
+/// as a credential; it is not copied into influxdb-password, and the
+/// installed configuration still names it.
+#[test]
+fn install_hands_a_password_file_over_without_copying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let secret = Path::new("/etc/ubuntu-metrics/secrets/collector-password");
+    let under = root.join(secret.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(under.parent().unwrap()).unwrap();
+    std::fs::write(&under, "pw-must-not-leak-5150\n").unwrap();
+    let config = dir.path().join("source.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[influxdb]\nusername = \"collector\"\npassword_file = {:?}\n",
+            secret.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "install", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("handed to the service as the credential influxdb.password_file"),
+        "{stdout}"
+    );
+    assert!(!root.join("etc/ubuntu-metrics/influxdb-password").exists());
+    let service =
+        std::fs::read_to_string(root.join("etc/systemd/system/ubuntu-metrics@.service")).unwrap();
+    assert!(
+        service.lines().any(|l| l
+            == "LoadCredential=influxdb.password_file:/etc/ubuntu-metrics/secrets/collector-password"),
+        "{service}"
+    );
+    let installed = std::fs::read_to_string(root.join(config.strip_prefix("/").unwrap())).unwrap();
+    assert!(
+        installed.contains("password_file = \"/etc/ubuntu-metrics/secrets/collector-password\""),
+        "{installed}"
+    );
+    for entry in walk(&root) {
+        if entry != under && entry.is_file() {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            assert!(
+                !text.contains("pw-must-not-leak-5150"),
+                "{}",
+                entry.display()
+            );
+        }
+    }
 }
 
 /// A relative `--config` is written into the units as an absolute path:

@@ -830,8 +830,17 @@ class UbuntuMetricsCharm(ops.CharmBase):
             event.add_status(ops.WaitingStatus("waiting for the configuration"))
             return
         r = self.program("status", "--format", "json")
+        # Exit 2 is a configuration error (no report), or CRITICAL (a
+        # report whose verdict says nothing is collected).
         if r.code == 2:
-            event.add_status(ops.BlockedStatus(f"invalid configuration: {program_message(r.stderr)}"))
+            try:
+                critical = json.loads(r.stdout)
+            except ValueError:
+                critical = None
+            if not isinstance(critical, dict) or critical.get("verdict") != "CRITICAL":
+                event.add_status(ops.BlockedStatus(f"invalid configuration: {program_message(r.stderr)}"))
+                return
+            event.add_status(ops.BlockedStatus("nothing is collected: " + "; ".join(critical.get("problems") or [])))
             return
         try:
             report = json.loads(r.stdout)

@@ -49,7 +49,7 @@ pub(super) async fn main(cmd: InfluxdbCommand, config: &Config) -> i32 {
             let grafana = secret_path(&opts.secrets_dir, &opts.grafana_user);
             println!("\nNext:");
             println!(
-                "  collectors: in the configuration, [influxdb] username = {:?} and password_file = {:?};\n              then `ubuntu-metrics systemd install`",
+                "  collectors: in the configuration, [influxdb] username = {:?} and password_file = {:?};\n              then `sudo ubuntu-metrics systemd apply` (systemd hands the file to the services as a credential)",
                 opts.collector_user,
                 collector.display().to_string(),
             );

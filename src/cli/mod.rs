@@ -180,17 +180,19 @@ pub enum SpoolCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemdCommand {
-    /// Write the units into NORMAL_DIR (the systemd generator protocol: NORMAL_DIR [EARLY_DIR LATE_DIR])
+    /// Write the units into NORMAL_DIR (the systemd generator protocol: NORMAL_DIR [EARLY_DIR LATE_DIR]): the service template, the daemon's credentials drop-in, and the timers
     Generate {
         #[arg(required = true, num_args = 1..=3, value_name = "DIR")]
         dirs: Vec<PathBuf>,
         /// The binary the service runs [default: this one]
         #[arg(long)]
         binary: Option<PathBuf>,
-        /// Write nothing unless the configuration says `[systemd] timers = true` (for the packaged generator)
+        /// Write the timers only when the configuration says `[systemd] timers = true` (the packaged generator); the service template and the daemon's credentials always
         #[arg(long)]
         if_enabled: bool,
     },
+    /// Make systemd follow the configuration now (root): reload (the generator rewrites units and credentials), start the timers (or stop them when off), restart the daemon, and show what is active
+    Apply,
     /// Install the units, the configuration and a mode-0600 credentials file; without --root, also reload systemd and enable the timers
     Install {
         /// Install under this directory instead of / (nothing is enabled or reloaded)
@@ -342,11 +344,14 @@ pub fn multicall_args(args: Vec<OsString>) -> Vec<OsString> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     if stem == "ubuntu-metrics-generator" {
-        // Installed in a systemd generator directory: argv is NORMAL EARLY LATE.
+        // Installed in a systemd generator directory: argv is NORMAL EARLY
+        // LATE; the timers follow `[systemd] timers`, as the packaged
+        // generator script's.
         let mut v = vec![
             OsString::from("ubuntu-metrics"),
             OsString::from("systemd"),
             OsString::from("generate"),
+            OsString::from("--if-enabled"),
         ];
         v.extend(args.into_iter().skip(1));
         return v;

@@ -8,6 +8,10 @@
 //! daemon's HTTP endpoint; this renders them.
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, StatusArgs, StatusFormat};
+
+/// `status`: nothing is being collected (Nagios CRITICAL; also the
+/// status of a configuration error, which collects nothing either).
+const EXIT_CRITICAL: i32 = 2;
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::health::{NextSource, Report, rfc3339, span};
@@ -17,7 +21,7 @@ use std::io::IsTerminal;
 
 pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &StatusArgs) -> i32 {
     let now = args.now.unwrap_or_else(Utc::now);
-    let timers = crate::schedule::systemd::next_elapses;
+    let timers = crate::schedule::systemd::systemd_view;
     let report = match Report::new(registry, config, now, &args.spool_age, &timers) {
         Ok(r) => r,
         Err(e) => {
@@ -25,7 +29,11 @@ pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &Stat
             return EXIT_USAGE;
         }
     };
-    let status = if report.ok() { EXIT_OK } else { EXIT_FAILED };
+    let status = match report.exit_status() {
+        0 => EXIT_OK,
+        2 => EXIT_CRITICAL,
+        _ => EXIT_FAILED,
+    };
     match args.format {
         StatusFormat::Json => {
             println!(
@@ -87,7 +95,7 @@ fn render_text(report: &Report, colour: bool) -> String {
             waiting
         ));
     } else {
-        out.push_str(&paint("WARNING", Tone::Bad, colour));
+        out.push_str(&paint(report.verdict(), Tone::Bad, colour));
         out.push_str(&format!(": {}\n", problems.join("; ")));
     }
     out.push('\n');
@@ -238,5 +246,39 @@ fn render_text(report: &Report, colour: bool) -> String {
         "state file: {}\n",
         state_dir.join(state::STATE_FILE).display()
     ));
+    if let Some(v) = &report.systemd {
+        out.push_str(&systemd_line(v, report.timers_on));
+    }
     out
+}
+
+/// What systemd said, in one line: the daemon's state, how many timers
+/// are active.
+fn systemd_line(v: &crate::schedule::systemd::SystemdView, timers_on: bool) -> String {
+    let daemon = match &v.daemon {
+        Some(d) if d.load_state == "loaded" => format!(
+            "daemon {} {} ({}, {})",
+            crate::schedule::systemd::DAEMON_UNIT,
+            d.active_state,
+            d.sub_state,
+            d.unit_file_state
+        ),
+        _ => format!(
+            "daemon {} not installed",
+            crate::schedule::systemd::DAEMON_UNIT
+        ),
+    };
+    let active = v
+        .timers
+        .values()
+        .filter(|t| t.load_state == "loaded" && t.active_state == "active")
+        .count();
+    let timers = if timers_on {
+        format!("{active} of {} timers active", v.timers.len())
+    } else if active > 0 {
+        format!("timers off, yet {active} active")
+    } else {
+        "timers off".to_owned()
+    };
+    format!("systemd: {daemon}; {timers}\n")
 }

@@ -4,18 +4,33 @@
 //! `RandomizedDelaySec`, `FixedRandomDelay=yes`; `RuntimeMaxSec` on the
 //! service).
 //!
+//! Every secret file the configuration names (`influxdb.password_file`,
+//! `outputs.NAME.token_file`, ...) is handed to the services as the
+//! systemd credential named after its key (`LoadCredential=KEY:PATH`):
+//! the services run as a dynamic user that cannot read a root-only file.
+//!
 //! `generate` follows the generator protocol (`systemd.generator(7)`): it
-//! writes into the "normal" directory and links the timers into
-//! `timers.target.wants/`. `install` writes the same units to
-//! `/etc/systemd/system` (or under `--root`), the configuration and a
-//! mode-0600 credentials file, then reloads systemd and enables the timers.
+//! writes into the "normal" directory the service template, a drop-in of
+//! the packaged daemon unit with those credentials, and (when timers are
+//! on) the timers, linked into `timers.target.wants/`. `install` writes the
+//! same units to `/etc/systemd/system` (or under `--root`), the
+//! configuration and a mode-0600 credentials file, then reloads systemd
+//! and enables the timers. `apply` makes systemd follow the configuration
+//! now: reload (the generator runs), start or stop the timers, restart the
+//! daemon.
 
 use crate::collector::Collector;
 use crate::config::Config;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SERVICE_TEMPLATE: &str = "ubuntu-metrics@.service";
+/// The packaged daemon unit.
+pub const DAEMON_UNIT: &str = "ubuntu-metrics.service";
+/// The generator's drop-in of [`DAEMON_UNIT`] with the credentials of the
+/// configuration's secret files (in `ubuntu-metrics.service.d/`).
+pub const CREDENTIALS_DROP_IN: &str = "50-credentials.conf";
 /// The old environment file (`INFLUXDB_USERNAME`, and before
 /// `LoadCredential=` also the password): still read when present.
 pub const DEFAULT_CREDENTIALS: &str = "/etc/ubuntu-metrics/credentials.env";
@@ -109,12 +124,102 @@ SystemCallFilter=~@privileged @resources
 SystemCallErrorNumber=EPERM
 ";
 
+/// A secret file handed to the services: `LoadCredential=ID:PATH`, read
+/// by the program from `$CREDENTIALS_DIRECTORY/ID` (see
+/// `config::read_secret_in`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The configuration key naming the file, e.g. `influxdb.password_file`.
+    pub id: String,
+    /// The file, absolute.
+    pub path: PathBuf,
+}
+
+/// The credentials of the configuration's secret files, and what could
+/// not be made one (a file missing now: systemd would refuse to start the
+/// service, so it is left out and the program's own error names it; a
+/// path a unit file cannot carry). `root`: where the files are looked for
+/// (`/`, or `install --root`'s directory).
+pub fn credentials(config: &Config, root: &Path) -> (Vec<Credential>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for (id, file) in config.secret_files() {
+        if !crate::config::credential_id_valid(&id) {
+            skipped.push(format!(
+                "{id}: not a valid systemd credential name (a file name of at most 255 bytes, without / or :)"
+            ));
+            continue;
+        }
+        // systemd starts the services in /: a relative path is read from there.
+        let path = std::path::absolute(&file).unwrap_or(file);
+        let Some(text) = path.to_str() else {
+            skipped.push(format!(
+                "{id} {}: not UTF-8, a unit file cannot name it",
+                path.display()
+            ));
+            continue;
+        };
+        if text.chars().any(char::is_control) || text.trim() != text || text.ends_with('\\') {
+            skipped.push(format!(
+                "{id} {text:?}: a unit file cannot name this path (control characters, white space at an end, or a final backslash)"
+            ));
+            continue;
+        }
+        let on_disk = root.join(path.strip_prefix("/").unwrap_or(&path));
+        if !on_disk.exists() {
+            skipped.push(format!(
+                "{id} {}: no such file now; not handed to the services (systemd would refuse to start them)",
+                path.display()
+            ));
+            continue;
+        }
+        out.push(Credential { id, path });
+    }
+    (out, skipped)
+}
+
+/// The `LoadCredential=` lines of `creds` (`%` is a specifier in a unit
+/// file: doubled).
+pub fn load_credential_lines(creds: &[Credential]) -> String {
+    creds
+        .iter()
+        .map(|c| {
+            format!(
+                "LoadCredential={}:{}\n",
+                c.id.replace('%', "%%"),
+                c.path.display().to_string().replace('%', "%%")
+            )
+        })
+        .collect()
+}
+
+/// The generator's drop-in of the packaged daemon unit: the credentials of
+/// the configuration's secret files. `None` when there are none.
+pub fn daemon_drop_in(creds: &[Credential]) -> Option<String> {
+    if creds.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "# Generated by ubuntu-metrics systemd generate from the configuration; do not edit.
+# The configuration's secret files, read by the daemon from $CREDENTIALS_DIRECTORY/<key>.
+[Service]
+{}",
+        load_credential_lines(creds)
+    ))
+}
+
 /// The service template; `%i` is the collector's name. `load_password`:
 /// hand the password file to the service as the systemd credential
 /// `influxdb-password` (only when the file exists: systemd refuses to
-/// start a service whose `LoadCredential=` file is missing).
-pub fn service_unit(config: &Config, paths: &UnitPaths, load_password: bool) -> String {
-    let credential = if load_password {
+/// start a service whose `LoadCredential=` file is missing). `creds`: the
+/// configuration's secret files ([`credentials`]).
+pub fn service_unit(
+    config: &Config,
+    paths: &UnitPaths,
+    load_password: bool,
+    creds: &[Credential],
+) -> String {
+    let mut credential = if load_password {
         format!(
             "# The InfluxDB password (mode 0600, root), read from $CREDENTIALS_DIRECTORY.\nLoadCredential={}:{}\n",
             crate::config::PASSWORD_CREDENTIAL,
@@ -123,6 +228,12 @@ pub fn service_unit(config: &Config, paths: &UnitPaths, load_password: bool) -> 
     } else {
         String::new()
     };
+    if !creds.is_empty() {
+        credential.push_str(
+            "# The configuration's secret files, read from $CREDENTIALS_DIRECTORY/<key>.\n",
+        );
+        credential.push_str(&load_credential_lines(creds));
+    }
     format!(
         "# Generated by ubuntu-metrics; do not edit (re-run `ubuntu-metrics systemd install`).
 [Unit]
@@ -162,6 +273,9 @@ OnBootSec={boot}
 OnUnitInactiveSec={interval}
 RandomizedDelaySec={random}
 FixedRandomDelay=yes
+# systemd's default accuracy (1min) would let all timers fire together,
+# cancelling the per-collector random delay.
+AccuracySec=1s
 Unit=ubuntu-metrics@{name}.service
 
 [Install]
@@ -186,63 +300,126 @@ fn symlink_force(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
-/// Writes the service template and the timers of the enabled collectors
-/// into `dir`, and links the timers from `dir/timers.target.wants/` to
-/// `link_base/<timer>`. Returns the timer names.
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What goes into a unit directory.
+pub struct UnitSet<'a> {
+    pub config: &'a Config,
+    pub paths: &'a UnitPaths,
+    /// Whether the service loads the password file (`paths.password`).
+    pub load_password: bool,
+    /// The configuration's secret files.
+    pub credentials: &'a [Credential],
+    /// Whether the enabled collectors get timers (else every timer of
+    /// the registry and its link are removed from the directory).
+    pub timers: bool,
+}
+
+/// Writes the service template and, when `units.timers`, the timers of the
+/// enabled collectors into `dir`, and links the timers from
+/// `dir/timers.target.wants/` to `link_base/<timer>`. Returns the timer
+/// names.
 pub fn write_units(
     dir: &Path,
     link_base: &Path,
     registry: &[Box<dyn Collector>],
-    config: &Config,
-    paths: &UnitPaths,
-    load_password: bool,
+    units: &UnitSet<'_>,
 ) -> std::io::Result<Vec<String>> {
     let ctx = |e: std::io::Error, p: &Path| {
         std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| ctx(e, dir))?;
     let wants = dir.join("timers.target.wants");
-    std::fs::create_dir_all(&wants).map_err(|e| ctx(e, &wants))?;
+    if units.timers {
+        std::fs::create_dir_all(&wants).map_err(|e| ctx(e, &wants))?;
+    }
     let service = dir.join(SERVICE_TEMPLATE);
-    write_file(&service, &service_unit(config, paths, load_password), 0o644)
-        .map_err(|e| ctx(e, &service))?;
+    let text = service_unit(
+        units.config,
+        units.paths,
+        units.load_password,
+        units.credentials,
+    );
+    write_file(&service, &text, 0o644).map_err(|e| ctx(e, &service))?;
     let mut timers = Vec::new();
     for c in registry {
         let name = timer_name(c.name());
         let path = dir.join(&name);
         let link = wants.join(&name);
-        if !config.enabled(c.name()) {
+        if !units.timers || !units.config.enabled(c.name()) {
             // A collector switched off loses its timer and its link.
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(&link);
+            remove_if_there(&link).map_err(|e| ctx(e, &link))?;
+            remove_if_there(&path).map_err(|e| ctx(e, &path))?;
             continue;
         }
-        write_file(&path, &timer_unit(c.as_ref(), config), 0o644).map_err(|e| ctx(e, &path))?;
+        write_file(&path, &timer_unit(c.as_ref(), units.config), 0o644)
+            .map_err(|e| ctx(e, &path))?;
         symlink_force(&link_base.join(&name), &link).map_err(|e| ctx(e, &link))?;
         timers.push(name);
     }
     Ok(timers)
 }
 
-/// The generator protocol: `generate NORMAL [EARLY LATE]`. Units go into
-/// NORMAL; the links point at the generated files.
+/// What `generate` wrote.
+#[derive(Debug)]
+pub struct Generated {
+    pub timers: Vec<String>,
+    /// The daemon's drop-in, when there are credentials.
+    pub drop_in: Option<PathBuf>,
+    /// Secret files not handed over, and why (logged by the generator).
+    pub skipped: Vec<String>,
+}
+
+/// The generator protocol: `generate NORMAL [EARLY LATE]`. Into NORMAL:
+/// the service template, the daemon's credentials drop-in
+/// (`ubuntu-metrics.service.d/50-credentials.conf`, removed when there are
+/// no credentials) and, when `timers`, the timers linked from
+/// `timers.target.wants/` to the generated files.
 pub fn generate(
     dirs: &[PathBuf],
     registry: &[Box<dyn Collector>],
     config: &Config,
     paths: &UnitPaths,
-) -> std::io::Result<Vec<String>> {
+    timers: bool,
+) -> std::io::Result<Generated> {
     let normal = dirs
         .first()
         .ok_or_else(|| std::io::Error::other("no output directory given"))?;
-    write_units(
-        normal,
-        normal,
-        registry,
+    let (creds, skipped) = credentials(config, Path::new("/"));
+    let units = UnitSet {
         config,
         paths,
-        paths.password.exists(),
-    )
+        load_password: paths.password.exists(),
+        credentials: &creds,
+        timers,
+    };
+    let timers = write_units(normal, normal, registry, &units)?;
+    let drop_in_dir = normal.join(format!("{DAEMON_UNIT}.d"));
+    let drop_in = drop_in_dir.join(CREDENTIALS_DROP_IN);
+    let ctx = |e: std::io::Error, p: &Path| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
+    let wrote = match daemon_drop_in(&creds) {
+        Some(text) => {
+            std::fs::create_dir_all(&drop_in_dir).map_err(|e| ctx(e, &drop_in_dir))?;
+            write_file(&drop_in, &text, 0o644).map_err(|e| ctx(e, &drop_in))?;
+            Some(drop_in)
+        }
+        None => {
+            remove_if_there(&drop_in).map_err(|e| ctx(e, &drop_in))?;
+            None
+        }
+    };
+    Ok(Generated {
+        timers,
+        drop_in: wrote,
+        skipped,
+    })
 }
 
 /// The URL without its user and password (they go to the credentials).
@@ -272,19 +449,30 @@ pub fn credentials_env(config: &Config) -> Option<String> {
     ))
 }
 
-/// The password to hand to the service: the configuration's, or the URL's.
-fn password_to_install(config: &Config) -> Result<Option<String>, String> {
-    if let Some(p) = config.write_secret().map_err(|e| e.to_string())? {
-        return Ok(Some(p));
+/// The password to copy into the credential file `influxdb-password`: the
+/// configuration's plain `password` (v1) or `token` (v2), else the URL's.
+/// A `password_file` / `token_file` is not copied: the units hand that
+/// file over as a credential of its own ([`credentials`]).
+fn password_to_install(config: &Config) -> Option<String> {
+    let i = &config.influxdb;
+    let plain = match i.api {
+        crate::config::WriteApi::V1 => &i.password,
+        crate::config::WriteApi::V2 => &i.token,
+    };
+    if let Some(p) = plain {
+        return Some(p.clone());
     }
-    Ok(url::Url::parse(&config.influxdb.url)
+    if i.password_file.is_some() || i.token_file.is_some() {
+        return None;
+    }
+    url::Url::parse(&i.url)
         .ok()
         .and_then(|u| u.password().map(str::to_owned))
         .map(|p| {
             percent_encoding::percent_decode_str(&p)
                 .decode_utf8_lossy()
                 .into_owned()
-        }))
+        })
 }
 
 /// What `install` did.
@@ -295,6 +483,10 @@ pub struct Installed {
     pub config: Option<PathBuf>,
     pub credentials: Option<PathBuf>,
     pub password: Option<PathBuf>,
+    /// The secret files handed to the services as credentials.
+    pub handed: Vec<Credential>,
+    /// Secret files not handed over, and why.
+    pub skipped: Vec<String>,
 }
 
 /// Installs the units, the configuration (when none is there yet, without
@@ -320,7 +512,7 @@ pub fn install(
             line.trim()
         ));
     }
-    let password = password_to_install(config)?;
+    let password = password_to_install(config);
     let mut wrote_password = None;
     if let Some(p) = &password {
         let path = under(&paths.password);
@@ -332,13 +524,19 @@ pub fn install(
         wrote_password = Some(path);
     }
     let unit_dir = under(Path::new("/etc/systemd/system"));
+    let (handed, skipped) = credentials(config, root);
+    let units = UnitSet {
+        config,
+        paths,
+        load_password: under(&paths.password).exists(),
+        credentials: &handed,
+        timers: true,
+    };
     let timers = write_units(
         &unit_dir,
         Path::new("/etc/systemd/system"),
         registry,
-        config,
-        paths,
-        under(&paths.password).exists(),
+        &units,
     )
     .map_err(|e| format!("cannot write the units: {e}"))?;
 
@@ -346,10 +544,10 @@ pub fn install(
     let mut wrote_config = None;
     if !config_file.exists() {
         let mut c = config.clone();
+        // The secret files stay named (a path is no secret): the units
+        // hand them over as credentials under their keys.
         c.influxdb.password = None;
-        c.influxdb.password_file = None;
         c.influxdb.token = None;
-        c.influxdb.token_file = None;
         c.influxdb.username = None;
         c.influxdb.url = without_userinfo(&c.influxdb.url);
         let text = format!(
@@ -381,105 +579,813 @@ pub fn install(
         config: wrote_config,
         credentials: wrote_credentials,
         password: wrote_password,
+        handed,
+        skipped,
     })
+}
+
+/// Runs `systemctl`: the real one ([`RealSystemctl`]) runs the program; a
+/// test's records the calls and answers from a script.
+pub trait Systemctl {
+    /// `systemctl ARGS`: its standard output, or an error naming the
+    /// command and why (its standard error).
+    fn run(&mut self, args: &[&str]) -> Result<String, String>;
+}
+
+/// The `systemctl` program.
+pub struct RealSystemctl;
+
+impl Systemctl for RealSystemctl {
+    fn run(&mut self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new("systemctl")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!(
+                "`systemctl {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                err.trim()
+            ))
+        }
+    }
 }
 
 /// After installing on the real system: reload systemd, enable the timers.
 pub fn activate(timers: &[String]) -> Result<(), String> {
-    let run = |args: &[&str]| -> Result<(), String> {
-        let st = std::process::Command::new("systemctl")
-            .args(args)
-            .status()
-            .map_err(|e| format!("cannot run systemctl: {e}"))?;
-        if st.success() {
-            Ok(())
-        } else {
-            Err(format!("systemctl {} failed ({st})", args.join(" ")))
-        }
-    };
-    run(&["daemon-reload"])?;
+    let mut sc = RealSystemctl;
+    sc.run(&["daemon-reload"])?;
     let mut args = vec!["enable", "--now"];
     args.extend(timers.iter().map(String::as_str));
-    run(&args)
+    sc.run(&args).map(|_| ())
 }
 
-/// When systemd runs each collector's timer next (`NextElapseUSecRealtime`
-/// of `ubuntu-metrics-NAME.timer`, asked with one `systemctl show`). Empty
-/// when systemd cannot be asked (no `systemctl`, a machine or container not
-/// booted with systemd), and without the timers that are not loaded: then
-/// `status` estimates from the last run.
-pub fn next_elapses(collectors: &[&str]) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
-    if collectors.is_empty() {
-        return BTreeMap::new();
-    }
-    let out = std::process::Command::new("systemctl")
-        .args([
-            "show",
-            "--timestamp=unix",
-            "--property=Id,NextElapseUSecRealtime",
-        ])
-        .args(collectors.iter().map(|c| timer_name(c)))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => parse_next_elapses(&String::from_utf8_lossy(&o.stdout)),
-        _ => BTreeMap::new(),
+/// What `systemctl show` says of one unit (the properties of
+/// [`SHOW_PROPERTIES`]; empty when it did not print one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    pub id: String,
+    /// `loaded`, `not-found`, ...
+    pub load_state: String,
+    /// `active`, `inactive`, `activating`, `failed`, ...
+    pub active_state: String,
+    /// `running`, `waiting`, `dead`, `auto-restart`, ...
+    pub sub_state: String,
+    /// `success`, `exit-code`, `timeout`, ...
+    pub result: String,
+    /// `enabled`, `disabled`, `static`, `generated`, ...
+    pub unit_file_state: String,
+    /// A service's automatic restarts since it was started by hand.
+    pub n_restarts: Option<u64>,
+    /// A timer's next elapse.
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl UnitState {
+    fn loaded(&self) -> bool {
+        self.load_state == "loaded"
     }
 }
 
-/// The collectors' next elapses in `systemctl show --timestamp=unix`'s
-/// output: blocks of `Id=ubuntu-metrics-NAME.timer` and
-/// `NextElapseUSecRealtime=@SECONDS` (empty when not scheduled).
-pub fn parse_next_elapses(text: &str) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
-    let mut out = BTreeMap::new();
+/// The properties `status` and `apply` ask of the daemon and the timers.
+pub const SHOW_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,Result,NRestarts,UnitFileState,NextElapseUSecRealtime,NextElapseUSecMonotonic";
+
+/// The units in `systemctl show --timestamp=unix --property=...`'s
+/// output: blocks separated by an empty line, `KEY=VALUE` lines in any
+/// order. A timer's next elapse is `NextElapseUSecRealtime=@SECONDS`
+/// (calendar timers), or `NextElapseUSecMonotonic=` (`OnBootSec=`,
+/// `OnUnitInactiveSec=`: our timers), a time span since boot as
+/// `format_timespan` prints it (`1h 4min 12.003112s`; `infinity` or `0`:
+/// not scheduled), which is `now + (value - monotonic_now)`
+/// (`monotonic_now`: `CLOCK_MONOTONIC` when the output was read).
+pub fn parse_show(
+    text: &str,
+    now: DateTime<Utc>,
+    monotonic_now: std::time::Duration,
+) -> Vec<UnitState> {
+    let mut out = Vec::new();
     for block in text.split("\n\n") {
-        let mut id = None;
-        let mut next = None;
+        let mut u = UnitState::default();
+        let mut nexts = Vec::new();
         for line in block.lines() {
-            if let Some(v) = line.strip_prefix("Id=") {
-                id = v
-                    .strip_prefix("ubuntu-metrics-")
-                    .and_then(|v| v.strip_suffix(".timer"));
-            } else if let Some(v) = line.strip_prefix("NextElapseUSecRealtime=@") {
-                next = v
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key {
+                "Id" => u.id = value.to_owned(),
+                "LoadState" => u.load_state = value.to_owned(),
+                "ActiveState" => u.active_state = value.to_owned(),
+                "SubState" => u.sub_state = value.to_owned(),
+                "Result" => u.result = value.to_owned(),
+                "UnitFileState" => u.unit_file_state = value.to_owned(),
+                "NRestarts" => u.n_restarts = value.parse().ok(),
+                "NextElapseUSecRealtime" => nexts.extend(
+                    value
+                        .strip_prefix('@')
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .filter(|s| *s > 0)
+                        .and_then(|s| DateTime::from_timestamp(s, 0)),
+                ),
+                "NextElapseUSecMonotonic" => {
+                    if let Some(at) = monotonic_elapse(value, now, monotonic_now) {
+                        nexts.push(at);
+                    }
+                }
+                _ => {}
             }
         }
-        if let (Some(id), Some(next)) = (id, next) {
-            out.insert(id.to_owned(), next);
+        u.next = nexts.into_iter().min();
+        if !u.id.is_empty() {
+            out.push(u);
         }
     }
     out
 }
 
+/// `NextElapseUSecMonotonic`'s value as a wall-clock time (see
+/// [`parse_show`]).
+fn monotonic_elapse(
+    value: &str,
+    now: DateTime<Utc>,
+    monotonic_now: std::time::Duration,
+) -> Option<DateTime<Utc>> {
+    if matches!(value, "" | "0" | "infinity" | "n/a") {
+        return None;
+    }
+    let at = crate::timespan::TimeSpan::parse(value).ok()?.as_usec();
+    let at = i64::try_from(at).ok()?;
+    let mono = i64::try_from(monotonic_now.as_micros()).ok()?;
+    now.checked_add_signed(chrono::Duration::microseconds(at - mono))
+}
+
+/// `CLOCK_MONOTONIC` now (the clock of `NextElapseUSecMonotonic`).
+pub fn monotonic_now() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// What systemd says of the daemon and the collectors' timers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemdView {
+    /// By collector name (`ubuntu-metrics-NAME.timer`).
+    pub timers: BTreeMap<String, UnitState>,
+    /// `ubuntu-metrics.service`.
+    pub daemon: Option<UnitState>,
+}
+
+impl SystemdView {
+    pub fn from_units(units: Vec<UnitState>) -> SystemdView {
+        let mut view = SystemdView::default();
+        for u in units {
+            if u.id == DAEMON_UNIT {
+                view.daemon = Some(u);
+            } else if let Some(name) =
+                u.id.strip_prefix("ubuntu-metrics-")
+                    .and_then(|n| n.strip_suffix(".timer"))
+            {
+                view.timers.insert(name.to_owned(), u);
+            }
+        }
+        view
+    }
+
+    /// The collectors' next elapses (those scheduled).
+    pub fn next_elapses(&self) -> BTreeMap<String, DateTime<Utc>> {
+        self.timers
+            .iter()
+            .filter_map(|(n, u)| u.next.map(|t| (n.clone(), t)))
+            .collect()
+    }
+}
+
+/// Asks systemd (one `systemctl show`) about the daemon and the timers of
+/// `collectors`.
+pub fn query(sc: &mut dyn Systemctl, collectors: &[&str]) -> Result<SystemdView, String> {
+    let property = format!("--property={SHOW_PROPERTIES}");
+    let timers: Vec<String> = collectors.iter().map(|c| timer_name(c)).collect();
+    let mut args = vec!["show", "--timestamp=unix", property.as_str(), DAEMON_UNIT];
+    args.extend(timers.iter().map(String::as_str));
+    let text = sc.run(&args)?;
+    Ok(SystemdView::from_units(parse_show(
+        &text,
+        chrono::Utc::now(),
+        monotonic_now(),
+    )))
+}
+
+/// What systemd says, when it can be asked: `None` on a machine or
+/// container not booted with systemd (no `/run/systemd/system`) or when
+/// `systemctl` fails; `status` then estimates from the last runs.
+pub fn systemd_view(collectors: &[&str]) -> Option<SystemdView> {
+    if !Path::new("/run/systemd/system").exists() {
+        return None;
+    }
+    query(&mut RealSystemctl, collectors).ok()
+}
+
+/// Whether `systemd install` put timers in `etc` (`/etc/systemd/system`):
+/// they schedule the collectors whatever `[systemd] timers` says.
+pub fn installed_timers(etc: &Path) -> bool {
+    std::fs::read_dir(etc).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("ubuntu-metrics-") && n.ends_with(".timer")
+        })
+    })
+}
+
+/// One thing `status` reports about systemd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Nothing is being collected (Nagios CRITICAL), rather than a part.
+    pub critical: bool,
+    pub message: String,
+}
+
+/// The command that makes systemd follow the configuration.
+pub const APPLY: &str = "sudo ubuntu-metrics systemd apply";
+
+/// What is wrong in `view`: the daemon enabled (or starting) but not
+/// running; with timers on (`timers_on`), each enabled collector's timer
+/// not loaded or stopped, and no timer active at all. With timers off,
+/// timers not found are what is expected.
+pub fn judge(view: &SystemdView, timers_on: bool, enabled: &[&str]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(d) = view.daemon.as_ref().filter(|d| d.loaded()) {
+        let running = matches!(d.active_state.as_str(), "active" | "reloading");
+        let wanted = d.unit_file_state.starts_with("enabled") || d.active_state == "activating";
+        let restarts = d.n_restarts.unwrap_or(0);
+        // Starting for the first time (Type=notify: until READY=1).
+        let starting =
+            d.active_state == "activating" && d.sub_state != "auto-restart" && restarts == 0;
+        if wanted && !running && !starting {
+            let message = if d.active_state == "inactive" && d.result == "success" {
+                format!(
+                    "the daemon {DAEMON_UNIT} is enabled but not running ({}, {}): nothing is collected; start it: sudo systemctl start {DAEMON_UNIT}",
+                    d.active_state, d.sub_state
+                )
+            } else {
+                format!(
+                    "the daemon {DAEMON_UNIT} cannot start ({}, result {}, {restarts} restart{}): see journalctl -u {DAEMON_UNIT} -p err",
+                    if d.sub_state.is_empty() {
+                        &d.active_state
+                    } else {
+                        &d.sub_state
+                    },
+                    if d.result.is_empty() { "-" } else { &d.result },
+                    if restarts == 1 { "" } else { "s" },
+                )
+            };
+            out.push(Finding {
+                critical: true,
+                message,
+            });
+        }
+    }
+    if timers_on && !enabled.is_empty() {
+        let mut active = 0;
+        let mut each = Vec::new();
+        for name in enabled {
+            let timer = timer_name(name);
+            match view.timers.get(*name) {
+                Some(t) if t.loaded() && t.active_state == "active" => active += 1,
+                Some(t) if t.loaded() => each.push(format!(
+                    "timer {timer} is stopped ({}): run `{APPLY}`",
+                    t.active_state
+                )),
+                t => each.push(format!(
+                    "timer {timer} is not loaded ({}): run `{APPLY}`",
+                    t.map_or("unknown", |t| t.load_state.as_str())
+                )),
+            }
+        }
+        if active == 0 {
+            out.push(Finding {
+                critical: true,
+                message: format!(
+                    "[systemd] timers = true but no timer is active: nothing is collected; run `{APPLY}`"
+                ),
+            });
+        }
+        out.extend(each.into_iter().map(|message| Finding {
+            critical: false,
+            message,
+        }));
+    }
+    out
+}
+
+/// What `apply` did and found.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The timers started (those of the enabled collectors, timers on).
+    pub started: Vec<String>,
+    /// Timers stopped: all of ours with timers off, else those of
+    /// collectors no longer enabled.
+    pub stopped: Vec<String>,
+    /// Whether the daemon was restarted (it was active, starting, or
+    /// enabled: it reads the credentials only when it starts).
+    pub daemon_restarted: bool,
+    /// What systemd says afterwards.
+    pub view: SystemdView,
+    /// What failed along the way (the rest was still done).
+    pub errors: Vec<String>,
+}
+
+/// The loaded units in `systemctl list-units --plain --no-legend`'s
+/// output (first word ending in `suffix`: a `●` may come first).
+fn listed_units(text: &str, suffix: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with(suffix)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `systemd apply`: makes systemd follow the configuration now.
+/// `systemctl daemon-reload` (the generator rewrites the units and the
+/// credentials); with timers on (`timers_on`), `systemctl start` of every
+/// enabled collector's timer and `stop` of our other loaded timers; with
+/// timers off, `stop` of every loaded `ubuntu-metrics-*.timer` and
+/// `reset-failed` of ours (no `not-found failed` units left behind); then
+/// `systemctl restart` of the daemon when it is active, starting or
+/// enabled (credentials are read when a service starts). A failing
+/// reload is an error; any other failure is recorded and the rest done.
+pub fn apply(
+    sc: &mut dyn Systemctl,
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+    timers_on: bool,
+) -> Result<Applied, String> {
+    sc.run(&["daemon-reload"])?;
+    let mut done = Applied::default();
+    let enabled: Vec<&str> = registry
+        .iter()
+        .map(|c| c.name())
+        .filter(|n| config.enabled(n))
+        .collect();
+    let wanted: Vec<String> = if timers_on {
+        enabled.iter().map(|n| timer_name(n)).collect()
+    } else {
+        Vec::new()
+    };
+    let loaded = match sc.run(&[
+        "list-units",
+        "--all",
+        "--plain",
+        "--no-legend",
+        "--no-pager",
+        "--type=timer",
+        "ubuntu-metrics-*.timer",
+    ]) {
+        Ok(text) => listed_units(&text, ".timer"),
+        Err(e) => {
+            done.errors.push(e);
+            Vec::new()
+        }
+    };
+    let extra: Vec<String> = loaded.into_iter().filter(|t| !wanted.contains(t)).collect();
+    if !extra.is_empty() {
+        let mut args = vec!["stop"];
+        args.extend(extra.iter().map(String::as_str));
+        match sc.run(&args) {
+            Ok(_) => done.stopped = extra.clone(),
+            Err(e) => done.errors.push(e),
+        }
+    }
+    if !wanted.is_empty() {
+        let mut args = vec!["start"];
+        args.extend(wanted.iter().map(String::as_str));
+        match sc.run(&args) {
+            Ok(_) => done.started = wanted.clone(),
+            Err(e) => done.errors.push(format!(
+                "{e} (the timers come from the generator /usr/lib/systemd/system-generators/ubuntu-metrics-generator, or from `sudo ubuntu-metrics systemd install`)"
+            )),
+        }
+    }
+    if !timers_on {
+        if let Err(e) = sc.run(&["reset-failed", "ubuntu-metrics-*", "ubuntu-metrics@*"]) {
+            done.errors.push(e);
+        }
+    } else if !extra.is_empty() {
+        // The timers of collectors switched off, and their services.
+        let services: Vec<String> = extra
+            .iter()
+            .filter_map(|t| {
+                t.strip_prefix("ubuntu-metrics-")
+                    .and_then(|n| n.strip_suffix(".timer"))
+            })
+            .map(|n| format!("ubuntu-metrics@{n}.service"))
+            .collect();
+        let mut args = vec!["reset-failed"];
+        args.extend(extra.iter().map(String::as_str));
+        args.extend(services.iter().map(String::as_str));
+        if let Err(e) = sc.run(&args) {
+            done.errors.push(e);
+        }
+    }
+    let before = query(sc, &[]).unwrap_or_else(|e| {
+        done.errors.push(e);
+        SystemdView::default()
+    });
+    if let Some(d) = before.daemon.filter(|d| d.loaded()) {
+        let wanted = matches!(
+            d.active_state.as_str(),
+            "active" | "reloading" | "activating"
+        ) || d.unit_file_state.starts_with("enabled");
+        if wanted {
+            match sc.run(&["restart", DAEMON_UNIT]) {
+                Ok(_) => done.daemon_restarted = true,
+                Err(e) => done
+                    .errors
+                    .push(format!("{e}: see journalctl -u {DAEMON_UNIT} -p err")),
+            }
+        }
+    }
+    match query(sc, &enabled) {
+        Ok(view) => done.view = view,
+        Err(e) => done.errors.push(e),
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
-mod next_elapse_tests {
+mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
 
     #[test]
-    fn systemctl_show_output_gives_each_loaded_timer_its_next_run() {
-        // As `systemctl show --timestamp=unix --property=Id,NextElapseUSecRealtime`
-        // (systemd 255, Ubuntu 24.04) prints it for three timers: one
-        // waiting, one not loaded (no next elapse), one waiting.
-        let text = "NextElapseUSecRealtime=@1764567000\nId=ubuntu-metrics-britney.timer\n\nNextElapseUSecRealtime=\nId=ubuntu-metrics-cnf.timer\n\nId=ubuntu-metrics-images.timer\nNextElapseUSecRealtime=@1764570600\n";
-        let got = parse_next_elapses(text);
-        assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(got["britney"].to_rfc3339(), "2025-12-01T05:30:00+00:00");
-        assert_eq!(got["images"].to_rfc3339(), "2025-12-01T06:30:00+00:00");
-        assert!(parse_next_elapses("").is_empty());
+    fn show_output_of_systemd_252_gives_each_timer_its_next_run() {
+        // As systemd 252 (Debian bookworm) prints `systemctl show
+        // --timestamp=unix --property=...` for the daemon and three of our
+        // timers: an active monotonic timer (no realtime elapse), a
+        // stopped one, one not found.
+        let text = "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=4\nUnitFileState=enabled\n\n\
+            Id=ubuntu-metrics-britney.timer\nLoadState=loaded\nActiveState=active\nSubState=waiting\nResult=success\nUnitFileState=generated\nNextElapseUSecRealtime=\nNextElapseUSecMonotonic=1h 4min 12.003112s\n\n\
+            Id=ubuntu-metrics-cnf.timer\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nUnitFileState=generated\nNextElapseUSecRealtime=\nNextElapseUSecMonotonic=infinity\n\n\
+            Id=ubuntu-metrics-images.timer\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nResult=success\nUnitFileState=\nNextElapseUSecRealtime=\nNextElapseUSecMonotonic=0\n";
+        let now = at("2026-03-01T12:00:00Z");
+        // Booted 1 h ago: the timer elapses 4 min 12 s from now.
+        let view = SystemdView::from_units(parse_show(text, now, Duration::from_secs(3600)));
+        let britney = &view.timers["britney"];
+        assert_eq!(britney.active_state, "active");
+        assert_eq!(
+            britney.next.unwrap(),
+            now + chrono::Duration::microseconds(252_003_112)
+        );
+        assert_eq!(view.timers["cnf"].active_state, "inactive");
+        assert_eq!(view.timers["cnf"].next, None);
+        assert_eq!(view.timers["images"].load_state, "not-found");
+        assert_eq!(view.timers["images"].next, None);
+        let d = view.daemon.as_ref().unwrap();
+        assert_eq!(
+            (
+                d.active_state.as_str(),
+                d.sub_state.as_str(),
+                d.result.as_str()
+            ),
+            ("activating", "auto-restart", "exit-code")
+        );
+        assert_eq!(d.n_restarts, Some(4));
+        assert_eq!(d.unit_file_state, "enabled");
+        assert_eq!(view.next_elapses().len(), 1);
+    }
+
+    #[test]
+    fn realtime_elapses_and_odd_spans_are_read() {
+        let now = at("2025-12-01T05:00:00Z");
+        let text = "NextElapseUSecRealtime=@1764567000\nId=ubuntu-metrics-britney.timer\n\nId=ubuntu-metrics-cnf.timer\nNextElapseUSecMonotonic=2d 3h 2min 3.456789s\n\nId=ubuntu-metrics-sponsoring.timer\nNextElapseUSecMonotonic=30min\n";
+        let got = SystemdView::from_units(parse_show(
+            text,
+            now,
+            Duration::from_secs(2 * 86400 + 3 * 3600),
+        ))
+        .next_elapses();
+        assert_eq!(got["britney"], at("2025-12-01T05:30:00Z"));
+        assert_eq!(
+            got["cnf"],
+            now + chrono::Duration::microseconds(123_456_789)
+        );
+        // Elapsed before now (systemd has not fired it yet): in the past.
+        assert!(got["sponsoring"] < now);
+        assert!(parse_show("", now, Duration::ZERO).is_empty());
+    }
+
+    fn daemon(active: &str, sub: &str, result: &str, restarts: u64, file: &str) -> SystemdView {
+        SystemdView {
+            timers: BTreeMap::new(),
+            daemon: Some(UnitState {
+                id: DAEMON_UNIT.into(),
+                load_state: "loaded".into(),
+                active_state: active.into(),
+                sub_state: sub.into(),
+                result: result.into(),
+                unit_file_state: file.into(),
+                n_restarts: Some(restarts),
+                next: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_daemon_that_cannot_start_is_critical() {
+        let f = judge(
+            &daemon("activating", "auto-restart", "exit-code", 4, "enabled"),
+            false,
+            &["britney"],
+        );
+        assert_eq!(
+            f,
+            [Finding {
+                critical: true,
+                message: "the daemon ubuntu-metrics.service cannot start (auto-restart, result exit-code, 4 restarts): see journalctl -u ubuntu-metrics.service -p err".into()
+            }]
+        );
+        let f = judge(
+            &daemon("failed", "failed", "exit-code", 1, "enabled"),
+            false,
+            &[],
+        );
+        assert!(
+            f[0].critical
+                && f[0]
+                    .message
+                    .contains("(failed, result exit-code, 1 restart)")
+        );
+        let f = judge(
+            &daemon("inactive", "dead", "success", 0, "enabled"),
+            false,
+            &[],
+        );
+        assert!(f[0].critical && f[0].message.contains("enabled but not running"));
+        // Running, starting for the first time, or not wanted: fine.
+        for v in [
+            daemon("active", "running", "success", 0, "enabled"),
+            daemon("reloading", "reload", "success", 0, "enabled"),
+            daemon("activating", "start", "success", 0, "enabled"),
+            daemon("inactive", "dead", "success", 0, "disabled"),
+            daemon("failed", "failed", "exit-code", 0, "disabled"),
+        ] {
+            assert!(judge(&v, false, &["britney"]).is_empty(), "{v:?}");
+        }
+        // Not installed.
+        let mut v = daemon("inactive", "dead", "success", 0, "");
+        v.daemon.as_mut().unwrap().load_state = "not-found".into();
+        assert!(judge(&v, true, &[]).is_empty());
+    }
+
+    fn timer(active: &str, load: &str) -> UnitState {
+        UnitState {
+            load_state: load.into(),
+            active_state: active.into(),
+            ..UnitState::default()
+        }
+    }
+
+    #[test]
+    fn stopped_timers_are_problems_and_none_active_is_critical() {
+        let mut v = SystemdView::default();
+        v.timers.insert("britney".into(), timer("active", "loaded"));
+        v.timers.insert("cnf".into(), timer("inactive", "loaded"));
+        v.timers
+            .insert("images".into(), timer("inactive", "not-found"));
+        let f = judge(&v, true, &["britney", "cnf", "images", "versions"]);
+        let messages: Vec<&str> = f.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "timer ubuntu-metrics-cnf.timer is stopped (inactive): run `sudo ubuntu-metrics systemd apply`",
+                "timer ubuntu-metrics-images.timer is not loaded (not-found): run `sudo ubuntu-metrics systemd apply`",
+                "timer ubuntu-metrics-versions.timer is not loaded (unknown): run `sudo ubuntu-metrics systemd apply`",
+            ]
+        );
+        assert!(f.iter().all(|f| !f.critical));
+        // Timers off: timers not found are expected.
+        assert!(judge(&v, false, &["britney", "cnf", "images"]).is_empty());
+        // None active: critical.
+        v.timers
+            .insert("britney".into(), timer("inactive", "loaded"));
+        let f = judge(&v, true, &["britney", "cnf"]);
+        assert!(f[0].critical, "{f:?}");
+        assert_eq!(
+            f[0].message,
+            "[systemd] timers = true but no timer is active: nothing is collected; run `sudo ubuntu-metrics systemd apply`"
+        );
+        assert_eq!(f.len(), 3);
+    }
+
+    /// A systemctl that records the calls and answers `show` and
+    /// `list-units` from what it is given.
+    struct Fake {
+        calls: Vec<String>,
+        show: String,
+        list: String,
+        fail: Option<&'static str>,
+    }
+
+    impl Systemctl for Fake {
+        fn run(&mut self, args: &[&str]) -> Result<String, String> {
+            let call = args.join(" ");
+            self.calls.push(call.clone());
+            if self.fail.is_some_and(|f| call.starts_with(f)) {
+                return Err(format!(
+                    "`systemctl {call}` failed (exit status: 5): Unit not found."
+                ));
+            }
+            Ok(match args[0] {
+                "show" => self.show.clone(),
+                "list-units" => self.list.clone(),
+                _ => String::new(),
+            })
+        }
+    }
+
+    fn registry() -> Vec<Box<dyn Collector>> {
+        crate::collectors::registry()
+    }
+
+    #[test]
+    fn apply_with_timers_on_reloads_starts_the_timers_and_restarts_the_daemon() {
+        let config = Config::from_toml("[collectors.versions]\nenabled = false\n").unwrap();
+        let mut fake = Fake {
+            calls: Vec::new(),
+            show: "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nUnitFileState=enabled\n".into(),
+            list: "ubuntu-metrics-britney.timer loaded active waiting Run britney\n● ubuntu-metrics-versions.timer not-found active waiting ubuntu-metrics-versions.timer\n".into(),
+            fail: None,
+        };
+        let reg = registry();
+        let done = apply(&mut fake, &reg, &config, true).unwrap();
+        let enabled: Vec<String> = reg
+            .iter()
+            .filter(|c| c.name() != "versions")
+            .map(|c| timer_name(c.name()))
+            .collect();
+        assert_eq!(fake.calls[0], "daemon-reload");
+        assert!(fake.calls[1].starts_with("list-units --all"));
+        assert_eq!(fake.calls[2], "stop ubuntu-metrics-versions.timer");
+        assert_eq!(fake.calls[3], format!("start {}", enabled.join(" ")));
+        assert_eq!(
+            fake.calls[4],
+            "reset-failed ubuntu-metrics-versions.timer ubuntu-metrics@versions.service"
+        );
+        assert!(fake.calls[5].starts_with("show --timestamp=unix --property=Id,"));
+        assert!(
+            fake.calls[5].ends_with(" ubuntu-metrics.service"),
+            "{}",
+            fake.calls[5]
+        );
+        assert_eq!(fake.calls[6], "restart ubuntu-metrics.service");
+        assert!(fake.calls[7].ends_with(&enabled.join(" ")));
+        assert_eq!(fake.calls.len(), 8);
+        assert_eq!(done.started, enabled);
+        assert_eq!(done.stopped, ["ubuntu-metrics-versions.timer"]);
+        assert!(done.daemon_restarted && done.errors.is_empty());
+    }
+
+    #[test]
+    fn apply_with_timers_off_stops_them_and_clears_failed_units() {
+        let config = Config::default();
+        let mut fake = Fake {
+            calls: Vec::new(),
+            show: "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nUnitFileState=disabled\n".into(),
+            list: "ubuntu-metrics-britney.timer not-found active waiting x\nubuntu-metrics-cnf.timer not-found inactive dead x\n".into(),
+            fail: None,
+        };
+        let done = apply(&mut fake, &registry(), &config, false).unwrap();
+        assert_eq!(
+            &fake.calls[..4],
+            [
+                "daemon-reload".to_owned(),
+                "list-units --all --plain --no-legend --no-pager --type=timer ubuntu-metrics-*.timer".into(),
+                "stop ubuntu-metrics-britney.timer ubuntu-metrics-cnf.timer".into(),
+                "reset-failed ubuntu-metrics-* ubuntu-metrics@*".into(),
+            ]
+        );
+        assert!(
+            !fake
+                .calls
+                .iter()
+                .any(|c| c.starts_with("start") || c.starts_with("restart"))
+        );
+        assert!(done.started.is_empty() && !done.daemon_restarted);
+        assert_eq!(done.stopped.len(), 2);
+
+        // A failed reload stops everything; a failed start is reported.
+        fake.calls.clear();
+        fake.fail = Some("daemon-reload");
+        assert!(apply(&mut fake, &registry(), &config, true).is_err());
+        assert_eq!(fake.calls, ["daemon-reload"]);
+        fake.fail = Some("start");
+        let done = apply(&mut fake, &registry(), &config, true).unwrap();
+        assert!(done.errors[0].contains("generator"), "{:?}", done.errors);
     }
 
     #[test]
     fn without_systemd_nothing_is_known() {
-        // This machine (and CI's container) is not booted with systemd:
-        // systemctl fails and status falls back to its estimate.
-        if std::path::Path::new("/run/systemd/system").exists() {
+        // This machine (and CI's container) is not booted with systemd.
+        if Path::new("/run/systemd/system").exists() {
             return;
         }
-        assert!(next_elapses(&["britney"]).is_empty());
+        assert!(systemd_view(&["britney"]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn cred(id: &str, path: &str) -> Credential {
+        Credential {
+            id: id.into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn the_service_and_the_daemon_drop_in_load_each_secret_file() {
+        let config = Config::default();
+        let paths = UnitPaths::new(
+            Some("/usr/bin/ubuntu-metrics".into()),
+            Some("/etc/ubuntu-metrics/config.toml".into()),
+        );
+        let creds = [
+            cred(
+                "influxdb.password_file",
+                "/etc/ubuntu-metrics/secrets/collector-password",
+            ),
+            cred(
+                "outputs.vm.token_file",
+                "/etc/ubuntu-metrics/secrets/100%-token",
+            ),
+        ];
+        let lines = "LoadCredential=influxdb.password_file:/etc/ubuntu-metrics/secrets/collector-password\nLoadCredential=outputs.vm.token_file:/etc/ubuntu-metrics/secrets/100%%-token\n";
+        let service = service_unit(&config, &paths, true, &creds);
+        assert!(service.contains(lines), "{service}");
+        assert!(service.contains(
+            "\nLoadCredential=influxdb-password:/etc/ubuntu-metrics/influxdb-password\n"
+        ));
+        let drop_in = daemon_drop_in(&creds).unwrap();
+        assert!(
+            drop_in.contains(&format!("\n[Service]\n{lines}")),
+            "{drop_in}"
+        );
+        assert!(daemon_drop_in(&[]).is_none());
+        let plain = service_unit(&config, &paths, false, &[]);
+        assert!(!plain.contains("LoadCredential"), "{plain}");
+    }
+
+    #[test]
+    fn only_existing_secret_files_become_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let there = dir.path().join("collector-password");
+        std::fs::write(&there, "pw\n").unwrap();
+        let config = Config::from_toml(&format!(
+            "[influxdb]\npassword_file = {:?}\n[outputs.vm]\nurl = \"http://vm:8428\"\npassword_file = \"/nonexistent/vm-password\"\n",
+            there.display().to_string()
+        ))
+        .unwrap();
+        let (creds, skipped) = credentials(&config, Path::new("/"));
+        assert_eq!(
+            creds,
+            [cred("influxdb.password_file", there.to_str().unwrap())]
+        );
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0]
+                .starts_with("outputs.vm.password_file /nonexistent/vm-password: no such file"),
+            "{skipped:?}"
+        );
+        // Under install's root: the file is looked for there.
+        let (creds, _) = credentials(&config, dir.path());
+        assert!(creds.is_empty());
+    }
+
+    #[test]
+    fn timers_keep_their_random_delay() {
+        let config = Config::default();
+        let reg = crate::collectors::registry();
+        let text = timer_unit(reg[0].as_ref(), &config);
+        assert!(text.contains("\nAccuracySec=1s\n"), "{text}");
+        assert!(text.contains("\nFixedRandomDelay=yes\n"), "{text}");
     }
 }
