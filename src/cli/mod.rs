@@ -487,6 +487,8 @@ fn init_logging(verbose: bool) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(crate::logging::Redacting(std::io::stderr))
+            // (Span fields would otherwise carry colour escapes.)
+            .with_ansi(false)
             .event_format(crate::logging::Journald)
             .try_init();
         return;
