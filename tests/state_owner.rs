@@ -96,7 +96,11 @@ fn root_is_refused_in_a_state_directory_of_another_uid_and_writes_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("m v=1i "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("m v=1i "),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(entries(&state).is_empty(), "{:?}", entries(&state));
 
     // Root's own directory: the run goes on (InfluxDB is away: 75, the
