@@ -20,7 +20,7 @@ use crate::sources::SourceError;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::Http;
 use chrono::{DateTime, NaiveDate, Utc};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 /// What went wrong in a collection. Every variant names where (a URL, a
@@ -434,6 +434,9 @@ pub struct Context {
     marks: Arc<Marks>,
     /// The newest row this collector run read of each time-series source.
     seen: Seen,
+    /// The station's state directory, when the run may write there (the
+    /// scripts' homes are in it); `None` in tests and read-only dry runs.
+    state_dir: Option<Arc<PathBuf>>,
 }
 
 impl Context {
@@ -447,7 +450,20 @@ impl Context {
             cache: Arc::new(RunCache::default()),
             marks: Arc::new(Marks::new()),
             seen: Seen::default(),
+            state_dir: None,
         }
+    }
+
+    /// The same context with the station's state directory, where a run
+    /// may write (its scripts' homes: see `custom::exec`).
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Context {
+        self.state_dir = Some(Arc::new(dir));
+        self
+    }
+
+    /// The state directory the run may write in, if any.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref().map(PathBuf::as_path)
     }
 
     /// The same context with the station's catch-up marks (read from the

@@ -132,6 +132,32 @@ fn write_and_rename(
     written
 }
 
+/// Makes sure `dir` is a directory (not a symbolic link to one), creating
+/// it with mode 0700 when missing (its parent must exist); one already
+/// there is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let t = std::fs::symlink_metadata(dir)?.file_type();
+    if t.is_symlink() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a symbolic link, not followed",
+        ));
+    }
+    if !t.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +202,28 @@ mod tests {
         let e = read_file(d.path()).unwrap_err();
         assert!(e.to_string().contains("directory"), "{e}");
         assert_eq!(read_file(&secret).unwrap(), b"s3cr3t");
+    }
+
+    #[test]
+    fn private_dirs_are_made_0700_and_links_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        private_dir(&home).unwrap();
+        let m = std::fs::metadata(&home).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        // Again: left as it is.
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750)).unwrap();
+        private_dir(&home).unwrap();
+        let m = std::fs::metadata(&home).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o750);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        let e = private_dir(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = private_dir(&file).unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
     }
 }

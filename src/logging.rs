@@ -1,6 +1,6 @@
 //! Log formats. On a terminal or in a pipe, tracing's default format; under
-//! systemd ([`Journald`]), one line per event with a `<N>` syslog priority
-//! prefix that journald turns into the entry's priority. Either way every
+//! systemd ([`Journald`]), each line of an event with the `<N>` syslog
+//! priority prefix that journald turns into the entry's priority. Either way every
 //! line goes through [`Redacting`]: whatever logged it (this program or a
 //! library's trace), the secrets of the URLs it quotes are taken out.
 
@@ -29,22 +29,30 @@ where
             Level::INFO => 6,
             _ => 7,
         };
-        write!(writer, "<{prio}>")?;
+        // The whole record first: journald reads each line as an entry of
+        // its own, so every line carries the record's priority (a
+        // multi-line error's reason is then an error too, for
+        // `journalctl -p err`).
+        let mut text = String::new();
+        let mut record = Writer::new(&mut text);
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
-                write!(writer, "{}", span.name())?;
+                write!(record, "{}", span.name())?;
                 if let Some(fields) = span
                     .extensions()
                     .get::<tracing_subscriber::fmt::FormattedFields<N>>()
                     && !fields.is_empty()
                 {
-                    write!(writer, "{{{fields}}}")?;
+                    write!(record, "{{{fields}}}")?;
                 }
-                write!(writer, ": ")?;
+                write!(record, ": ")?;
             }
         }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        ctx.field_format().format_fields(record.by_ref(), event)?;
+        for line in text.trim_end_matches(['\n', '\r']).split('\n') {
+            writeln!(writer, "<{prio}>{}", line.trim_end_matches('\r'))?;
+        }
+        Ok(())
     }
 }
 
@@ -102,5 +110,41 @@ mod tests {
         for s in ["S1", "S2", "S3"] {
             assert!(!text.contains(s), "{text}");
         }
+    }
+
+    /// Under journald each line is an entry: every line of a multi-line
+    /// record carries the record's priority, so `journalctl -p err` shows
+    /// an error's reason too (issue 23, defect 9).
+    #[test]
+    fn every_line_of_a_journald_record_has_its_priority() {
+        let buf = crate::test_support::Captured::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || buf.clone())
+            .with_ansi(false)
+            .event_format(Journald)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("collector", name = "sponsoring");
+            let _in = span.enter();
+            tracing::error!(
+                "configuration error in /etc/ubuntu-metrics/config.toml:\ndaemon.run_timeout: invalid time span \"banana\"\r\n"
+            );
+            tracing::warn!("one line");
+            tracing::info!("two\nlines");
+        });
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "<3>collector{name=\"sponsoring\"}: configuration error in /etc/ubuntu-metrics/config.toml:",
+                "<3>daemon.run_timeout: invalid time span \"banana\"",
+                "<4>collector{name=\"sponsoring\"}: one line",
+                "<6>collector{name=\"sponsoring\"}: two",
+                "<6>lines",
+            ],
+            "{text}"
+        );
     }
 }

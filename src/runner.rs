@@ -154,10 +154,20 @@ pub struct Outcome {
     pub newest: BTreeMap<String, DateTime<Utc>>,
 }
 
-/// The base context of a run, from the configuration.
+/// The base context of a run, from the configuration: its answers kept
+/// for conditional requests and its scripts' homes in the state directory.
 pub fn context(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
-    let http = Http::from_config(&config.http)?
-        .with_conditional_requests(&config.state_dir().join(HTTP_CACHE_DIR));
+    let state = config.state_dir();
+    let http =
+        Http::from_config(&config.http)?.with_conditional_requests(&state.join(HTTP_CACHE_DIR));
+    Ok(Context::new(http, Arc::new(config.sources.clone()), now).with_state_dir(state))
+}
+
+/// [`context`] writing nothing in the state directory: no answers kept,
+/// scripts get the inherited `HOME` (a dry run by root in the services'
+/// state directory).
+pub fn context_read_only(config: &Config, now: DateTime<Utc>) -> Result<Context, String> {
+    let http = Http::from_config(&config.http)?;
     Ok(Context::new(http, Arc::new(config.sources.clone()), now))
 }
 

@@ -907,3 +907,64 @@ fn a_scripts_standard_error_is_redacted_in_the_log_and_in_the_error() {
         .unwrap();
     assert_eq!(r["status"], "error");
 }
+
+/// A script's `HOME` is a folder of its own in the state directory (a
+/// DynamicUser service has none: launchpadlib failed with "Must set $HOME
+/// or pass 'launchpadlib_dir'"), mode 0700, the same whatever `HOME` the
+/// program was started with, and kept from run to run (issue 23, defect 7).
+#[test]
+fn a_script_gets_a_writable_home_of_its_own_in_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let home_script = script(
+        dir.path(),
+        "home",
+        "import json, os\nhome = os.environ['HOME']\nseen = os.path.exists(os.path.join(home, 'cache'))\nwith open(os.path.join(home, 'cache'), 'a') as f:\n    f.write('x')\nprint(json.dumps({'measurement': 'home', 'fields': {'home': home, 'seen': seen}}))\n",
+    );
+    let cfg = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &declare(
+            "home_check",
+            &home_script,
+            "",
+            "[collectors.home_check.measurements.home]\nfields = { home = \"string\", seen = \"bool\" }\n",
+        ),
+    );
+    let run = || {
+        let out = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "home_check", "--dry-run", "--format", "json"])
+            .env("UBUNTU_METRICS_STATE_DIR", &state)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+        v["fields"].clone()
+    };
+    let want = state.join("home").join("home_check");
+    let first = run();
+    assert_eq!(first["home"], want.display().to_string());
+    assert_eq!(first["seen"], false);
+    use std::os::unix::fs::PermissionsExt;
+    for d in [state.join("home"), want.clone()] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    // The next run finds what the last one left.
+    let second = run();
+    assert_eq!(second["seen"], true);
+    assert_eq!(std::fs::read_to_string(want.join("cache")).unwrap(), "xx");
+    // A link planted as the homes' folder is not followed: the script
+    // gets the inherited HOME, and nothing is written through the link.
+    std::fs::remove_dir_all(state.join("home")).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, state.join("home")).unwrap();
+    let third = run();
+    assert_eq!(third["home"], dir.path().display().to_string());
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

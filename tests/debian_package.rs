@@ -67,6 +67,12 @@ fn package_builds_unpacks_and_its_units_verify() {
         "{info}"
     );
 
+    // Every program the packaged unit's Exec*= lines name is there once
+    // installed (issue 23, defect 6), and the maintainer scripts are in
+    // the package and do what they say (defect 10).
+    check_exec_programs(&root, &deb);
+    check_maintainer_scripts(&deb, tmp.path());
+
     let bin = root.join("usr/bin/ubuntu-metrics");
     for f in [
         "usr/bin/ubuntu-metrics",
@@ -167,4 +173,250 @@ fn package_builds_unpacks_and_its_units_verify() {
         &work,
     ));
     common::verify_units(&units);
+}
+
+/// Which package ships a program the packaged units run that is not the
+/// package's own (Debian and Ubuntu; `/bin` is `/usr/bin` there).
+const PROGRAM_PACKAGES: &[(&str, &str)] = &[("/bin/kill", "procps"), ("/usr/bin/kill", "procps")];
+
+/// The packages of the `.deb`'s Depends (names only: versions and
+/// alternatives dropped).
+fn depends(deb: &Path) -> Vec<String> {
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split([',', '|'])
+        .filter_map(|d| d.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Each absolute program an `Exec*=` line of the packaged unit runs is in
+/// the package, or in a package it depends on (`/bin/kill` of
+/// `ExecReload=` is procps's: without it `systemctl reload` failed with
+/// 203/EXEC). A program this table does not know fails the test.
+fn check_exec_programs(root: &Path, deb: &Path) {
+    let deps = depends(deb);
+    let unit = root.join("usr/lib/systemd/system/ubuntu-metrics.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.trim().starts_with("Exec") {
+            continue;
+        }
+        // The prefixes of systemd.service(5): @ - : + !
+        let program = value
+            .trim()
+            .trim_start_matches(['@', '-', ':', '+', '!'])
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        assert!(program.starts_with('/'), "{line}: not an absolute program");
+        seen += 1;
+        if root.join(program.trim_start_matches('/')).exists() {
+            continue;
+        }
+        let Some((_, package)) = PROGRAM_PACKAGES.iter().find(|(p, _)| *p == program) else {
+            panic!(
+                "{line}: {program} is not in the package and PROGRAM_PACKAGES does not say which package ships it"
+            );
+        };
+        assert!(
+            deps.iter().any(|d| d == package),
+            "{line}: {program} is {package}'s, not in Depends: {deps:?}"
+        );
+    }
+    assert!(seen >= 2, "ExecStart= and ExecReload= expected in {text}");
+}
+
+/// The maintainer scripts: in the control archive with mode 0755, as
+/// written in debian/, POSIX sh; run (copies with their paths moved into a
+/// temporary root, `systemctl` a fake that notes its arguments) with and
+/// without a running systemd, for install, upgrade, remove and purge.
+fn check_maintainer_scripts(deb: &Path, tmp: &Path) {
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg("dpkg-deb --ctrl-tarfile \"$1\" | tar -tvf -")
+        .arg("sh")
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let control = tmp.join("control");
+    let st = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(deb)
+        .arg(&control)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian");
+    for name in ["postinst", "prerm", "postrm"] {
+        let entry = listing
+            .lines()
+            .find(|l| l.ends_with(&format!("./{name}")))
+            .unwrap_or_else(|| panic!("no {name} in the control archive:\n{listing}"));
+        assert!(entry.starts_with("-rwxr-xr-x "), "{entry}");
+        let text = std::fs::read_to_string(control.join(name)).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(source.join(name)).unwrap(),
+            "{name} is not debian/{name} as written"
+        );
+        assert!(text.starts_with("#!/bin/sh\n") && text.contains("\nset -e\n"));
+        for shell in ["sh", "dash"] {
+            let st = Command::new(shell)
+                .arg("-n")
+                .arg(control.join(name))
+                .status()
+                .unwrap();
+            assert!(st.success(), "{shell} -n {name}");
+        }
+    }
+
+    // The fake systemctl, and the scripts with their paths in `fake`.
+    let fake = tmp.join("fake");
+    let bin = fake.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = fake.join("calls");
+    std::fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let moved = |name: &str| {
+        let text = std::fs::read_to_string(control.join(name)).unwrap();
+        let mut text = text.replace("set -e\n", "set -eu\n");
+        for p in ["/run/systemd/", "/etc/systemd/", "/var/lib/"] {
+            text = text.replace(p, &format!("{}{p}", fake.display()));
+        }
+        let out = fake.join(name);
+        std::fs::write(&out, text).unwrap();
+        out
+    };
+    let run = |name: &str, args: &[&str]| -> (i32, Vec<String>, String) {
+        let _ = std::fs::remove_file(&calls);
+        let out = Command::new("sh")
+            .arg(moved(name))
+            .args(args)
+            .env(
+                "PATH",
+                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
+            )
+            .output()
+            .unwrap();
+        let called = std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (
+            out.status.code().unwrap_or(-1),
+            called,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases: [(&str, &[&str]); 6] = [
+        ("postinst", &["configure", ""]),
+        ("postinst", &["configure", "0.0.9"]),
+        ("prerm", &["remove"]),
+        ("prerm", &["upgrade", "0.2.0"]),
+        ("postrm", &["remove"]),
+        ("postrm", &["purge"]),
+    ];
+    // No running systemd (a chroot, an image build): nothing is called.
+    for (name, args) in cases {
+        let (code, called, err) = run(name, args);
+        assert_eq!(code, 0, "{name} {args:?}: {err}");
+        assert!(
+            called.is_empty(),
+            "{name} {args:?} without systemd: {called:?}"
+        );
+    }
+    for name in ["postinst", "prerm", "postrm"] {
+        let (code, _, err) = run(name, &["bogus"]);
+        assert_eq!(code, 1, "{name} bogus: {err}");
+    }
+    // A running systemd.
+    std::fs::create_dir_all(fake.join("run/systemd/system")).unwrap();
+    let link = fake.join("etc/systemd/system/multi-user.target.wants/ubuntu-metrics.service");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/systemd/system/ubuntu-metrics.service", &link).unwrap();
+    std::fs::create_dir_all(fake.join("var/lib/private/ubuntu-metrics/spool")).unwrap();
+    let expect = |name: &str, args: &[&str], want: &[&str]| {
+        let (code, called, err) = run(name, args);
+        assert_eq!(code, 0, "{name} {args:?}: {err}");
+        assert_eq!(called, want, "{name} {args:?}");
+        err
+    };
+    expect("postinst", &["configure", ""], &["--system daemon-reload"]);
+    expect(
+        "postinst",
+        &["configure", "0.0.9"],
+        &[
+            "--system daemon-reload",
+            "try-restart ubuntu-metrics.service",
+        ],
+    );
+    // Timers made by the generator: timers.target starts the new ones.
+    std::fs::create_dir_all(fake.join("run/systemd/generator")).unwrap();
+    std::fs::write(
+        fake.join("run/systemd/generator/ubuntu-metrics-sponsoring.timer"),
+        "",
+    )
+    .unwrap();
+    expect(
+        "postinst",
+        &["configure", "0.0.9"],
+        &[
+            "--system daemon-reload",
+            "try-restart ubuntu-metrics.service",
+            "start timers.target",
+        ],
+    );
+    expect(
+        "prerm",
+        &["remove"],
+        &["stop ubuntu-metrics.service ubuntu-metrics-*.timer ubuntu-metrics@*.service"],
+    );
+    expect("prerm", &["upgrade", "0.2.0"], &[]);
+    expect("postrm", &["remove"], &["--system daemon-reload"]);
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "remove keeps the enabled daemon's link"
+    );
+    let err = expect(
+        "postrm",
+        &["purge"],
+        &[
+            "--system daemon-reload",
+            "reset-failed ubuntu-metrics.service ubuntu-metrics@*.service ubuntu-metrics-*.timer",
+        ],
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "purge removes the link"
+    );
+    assert!(
+        fake.join("var/lib/private/ubuntu-metrics/spool").is_dir(),
+        "purge keeps the state directory"
+    );
+    assert!(
+        err.contains("kept") && err.contains("var/lib/private/ubuntu-metrics"),
+        "{err}"
+    );
 }

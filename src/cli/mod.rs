@@ -13,6 +13,7 @@ mod influxdb;
 mod jq_filter;
 mod list;
 mod new;
+mod owner;
 pub mod progress;
 mod run;
 mod spool;
@@ -40,6 +41,11 @@ pub const EXIT_TEMPFAIL: i32 = 75;
 /// `backfill`: the document was read to its end and every good row
 /// written, but some rows were malformed and are not (`EX_DATAERR`).
 pub const EXIT_DATAERR: i32 = 65;
+/// A command that writes into the state directory was refused before it
+/// wrote anything: root in a directory of another user (what it wrote
+/// could not be read by the services), or a user who cannot write there
+/// (`EX_NOPERM`).
+pub const EXIT_NOPERM: i32 = 77;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -414,6 +420,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         return jq_filter::main(&args[2..]);
     }
     let args = multicall_args(args);
+    let argv = args.clone();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -439,6 +446,15 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // Who may write the state directory: before anything is written.
+    let read_only = match owner::check(&cli.command, &registry, &config, &argv) {
+        owner::Check::Go => false,
+        owner::Check::ReadOnly(note) => {
+            tracing::info!("{note}");
+            true
+        }
+        owner::Check::Refused(status) => return status,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -452,7 +468,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let status = match cli.command {
         Command::List => list::main(&registry, &config),
         Command::Config(cmd) => config::main(cmd, &config),
-        Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, args.now)),
+        Command::Run(args) => rt.block_on(run::main(&registry, &config, &args, read_only)),
         Command::Spool(cmd) => rt.block_on(spool::main(cmd, &config)),
         Command::Status(args) => status::main(&registry, &config, &args),
         Command::Backfill(args) => rt.block_on(backfill::main(&config, &args)),

@@ -9,7 +9,7 @@ use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::Printer;
 use crate::sinks::spool::Spool;
 use crate::sources::tape::Tape;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::sync::Arc;
 
 /// Which collectors a `run` asks for, or a usage error.
@@ -43,12 +43,16 @@ fn select<'a>(
     Ok(out)
 }
 
+/// `read_only`: a dry run that writes nothing in the state directory (no
+/// answers kept for conditional requests, scripts' `HOME` inherited; see
+/// `super::owner`).
 pub(super) async fn main(
     registry: &[Box<dyn Collector>],
     config: &Config,
     args: &RunArgs,
-    now: Option<DateTime<Utc>>,
+    read_only: bool,
 ) -> i32 {
+    let now = args.now;
     let selected = match select(registry, config, args) {
         Ok(s) => s,
         Err(e) => {
@@ -88,7 +92,12 @@ pub(super) async fn main(
     };
     // A replay runs at the recorded time (unless --now says otherwise).
     let now = now.or_else(|| tape.as_ref().and_then(|t| t.now()));
-    let mut base = match runner::context(config, now.unwrap_or_else(Utc::now)) {
+    let made = if read_only {
+        runner::context_read_only(config, now.unwrap_or_else(Utc::now))
+    } else {
+        runner::context(config, now.unwrap_or_else(Utc::now))
+    };
+    let mut base = match made {
         // A dry run reads the same rows, and never moves the marks.
         Ok(c) => c,
         Err(e) => {

@@ -1,8 +1,9 @@
 //! `type = "exec"`: a script in any language, run once per collection.
 //!
 //! The command is an argument vector (no shell). The child gets a minimal
-//! environment ([`Exec::environment`]: `PATH`, `LANG`, `TZ=UTC`, the
-//! collector's name and the collection time) plus the configured `env` and
+//! environment ([`Exec::environment`]: `PATH`, `LANG`, `TZ=UTC`, a `HOME`
+//! of its own in the state directory ([`Exec::home`]), the collector's
+//! name and the collection time) plus the configured `env` and
 //! `pass_env`; never the InfluxDB settings or credentials. It is started
 //! through a reaper of its own ([`reaper`]): when it exits, at its timeout,
 //! and when its run is abandoned, its process group and every process it
@@ -19,7 +20,7 @@ use crate::collector::{CollectorError, Context, OptionError};
 use crate::point::Point;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
@@ -41,6 +42,8 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Set for the child: the collector's name.
 pub const COLLECTOR_ENV: &str = "UBUNTU_METRICS_COLLECTOR";
+/// The scripts' homes, in the state directory: `home/<collector>`.
+pub const HOMES_DIR: &str = "home";
 /// Set for the child: the collection time (RFC 3339), the default time of
 /// its points (`run --now` replays set it).
 pub const NOW_ENV: &str = "UBUNTU_METRICS_NOW";
@@ -149,8 +152,46 @@ impl Exec {
         &self.command[0]
     }
 
-    /// The child's whole environment.
-    pub fn environment(&self, name: &str, ctx: &Context) -> BTreeMap<String, String> {
+    /// The child's `HOME`: `<state dir>/home/<name>` (made, mode 0700, when
+    /// missing), the same under systemd (whose dynamic user has no home)
+    /// and by hand, and kept from run to run (launchpadlib keeps its
+    /// cache and credentials there). Without a state directory to write
+    /// in (tests, a dry run by root in the services' directory), or when
+    /// it cannot be made (said in a warning), the inherited `HOME`.
+    pub fn home(name: &str, ctx: &Context) -> Option<PathBuf> {
+        let inherited = || std::env::var_os("HOME").map(PathBuf::from);
+        let Some(state) = ctx.state_dir() else {
+            return inherited();
+        };
+        let homes = state.join(HOMES_DIR);
+        let home = homes.join(name);
+        let made = std::fs::create_dir_all(state)
+            .map_err(|e| format!("{}: {e}", state.display()))
+            .and_then(|()| {
+                crate::fsutil::private_dir(&homes).map_err(|e| format!("{}: {e}", homes.display()))
+            })
+            .and_then(|()| {
+                crate::fsutil::private_dir(&home).map_err(|e| format!("{}: {e}", home.display()))
+            });
+        match made {
+            Ok(()) => Some(home),
+            Err(e) => {
+                tracing::warn!(
+                    "{name}: cannot make the script's HOME {}: {e}; it gets the inherited HOME",
+                    home.display()
+                );
+                inherited()
+            }
+        }
+    }
+
+    /// The child's whole environment; `home`: its `HOME` ([`Exec::home`]).
+    pub fn environment(
+        &self,
+        name: &str,
+        ctx: &Context,
+        home: Option<&Path>,
+    ) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         env.insert(
             "PATH".to_owned(),
@@ -161,8 +202,8 @@ impl Exec {
         // time without an offset is read back.
         env.insert("TZ".to_owned(), "UTC".to_owned());
         env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
-        if let Ok(home) = std::env::var("HOME") {
-            env.insert("HOME".to_owned(), home);
+        if let Some(home) = home {
+            env.insert("HOME".to_owned(), home.to_string_lossy().into_owned());
         }
         env.insert(COLLECTOR_ENV.to_owned(), name.to_owned());
         env.insert(
@@ -188,10 +229,11 @@ impl Exec {
     /// [`DRAIN`], so a child that kept standard output open holds nothing.
     pub async fn collect(&self, name: &str, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
         let fail = |m: String| CollectorError::Other(format!("{name}: {m}"));
+        let home = Exec::home(name, ctx);
         let mut cmd = tokio::process::Command::new(&self.command[0]);
         cmd.args(&self.command[1..])
             .env_clear()
-            .envs(self.environment(name, ctx))
+            .envs(self.environment(name, ctx, home.as_deref()))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -578,7 +578,8 @@ async fn collector_loop(
             chrono::Utc::now(),
         )
         .with_cache(wakeups.cache(due))
-        .with_marks(crate::state::marks_or_warn(&st.config));
+        .with_marks(crate::state::marks_or_warn(&st.config))
+        .with_state_dir(st.config.state_dir());
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         board.running(name);
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;

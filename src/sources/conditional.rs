@@ -79,9 +79,9 @@ impl AnswerCache {
             dir: dir.to_owned(),
             stores: AtomicU64::new(0),
         };
-        if !cache.usable() {
+        if let Some(why) = cache.unusable() {
             tracing::warn!(
-                "{} is not a directory (a symbolic link?): answers are not kept for conditional requests",
+                "{}: {why}: answers are not kept for conditional requests",
                 dir.display()
             );
         }
@@ -95,9 +95,19 @@ impl AnswerCache {
 
     /// Whether the directory is one (or not there yet), not a link to one.
     fn usable(&self) -> bool {
+        self.unusable().is_none()
+    }
+
+    /// Why the directory cannot be used (a link, not a directory, or what
+    /// the system says: a state directory of another user is "Permission
+    /// denied"), or `None` when it can (or is not there yet).
+    fn unusable(&self) -> Option<String> {
         match std::fs::symlink_metadata(&self.dir) {
-            Ok(m) => m.is_dir(),
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(m) if m.file_type().is_symlink() => Some("a symbolic link, not followed".into()),
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("not a directory".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(e.to_string()),
         }
     }
 
