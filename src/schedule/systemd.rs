@@ -501,6 +501,7 @@ pub fn install(
     paths: &UnitPaths,
 ) -> Result<Installed, String> {
     let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    services_can_read(&paths.config, &under(&paths.config), root)?;
     let shown = Config {
         sources: config.sources.clone(),
         ..Config::default()
@@ -614,6 +615,53 @@ impl Systemctl for RealSystemctl {
             ))
         }
     }
+}
+
+/// The services run as a dynamic user with `ProtectHome=yes`: a
+/// configuration in a home directory, or one that not every user may read,
+/// is invisible to them and every run would fail ("cannot read
+/// configuration file /root/um.toml: Permission denied", seen under a real
+/// systemd). `path` is the configuration as the units name it, `on_disk`
+/// where it is under `root` (`--root`; the folders above it are not the
+/// target system's and are not looked at).
+fn services_can_read(path: &Path, on_disk: &Path, root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fix = "keep it where the services can read it, e.g. /etc/ubuntu-metrics/config.toml (mode 0644; credentials in password_file, or let install move them to 0600 files), and name that with --config";
+    if ["/home", "/root", "/run/user"]
+        .iter()
+        .any(|h| path.starts_with(h))
+    {
+        return Err(format!(
+            "the configuration {} is in a home directory, which the services cannot see (ProtectHome=yes); {fix}",
+            path.display()
+        ));
+    }
+    let mut dir = on_disk.parent();
+    while let Some(d) =
+        dir.filter(|d| d.starts_with(root) && (*d != root || root == Path::new("/")))
+    {
+        if let Ok(m) = std::fs::metadata(d)
+            && m.permissions().mode() & 0o001 == 0
+        {
+            return Err(format!(
+                "the configuration {} is in {}, which other users cannot enter (mode {:04o}): the services run as a dynamic user; {fix}",
+                path.display(),
+                d.display(),
+                m.permissions().mode() & 0o7777
+            ));
+        }
+        dir = d.parent();
+    }
+    if let Ok(m) = std::fs::metadata(on_disk)
+        && m.permissions().mode() & 0o004 == 0
+    {
+        return Err(format!(
+            "the configuration {} is not readable by other users (mode {:04o}): the services run as a dynamic user; {fix}",
+            path.display(),
+            m.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// After installing on the real system: reload systemd, enable the timers.
@@ -1313,6 +1361,38 @@ mod tests {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    #[test]
+    fn install_refuses_a_configuration_the_services_cannot_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = services_can_read(
+            Path::new("/root/um.toml"),
+            Path::new("/root/um.toml"),
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            home.contains("home directory") && home.contains("/etc/ubuntu-metrics/config.toml"),
+            "{home}"
+        );
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc/ubuntu-metrics");
+        std::fs::create_dir_all(&etc).unwrap();
+        let file = etc.join("config.toml");
+        std::fs::write(&file, "").unwrap();
+        let unit_path = Path::new("/etc/ubuntu-metrics/config.toml");
+        let check = || services_can_read(unit_path, &file, root.path());
+        // The tempdir itself is 0700: above the target root, not looked at.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(check(), Ok(()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = check().unwrap_err();
+        assert!(e.contains("not readable by other users (mode 0600)"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = check().unwrap_err();
+        assert!(e.contains("cannot enter (mode 0700)"), "{e}");
+    }
 
     fn cred(id: &str, path: &str) -> Credential {
         Credential {
