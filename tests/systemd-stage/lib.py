@@ -28,7 +28,7 @@ INCLUDE = ["systemd", "systemd-sysv", "dbus", "rsync", "distro-info-data",
            "ca-certificates", "python3-minimal"]
 # Packages fetched into the cache (not installed): installed only when the
 # .deb's Depends names them, as apt would.
-ON_DEMAND = {"procps": ["procps", "libproc2-0"]}
+ON_DEMAND = {"procps": ["procps", "libproc2-0", "libncursesw6"]}
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -177,6 +177,14 @@ bind-address = "127.0.0.1:{self.rpc}"
                 return r.status == 204
         except (urllib.error.URLError, OSError):
             return False
+
+    def create_database(self, db="metrics"):
+        """What a station's InfluxDB has before the collectors write (the
+        scenarios that do not provision it)."""
+        req = urllib.request.Request(f"{self.url}/query", method="POST",
+                                     data=urllib.parse.urlencode({"q": f'CREATE DATABASE "{db}"'}).encode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
 
     def query(self, q, db="metrics"):
         url = f"{self.url}/query?" + urllib.parse.urlencode({"db": db, "q": q})

@@ -47,16 +47,21 @@ class Stage:
         self.run_dir.mkdir(parents=True)
         self.base = base_rootfs(self.work / "cache")
         self.influxd = None
+        self.influxds = 0
         self.fixtures = FixtureServer(Path(args.fixture_server), self.run_dir)
         self.deb = Path(args.deb)
         self.containers = []
 
-    def fresh_influxd(self, auth=False):
-        """A new, empty influxd for the next scenario (the last one stops)."""
+    def fresh_influxd(self, create=True):
+        """A new influxd for the next scenario (the last one stops), with
+        the database `metrics` unless `create` is false."""
         if self.influxd:
             self.influxd.stop()
-        self.influxd = Influxd(self.run_dir / f"influxd-{len(self.containers)}")
-        self.influxd.start(auth=auth)
+        self.influxds += 1
+        self.influxd = Influxd(self.run_dir / f"influxd-{self.influxds}")
+        self.influxd.start()
+        if create:
+            self.influxd.create_database()
         return self.influxd
 
     def container(self, name):
@@ -127,31 +132,30 @@ def scenario_daemon(stage):
     a bad configuration refused (its reason at priority err), an exec
     collector in the sandbox, `status`, a manual root run, a daemon that
     cannot start, and the watchdog."""
-    influx = stage.fresh_influxd()
+    influx = stage.fresh_influxd(create=False)
     ct = stage.container("daemon")
     ct.install_deb(stage.deb)
-    # README step 2: provision on a server without auth, switch auth on,
-    # provision again (nothing changes).
-    ct.sh(f"ubuntu-metrics influxdb provision --url {influx.url} --retention 52w")
-    influx.stop()
-    influx.start(auth=True)
-    influx.auth = ("admin", (ct.root / SECRETS.lstrip("/") / "admin-password").read_text().strip())
-    again = ct.sh(f"ubuntu-metrics influxdb provision --url {influx.url}").stdout
-    check("admin" in influx.users() and "collector" in influx.users(),
-          f"provision made the users {sorted(influx.users())}; second run: {again.strip()[:120]}")
+    provision(stage, ct)
     # README step 3: the collector's user and password file.
     ct.write(CONFIG, stage.config(
         influx_extra=f'username = "collector"\npassword_file = "{SECRETS}/collector-password"',
         extra=EXEC_COLLECTOR))
     ct.write("/usr/local/lib/ubuntu-metrics/homecheck.sh", HOMECHECK, mode="0755")
+    # ... checked by hand as root, then handed to systemd.
+    dry = ct.sh("ubuntu-metrics run --all --dry-run")
+    check("sponsoring_queue_stats" in dry.stdout, "step 3: run --all --dry-run prints the points")
+    ct.sh("ubuntu-metrics run --all")
+    first = stage.points()
+    check(all(first.values()), f"step 3: a root run --all wrote {first}")
+    ct.sh("ubuntu-metrics systemd apply")
     # README step 4: the daemon.
-    ct.sh("systemctl enable ubuntu-metrics.service && ubuntu-metrics systemd apply")
+    ct.sh("systemctl enable --now ubuntu-metrics.service")
     props = wait_for("ubuntu-metrics.service active",
                      lambda: (p := ct.show("ubuntu-metrics.service", "ActiveState", "SubState",
                                            "StatusText", "MainPID", "NRestarts"))
                      ["ActiveState"] == "active" and p, timeout=60)
     check(props["NRestarts"] == "0", f"the daemon started at once (NRestarts={props['NRestarts']})")
-    grew(stage, {}, "the daemon's points in InfluxDB (as collector, password by credential)")
+    grew(stage, first, "the daemon's points in InfluxDB (as collector, password by credential)")
     status_text = wait_for("a STATUS= line", lambda: ct.show("ubuntu-metrics.service", "StatusText")
                            ["StatusText"], timeout=30)
     check("collectors" in status_text, f"StatusText={status_text!r}")
@@ -286,12 +290,18 @@ def scenario_timers(stage):
     acc = ct.show("ubuntu-metrics-sponsoring.timer", "AccuracyUSec")["AccuracyUSec"]
     check(acc == "1s", f"AccuracySec=1s (systemd reads {acc})")
     grew(stage, {}, "the timers' runs wrote points")
-    st = ct.sh("ubuntu-metrics status --format json", check=False)
-    import json
-    rows = json.loads(st.stdout)
-    check(st.returncode == 0, f"status OK with the timers (exit {st.returncode})")
-    sources = {c["name"]: c.get("next_run_source") for c in rows["collectors"]}
-    check(all(v == "timer" for v in sources.values()), f"status takes each next run from the timers ({sources})")
+    st = ct.sh("ubuntu-metrics status", check=False)
+    check(st.returncode == 0, f"status OK with the timers (exit {st.returncode}): {st.stdout.splitlines()[0]}")
+
+    def next_runs():
+        # (While a collector's service runs, its timer has no next elapse:
+        # OnUnitInactiveSec counts from the end of the run.)
+        import json
+        rows = json.loads(ct.sh("ubuntu-metrics status --format json", check=False).stdout)
+        got = {c["name"]: (c.get("next_run_source"), c.get("next_run")) for c in rows["collectors"]}
+        return got if all(src == "timer" for src, _ in got.values()) else None
+    got = wait_for("status to take every next run from the timers", next_runs, timeout=60)
+    check(True, f"status takes each next run from the monotonic timers ({got})")
     # A stopped timer is noticed.
     ct.sh("systemctl stop ubuntu-metrics-sponsoring.timer")
     st = ct.sh("ubuntu-metrics status", check=False)
@@ -310,25 +320,48 @@ def scenario_timers(stage):
 
 
 def scenario_install(stage):
-    """`ubuntu-metrics systemd install` with a configuration of its own
-    (user and password), as the README gives it."""
-    influx = stage.fresh_influxd()
+    """`ubuntu-metrics systemd install` as the README gives it, with the
+    credentials `influxdb provision` recommends; a configuration the
+    services could not read is refused."""
+    stage.fresh_influxd(create=False)
     ct = stage.container("install")
     ct.install_deb(stage.deb)
-    cfg = "/root/um.toml"
-    ct.write(cfg, stage.config(interval="20s"))
-    out = ct.sh(f"ubuntu-metrics --config {cfg} systemd install").stdout
+    provision(stage, ct)
+    ct.write("/root/um.toml", stage.config())
+    bad = ct.sh("ubuntu-metrics --config /root/um.toml systemd install", check=False)
+    check(bad.returncode != 0 and "home directory" in bad.stderr,
+          "install refuses a configuration in /root: " + bad.stderr.strip()[:160])
+    ct.write(CONFIG, stage.config(
+        interval="20s",
+        influx_extra=f'username = "collector"\npassword_file = "{SECRETS}/collector-password"'))
+    out = ct.sh(f"ubuntu-metrics --config {CONFIG} systemd install").stdout
     check("timers enabled and started" in out, out.strip().splitlines()[-1])
     timers = ct.sh("systemctl list-timers --no-legend 'ubuntu-metrics-*'").stdout
     check(len(timers.splitlines()) == len(COLLECTORS), f"{len(COLLECTORS)} timers scheduled")
-    before = stage.points()
-    grew(stage, before, "the installed timers wrote points")
+    grew(stage, {}, "the installed timers wrote points (as collector, password by credential)")
+    failed = ct.sh("systemctl --failed --no-legend").stdout.strip()
+    check(not failed, f"no failed unit ({failed})")
     score = ct.sh("systemd-analyze security ubuntu-metrics@sponsoring.service --no-pager",
                   check=False).stdout
     line = [ln for ln in score.splitlines() if "Overall exposure level" in ln]
     check(line and "1.1" in line[0], line[0] if line else score[-300:])
+    st = ct.sh("ubuntu-metrics status", check=False)
+    check(st.returncode == 0, f"status OK (exit {st.returncode})")
     stage.containers.remove(ct)
     ct.remove()
+
+
+def provision(stage, ct):
+    """README step 2: provision on a server without auth, switch auth on,
+    provision again (nothing changes)."""
+    influx = stage.influxd
+    ct.sh(f"ubuntu-metrics influxdb provision --url {influx.url} --retention 52w")
+    influx.stop()
+    influx.start(auth=True)
+    influx.auth = ("admin", (ct.root / SECRETS.lstrip("/") / "admin-password").read_text().strip())
+    again = ct.sh(f"ubuntu-metrics influxdb provision --url {influx.url}").stdout
+    check("admin" in influx.users() and "collector" in influx.users(),
+          f"provision made the users {sorted(influx.users())}; second run: {again.strip()[:120]}")
 
 
 def scenario_upgrade(stage):
@@ -405,7 +438,8 @@ def main():
                     stage.containers.remove(c)
     finally:
         stage.close()
-    log(f"{len(SCENARIOS) - len(failed)} scenario(s) passed, {len(failed)} failed "
+    ran = [n for n in SCENARIOS if not args.only or n in args.only]
+    log(f"{len(ran) - len(failed)} scenario(s) passed, {len(failed)} failed "
         f"({', '.join(failed) or 'none'}); the stage took {time.monotonic() - t0:.0f} s")
     return 1 if failed else 0
 
