@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -68,6 +69,9 @@ class Result:
     stdout: str
     stderr: str
 
+
+# The program's exit status for "not as this user" (README, Exit statuses).
+EXIT_NOPERM = 77
 
 class System:
     """The one seam: every side effect beyond the files under the root.
@@ -915,6 +919,16 @@ class UbuntuMetricsCharm(ops.CharmBase):
         if not self._configured_or_fail(event):
             return
         r = self.program("spool", "flush")
+        if r.code == EXIT_NOPERM:
+            # The spool belongs to the services' dynamic user: the program
+            # will not write there as root (what it left would be unreadable
+            # to the services) and prints the systemd-run line that runs it
+            # as that user, with the services' credentials.
+            line = next((ln.strip() for ln in r.stderr.splitlines()
+                         if ln.strip().startswith("sudo systemd-run ")), None)
+            if line:
+                argv = shlex.split(line)[1:]
+                r = self.system.program(Path(argv[0]), argv[1:], self.env())
         if r.code != 0:
             event.fail(f"spool flush (exit {r.code}): {program_message(r.stderr)}")
             return

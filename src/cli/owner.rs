@@ -130,7 +130,10 @@ pub(super) fn check(
         } else {
             "the spool directory"
         };
-        let lines = message(dir, label, &problem, &kind, argv);
+        let lines = message(dir, label, &problem, &kind, argv)
+            .into_iter()
+            .map(|l| l.replace(CREDENTIALS_PLACEHOLDER, &credential_properties(config)))
+            .collect::<Vec<_>>();
         for (i, l) in lines.iter().enumerate() {
             if i == 0 {
                 eprintln!("ubuntu-metrics: {l}");
@@ -241,7 +244,7 @@ fn message(
                 lines.push("run it as the services' dynamic user:".to_owned());
                 lines.push(format!(
                     "sudo systemd-run --wait --pipe --quiet --property=User=ubuntu-metrics --property=DynamicUser=yes --property=StateDirectory=ubuntu-metrics{} --property=EnvironmentFile=-{} --setenv=UBUNTU_METRICS_STATE_DIR=/var/lib/ubuntu-metrics {command}",
-                    password_credential(),
+                    CREDENTIALS_PLACEHOLDER,
                     crate::schedule::systemd::DEFAULT_CREDENTIALS,
                 ));
             }
@@ -276,19 +279,30 @@ fn who(uid: u32) -> &'static str {
     }
 }
 
-/// The services' `LoadCredential=` of the password, when its file is there
-/// (systemd refuses to start a unit whose credential file is missing).
-fn password_credential() -> String {
-    let file = Path::new(crate::schedule::systemd::DEFAULT_PASSWORD_CREDENTIAL);
-    if file.exists() {
-        format!(
-            " --property=LoadCredential={}:{}",
-            crate::config::PASSWORD_CREDENTIAL,
-            file.display()
-        )
-    } else {
-        String::new()
-    }
+/// Where [`message`] puts the `LoadCredential=` properties of the
+/// configuration ([`credential_properties`]).
+const CREDENTIALS_PLACEHOLDER: &str = " --property=LoadCredential=...";
+
+/// The services' `LoadCredential=` lines for a `systemd-run` command line:
+/// the packaged password credential and each secret file the configuration
+/// names (as the generator hands them to the units), those whose file is
+/// there (systemd refuses to start a unit whose credential file is
+/// missing).
+fn credential_properties(config: &Config) -> String {
+    let packaged = (
+        crate::config::PASSWORD_CREDENTIAL.to_owned(),
+        PathBuf::from(crate::schedule::systemd::DEFAULT_PASSWORD_CREDENTIAL),
+    );
+    std::iter::once(packaged)
+        .chain(config.secret_files())
+        .filter(|(_, file)| file.exists())
+        .map(|(id, file)| {
+            format!(
+                " --property=LoadCredential={id}:{}",
+                shell_quote(&file.display().to_string())
+            )
+        })
+        .collect()
 }
 
 /// The command again, for a shell: this program's path and its arguments,
@@ -322,6 +336,25 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_systemd_run_line_hands_over_each_secret_file_that_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("collector-password");
+        std::fs::write(&secret, "pw\n").unwrap();
+        let mut config = Config::default();
+        config.influxdb.password_file = Some(secret.clone());
+        let got = credential_properties(&config);
+        assert!(
+            got.contains(&format!(
+                " --property=LoadCredential=influxdb.password_file:{}",
+                secret.display()
+            )),
+            "{got}"
+        );
+        config.influxdb.password_file = Some(dir.path().join("missing"));
+        assert!(!credential_properties(&config).contains("influxdb.password_file"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ class FakeSystem(System):
         self.status = {"status": "ok", "problems": [], "spool": {"points": 0}}
         self.status_code = 0
         self.flush = Result(0, "wrote 0 points from the spool\nthe spool is empty\n", "")
+        self.flush_as_service = Result(0, "wrote 7 points from the spool\nthe spool is empty\n", "")
         self.dry_run = Result(0, '{"measurement":"m","fields":{"n":1}}\n{"measurement":"m","fields":{"n":2}}\n', "")
         self.passwords = {"admin": "admin-pw", "collector": "collector-pw", "grafana": "grafana-pw"}
 
@@ -60,6 +61,11 @@ class FakeSystem(System):
         return [c for c in self.calls if c[0] in ("systemctl", "apt", "snap", "deb")]
 
     def program(self, binary, args, env):
+        if Path(binary).name == "systemd-run":
+            # The line `spool flush` prints when it refuses to run as root.
+            assert "--property=DynamicUser=yes" in args and args[-2:] == ["spool", "flush"], args
+            self.runs.append(["systemd-run", *args])
+            return self.flush_as_service
         self.runs.append(list(args))
         assert env["CREDENTIALS_DIRECTORY"] == str(self.root / "etc/ubuntu-metrics")
         if args == ["--version"]:

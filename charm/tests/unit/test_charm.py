@@ -662,6 +662,21 @@ def test_spool_flush(env):
     assert e.value.message == "spool flush (exit 75): 7 points in 2 records still wait in /var/lib/x"
 
 
+def test_spool_flush_of_a_station_whose_services_own_the_spool_runs_as_them(env):
+    root, system, ctx, deb = env
+    state = configured(env)
+    system.flush = charm_module.Result(
+        77, "",
+        "ubuntu-metrics: refusing to run as root: the state directory /var/lib/ubuntu-metrics belongs to uid 61234\n"
+        "    run it as the services' dynamic user:\n"
+        "    sudo systemd-run --wait --pipe --quiet --property=User=ubuntu-metrics --property=DynamicUser=yes"
+        " --property=StateDirectory=ubuntu-metrics --property=LoadCredential=influxdb.password_file:/etc/x"
+        " /usr/bin/ubuntu-metrics --config /etc/ubuntu-metrics/config.toml spool flush\n")
+    ctx.run(ctx.on.action("spool-flush"), state)
+    assert ctx.action_results == {"output": "wrote 7 points from the spool\nthe spool is empty"}
+    assert any(r[:2] == ["systemd-run", "--wait"] for r in system.runs)
+
+
 def test_actions_before_the_configuration_fail(env):
     root, system, ctx, deb = env
     state = installed(env)
