@@ -196,6 +196,18 @@ def scenario_daemon(stage):
           + manual.stderr.strip().splitlines()[0])
     rootowned = ct.sh(f"find {STATE} -uid 0", check=False).stdout.split()
     check(not rootowned, f"no root-owned file in the state directory ({rootowned})")
+    # spool flush as root: refused too; the systemd-run line it prints (the
+    # charm's spool-flush action runs it) works as the services' user.
+    flush = ct.sh("ubuntu-metrics spool flush", check=False)
+    line = next((ln.strip() for ln in flush.stderr.splitlines()
+                 if ln.strip().startswith("sudo systemd-run ")), "")
+    check(flush.returncode == 77 and "LoadCredential=influxdb.password_file:" in line,
+          "spool flush as root is refused, naming a systemd-run line with the credential")
+    as_service = ct.sh(line.removeprefix("sudo "), check=False)
+    check(as_service.returncode == 0 and "spool" in as_service.stdout,
+          f"that line flushes as the services' user: {as_service.stdout.strip()!r}")
+    rootowned = ct.sh(f"find {STATE} -uid 0", check=False).stdout.split()
+    check(not rootowned, f"still no root-owned file in the state directory ({rootowned})")
     ct.sh("systemctl start --wait ubuntu-metrics@sponsoring.service")
     after = stage.influxd.points("sponsoring_queue_stats")
     check(after > before["sponsoring_queue_stats"],
