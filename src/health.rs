@@ -12,9 +12,9 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::schedule::systemd::{self as sd, SystemdView};
 use crate::sinks::spool::{self, Spool};
 use crate::state::{self, CollectorState};
+use crate::systemd_view::{self as sd, SystemdView};
 use crate::timespan::TimeSpan;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};

@@ -27,6 +27,7 @@ pub mod schema;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod systemd_view;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod timespan;
