@@ -101,7 +101,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the configuration block of a new collector declared in the configuration (a script, URLs and a jq filter, or a first-generation Python collector run once to declare its measurements), and a Python skeleton for a script
     New(NewArgs),
-    /// Write a time-series source's whole history (or since DATE) to InfluxDB, in batches; resumable
+    /// Write a time-series source's whole history (or since DATE) to every output (or those named), in batches; resumable per output
     Backfill(BackfillArgs),
 }
 
@@ -141,9 +141,12 @@ pub struct BackfillArgs {
     /// Only rows from this time on (RFC 3339, or a date YYYY-MM-DD meaning its midnight UTC)
     #[arg(long, value_name = "DATE", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
-    /// Rows per write to InfluxDB
+    /// Rows per write to an output
     #[arg(long, value_name = "ROWS", default_value_t = crate::backfill::DEFAULT_BATCH_ROWS)]
     pub batch: usize,
+    /// Only this output (`influxdb` for [influxdb], NAME for [outputs.NAME]); repeatable [default: every output]
+    #[arg(long, value_name = "NAME")]
+    pub output: Vec<String>,
 }
 
 /// `--since`: RFC 3339, or a date (midnight UTC).
