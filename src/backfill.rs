@@ -26,12 +26,17 @@
 //! unfinished backfill starts again, with a warning); one that cannot be
 //! read (a directory) stops the backfill saying what to remove.
 //!
+//! Each output is backfilled on its own (the document read once per
+//! output), with its own entry in `backfill.json` ([`progress_key`]): an
+//! output that was down goes on from where it stopped, while the others
+//! are done.
+//!
 //! One backfill at a time per state directory (`backfill.lock`).
 
 use crate::collector::Context;
 use crate::collectors::britney::{ExcusesColumns, PROPOSED_MIGRATION};
 use crate::collectors::ubuntu_archive::{ARCHIVE_TEAM, mismatch_row, nbs_row};
-use crate::config::{SourceUrl, redact_url};
+use crate::config::{DEFAULT_OUTPUT, SourceUrl, redact_url};
 use crate::fsutil::replace_file;
 use crate::point::Point;
 use crate::sinks::influxdb::InfluxWriter;
@@ -108,6 +113,27 @@ pub static SOURCES: [Source; 4] = [
         kind: Kind::Mismatches("proposed"),
     },
 ];
+
+/// The entry of `source` written to `output` in `backfill.json`: the
+/// source's name for the first output (`[influxdb]`, as before there were
+/// several), `SOURCE@NAME` for `[outputs.NAME]` (an output's name has no
+/// `@`).
+pub fn progress_key(source: &str, output: &str) -> String {
+    if output == DEFAULT_OUTPUT {
+        source.to_owned()
+    } else {
+        format!("{source}@{output}")
+    }
+}
+
+/// How an output is named in messages: `[influxdb]`, `[outputs.NAME]`.
+pub fn output_label(output: &str) -> String {
+    if output == DEFAULT_OUTPUT {
+        format!("[{DEFAULT_OUTPUT}]")
+    } else {
+        format!("[outputs.{output}]")
+    }
+}
 
 /// The sources `name` means: a source's name, or a collector's (all its
 /// sources); `-` and `_` alike.
@@ -221,8 +247,8 @@ pub struct Report {
 /// Why a backfill stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// InfluxDB did not take a batch: what was written is remembered, and
-    /// the same command later goes on.
+    /// The output did not take a batch: what was written to it is
+    /// remembered, and the same command later goes on.
     Influx(String),
     /// The document could not be read (to its end): what was written is
     /// remembered, and the same command later goes on.
@@ -461,10 +487,11 @@ async fn resume(
     Ok(Ok((stream, rest, window)))
 }
 
-/// Backfills `source` into `writer`, keeping its progress in `state_dir`;
+/// Backfills `source` into `writer` (one output), keeping its progress in
+/// `state_dir` under [`progress_key`] of the source and the writer's name;
 /// `progress` is called after each batch written. Resumes an interrupted
-/// backfill of the same source and `since` when the document is the same
-/// (else starts again from the beginning, with a warning).
+/// backfill of the same source, output and `since` when the document is the
+/// same (else starts again from the beginning, with a warning).
 pub async fn backfill(
     source: &Source,
     ctx: &Context,
@@ -490,8 +517,10 @@ pub async fn backfill(
         })?;
     let url = join(ctx.source(source.base), source.file);
     let key = redact_url(&url);
+    let entry = progress_key(source.name, writer.name());
+    let output = output_label(writer.name());
     let mut all = read_progress(state_dir)?;
-    let mut state = match all.get(source.name) {
+    let mut state = match all.get(&entry) {
         Some(p) if p.url == key && p.since == opts.since => p.clone(),
         _ => Progress::new(key.clone(), opts.since),
     };
@@ -505,7 +534,7 @@ pub async fn backfill(
             Ok(r) => Some(r),
             Err(why) => {
                 tracing::warn!(
-                    "backfill {}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
+                    "backfill {} to {output}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
                     source.name,
                     state.offset
                 );
@@ -594,7 +623,7 @@ pub async fn backfill(
             writer
                 .write_lines(&lines)
                 .await
-                .map_err(|(_, e)| Error::Influx(format!("InfluxDB: {e}")))?;
+                .map_err(|(_, e)| Error::Influx(format!("{output}: {e}")))?;
             // The last bytes done, for the checksum a resume checks.
             if len >= window {
                 tail.clear();
@@ -619,7 +648,7 @@ pub async fn backfill(
             state.malformed = report.malformed;
             state.malformed_lines.clone_from(&report.malformed_lines);
             report.offset = state.offset;
-            all.insert(source.name.to_owned(), state.clone());
+            all.insert(entry.clone(), state.clone());
             write_progress(state_dir, &all)?;
             progress(&report);
         }
@@ -627,7 +656,7 @@ pub async fn backfill(
             break;
         }
     }
-    all.remove(source.name);
+    all.remove(&entry);
     write_progress(state_dir, &all)?;
     Ok(report)
 }
@@ -644,6 +673,16 @@ mod tests {
         );
         assert_eq!(select("ubuntu_archive").unwrap().len(), 3);
         assert!(select("nope").unwrap_err().contains("update_excuses"));
+    }
+
+    #[test]
+    fn each_output_has_its_own_progress_entry() {
+        // The first output keeps the key of the versions before outputs, so
+        // their unfinished backfills go on.
+        assert_eq!(progress_key("nbs", "influxdb"), "nbs");
+        assert_eq!(progress_key("nbs", "vm"), "nbs@vm");
+        assert_eq!(output_label("influxdb"), "[influxdb]");
+        assert_eq!(output_label("vm"), "[outputs.vm]");
     }
 
     #[test]

@@ -638,3 +638,144 @@ fn nth_line_end(text: &str, n: usize) -> usize {
         .map(|(i, _)| i + 1)
         .unwrap()
 }
+
+/// The fixture configuration writing to `influx` and to `vm` as the
+/// second output `[outputs.vm]` (InfluxDB's v1 write API, which
+/// VictoriaMetrics takes too).
+fn config_with_vm(
+    dir: &Path,
+    server: &FixtureServer,
+    influx: &Influxd,
+    vm: &common::victoria::Victoria,
+) -> PathBuf {
+    let config = write_config(dir, server, &influx.url());
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut out = toml::Table::new();
+    out.insert("url".into(), vm.url().into());
+    out.insert("database".into(), "metrics".into());
+    let mut outputs = toml::Table::new();
+    outputs.insert("vm".into(), toml::Value::Table(out));
+    c.insert("outputs".into(), toml::Value::Table(outputs));
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    config
+}
+
+/// The rows of `update_excuses_stats` VictoriaMetrics holds: the distinct
+/// times of its `total` (VictoriaMetrics keeps a sample written twice
+/// twice, without `-dedup.minScrapeInterval`), and the samples in all.
+fn vm_rows(vm: &common::victoria::Victoria) -> (usize, usize) {
+    let samples: Vec<i64> = vm
+        .export()
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("update_excuses_stats_total{"))
+        .map(|(_, t, _)| t)
+        .collect();
+    let distinct: std::collections::BTreeSet<i64> = samples.iter().copied().collect();
+    (distinct.len(), samples.len())
+}
+
+/// The saved offset of `entry` in `backfill.json`, 0 when none.
+fn offset_of(dir: &Path, entry: &str) -> u64 {
+    std::fs::read_to_string(dir.join("backfill.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v[entry]["offset"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Issue 24, item 6: backfill writes to every output (`[influxdb]` and
+/// each `[outputs.NAME]`), or to those named with `--output`, each with
+/// its own resume mark: an output interrupted halfway goes on from its own
+/// offset, and one that was down is finished by itself.
+#[test]
+fn every_output_gets_every_row_and_each_goes_on_by_itself() {
+    const ROWS: usize = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixtures_with_excuses(dir.path(), ROWS);
+    let server = FixtureServer::start(&root).unwrap();
+    let influx = Influxd::start();
+    let mut vm = common::victoria::Victoria::start();
+    let config = config_with_vm(dir.path(), &server, &influx, &vm);
+
+    // Only the second output, killed (SIGKILL) once a few batches are in:
+    // its own entry holds the offset, the first output has none.
+    let mut child = backfill(&config, &["--batch", "250", "--output", "vm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while offset_of(dir.path(), "update_excuses@vm") <= 50_000 {
+        assert!(Instant::now() < deadline, "no progress to [outputs.vm]");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (partial, _) = vm_rows(&vm);
+    assert!(partial > 0 && partial < ROWS, "{partial}");
+    assert_eq!(count(&influx), 0, "--output vm wrote to [influxdb]");
+    assert_eq!(offset_of(dir.path(), "update_excuses"), 0);
+
+    // Every output: [influxdb] from the beginning, [outputs.vm] from its
+    // own offset.
+    let out = backfill(&config, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("backfill update_excuses to [outputs.vm]: resuming at byte"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("to [influxdb]: resuming"),
+        "[influxdb] had nothing to resume: {stderr}"
+    );
+    for output in ["[influxdb]", "[outputs.vm]"] {
+        assert!(
+            stdout.contains(&format!("backfill update_excuses to {output}: done")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(count(&influx), ROWS as i64);
+    assert_eq!(vm_rows(&vm).0, ROWS);
+    let left = std::fs::read_to_string(dir.path().join("backfill.json")).unwrap();
+    assert!(!left.contains("update_excuses"), "{left}");
+
+    // The second output down: the first gets every row (again, kept once),
+    // the run says which output to go on with; once it is back, that one
+    // alone is finished.
+    vm.stop();
+    let out = backfill(&config, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("backfill update_excuses to [outputs.vm]: [outputs.vm]: "),
+        "the failing output is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("run the same command again with only --output vm"),
+        "{stderr}"
+    );
+    assert_eq!(count(&influx), ROWS as i64);
+    vm.restart();
+    let out = backfill(&config, &["--output", "vm"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("[influxdb]"), "{stdout}");
+    assert_eq!(vm_rows(&vm).0, ROWS);
+    assert_eq!(count(&influx), ROWS as i64);
+    // An output the configuration does not have is a usage error naming
+    // those it has.
+    let out = backfill(&config, &["--output", "nope"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--output nope: no such output; the configuration has: influxdb, vm"),
+        "{stderr}"
+    );
+}

@@ -88,3 +88,60 @@ fn new_http_prints_a_block_that_loads() {
     let out = bin().args(["new", "seeds"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "--exec or --http is required");
 }
+
+/// Issue 24, item 9: `list` shows a declared collector's `description` (as
+/// the README says) and a built-in's; `new` reports a bad name as it was
+/// given, and without a kind names all three.
+#[test]
+fn list_shows_descriptions_and_new_says_what_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().args(["new", "seeds", "--http"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let block = text(&out.stdout).replace(
+        "description = \"what seeds measures\"",
+        "description = \"seeds of the devel series\"",
+    );
+    assert!(block.contains("seeds of the devel series"), "{block}");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, block).unwrap();
+    let list = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    // Under its collector's line.
+    let lines: Vec<&str> = listed.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("seeds "))
+        .unwrap_or_else(|| panic!("seeds not listed:\n{listed}"));
+    assert_eq!(
+        lines[at + 1].trim(),
+        "seeds of the devel series",
+        "{listed}"
+    );
+    for c in ubuntu_metrics::collectors::registry() {
+        assert!(listed.contains(c.description()), "{}:\n{listed}", c.name());
+    }
+
+    let out = bin().args(["new", "Bad-Name", "--http"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"Bad-Name\"") && !stderr.contains("Bad_Name"),
+        "{stderr}"
+    );
+
+    let out = bin().args(["new", "x"]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        ["--exec", "--http", "--first-generation"]
+            .iter()
+            .all(|k| stderr.contains(k)),
+        "{stderr}"
+    );
+}

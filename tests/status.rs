@@ -822,3 +822,53 @@ fn a_schedule_that_cannot_be_written_is_a_warning_once() {
     println!("warnings naming schedule.json: {}", warnings.len());
     assert_eq!(warnings.len(), 1, "{logs}");
 }
+
+/// Every key of `status --format json` (at every level: the collectors,
+/// their last run, the spool, each output, systemd's units when it could
+/// be asked) is named in the README's paragraph on it (issue 24, item 9:
+/// `outputs` was not).
+#[test]
+fn every_key_of_the_json_is_named_in_the_readme() {
+    fn keys(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    keys(v, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("`--format json` prints one object")
+        .expect("README: the paragraph on status --format json");
+    let end = start + readme[start..].find("\n\n").expect("the paragraph ends");
+    let paragraph = &readme[start..end];
+
+    let server = server();
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, &db.url());
+    let out = run(&config, &["versions"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, doc) = json(&config, &[]);
+    let mut all = std::collections::BTreeSet::new();
+    keys(&doc, &mut all);
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !paragraph.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys of status --format json the README does not name: {missing:?}\n{doc:#}"
+    );
+}

@@ -177,6 +177,126 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The README's command-line reference: one row per command (each leaf
+/// subcommand, as `ubuntu-metrics help` shows it) with every option it
+/// takes and its `about`, the first line of its `--help`. Generated, so it
+/// cannot drift from the command line; `tests/readme.rs` checks the
+/// README's copy.
+pub fn markdown_reference() -> String {
+    let mut rows = Vec::new();
+    let mut cmd = command();
+    // Sets what the definition leaves implicit (how many values each
+    // argument takes), for every subcommand.
+    cmd.build();
+    for sub in cmd.get_subcommands() {
+        reference_rows(sub, "", &mut rows);
+    }
+    let mut out = String::from("| command | what it does |\n| --- | --- |\n");
+    for (usage, about) in rows {
+        out.push_str(&format!(
+            "| `{}` | {} |\n",
+            usage.replace('|', "\\|"),
+            about.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+/// The rows of `cmd` (under `parent`): itself when it has no subcommands,
+/// else each of them.
+fn reference_rows(cmd: &clap::Command, parent: &str, rows: &mut Vec<(String, String)>) {
+    if cmd.get_name() == "help" {
+        return;
+    }
+    let path = format!("{parent}{}", cmd.get_name()).trim().to_owned();
+    if cmd.has_subcommands() {
+        for sub in cmd.get_subcommands() {
+            reference_rows(sub, &format!("{path} "), rows);
+        }
+        return;
+    }
+    let mut usage = path;
+    // One of a required group's arguments (`new`: --exec, --http or
+    // --first-generation) is shown as `A|B|C`, where the first of them is.
+    let groups: Vec<Vec<&str>> = cmd
+        .get_groups()
+        .filter(|g| g.is_required_set())
+        .map(|g| g.get_args().map(clap::Id::as_str).collect())
+        .collect();
+    let mut alternatives: Vec<String> = Vec::new();
+    for arg in cmd.get_arguments() {
+        if arg.is_global_set() || arg.is_hide_set() {
+            continue;
+        }
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        let group = groups.iter().find(|g| g.contains(&id));
+        let value = || {
+            let possible: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_owned())
+                .collect();
+            if !possible.is_empty() && possible.len() <= 6 {
+                possible.join("|")
+            } else {
+                arg.get_value_names()
+                    .and_then(|n| n.first())
+                    .map_or_else(|| id.to_uppercase(), ToString::to_string)
+            }
+        };
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+        let repeated = matches!(arg.get_action(), clap::ArgAction::Append);
+        let text = match (arg.get_long(), arg.get_short()) {
+            (None, None) => value(),
+            (long, short) => {
+                let mut names = Vec::new();
+                if let Some(s) = short {
+                    names.push(format!("-{s}"));
+                }
+                if let Some(l) = long {
+                    names.push(format!("--{l}"));
+                }
+                let names = names.join("/");
+                if takes_value {
+                    format!("{names} {}", value())
+                } else {
+                    names
+                }
+            }
+        };
+        if let Some(group) = group {
+            alternatives.push(text);
+            if alternatives.len() < group.len() {
+                continue;
+            }
+            usage.push(' ');
+            usage.push_str(&alternatives.join("|"));
+            alternatives.clear();
+            continue;
+        }
+        let text = if arg.is_required_set() {
+            text
+        } else {
+            format!("[{text}]")
+        };
+        let many = repeated
+            || (arg.is_positional()
+                && takes_value
+                && arg.get_num_args().is_some_and(|n| n.max_values() > 1));
+        usage.push(' ');
+        usage.push_str(&text);
+        if many {
+            usage.push_str("...");
+        }
+    }
+    let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+    rows.push((usage, about));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

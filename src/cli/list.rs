@@ -1,5 +1,6 @@
 //! `list`: every collector, its effective interval, whether it is enabled,
-//! its measurements.
+//! its measurements, and under it (indented) its description: the
+//! built-in one, or a declared collector's `description`.
 
 use super::EXIT_OK;
 use crate::collector::Collector;
@@ -22,6 +23,10 @@ pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
             },
             c.measurements().join(", ")
         );
+        let description = c.description().trim();
+        if !description.is_empty() {
+            println!("{:<16} {description}", "");
+        }
     }
     EXIT_OK
 }

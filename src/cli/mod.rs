@@ -72,7 +72,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every collector: name, effective interval, measurements
+    /// List every collector: name, effective interval, enabled, measurements, and its description under it
     List,
     /// Collect once and write to InfluxDB (or print, with --dry-run)
     Run(RunArgs),
@@ -81,7 +81,7 @@ pub enum Command {
     /// Write or install systemd units (a timer per enabled collector)
     #[command(subcommand)]
     Systemd(SystemdCommand),
-    /// Show or check the configuration
+    /// Show the effective configuration (`config show`)
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Set up InfluxDB for the station: database, retention, users (admin, collector, grafana)
@@ -101,25 +101,28 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the configuration block of a new collector declared in the configuration (a script, URLs and a jq filter, or a first-generation Python collector run once to declare its measurements), and a Python skeleton for a script
     New(NewArgs),
-    /// Write a time-series source's whole history (or since DATE) to InfluxDB, in batches; resumable
+    /// Write a time-series source's whole history (or since DATE) to every output (or those named), in batches; resumable per output
     Backfill(BackfillArgs),
 }
 
-/// `new NAME --exec|--http|--first-generation CHECKOUT`.
+/// `new NAME --exec|--http|--first-generation CHECKOUT`: exactly one of
+/// the three (a group, so that clap's error names all three).
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("kind")
+        .args(["exec", "http", "first_generation"])
+        .required(true)
+        .multiple(false)
+))]
 pub struct NewArgs {
     /// The new collector's name (lower-case letters, digits, `_`); with --first-generation, the old collector (metrics.collectors.NAME)
     #[arg(value_name = "NAME")]
     pub name: String,
     /// A script collector: prints its block and a commented Python skeleton
-    #[arg(
-        long,
-        required_unless_present_any = ["http", "first_generation"],
-        conflicts_with_all = ["http", "first_generation"]
-    )]
+    #[arg(long)]
     pub exec: bool,
     /// A declarative collector: URLs and a jq filter
-    #[arg(long, conflicts_with = "first_generation")]
+    #[arg(long)]
     pub http: bool,
     /// A first-generation Python collector of this checkout of the old repository: runs it once through the adapter and prints its block, with the measurements and field types of the points it returned
     #[arg(long, value_name = "CHECKOUT")]
@@ -141,9 +144,12 @@ pub struct BackfillArgs {
     /// Only rows from this time on (RFC 3339, or a date YYYY-MM-DD meaning its midnight UTC)
     #[arg(long, value_name = "DATE", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
-    /// Rows per write to InfluxDB
+    /// Rows per write to an output
     #[arg(long, value_name = "ROWS", default_value_t = crate::backfill::DEFAULT_BATCH_ROWS)]
     pub batch: usize,
+    /// Only this output (`influxdb` for [influxdb], NAME for [outputs.NAME]); repeatable [default: every output]
+    #[arg(long, value_name = "NAME")]
+    pub output: Vec<String>,
 }
 
 /// `--since`: RFC 3339, or a date (midnight UTC).
@@ -249,7 +255,8 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum InfluxdbCommand {
     /// Create the database, its retention, and the users admin, collector (WRITE) and grafana
-    /// (READ) with generated passwords in mode-0600 files; a second run changes nothing
+    /// (READ) with generated passwords in mode-0600 files under --secrets-dir
+    /// (/etc/ubuntu-metrics/secrets unless given); a second run changes nothing
     Provision(ProvisionArgs),
 }
 

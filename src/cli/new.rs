@@ -12,7 +12,8 @@ pub(super) fn main(args: &NewArgs) -> i32 {
     let name = super::normalise_name(&args.name);
     if !crate::custom::valid_name(&name) {
         eprintln!(
-            "ubuntu-metrics: new: {name:?}: a collector's name is lower-case letters, digits and `_`, starting with a letter"
+            "ubuntu-metrics: new: {:?}: a collector's name is lower-case letters, digits and `_` (or `-`, read as `_`), starting with a letter",
+            args.name
         );
         return EXIT_USAGE;
     }
