@@ -242,6 +242,7 @@ impl Parts {
                 Some(causes) => {
                     let cause = causes.join("; ");
                     match hosts.iter_mut().find(|(c, _)| *c == cause) {
+                        Some((_, parts)) if parts.contains(&part.as_str()) => {}
                         Some((_, parts)) => parts.push(part),
                         None => hosts.push((cause, vec![part])),
                     }
@@ -338,11 +339,15 @@ fn part_message(part: &str, e: &CollectorError) -> String {
 }
 
 fn parts_message(of: &str, failed: &[(String, CollectorError)]) -> String {
-    let mut listed: Vec<String> = failed
-        .iter()
-        .take(MAX_PARTS_LISTED)
-        .map(|(part, e)| part_message(part, e))
-        .collect();
+    let mut listed: Vec<String> = Vec::new();
+    for (part, e) in failed.iter().take(MAX_PARTS_LISTED) {
+        // A part failing alike on several documents (one host out of
+        // reach) is said once.
+        let m = part_message(part, e);
+        if !listed.contains(&m) {
+            listed.push(m);
+        }
+    }
     if failed.len() > MAX_PARTS_LISTED {
         listed.push(format!(
             "and {} more parts",
