@@ -46,6 +46,11 @@ pub enum CollectorError {
         crate::config::redact_url(message)
     )]
     Request { url: String, message: String },
+    /// The host could not be reached at all (a name that does not
+    /// resolve, a connection refused): the message names the host and the
+    /// cause, not the URL (see [`SourceError::Unreachable`]).
+    #[error("{message}")]
+    Unreachable { url: String, message: String },
     /// The source answered, but not with what we can read.
     #[error("{}: {message}", crate::config::redact_url(url))]
     Parse { url: String, message: String },
@@ -84,6 +89,12 @@ impl CollectorError {
         }
     }
 
+    /// True when the host could not be reached at all
+    /// ([`CollectorError::Unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, CollectorError::Unreachable { .. })
+    }
+
     /// True for an HTTP 404 (a missing file or resource).
     pub fn is_not_found(&self) -> bool {
         matches!(self, CollectorError::HttpStatus { status: 404, .. })
@@ -106,6 +117,9 @@ impl From<SourceError> for CollectorError {
             },
             SourceError::RetryLater { url, message } => CollectorError::RetryLater { url, message },
             SourceError::Request { url, message } => CollectorError::Request { url, message },
+            SourceError::Unreachable { url, message } => {
+                CollectorError::Unreachable { url, message }
+            }
             SourceError::Parse { url, message } => CollectorError::Parse { url, message },
             SourceError::Invalid(message) => CollectorError::Other(message),
         }
@@ -202,25 +216,112 @@ impl Parts {
     /// at least one), an error holding every part's error and nothing
     /// logged. A lone part's error is returned as it is. No part at all is
     /// no points and no error.
+    ///
+    /// Parts that failed because their host could not be reached
+    /// ([`CollectorError::Unreachable`]) are said once per host: when every
+    /// part failed so, the error is just `cannot resolve HOST` (each host
+    /// once), not one line per URL; a warning names the parts of one
+    /// unreachable host together.
     pub fn finish(mut self) -> Result<Vec<Point>, CollectorError> {
         if self.total > 0 && self.failed.len() == self.total {
             if self.total == 1 {
                 return Err(self.failed.remove(0).1);
+            }
+            if let Some(e) = all_unreachable(self.failed.iter().map(|(_, e)| e)) {
+                return Err(e);
             }
             return Err(CollectorError::Parts {
                 of: self.of,
                 failed: self.failed,
             });
         }
+        // Unreachable hosts first, each with the parts it failed.
+        let mut hosts: Vec<(String, Vec<&str>)> = Vec::new();
         for (part, e) in &self.failed {
+            match unreachable_causes(e) {
+                Some(causes) => {
+                    let cause = causes.join("; ");
+                    match hosts.iter_mut().find(|(c, _)| *c == cause) {
+                        Some((_, parts)) if parts.contains(&part.as_str()) => {}
+                        Some((_, parts)) => parts.push(part),
+                        None => hosts.push((cause, vec![part])),
+                    }
+                }
+                None => tracing::warn!(
+                    "{}: {}; the other parts are still reported",
+                    self.of,
+                    part_message(part, e)
+                ),
+            }
+        }
+        for (cause, parts) in hosts {
+            let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
             tracing::warn!(
-                "{}: {}; the other parts are still reported",
+                "{}: {cause}{}; the other parts are still reported",
                 self.of,
-                part_message(part, e)
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", parts.join(", "))
+                }
             );
         }
         Ok(self.points)
     }
+}
+
+/// The distinct causes of `e` when it is only hosts that could not be
+/// reached (an [`CollectorError::Unreachable`], or parts that all are),
+/// in the order met; `None` when anything else failed.
+fn unreachable_causes(e: &CollectorError) -> Option<Vec<String>> {
+    let mut causes: Vec<String> = Vec::new();
+    let mut add = |m: &str| {
+        for c in m.split("; ") {
+            if !causes.iter().any(|k| k == c) {
+                causes.push(c.to_owned());
+            }
+        }
+    };
+    match e {
+        CollectorError::Unreachable { message, .. } => add(message),
+        CollectorError::Parts { failed, .. } => {
+            for (_, e) in failed {
+                for c in unreachable_causes(e)? {
+                    add(&c);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(causes)
+}
+
+/// One [`CollectorError::Unreachable`] for errors that all are (or are
+/// made only of) unreachable hosts: each cause once.
+fn all_unreachable<'a>(
+    errors: impl IntoIterator<Item = &'a CollectorError>,
+) -> Option<CollectorError> {
+    let mut causes: Vec<String> = Vec::new();
+    let mut url = None;
+    for e in errors {
+        for c in unreachable_causes(e)? {
+            if !causes.contains(&c) {
+                causes.push(c);
+            }
+        }
+        if url.is_none()
+            && let CollectorError::Unreachable { url: u, .. } = e
+        {
+            url = Some(u.clone());
+        }
+    }
+    if causes.is_empty() {
+        return None;
+    }
+    Some(CollectorError::Unreachable {
+        url: url.unwrap_or_default(),
+        message: causes.join("; "),
+    })
 }
 
 /// `part: error` (just the error when the part has no name), the error cut
@@ -238,11 +339,15 @@ fn part_message(part: &str, e: &CollectorError) -> String {
 }
 
 fn parts_message(of: &str, failed: &[(String, CollectorError)]) -> String {
-    let mut listed: Vec<String> = failed
-        .iter()
-        .take(MAX_PARTS_LISTED)
-        .map(|(part, e)| part_message(part, e))
-        .collect();
+    let mut listed: Vec<String> = Vec::new();
+    for (part, e) in failed.iter().take(MAX_PARTS_LISTED) {
+        // A part failing alike on several documents (one host out of
+        // reach) is said once.
+        let m = part_message(part, e);
+        if !listed.contains(&m) {
+            listed.push(m);
+        }
+    }
     if failed.len() > MAX_PARTS_LISTED {
         listed.push(format!(
             "and {} more parts",
@@ -552,6 +657,12 @@ impl Context {
                         );
                         Ok(name)
                     }
+                    // Offline, that is the one thing to say (the stale
+                    // data is said once Launchpad answers).
+                    Err(e) if e.is_unreachable() => {
+                        tracing::debug!("{why}");
+                        Err(e.into())
+                    }
                     Err(e) => Err(CollectorError::DistroInfo(format!(
                         "{why}, and Launchpad's current series is unknown too: {e}"
                     ))),
@@ -591,6 +702,40 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parts that all failed on unreachable hosts make one short error
+    /// naming each host once (issue 24 item 1), however many URLs and
+    /// nested parts; anything else failing keeps the list of parts.
+    #[test]
+    fn unreachable_parts_are_said_once_per_host() {
+        let down = |url: &str, host: &str| CollectorError::Unreachable {
+            url: url.into(),
+            message: format!("cannot resolve {host}"),
+        };
+        let mut inner = Parts::new("last run age");
+        inner.add("focal", Err(down("https://a.invalid/f", "a.invalid")));
+        inner.add("jammy", Err(down("https://a.invalid/j", "a.invalid")));
+        let mut parts = Parts::new("britney");
+        parts.add("ages", inner.finish());
+        parts.add("csv", Err(down("https://b.invalid/x", "b.invalid")));
+        parts.add("yaml", Err(down("https://a.invalid/y", "a.invalid")));
+        let e = parts.finish().unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        assert_eq!(
+            e.short(),
+            "cannot resolve a.invalid; cannot resolve b.invalid"
+        );
+
+        let mut mixed = Parts::new("versions");
+        mixed.add("a", Err(down("https://a.invalid/", "a.invalid")));
+        mixed.add("b", Err(CollectorError::Other("HTTP 500".into())));
+        let e = mixed.finish().unwrap_err();
+        assert!(!e.is_unreachable());
+        assert!(
+            e.short().starts_with("every part of versions failed (2)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {

@@ -310,11 +310,22 @@ impl Report {
         self.problems.is_empty()
     }
 
+    /// No problem, but no enabled collector has ever run on this station
+    /// (no state recorded): there is nothing to judge yet, which is not
+    /// "OK" (Nagios UNKNOWN).
+    pub fn nothing_ran(&self) -> bool {
+        self.ok() && self.rows.iter().all(|r| r.state.is_none())
+    }
+
     /// The exit status of `status` for this verdict (Nagios style): 0 all
     /// fine, 1 a problem (WARNING), 2 nothing is being collected
-    /// (CRITICAL: the daemon cannot start, or no timer is active).
+    /// (CRITICAL: the daemon cannot start, or no timer is active), 3
+    /// nothing has run yet (UNKNOWN). A problem wins over UNKNOWN: a
+    /// daemon that cannot start is CRITICAL whether or not anything ran.
     pub fn exit_status(&self) -> i32 {
-        if self.ok() {
+        if self.nothing_ran() {
+            3
+        } else if self.ok() {
             0
         } else if self.critical {
             2
@@ -323,13 +334,28 @@ impl Report {
         }
     }
 
-    /// The verdict's word, as Nagios shows it: `OK`, `WARNING` or
-    /// `CRITICAL`.
+    /// The verdict's word, as Nagios shows it: `OK`, `WARNING`,
+    /// `CRITICAL` or `UNKNOWN`.
     pub fn verdict(&self) -> &'static str {
         match self.exit_status() {
             0 => "OK",
             2 => "CRITICAL",
+            3 => "UNKNOWN",
             _ => "WARNING",
+        }
+    }
+
+    /// The verdict's line when there is no problem: `OK: N collectors,
+    /// none failing or late` or `UNKNOWN: nothing has run yet (N
+    /// collectors enabled)`.
+    pub fn summary(&self) -> String {
+        if self.nothing_ran() {
+            format!(
+                "UNKNOWN: nothing has run yet ({} collectors enabled)",
+                self.rows.len()
+            )
+        } else {
+            format!("OK: {} collectors, none failing or late", self.rows.len())
         }
     }
 
@@ -398,7 +424,7 @@ impl Report {
             .collect();
         json!({
             "now": rfc3339(now),
-            "status": if self.ok() { "ok" } else { "problem" },
+            "status": if self.nothing_ran() { "unknown" } else if self.ok() { "ok" } else { "problem" },
             "exit_status": self.exit_status(),
             "verdict": self.verdict(),
             "problems": self.problems,
@@ -665,14 +691,9 @@ impl Endpoint {
         };
         match path {
             "/health" => {
+                // Nothing run yet is no failure of the daemon: 200, saying so.
                 let (code, body) = if report.ok() {
-                    (
-                        200,
-                        format!(
-                            "OK: {} collectors, none failing or late\n",
-                            report.rows.len()
-                        ),
-                    )
+                    (200, format!("{}\n", report.summary()))
                 } else {
                     (
                         503,
@@ -1056,7 +1077,9 @@ mod tests {
             "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n\nId=ubuntu-metrics-britney.timer\nLoadState=not-found\nActiveState=inactive\n",
         );
         assert!(r.ok(), "{:?}", r.problems);
-        assert_eq!(r.verdict(), "OK");
+        // ... but nothing has run on this station yet: UNKNOWN, exit 3.
+        assert_eq!((r.exit_status(), r.verdict()), (3, "UNKNOWN"));
+        assert_eq!(r.json()["status"], "unknown");
     }
 
     #[test]

@@ -384,7 +384,7 @@ pub fn spool_run(
 }
 
 pub use crate::sinks::influx_sink::{
-    REPLAY_WAIT, Replay, SPOOL_MEASUREMENT, Spooled, replay, write_self_metrics,
+    REPLAY_WAIT, Replay, SPOOL_MEASUREMENT, Spooled, replay, replay_quiet, write_self_metrics,
 };
 pub use crate::sinks::influxdb::WRITE_MEASUREMENT;
 pub use crate::sinks::spool::Status as SpoolStatus;

@@ -112,10 +112,16 @@ fn an_output_that_is_down_keeps_its_points_in_its_own_spool_and_gets_them_later(
     vm.stop();
     let (code, _, err) = run(&config, &["run", "--now", NOW, "versions"]);
     assert_eq!(code, Some(75), "{err}");
+    // Every message about vm names it as the configuration does, and
+    // none calls it InfluxDB (issue 24 item 7).
     assert!(
-        err.contains("output vm: "),
+        err.contains("[outputs.vm] could not take the points now: cannot reach http://"),
         "messages name the output: {err}"
     );
+    for l in err.lines().filter(|l| l.contains(&vm.url())) {
+        assert!(l.contains("[outputs.vm]"), "not named: {l}\n{err}");
+        assert!(!l.contains("InfluxDB"), "vm called InfluxDB: {l}\n{err}");
+    }
     assert_eq!(db.rows("versions_script_stats").len(), versions.len());
 
     let (code, out, _) = run(&config, &["spool", "status"]);
@@ -148,6 +154,18 @@ fn an_output_that_is_down_keeps_its_points_in_its_own_spool_and_gets_them_later(
     let later = "2026-11-24T13:00:00Z";
     let (code, _, err) = run(&config, &["run", "--now", later, "versions"]);
     assert_eq!(code, Some(0), "{err}");
+    // One line per delivery: influxd's, and vm's with its backlog.
+    let wrote: Vec<&str> = err.lines().filter(|l| l.contains("wrote")).collect();
+    assert_eq!(wrote.len(), 2, "{err}");
+    assert!(
+        wrote.iter().any(|l| l.contains("[influxdb]: wrote ")),
+        "{err}"
+    );
+    assert!(
+        wrote.iter().any(|l| l.contains("[outputs.vm]: wrote ")
+            && l.contains("kept in the spool by earlier runs")),
+        "{err}"
+    );
     let mut want = samples(&versions, 0);
     want.extend(samples(&versions, 3_600_000));
     same(&stored(&vm), &want);

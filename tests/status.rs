@@ -2,8 +2,8 @@
 //! uses it: real `run` processes against the fixture server and a real
 //! influxd record their outcome in the state file; `status` reads it and
 //! the spool, and its exit status says whether all is fine (0), something
-//! is failing, late or waiting too long in the spool (1), or the
-//! configuration is bad (2).
+//! is failing, late or waiting too long in the spool (1), the
+//! configuration is bad (2), or nothing has run yet (3).
 
 mod common;
 
@@ -533,15 +533,52 @@ fn colours_on_a_terminal_unless_no_color() {
         let out = c
             .output()
             .expect("util-linux `script` runs (sudo apt-get install util-linux)");
-        assert_eq!(out.status.code(), Some(0));
+        // A station where nothing ran yet: UNKNOWN (Nagios 3).
+        assert_eq!(out.status.code(), Some(3));
         text(&out)
     };
     let screen = on_terminal(None);
-    assert!(screen.contains("\x1b[32mOK\x1b[0m: "), "{screen:?}");
+    assert!(screen.contains("\x1b[33mUNKNOWN\x1b[0m: "), "{screen:?}");
     let screen = on_terminal(Some("1"));
     assert!(
-        screen.contains("OK: ") && !screen.contains('\x1b'),
+        screen.contains("UNKNOWN: ") && !screen.contains('\x1b'),
         "{screen:?}"
+    );
+}
+
+/// A station that has never run anything is not "OK": there is nothing
+/// to judge yet. `status` says so (Nagios UNKNOWN, exit 3) in its text
+/// and its JSON, and the first run makes it OK (issue 24 item 8).
+#[test]
+fn a_station_where_nothing_ran_yet_is_unknown_not_ok() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server, "http://127.0.0.1:9");
+    let out = status(&config, &[]);
+    let first = text(&out).lines().next().unwrap_or_default().to_owned();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(
+        first,
+        format!(
+            "UNKNOWN: nothing has run yet ({} collectors enabled); 0 points in the spool",
+            registry().len()
+        )
+    );
+    let (code, doc) = json(&config, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(doc["verdict"], "UNKNOWN");
+    assert_eq!(doc["exit_status"], 3);
+    assert_eq!(doc["status"], "unknown");
+    assert_eq!(doc["problems"], serde_json::json!([]));
+
+    // One collector ran (a dry run records nothing): judged on it.
+    let out = run(&config, &["versions"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let (code, doc) = json(&config, &["--now", NOW]);
+    assert_eq!(
+        (code, &doc["verdict"]),
+        (0, &serde_json::json!("OK")),
+        "{doc}"
     );
 }
 

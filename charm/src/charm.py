@@ -835,7 +835,8 @@ class UbuntuMetricsCharm(ops.CharmBase):
             return
         r = self.program("status", "--format", "json")
         # Exit 2 is a configuration error (no report), or CRITICAL (a
-        # report whose verdict says nothing is collected).
+        # report whose verdict says nothing is collected). Exit 3 (UNKNOWN)
+        # is a report too: nothing has run yet (a fresh station).
         if r.code == 2:
             try:
                 critical = json.loads(r.stdout)
@@ -857,6 +858,8 @@ class UbuntuMetricsCharm(ops.CharmBase):
         dry = " (dry run: nothing written)" if self.config["dry_run"] else ""
         if points:
             event.add_status(ops.WaitingStatus(f"{points} points spooled" + (f"; {'; '.join(problems)}" if problems else "")))
+        elif report.get("verdict") == "UNKNOWN":
+            event.add_status(ops.WaitingStatus(f"{n} collectors, nothing has run yet{dry}"))
         elif report.get("status") == "ok":
             event.add_status(ops.ActiveStatus(f"{n} collectors, all fine{dry}"))
         else:

@@ -97,7 +97,7 @@ pub enum Command {
     /// Points waiting on disk for InfluxDB: show them, or write them now
     #[command(subcommand)]
     Spool(SpoolCommand),
-    /// How each enabled collector and the spool are (exit 0 fine, 1 failing, late or spool too old, 2 configuration error)
+    /// How each enabled collector and the spool are (exit 0 OK; 1 WARNING: failing, late or spool too old; 2 CRITICAL or configuration error; 3 UNKNOWN: nothing has run yet)
     Status(StatusArgs),
     /// Print the configuration block of a new collector declared in the configuration (a script, URLs and a jq filter, or a first-generation Python collector run once to declare its measurements), and a Python skeleton for a script
     New(NewArgs),

@@ -162,7 +162,6 @@ pub(super) async fn main(
                 }
                 d
             });
-            let several = writers.len() > 1;
             let delivered = futures::future::join_all(deliveries).await;
             // The rows read are safe once every point is written or fsync'd
             // in every output's spool: only then do the catch-up marks move.
@@ -174,7 +173,7 @@ pub(super) async fn main(
                 crate::state::set_marks_or_warn(config, outcomes);
             }
             for ((_, o), d) in writers.iter().zip(delivered) {
-                status = report_delivery(&d, o, several, status);
+                status = report_delivery(&d, o, status);
             }
         }
     }
@@ -229,13 +228,11 @@ fn open_spool(config: &Config, o: &OutputSpec) -> Option<Spool> {
 /// Says what happened to the points and returns the exit status: 1 for
 /// points lost or refused (dead-letter file), else 75 when points wait in
 /// the spool, else `status`.
-fn report_delivery(d: &runner::Delivery, o: &OutputSpec, several: bool, mut status: i32) -> i32 {
-    // With several outputs, each message names its own.
-    let who = if several {
-        format!("output {}: ", o.name)
-    } else {
-        String::new()
-    };
+fn report_delivery(d: &runner::Delivery, o: &OutputSpec, mut status: i32) -> i32 {
+    // Each message names its output as the configuration does
+    // (`[outputs.vm]`: a VictoriaMetrics output is not "InfluxDB").
+    let out = crate::sinks::influxdb::output_label(&o.name);
+    let who = format!("{out} ");
     let mut failed = status == EXIT_FAILED;
     for e in &d.unencodable {
         eprintln!("ubuntu-metrics: {who}not written: {e}");
@@ -247,7 +244,7 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, several: bool, mut stat
     }
     if d.dead_lettered > 0 {
         eprintln!(
-            "ubuntu-metrics: InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+            "ubuntu-metrics: {out} refused {} points for good; they are in the dead-letter file {} with its answer",
             d.dead_lettered,
             o.spool_dir
                 .join(crate::sinks::spool::DEAD_LETTER_FILE)
@@ -257,7 +254,7 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, several: bool, mut stat
     }
     if d.lost > 0 {
         eprintln!(
-            "ubuntu-metrics: {} points are LOST: InfluxDB could not take them{} and the spool {} could not keep them",
+            "ubuntu-metrics: {who}{} points are LOST: they could not be written{} and the spool {} could not keep them",
             d.lost,
             d.error
                 .as_ref()
@@ -266,23 +263,19 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, several: bool, mut stat
         );
         failed = true;
     }
-    if d.replayed > 0 {
-        eprintln!(
-            "ubuntu-metrics: wrote {} points kept in the spool by earlier runs",
-            d.replayed
-        );
-    }
+    // What the delivery wrote (this run's points and the earlier runs'
+    // from the spool) is logged once, by the sink.
     let mut kept = false;
     if d.busy && d.error.is_none() && d.spooled > 0 {
         eprintln!(
-            "ubuntu-metrics: another process is writing the spool; {} points of this run wait there for it (or the next run, or `ubuntu-metrics spool flush`)",
+            "ubuntu-metrics: {who}another process is writing the spool; {} points of this run wait there for it (or the next run, or `ubuntu-metrics spool flush`)",
             d.spooled
         );
         kept = true;
     } else if let Some(e) = d.error.as_ref().filter(|_| d.lost == 0) {
-        eprintln!("ubuntu-metrics: {who}InfluxDB could not take the points now: {e}");
+        eprintln!("ubuntu-metrics: {who}could not take the points now: {e}");
         eprintln!(
-            "ubuntu-metrics: {} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
+            "ubuntu-metrics: {who}{} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
             d.spooled,
             o.spool_dir.display()
         );

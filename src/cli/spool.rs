@@ -98,7 +98,9 @@ async fn one(cmd: &SpoolCommand, config: &Config, o: &OutputSpec, several: bool)
                 }
             };
             let backlog = spool.status().ok();
-            let r = runner::replay(&spool, &writer, std::time::Duration::from_secs(300)).await;
+            // Quiet: what it wrote is said below, once.
+            let r =
+                runner::replay_quiet(&spool, &writer, std::time::Duration::from_secs(300)).await;
             let left = spool.status();
             let emptied = matches!(&left, Ok(st) if st.records == 0);
             if config.self_metrics.enabled && emptied && r.written > 0 {
@@ -121,7 +123,8 @@ async fn one(cmd: &SpoolCommand, config: &Config, o: &OutputSpec, several: bool)
             }
             if r.dead_lettered > 0 {
                 eprintln!(
-                    "ubuntu-metrics: {who}InfluxDB refused {} points for good; they are in the dead-letter file {} with its answer",
+                    "ubuntu-metrics: {} refused {} points for good; they are in the dead-letter file {} with its answer",
+                    writer.label(),
                     r.dead_lettered,
                     spool.dead_letter_path().display()
                 );
@@ -134,7 +137,8 @@ async fn one(cmd: &SpoolCommand, config: &Config, o: &OutputSpec, several: bool)
                 Ok(st) => {
                     if let Some(e) = &r.stopped {
                         eprintln!(
-                            "ubuntu-metrics: {who}InfluxDB could not take the points now: {e}"
+                            "ubuntu-metrics: {} could not take the points now: {e}",
+                            writer.label()
                         );
                     }
                     eprintln!(

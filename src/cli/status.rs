@@ -12,6 +12,8 @@ use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, StatusArgs, StatusFormat};
 /// `status`: nothing is being collected (Nagios CRITICAL; also the
 /// status of a configuration error, which collects nothing either).
 const EXIT_CRITICAL: i32 = 2;
+/// `status`: nothing has run yet on this station (Nagios UNKNOWN).
+const EXIT_UNKNOWN: i32 = 3;
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::health::{NextSource, Report, rfc3339, span};
@@ -32,6 +34,7 @@ pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config, args: &Stat
     let status = match report.exit_status() {
         0 => EXIT_OK,
         2 => EXIT_CRITICAL,
+        3 => EXIT_UNKNOWN,
         _ => EXIT_FAILED,
     };
     match args.format {
@@ -87,7 +90,14 @@ fn render_text(report: &Report, colour: bool) -> String {
     let now = *now;
     let waiting: usize = report.outputs.iter().map(|o| o.status.points).sum();
     let mut out = String::new();
-    if problems.is_empty() {
+    if report.nothing_ran() {
+        out.push_str(&paint("UNKNOWN", Tone::Warn, colour));
+        out.push_str(&format!(
+            ": nothing has run yet ({} collectors enabled); {} points in the spool\n",
+            rows.len(),
+            waiting
+        ));
+    } else if problems.is_empty() {
         out.push_str(&paint("OK", Tone::Good, colour));
         out.push_str(&format!(
             ": {} collectors, none failing or late; {} points in the spool\n",

@@ -211,7 +211,11 @@ async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
     let series = match run_series(ctx) {
         Ok(s) => s,
         Err(e) => {
-            let dur = CollectorError::Other(format!("not looked up: the series are unknown ({e})"));
+            let dur = if e.is_unreachable() {
+                e.clone()
+            } else {
+                CollectorError::Other(format!("not looked up: the series are unknown ({e})"))
+            };
             return (Err(e), Err(dur));
         }
     };
@@ -227,7 +231,10 @@ async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
         }
     }
     let ages_part = ages.finish();
-    let durations_part = if ages_part.is_err() {
+    let durations_part = if let Err(e @ CollectorError::Unreachable { .. }) = &ages_part {
+        // The same hosts, out of reach: said as such.
+        Err(e.clone())
+    } else if ages_part.is_err() {
         Err(CollectorError::Other(
             "not looked up: no run date is known (the last run age failed for every series)".into(),
         ))

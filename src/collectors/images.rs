@@ -219,6 +219,10 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
             Ok(in_pattern_order(listing.entries))
         }
         Err(e @ RsyncError::NotInstalled { .. }) => Err(CollectorError::Other(e.to_string())),
+        // Each path apart would not reach the host either.
+        Err(RsyncError::Unreachable { url, message }) => {
+            Err(CollectorError::Unreachable { url, message })
+        }
         Err(e) => {
             // Each path apart, so that what failed them all together (a
             // hang, a dropped connection, a listing over the limit) fails
@@ -321,6 +325,9 @@ fn merge(
             }
             Err(e @ RsyncError::NotInstalled { .. }) => {
                 return Err(CollectorError::Other(e.to_string()));
+            }
+            Err(RsyncError::Unreachable { url, message }) => {
+                parts.fail("", CollectorError::Unreachable { url, message });
             }
             // The error names the URL (redacted when shown).
             Err(e) => parts.fail("", CollectorError::Other(e.to_string())),

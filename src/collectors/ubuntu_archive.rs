@@ -131,6 +131,10 @@ struct Devel {
 type Pending<'a, T> = Shared<BoxFuture<'a, Result<T, CollectorError>>>;
 
 fn devel_unknown(e: SourceError) -> CollectorError {
+    // Launchpad out of reach is said as such, once per host.
+    if e.is_unreachable() {
+        return e.into();
+    }
     CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
 }
 

@@ -104,7 +104,8 @@ pub async fn deliver(run: &Run<'_>, writer: &InfluxWriter, spool: Option<&Spool>
             Ok(s) => {
                 d.total = s.total;
                 d.unencodable = s.unencodable;
-                let r = replay(spool, writer, REPLAY_WAIT).await;
+                // Quiet: the delivery says what it wrote, once.
+                let r = replay_logged(spool, writer, REPLAY_WAIT, false).await;
                 let (mine_written, mine_dead) = s
                     .segment
                     .as_ref()
@@ -153,7 +154,8 @@ pub async fn deliver(run: &Run<'_>, writer: &InfluxWriter, spool: Option<&Spool>
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string);
             tracing::error!(
-                "{n} points are LOST: InfluxDB cannot take them now ({why}) and there is no usable spool"
+                "{}: {n} points are LOST: it cannot take them now ({why}) and there is no usable spool",
+                writer.label()
             );
         }
     }
@@ -164,7 +166,8 @@ pub async fn deliver(run: &Run<'_>, writer: &InfluxWriter, spool: Option<&Spool>
         match &d.error {
             Some(e) => tracing::warn!(
                 points = d.spooled,
-                "InfluxDB cannot take these points now ({e}); they are kept in the spool for a later write"
+                "{}: cannot take these points now ({e}); they are kept in the spool for a later write",
+                writer.label()
             ),
             None => tracing::info!(
                 points = d.spooled,
@@ -172,8 +175,21 @@ pub async fn deliver(run: &Run<'_>, writer: &InfluxWriter, spool: Option<&Spool>
             ),
         }
     }
-    if d.written > 0 {
-        tracing::info!(points = d.written, url = %writer.url(), "written to InfluxDB");
+    // One line per delivery: this run's points and the earlier runs'
+    // written from the spool with them.
+    if d.written + d.replayed > 0 {
+        tracing::info!(
+            points = d.written,
+            "{}: wrote {} points to {}{}",
+            writer.label(),
+            d.written,
+            writer.url(),
+            if d.replayed > 0 {
+                format!(" and {} kept in the spool by earlier runs", d.replayed)
+            } else {
+                String::new()
+            }
+        );
     }
     d
 }
@@ -196,7 +212,7 @@ async fn deliver_batch(
     let report = writer.send(&batch.lines).await;
     d.written += report.written;
     if let Some((lines, message)) = report.refused_batch() {
-        dead_letter(spool, &batch.label, &lines, &message, d);
+        dead_letter(spool, &writer.label(), &batch.label, &lines, &message, d);
     }
     if let Some((lines, e)) = report.kept {
         *down = Some(e.clone());
@@ -208,12 +224,19 @@ async fn deliver_batch(
     }
 }
 
-fn dead_letter(spool: Option<&Spool>, label: &str, lines: &[String], e: &str, d: &mut Delivery) {
+fn dead_letter(
+    spool: Option<&Spool>,
+    output: &str,
+    label: &str,
+    lines: &[String],
+    e: &str,
+    d: &mut Delivery,
+) {
     match spool.map(|s| (s, s.dead_letter(label, lines, e))) {
         Some((s, Ok(()))) => {
             d.dead_lettered += lines.len();
             tracing::error!(
-                "InfluxDB refused {} points of {label} ({e}); they are in the dead-letter file {}",
+                "{output} refused {} points of {label} ({e}); they are in the dead-letter file {}",
                 lines.len(),
                 s.dead_letter_path().display()
             );
@@ -221,7 +244,7 @@ fn dead_letter(spool: Option<&Spool>, label: &str, lines: &[String], e: &str, d:
         Some((_, Err(se))) => {
             d.lost += lines.len();
             tracing::error!(
-                "{} points of {label} are LOST: InfluxDB refused them ({e}) and the dead-letter file cannot be written: {se}",
+                "{output}: {} points of {label} are LOST: refused ({e}) and the dead-letter file cannot be written: {se}",
                 lines.len()
             );
             d.spool_errors.push(se.to_string());
@@ -229,7 +252,7 @@ fn dead_letter(spool: Option<&Spool>, label: &str, lines: &[String], e: &str, d:
         None => {
             d.lost += lines.len();
             tracing::error!(
-                "{} points of {label} are LOST: InfluxDB refused them ({e}) and there is no usable spool for the dead-letter file",
+                "{output}: {} points of {label} are LOST: refused ({e}) and there is no usable spool for the dead-letter file",
                 lines.len()
             );
         }
@@ -259,6 +282,17 @@ pub struct Replay {
 /// at the first record InfluxDB cannot take now. Waits up to `wait` for
 /// another process's replay to finish; gives up (`busy`) after.
 pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Replay {
+    replay_logged(spool, writer, wait, true).await
+}
+
+/// [`replay`] leaving it to the caller to say what it wrote (`spool
+/// flush` prints it): one line per delivery.
+pub async fn replay_quiet(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Replay {
+    replay_logged(spool, writer, wait, false).await
+}
+
+/// [`replay`], saying what it wrote (`log`) or leaving that to the caller.
+async fn replay_logged(spool: &Spool, writer: &InfluxWriter, wait: Duration, log: bool) -> Replay {
     let mut r = Replay::default();
     let deadline = Instant::now() + wait;
     let _guard = loop {
@@ -338,7 +372,8 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
                             r.dead_lettered += lines.len();
                             seg_dead += lines.len();
                             tracing::error!(
-                                "InfluxDB refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
+                                "{} refused {} spooled points of {} ({e}); they are in the dead-letter file {}",
+                                writer.label(),
                                 lines.len(),
                                 rec.label,
                                 spool.dead_letter_path().display()
@@ -356,7 +391,8 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
                 }
                 if let Some((mut lines, e)) = report.kept {
                     tracing::warn!(
-                        "the spool's replay stopped: InfluxDB cannot take points now: {e}"
+                        "{}: the spool's replay stopped: it cannot take points now: {e}",
+                        writer.label()
                     );
                     lines.extend_from_slice(&rec.lines[end..]);
                     partial = Some((rec.id, lines));
@@ -391,12 +427,14 @@ pub async fn replay(spool: &Spool, writer: &InfluxWriter, wait: Duration) -> Rep
             break;
         }
     }
-    if r.written > 0 {
+    if log && r.written > 0 {
         tracing::info!(
             points = r.written,
             records = r.records,
-            url = %writer.url(),
-            "wrote spooled points to InfluxDB"
+            "{}: wrote {} spooled points to {}",
+            writer.label(),
+            r.written,
+            writer.url()
         );
     }
     r

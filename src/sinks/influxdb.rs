@@ -119,6 +119,16 @@ impl Default for InfluxConfig {
     }
 }
 
+/// The output named `name` as its configuration section names it, for
+/// messages: `[influxdb]` (the first output), or `[outputs.NAME]`.
+pub fn output_label(name: &str) -> String {
+    if name == "influxdb" {
+        "[influxdb]".to_owned()
+    } else {
+        format!("[outputs.{name}]")
+    }
+}
+
 /// Why a write failed. `is_retryable` tells whether the same batch may
 /// succeed later (server or network trouble) or never will (4xx).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -162,14 +172,14 @@ pub enum WriteError {
         what: String,
         message: String,
     },
-    #[error("cannot reach InfluxDB at {url}: {message}")]
+    #[error("cannot reach {url}: {message}")]
     Connect { url: String, message: String },
     #[error(
-        "cannot verify the TLS certificate of InfluxDB at {url}: {message}; {}",
+        "cannot verify the TLS certificate of {url}: {message}; {}",
         tls_advice(message, url)
     )]
     Tls { url: String, message: String },
-    #[error("InfluxDB at {url} did not answer within {timeout:?}")]
+    #[error("{url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{0}")]
     Other(String),
@@ -504,6 +514,13 @@ impl InfluxWriter {
         &self.name
     }
 
+    /// The output as its configuration section names it, for messages:
+    /// `[influxdb]`, or `[outputs.NAME]` (a VictoriaMetrics output is not
+    /// "InfluxDB").
+    pub fn label(&self) -> String {
+        output_label(&self.name)
+    }
+
     /// Lines per write request (`batch_size`).
     pub fn batch_size(&self) -> usize {
         self.batch_size
@@ -549,8 +566,8 @@ impl InfluxWriter {
                     Disposition::Refuse => {
                         tracing::error!(
                             lines = chunk.len(),
-                            url = %self.display_url,
-                            "InfluxDB refused the lines: {e}"
+                            "{}: lines refused: {e}",
+                            self.label()
                         );
                         report.refused.push((chunk.to_vec(), e));
                     }
@@ -624,7 +641,8 @@ impl InfluxWriter {
                     let wait = self.retry.delay(attempt);
                     tracing::warn!(
                         lines = lines.len(),
-                        "writing to InfluxDB failed ({e}); retry {} of {} in {:.1} s",
+                        "{}: write failed ({e}); retry {} of {} in {:.1} s",
+                        self.label(),
                         attempt + 1,
                         self.retry.retries,
                         wait.as_secs_f64()

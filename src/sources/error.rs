@@ -27,6 +27,13 @@ pub enum SourceError {
     /// short, a body larger than `[http] max_body`).
     #[error("{}: {}", redact_url(url), redact_url(message))]
     Request { url: String, message: String },
+    /// The host could not be reached at all: its name does not resolve,
+    /// or nothing answers at its address (connection refused, no route).
+    /// The message names the host and the cause in a few words (`cannot
+    /// resolve autopkgtest.ubuntu.com`), not the URL: every request to that
+    /// host fails alike, and one line per host is what a reader needs.
+    #[error("{message}")]
+    Unreachable { url: String, message: String },
     /// The source answered, but not with what we can read.
     #[error("{}: {message}", redact_url(url))]
     Parse { url: String, message: String },
@@ -42,6 +49,12 @@ impl SourceError {
             url: url.into(),
             message: message.into(),
         }
+    }
+
+    /// True when the host could not be reached at all
+    /// ([`SourceError::Unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SourceError::Unreachable { .. })
     }
 
     /// True for an HTTP 404 (a missing file or resource).

@@ -243,6 +243,7 @@ impl Http {
     /// A client with [`DEFAULT_MAX_PER_HOST`] requests per host.
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Http, String> {
         let client = crate::tls::client_builder()
+            .dns_resolver(Resolver)
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout)
             .timeout(timeout)
@@ -921,7 +922,144 @@ async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, Bod
     Ok(body)
 }
 
+/// How long a name that did not resolve is taken not to resolve: the
+/// requests of a run (of every collector of `run --all`) to that host fail
+/// at once with the first one's error instead of asking the resolver again
+/// (offline, each lookup can take seconds), while the daemon still tries
+/// again at its next runs.
+pub const UNRESOLVED_FOR: Duration = Duration::from_secs(60);
+
+/// A name that did not resolve: `cannot resolve HOST (why)`.
+#[derive(Debug)]
+struct Unresolved {
+    host: String,
+    why: String,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot resolve {}", self.host)?;
+        if !self.why.is_empty() {
+            write!(f, " ({})", self.why)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unresolved {}
+
+/// The names that did not resolve, when, and why: shared by every client
+/// of the process and by rsync's calls ([`resolves`]).
+static UNRESOLVED: Mutex<BTreeMap<String, (Instant, String)>> = Mutex::new(BTreeMap::new());
+
+/// The addresses of `host` from the system's resolver (`getaddrinfo`, off
+/// the runtime), or why it does not resolve: a name that failed less than
+/// [`UNRESOLVED_FOR`] ago is not asked again.
+async fn lookup(host: &str) -> Result<Vec<std::net::SocketAddr>, Unresolved> {
+    let known = UNRESOLVED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+        .filter(|(at, _)| at.elapsed() < UNRESOLVED_FOR)
+        .map(|(_, why)| why.clone());
+    if let Some(why) = known {
+        return Err(Unresolved {
+            host: host.to_owned(),
+            why,
+        });
+    }
+    match tokio::net::lookup_host((host, 0)).await {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(e) => {
+            let why = e.to_string();
+            let why = why
+                .strip_prefix("failed to lookup address information: ")
+                .unwrap_or(&why)
+                .to_owned();
+            UNRESOLVED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(host.to_owned(), (Instant::now(), why.clone()));
+            Err(Unresolved {
+                host: host.to_owned(),
+                why,
+            })
+        }
+    }
+}
+
+/// `Err("cannot resolve HOST (why)")` when the host of `url` is a name
+/// that does not resolve (asked once per [`UNRESOLVED_FOR`], as for HTTP):
+/// for the callers of other programs (rsync), which would each ask the
+/// resolver again. An address, or no host, is `Ok`.
+pub async fn resolves(url: &str) -> Result<(), String> {
+    let Some(host) = url::Url::parse(url).ok().and_then(|u| match u.host() {
+        Some(url::Host::Domain(d)) => Some(d.to_owned()),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    lookup(&host).await.map(drop).map_err(|e| e.to_string())
+}
+
+/// The client's resolver: [`lookup`].
+struct Resolver;
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            match lookup(&host).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
+                Err(e) => Err(Box::new(e) as _),
+            }
+        })
+    }
+}
+
+/// `cannot resolve HOST (why)` or `cannot connect to HOST:PORT (why)`
+/// when `e` says the host of `url` could not be reached at all (not a TLS
+/// failure, not a server that answered badly).
+fn unreachable(url: &str, e: &reqwest::Error) -> Option<String> {
+    if !e.is_connect() {
+        return None;
+    }
+    let mut io = None;
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(u) = s.downcast_ref::<Unresolved>() {
+            return Some(u.to_string());
+        }
+        if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            io = Some(i);
+        }
+        src = s.source();
+    }
+    use std::io::ErrorKind as K;
+    let why = match io.map(std::io::Error::kind) {
+        Some(K::ConnectionRefused) => "connection refused",
+        Some(K::NetworkUnreachable) => "network unreachable",
+        Some(K::HostUnreachable) => "host unreachable",
+        Some(K::AddrNotAvailable) => "address not available",
+        Some(K::TimedOut) => "timed out",
+        _ if e.is_timeout() => "timed out ([http] connect_timeout)",
+        _ => return None,
+    };
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(format!(
+        "cannot connect to {}:{} ({why})",
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
+}
+
 fn request_error(url: &str, e: &reqwest::Error) -> SourceError {
+    if let Some(message) = unreachable(url, e) {
+        return SourceError::Unreachable {
+            url: url.to_owned(),
+            message,
+        };
+    }
     let what = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

@@ -27,7 +27,8 @@
 //! per-host limit, honouring `Retry-After` within the run's budget). Server
 //! errors (5xx), 429 without `Retry-After` and dropped connections are
 //! retried up to 3 times with exponential backoff and jitter; 4xx answers,
-//! timeouts and a `Retry-After` beyond the budget are not.
+//! timeouts, a host out of reach (a name that does not resolve, a
+//! connection refused) and a `Retry-After` beyond the budget are not.
 
 use crate::sources::http::{Http, join};
 use crate::sources::{RunCache, SourceError};
@@ -562,8 +563,9 @@ fn same_link(a: &str, b: &str) -> bool {
 }
 
 /// Worth trying again: a server error, rate limiting, or a connection that
-/// failed or dropped. Not a 4xx (it would fail again) nor a timeout (the
-/// request already took the whole timeout; a retry would multiply it).
+/// dropped. Not a 4xx (it would fail again), nor a host out of reach
+/// ([`SourceError::Unreachable`]: no answer to wait for), nor a timeout
+/// (the request already took the whole timeout; a retry would multiply it).
 pub fn is_transient(e: &SourceError) -> bool {
     match e {
         SourceError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
@@ -685,6 +687,13 @@ mod tests {
             message: "HTTP 429: come back in 3600 s".into()
         }));
         assert!(!is_transient(&SourceError::parse("u", "bad json")));
+        // A host out of reach (a name that does not resolve, a connection
+        // refused) would be out of reach again: offline, retries with
+        // backoff only made the first command slow.
+        assert!(!is_transient(&SourceError::Unreachable {
+            url: "u".into(),
+            message: "cannot resolve api.launchpad.net".into()
+        }));
     }
 
     #[test]

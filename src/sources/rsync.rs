@@ -71,6 +71,11 @@ pub enum RsyncError {
     NotInstalled { url: String, program: String },
     #[error("{url}: cannot run rsync: {message}")]
     Spawn { url: String, message: String },
+    /// The host could not be reached: its name does not resolve, or rsync
+    /// could not connect. The message names the host and the cause, not
+    /// every pattern asked for.
+    #[error("{message}")]
+    Unreachable { url: String, message: String },
     #[error("{url}: rsync did not finish within {timeout:?} and was killed")]
     Timeout { url: String, timeout: Duration },
     #[error(
@@ -224,6 +229,16 @@ impl Rsync {
             }
             return listing_of(url, code, &stdout, stderr, || {
                 format!("exit status: {code}")
+            });
+        }
+        // A name that does not resolve fails every call alike, and each
+        // rsync would ask the resolver again (seconds each, offline).
+        if let Some(first) = urls.first()
+            && let Err(message) = crate::sources::http::resolves(first).await
+        {
+            return Err(RsyncError::Unreachable {
+                url: url.to_owned(),
+                message,
             });
         }
         let mut cmd = tokio::process::Command::new(&self.program);
@@ -401,12 +416,44 @@ fn listing_of(
             exit_code: code,
             stderr,
         }),
+        // 10: rsync's "error in socket I/O", which it also exits with when
+        // it cannot connect.
+        10 if unreachable(url, &stderr).is_some() => Err(RsyncError::Unreachable {
+            url: url.to_owned(),
+            message: unreachable(url, &stderr).unwrap_or_default(),
+        }),
         _ => Err(RsyncError::Failed {
             url: url.to_owned(),
             status: status(),
             stderr,
         }),
     }
+}
+
+/// `cannot connect to HOST:PORT (why)` or `cannot resolve HOST (why)` when
+/// rsync's messages say it could not reach the daemon of `url` (the first
+/// of them, when several are listed together).
+fn unreachable(url: &str, stderr: &str) -> Option<String> {
+    let first = url.split(' ').next().unwrap_or(url);
+    let u = url::Url::parse(first).ok()?;
+    let host = u.host_str()?;
+    let why = if stderr.contains("Connection refused") {
+        "connection refused"
+    } else if stderr.contains("Network is unreachable") {
+        "network unreachable"
+    } else if stderr.contains("No route to host") {
+        "host unreachable"
+    } else if stderr.contains("Connection timed out") {
+        "timed out"
+    } else if stderr.contains("getaddrinfo") {
+        return Some(format!("cannot resolve {host}"));
+    } else {
+        return None;
+    };
+    Some(format!(
+        "cannot connect to {host}:{} ({why})",
+        u.port().unwrap_or(873)
+    ))
 }
 
 pub fn parse_listing(text: &str) -> Vec<Entry> {
@@ -454,6 +501,34 @@ pub fn parse_line(line: &str) -> Option<Entry> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// rsync's exit 10 with its own words for a daemon out of reach
+    /// becomes the short "cannot reach" message; other failures stay.
+    #[test]
+    fn an_unreachable_daemon_is_said_in_few_words() {
+        let url = "rsync://127.0.0.1:1/cdimage/daily*/*.iso rsync://127.0.0.1:1/cdimage/x";
+        let refused = "rsync: failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111); rsync error: error in socket IO (code 10) at clientserver.c(139) [Receiver=3.2.7]";
+        let e = listing_of(url, 10, b"", refused.into(), || "exit status: 10".into()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to 127.0.0.1:1 (connection refused)"
+        );
+        let gai = "rsync: getaddrinfo: cdimage.ubuntu.invalid 873: Name or service not known";
+        let e = listing_of(
+            "rsync://cdimage.ubuntu.invalid/cdimage/x",
+            10,
+            b"",
+            gai.into(),
+            || "exit status: 10".into(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "cannot resolve cdimage.ubuntu.invalid");
+        let other = listing_of(url, 5, b"", "@ERROR: Unknown module".into(), || {
+            "exit status: 5".into()
+        })
+        .unwrap_err();
+        assert!(matches!(other, RsyncError::Failed { .. }), "{other:?}");
+    }
 
     #[test]
     fn parses_lines_and_skips_the_rest() {

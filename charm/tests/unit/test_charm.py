@@ -565,6 +565,17 @@ def test_status_a_failing_collector(env):
     assert out.unit_status == testing.ActiveStatus("10 collectors: failing: sponsoring")
 
 
+def test_status_nothing_ran_yet(env):
+    # A fresh station: status exits 3 (UNKNOWN) with its report; the unit
+    # waits for the first runs instead of saying "all fine" or failing.
+    root, system, ctx, deb = env
+    state = configured(env)
+    system.status = {"status": "unknown", "verdict": "UNKNOWN", "exit_status": 3, "problems": [], "spool": {"points": 0}}
+    system.status_code = 3
+    out = ctx.run(ctx.on.update_status(), state)
+    assert out.unit_status == testing.WaitingStatus("10 collectors, nothing has run yet")
+
+
 def test_status_a_configuration_error(env):
     root, system, ctx, deb = env
     state = configured(env)
