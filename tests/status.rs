@@ -77,9 +77,14 @@ fn healthy_run_all_then_status_is_ok_and_late_when_judged_days_later() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server, &db.url());
 
-    // Before any run: nothing known, nothing wrong.
+    // Before any run: nothing known yet, said as such (Nagios UNKNOWN).
     let out = status(&config, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("UNKNOWN: nothing has run yet"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("never"), "{}", text(&out));
 
     run_all(&config);
@@ -410,7 +415,8 @@ fn a_bad_configuration_or_state_file_is_named() {
             serde_json::from_slice::<Value>(&out.stdout).unwrap(),
         )
     };
-    assert_eq!(code, Some(0), "{doc:#}");
+    // (An empty state directory: nothing has run there yet.)
+    assert_eq!(code, Some(3), "{doc:#}");
     assert_eq!(
         doc["state_file"],
         other.path().join("status.json").display().to_string()
