@@ -229,9 +229,15 @@ impl FixtureServer {
 
     /// Also serves the images fixture tree (`<root>/images/tree.txt`) with a
     /// real `rsync --daemon`, and points `sources.cdimage_rsync` at it.
-    pub fn with_rsync(mut self) -> std::io::Result<FixtureServer> {
+    pub fn with_rsync(self) -> std::io::Result<FixtureServer> {
+        self.with_rsync_on(0)
+    }
+
+    /// [`FixtureServer::with_rsync`] with the rsync daemon on loopback port
+    /// `port` (0: any free port).
+    pub fn with_rsync_on(mut self, port: u16) -> std::io::Result<FixtureServer> {
         let tree = self.state.root.join("images/tree.txt");
-        self.rsync = Some(rsyncd::RsyncDaemon::start(&tree)?);
+        self.rsync = Some(rsyncd::RsyncDaemon::start_on(&tree, port)?);
         Ok(self)
     }
 
@@ -311,6 +317,11 @@ impl FixtureServer {
     /// `/` and the query): `launchpad/devel/ubuntu/series`.
     pub fn path_requests(&self) -> BTreeMap<String, u64> {
         self.state.paths.lock().expect("lock").clone()
+    }
+
+    /// The rsync daemon's `rsync://127.0.0.1:PORT/cdimage/`, when started.
+    pub fn rsync_url(&self) -> Option<String> {
+        self.rsync.as_ref().map(|r| r.url())
     }
 
     /// The `[sources]` that point every collector at this server's fixture
