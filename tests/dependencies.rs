@@ -56,3 +56,69 @@ fn http_on_the_current_reqwest_line_with_rustls_and_ring() {
     }
     assert!(locked.contains("ring"));
 }
+
+/// Each package's features in one build (`cargo tree`), by package: a
+/// package built for the host and for the target may appear twice.
+fn features(args: &[&str]) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(&cargo)
+        .args(["tree", "--locked", "--offline", "--prefix", "none"])
+        .args(["--format", "{p}|{f}"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo} tree: {e}"));
+    assert!(
+        out.status.success(),
+        "{cargo} tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut map = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let line = line.trim_end_matches(" (*)");
+        let Some((package, features)) = line.split_once('|') else {
+            continue;
+        };
+        map.entry(package.to_owned())
+            .or_default()
+            .insert(features.to_owned());
+    }
+    map
+}
+
+/// Issue 24, item 5: building the fixture server after the product (the
+/// offline try-out, `cargo build -p fixture-server`), or the tests after
+/// `cargo build`, reuses the product's artefacts only when every package
+/// they share gets the same features in each. A dependency of the fixture
+/// server or a dev-dependency that asks for one more feature of a shared
+/// crate (axum's defaults did: tower's `log`, tracing's `log`) rebuilds
+/// that crate, everything above it and this library.
+#[test]
+fn the_fixture_server_and_the_tests_share_the_products_features() {
+    let product = features(&["-p", "ubuntu-metrics", "-e", "normal,build"]);
+    for (what, args) in [
+        (
+            "cargo build -p fixture-server",
+            ["-p", "fixture-server", "-e", "normal,build"],
+        ),
+        (
+            "cargo test (with the dev-dependencies)",
+            ["-p", "ubuntu-metrics", "-e", "normal,build,dev"],
+        ),
+    ] {
+        let other = features(&args);
+        let differ: Vec<String> = product
+            .iter()
+            .filter_map(|(package, mine)| {
+                let theirs = other.get(package)?;
+                (theirs != mine).then(|| format!("{package}: {mine:?} in cargo build, {theirs:?}"))
+            })
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{what} builds these shared packages with other features than `cargo build` \
+             (ask for the same features in the product's Cargo.toml, or fewer in the other):\n{}",
+            differ.join("\n")
+        );
+    }
+}

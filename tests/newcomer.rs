@@ -158,11 +158,43 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Run as root in a mount namespace of its own with an empty tmpfs on
+/// /var/lib, `try-offline` shows what it would write there (issue 24,
+/// item 3: its answer cache went to /var/lib/ubuntu-metrics): the
+/// namespace's /var/lib is listed on standard error after the run, each
+/// entry on a line of its own after `LEFT_IN_VAR_LIB`. Other programs
+/// writing to the real /var/lib meanwhile cannot disturb the count.
+const LEFT_IN_VAR_LIB: &str = "left in /var/lib: ";
+
+fn try_offline_command() -> (Command, bool) {
+    let script = format!("{ROOT}/scripts/try-offline");
+    // SAFETY: geteuid(2) only reads the process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let isolated = root
+        && Command::new("unshare")
+            .args(["--mount", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !isolated {
+        return (Command::new(script), false);
+    }
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs try-offline /var/lib || exit 97; \
+             \"$@\"; s=$?; \
+             find /var/lib -mindepth 1 | sed 's|^|{LEFT_IN_VAR_LIB}|' >&2; exit $s"
+        ))
+        .arg("sh")
+        .arg(script);
+    (c, true)
+}
+
 #[test]
 fn try_offline_leaves_no_process_or_file_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let tmpdir = tmp.path().to_str().unwrap().to_owned();
-    let mut c = Command::new(format!("{ROOT}/scripts/try-offline"));
+    let (mut c, isolated) = try_offline_command();
     common::clean_env(&mut c);
     common::outside_cargo(&mut c);
     let out = c
@@ -188,6 +220,19 @@ fn try_offline_leaves_no_process_or_file_behind() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let files = entries(tmp.path());
     assert!(files.is_empty(), "files left in TMPDIR: {files:?}");
+    // Nothing written to /var/lib (the station's state directory), even
+    // as root: the try-out's state stays in its temporary directory.
+    let var_lib: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(LEFT_IN_VAR_LIB))
+        .collect();
+    assert!(
+        var_lib.is_empty(),
+        "try-offline wrote to /var/lib: {var_lib:?}"
+    );
+    if !isolated {
+        eprintln!("not root or no mount namespace: /var/lib not checked");
+    }
 }
 
 #[test]

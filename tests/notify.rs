@@ -294,6 +294,12 @@ fn without_a_notify_socket_the_daemon_runs_as_before() {
     assert!(!text.contains("cannot notify systemd"), "{text}");
 }
 
+/// The directory the frozen-scheduler child keeps its state in: the
+/// parent's temporary directory, removed by the parent. The child is
+/// killed, so a temporary directory of its own was never removed (one
+/// `/tmp/.tmpXXXXXX` left per run of the suite, issue 24, item 11).
+const CHILD_STATE_DIR: &str = "FROZEN_SCHEDULER_STATE_DIR";
+
 /// Run by [`a_frozen_scheduler_stops_the_watchdog_pings`] in a child
 /// process (the notify socket is an environment variable, which this
 /// process must not change under other tests): the daemon in-process, with
@@ -306,10 +312,13 @@ fn frozen_scheduler_child() {
         std::env::var_os("NOTIFY_SOCKET").is_some(),
         "run by a_frozen_scheduler_stops_the_watchdog_pings"
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = std::path::PathBuf::from(
+        std::env::var_os(CHILD_STATE_DIR)
+            .expect("run by a_frozen_scheduler_stops_the_watchdog_pings (its state directory)"),
+    );
     let mut config = ubuntu_metrics::config::Config::default();
     config.influxdb.url = "http://127.0.0.1:9".into();
-    config.spool.dir = dir.path().join("spool");
+    config.spool.dir = dir.join("spool");
     let (freeze_tx, freeze_rx) = tokio::sync::watch::channel(false);
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -347,6 +356,7 @@ fn a_frozen_scheduler_stops_the_watchdog_pings() {
         .env("NOTIFY_SOCKET", &socket.path)
         .env("WATCHDOG_USEC", "1000000")
         .env_remove("WATCHDOG_PID")
+        .env(CHILD_STATE_DIR, dir.path().join("child"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -215,15 +215,7 @@ impl FixtureServer {
                         axum::Router::new()
                             .fallback(move |req: Request<Body>| handle(st.clone(), req))
                     };
-                    if let Some(acceptor) = acceptor {
-                        serve_tls(listener, acceptor, app, st, rx).await;
-                        return;
-                    }
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
+                    serve(listener, acceptor, app, st, rx).await;
                 });
             })?;
         Ok(FixtureServer {
@@ -237,9 +229,15 @@ impl FixtureServer {
 
     /// Also serves the images fixture tree (`<root>/images/tree.txt`) with a
     /// real `rsync --daemon`, and points `sources.cdimage_rsync` at it.
-    pub fn with_rsync(mut self) -> std::io::Result<FixtureServer> {
+    pub fn with_rsync(self) -> std::io::Result<FixtureServer> {
+        self.with_rsync_on(0)
+    }
+
+    /// [`FixtureServer::with_rsync`] with the rsync daemon on loopback port
+    /// `port` (0: any free port).
+    pub fn with_rsync_on(mut self, port: u16) -> std::io::Result<FixtureServer> {
         let tree = self.state.root.join("images/tree.txt");
-        self.rsync = Some(rsyncd::RsyncDaemon::start(&tree)?);
+        self.rsync = Some(rsyncd::RsyncDaemon::start_on(&tree, port)?);
         Ok(self)
     }
 
@@ -319,6 +317,11 @@ impl FixtureServer {
     /// `/` and the query): `launchpad/devel/ubuntu/series`.
     pub fn path_requests(&self) -> BTreeMap<String, u64> {
         self.state.paths.lock().expect("lock").clone()
+    }
+
+    /// The rsync daemon's `rsync://127.0.0.1:PORT/cdimage/`, when started.
+    pub fn rsync_url(&self) -> Option<String> {
+        self.rsync.as_ref().map(|r| r.url())
     }
 
     /// The `[sources]` that point every collector at this server's fixture
@@ -559,11 +562,15 @@ fn host(req: &Request<Body>) -> String {
         .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
-/// Accepts TLS connections until `stop`, each served as HTTP/2 or
-/// HTTP/1.1 as ALPN chose.
-async fn serve_tls(
+/// Accepts connections until `stop`, each served as HTTP/2 or HTTP/1.1:
+/// over TLS as ALPN chose, in plain text as the client speaks. Not
+/// `axum::serve`: its `tokio` feature (and axum's default features) would
+/// give tower, tracing and form_urlencoded other features than the
+/// product's, and `cargo build -p fixture-server` would then rebuild the
+/// product's library instead of sharing `cargo build`'s.
+async fn serve(
     listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     state: Arc<State>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -584,6 +591,15 @@ async fn serve_tls(
         let app = app.clone();
         let state = state.clone();
         tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let Some(acceptor) = acceptor else {
+                let _ = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+                return;
+            };
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
@@ -591,11 +607,9 @@ async fn serve_tls(
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 state.h2_connections.fetch_add(1, Relaxed);
             }
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+            let _ = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
         });
     }
 }

@@ -155,17 +155,32 @@ impl RsyncDaemon {
                 format!("{}: {e}", description.display()),
             )
         })?;
-        RsyncDaemon::serve_with(&entries, socket_options)
+        RsyncDaemon::serve_with(&entries, socket_options, 0)
+    }
+
+    /// [`RsyncDaemon::start`] on loopback port `port` (0: any free port),
+    /// so that a configuration naming it stays valid across restarts.
+    pub fn start_on(description: &Path, port: u16) -> std::io::Result<RsyncDaemon> {
+        let text = std::fs::read_to_string(description)
+            .map_err(|e| Error::new(e.kind(), format!("{}: {e}", description.display())))?;
+        let entries = parse_tree(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("{}: {e}", description.display()),
+            )
+        })?;
+        RsyncDaemon::serve_with(&entries, None, port)
     }
 
     /// Builds a tree from `entries` and serves it.
     pub fn serve(entries: &[TreeEntry]) -> std::io::Result<RsyncDaemon> {
-        RsyncDaemon::serve_with(entries, None)
+        RsyncDaemon::serve_with(entries, None, 0)
     }
 
     fn serve_with(
         entries: &[TreeEntry],
         socket_options: Option<&str>,
+        port: u16,
     ) -> std::io::Result<RsyncDaemon> {
         let dir = tempfile::Builder::new()
             .prefix("ubuntu-metrics-rsyncd-")
@@ -173,11 +188,23 @@ impl RsyncDaemon {
         let tree = dir.path().join(MODULE);
         std::fs::create_dir(&tree)?;
         build_tree(entries, &tree)?;
+        if port != 0 {
+            // Taken by another program, the port would answer our readiness
+            // probe although our daemon failed to bind it.
+            drop(TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+                Error::new(e.kind(), format!("rsync daemon on 127.0.0.1:{port}: {e}"))
+            })?);
+            let (addr, child) = spawn(dir.path(), &tree, socket_options, port).map_err(|e| {
+                Error::new(e.kind(), format!("rsync daemon on 127.0.0.1:{port}: {e}"))
+            })?;
+            return Ok(RsyncDaemon { addr, child, dir });
+        }
         // A port taken between our probe and the daemon's bind makes the
         // daemon exit: try a few ports.
         let mut last = None;
         for _ in 0..5 {
-            match spawn(dir.path(), &tree, socket_options) {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            match spawn(dir.path(), &tree, socket_options, port) {
                 Ok((addr, child)) => return Ok(RsyncDaemon { addr, child, dir }),
                 Err(e) if e.kind() == ErrorKind::AddrInUse => last = Some(e),
                 Err(e) => return Err(e),
@@ -221,13 +248,13 @@ impl Drop for RsyncDaemon {
     }
 }
 
-/// Starts a daemon on a free port and waits until it accepts connections.
+/// Starts a daemon on `port` and waits until it accepts connections.
 fn spawn(
     dir: &Path,
     tree: &Path,
     socket_options: Option<&str>,
+    port: u16,
 ) -> std::io::Result<(SocketAddr, Child)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let log = dir.join("rsyncd.log");
     let _ = std::fs::remove_file(&log);
