@@ -93,8 +93,19 @@ def base_rootfs(cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     log(f"building the {SUITE} rootfs with debootstrap (once; cached in {base})")
     t = time.monotonic()
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE),
-         SUITE, str(tmp), MIRROR], stdout=None, stderr=None)
+    # The mirror is the one thing out of loopback: a dropped connection is
+    # tried again (twice) before the stage fails, naming the mirror.
+    for attempt in range(1, 4):
+        p = run(["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE),
+                 SUITE, str(tmp), MIRROR], check=False, stdout=None, stderr=None)
+        if p.returncode == 0:
+            break
+        log(f"debootstrap from {MIRROR} failed (exit {p.returncode}, attempt {attempt} of 3)")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if attempt == 3:
+            raise StageError(f"debootstrap could not make the {SUITE} rootfs from {MIRROR} "
+                             "(3 attempts): the stage needs Debian's mirror once, then its cache")
+        time.sleep(5 * attempt)
     # The on-demand packages, downloaded now (with the network debootstrap
     # had) so that the scenarios need none.
     debs = tmp / "var/cache/stage-debs"
