@@ -220,8 +220,10 @@ fn influxd_stopped_during_a_run_then_restarted_loses_and_duplicates_nothing() {
     let out = run(&config, &["run", "--now", T2, "--all"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains(&format!("wrote {} points kept in the spool", run1.len())),
+        out.stderr.contains(&format!(
+            "and {} kept in the spool by earlier runs",
+            run1.len()
+        )),
         "{}",
         out.stderr
     );
