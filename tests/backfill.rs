@@ -393,6 +393,31 @@ fn config_with_csv_server(dir: &Path, csv: &CsvServer, influx: &Influxd) -> Path
     path
 }
 
+/// What [`csv_setup`] gives a backfill from a [`CsvServer`]: a temporary
+/// directory, its `update_excuses.csv` and the text written there
+/// ([`excuses_csv`] of `rows` rows), the [`CsvServer`] serving it, an
+/// influxd, and the configuration reading from the one and writing to the
+/// other ([`config_with_csv_server`]), in that order.
+type CsvSetup = (
+    tempfile::TempDir,
+    PathBuf,
+    String,
+    CsvServer,
+    Influxd,
+    PathBuf,
+);
+
+fn csv_setup(rows: usize) -> CsvSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("update_excuses.csv");
+    let original = excuses_csv(0..rows);
+    std::fs::write(&file, &original).unwrap();
+    let csv = CsvServer::start(file.clone());
+    let influx = Influxd::start();
+    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    (dir, file, original, csv, influx, config)
+}
+
 /// The saved offset of `update_excuses` in `dir`'s `backfill.json`.
 fn saved_offset(dir: &Path) -> u64 {
     std::fs::read_to_string(dir.join("backfill.json"))
@@ -420,13 +445,7 @@ fn interrupted(config: &Path, csv: &CsvServer, cut: usize, influx: &Influxd) -> 
 #[test]
 fn a_source_rotated_after_an_interruption_is_read_again_from_the_beginning() {
     const ROWS: usize = 12_000;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("update_excuses.csv");
-    let original = excuses_csv(0..ROWS);
-    std::fs::write(&file, &original).unwrap();
-    let csv = CsvServer::start(file.clone());
-    let influx = Influxd::start();
-    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    let (_dir, file, original, csv, influx, config) = csv_setup(ROWS);
     // Cut at 70%: more than the 3,000 rows the rotation removes are in.
     let partial = interrupted(&config, &csv, original.len() * 7 / 10, &influx);
     assert!(partial > 3_000 && partial < ROWS as i64, "{partial}");
@@ -452,13 +471,7 @@ fn a_source_rotated_after_an_interruption_is_read_again_from_the_beginning() {
 #[test]
 fn a_source_appended_to_after_an_interruption_goes_on_where_it_stopped() {
     const ROWS: usize = 12_000;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("update_excuses.csv");
-    let original = excuses_csv(0..ROWS);
-    std::fs::write(&file, &original).unwrap();
-    let csv = CsvServer::start(file.clone());
-    let influx = Influxd::start();
-    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    let (dir, file, original, csv, influx, config) = csv_setup(ROWS);
     let partial = interrupted(&config, &csv, original.len() / 2, &influx);
     let offset = saved_offset(dir.path());
 
@@ -488,13 +501,7 @@ fn a_source_appended_to_after_an_interruption_goes_on_where_it_stopped() {
 #[test]
 fn an_offset_past_the_end_starts_over_with_a_warning() {
     const ROWS: usize = 4_000;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("update_excuses.csv");
-    let original = excuses_csv(0..ROWS);
-    std::fs::write(&file, &original).unwrap();
-    let csv = CsvServer::start(file.clone());
-    let influx = Influxd::start();
-    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    let (dir, file, original, csv, influx, config) = csv_setup(ROWS);
     let partial = interrupted(&config, &csv, original.len() * 8 / 10, &influx);
 
     // Replaced by a far shorter document: the saved offset is past its end.
@@ -580,13 +587,7 @@ fn influxdb_down_after_some_rows_then_the_source_rotated_then_resumed_every_row_
     // the 3,000 oldest rows removed and one appended, then resumed.
     const ROWS: usize = 12_000;
     const BATCH: usize = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("update_excuses.csv");
-    let original = excuses_csv(0..ROWS);
-    std::fs::write(&file, &original).unwrap();
-    let csv = CsvServer::start(file.clone());
-    let mut influx = Influxd::start();
-    let config = config_with_csv_server(dir.path(), &csv, &influx);
+    let (dir, file, original, csv, mut influx, config) = csv_setup(ROWS);
     // The download waits at 70%; the batches before it are written.
     let pause = original.len() * 7 / 10;
     let lines = original.as_bytes()[..pause]

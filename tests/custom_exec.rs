@@ -56,6 +56,16 @@ fn queue_schema(name: &str) -> String {
     QUEUE_SCHEMA.replace("NAME", name)
 }
 
+/// A configuration ([`config`]) declaring one exec collector, `name`:
+/// [`declare`]d with `more`, writing `release_queue` ([`queue_schema`]).
+fn config_one(dir: &Path, influx_url: &str, name: &str, path: &Path, more: &str) -> PathBuf {
+    config(
+        dir,
+        influx_url,
+        &declare(name, path, more, &queue_schema(name)),
+    )
+}
+
 const LINE_PROTOCOL_SCRIPT: &str = r##"
 import sys
 print("reading the queues", file=sys.stderr)
@@ -166,11 +176,7 @@ fn python_scripts_writing_line_protocol_and_json_lines_reach_influxd_with_their_
 fn every_dry_run_format_shows_a_script_collector() {
     let dir = tempfile::tempdir().unwrap();
     let js = script(dir.path(), "js", JSON_SCRIPT);
-    let cfg = config(
-        dir.path(),
-        "http://127.0.0.1:9",
-        &declare("json_queue", &js, "", &queue_schema("json_queue")),
-    );
+    let cfg = config_one(dir.path(), "http://127.0.0.1:9", "json_queue", &js, "");
     for format in ["lp", "json", "yaml"] {
         let out = run_now(&cfg, &["json_queue", "--dry-run", "--format", format]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -194,11 +200,7 @@ fn every_dry_run_format_shows_a_script_collector() {
     )
     .unwrap();
     let dir2 = tempfile::tempdir().unwrap();
-    let cfg2 = config(
-        dir2.path(),
-        "http://127.0.0.1:9",
-        &declare("replayed", &cat, "", &queue_schema("replayed")),
-    );
+    let cfg2 = config_one(dir2.path(), "http://127.0.0.1:9", "replayed", &cat, "");
     let again = run_now(&cfg2, &["replayed", "--dry-run"]);
     let first = run_now(&cfg, &["json_queue", "--dry-run"]);
     assert_eq!(text(&again.stdout), text(&first.stdout));
@@ -487,11 +489,7 @@ fn a_bad_declaration_is_a_configuration_error_naming_the_key_and_the_file() {
 fn a_link_named_after_a_declared_collector_runs_it() {
     let dir = tempfile::tempdir().unwrap();
     let js = script(dir.path(), "js", JSON_SCRIPT);
-    let cfg = config(
-        dir.path(),
-        "http://127.0.0.1:9",
-        &declare("json_queue", &js, "", &queue_schema("json_queue")),
-    );
+    let cfg = config_one(dir.path(), "http://127.0.0.1:9", "json_queue", &js, "");
     let link = dir.path().join("json-queue");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ubuntu-metrics"), &link).unwrap();
     let out = clean_env(&mut std::process::Command::new(&link))
@@ -588,16 +586,7 @@ fn a_child_holding_standard_output_open_does_not_hold_the_run() {
             pids.display().to_string()
         ),
     );
-    let cfg = config(
-        dir.path(),
-        &db.url(),
-        &declare(
-            "bg_queue",
-            &s,
-            "timeout = \"30s\"",
-            &queue_schema("bg_queue"),
-        ),
-    );
+    let cfg = config_one(dir.path(), &db.url(), "bg_queue", &s, "timeout = \"30s\"");
     let started = std::time::Instant::now();
     let out = run_now(&cfg, &["bg_queue"]);
     let took = started.elapsed();
@@ -640,11 +629,7 @@ print("release_queue,queue=daemon count=1i")
             pids = pids.display().to_string()
         ),
     );
-    let cfg = config(
-        dir.path(),
-        &db.url(),
-        &declare("setsid_queue", &s, "", &queue_schema("setsid_queue")),
-    );
+    let cfg = config_one(dir.path(), &db.url(), "setsid_queue", &s, "");
     let out = run_now(&cfg, &["setsid_queue"]);
     let ids = pids_in(&pids);
     let _guard = KillOnDrop(ids.clone());
@@ -732,11 +717,7 @@ fn a_huge_line_on_standard_error_is_cut_and_costs_no_memory() {
         "noisy",
         "import os\nchunk = b\"x\" * (1 << 20)\nfor _ in range(128):\n    os.write(2, chunk)\nos.write(2, b\"\\nlast words\\n\")\nprint(\"release_queue,queue=noisy count=1i\")\n",
     );
-    let cfg = config(
-        dir.path(),
-        &db.url(),
-        &declare("noisy_queue", &s, "", &queue_schema("noisy_queue")),
-    );
+    let cfg = config_one(dir.path(), &db.url(), "noisy_queue", &s, "");
     let (out, rss) = run_measured(&cfg, &["noisy_queue"]);
     let stderr = text(&out.stderr);
     // 128 MB went through; the program held at most a few MB of it.

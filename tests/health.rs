@@ -671,16 +671,9 @@ fn sponsoring_only(
     listen: &str,
     path: &Path,
 ) {
-    use ubuntu_metrics::config::{CollectorConfig, Config};
+    use ubuntu_metrics::config::CollectorConfig;
     use ubuntu_metrics::timespan::TimeSpan;
-    let mut config = Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = influx.to_owned();
-    config.influxdb.database = common::influxd::DATABASE.to_owned();
-    config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
-    config.daemon.random_delay = TimeSpan::parse("0").unwrap();
+    let mut config = common::daemon::config(server, influx);
     config.daemon.shutdown_grace = TimeSpan::parse("5s").unwrap();
     config.daemon.listen = Some(listen.to_owned());
     for c in registry() {

@@ -414,6 +414,24 @@ impl Gate {
     }
 }
 
+/// The fixture configuration writing (`[influxdb]`) through `gate`,
+/// `batch_size` lines a request.
+fn gated_config(
+    dir: &Path,
+    server: &fixture_server::FixtureServer,
+    gate: &Gate,
+    batch_size: i64,
+) -> PathBuf {
+    let config = write_config(dir, server, &format!("http://127.0.0.1:{}", gate.port));
+    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["influxdb"]
+        .as_table_mut()
+        .unwrap()
+        .insert("batch_size".into(), batch_size.into());
+    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    config
+}
+
 /// A spool record of several batches, and the process delivering it
 /// killed (SIGKILL) while a batch is in flight, after some were written:
 /// the next flush goes on from the first batch not delivered, so
@@ -430,17 +448,7 @@ fn a_flush_killed_mid_record_resumes_after_the_batches_it_delivered() {
     // second batch of the second record) is held, then the process killed.
     let gate = Gate::start(vm.port, 5, "resume_test");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &server,
-        &format!("http://127.0.0.1:{}", gate.port),
-    );
-    let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    c["influxdb"]
-        .as_table_mut()
-        .unwrap()
-        .insert("batch_size".into(), 5.into());
-    std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
+    let config = gated_config(dir.path(), &server, &gate, 5);
     let base: i64 = 1_795_521_600_000_000_000;
     let lines = |part: &str, from: i64| -> Vec<String> {
         (from..from + 20)
@@ -534,16 +542,8 @@ fn a_daemon_killed_mid_record_leaves_only_the_rest_to_send() {
     // request to the output (whatever the daemon wrote first) is held.
     let gate = Gate::start(vm.port, 2, "versions_script_stats");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &server,
-        &format!("http://127.0.0.1:{}", gate.port),
-    );
+    let config = gated_config(dir.path(), &server, &gate, 2);
     let mut c: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    c["influxdb"]
-        .as_table_mut()
-        .unwrap()
-        .insert("batch_size".into(), 2.into());
     let mut daemon = toml::Table::new();
     for (k, v) in [("startup_delay", "0"), ("random_delay", "0")] {
         daemon.insert(k.into(), v.into());

@@ -188,16 +188,9 @@ fn daemon_config(
     influx: &str,
     enabled: &[(&str, &str)],
 ) -> std::path::PathBuf {
-    use ubuntu_metrics::config::{CollectorConfig, Config};
+    use ubuntu_metrics::config::CollectorConfig;
     use ubuntu_metrics::timespan::TimeSpan;
-    let mut config = Config {
-        sources: server.sources(),
-        ..Default::default()
-    };
-    config.influxdb.url = influx.to_owned();
-    config.influxdb.database = common::influxd::DATABASE.to_owned();
-    config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
-    config.daemon.random_delay = TimeSpan::parse("0").unwrap();
+    let mut config = common::daemon::config(server, influx);
     config.daemon.run_timeout = TimeSpan::parse("60s").unwrap();
     config.daemon.shutdown_grace = TimeSpan::parse("10s").unwrap();
     for c in ubuntu_metrics::collectors::registry() {

@@ -297,18 +297,24 @@ impl AnswerCache {
 mod tests {
     use super::*;
 
+    /// The validators of an answer to `url` with an ETag and no
+    /// `Last-Modified`.
+    fn validators(url: &str, etag: &str, content_type: Option<&str>) -> Validators {
+        Validators {
+            url: url.into(),
+            etag: Some(etag.into()),
+            last_modified: None,
+            content_type: content_type.map(Into::into),
+        }
+    }
+
     #[test]
     fn an_answer_is_kept_with_its_validators_and_idle_ones_go() {
         let d = tempfile::tempdir().unwrap();
         let c = AnswerCache::open(&d.path().join("http-cache"));
         let url = "http://h/a.json";
         assert_eq!(c.validators(url), None);
-        let v = Validators {
-            url: url.into(),
-            etag: Some("\"1f-5e\"".into()),
-            last_modified: None,
-            content_type: Some("application/json".into()),
-        };
+        let v = validators(url, "\"1f-5e\"", Some("application/json"));
         c.store(&v, b"{\"a\": 1}");
         assert_eq!(c.validators(url), Some(v.clone()));
         assert_eq!(c.body(url).as_deref(), Some(&b"{\"a\": 1}"[..]));
@@ -335,12 +341,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = AnswerCache::open(d.path());
         let url = "http://h/a.json";
-        let v = Validators {
-            url: url.into(),
-            etag: Some("\"1\"".into()),
-            last_modified: None,
-            content_type: None,
-        };
+        let v = validators(url, "\"1\"", None);
         c.store(&v, b"{\"a\": 1}");
         let (_, body) = c.paths(url);
         std::fs::write(&body, b"").unwrap();
@@ -365,12 +366,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = AnswerCache::open(d.path());
         let url = "http://h/a.json";
-        let v = Validators {
-            url: url.into(),
-            etag: Some("\"1\"".into()),
-            last_modified: None,
-            content_type: None,
-        };
+        let v = validators(url, "\"1\"", None);
         // A link at the temporary name of the body: its target unchanged.
         let victim = d.path().join("victim");
         std::fs::write(&victim, "precious").unwrap();

@@ -2,10 +2,28 @@
 //! state directory beside its configuration, standard error to `log`),
 //! signalled, waited for, and its runs read back from InfluxDB.
 
-use super::influxd::Influxd;
+use super::influxd::{self, Influxd};
+use fixture_server::FixtureServer;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A daemon configuration: every source at `server`, InfluxDB at
+/// `influx_url` (database [`influxd::DATABASE`]), no start-up or random
+/// delay (every enabled collector is due at start); the rest as the
+/// defaults, for the test to set.
+pub fn config(server: &FixtureServer, influx_url: &str) -> ubuntu_metrics::config::Config {
+    use ubuntu_metrics::timespan::TimeSpan;
+    let mut config = ubuntu_metrics::config::Config {
+        sources: server.sources(),
+        ..Default::default()
+    };
+    config.influxdb.url = influx_url.to_owned();
+    config.influxdb.database = influxd::DATABASE.to_owned();
+    config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
+    config.daemon.random_delay = TimeSpan::parse("0").unwrap();
+    config
+}
 
 /// Starts `ubuntu-metrics --config CONFIG daemon`.
 pub fn start_daemon(config: &Path, log: &Path) -> Child {
