@@ -215,6 +215,16 @@ bind-address = "127.0.0.1:{self.rpc}"
             return 0
         return max(v for v in series[0]["values"][0][1:] if v is not None)
 
+    def rows_between(self, measurement, start, end, db="metrics"):
+        """The rows of `measurement` timed from `start` to `end` (RFC 3339),
+        grouped by time: {time: rows}."""
+        got = self.query(f"SELECT * FROM \"{measurement}\" WHERE time >= '{start}' AND time <= '{end}'", db)
+        series = got["results"][0].get("series") or []
+        out = {}
+        for row in (series[0]["values"] if series else []):
+            out[row[0]] = out.get(row[0], 0) + 1
+        return out
+
     def users(self):
         got = self.query("SHOW USERS")
         return {row[0]: row[1] for row in got["results"][0]["series"][0]["values"]}
