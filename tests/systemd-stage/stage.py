@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree
 sys.path.insert(0, str(Path(__file__).parent))
 from lib import (Container, FixtureServer, Influxd, StageError, base_rootfs, log,  # noqa: E402
                  previous_deb, wait_for)
