@@ -27,11 +27,14 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ops
+
+import first_generation as fg
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +112,21 @@ class System:
     def openssl(self, args: list[str], cwd: Path) -> None:
         self._run(["openssl", *args], cwd=cwd)
 
-    def ping(self, url: str, cafile: Path, timeout: float) -> str | None:
+    @staticmethod
+    def tls_context(cafile: Path, pinned: bool) -> ssl.SSLContext:
+        """Verifies InfluxDB against `cafile`; `pinned`: the file is the
+        server's own self-signed certificate (the first generation's),
+        trusted as that exact certificate whatever names it carries, as the
+        program does."""
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        if pinned:
+            ctx.check_hostname = False
+        return ctx
+
+    def ping(self, url: str, cafile: Path, timeout: float, pinned: bool = False) -> str | None:
         """Waits until InfluxDB answers `url` (verified against `cafile`):
         None, else the last error."""
-        ctx = ssl.create_default_context(cafile=str(cafile))
+        ctx = self.tls_context(cafile, pinned)
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -124,6 +138,26 @@ class System:
                 last = str(getattr(e, "reason", e))
             time.sleep(0.2)
         return last
+
+    def influx_query(self, url: str, cafile: Path, pinned: bool, user: str, password: str, q: str) -> dict:
+        """The JSON answer of InfluxDB's /query to the statements `q`
+        (database metrics), as `user`."""
+        import base64
+
+        data = urllib.parse.urlencode({"q": q, "db": "metrics"}).encode()
+        req = urllib.request.Request(f"{url}/query", data=data)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        req.add_header("Authorization", "Basic " + token)
+        try:
+            with urllib.request.urlopen(req, context=self.tls_context(cafile, pinned), timeout=30) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise Failure(f"InfluxDB {url}: {q}: {getattr(e, 'reason', e)}") from None
+
+    def unit_active(self, unit: str) -> bool:
+        """Whether `unit` is active (or activating, or reloading)."""
+        r = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True)
+        return r.stdout.strip() in ("active", "activating", "reloading", "deactivating")
 
     def program(self, binary: Path, args: list[str], env: dict) -> Result:
         try:
@@ -189,6 +223,8 @@ class Paths:
         # Grafana is a strict snap: it reads its provisioning from $SNAP_COMMON.
         self.grafana_provisioning = r / "var/snap/grafana/common/provisioning"
         self.binary = r / "usr/bin/ubuntu-metrics"
+        # The move from the first generation's charm (first_generation.py).
+        self.first_generation = self.etc / "first-generation.json"
 
     def seen(self, p: Path) -> Path:
         """`p` as the real system names it (the root taken off)."""
@@ -208,6 +244,7 @@ class Options:
     user: str = ""
     password_secret: str = ""
     ca_cert: str = ""
+    sources: dict = field(default_factory=dict)
 
     @property
     def external(self) -> bool:
@@ -242,6 +279,7 @@ def read_options(config) -> Options:
         user=str(config["influxdb-user"]).strip(),
         password_secret=str(config.get("influxdb-password-secret") or "").strip(),
         ca_cert=str(config["influxdb-ca-cert"]).strip(),
+        sources=parse_pairs("sources", str(config["sources"])),
     )
     if o.mode not in MODES:
         raise Failure(f"option mode: {o.mode!r}: use timers or daemon")
@@ -268,9 +306,13 @@ def toml_value(v: str) -> str:
     return v if v in ("true", "false") else toml_str(v)
 
 
-def render_config(o: Options, url: str, user: str, ca_file: Path | None) -> str:
+def render_config(o: Options, url: str, user: str, ca_file: Path | None,
+                  catch_up_from: dict | None = None) -> str:
     """The configuration the program reads: no secret in it (the password
-    is the systemd credential `influxdb-password`)."""
+    is the systemd credential `influxdb-password`). `catch_up_from`:
+    collector -> time its first run catches up from (a station taken over
+    from the first generation)."""
+    catch_up_from = catch_up_from or {}
     out = [
         "# Written by the ubuntu-metrics charm from its options: change them with",
         "# `juju config`, not here. The password is /etc/ubuntu-metrics/influxdb-password",
@@ -284,12 +326,17 @@ def render_config(o: Options, url: str, user: str, ca_file: Path | None) -> str:
         out.append(f"ca_file = {toml_str(str(ca_file))}")
     if o.mode == "daemon":
         out += ["", "[daemon]", f"listen = {toml_str(HEALTH_LISTEN)}"]
-    for name in sorted(set(o.intervals) | set(o.enabled)):
+    if o.sources:
+        out += ["", "[sources]"]
+        out += [f"{toml_str(name)} = {toml_str(url)}" for name, url in sorted(o.sources.items())]
+    for name in sorted(set(o.intervals) | set(o.enabled) | set(catch_up_from)):
         out += ["", f"[collectors.{toml_str(name)}]"]
         if name in o.intervals:
             out.append(f"interval = {toml_str(o.intervals[name])}")
         if name in o.enabled:
             out.append(f"enabled = {toml_value(o.enabled[name])}")
+        if name in catch_up_from:
+            out.append(f"catch_up_from = {toml_str(catch_up_from[name])}")
     return "\n".join(out) + "\n"
 
 
@@ -369,6 +416,12 @@ class UbuntuMetricsCharm(ops.CharmBase):
     BINARY: Path | None = None
     # How long to wait for InfluxDB after its restart.
     PING_TIMEOUT = 60.0
+    # How long a first-generation collector's run under way is let finish
+    # when the station is taken over (its units' RuntimeMaxSec).
+    OLD_RUN_TIMEOUT = 600.0
+    # Failed runs of ours in a row after which the first generation's
+    # collector runs again, until ours writes its first points.
+    FALLBACK_FAILURES = 2
 
     _stored = ops.StoredState()
 
@@ -487,7 +540,13 @@ class UbuntuMetricsCharm(ops.CharmBase):
         pass
 
     def _on_update_status(self, event):
-        pass  # collect-unit-status says how the station is
+        # collect-unit-status says how the station is; a move from the
+        # first generation goes on until ours have written their points.
+        if self._stored.configured and not self._stored.blocked:
+            try:
+                self._adoption_progress()
+            except Failure as e:
+                logger.warning("moving the first generation's station: %s", e)
 
     def _on_config_changed(self, event):
         if not self._stored.installed and not self._install():
@@ -547,8 +606,11 @@ class UbuntuMetricsCharm(ops.CharmBase):
             ca_file = p.external_ca if o.ca_cert else None
         else:
             port = self._local_port()
-            url, user, ca_file = f"https://127.0.0.1:{port}", LOCAL_COLLECTOR_USER, p.ca
-        text = render_config(o, url, user, ca_file)
+            ca_file, pinned = self._influxdb_trust()
+            url, user = f"https://127.0.0.1:{port}", LOCAL_COLLECTOR_USER
+            self._adoption_begin(url, ca_file, pinned)
+        record = fg.Record(p.first_generation)
+        text = render_config(o, url, user, ca_file, None if o.external else record.catch_up_from)
         self._check(o, text)
         try:
             self._apply(o, secret, user)
@@ -587,6 +649,8 @@ class UbuntuMetricsCharm(ops.CharmBase):
 
         self._setup_grafana(o, grafana_user, grafana_password)
         self._schedule(o, config_changed, password_changed)
+        if not o.external:
+            self._adoption_progress()
         self.unit.set_ports(GRAFANA_PORT)
         self._publish_ingress()
         self._publish_cos_agent()
@@ -607,23 +671,27 @@ class UbuntuMetricsCharm(ops.CharmBase):
         p = self.paths
         self.unit.status = ops.MaintenanceStatus("setting up InfluxDB's HTTPS and authentication")
         changed = False
-        if not (p.ca.exists() and p.cert.exists() and p.key.exists()):
-            self._make_certificates()
-            changed = True
         conf = p.influxdb_conf
         if not conf.exists():
             raise Failure(f"{p.seen(conf)} is missing: is the influxdb package installed?")
         text = conf.read_text()
-        new = set_section_keys(
-            text,
-            "http",
-            {
+        ca_file, pinned = self._influxdb_trust()
+        if pinned:
+            # A certificate of the first generation's: kept as it is, so that
+            # every client of this InfluxDB (Grafana's data source set by
+            # hand) goes on working; the program trusts it pinned.
+            keys = {"auth-enabled": "true"}
+        else:
+            if not (p.ca.exists() and p.cert.exists() and p.key.exists()):
+                self._make_certificates()
+                changed = True
+            keys = {
                 "auth-enabled": "true",
                 "https-enabled": "true",
                 "https-certificate": toml_str(str(p.cert)),
                 "https-private-key": toml_str(str(p.key)),
-            },
-        )
+            }
+        new = set_section_keys(text, "http", keys)
         if new != text:
             write_if_changed(conf, new, conf.stat().st_mode & 0o777)
             changed = True
@@ -631,6 +699,22 @@ class UbuntuMetricsCharm(ops.CharmBase):
             self.system.systemctl("enable", INFLUXDB_SERVICE)
             self.system.systemctl("restart", INFLUXDB_SERVICE)
         self._wait_for_influxdb(self._local_port())
+
+    def _influxdb_trust(self) -> tuple[Path, bool]:
+        """What the program verifies the local InfluxDB against: the
+        charm's CA, or (pinned) the server certificate InfluxDB already
+        serves when that is not the charm's (the first generation's
+        self-signed `/etc/ssl/influxdb-selfsigned.crt`)."""
+        p = self.paths
+        conf = p.influxdb_conf
+        text = conf.read_text() if conf.exists() else ""
+        enabled = (section_value(text, "http", "https-enabled") or "").lower() == "true"
+        cert = section_value(text, "http", "https-certificate") or ""
+        if enabled and cert.startswith("/"):
+            path = p.root / cert.lstrip("/")
+            if path != p.cert and path.is_file():
+                return path, True
+        return p.ca, False
 
     def _make_certificates(self) -> None:
         """The openssl commands the program recommends (a CA, and a server
@@ -667,7 +751,8 @@ class UbuntuMetricsCharm(ops.CharmBase):
 
     def _wait_for_influxdb(self, port: int) -> None:
         url = f"https://127.0.0.1:{port}/ping"
-        error = self.system.ping(url, self.paths.ca, self.PING_TIMEOUT)
+        ca_file, pinned = self._influxdb_trust()
+        error = self.system.ping(url, ca_file, self.PING_TIMEOUT, pinned)
         if error is not None:
             raise Failure(f"InfluxDB does not answer {url} ({error}) {self.PING_TIMEOUT:.0f} s after its restart")
 
@@ -688,6 +773,9 @@ class UbuntuMetricsCharm(ops.CharmBase):
             "dashboards", "export", str(p.grafana_provisioning),
             "--user", user,
             "--dashboards-path", str(p.grafana_provisioning / "dashboards/ubuntu-metrics"),
+            # Grafana (Go) cannot verify a certificate without the names of
+            # 127.0.0.1 (the first generation's, kept): InfluxDB is on loopback.
+            *(["--tls-skip-verify"] if not o.external and self._influxdb_trust()[1] else []),
         )
         if r.code != 0:
             raise Failure(program_message(r.stderr))  # "dashboards export: ..."
@@ -777,6 +865,133 @@ class UbuntuMetricsCharm(ops.CharmBase):
             elif config_changed:
                 self.system.systemctl("reload-or-restart", DAEMON_SERVICE)
 
+    # The first generation's station ------------------------------------------
+    #
+    # `juju refresh ubuntu-release-metrics-collector --switch ubuntu-metrics`
+    # runs our upgrade-charm and config-changed on the old charm's machine.
+    # The move keeps InfluxDB as it is (database, users, passwords,
+    # certificate), so Grafana's hand-made data source goes on working; it
+    # stops the old timers before ours start (each point is collected once),
+    # starts our first britney and ubuntu_archive runs at the newest row the
+    # old ones wrote, and moves each old collector's units aside only once
+    # ours has written its first points (until then, an old collector whose
+    # successor fails runs again). Nothing is deleted: see fg.BACKUP.
+
+    def _adoption_begin(self, url: str, ca_file: Path, pinned: bool) -> None:
+        p = self.paths
+        old = fg.OldStation(p.root)
+        record = fg.Record(p.first_generation)
+        if record.exists or not old.present():
+            return
+        self.unit.status = ops.MaintenanceStatus("moving the first generation's station to ubuntu-metrics")
+        # Its passwords become the ones `influxdb provision` keeps (it finds
+        # the users and leaves them as they are).
+        p.secrets.mkdir(parents=True, exist_ok=True)
+        os.chmod(p.secrets, 0o700)
+        for user in fg.USERS:
+            password = old.password(user)
+            mine = p.secrets / f"{user}-password"
+            if password and not mine.exists():
+                write_if_changed(mine, password + "\n", 0o600)
+        admin = (p.secrets / "admin-password").read_text().strip() if (p.secrets / "admin-password").exists() else ""
+        # The old timers stop before ours start: one collection per
+        # interval. A run under way is let finish (RuntimeMaxSec=10m).
+        names = old.collectors()
+        if names:
+            self.system.systemctl("stop", *[fg.timer(n) for n in names])
+            deadline = time.monotonic() + self.OLD_RUN_TIMEOUT
+            running = [fg.service(n) for n in names]
+            while running and time.monotonic() < deadline:
+                running = [u for u in running if self.system.unit_active(u)]
+                if running:
+                    time.sleep(1)
+            if running:
+                self.system.systemctl("stop", *running)
+        # Our first runs of the time-series reports start at the newest row
+        # the old collectors wrote (however long ago), not at the last 12 h.
+        catch_up_from = {}
+        if admin:
+            for collector in sorted(fg.CATCH_UP):
+                answer = self.system.influx_query(url, ca_file, pinned, "admin", admin, fg.newest_rows_query(collector))
+                try:
+                    newest = fg.oldest_of_newest(answer)
+                except ValueError as e:
+                    raise Failure(f"InfluxDB: the newest rows of {collector}: {e}") from None
+                if newest:
+                    catch_up_from[collector] = newest
+        record.data = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "catch_up_from": catch_up_from,
+            "collectors": {n: {"state": "stopped"} for n in names},
+            "backup": str(p.seen(old.backup)),
+            "repository_moved": False,
+        }
+        record.save()
+
+    def _adoption_progress(self) -> None:
+        """Moves aside the units of each old collector ours has replaced
+        (written its first points), restarts an old one whose successor
+        keeps failing, and moves the old repository aside at the end."""
+        p = self.paths
+        record = fg.Record(p.first_generation)
+        if not record.exists or record.finished:
+            return
+        old = fg.OldStation(p.root)
+        ours = {}
+        r = self.program("status", "--format", "json")
+        try:
+            report = json.loads(r.stdout)
+            ours = {c["name"]: c for c in report.get("collectors", [])}
+            spooled = int((report.get("spool") or {}).get("points") or 0)
+        except (ValueError, KeyError, TypeError):
+            return  # status says why in collect-unit-status
+        moved_any = False
+        for name in record.pending:
+            state = record.data["collectors"][name]
+            c = ours.get(name)
+            if c is None:
+                # No collector of ours by that name (or disabled): the old
+                # one goes on as it was.
+                if state["state"] != "running":
+                    self.system.systemctl("start", fg.timer(name))
+                    state.update(state="running", why="no enabled collector of ubuntu-metrics by that name")
+                continue
+            last = c.get("last_run") or {}
+            if c.get("last_success") and last.get("points") and not spooled:
+                if state["state"] == "running":
+                    self.system.systemctl("stop", fg.timer(name))
+                self._move_old_units(old, name)
+                state.clear()
+                state.update(state="moved", at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                moved_any = True
+            elif (c.get("consecutive_failures") or 0) >= self.FALLBACK_FAILURES and state["state"] != "running":
+                # Ours keeps failing: the old collector runs again meanwhile.
+                self.system.systemctl("start", fg.timer(name))
+                state.update(state="running", why=f"ubuntu-metrics {name}: {last.get('error') or 'failing'}")
+        if moved_any:
+            self.system.systemctl("daemon-reload")
+        if not record.pending and not record.data.get("repository_moved"):
+            backup = old.backup
+            backup.mkdir(parents=True, exist_ok=True)
+            for src in (old.repository, old.credentials):
+                if src.exists():
+                    os.replace(src, unique(backup / src.name))
+            record.data["repository_moved"] = True
+            record.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record.save()
+
+    def _move_old_units(self, old: fg.OldStation, name: str) -> None:
+        """The units of the old collector `name` (disabled: their links in
+        *.wants go too) moved to the backup folder."""
+        dest = old.backup / "systemd"
+        dest.mkdir(parents=True, exist_ok=True)
+        self.system.systemctl("disable", fg.timer(name))
+        for f in old.unit_files(name):
+            if f.parent != old.units_dir:
+                f.unlink()  # a link in *.wants/
+            else:
+                os.replace(f, unique(dest / f.name))
+
     # Relations --------------------------------------------------------------
 
     def _publish_ingress(self) -> None:
@@ -856,6 +1071,12 @@ class UbuntuMetricsCharm(ops.CharmBase):
             event.add_status(ops.BlockedStatus(f"ubuntu-metrics status: unreadable answer ({e}): {program_message(r.stderr)}"))
             return
         dry = " (dry run: nothing written)" if self.config["dry_run"] else ""
+        record = fg.Record(self.paths.first_generation)
+        if record.exists and record.pending:
+            dry += "; moving from the first generation: " + ", ".join(
+                f"{n} ({record.data['collectors'][n].get('why') or 'waiting for its first points'})"
+                for n in record.pending
+            )
         if points:
             event.add_status(ops.WaitingStatus(f"{points} points spooled" + (f"; {'; '.join(problems)}" if problems else "")))
         elif report.get("verdict") == "UNKNOWN":
@@ -936,6 +1157,15 @@ class UbuntuMetricsCharm(ops.CharmBase):
             event.fail(f"spool flush (exit {r.code}): {program_message(r.stderr)}")
             return
         event.set_results({"output": r.stdout.strip()})
+
+
+def unique(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`...: the first that does not exist."""
+    n, out = 0, path
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = path.with_name(f"{path.name}.{n}")
+    return out
 
 
 def read_options_or_none(config) -> Options | None:

@@ -26,6 +26,10 @@ class FakeSystem(System):
         self.flush_as_service = Result(0, "wrote 7 points from the spool\nthe spool is empty\n", "")
         self.dry_run = Result(0, '{"measurement":"m","fields":{"n":1}}\n{"measurement":"m","fields":{"n":2}}\n', "")
         self.passwords = {"admin": "admin-pw", "collector": "collector-pw", "grafana": "grafana-pw"}
+        self.queries = []  # influx_query's arguments
+        self.newest = {}  # InfluxQL -> its answer
+        self.active = set()  # units systemctl is-active finds active
+        self.collectors = {}  # name -> what status says of that collector
 
     def _call(self, kind, *args):
         self.calls.append((kind, *args))
@@ -53,12 +57,25 @@ class FakeSystem(System):
             if flag in args:
                 (Path(cwd) / args[args.index(flag) + 1]).write_text(f"PEM {args[0]}\n")
 
-    def ping(self, url, cafile, timeout):
-        self._call("ping", url)
+    def ping(self, url, cafile, timeout, pinned=False):
+        self._call("ping", url, str(cafile), pinned)
         return self.fail.get("influxdb-down")
+
+    def influx_query(self, url, cafile, pinned, user, password, q):
+        self._call("query", user, q)
+        self.queries.append((url, str(cafile), pinned, user, password, q))
+        return self.newest.get(q, {"results": [{"statement_id": 0}]})
+
+    def unit_active(self, unit):
+        self._call("is-active", unit)
+        return unit in self.active
 
     def machine_calls(self):
         return [c for c in self.calls if c[0] in ("systemctl", "apt", "snap", "deb")]
+
+    def restarts(self):
+        """The systemctl calls that (re)start, stop or reload something."""
+        return [c for c in self.calls if c[0] == "systemctl" and c[1] != "daemon-reload"]
 
     def program(self, binary, args, env):
         if Path(binary).name == "systemd-run":
@@ -118,7 +135,7 @@ class FakeSystem(System):
             return Result(0, "units in ...", "")
         if cmd[:1] == ["status"]:
             enabled = [n for n in COLLECTORS if text.get("collectors", {}).get(n, {}).get("enabled", True)]
-            report = dict(self.status, collectors=[{"name": n} for n in enabled])
+            report = dict(self.status, collectors=[dict(self.collectors.get(n, {}), name=n) for n in enabled])
             return Result(self.status_code, json.dumps(report), "")
         if cmd[:2] == ["spool", "status"]:
             return Result(0, "dir: /var/lib/ubuntu-metrics/spool\nrecords: 2\npoints: 7\ndead_letter_batches: 0\n", "")
