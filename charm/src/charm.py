@@ -608,16 +608,19 @@ class UbuntuMetricsCharm(ops.CharmBase):
             port = self._local_port()
             ca_file, pinned = self._influxdb_trust()
             url, user = f"https://127.0.0.1:{port}", LOCAL_COLLECTOR_USER
-            self._adoption_begin(url, ca_file, pinned)
+        # A first-generation station not taken over yet: where our first
+        # catch-up runs start (asked before anything changes).
+        adoption = None if o.external else self._adoption_plan(url, ca_file, pinned)
         record = fg.Record(p.first_generation)
-        text = render_config(o, url, user, ca_file, None if o.external else record.catch_up_from)
+        catch_up_from = adoption["catch_up_from"] if adoption else record.catch_up_from
+        text = render_config(o, url, user, ca_file, None if o.external else catch_up_from)
         self._check(o, text)
         try:
-            self._apply(o, secret, user)
+            self._apply(o, secret, user, adoption)
         finally:
             remove(self.paths.candidate)
 
-    def _apply(self, o: Options, secret: dict, user: str) -> None:
+    def _apply(self, o: Options, secret: dict, user: str, adoption: dict | None = None) -> None:
         """Applies a checked configuration (the candidate file)."""
         p = self.paths
         old_config = p.config.read_text() if p.config.exists() else None
@@ -648,6 +651,8 @@ class UbuntuMetricsCharm(ops.CharmBase):
         password_changed = write_if_changed(p.password, password + "\n", 0o600)
 
         self._setup_grafana(o, grafana_user, grafana_password)
+        if adoption:
+            self._adoption_stop_old(adoption)
         self._schedule(o, config_changed, password_changed)
         if not o.external:
             self._adoption_progress()
@@ -877,15 +882,15 @@ class UbuntuMetricsCharm(ops.CharmBase):
     # ours has written its first points (until then, an old collector whose
     # successor fails runs again). Nothing is deleted: see fg.BACKUP.
 
-    def _adoption_begin(self, url: str, ca_file: Path, pinned: bool) -> None:
+    def _adoption_plan(self, url: str, ca_file: Path, pinned: bool) -> dict | None:
+        """For a first-generation station not taken over yet: its passwords
+        copied (`influxdb provision` then finds its users and keeps them)
+        and where our first catch-up runs start. Nothing else changes yet."""
         p = self.paths
         old = fg.OldStation(p.root)
-        record = fg.Record(p.first_generation)
-        if record.exists or not old.present():
-            return
+        if fg.Record(p.first_generation).exists or not old.present():
+            return None
         self.unit.status = ops.MaintenanceStatus("moving the first generation's station to ubuntu-metrics")
-        # Its passwords become the ones `influxdb provision` keeps (it finds
-        # the users and leaves them as they are).
         p.secrets.mkdir(parents=True, exist_ok=True)
         os.chmod(p.secrets, 0o700)
         for user in fg.USERS:
@@ -893,10 +898,29 @@ class UbuntuMetricsCharm(ops.CharmBase):
             mine = p.secrets / f"{user}-password"
             if password and not mine.exists():
                 write_if_changed(mine, password + "\n", 0o600)
-        admin = (p.secrets / "admin-password").read_text().strip() if (p.secrets / "admin-password").exists() else ""
-        # The old timers stop before ours start: one collection per
-        # interval. A run under way is let finish (RuntimeMaxSec=10m).
-        names = old.collectors()
+        # Our first runs of the time-series reports start at the newest row
+        # the old collectors wrote (however long ago), not at the last 12 h.
+        # Asked while the old ones still run: a row they write meanwhile is
+        # written again by ours with the same time and tags (the same point).
+        admin_file = p.secrets / "admin-password"
+        catch_up_from = {}
+        if admin_file.exists():
+            admin = admin_file.read_text().strip()
+            for collector in sorted(fg.CATCH_UP):
+                answer = self.system.influx_query(url, ca_file, pinned, "admin", admin, fg.newest_rows_query(collector))
+                try:
+                    newest = fg.oldest_of_newest(answer)
+                except ValueError as e:
+                    raise Failure(f"InfluxDB: the newest rows of {collector}: {e}") from None
+                if newest:
+                    catch_up_from[collector] = newest
+        return {"catch_up_from": catch_up_from, "collectors": old.collectors(), "backup": str(p.seen(old.backup))}
+
+    def _adoption_stop_old(self, adoption: dict) -> None:
+        """The old timers stop just before ours start (each interval is
+        collected once); a run under way is let finish (RuntimeMaxSec=10m).
+        Their units stay until ours have written (`_adoption_progress`)."""
+        names = adoption["collectors"]
         if names:
             self.system.systemctl("stop", *[fg.timer(n) for n in names])
             deadline = time.monotonic() + self.OLD_RUN_TIMEOUT
@@ -907,23 +931,12 @@ class UbuntuMetricsCharm(ops.CharmBase):
                     time.sleep(1)
             if running:
                 self.system.systemctl("stop", *running)
-        # Our first runs of the time-series reports start at the newest row
-        # the old collectors wrote (however long ago), not at the last 12 h.
-        catch_up_from = {}
-        if admin:
-            for collector in sorted(fg.CATCH_UP):
-                answer = self.system.influx_query(url, ca_file, pinned, "admin", admin, fg.newest_rows_query(collector))
-                try:
-                    newest = fg.oldest_of_newest(answer)
-                except ValueError as e:
-                    raise Failure(f"InfluxDB: the newest rows of {collector}: {e}") from None
-                if newest:
-                    catch_up_from[collector] = newest
+        record = fg.Record(self.paths.first_generation)
         record.data = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "catch_up_from": catch_up_from,
+            "catch_up_from": adoption["catch_up_from"],
             "collectors": {n: {"state": "stopped"} for n in names},
-            "backup": str(p.seen(old.backup)),
+            "backup": adoption["backup"],
             "repository_moved": False,
         }
         record.save()

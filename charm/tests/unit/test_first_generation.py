@@ -255,3 +255,20 @@ def test_the_oldest_of_the_newest_rows():
     assert fg.oldest_of_newest(answer(None, None)) is None
     with pytest.raises(ValueError):
         fg.oldest_of_newest({"results": [{"error": "authorization failed"}]})
+
+
+def test_a_switch_that_cannot_be_applied_leaves_the_old_station_running(env):
+    root, system, ctx, deb = env
+    system.config_error = "collectors.britney.interval: invalid time span"
+    out = switch(env)
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert not [c for c in system.calls if c[:2] == ("systemctl", "stop")]
+    assert not (root / "etc/ubuntu-metrics/first-generation.json").exists()
+    system.config_error = None
+    system.fail["influxdb-down"] = "connection refused"
+    out = again(ctx, ctx.on.config_changed(), out)
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert not [c for c in system.calls if c[:2] == ("systemctl", "stop")]
+    del system.fail["influxdb-down"]
+    again(ctx, ctx.on.config_changed(), out)
+    assert ("systemctl", "stop", *[f"run-metric-collector@{n}.timer" for n in OLD]) in system.calls
