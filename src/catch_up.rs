@@ -10,7 +10,11 @@
 //! - a mark: every row newer than the mark *or* within the window, whichever
 //!   reaches further back, but never rows older than `max_catch_up` (the
 //!   collector's `[collectors.NAME] max_catch_up`, default
-//!   [`DEFAULT_MAX_CATCH_UP`]).
+//!   [`DEFAULT_MAX_CATCH_UP`]);
+//! - no mark but the collector's `catch_up_from` (a station taking over
+//!   another's database: the time of the newest row already there): as if
+//!   that time were the mark. A source that has a mark ignores it (the
+//!   mark is newer knowledge).
 //!
 //! The collector notes the newest row it read of each source
 //! ([`Seen::note`]); the run hands that to whoever moves the marks once
@@ -46,10 +50,16 @@ pub struct Cutoff {
 
 impl Cutoff {
     /// The cutoff at `now` for a source whose mark is `mark`, catching up
-    /// at most `max_catch_up`.
-    pub fn new(now: DateTime<Utc>, mark: Option<DateTime<Utc>>, max_catch_up: Duration) -> Cutoff {
+    /// at most `max_catch_up`; `catch_up_from` (the collector's option)
+    /// stands for the mark of a source that has none.
+    pub fn new(
+        now: DateTime<Utc>,
+        mark: Option<DateTime<Utc>>,
+        catch_up_from: Option<DateTime<Utc>>,
+        max_catch_up: Duration,
+    ) -> Cutoff {
         let window = now - Duration::hours(WINDOW_HOURS);
-        let after = match mark {
+        let after = match mark.or(catch_up_from) {
             None => window,
             Some(m) => m.min(window).max(now - max_catch_up),
         };
@@ -77,31 +87,79 @@ impl Cutoff {
     }
 }
 
+/// How far in the future `catch_up_from` may be: the time of a row comes
+/// from the clock of the server that wrote the report, which may be a
+/// little ahead of the station's.
+pub const FUTURE_SLACK_MINUTES: i64 = 5;
+
 /// `[collectors.NAME]` options of a collector reading time-series sources.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// How far back a run catches up after downtime (a time span).
     pub max_catch_up: TimeSpan,
+    /// For a source that has no mark yet: read the rows newer than this
+    /// (an RFC 3339 time), as if it were the mark.
+    #[serde(deserialize_with = "rfc3339")]
+    pub catch_up_from: Option<DateTime<Utc>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             max_catch_up: TimeSpan::parse(DEFAULT_MAX_CATCH_UP).expect("a valid span"),
+            catch_up_from: None,
         }
     }
 }
 
-/// The option's line in `list` and the README.
-pub const OPTION: (&str, &str) = (
-    "max_catch_up",
-    "how far back a run reads a time-series report's rows after downtime (catch-up), a time span of at least 12h; default 90d",
-);
+/// The options' lines in the README's collector reference.
+pub const OPTIONS: &[(&str, &str)] = &[
+    (
+        "max_catch_up",
+        "how far back a run reads a time-series report's rows after downtime (catch-up), a time span of at least 12h; default 90d",
+    ),
+    (
+        "catch_up_from",
+        "an RFC 3339 time such as \"2026-12-04T10:00:00Z\" (not in the future): a source with no catch-up mark yet reads the rows newer than it (bounded by max_catch_up) instead of only the last 12h; for a station taking over another's database, the time of the newest row already there; ignored once the source has a mark",
+    ),
+];
+
+/// `catch_up_from`: an RFC 3339 time, as a TOML string or a TOML
+/// offset date-time.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let text = match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => s,
+        toml::Value::Datetime(t) => t.to_string(),
+        other => {
+            return Err(D::Error::custom(format!(
+                "expected an RFC 3339 time such as \"2026-12-04T10:00:00Z\", found {}",
+                other.type_str()
+            )));
+        }
+    };
+    parse_time(&text).map(Some).map_err(D::Error::custom)
+}
+
+/// An RFC 3339 time with its UTC offset.
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("not an RFC 3339 time with a UTC offset such as \"2026-12-04T10:00:00Z\" ({e})")
+        })
+}
 
 impl Options {
     /// Checks the values: `Err((key, why))` for the first bad one.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        self.check_at(Utc::now())
+    }
+
+    /// [`Options::check`] with the clock at `now`.
+    pub fn check_at(&self, now: DateTime<Utc>) -> Result<(), (&'static str, String)> {
         if self.max_catch_up.as_duration()
             < std::time::Duration::from_secs(WINDOW_HOURS as u64 * 3600)
         {
@@ -110,6 +168,18 @@ impl Options {
                 format!(
                     "{} is shorter than the {WINDOW_HOURS} h every run reads; give at least 12h",
                     self.max_catch_up
+                ),
+            ));
+        }
+        if let Some(from) = self.catch_up_from
+            && from > now + Duration::minutes(FUTURE_SLACK_MINUTES)
+        {
+            return Err((
+                "catch_up_from",
+                format!(
+                    "{} is in the future (the clock says {}): give the time of the newest row already written",
+                    from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             ));
         }
@@ -155,24 +225,128 @@ mod tests {
         let now = t("2026-11-24T12:00:00Z");
         let max = Duration::days(90);
         // no mark: the window
-        assert_eq!(Cutoff::new(now, None, max).after, t("2026-11-24T00:00:00Z"));
+        assert_eq!(
+            Cutoff::new(now, None, None, max).after,
+            t("2026-11-24T00:00:00Z")
+        );
         // a recent mark: still the window
-        let c = Cutoff::new(now, Some(t("2026-11-24T11:00:00Z")), max);
+        let c = Cutoff::new(now, Some(t("2026-11-24T11:00:00Z")), None, max);
         assert_eq!(c.after, t("2026-11-24T00:00:00Z"));
         // an old mark: from the mark
-        let c = Cutoff::new(now, Some(t("2026-11-20T10:00:00Z")), max);
+        let c = Cutoff::new(now, Some(t("2026-11-20T10:00:00Z")), None, max);
         assert_eq!(c.after, t("2026-11-20T10:00:00Z"));
         assert!(!c.takes(t("2026-11-20T10:00:00Z")));
         assert!(c.takes(t("2026-11-20T10:00:00.001Z")));
         // bounded by max_catch_up
-        let c = Cutoff::new(now, Some(t("2020-01-01T00:00:00Z")), Duration::days(2));
+        let c = Cutoff::new(
+            now,
+            Some(t("2020-01-01T00:00:00Z")),
+            None,
+            Duration::days(2),
+        );
         assert_eq!(c.after, t("2026-11-22T12:00:00Z"));
+    }
+
+    #[test]
+    fn catch_up_from_stands_for_a_missing_mark() {
+        let now = t("2026-12-06T12:00:00Z");
+        let max = Duration::days(90);
+        let from = Some(t("2026-12-04T10:00:00Z"));
+        // no mark, the option older than the window: from the option
+        let c = Cutoff::new(now, None, from, max);
+        assert_eq!(c.after, t("2026-12-04T10:00:00Z"));
+        assert!(!c.takes(t("2026-12-04T10:00:00Z")));
+        assert!(c.takes(t("2026-12-04T10:15:00Z")));
+        // ...and it is not a mark: nothing to warn about if the source
+        // has no row newer than it
+        assert_eq!(c.mark, None);
+        assert!(c.shrunk("u", Some(t("2026-12-01T00:00:00Z"))).is_none());
+        // no mark, the option newer than the window: the window still
+        // applies
+        let c = Cutoff::new(now, None, Some(t("2026-12-06T11:00:00Z")), max);
+        assert_eq!(c.after, t("2026-12-06T00:00:00Z"));
+        // a mark: the option is ignored, whether older...
+        let c = Cutoff::new(now, Some(t("2026-12-06T11:30:00Z")), from, max);
+        assert_eq!(c.after, t("2026-12-06T00:00:00Z"));
+        let c = Cutoff::new(now, Some(t("2026-12-05T08:00:00Z")), from, max);
+        assert_eq!(c.after, t("2026-12-05T08:00:00Z"));
+        // ...or newer than the mark
+        let c = Cutoff::new(
+            now,
+            Some(t("2026-12-01T00:00:00Z")),
+            Some(t("2026-12-05T08:00:00Z")),
+            max,
+        );
+        assert_eq!(c.after, t("2026-12-01T00:00:00Z"));
+        // bounded by max_catch_up
+        let c = Cutoff::new(
+            now,
+            None,
+            Some(t("2026-01-01T00:00:00Z")),
+            Duration::days(2),
+        );
+        assert_eq!(c.after, t("2026-12-04T12:00:00Z"));
+    }
+
+    /// The options as `parse_options` reads them, but checked at `now`
+    /// below instead of the machine's clock.
+    fn options(toml: &str) -> Result<Options, String> {
+        toml::from_str(toml).map_err(|e: toml::de::Error| e.message().to_owned())
+    }
+
+    /// What `parse_options` says of a value refused when it is read.
+    fn refused(toml: &str) -> String {
+        let table: toml::Table = toml.parse().unwrap();
+        let e = crate::collector::parse_options::<Options>(&table).unwrap_err();
+        format!("{}: {}", e.key, e.message)
+    }
+
+    #[test]
+    fn catch_up_from_is_an_rfc_3339_time_not_in_the_future() {
+        let now = t("2026-12-06T12:00:00Z");
+        let o = options("catch_up_from = \"2026-12-04T10:00:00Z\"").unwrap();
+        assert_eq!(o.catch_up_from, Some(t("2026-12-04T10:00:00Z")));
+        assert!(o.check_at(now).is_ok());
+        // an offset, and TOML's own offset date-time
+        let o = options("catch_up_from = \"2026-12-04T12:00:00+02:00\"").unwrap();
+        assert_eq!(o.catch_up_from, Some(t("2026-12-04T10:00:00Z")));
+        let o = options("catch_up_from = 2026-12-04T10:00:00Z").unwrap();
+        assert_eq!(o.catch_up_from, Some(t("2026-12-04T10:00:00Z")));
+        assert_eq!(Options::default().catch_up_from, None);
+
+        for bad in [
+            "\"yesterday\"",
+            "\"2026-12-04\"",
+            "\"2026-12-04T10:00:00\"",
+            "2026-12-04T10:00:00",
+            "1733306400",
+        ] {
+            let e = refused(&format!("catch_up_from = {bad}"));
+            assert!(e.starts_with(&format!("catch_up_from: {bad}: ")), "{e}");
+            assert!(e.contains("RFC 3339"), "{e}");
+        }
+
+        // a little ahead (another server's clock) is fine, not more
+        let o = options("catch_up_from = \"2026-12-06T12:04:00Z\"").unwrap();
+        assert!(o.check_at(now).is_ok());
+        let o = options("catch_up_from = \"2027-12-04T10:00:00Z\"").unwrap();
+        let (key, why) = o.check_at(now).unwrap_err();
+        assert_eq!(key, "catch_up_from");
+        assert!(
+            why.starts_with("2027-12-04T10:00:00Z is in the future"),
+            "{why}"
+        );
     }
 
     #[test]
     fn a_shrunk_source_is_named() {
         let now = t("2026-11-24T12:00:00Z");
-        let c = Cutoff::new(now, Some(t("2026-11-24T11:00:00Z")), Duration::days(90));
+        let c = Cutoff::new(
+            now,
+            Some(t("2026-11-24T11:00:00Z")),
+            None,
+            Duration::days(90),
+        );
         assert!(c.shrunk("u", Some(t("2026-11-24T11:00:00Z"))).is_none());
         assert!(
             c.shrunk("u", Some(t("2026-11-24T10:00:00Z")))
@@ -181,7 +355,7 @@ mod tests {
         );
         assert!(c.shrunk("u", None).is_some());
         assert!(
-            Cutoff::new(now, None, Duration::days(1))
+            Cutoff::new(now, None, None, Duration::days(1))
                 .shrunk("u", None)
                 .is_none()
         );

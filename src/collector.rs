@@ -578,15 +578,15 @@ impl Context {
         self
     }
 
-    /// Which rows of the time-series source `url` collector `collector`
-    /// reads now (see [`crate::catch_up`]).
-    pub fn cutoff(&self, collector: &str, url: &str, max_catch_up: chrono::Duration) -> Cutoff {
+    /// Which rows of the time-series source `url` collector `collector`,
+    /// whose options are `options`, reads now (see [`crate::catch_up`]).
+    pub fn cutoff(&self, collector: &str, url: &str, options: &crate::catch_up::Options) -> Cutoff {
         let mark = self
             .marks
             .get(collector)
             .and_then(|m| m.get(&redact_url(url)))
             .copied();
-        Cutoff::new(self.now, mark, max_catch_up)
+        Cutoff::new(self.now, mark, options.catch_up_from, options.max())
     }
 
     /// Notes that this run read a row of the time-series source `url`

@@ -7,7 +7,9 @@
 //! second run writes every row between the two runs, not only the last
 //! 12 h. A dry run reads the same rows and leaves the marks alone; a source
 //! that shrank (the mark is newer than every row) falls back to the window
-//! with a warning.
+//! with a warning. A station taking over another's database starts at the
+//! collectors' `catch_up_from` (the newest row already there) instead of
+//! the window, until it has marks of its own.
 
 mod common;
 
@@ -284,6 +286,111 @@ fn max_catch_up_bounds_the_rows_read_and_is_checked_at_load() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("max_catch_up"), "{stderr}");
+}
+
+/// Adds `[collectors.NAME] catch_up_from = "FROM"` for britney and
+/// ubuntu_archive to the configuration `base`, written to `config`.
+fn with_catch_up_from(config: &Path, base: &str, from: &str) {
+    let mut text = base.to_owned();
+    for name in ["britney", "ubuntu_archive"] {
+        text.push_str(&format!(
+            "\n[collectors.{name}]\ncatch_up_from = \"{from}\"\n"
+        ));
+    }
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn a_station_taking_over_starts_at_catch_up_from_until_it_has_marks() {
+    // The old station stopped writing two days before the switch: the
+    // newest row in its database is at `from`. (The times are before the
+    // machine's clock: a `catch_up_from` in the future is refused.)
+    let s = station();
+    let t1 = start() + Duration::days(3);
+    let from = t1 - Duration::days(2);
+    write_reports(&s.root, t1);
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    with_catch_up_from(&s.config, &base, &from.to_rfc3339());
+    assert!(!s.marks.exists());
+    run(&s.config, t1, &[]);
+    let taken_over = expected_times(from, t1);
+    assert_eq!(taken_over.len(), 2 * 24 * 4);
+    assert_eq!(written(&s.influx, "update_excuses_stats"), taken_over);
+    assert_eq!(written(&s.influx, "nbs_stats"), taken_over);
+    let marks = std::fs::read_to_string(&s.marks).unwrap();
+    assert!(
+        marks.contains("update_excuses.csv") && marks.contains("nbs.csv"),
+        "{marks}"
+    );
+
+    // Run again: the marks rule, nothing new is read; a caught-up
+    // station fetches one small tail of nbs.csv (not the two days back
+    // to `from`).
+    let before = nbs_requests(&s.server);
+    run(&s.config, t1 + Duration::minutes(5), &[]);
+    assert_eq!(nbs_requests(&s.server) - before, 1);
+    assert_eq!(written(&s.influx, "update_excuses_stats"), taken_over);
+    assert_eq!(written(&s.influx, "nbs_stats"), taken_over);
+    // Even an option reaching further back is ignored once there are
+    // marks; new rows are read as usual.
+    with_catch_up_from(&s.config, &base, &start().to_rfc3339());
+    let t2 = t1 + Duration::minutes(STEP_MINUTES);
+    write_reports(&s.root, t2);
+    run(&s.config, t2 + Duration::minutes(5), &[]);
+    assert_eq!(
+        written(&s.influx, "update_excuses_stats"),
+        expected_times(from, t2)
+    );
+    assert_eq!(written(&s.influx, "nbs_stats"), expected_times(from, t2));
+
+    // The same switch without the option: the last 12 hours only, a gap
+    // of a day and a half.
+    let fresh = station();
+    write_reports(&fresh.root, t1);
+    run(&fresh.config, t1, &[]);
+    let window = expected_times(t1 - Duration::hours(12), t1);
+    assert_eq!(window.len(), 12 * 4);
+    assert_eq!(written(&fresh.influx, "update_excuses_stats"), window);
+    assert_eq!(written(&fresh.influx, "nbs_stats"), window);
+}
+
+#[test]
+fn catch_up_from_is_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let future = (Utc::now() + Duration::days(30)).format("%Y-%m-%dT%H:%M:%SZ");
+    for (value, says) in [
+        ("yesterday".to_owned(), "not an RFC 3339 time".to_owned()),
+        (
+            "2026-12-04T10:00:00".to_owned(),
+            "not an RFC 3339 time".to_owned(),
+        ),
+        (future.to_string(), format!("{future} is in the future")),
+    ] {
+        for name in ["britney", "ubuntu_archive"] {
+            std::fs::write(
+                &config,
+                format!("[collectors.{name}]\ncatch_up_from = \"{value}\"\n"),
+            )
+            .unwrap();
+            for command in [&["config", "show"][..], &["run", "--dry-run", name]] {
+                let out = bin()
+                    .arg("--config")
+                    .arg(&config)
+                    .args(command)
+                    .output()
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+                assert!(
+                    stderr.contains(&format!("collectors.{name}.catch_up_from: "))
+                        && stderr.contains(&value)
+                        && stderr.contains(&says),
+                    "{command:?}: {stderr}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

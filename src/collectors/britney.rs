@@ -15,8 +15,8 @@
 //!    <RFC 2822>`, first line the RFC 2822 start) gives the duration.
 //! 3. `update_excuses.csv`: rows of the last 12 hours, or every row newer
 //!    than the newest one written before (catch-up after downtime, bounded
-//!    by the option `max_catch_up`; see [`crate::catch_up`]), columns by
-//!    header name.
+//!    by the option `max_catch_up`; without one, the option `catch_up_from`
+//!    stands for it; see [`crate::catch_up`]), columns by header name.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
@@ -101,7 +101,7 @@ impl Collector for Britney {
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[catch_up::OPTION]
+        catch_up::OPTIONS
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -410,7 +410,7 @@ async fn excuses_stats(ctx: &Context, base: &str) -> Part {
     let devel = ctx.devel_series().await?;
     let options: catch_up::Options = ctx.options_as()?;
     let url = join(base, "update_excuses.csv");
-    let cutoff = ctx.cutoff("britney", &url, options.max());
+    let cutoff = ctx.cutoff("britney", &url, &options);
     let text = ctx.http.get_text(&url).await?;
     let (points, newest) = excuses_points(&url, &text, &devel, &cutoff)?;
     if let Some(w) = cutoff.shrunk(&url, newest) {
@@ -926,7 +926,7 @@ mod tests {
 
     /// A fresh station's cutoff: the 12 h window.
     fn win() -> Cutoff {
-        Cutoff::new(now(), None, chrono::Duration::days(90))
+        Cutoff::new(now(), None, None, chrono::Duration::days(90))
     }
 
     #[test]
@@ -939,12 +939,12 @@ mod tests {
         );
         // the mark is older than the window: every row after it
         let mark = DateTime::from_timestamp_millis(1_795_399_999_999).unwrap();
-        let c = Cutoff::new(now(), Some(mark), chrono::Duration::days(90));
+        let c = Cutoff::new(now(), Some(mark), None, chrono::Duration::days(90));
         let (ps, newest) = excuses_points("u", &csv, "tumbling", &c).unwrap();
         assert_eq!(ps.len(), 3);
         assert_eq!(newest, DateTime::from_timestamp_millis(1_795_521_600_000));
         // bounded by max_catch_up
-        let c = Cutoff::new(now(), Some(mark), chrono::Duration::hours(13));
+        let c = Cutoff::new(now(), Some(mark), None, chrono::Duration::hours(13));
         let (ps, _) = excuses_points("u", &csv, "tumbling", &c).unwrap();
         assert_eq!(ps.len(), 2);
     }
@@ -1171,7 +1171,7 @@ mod props {
         }
         #[test]
         fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
-            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, chrono::Duration::days(90))) { encode_all(&p); }
+            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, None, chrono::Duration::days(90))) { encode_all(&p); }
         }
         #[test]
         fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {

@@ -16,7 +16,8 @@
 //!    of the last 12 hours become points with their own time; malformed
 //!    lines (wrong number of columns, non-integers, headers) are skipped.
 //!    After downtime (catch-up, [`crate::catch_up`]) every line newer than
-//!    the newest one written before is read, up to the option
+//!    the newest one written before (without one: the option
+//!    `catch_up_from`, if given) is read, up to the option
 //!    `max_catch_up`: the `Range` grows (×8 each time) until the tail's
 //!    first line is old enough, or the tail is the whole document.
 //! 3. `proposed-migration/<devel>_uninst.txt` / `_outdate.txt`: the
@@ -161,7 +162,7 @@ impl Collector for UbuntuArchive {
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[catch_up::OPTION]
+        catch_up::OPTIONS
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -330,7 +331,7 @@ async fn csv_tail(
 /// Which rows of `url` this run reads.
 fn cutoff(ctx: &Context, url: &str) -> Result<Cutoff, CollectorError> {
     let options: catch_up::Options = ctx.options_as()?;
-    Ok(ctx.cutoff("ubuntu_archive", url, options.max()))
+    Ok(ctx.cutoff("ubuntu_archive", url, &options))
 }
 
 async fn nbs(ctx: &Context, base: &str, devel: Pending<'_, Devel>) -> Part {
