@@ -466,7 +466,8 @@ impl InfluxWriter {
             tracing::warn!(
                 "influxdb.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
             );
-            builder = builder.danger_accept_invalid_certs(true);
+            // After with_ca_file, whose own TLS configuration this drops.
+            builder = crate::tls::skip_verify(builder);
         }
         let client = builder
             .build()
