@@ -146,6 +146,17 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
         "{out}"
     );
     assert_eq!(db.rows("sponsoring_queue_stats").len(), 12);
+
+    // It turns the check off even next to a ca_file (whose pinning
+    // configuration it replaces): the unrelated CA is no obstacle.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(tls.other_ca.clone());
+        c.influxdb.insecure_skip_verify = true;
+    });
+    let (code, out) = sponsoring(&cfg, "2026-11-24T15:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 16);
 }
 
 /// A certificate made as InfluxDB's documentation says, in `dir`:
