@@ -329,6 +329,11 @@ pub struct ExportOptions {
     /// The PEM text of the CA Grafana trusts for an `https` InfluxDB with a
     /// private CA (`influxdb.ca_file`): `tlsAuthWithCACert` and `tlsCACert`.
     pub ca_pem: Option<String>,
+    /// Grafana does not verify InfluxDB's certificate (`tlsSkipVerify`;
+    /// no CA then): for a certificate Grafana (Go) cannot verify, such as
+    /// the first generation's self-signed one without subjectAltName, which
+    /// Go refuses for any host, on loopback.
+    pub tls_skip_verify: bool,
 }
 
 impl Default for ExportOptions {
@@ -340,6 +345,7 @@ impl Default for ExportOptions {
             dashboards_path: PathBuf::from(DEFAULT_DASHBOARDS_PATH),
             alerts: alerts::AlertOptions::default(),
             ca_pem: None,
+            tls_skip_verify: false,
         }
     }
 }
@@ -352,8 +358,10 @@ fn yaml_str(s: &str) -> String {
 /// The data source provisioning file.
 pub fn datasource_yaml(o: &ExportOptions) -> String {
     // A private CA (influxdb.ca_file): Grafana verifies InfluxDB's
-    // certificate against it (a PEM certificate is public).
+    // certificate against it (a PEM certificate is public). Or no check at
+    // all (--tls-skip-verify), and then no CA either.
     let (ca_flag, ca_cert) = match &o.ca_pem {
+        _ if o.tls_skip_verify => ("      tlsSkipVerify: true\n", String::new()),
         Some(pem) => {
             let mut block = String::from("      tlsCACert: |\n");
             for line in pem.lines().filter(|l| !l.trim().is_empty()) {
@@ -743,6 +751,26 @@ mod tests {
         let d = &v["datasources"][0];
         assert_eq!(d["jsonData"]["tlsAuthWithCACert"], json!(true));
         assert_eq!(d["secureJsonData"]["tlsCACert"].as_str(), Some(pem));
+        assert_eq!(
+            d["secureJsonData"]["password"].as_str(),
+            Some(format!("${PASSWORD_ENV}").as_str())
+        );
+        assert!(d["jsonData"].get("tlsSkipVerify").is_none());
+    }
+
+    #[test]
+    fn tls_skip_verify_turns_the_check_off_and_drops_the_ca() {
+        let o = ExportOptions {
+            influxdb_url: "https://127.0.0.1:8086".into(),
+            ca_pem: Some("-----BEGIN CERTIFICATE-----\nAbC=\n-----END CERTIFICATE-----\n".into()),
+            tls_skip_verify: true,
+            ..ExportOptions::default()
+        };
+        let v: serde_json::Value = serde_saphyr::from_str(&datasource_yaml(&o)).unwrap();
+        let d = &v["datasources"][0];
+        assert_eq!(d["jsonData"]["tlsSkipVerify"], json!(true));
+        assert!(d["jsonData"].get("tlsAuthWithCACert").is_none());
+        assert!(d["secureJsonData"].get("tlsCACert").is_none());
         assert_eq!(
             d["secureJsonData"]["password"].as_str(),
             Some(format!("${PASSWORD_ENV}").as_str())

@@ -290,7 +290,8 @@ impl Influx {
             tracing::warn!(
                 "insecure_skip_verify: the InfluxDB server's TLS certificate is NOT checked"
             );
-            builder = builder.danger_accept_invalid_certs(true);
+            // After with_ca_file, whose own TLS configuration this drops.
+            builder = crate::tls::skip_verify(builder);
         }
         let client = builder
             .build()

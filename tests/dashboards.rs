@@ -107,6 +107,75 @@ fn export_trusts_the_configured_ca() {
     assert!(err.contains("junk.pem: not a PEM certificate"), "{err}");
 }
 
+/// `--tls-skip-verify`: the data source does not verify InfluxDB's
+/// certificate (what Grafana cannot do for the first generation's
+/// self-signed one without subjectAltName) and carries no CA, not even
+/// influxdb.ca_file's; with `--ca-file` too it is an error.
+#[test]
+fn export_with_tls_skip_verify_carries_no_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("influxdb-selfsigned.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIBCA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[influxdb]\nurl = \"https://127.0.0.1:8086\"\nca_file = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let prov = dir.path().join("provisioning");
+    let export = |extra: &[&std::ffi::OsStr]| {
+        bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["dashboards", "export"])
+            .arg(&prov)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = export(&["--tls-skip-verify".as_ref()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ds = std::fs::read_to_string(prov.join("datasources/ubuntu-metrics.yaml")).unwrap();
+    assert!(
+        ds.contains("    jsonData:\n")
+            && ds.contains("      tlsSkipVerify: true\n    secureJsonData:\n")
+            && !ds.contains("tlsCACert")
+            && !ds.contains("tlsAuthWithCACert")
+            && !ds.contains("BEGIN CERTIFICATE"),
+        "{ds}"
+    );
+    let v: serde_json::Value = serde_saphyr::from_str(&ds).unwrap();
+    assert_eq!(
+        v["datasources"][0]["jsonData"]["tlsSkipVerify"],
+        serde_json::json!(true),
+        "{ds}"
+    );
+
+    let out = export(&[
+        "--tls-skip-verify".as_ref(),
+        "--ca-file".as_ref(),
+        ca.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls-skip-verify") && err.contains("--ca-file"),
+        "{err}"
+    );
+}
+
 /// Grafana's macros as Grafana expands them for a time range around NOW
 /// (`$timeFilter` is `time >= <from>ms and time <= <to>ms`).
 fn expand(query: &str, interval: &str) -> String {

@@ -1,5 +1,6 @@
 //! Security: TLS to InfluxDB verified by default (a real influxd serving
-//! https with a certificate from a test CA made here with rcgen), and
+//! https with a certificate from a test CA made here with rcgen, or a
+//! self-signed one made by `openssl req -x509` and pinned as ca_file), and
 //! passwords never in any output of the program, in argv or in generated
 //! unit files; a configuration readable by everyone that holds a password
 //! is warned about.
@@ -145,12 +146,144 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
         "{out}"
     );
     assert_eq!(db.rows("sponsoring_queue_stats").len(), 12);
+
+    // It turns the check off even next to a ca_file (whose pinning
+    // configuration it replaces): the unrelated CA is no obstacle.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(tls.other_ca.clone());
+        c.influxdb.insecure_skip_verify = true;
+    });
+    let (code, out) = sponsoring(&cfg, "2026-11-24T15:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 16);
 }
 
-/// The usual `openssl req -x509` certificate (a self-signed CA certificate
-/// used as the server's own) is refused even when it is the ca_file; the
-/// message of `run` and of `influxdb provision` says how to make a proper
-/// one, and the openssl commands it gives produce certificates that work.
+/// A certificate made as InfluxDB's documentation says, in `dir`:
+/// `openssl req -x509 -nodes -newkey rsa:2048 ... -subj /CN=<cn>` (self-signed,
+/// basicConstraints CA:TRUE, no subjectAltName); (certificate, key).
+fn openssl_self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-newkey", "rsa:2048", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "365", "-subj", &format!("/CN={cn}")])
+        .output()
+        .expect("openssl runs (apt install openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("CA:TRUE") && !text.contains("Subject Alternative Name"),
+        "{text}"
+    );
+    (cert, key)
+}
+
+/// The first generation's InfluxDB certificate (`openssl req -x509`, no
+/// subjectAltName, for another host name) given as influxdb.ca_file is
+/// pinned: `influxdb provision` and `run` work against that server. Another
+/// self-signed certificate in ca_file is refused, naming the file, and the
+/// points of that run are kept in the spool and written by the next one.
+#[test]
+fn an_openssl_self_signed_certificate_in_ca_file_is_pinned() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_self_signed(dir.path(), "influxdb-selfsigned", "somehost");
+    let (other, _) = openssl_self_signed(dir.path(), "other", "somehost");
+    let db = Influxd::start_with(Options {
+        auth: true,
+        no_database: true,
+        https: Some((cert.clone(), key)),
+        ..Options::default()
+    });
+    let secrets = dir.path().join("secrets");
+    let provision = |ca: &Path| {
+        let cfg = config(dir.path(), &server, |c| {
+            c.influxdb.url = db.url();
+            c.influxdb.ca_file = Some(ca.to_owned());
+        });
+        run(bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["influxdb", "provision", "--secrets-dir"])
+            .arg(&secrets)
+            .env("INFLUXDB_ADMIN_PASSWORD", common::influxd::ADMIN.1))
+    };
+
+    // Another certificate: refused, naming the file; nothing created.
+    let (code, out) = provision(&other);
+    eprintln!("provision with another certificate:\n{out}");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "the server's certificate is self-signed and is not one of the certificates in CA file {}",
+            other.display()
+        )),
+        "{out}"
+    );
+    assert!(!secrets.exists());
+
+    // The server's own: pinned, provisioned.
+    let (code, out) = provision(&cert);
+    eprintln!("provision with the pinned certificate:\n{out}");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("created database \"metrics\"") && out.contains("created user \"collector\""),
+        "{out}"
+    );
+
+    let sponsoring = |ca: &Path, now: &str| {
+        let cfg = config(dir.path(), &server, |c| {
+            c.influxdb.url = db.url();
+            c.influxdb.ca_file = Some(ca.to_owned());
+            c.influxdb.username = Some("collector".into());
+            c.influxdb.password_file = Some(secrets.join("collector-password"));
+        });
+        run(bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--now", now, "sponsoring"]))
+    };
+    let (code, out) = sponsoring(&other, "2026-11-24T12:00:00Z");
+    eprintln!("run with another certificate:\n{out}");
+    assert_eq!(code, Some(75), "{out}");
+    for want in [
+        format!(
+            "the server's certificate is self-signed and is not one of the certificates in influxdb.ca_file {}",
+            other.display()
+        ),
+        "set influxdb.ca_file to a copy of InfluxDB's certificate".to_owned(),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing:\n{out}");
+    }
+    assert!(db.rows("sponsoring_queue_stats").is_empty());
+
+    let (code, out) = sponsoring(&cert, "2026-11-24T13:00:00Z");
+    eprintln!("run with the pinned certificate:\n{out}");
+    assert_eq!(code, Some(0), "{out}");
+    // The points kept by the refused run are written too.
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 8);
+}
+
+/// A CA certificate used as the server's own (what `openssl req -x509`
+/// makes) is refused when influxdb.ca_file does not hold it; the message
+/// of `run` and of `influxdb provision` gives both ways out, and both
+/// work: pinning that certificate, or the openssl commands it gives for a
+/// CA and a proper server certificate.
 #[test]
 fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -171,7 +304,6 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
     });
     let cfg = config(dir.path(), &server, |c| {
         c.influxdb.url = db.url();
-        c.influxdb.ca_file = Some(cert_path.clone());
     });
     let (code, out) =
         run(bin()
@@ -182,6 +314,8 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
     assert_eq!(code, Some(75), "{out}");
     for want in [
         "CaUsedAsEndEntity",
+        "set influxdb.ca_file to a copy of InfluxDB's certificate",
+        "pinned: trusted as that exact certificate, its host names not checked",
         "basicConstraints=CA:FALSE",
         "openssl req -x509",
         "influxdb.ca_file = \"ca.pem\"",
@@ -199,12 +333,30 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
     eprintln!("provision with a CA as the server certificate:\n{out}");
     assert_ne!(code, Some(0), "{out}");
     assert!(
-        out.contains("CaUsedAsEndEntity") && out.contains("basicConstraints=CA:FALSE"),
+        out.contains("CaUsedAsEndEntity")
+            && out.contains("set influxdb.ca_file to a copy of InfluxDB's certificate")
+            && out.contains("basicConstraints=CA:FALSE"),
         "{out}"
     );
+
+    // The first way out: that certificate as influxdb.ca_file.
+    let cfg = config(dir.path(), &server, |c| {
+        c.influxdb.url = db.url();
+        c.influxdb.ca_file = Some(cert_path.clone());
+    });
+    let (code, out) = run(bin().arg("--config").arg(&cfg).args([
+        "run",
+        "--now",
+        "2026-11-24T13:00:00Z",
+        "sponsoring",
+    ]));
+    assert_eq!(code, Some(0), "{out}");
+    // The points kept by the first run are written too.
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 8);
     drop(db);
 
-    // The advice's commands, run as given, make certificates that work.
+    // The other: the advice's commands, run as given, make certificates
+    // that work.
     let work = dir.path().join("openssl");
     std::fs::create_dir(&work).unwrap();
     let recipe = ubuntu_metrics::sinks::influxdb::openssl_recipe("127.0.0.1");
@@ -229,12 +381,11 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
         "run",
         "--now",
-        "2026-11-24T13:00:00Z",
+        "2026-11-24T14:00:00Z",
         "sponsoring",
     ]));
     assert_eq!(code, Some(0), "{out}");
-    // The points kept by the first run are written too.
-    assert_eq!(db.rows("sponsoring_queue_stats").len(), 8);
+    assert_eq!(db.rows("sponsoring_queue_stats").len(), 4);
 }
 
 const PASSWORD: &str = "pw-Sekr1t-7731";

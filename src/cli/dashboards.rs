@@ -26,7 +26,12 @@ pub(super) fn main(
             EXIT_OK
         }
         DashboardsCommand::Export(a) => {
-            let ca_pem = match a.ca_file.as_ref().or(config.influxdb.ca_file.as_ref()) {
+            // --tls-skip-verify: no CA (not even influxdb.ca_file's).
+            let ca_file = match a.tls_skip_verify {
+                true => None,
+                false => a.ca_file.as_ref().or(config.influxdb.ca_file.as_ref()),
+            };
+            let ca_pem = match ca_file {
                 Some(f) => match std::fs::read_to_string(f) {
                     Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
                     Ok(_) => {
@@ -57,6 +62,7 @@ pub(super) fn main(
                 dashboards_path: a.dashboards_path,
                 alerts: AlertOptions::from_config_of(config, registry),
                 ca_pem,
+                tls_skip_verify: a.tls_skip_verify,
             };
             match export_of(&a.dir, &o, registry) {
                 Ok(files) => {

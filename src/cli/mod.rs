@@ -322,6 +322,9 @@ pub struct ExportArgs {
     /// The CA (PEM) the data source trusts for an https InfluxDB [default: influxdb.ca_file of the configuration]
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// Grafana does not verify InfluxDB's certificate (tlsSkipVerify; no CA then): for a server whose certificate Grafana cannot verify, e.g. the first generation's self-signed certificate without subjectAltName, on loopback
+    #[arg(long, conflicts_with = "ca_file")]
+    pub tls_skip_verify: bool,
 }
 
 /// `completions SHELL`.

@@ -186,21 +186,30 @@ pub enum WriteError {
 }
 
 /// What to do about a TLS verification failure (`message`: the error
-/// chain) with the InfluxDB at `url`. A CA certificate used as the server's own (what
-/// `openssl req -x509` makes) is refused even when it is in `ca_file`, so
-/// that case gets the commands making a proper one.
+/// chain) with the InfluxDB at `url`. A certificate given in `ca_file` is
+/// pinned (trusted as that exact certificate, see [`crate::tls`]): a
+/// self-signed one (what `openssl req -x509` makes) works once it is there;
+/// a CA certificate used as the server's own that is not there gets both
+/// ways out (pin it, or the commands making a CA and a server certificate).
 pub fn tls_advice(message: &str, url: &str) -> String {
-    if message.contains("CaUsedAsEndEntity") {
+    const PIN: &str = "a certificate given in influxdb.ca_file is pinned: trusted as that exact certificate, its host names not checked";
+    if message.contains("pinned by") {
+        format!(
+            "{PIN}, but only within its validity period: give InfluxDB a new certificate (https-certificate in influxdb.conf) and put a copy of it in influxdb.ca_file, or correct the clock if it is wrong"
+        )
+    } else if message.contains("CaUsedAsEndEntity") {
         let host = url::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
             .unwrap_or_else(|| "HOST".to_owned());
         format!(
-            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes), which TLS refuses as a server's own certificate even when it is in influxdb.ca_file; give InfluxDB a server certificate (basicConstraints=CA:FALSE) signed by a CA, and set influxdb.ca_file to that CA's PEM file. For example: {}; then set https-certificate = \"influxdb.pem\" and https-private-key = \"influxdb.key\" in influxdb.conf, restart InfluxDB, and set influxdb.ca_file = \"ca.pem\"",
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes), which TLS refuses as a server's own certificate unless influxdb.ca_file holds that very certificate ({PIN}): set influxdb.ca_file to a copy of InfluxDB's certificate (the https-certificate of influxdb.conf, e.g. /etc/ssl/influxdb-selfsigned.crt). Or give InfluxDB a server certificate (basicConstraints=CA:FALSE) signed by a CA, and set influxdb.ca_file to that CA's PEM file. For example: {}; then set https-certificate = \"influxdb.pem\" and https-private-key = \"influxdb.key\" in influxdb.conf, restart InfluxDB, and set influxdb.ca_file = \"ca.pem\"",
             openssl_recipe(&host)
         )
     } else {
-        "if the server's certificate is signed by a private CA or is self-signed, set influxdb.ca_file to that CA's PEM file (insecure_skip_verify = true turns the check off: not recommended)".to_owned()
+        format!(
+            "if the server's certificate is signed by a private CA, set influxdb.ca_file to that CA's PEM file; if it is self-signed, set influxdb.ca_file to a copy of that certificate ({PIN}); insecure_skip_verify = true turns the check off: not recommended"
+        )
     }
 }
 
@@ -466,7 +475,8 @@ impl InfluxWriter {
             tracing::warn!(
                 "influxdb.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
             );
-            builder = builder.danger_accept_invalid_certs(true);
+            // After with_ca_file, whose own TLS configuration this drops.
+            builder = crate::tls::skip_verify(builder);
         }
         let client = builder
             .build()
