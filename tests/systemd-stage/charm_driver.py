@@ -7,9 +7,10 @@ first_generation.CharmDriver, run with the container's python3).
 
 The request: {"event": "upgrade-charm" | "config-changed" | "install" |
 "update-status" | "action:NAME", "config": {option: value}, "params":
-{...}, "secret": {key: value} or null}. The charm's stored state is kept
-between runs in state.json beside this file (ops.testing's State in, State
-out), as Juju keeps it between hooks; so is the id of the Juju secret.
+{...}, "secret": {key: value} or null}. The charm's stored state and the
+events it deferred are kept between runs in state.json beside this file
+(ops.testing's State in, State out), as Juju keeps them between hooks; the
+Juju secret's id is the same in every run.
 The answer, one JSON line on stdout: the unit status, the action's results
 or failure, the calls the stage's System recorded, the charm's log.
 
@@ -21,6 +22,7 @@ container: Grafana is absent here), and so does `systemctl` for Grafana's
 unit; the charm's files for Grafana are written as on a real machine.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -123,6 +125,8 @@ def main():
         resources=[testing.Resource(name="ubuntu-metrics", path=empty)],
         stored_states=[testing.StoredState(name=s["name"], owner_path=s["owner_path"], content=s["content"])
                        for s in saved.get("stored_states", [])],
+        # Events the charm deferred: Juju runs them again before the next.
+        deferred=[testing.DeferredEvent(**d) for d in saved.get("deferred", [])],
     )
     ctx = context(Charm)
     try:
@@ -137,9 +141,12 @@ def main():
     if out is not None:
         answer["status"] = {"name": out.unit_status.name, "message": out.unit_status.message}
         answer["workload_version"] = out.workload_version
-        STATE.write_text(json.dumps({"stored_states": [
-            {"name": s.name, "owner_path": s.owner_path, "content": dict(s.content)}
-            for s in out.stored_states]}))
+        STATE.write_text(json.dumps({
+            "stored_states": [{"name": s.name, "owner_path": s.owner_path, "content": dict(s.content)}
+                              for s in out.stored_states],
+            "deferred": [dataclasses.asdict(d) for d in out.deferred],
+        }))
+        answer["deferred"] = [d.handle_path for d in out.deferred]
     if req["event"].startswith("action:"):
         answer["action_results"] = ctx.action_results
     answer["calls"] = SYSTEM.calls

@@ -574,6 +574,11 @@ class CharmDriver:
         if not site:
             raise StageError(f"{venv}: no site-packages: run charm/run-tests once (it makes the "
                              "virtual environment with ops[testing] and PyYAML)")
+        # Pure Python but for PyYAML's extension: the same minor version.
+        theirs = ct.sh("python3 -c 'import sys; print(\"python%d.%d\" % sys.version_info[:2])'").stdout.strip()
+        if site[0].parent.name != theirs:
+            raise StageError(f"{site[0]} is for {site[0].parent.name}, the container has {theirs}: "
+                             f"make {venv} with a {theirs} (PYTHON=... charm/run-tests)")
         dest = ct.root / self.DIR.lstrip("/")
         if dest.exists():
             shutil.rmtree(dest)
