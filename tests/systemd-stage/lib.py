@@ -23,12 +23,22 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # What the container needs besides minbase: systemd as PID 1, the package's
 # Depends (procps deliberately not: the .deb must bring it, see
-# `install_deb`), sh tools the scenarios use.
+# `install_deb`), sh tools the scenarios use; python3 (its whole standard
+# library: urllib, ssl) and openssl, which the first generation's station
+# needs (its collectors, its self-signed certificate) and the charm's
+# handlers run with (first_generation.py).
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "rsync", "distro-info-data",
-           "ca-certificates", "python3-minimal"]
-# Packages fetched into the cache (not installed): installed only when the
-# .deb's Depends names them, as apt would.
-ON_DEMAND = {"procps": ["procps", "libproc2-0", "libncursesw6"]}
+           "ca-certificates", "python3-minimal", "python3", "openssl"]
+# Packages fetched into the cache (not installed), by the name that asks
+# for them: installed only when the .deb's Depends names them, as apt would,
+# or by a scenario that needs them (`install_cached`): InfluxDB 1.x from the
+# archive for the first generation's station, and the packages the charm's
+# APT_PACKAGES names that the rootfs lacks.
+ON_DEMAND = {
+    "procps": ["procps", "libproc2-0", "libncursesw6"],
+    "influxdb": ["influxdb", "adduser", "lsb-base"],
+    "influxdb-client": ["influxdb-client"],
+}
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -353,6 +363,26 @@ class Container:
             extra += [f"/var/cache/stage-debs/{p}_*.deb" for p in ON_DEMAND[name]]
         return self.sh("DEBIAN_FRONTEND=noninteractive dpkg -i " + " ".join(extra)
                        + f" /var/cache/stage-install/{as_name}")
+
+    def install_cached(self, *names, start=True):
+        """Installs the cached packages ON_DEMAND lists under `names` (those
+        not installed already), as `apt install NAME` would offline. With
+        `start` false, no service a package ships is started (policy-rc.d
+        says no) until the scenario has configured it."""
+        pkgs = []
+        for name in names:
+            if name not in ON_DEMAND:
+                raise StageError(f"{name} is not in the stage's cache: add it to ON_DEMAND in "
+                                 "tests/systemd-stage/lib.py")
+            pkgs += [p for p in ON_DEMAND[name]
+                     if self.sh(f"dpkg -s {p} >/dev/null 2>&1", check=False).returncode != 0]
+        if not pkgs:
+            return
+        debs = " ".join(f"/var/cache/stage-debs/{p}_*.deb" for p in pkgs)
+        policy = "" if start else (
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && ")
+        self.sh(policy + f"DEBIAN_FRONTEND=noninteractive dpkg -i {debs}; rc=$?; "
+                "rm -f /usr/sbin/policy-rc.d; exit $rc")
 
     def poweroff(self):
         if not self.nspawn or self.nspawn.poll() is not None:

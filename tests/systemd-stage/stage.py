@@ -13,9 +13,11 @@ systemd-container and builds both), itself run by scripts/test.
 """
 
 import argparse
+import shutil
 import sys
 import time
 import traceback
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the tree
@@ -43,7 +45,6 @@ class Stage:
         self.work = ROOT / "target/systemd-stage"
         self.run_dir = self.work / "run"
         if self.run_dir.exists():
-            import shutil
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True)
         self.base = base_rootfs(self.work / "cache")
@@ -51,6 +52,8 @@ class Stage:
         self.influxds = 0
         self.fixtures = FixtureServer(Path(args.fixture_server), self.run_dir)
         self.deb = Path(args.deb)
+        self.charm = Path(args.charm)
+        self.charm_venv = Path(args.charm_venv)
         self.containers = []
 
     def fresh_influxd(self, create=True):
@@ -447,11 +450,341 @@ def scenario_upgrade(stage):
     ct.remove()
 
 
+# ------------------------------------------------------------ issue 27
+
+class Findings:
+    """The assertions of issue 27's "Tests", each recorded (ok or not) so
+    that one run says every one that does not hold yet; the scenario fails
+    at its end naming them."""
+
+    def __init__(self):
+        self.failed = []
+
+    def expect(self, cond, what, why=""):
+        if cond:
+            log(f"  ok: {what}")
+        else:
+            self.failed.append(what + (f" ({why})" if why else ""))
+            log(f"  NOT OK: {what}" + (f" ({why})" if why else ""))
+        return bool(cond)
+
+    def done(self):
+        if self.failed:
+            raise StageError(f"{len(self.failed)} of issue 27's assertions do not hold:\n  - "
+                             + "\n  - ".join(self.failed))
+
+
+# The newest rows the first generation wrote of the time-series sources
+# (update_excuses.csv, nbs.csv): the rows of the fixtures newer than these
+# are what our first runs after the switch catch up. Half past the hour:
+# no fixture row falls on the history's hourly points.
+BRITNEY_END = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
+ARCHIVE_END = datetime(2026, 11, 22, 18, 30, tzinfo=timezone.utc)
+# Our collectors on the switched station: the stand-ins' four (the old
+# station's collectors), the others off; the two that write now's points
+# every 30 s, so that the scenario need not wait out 5 min.
+FG_ENABLED = " ".join(f"{n}=false" for n in ALL
+                      if n not in ("sponsoring", "autopkgtest", "britney", "ubuntu_archive"))
+FG_INTERVALS = "sponsoring=30s autopkgtest=30s"
+# Where the fixtures' distro-info data is in the containers (the fixture
+# server names its path on the host).
+FG_DISTRO_INFO = "/var/lib/stage-fixtures/distro-info/ubuntu.csv"
+
+
+def source_pairs(stage):
+    """The fixture server's [sources] as the charm's option `sources`:
+    NAME=URL pairs (distro_info a path in the container)."""
+    pairs = []
+    for line in stage.fixtures.sources.splitlines():
+        key, eq, value = line.partition("=")
+        if not eq or line.startswith("["):
+            continue
+        key, value = key.strip(), value.strip().strip('"')
+        if key == "distro_info":
+            value = FG_DISTRO_INFO
+        pairs.append(f"{key}={value}")
+    return " ".join(pairs)
+
+
+def put_distro_info(ct):
+    dest = ct.root / FG_DISTRO_INFO.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "tests/fixtures/distro-info/ubuntu.csv", dest)
+
+
+def our_timers(ct):
+    out = ct.sh("systemctl list-timers --all --no-legend --plain 'ubuntu-metrics-*'", check=False).stdout
+    return sorted(w for line in out.splitlines() for w in line.split() if w.endswith(".timer")
+                  and w.startswith("ubuntu-metrics-"))
+
+
+def collectors_ran(ct, names):
+    """The collectors of `names` whose last run `status --format json`
+    reports (None while one has not run yet)."""
+    import json
+    p = ct.sh("ubuntu-metrics status --format json", check=False)
+    try:
+        rows = {c["name"]: c for c in json.loads(p.stdout)["collectors"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+    done = {n: (rows.get(n) or {}).get("last_run") for n in names}
+    return done if all(done.values()) else None
+
+
+def scenario_first_generation(stage):
+    """Issue 27: a first-generation station (the old charm's InfluxDB with
+    its TLS, users, passwords and marker, its run-metric-collector@ units
+    writing through the collector user, a week of history) moved to our
+    charm, both ways. Side by side first, while the station is still the
+    first generation's (its old certificate, its timers running): a new
+    machine whose charm has the external-InfluxDB options, run-collector,
+    status, the old timers stopped, the new machine's points counted; the
+    new machine then goes and the old timers start again (that path's
+    rollback). Then in place: the charm's handlers run in the station's
+    container as `juju refresh --switch` runs them (upgrade-charm,
+    config-changed, later update-status). Each of the issue's assertions is
+    recorded; the scenario fails at its end naming those that do not
+    hold."""
+    from first_generation import STANDINS, Station
+    found = Findings()
+    ct = stage.container("first-gen")
+    station = Station(ct, FIXTURES, {"britney": BRITNEY_END, "ubuntu_archive": ARCHIVE_END})
+    station.build()
+    wrote = wait_for("the first generation's timers to write", lambda: standins_wrote(station), timeout=150)
+    check(True, f"the run-metric-collector@ timers wrote through the collector user: {wrote}")
+    recorded = datetime.now(timezone.utc).replace(microsecond=0)
+    history = {
+        "counts": station.counts(recorded),
+        "totals": station.totals(),
+        "series": {m: station.client.series(m, *station.history_range(m, recorded))
+                   for m in STANDINS.values()},
+        "recorded": recorded,
+    }
+    log(f"  row counts of the history before the switch: {history['counts']} "
+        f"(all points: {history['totals']})")
+    put_distro_info(ct)
+    config = {"sources": source_pairs(stage), "enabled": FG_ENABLED, "intervals": FG_INTERVALS}
+    t = time.monotonic()
+    fg_side_by_side(stage, station, found, config)
+    log(f"  side by side: {time.monotonic() - t:.0f} s")
+    t = time.monotonic()
+    fg_in_place(stage, station, found, config, history)
+    log(f"  in place: {time.monotonic() - t:.0f} s")
+    log(f"  row counts of the history at the end: {station.counts(recorded)}")
+    found.done()
+    stage.containers.remove(ct)
+    ct.remove()
+
+
+FIXTURES = ROOT / "tests/fixtures"
+# The stand-ins whose points are stamped now (the others write rows).
+FG_CURRENT = ["sponsoring_queue_stats", "autopkgtest_queue_size"]
+
+
+def standins_wrote(station):
+    """Each stand-in's point(s) beyond the history, or None."""
+    from first_generation import HISTORY_HOURS, STANDINS
+    now = datetime.now(timezone.utc)
+    got = {}
+    for name, m in STANDINS.items():
+        end = station.ends.get(name)
+        if end:
+            got[m] = station.client.count(m, end, end)
+        else:
+            got[m] = (station.client.count(m, station.history[m][0], now)
+                      - HISTORY_HOURS * len(station.series[name]))
+    return got if all(v > 0 for v in got.values()) else None
+
+
+def first_line(p):
+    return (p.stdout.strip().splitlines() or p.stderr.strip().splitlines() or ["(no output)"])[0]
+
+
+def fg_side_by_side(stage, station, found, config):
+    """Issue 27's second path: a new machine whose charm writes to the
+    running station's InfluxDB (its old certificate as the CA, the
+    collector user, the password a Juju secret)."""
+    from first_generation import CharmDriver
+    client = station.client
+    ct2 = stage.container("side-by-side")
+    # The packages APT_PACKAGES names are there as apt leaves them, the
+    # local InfluxDB masked: this machine's charm uses the station's.
+    ct2.sh("systemctl mask influxdb.service")
+    ct2.install_cached("influxdb", "influxdb-client", start=False)
+    put_distro_info(ct2)
+    charm = CharmDriver(ct2, stage.charm, stage.charm_venv, stage.deb)
+    config = dict(config, **{"influxdb-url": station.url, "influxdb-user": "collector",
+                             "influxdb-ca-cert": station.cert_pem})
+    secret = {"password": station.passwords["collector"]}
+    for event in ("install", "config-changed"):
+        r = charm.run(event, config, secret=secret)
+        ok = found.expect(not r.get("error") and (r.get("status") or {}).get("name") != "blocked",
+                          f"side by side: {event} with the external-InfluxDB options",
+                          r.get("error") or (r.get("status") or {}).get("message", ""))
+        if not ok:
+            break
+    rc = charm.run("action:run-collector", config, params={"name": "sponsoring"}, secret=secret)
+    count = (rc.get("action_results") or {}).get("count")
+    found.expect(int(count or 0) > 0, f"side by side: run-collector sponsoring gives points ({count})",
+                 rc.get("action_failed") or rc.get("error", ""))
+    if our_timers(ct2):
+        wait_for("the new machine's first runs", lambda: collectors_ran(ct2, ["sponsoring", "autopkgtest"]),
+                 timeout=150)
+    st = ct2.sh("ubuntu-metrics status", check=False)
+    found.expect(st.returncode == 0, f"side by side: `ubuntu-metrics status` OK (exit {st.returncode}): "
+                 f"{first_line(st)}")
+    # The old timers stop: from now on the new machine writes alone.
+    station.stop_old()
+    stopped = datetime.now(timezone.utc)
+
+    def counted_or_kept():
+        # Points in the station's InfluxDB, or kept in the new machine's
+        # spool (a write refused: no use waiting).
+        got = {m: client.count(m, stopped + timedelta(seconds=1), stopped + timedelta(days=1))
+               for m in FG_CURRENT}
+        if all(got.values()):
+            return {"counted": got}
+        kept = spool_points(ct2)
+        return {"counted": got, "kept": kept} if kept else None
+    got = wait_for("the new machine's points in the station's InfluxDB", counted_or_kept, timeout=120) \
+        if our_timers(ct2) else {"counted": None}
+    why = ""
+    if got.get("kept"):
+        lines = [ln for ln in ct2.journal("ubuntu-metrics@sponsoring.service").splitlines()
+                 if "could not take the points" in ln]
+        why = f"{got['kept']} points kept in its spool: " + (lines[-1] if lines else "")
+    found.expect(got["counted"] and all(got["counted"].values()),
+                 f"side by side: the new machine's points counted in the station's InfluxDB: {got['counted']}",
+                 why or "no timer scheduled there")
+    # That path's rollback: the new machine goes, the old timers start
+    # again; the station is the first generation's for the switch in place.
+    stage.containers.remove(ct2)
+    ct2.remove()
+    station.ct.sh("systemctl start " + " ".join(f"run-metric-collector@{n}.timer" for n in station.series))
+
+
+def fg_in_place(stage, station, found, config, history):
+    """Issue 27's first path: `juju refresh --switch` on the station's
+    machine, asserting the issue's list."""
+    from first_generation import STANDINS, USERS, CharmDriver, csv_rows_after, snapshot, unit_starts
+    ct, client = station.ct, station.client
+    active = [u for u in station.old_units_active() if u.endswith(".timer")]
+    check(len(active) == len(STANDINS), f"the old timers run before the switch ({active})")
+    charm = CharmDriver(ct, stage.charm, stage.charm_venv, stage.deb)
+    for event in ("upgrade-charm", "config-changed"):
+        r = charm.run(event, config)
+        if r.get("error"):
+            found.expect(False, f"the charm's {event} handler ran", r["error"])
+            return
+    found.expect((r.get("status") or {}).get("name") != "blocked",
+                 "config-changed adopts the station (the unit is not blocked)",
+                 (r.get("status") or {}).get("message", ""))
+    want = sorted(f"ubuntu-metrics-{n}.timer" for n in STANDINS)
+    ours = our_timers(ct)
+    found.expect(ours == want, f"our timers are scheduled: {ours}", f"expected {want}")
+    if ours:
+        ran = wait_for("our collectors' first runs", lambda: collectors_ran(ct, list(STANDINS)), timeout=150)
+        log(f"  our first runs: { {n: r.get('result') for n, r in ran.items()} }")
+    charm.run("update-status", config)
+    # The old units: stopped, out of /etc/systemd/system, moved aside.
+    left = station.old_units()
+    found.expect(not left, "the old units are gone from /etc/systemd/system", f"still there: {left}")
+    active = station.old_units_active()
+    found.expect(not active, "the old units are stopped", f"still active: {active}")
+    aside = ct.sh("find / -xdev -name 'run-metric-collector@sponsoring.timer' "
+                  "-not -path '/etc/systemd/system/*' 2>/dev/null", check=False).stdout.split()
+    found.expect(aside, f"the old units are moved aside, not deleted: {aside}")
+    repo = ct.sh("find / -xdev -path '*/metrics/collectors/sponsoring/__init__.py' 2>/dev/null",
+                 check=False).stdout.split()
+    found.expect(repo, f"the old repository copy is kept: {repo}")
+    if active or left:
+        station.stop_old()
+        log("  (the stage stopped the old timers itself: what follows sees our points only)")
+    found.expect(our_timers(ct) == want and all(
+        ct.show(t, "ActiveState")["ActiveState"] == "active" for t in want), "our timers are active")
+
+    # New points in the same series.
+    mark = datetime.now(timezone.utc)
+    if ours:
+        def new_points():
+            got = {m: client.series(m, mark, after=True) for m in FG_CURRENT}
+            return got if all(got.values()) else None
+        try:
+            new = wait_for("our points in the old series", new_points, timeout=120)
+        except StageError as e:
+            log(f"  {e}")
+            new = {m: client.series(m, mark, after=True) for m in FG_CURRENT}
+        for m in FG_CURRENT:
+            old = history["series"][m]
+            found.expect(new[m] and new[m] == old,
+                         f"{m}: our new points are in the old series ({len(new[m])} of {len(old)})",
+                         f"new {sorted(new[m] - old)[:3]}, missing {sorted(old - new[m])[:3]}")
+    else:
+        found.expect(False, "our new points in the old series", "none of our timers is scheduled")
+    # britney's and ubuntu_archive's first runs catch up from the newest
+    # row in the database (the old station's), not from an empty mark.
+    for name, rel, cols, tail in (("britney", "britney/proposed-migration/update_excuses.csv", 6, None),
+                                  ("ubuntu_archive", "ubuntu_archive/nbs.csv", 3, 2048)):
+        m, end = STANDINS[name], station.ends[name]
+        # (90 days back at most: the default max_catch_up.)
+        since = max(end, datetime.now(timezone.utc) - timedelta(days=90))
+        want_rows = csv_rows_after(FIXTURES, rel, cols, since, tail=tail)
+        got_rows = client.times(m, end)
+        found.expect(len(got_rows) == len(want_rows) and client.series(m, end, after=True) <= history["series"][m],
+                     f"{m}: our first {name} run caught up from the newest row ({end:%Y-%m-%dT%H:%MZ}): "
+                     f"{len(got_rows)} row(s) after it, of {len(want_rows)}")
+    # Every history row still there.
+    counts, totals = station.counts(history["recorded"]), station.totals()
+    log(f"  row counts of the history after the switch: {counts} (all points: {totals})")
+    diff = {m: counts[m] - n for m, n in history["counts"].items() if counts[m] != n}
+    found.expect(not diff, "every history row is still there (counts over its range equal)",
+                 f"rows gained (+) or lost (-) inside the history's range: {diff}; a gain in "
+                 f"{STANDINS['britney']} or {STANDINS['ubuntu_archive']} is a catch-up reaching back "
+                 "past the newest row")
+    found.expect(all(totals[m] >= n for m, n in history["totals"].items()),
+                 "no measurement has fewer points than before")
+    # The three passwords unchanged, each still logging in.
+    for user in USERS:
+        kept = (ct.root / f"root/.influx_{user}_password").read_text().strip()
+        found.expect(kept == station.passwords[user], f"/root/.influx_{user}_password unchanged")
+        found.expect(client.authenticates(user, station.passwords[user]),
+                     f"{user} still logs in with its old password")
+    served = ct.sh(f"openssl s_client -connect 127.0.0.1:{station.port} </dev/null 2>/dev/null "
+                   "| openssl x509", check=False).stdout
+    log("  the certificate InfluxDB serves: "
+        + ("the old one" if served.strip() == station.cert_pem.strip() else "re-issued"))
+    st = ct.sh("ubuntu-metrics status", check=False)
+    found.expect(st.returncode == 0, f"`ubuntu-metrics status` OK (exit {st.returncode}): {first_line(st)}")
+    us = charm.run("update-status", config)
+    found.expect((us.get("status") or {}).get("name") == "active",
+                 f"the unit is active: {(us.get('status') or {}).get('message')!r}")
+    pw = charm.run("action:get-influxdb-grafana-password", config)
+    res = pw.get("action_results") or {}
+    same = res.get("password") == station.passwords["grafana"]
+    found.expect(res == {"username": "grafana", "password": station.passwords["grafana"]},
+                 "get-influxdb-grafana-password returns the grafana user's old password",
+                 pw.get("action_failed") or f"got user {res.get('username')!r}, "
+                 f"{'the same' if same else 'another'} password")
+    # A second run of the handlers changes nothing.
+    dirs = ["/etc/ubuntu-metrics", "/etc/systemd/system", "/etc/influxdb"]
+    units = ["ubuntu-metrics*.timer", "ubuntu-metrics.service", "influxdb.service"]
+    files, starts = snapshot(ct, dirs), unit_starts(ct, units)
+    charm.run("upgrade-charm", config)
+    charm.run("config-changed", config)
+    files2, starts2 = snapshot(ct, dirs), unit_starts(ct, units)
+    changed = sorted(k for k in set(files) | set(files2) if files.get(k) != files2.get(k))
+    found.expect(not changed, "a second run of the handlers leaves every file as it was", f"changed: {changed}")
+    restarted = sorted(u for u in set(starts) | set(starts2) if starts.get(u) != starts2.get(u))
+    found.expect(not restarted, "a second run of the handlers restarts no unit",
+                 f"{[(u, starts.get(u), starts2.get(u)) for u in restarted]}")
+
+
 SCENARIOS = {
     "daemon": scenario_daemon,
     "timers": scenario_timers,
     "install": scenario_install,
     "upgrade": scenario_upgrade,
+    "first_generation": scenario_first_generation,
 }
 
 
@@ -460,6 +793,10 @@ def main():
     ap.add_argument("--deb", required=True)
     ap.add_argument("--fixture-server", required=True)
     ap.add_argument("--only", action="append", choices=sorted(SCENARIOS))
+    ap.add_argument("--charm", default=str(ROOT / "charm"),
+                    help="the charm whose handlers first_generation runs (default: charm/)")
+    ap.add_argument("--charm-venv", default=str(ROOT / "target/charm-venv"),
+                    help="the virtual environment with ops[testing] and PyYAML (charm/run-tests makes it)")
     args = ap.parse_args()
     t0 = time.monotonic()
     stage = Stage(args)
