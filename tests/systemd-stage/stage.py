@@ -550,8 +550,11 @@ def scenario_first_generation(stage):
     ct = stage.container("first-gen")
     station = Station(ct, FIXTURES, {"britney": BRITNEY_END, "ubuntu_archive": ARCHIVE_END})
     station.build()
-    wrote = wait_for("the first generation's timers to write", lambda: standins_wrote(station), timeout=150)
-    check(True, f"the run-metric-collector@ timers wrote through the collector user: {wrote}")
+    # Their first runs now, through the old units (rather than waiting for
+    # the timers' OnBootSec=30s and random delay of up to 1 min).
+    ct.sh("systemctl start --wait " + " ".join(f"run-metric-collector@{n}.service" for n in STANDINS), timeout=300)
+    wrote = wait_for("the first generation's units to write", lambda: standins_wrote(station), timeout=150)
+    check(True, f"the run-metric-collector@ units wrote through the collector user: {wrote}")
     recorded = datetime.now(timezone.utc).replace(microsecond=0)
     history = {
         "counts": station.counts(recorded),
@@ -627,15 +630,22 @@ def fg_side_by_side(stage, station, found, config):
     count = (rc.get("action_results") or {}).get("count")
     found.expect(int(count or 0) > 0, f"side by side: run-collector sponsoring gives points ({count})",
                  rc.get("action_failed") or rc.get("error", ""))
+    pair = "ubuntu-metrics@sponsoring.service ubuntu-metrics@autopkgtest.service"
     if our_timers(ct2):
+        # The timers' first runs, started now rather than after the new
+        # machine's OnBootSec and random delay.
+        ct2.sh(f"systemctl start --wait {pair}", check=False, timeout=300)
         wait_for("the new machine's first runs", lambda: collectors_ran(ct2, ["sponsoring", "autopkgtest"]),
                  timeout=150)
     st = ct2.sh("ubuntu-metrics status", check=False)
     found.expect(st.returncode == 0, f"side by side: `ubuntu-metrics status` OK (exit {st.returncode}): "
                  f"{first_line(st)}")
-    # The old timers stop: from now on the new machine writes alone.
+    # The old timers stop, ours write: from now on the new machine alone.
     station.stop_old()
     stopped = datetime.now(timezone.utc)
+    if our_timers(ct2):
+        # Their next runs (due an interval later), now.
+        ct2.sh(f"systemctl start --wait {pair}", check=False, timeout=300)
 
     def counted_or_kept():
         # Points in the station's InfluxDB, or kept in the new machine's
