@@ -719,3 +719,19 @@ invalid type: string "maybe", expected a boolean
     clap = "error: invalid value 'x' for '--retention <SPAN>': bad\n\nFor more information, try '--help'.\n"
     assert charm_module.program_message(clap) == "invalid value 'x' for '--retention <SPAN>': bad"
     assert charm_module.program_message("something\nelse\n") == "else"
+
+
+def test_sources_become_the_configurations_sources_table(env):
+    root, system, ctx, deb = env
+    out = configured(env, sources="sponsoring=http://mirror.internal/sponsoring/general.json,"
+                                  " images=rsync://mirror.internal/cdimage/")
+    cfg = tomllib.loads((root / "etc/ubuntu-metrics/config.toml").read_text())
+    assert cfg["sources"] == {"sponsoring": "http://mirror.internal/sponsoring/general.json",
+                              "images": "rsync://mirror.internal/cdimage/"}
+    # The program judges the names and URLs (config show): its refusal blocks.
+    system.config_error = "sources.nope: unknown source"
+    out = again(ctx, ctx.on.config_changed(), out, sources="nope=http://x/")
+    assert out.unit_status == testing.BlockedStatus(
+        f"invalid configuration: {root}/etc/ubuntu-metrics/config.toml: sources.nope: unknown source")
+    out = again(ctx, ctx.on.config_changed(), out, sources="sponsoring")
+    assert "option sources: 'sponsoring' is not NAME=VALUE" in out.unit_status.message
