@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use influxdb_line_protocol::{FieldValue, parse_lines};
 use std::hint::black_box;
 use std::path::PathBuf;
-use ubuntu_metrics::point::{Point, encode_lines};
+use ubuntu_metrics::model::point::{Point, encode_lines};
 
 /// The points of every `expected.out` under the fixtures.
 fn round_points() -> Vec<Point> {

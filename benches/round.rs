@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use ubuntu_metrics::config::{Config, Sources};
-use ubuntu_metrics::timespan::TimeSpan;
+use ubuntu_metrics::model::timespan::TimeSpan;
 
 /// The fixed clock of the fixtures.
 const NOW: &str = "2026-11-24T12:00:00Z";

@@ -14,7 +14,7 @@ use fixture_server::Fault;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use ubuntu_metrics::dashboards::{DATASOURCE_UID, alerts};
+use ubuntu_metrics::ops::dashboards::{DATASOURCE_UID, alerts};
 
 /// The collectors of the test: `versions` (1h) stays healthy, `sponsoring`
 /// (5m) starts failing, `upload_queues` (5m) stops running; the others are

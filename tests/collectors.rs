@@ -12,7 +12,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ubuntu_metrics::collectors::registry;
-use ubuntu_metrics::schema::{self, FieldType, Measurement};
+use ubuntu_metrics::model::schema::{self, FieldType, Measurement};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_collector_writes_its_expected_points_and_they_fit_its_schema() {

@@ -219,6 +219,7 @@ fn declared_collectors_get_a_grafana_row_and_an_alert() {
         String::from_utf8_lossy(&out.stderr)
     );
     let alerts =
-        std::fs::read_to_string(export.join(ubuntu_metrics::dashboards::alerts::FILE)).unwrap();
+        std::fs::read_to_string(export.join(ubuntu_metrics::ops::dashboards::alerts::FILE))
+            .unwrap();
     assert!(alerts.contains("ticker"), "{alerts}");
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// per-collector `(name, interval or "off")`. Collectors not listed are off.
 fn config_text(server: &FixtureServer, influx: &str, collectors: &[(&str, &str)]) -> String {
     use ubuntu_metrics::config::{CollectorConfig, Config};
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let mut config = Config {
         sources: server.sources(),
         ..Default::default()
@@ -361,13 +361,13 @@ impl ubuntu_metrics::Collector for Flaky {
     fn default_interval(&self) -> &'static str {
         "1s"
     }
-    fn schema(&self) -> &'static [ubuntu_metrics::schema::Measurement] {
-        use ubuntu_metrics::schema::{Measurement, int};
+    fn schema(&self) -> &'static [ubuntu_metrics::model::schema::Measurement] {
+        use ubuntu_metrics::model::schema::{Measurement, int};
         const SCHEMA: &[Measurement] = &[Measurement::new("flaky_m", &[], &[int("run", "")])];
         SCHEMA
     }
-    fn panels(&self) -> ubuntu_metrics::panel::Panels {
-        use ubuntu_metrics::panel::{Board, Kind, Panel, Panels};
+    fn panels(&self) -> ubuntu_metrics::model::panel::Panels {
+        use ubuntu_metrics::model::panel::{Board, Kind, Panel, Panels};
         Panels {
             board: Board::Queues,
             title: "flaky",
@@ -392,7 +392,7 @@ impl ubuntu_metrics::Collector for Flaky {
 
 #[test]
 fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = ubuntu_metrics::config::Config::default();

@@ -7,8 +7,8 @@ mod common;
 use common::influxd::Influxd;
 use common::*;
 use std::collections::BTreeSet;
-use ubuntu_metrics::dashboards::{self, ExportOptions};
-use ubuntu_metrics::panel::Kind;
+use ubuntu_metrics::model::panel::Kind;
+use ubuntu_metrics::ops::dashboards::{self, ExportOptions};
 
 #[test]
 fn export_writes_the_same_files() {

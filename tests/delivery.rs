@@ -11,10 +11,10 @@ use serde_json::json;
 use std::time::Duration;
 use ubuntu_metrics::Point;
 use ubuntu_metrics::config::InfluxConfig;
+use ubuntu_metrics::model::timespan::TimeSpan;
 use ubuntu_metrics::runner::{self, Outcome, Status};
 use ubuntu_metrics::sinks::influxdb::{InfluxWriter, RetryPolicy, WriteError};
 use ubuntu_metrics::sinks::spool::Spool;
-use ubuntu_metrics::timespan::TimeSpan;
 
 fn fast() -> RetryPolicy {
     RetryPolicy {

@@ -672,7 +672,7 @@ fn sponsoring_only(
     path: &Path,
 ) {
     use ubuntu_metrics::config::CollectorConfig;
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let mut config = common::daemon::config(server, influx);
     config.daemon.shutdown_grace = TimeSpan::parse("5s").unwrap();
     config.daemon.listen = Some(listen.to_owned());
@@ -781,7 +781,7 @@ fn the_units_set_a_descriptor_limit_that_fits_the_endpoint_and_its_reserve() {
         limit("debian/ubuntu-metrics.service", &packaged),
     );
     assert_eq!(g, p, "the generated and the packaged unit differ");
-    use ubuntu_metrics::health::{MAX_CONNECTIONS, reserved_descriptors, spare};
+    use ubuntu_metrics::ops::health::{MAX_CONNECTIONS, reserved_descriptors, spare};
     assert!(p >= 1024, "LimitNOFILE={p}");
     // The endpoint's connections, beside the daemon's own ~100 descriptors,
     // never reach into the reserve.

@@ -152,7 +152,7 @@ fn a_slow_first_answer_does_not_hold_back_the_other_requests_to_its_host() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
     let path = config(dir.path(), &server, |c| {
-        c.http.timeout = ubuntu_metrics::timespan::TimeSpan::from_secs(4)
+        c.http.timeout = ubuntu_metrics::model::timespan::TimeSpan::from_secs(4)
     });
     for i in 0..3 {
         let out = bin()

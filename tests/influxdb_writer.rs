@@ -8,9 +8,9 @@ use common::influxd::{DATABASE, Influxd, Options};
 use serde_json::json;
 use ubuntu_metrics::Point;
 use ubuntu_metrics::config::InfluxConfig;
-use ubuntu_metrics::point::encode_lines;
+use ubuntu_metrics::model::point::encode_lines;
+use ubuntu_metrics::model::timespan::TimeSpan;
 use ubuntu_metrics::sinks::influxdb::{InfluxWriter, WriteError};
-use ubuntu_metrics::timespan::TimeSpan;
 
 fn writer_for(url: &str, database: &str) -> InfluxWriter {
     let cfg = InfluxConfig {

@@ -100,7 +100,7 @@ fn pings(msgs: &[(Instant, String)]) -> Vec<Instant> {
 /// Sponsoring and versions hourly, no delays, a 1.5 s run timeout.
 fn config_text(server: &FixtureServer, influx: &str, spool: &Path) -> String {
     use ubuntu_metrics::config::{CollectorConfig, Config};
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let mut config = Config {
         sources: server.sources(),
         ..Default::default()

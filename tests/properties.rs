@@ -13,9 +13,9 @@ use influxdb_line_protocol::{FieldValue as LpValue, parse_lines};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use ubuntu_metrics::config::Config;
-use ubuntu_metrics::point::{FieldValue, Point};
+use ubuntu_metrics::model::point::{FieldValue, Point};
+use ubuntu_metrics::model::timespan::{TimeSpan, parse_usec};
 use ubuntu_metrics::sources::distro_info::DistroInfo;
-use ubuntu_metrics::timespan::{TimeSpan, parse_usec};
 
 const CASES: u32 = 1024;
 

@@ -189,7 +189,7 @@ fn daemon_config(
     enabled: &[(&str, &str)],
 ) -> std::path::PathBuf {
     use ubuntu_metrics::config::CollectorConfig;
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let mut config = common::daemon::config(server, influx);
     config.daemon.run_timeout = TimeSpan::parse("60s").unwrap();
     config.daemon.shutdown_grace = TimeSpan::parse("10s").unwrap();

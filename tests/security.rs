@@ -38,7 +38,7 @@ fn config(
         ..Default::default()
     };
     c.influxdb.database = DATABASE.to_owned();
-    c.influxdb.timeout = ubuntu_metrics::timespan::TimeSpan::parse("3s").unwrap();
+    c.influxdb.timeout = ubuntu_metrics::model::timespan::TimeSpan::parse("3s").unwrap();
     c.spool.dir = dir.join("spool");
     edit(&mut c);
     let path = dir.join("config.toml");
@@ -593,7 +593,7 @@ fn no_password_in_argv_or_in_generated_units() {
         c.influxdb.url = "http://127.0.0.1:9".into();
         c.influxdb.username = Some("collector".into());
         c.influxdb.password = Some(PASSWORD.into());
-        c.daemon.startup_delay = ubuntu_metrics::timespan::TimeSpan::parse("1h").unwrap();
+        c.daemon.startup_delay = ubuntu_metrics::model::timespan::TimeSpan::parse("1h").unwrap();
     });
     // A running daemon's command line.
     let mut child = bin()

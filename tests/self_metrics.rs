@@ -12,10 +12,10 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use ubuntu_metrics::model::schema::FieldType;
 use ubuntu_metrics::runner::{
     HTTP_MEASUREMENT, SELF_MEASUREMENT, SELF_SCHEMA, SPOOL_MEASUREMENT, WRITE_MEASUREMENT,
 };
-use ubuntu_metrics::schema::FieldType;
 
 /// The rows of `SELECT * FROM m` as maps from column to value.
 fn rows(db: &Influxd, m: &str) -> Vec<BTreeMap<String, Value>> {

@@ -2,7 +2,7 @@
 //! timespan` prints it on this machine.
 
 use std::process::Command;
-use ubuntu_metrics::timespan::parse_usec;
+use ubuntu_metrics::model::timespan::parse_usec;
 
 /// What systemd makes of `span`: Some(microseconds) or None (refused).
 fn systemd(span: &str) -> Option<u64> {

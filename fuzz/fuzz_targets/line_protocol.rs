@@ -55,7 +55,12 @@ fuzz_target!(|input: Input| {
             let mut out = String::from("x\n");
             p.write_line(&mut out).unwrap();
             assert_eq!(&out[2..], line);
-            let rec = Record { id: 1, spooled_at: 0, label: "fuzz".into(), lines: vec![line] };
+            let rec = Record {
+                id: 1,
+                spooled_at: 0,
+                label: "fuzz".into(),
+                lines: vec![line],
+            };
             let parsed = parse_segment(&rec.encode().unwrap());
             assert_eq!(parsed.records.len(), 1);
             assert_eq!(parsed.records[0].1, rec);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ubuntu_metrics::provision::{Retention, parse_go_duration};
+use ubuntu_metrics::ops::provision::{Retention, parse_go_duration};
 
 fuzz_target!(|s: &str| {
     if let Ok(r) = Retention::parse(s) {

@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(w[0].end <= w[1].start, "overlapping ranges {ranges:?}");
     }
     for r in &ranges {
-        assert!(r.start <= r.end && r.end <= data.len(), "{r:?} outside {}", data.len());
+        assert!(
+            r.start <= r.end && r.end <= data.len(),
+            "{r:?} outside {}",
+            data.len()
+        );
     }
     let _ = parsed.valid_end();
     let _ = parsed.torn_tail_only(data.len());

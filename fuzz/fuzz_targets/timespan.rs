@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ubuntu_metrics::timespan::{TimeSpan, parse_usec};
+use ubuntu_metrics::model::timespan::{TimeSpan, parse_usec};
 
 fuzz_target!(|s: &str| {
     let usec = parse_usec(s);

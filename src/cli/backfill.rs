@@ -1,10 +1,10 @@
 //! `backfill NAME [--since DATE] [--output NAME]...`: a time-series
 //! source's history into every output (or those named), each on its own,
-//! with progress on a terminal; see [`crate::backfill`].
+//! with progress on a terminal; see [`crate::runner::backfill`].
 
 use super::{BackfillArgs, EXIT_DATAERR, EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE};
-use crate::backfill::{self, Error, Options, Report, output_label};
 use crate::config::{Config, OutputSpec};
+use crate::runner::backfill::{self, Error, Options, Report, output_label};
 use crate::sinks::influxdb::InfluxWriter;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

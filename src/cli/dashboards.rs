@@ -3,8 +3,8 @@
 use super::{DashboardsCommand, EXIT_FAILED, EXIT_OK};
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::dashboards::alerts::AlertOptions;
-use crate::dashboards::{ExportOptions, dashboards_of, export_of};
+use crate::ops::dashboards::alerts::AlertOptions;
+use crate::ops::dashboards::{ExportOptions, dashboards_of, export_of};
 
 /// Runs a `dashboards` command.
 pub(super) fn main(

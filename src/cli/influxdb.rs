@@ -3,7 +3,7 @@
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, InfluxdbCommand};
 use crate::config::Config;
-use crate::provision::{ADMIN_PASSWORD_ENV, Options, provision, read_secret, secret_path};
+use crate::ops::provision::{ADMIN_PASSWORD_ENV, Options, provision, read_secret, secret_path};
 
 /// Runs an `influxdb` command.
 pub(super) async fn main(cmd: InfluxdbCommand, config: &Config) -> i32 {
@@ -55,7 +55,7 @@ pub(super) async fn main(cmd: InfluxdbCommand, config: &Config) -> i32 {
             );
             println!(
                 "  Grafana:    `ubuntu-metrics dashboards export /etc/grafana/provisioning`, and give grafana-server\n              {}=<the password in {}>",
-                crate::dashboards::PASSWORD_ENV,
+                crate::ops::dashboards::PASSWORD_ENV,
                 grafana.display(),
             );
             EXIT_OK

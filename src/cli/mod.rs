@@ -22,10 +22,10 @@ mod systemd;
 
 use crate::collectors::registry;
 use crate::config::Config;
-use crate::dashboards::DEFAULT_DASHBOARDS_PATH;
-use crate::provision::{ADMIN_USER_ENV, DEFAULT_SECRETS_DIR, Retention};
+use crate::model::timespan::TimeSpan;
+use crate::ops::dashboards::DEFAULT_DASHBOARDS_PATH;
+use crate::ops::provision::{ADMIN_USER_ENV, DEFAULT_SECRETS_DIR, Retention};
 use crate::sinks::print::Format;
-use crate::timespan::TimeSpan;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -145,7 +145,7 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
     /// Rows per write to an output
-    #[arg(long, value_name = "ROWS", default_value_t = crate::backfill::DEFAULT_BATCH_ROWS)]
+    #[arg(long, value_name = "ROWS", default_value_t = crate::runner::backfill::DEFAULT_BATCH_ROWS)]
     pub batch: usize,
     /// Only this output (`influxdb` for [influxdb], NAME for [outputs.NAME]); repeatable [default: every output]
     #[arg(long, value_name = "NAME")]
@@ -517,18 +517,18 @@ fn init_logging(verbose: bool) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(crate::logging::Redacting(std::io::stderr))
+            .with_writer(crate::support::logging::Redacting(std::io::stderr))
             // The fields' names too: without this they were written in
             // italics (ESC[3m) into every journal entry.
             .with_ansi(false)
-            .event_format(crate::logging::Journald)
+            .event_format(crate::support::logging::Journald)
             .try_init();
         return;
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::logging::Redacting(progress::LogWriter))
+        .with_writer(crate::support::logging::Redacting(progress::LogWriter))
         .with_ansi(ansi)
         .with_target(false)
         .try_init();

@@ -4,7 +4,7 @@
 //! is late (from the state file every run writes), then the spool.
 
 //!
-//! The verdict and the JSON are [`crate::health`]'s, shared with the
+//! The verdict and the JSON are [`crate::ops::health`]'s, shared with the
 //! daemon's HTTP endpoint; this renders them.
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, StatusArgs, StatusFormat};
@@ -16,7 +16,7 @@ const EXIT_CRITICAL: i32 = 2;
 const EXIT_UNKNOWN: i32 = 3;
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::health::{NextSource, Report, rfc3339, span};
+use crate::ops::health::{NextSource, Report, rfc3339, span};
 use crate::state;
 use chrono::Utc;
 use std::io::IsTerminal;

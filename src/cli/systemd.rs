@@ -3,7 +3,7 @@
 use super::{EXIT_FAILED, EXIT_OK, SystemdCommand};
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::health::{rfc3339, span};
+use crate::ops::health::{rfc3339, span};
 use crate::schedule::systemd as sd;
 use std::path::{Path, PathBuf};
 

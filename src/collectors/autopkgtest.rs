@@ -21,9 +21,9 @@
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Agg, Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Agg, Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::http::{join, json_kind as kind};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -281,7 +281,7 @@ fn running_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{lines, now};
+    use crate::support::test_support::{lines, now};
 
     fn json(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
@@ -382,7 +382,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, encode_all, json_like};
+    use crate::support::proptest_support::{CASES, encode_all, json_like};
     use proptest::prelude::*;
 
     proptest! {

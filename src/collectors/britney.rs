@@ -16,17 +16,17 @@
 //! 3. `update_excuses.csv`: rows of the last 12 hours, or every row newer
 //!    than the newest one written before (catch-up after downtime, bounded
 //!    by the option `max_catch_up`; without one, the option `catch_up_from`
-//!    stands for it; see [`crate::catch_up`]), columns by header name.
+//!    stands for it; see [`crate::model::catch_up`]), columns by header name.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
-use crate::catch_up::{self, Cutoff};
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, float, int, tag};
+use crate::model::catch_up::{self, Cutoff};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, float, int, tag};
 use crate::sources::http::join;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
@@ -814,7 +814,7 @@ fn kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::now;
+    use crate::support::test_support::now;
     use chrono::TimeZone;
 
     fn lines(ps: &[Point]) -> Vec<String> {
@@ -1151,7 +1151,7 @@ unowned: null
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::proptest_support::{CASES, encode_all, text_like};
     use proptest::prelude::*;
 
     proptest! {

@@ -18,9 +18,9 @@
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, boolean, float, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, boolean, float, tag};
 use crate::sources::http::{Http, encode_segment, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
@@ -191,7 +191,7 @@ fn point(release: &str, time: NaiveDateTime, now: DateTime<Utc>) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::now;
+    use crate::support::test_support::now;
 
     fn row(name: &str, time: &str) -> String {
         format!(
@@ -281,7 +281,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, text_like};
+    use crate::support::proptest_support::{CASES, text_like};
     use proptest::prelude::*;
 
     proptest! {

@@ -12,9 +12,9 @@
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
 use chrono::{DateTime, Utc};
@@ -257,11 +257,11 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(crate::proptest_support::CASES))]
+        #![proptest_config(ProptestConfig::with_cases(crate::support::proptest_support::CASES))]
         #[test]
         fn team_names_never_panic(name in ".{0,40}|~?[a-z0-9][a-z0-9.+-]{0,20}") {
             if let Ok(team) = team_name(&name) {
-                crate::proptest_support::encode_all(&team_points(&team, [1, 2], chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+                crate::support::proptest_support::encode_all(&team_points(&team, [1, 2], chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
             }
         }
     }

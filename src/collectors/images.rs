@@ -26,11 +26,11 @@ use crate::collector::{
     Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
 };
 use crate::config::SourceUrl;
-use crate::panel::{Agg, Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Agg, Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
+use crate::model::timespan::TimeSpan;
 use crate::sources::rsync::{Entry, Rsync, RsyncError};
-use crate::timespan::TimeSpan;
 use chrono::{DateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -441,7 +441,7 @@ pub fn points(entries: &[Entry], active: &[String], now: DateTime<Utc>) -> Vec<P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::now;
+    use crate::support::test_support::now;
     use chrono::TimeZone;
 
     fn active() -> Vec<String> {

@@ -76,7 +76,7 @@ pub fn markdown_reference() -> String {
             }
             s.push('\n');
         }
-        s.push_str(&crate::schema::markdown(c.schema()));
+        s.push_str(&crate::model::schema::markdown(c.schema()));
         s.push('\n');
     }
     s

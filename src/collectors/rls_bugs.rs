@@ -20,9 +20,9 @@
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::join;
 use serde_json::Value;
@@ -298,7 +298,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, json_like};
+    use crate::support::proptest_support::{CASES, json_like};
     use proptest::prelude::*;
 
     proptest! {

@@ -17,9 +17,9 @@
 
 use crate::collector::{Collector, CollectorError, Context};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -158,7 +158,7 @@ fn points(url: &str, entries: &[Entry], now: DateTime<Utc>) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{lines, now};
+    use crate::support::test_support::{lines, now};
 
     fn parse(json: &str) -> Vec<Entry> {
         serde_json::from_str(json).unwrap()
@@ -200,7 +200,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, encode_all, mutated};
+    use crate::support::proptest_support::{CASES, encode_all, mutated};
     use proptest::prelude::*;
 
     fn check(text: &str) {

@@ -15,7 +15,7 @@
 //!    start the document its first line is a fragment and is dropped. Lines
 //!    of the last 12 hours become points with their own time; malformed
 //!    lines (wrong number of columns, non-integers, headers) are skipped.
-//!    After downtime (catch-up, [`crate::catch_up`]) every line newer than
+//!    After downtime (catch-up, [`crate::model::catch_up`]) every line newer than
 //!    the newest one written before (without one: the option
 //!    `catch_up_from`, if given) is read, up to the option
 //!    `max_catch_up`: the `Range` grows (×8 each time) until the tail's
@@ -33,14 +33,14 @@
 //! uninst/outdate reports, named after the devel series, wait for its name
 //! only, not for its architectures.
 
-use crate::catch_up::{self, Cutoff};
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
 use crate::collectors::britney::parse_rfc2822;
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::catch_up::{self, Cutoff};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -724,7 +724,7 @@ async fn bugs(ctx: &Context) -> Part {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::now;
+    use crate::support::test_support::now;
     use chrono::TimeZone;
 
     fn lines(ps: &[Point]) -> Vec<String> {
@@ -735,7 +735,7 @@ mod tests {
 
     /// A fresh station's cutoff: the last 12 hours.
     fn win() -> DateTime<Utc> {
-        now() - chrono::Duration::hours(crate::catch_up::WINDOW_HOURS)
+        now() - chrono::Duration::hours(crate::model::catch_up::WINDOW_HOURS)
     }
 
     fn tail(body: &str, from_start: bool) -> Tail {
@@ -994,7 +994,7 @@ oldpkg
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::proptest_support::{CASES, encode_all, text_like};
     use proptest::prelude::*;
 
     proptest! {

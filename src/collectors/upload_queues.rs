@@ -18,9 +18,9 @@
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -266,7 +266,7 @@ fn queue_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{lines, now};
+    use crate::support::test_support::{lines, now};
 
     fn parse(json: &str) -> Vec<Upload> {
         serde_json::from_str(json).unwrap()
@@ -350,7 +350,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(crate::proptest_support::CASES))]
+        #![proptest_config(ProptestConfig::with_cases(crate::support::proptest_support::CASES))]
         #[test]
         fn any_uploads_never_panic(
             uploads in proptest::collection::vec((
@@ -365,7 +365,7 @@ mod props {
             }).collect();
             let status = if new { Status::New } else { Status::Unapproved };
             let now = chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid");
-            crate::proptest_support::encode_all(&queue_points("tumbling", devel, status, &uploads, now));
+            crate::support::proptest_support::encode_all(&queue_points("tumbling", devel, status, &uploads, now));
         }
     }
 }

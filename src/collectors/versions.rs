@@ -17,9 +17,9 @@
 
 use crate::collector::{Collector, CollectorError, Context, Parts};
 use crate::config::SourceUrl;
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Measurement, int, tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, int, tag};
 use crate::sources::http::{encode_segment, join};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -182,7 +182,7 @@ fn report_points(url: &str, report: &str, text: &str, now: DateTime<Utc>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::now;
+    use crate::support::test_support::now;
 
     #[test]
     fn report_names_are_cleaned_and_deduplicated() {
@@ -249,7 +249,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::proptest_support::{CASES, encode_all, text_like};
     use proptest::prelude::*;
 
     proptest! {

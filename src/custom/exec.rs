@@ -17,7 +17,7 @@
 
 use super::{Section, option_error, points};
 use crate::collector::{CollectorError, Context, OptionError};
-use crate::point::Point;
+use crate::model::point::Point;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -168,10 +168,12 @@ impl Exec {
         let made = std::fs::create_dir_all(state)
             .map_err(|e| format!("{}: {e}", state.display()))
             .and_then(|()| {
-                crate::fsutil::private_dir(&homes).map_err(|e| format!("{}: {e}", homes.display()))
+                crate::support::fsutil::private_dir(&homes)
+                    .map_err(|e| format!("{}: {e}", homes.display()))
             })
             .and_then(|()| {
-                crate::fsutil::private_dir(&home).map_err(|e| format!("{}: {e}", home.display()))
+                crate::support::fsutil::private_dir(&home)
+                    .map_err(|e| format!("{}: {e}", home.display()))
             });
         match made {
             Ok(()) => Some(home),

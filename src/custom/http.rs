@@ -16,7 +16,7 @@ use super::jq::Jq;
 use super::{Section, leak, option_error, points};
 use crate::collector::{CollectorError, Context, OptionError, Parts};
 use crate::config::{SourceUrl, redact_url};
-use crate::point::Point;
+use crate::model::point::Point;
 use serde_json::Value;
 
 /// How a document is read before the filter sees it.

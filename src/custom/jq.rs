@@ -534,7 +534,7 @@ pub fn serve<W: std::io::Write + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Captured;
+    use crate::support::test_support::Captured;
     use serde_json::json;
 
     /// [`evaluate`] in this process, collecting the outputs as JSON.

@@ -21,9 +21,9 @@ pub mod template;
 
 use crate::collector::{Collector, CollectorError, Context, OptionError};
 use crate::config::{Config, ConfigError, SourceUrl};
-use crate::panel::{Board, Kind, Panel, Panels};
-use crate::point::Point;
-use crate::schema::{Field, FieldType, Measurement, Tag};
+use crate::model::panel::{Board, Kind, Panel, Panels};
+use crate::model::point::Point;
+use crate::model::schema::{Field, FieldType, Measurement, Tag};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -178,7 +178,7 @@ struct Section {
     dir: Option<std::path::PathBuf>,
     env: BTreeMap<String, String>,
     pass_env: Vec<String>,
-    timeout: Option<crate::timespan::TimeSpan>,
+    timeout: Option<crate::model::timespan::TimeSpan>,
     max_output: Option<String>,
     max_points: Option<u64>,
     url: Option<String>,
@@ -394,7 +394,8 @@ fn schema_of(s: &Section) -> Result<&'static [Measurement], OptionError> {
 /// first that cannot fails the whole output (nothing is written).
 fn check_points(schema: &[Measurement], points: &[Point]) -> Result<(), String> {
     for p in points {
-        crate::schema::check(schema, p).map_err(|e| format!("outside its declared schema: {e}"))?;
+        crate::model::schema::check(schema, p)
+            .map_err(|e| format!("outside its declared schema: {e}"))?;
         p.to_line().map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -22,7 +22,7 @@
 //! named), an integer outside 64 bits (it would become a float), a NaN or
 //! infinite float, a timestamp outside 64 bits.
 
-use crate::point::{FieldValue, Point};
+use crate::model::point::{FieldValue, Point};
 use crate::sources::http::json_kind as kind;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;

@@ -177,7 +177,7 @@ pub enum DaemonError {
     Watchdog(#[source] std::io::Error),
     /// `[daemon] listen` names an address that cannot be taken.
     #[error(transparent)]
-    Listen(#[from] crate::health::BindError),
+    Listen(#[from] crate::ops::health::BindError),
 }
 
 /// What a caller may add to [`run_with`].
@@ -222,7 +222,7 @@ pub async fn run_with(
     // a taken address stops the start (read at start only, not on SIGHUP).
     let listener = match state.config.daemon.listen.as_deref() {
         Some(addr) => {
-            let l = crate::health::bind(addr).await?;
+            let l = crate::ops::health::bind(addr).await?;
             if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
                 tracing::warn!(
                     "the health endpoint listens on {addr}, not a loopback address: anyone who reaches it sees the collectors' state"
@@ -259,7 +259,7 @@ pub async fn run_with(
     board.persist_to(state_dir.clone());
     let endpoint = listener.map(|l| {
         let rx = state_rx.clone();
-        let ep = Arc::new(crate::health::Endpoint {
+        let ep = Arc::new(crate::ops::health::Endpoint {
             registry: registry.clone(),
             config: Arc::new(move || rx.borrow().config.clone()),
         });

@@ -1,4 +1,4 @@
-//! Scheduling: the daemon and systemd units (time spans: [`crate::timespan`]).
+//! Scheduling: the daemon and systemd units (time spans: [`crate::model::timespan`]).
 pub mod daemon;
 pub mod notify;
 pub mod systemd;

@@ -19,7 +19,7 @@
 //! now: reload (the generator runs), start or stop the timers, restart the
 //! daemon.
 
-pub use crate::systemd_view::*;
+pub use crate::ops::systemd_view::*;
 
 use crate::collector::Collector;
 use crate::config::Config;
@@ -282,7 +282,12 @@ WantedBy=timers.target
 }
 
 fn write_file(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
-    crate::fsutil::replace_file(path, &path.with_extension("tmp~"), content.as_bytes(), mode)
+    crate::support::fsutil::replace_file(
+        path,
+        &path.with_extension("tmp~"),
+        content.as_bytes(),
+        mode,
+    )
 }
 
 fn symlink_force(target: &Path, link: &Path) -> std::io::Result<()> {

@@ -42,7 +42,7 @@ pub struct Spooled {
     pub lines: usize,
     /// Lines of the run (points and self-metrics) given to the spool.
     pub total: usize,
-    pub unencodable: Vec<crate::point::PointError>,
+    pub unencodable: Vec<crate::model::point::PointError>,
 }
 
 /// The write-ahead step: appends a run's points and self-metrics to the
@@ -456,11 +456,11 @@ pub fn spool_point(
     after: &super::spool::Status,
     now: chrono::DateTime<chrono::Utc>,
     writes_not_reported: u64,
-) -> crate::point::Point {
+) -> crate::model::point::Point {
     let age = backlog
         .oldest
         .map_or(0.0, |o| (now - o).num_milliseconds().max(0) as f64 / 1000.0);
-    crate::point::Point::new(SPOOL_MEASUREMENT)
+    crate::model::point::Point::new(SPOOL_MEASUREMENT)
         .tag("output", output)
         .field("points", backlog.points)
         .field("records", backlog.records)
@@ -491,7 +491,7 @@ pub async fn write_self_metrics(
     // The writes happened on the wall clock; a run on another clock
     // (`run --now`) shifts them with the rest of its points.
     let shift = now - chrono::Utc::now();
-    let mut points: Vec<crate::point::Point> = stats
+    let mut points: Vec<crate::model::point::Point> = stats
         .iter()
         .map(|s| {
             let mut p = s.point();
@@ -510,7 +510,7 @@ pub async fn write_self_metrics(
     if points.is_empty() {
         return Ok(());
     }
-    let (lines, errors) = crate::point::encode_lines(&points);
+    let (lines, errors) = crate::model::point::encode_lines(&points);
     for e in errors {
         tracing::error!("self-metrics point not written: {e}");
     }

@@ -15,8 +15,8 @@
 //! was refused for good (for the dead-letter file) and what should be kept
 //! for later (for the spool).
 
+use crate::model::timespan::TimeSpan;
 use crate::sources::http::{REDACTED, redact_url};
-use crate::timespan::TimeSpan;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -187,7 +187,7 @@ pub enum WriteError {
 
 /// What to do about a TLS verification failure (`message`: the error
 /// chain) with the InfluxDB at `url`. A certificate given in `ca_file` is
-/// pinned (trusted as that exact certificate, see [`crate::tls`]): a
+/// pinned (trusted as that exact certificate, see [`crate::support::tls`]): a
 /// self-signed one (what `openssl req -x509` makes) works once it is there;
 /// a CA certificate used as the server's own that is not there gets both
 /// ways out (pin it, or the commands making a CA and a server certificate).
@@ -390,8 +390,8 @@ pub struct WriteStat {
 
 impl WriteStat {
     /// Its [`WRITE_MEASUREMENT`] point.
-    pub fn point(&self) -> crate::point::Point {
-        crate::point::Point::new(WRITE_MEASUREMENT)
+    pub fn point(&self) -> crate::model::point::Point {
+        crate::model::point::Point::new(WRITE_MEASUREMENT)
             .tag("output", self.output.as_str())
             .tag("outcome", self.outcome)
             .field("latency_seconds", self.latency.as_secs_f64())
@@ -461,22 +461,22 @@ impl InfluxWriter {
         }
 
         let timeout = cfg.timeout.as_duration();
-        let mut builder = crate::tls::client_builder()
-            .user_agent(crate::tls::USER_AGENT)
+        let mut builder = crate::support::tls::client_builder()
+            .user_agent(crate::support::tls::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             // A write that follows a redirect becomes a GET of whatever is
             // there (a login page answering 200): never follow one.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_file {
-            builder = crate::tls::with_ca_file(builder, ca, "influxdb.ca_file")?;
+            builder = crate::support::tls::with_ca_file(builder, ca, "influxdb.ca_file")?;
         }
         if cfg.insecure_skip_verify {
             tracing::warn!(
                 "influxdb.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
             );
             // After with_ca_file, whose own TLS configuration this drops.
-            builder = crate::tls::skip_verify(builder);
+            builder = crate::support::tls::skip_verify(builder);
         }
         let client = builder
             .build()

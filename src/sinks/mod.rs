@@ -13,7 +13,7 @@ pub mod influxdb;
 pub mod print;
 pub mod spool;
 
-use crate::point::{Point, PointError};
+use crate::model::point::{Point, PointError};
 
 /// Lines of line protocol written (or spooled, or dead-lettered) together:
 /// one collector's points of one run, or the self-metrics of a run. Kept
@@ -84,7 +84,7 @@ pub fn encode_parts(run: &Run<'_>, d: &mut Delivery) -> (Vec<Batch>, Vec<usize>)
     let mut batches = Vec::new();
     let mut counts = Vec::new();
     for (label, points) in &run.parts {
-        let (lines, errors) = crate::point::encode_lines(*points);
+        let (lines, errors) = crate::model::point::encode_lines(*points);
         d.unencodable.extend(errors);
         counts.push(lines.len());
         if !lines.is_empty() {
@@ -101,7 +101,7 @@ pub fn encode_parts(run: &Run<'_>, d: &mut Delivery) -> (Vec<Batch>, Vec<usize>)
 /// `counts` and the `dropped` count (an unencodable self-metrics point is
 /// logged and left out).
 pub fn self_batch(make: &SelfMetrics<'_>, counts: &[usize], dropped: u64) -> Batch {
-    let (lines, errors) = crate::point::encode_lines(&make(counts, dropped));
+    let (lines, errors) = crate::model::point::encode_lines(&make(counts, dropped));
     for e in errors {
         tracing::error!("self-metrics point not written: {e}");
     }
@@ -115,7 +115,7 @@ pub fn self_batch(make: &SelfMetrics<'_>, counts: &[usize], dropped: u64) -> Bat
 mod tests {
     use super::*;
     use crate::runner::{Outcome, Status, deliver_to};
-    use crate::test_support::Captured;
+    use crate::support::test_support::Captured;
     use std::sync::Mutex;
     use std::time::Duration;
 

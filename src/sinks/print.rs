@@ -1,7 +1,7 @@
 //! The dry-run printer: points to standard output, in line protocol, JSON
 //! (one object per line) or YAML (one document, a list of points).
 
-use crate::point::{FieldValue, Point, PointError};
+use crate::model::point::{FieldValue, Point, PointError};
 use std::collections::BTreeMap;
 use std::io::Write;
 

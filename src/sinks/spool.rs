@@ -611,8 +611,13 @@ impl Spool {
         let tmp = self
             .dir
             .join(format!(".{name}{PROGRESS_SUFFIX}{TMP_SUFFIX}"));
-        crate::fsutil::replace_file(&path, &tmp, Progress::encode(entries).as_bytes(), 0o600)
-            .map_err(|e| io_err(&path, "cannot write the progress marker", e))?;
+        crate::support::fsutil::replace_file(
+            &path,
+            &tmp,
+            Progress::encode(entries).as_bytes(),
+            0o600,
+        )
+        .map_err(|e| io_err(&path, "cannot write the progress marker", e))?;
         fsync_dir(&self.dir)
     }
 
@@ -719,7 +724,7 @@ impl Spool {
     fn write_segment(&self, name: &str, bytes: &[u8]) -> Result<(), SpoolError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}{TMP_SUFFIX}"));
-        crate::fsutil::replace_file(&path, &tmp, bytes, 0o600)
+        crate::support::fsutil::replace_file(&path, &tmp, bytes, 0o600)
             .map_err(|e| io_err(&path, "cannot write", e))?;
         fsync_dir(&self.dir)
     }
@@ -1010,7 +1015,7 @@ impl Spool {
     fn write_dropped(&self, n: u64) -> Result<(), SpoolError> {
         let path = self.dropped_path();
         let tmp = self.dir.join(format!("{DROPPED_FILE}{TMP_SUFFIX}"));
-        crate::fsutil::replace_file(&path, &tmp, format!("{n}\n").as_bytes(), 0o600)
+        crate::support::fsutil::replace_file(&path, &tmp, format!("{n}\n").as_bytes(), 0o600)
             .map_err(|e| io_err(&path, "cannot write the drop counter", e))?;
         fsync_dir(&self.dir)
     }
@@ -1117,7 +1122,7 @@ fn count_dead_letters_and_drops(st: &mut Status, dir: &Path) {
     let dl = dir.join(DEAD_LETTER_FILE);
     if let Ok(m) = fs::metadata(&dl) {
         st.dead_letter_bytes = m.len();
-        st.dead_letter_entries = crate::fsutil::read_file(&dl)
+        st.dead_letter_entries = crate::support::fsutil::read_file(&dl)
             .map(|t| {
                 String::from_utf8_lossy(&t)
                     .lines()
@@ -1132,7 +1137,7 @@ fn count_dead_letters_and_drops(st: &mut Status, dir: &Path) {
 /// A counter kept as text in a file of the spool (0 when absent or
 /// unreadable), read without following a link.
 fn read_count(path: &Path) -> u64 {
-    crate::fsutil::read_file(path)
+    crate::support::fsutil::read_file(path)
         .ok()
         .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
         .unwrap_or(0)

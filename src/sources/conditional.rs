@@ -133,7 +133,7 @@ impl AnswerCache {
             return None;
         }
         let (meta, _) = self.paths(url);
-        let bytes = match crate::fsutil::read_file(&meta) {
+        let bytes = match crate::support::fsutil::read_file(&meta) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
@@ -203,7 +203,7 @@ impl AnswerCache {
     pub fn body(&self, url: &str) -> Option<Vec<u8>> {
         let k = self.kept(url)?;
         let (meta, body) = self.paths(url);
-        let bytes = match crate::fsutil::read_file(&body) {
+        let bytes = match crate::support::fsutil::read_file(&body) {
             Ok(b) => b,
             Err(e) => {
                 self.drop_entry(url, &format!("{}: {e}", body.display()));
@@ -220,7 +220,7 @@ impl AnswerCache {
             );
             return None;
         }
-        if let Ok(f) = crate::fsutil::open_append(&meta) {
+        if let Ok(f) = crate::support::fsutil::open_append(&meta) {
             let _ = f.set_modified(SystemTime::now());
         }
         Some(bytes)
@@ -244,14 +244,14 @@ impl AnswerCache {
             let tmp = |p: &Path| p.with_extension(format!("tmp{pid}"));
             // The body first: a meta file always describes a body there.
             let _ = std::fs::remove_file(&meta);
-            crate::fsutil::replace_file_unsynced(&path, &tmp(&path), body, 0o600)?;
+            crate::support::fsutil::replace_file_unsynced(&path, &tmp(&path), body, 0o600)?;
             let kept = Kept {
                 validators: v.clone(),
                 len: Some(body.len() as u64),
                 crc32: Some(crc32fast::hash(body)),
             };
             let json = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
-            crate::fsutil::replace_file_unsynced(&meta, &tmp(&meta), &json, 0o600)
+            crate::support::fsutil::replace_file_unsynced(&meta, &tmp(&meta), &json, 0o600)
         })();
         if let Err(e) = stored {
             tracing::debug!(

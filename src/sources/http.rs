@@ -10,10 +10,10 @@
 //! more than that many at once. A permit is held from sending the request
 //! until its body has been read.
 
+use crate::model::timespan::TimeSpan;
 use crate::sources::SourceError;
 use crate::sources::conditional::{AnswerCache, Validators};
 use crate::sources::tape::Tape;
-use crate::timespan::TimeSpan;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// The User-Agent of every request the program makes.
-pub use crate::tls::USER_AGENT;
+pub use crate::support::tls::USER_AGENT;
 
 /// Requests in flight at once to one host unless configured otherwise.
 pub const DEFAULT_MAX_PER_HOST: usize = 8;
@@ -242,7 +242,7 @@ pub struct Tail {
 impl Http {
     /// A client with [`DEFAULT_MAX_PER_HOST`] requests per host.
     pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Http, String> {
-        let client = crate::tls::client_builder()
+        let client = crate::support::tls::client_builder()
             .dns_resolver(Resolver)
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout)
@@ -1175,6 +1175,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// The program's one redaction ([`crate::redact`]), where its callers
+/// The program's one redaction ([`crate::support::text`]), where its callers
 /// have always found it.
-pub use crate::redact::{REDACTED, redact_url};
+pub use crate::support::text::{REDACTED, redact_url};

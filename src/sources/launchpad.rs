@@ -744,7 +744,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::proptest_support::{CASES, mutated};
+    use crate::support::proptest_support::{CASES, mutated};
     use proptest::prelude::*;
 
     fn any_body() -> impl Strategy<Value = Vec<u8>> {

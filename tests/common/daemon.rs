@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// delay (every enabled collector is due at start); the rest as the
 /// defaults, for the test to set.
 pub fn config(server: &FixtureServer, influx_url: &str) -> ubuntu_metrics::config::Config {
-    use ubuntu_metrics::timespan::TimeSpan;
+    use ubuntu_metrics::model::timespan::TimeSpan;
     let mut config = ubuntu_metrics::config::Config {
         sources: server.sources(),
         ..Default::default()

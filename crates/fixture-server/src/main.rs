@@ -14,7 +14,7 @@
 use clap::Parser;
 use fixture_server::FixtureServer;
 use std::path::{Path, PathBuf};
-use ubuntu_metrics::timespan::TimeSpan;
+use ubuntu_metrics::model::timespan::TimeSpan;
 
 #[derive(Parser)]
 #[command(about = "Serve ubuntu-metrics' test fixtures as local upstream sources")]

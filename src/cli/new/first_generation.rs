@@ -5,8 +5,8 @@
 //! it returned: moving an old collector takes no hand-written schema.
 
 use super::super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::point::Point;
-use crate::schema::FieldType;
+use crate::model::point::Point;
+use crate::model::schema::FieldType;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -297,7 +297,7 @@ pub(in crate::cli) fn main(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::FieldValue;
+    use crate::model::point::FieldValue;
 
     #[test]
     fn measurements_are_declared_as_seen_and_a_changing_type_is_refused() {

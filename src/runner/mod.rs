@@ -2,10 +2,12 @@
 //! request counter), they run concurrently, a failure stays with its
 //! collector, and every point leaves with an explicit timestamp.
 
+pub mod backfill;
+
 use crate::collector::{Collector, Context};
 use crate::config::Config;
-use crate::point::Point;
-use crate::schema::{Measurement, float, int, string, tag};
+use crate::model::point::Point;
+use crate::model::schema::{Measurement, float, int, string, tag};
 use crate::sinks::influx_sink::{self, InfluxSink};
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::{Spool, SpoolError};

@@ -37,12 +37,12 @@ use crate::collector::Context;
 use crate::collectors::britney::{ExcusesColumns, PROPOSED_MIGRATION};
 use crate::collectors::ubuntu_archive::{ARCHIVE_TEAM, mismatch_row, nbs_row};
 use crate::config::{DEFAULT_OUTPUT, SourceUrl, redact_url};
-use crate::fsutil::replace_file;
-use crate::point::Point;
+use crate::model::point::Point;
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::FileLock;
 use crate::sources::SourceError;
 use crate::sources::http::{Http, Stream, join};
+use crate::support::fsutil::replace_file;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -282,7 +282,7 @@ pub struct Options {
 pub fn read_progress(dir: &Path) -> Result<BTreeMap<String, Progress>, Error> {
     let path = dir.join(PROGRESS_FILE);
     let shown = path.display();
-    match crate::fsutil::read_file(&path) {
+    match crate::support::fsutil::read_file(&path) {
         Ok(b) => match serde_json::from_slice(&b) {
             Ok(all) => Ok(all),
             Err(e) => {

@@ -2,10 +2,10 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
+use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 use crate::sources::http::REDACTED;
 pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
-use crate::timespan::TimeSpan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -378,7 +378,7 @@ impl Config {
                 .and_then(|cc| cc.options.get("max_catch_up"))
                 .and_then(|v| v.as_str());
             let Ok(catch_up) =
-                TimeSpan::parse(set.unwrap_or(crate::catch_up::DEFAULT_MAX_CATCH_UP))
+                TimeSpan::parse(set.unwrap_or(crate::model::catch_up::DEFAULT_MAX_CATCH_UP))
             else {
                 continue;
             };
@@ -1037,7 +1037,7 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
 }
 
 /// `message` (quoting parts of the configuration `text`) with every value
-/// of a secret key (`password`, `token`, ... as [`crate::redact`] names
+/// of a secret key (`password`, `token`, ... as [`crate::support::text`] names
 /// them), every password of a URL and every secret query value in `text`
 /// replaced.
 pub fn redact_secrets(message: &str, text: &str) -> String {
@@ -1049,7 +1049,7 @@ pub fn redact_secrets(message: &str, text: &str) -> String {
     });
     let mut secrets: Vec<String> = Vec::new();
     for c in KEY.captures_iter(text) {
-        if !crate::redact::is_secret_name(&c[1]) {
+        if !crate::support::text::is_secret_name(&c[1]) {
             continue;
         }
         let v = &c[2];
@@ -1059,7 +1059,7 @@ pub fn redact_secrets(message: &str, text: &str) -> String {
             secrets.push(inner.to_owned());
         }
     }
-    secrets.extend(crate::redact::url_secrets(text));
+    secrets.extend(crate::support::text::url_secrets(text));
     // Longest first, so that a quoted value goes before its inner text.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = message.to_owned();

@@ -141,7 +141,9 @@ fn monotonic_elapse(
     if matches!(value, "" | "0" | "infinity" | "n/a") {
         return None;
     }
-    let at = crate::timespan::TimeSpan::parse(value).ok()?.as_usec();
+    let at = crate::model::timespan::TimeSpan::parse(value)
+        .ok()?
+        .as_usec();
     let at = i64::try_from(at).ok()?;
     let mono = i64::try_from(monotonic_now.as_micros()).ok()?;
     now.checked_add_signed(chrono::Duration::microseconds(at - mono))

@@ -68,7 +68,8 @@ impl Retention {
         if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinite") || t == "0" {
             return Ok(Retention::Infinite);
         }
-        let usec = crate::timespan::parse_usec(t).map_err(|e| format!("retention {s:?}: {e}"))?;
+        let usec =
+            crate::model::timespan::parse_usec(t).map_err(|e| format!("retention {s:?}: {e}"))?;
         let secs = usec / 1_000_000;
         if secs < 3600 {
             return Err(format!(
@@ -279,19 +280,19 @@ impl Influx {
         let mut query_url = base.clone();
         let prefix = base.path().trim_end_matches('/').to_owned();
         query_url.set_path(&format!("{prefix}/query"));
-        let mut builder = crate::tls::client_builder()
-            .user_agent(crate::tls::USER_AGENT)
+        let mut builder = crate::support::tls::client_builder()
+            .user_agent(crate::support::tls::USER_AGENT)
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout);
         if let Some(ca) = &opts.ca_file {
-            builder = crate::tls::with_ca_file(builder, ca, "CA file")?;
+            builder = crate::support::tls::with_ca_file(builder, ca, "CA file")?;
         }
         if opts.insecure_skip_verify {
             tracing::warn!(
                 "insecure_skip_verify: the InfluxDB server's TLS certificate is NOT checked"
             );
             // After with_ca_file, whose own TLS configuration this drops.
-            builder = crate::tls::skip_verify(builder);
+            builder = crate::support::tls::skip_verify(builder);
         }
         let client = builder
             .build()

@@ -8,11 +8,11 @@
 //! So runs started at the same moment by timers never corrupt the file nor
 //! lose each other's entries, and a crash leaves the old file or the new.
 
-use crate::catch_up::Marks;
 use crate::config::{Config, redact_url};
-use crate::fsutil::replace_file;
+use crate::model::catch_up::Marks;
 use crate::runner::Outcome;
 use crate::sinks::spool::FileLock;
+use crate::support::fsutil::replace_file;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,7 +94,7 @@ pub fn read(dir: &Path) -> Result<StateFile, StateError> {
         path: path.clone(),
         message,
     };
-    match crate::fsutil::read_file(&path) {
+    match crate::support::fsutil::read_file(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(format!("not valid: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile {
             version: VERSION,
@@ -157,7 +157,7 @@ pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<
     replace_file(&path, &tmp, &bytes, 0o600).map_err(|e| err(format!("cannot write: {e}")))
 }
 
-/// The catch-up marks ([`crate::catch_up`]), in the state directory.
+/// The catch-up marks ([`crate::model::catch_up`]), in the state directory.
 pub const MARKS_FILE: &str = "catch-up.json";
 /// The lock every writer of the marks holds.
 pub const MARKS_LOCK: &str = "catch-up.lock";
@@ -172,7 +172,7 @@ pub struct MarksFile {
 /// Reads the catch-up marks in `dir` (none when there is no file yet).
 pub fn read_marks(dir: &Path) -> Result<Marks, StateError> {
     let path = dir.join(MARKS_FILE);
-    match crate::fsutil::read_file(&path) {
+    match crate::support::fsutil::read_file(&path) {
         Ok(bytes) => serde_json::from_slice::<MarksFile>(&bytes)
             .map(|f| f.marks)
             .map_err(|e| StateError {
@@ -193,7 +193,7 @@ pub fn marks_or_warn(config: &Config) -> Marks {
     read_marks(&dir(config)).unwrap_or_else(|e| {
         tracing::warn!(
             "{e}; reading the last {} h of every time-series source",
-            crate::catch_up::WINDOW_HOURS
+            crate::model::catch_up::WINDOW_HOURS
         );
         Marks::new()
     })
@@ -324,7 +324,7 @@ pub fn remove_schedule(dir: &Path, pid: u32) {
 /// The schedule of a daemon that is running, if there is one: the file's
 /// writer still runs (see [`Schedule`]).
 pub fn read_schedule(dir: &Path) -> Option<Schedule> {
-    let bytes = crate::fsutil::read_file(&dir.join(SCHEDULE_FILE)).ok()?;
+    let bytes = crate::support::fsutil::read_file(&dir.join(SCHEDULE_FILE)).ok()?;
     let s: Schedule = serde_json::from_slice(&bytes).ok()?;
     written_by_a_live_process(&s).then_some(s)
 }

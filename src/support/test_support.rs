@@ -1,6 +1,6 @@
 //! Helpers shared by the collectors' unit tests (test builds only).
 
-use crate::point::Point;
+use crate::model::point::Point;
 use chrono::{DateTime, TimeZone, Utc};
 use std::sync::{Arc, Mutex};
 

@@ -57,7 +57,7 @@ where
 }
 
 /// A `MakeWriter` whose writers pass every write (the formatter writes one
-/// event per write) through [`crate::redact::redact_url`].
+/// event per write) through [`crate::support::text::redact_url`].
 #[derive(Clone, Copy, Default)]
 pub struct Redacting<M>(pub M);
 
@@ -68,7 +68,7 @@ impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         self.0
-            .write_all(crate::redact::redact_url(&text).as_bytes())?;
+            .write_all(crate::support::text::redact_url(&text).as_bytes())?;
         Ok(buf.len())
     }
 
@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn every_logged_line_is_redacted() {
-        let buf = crate::test_support::Captured::default();
+        let buf = crate::support::test_support::Captured::default();
         let out = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(Redacting(move || buf.clone()))
@@ -117,7 +117,7 @@ mod tests {
     /// an error's reason too (issue 23, defect 9).
     #[test]
     fn every_line_of_a_journald_record_has_its_priority() {
-        let buf = crate::test_support::Captured::default();
+        let buf = crate::support::test_support::Captured::default();
         let out = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || buf.clone())

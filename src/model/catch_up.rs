@@ -22,7 +22,7 @@
 //! This module holds only the decisions and the in-memory marks; the file
 //! is read and written by `state`.
 
-use crate::timespan::TimeSpan;
+use crate::model::timespan::TimeSpan;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

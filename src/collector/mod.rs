@@ -8,12 +8,12 @@
 //! the points it has; when every part failed, the collector's error lists
 //! them all instead.
 
-use crate::catch_up::{Cutoff, Marks, Seen};
 pub use crate::config::OptionError;
 use crate::config::{CollectorSettings, SourceUrl, Sources, redact_url};
-use crate::panel::Panels;
-use crate::point::Point;
-use crate::schema::Measurement;
+use crate::model::catch_up::{Cutoff, Marks, Seen};
+use crate::model::panel::Panels;
+use crate::model::point::Point;
+use crate::model::schema::Measurement;
 /// The run cache lives with the sources (Launchpad reads through it).
 pub use crate::sources::RunCache;
 use crate::sources::SourceError;
@@ -477,9 +477,9 @@ pub trait CollectorOptions: serde::de::DeserializeOwned + Default {
 }
 
 /// The options of the collectors reading time-series sources.
-impl CollectorOptions for crate::catch_up::Options {
+impl CollectorOptions for crate::model::catch_up::Options {
     fn check(&self) -> Result<(), (&'static str, String)> {
-        crate::catch_up::Options::check(self)
+        crate::model::catch_up::Options::check(self)
     }
 }
 
@@ -579,8 +579,13 @@ impl Context {
     }
 
     /// Which rows of the time-series source `url` collector `collector`,
-    /// whose options are `options`, reads now (see [`crate::catch_up`]).
-    pub fn cutoff(&self, collector: &str, url: &str, options: &crate::catch_up::Options) -> Cutoff {
+    /// whose options are `options`, reads now (see [`crate::model::catch_up`]).
+    pub fn cutoff(
+        &self,
+        collector: &str,
+        url: &str,
+        options: &crate::model::catch_up::Options,
+    ) -> Cutoff {
         let mark = self
             .marks
             .get(collector)
@@ -749,7 +754,7 @@ mod tests {
 
     /// What `f` logs (at warning level and above), with its result.
     fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-        let buf = crate::test_support::Captured::default();
+        let buf = crate::support::test_support::Captured::default();
         let writer = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::WARN)

@@ -1,6 +1,6 @@
 //! Grafana dashboards, generated from the collectors: each collector
 //! declares its row of panels next to its code ([`crate::Collector::panels`],
-//! built from [`crate::panel::Panel`]) and the dashboard it belongs on
+//! built from [`crate::model::panel::Panel`]) and the dashboard it belongs on
 //! ([`Board`]); this module lays the rows out, adds the self-metrics row,
 //! and writes Grafana's JSON. Unit tests check that every measurement of
 //! every registered collector appears in some panel and that every panel
@@ -24,7 +24,7 @@
 pub mod alerts;
 
 use crate::collector::Collector;
-use crate::panel::{Agg, Board, Kind, Panel};
+use crate::model::panel::{Agg, Board, Kind, Panel};
 use crate::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -12,10 +12,10 @@
 
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::model::timespan::TimeSpan;
+use crate::ops::systemd_view::{self as sd, SystemdView};
 use crate::sinks::spool::{self, Spool};
 use crate::state::{self, CollectorState};
-use crate::systemd_view::{self as sd, SystemdView};
-use crate::timespan::TimeSpan;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //! from it.
 //!
 //! ```
-//! use ubuntu_metrics::schema::{Measurement, int, tag};
+//! use ubuntu_metrics::model::schema::{Measurement, int, tag};
 //! const SCHEMA: &[Measurement] = &[Measurement::new(
 //!     "sponsoring_queue_stats",
 //!     &[tag("report", "`sponsoring`, or a package set")],
@@ -16,7 +16,7 @@
 //! )];
 //! ```
 
-use crate::point::{FieldValue, Point};
+use crate::model::point::{FieldValue, Point};
 
 /// The type of a field, as InfluxDB stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -447,7 +447,7 @@ mod tests {
         );
         c.collectors
             .insert("britney".into(), toml::from_str("enabled = false").unwrap());
-        c.daemon.run_timeout = crate::timespan::TimeSpan::parse("5m").unwrap();
+        c.daemon.run_timeout = crate::model::timespan::TimeSpan::parse("5m").unwrap();
         let o = AlertOptions::from_config(&c);
         let rules = rules(&o);
         let late = |name: &str| {
