@@ -2,7 +2,8 @@
 //! modules (each file and folder directly under `src/`, `lib.rs` and
 //! `main.rs` aside) has no cycle, `sources` sits below `collector` and
 //! `config`, nothing depends on the command line, and only the command line
-//! (`src/cli/`) prints, exits or defines subcommands.
+//! (`src/cli/`) prints, exits or defines subcommands. The files (modules
+//! at any depth) have no cycle either.
 //!
 //! An edge `a -> b` is a reference `crate::b` (also inside
 //! `use crate::{b, ...}`) or a `super::` path that climbs out of `a` to
@@ -742,5 +743,177 @@ fn the_checker_finds_what_only_the_command_line_may_do() {
     assert!(
         wrong[2].starts_with("src/lib_part.rs:5: defines command-line arguments"),
         "{wrong:#?}"
+    );
+}
+
+// The same rule between files: no circle among the crate's files (modules
+// at any depth), so that a folder's files can be read bottom-up too.
+
+/// The paths a file's code names: `crate::a::b`, `super::x` (made absolute
+/// from the file's module path) and each item of a `{...}` group after
+/// either, with where each one is.
+fn referenced_paths(f: &SourceFile) -> Vec<(Vec<String>, usize)> {
+    let path_re = regex::Regex::new(
+        r"\b(crate|(?:super\s*::\s*)*super)((?:\s*::\s*[A-Za-z_]\w*)*)(\s*::\s*\{)?",
+    )
+    .unwrap();
+    let ident = |s: &str| -> Vec<String> {
+        s.split("::")
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for m in path_re.captures_iter(&f.code) {
+        let head = if &m[1] == "crate" {
+            Vec::new()
+        } else {
+            let climbs = m[1].matches("super").count();
+            // A file's own module is its module path; `super` is its parent.
+            let keep = f.module_path.len().saturating_sub(climbs);
+            f.module_path[..keep].to_vec()
+        };
+        let mut base = head;
+        base.extend(ident(&m[2]));
+        let at = m.get(0).unwrap().start();
+        match m.get(3) {
+            None => out.push((base, at)),
+            Some(open) => {
+                let close = open.end() - 1;
+                for (item, item_at) in group_items(&f.code, close) {
+                    let mut p = base.clone();
+                    p.extend(ident(&item));
+                    out.push((p, item_at));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each comma-separated item of a `{...}` group at `open`, as its leading
+/// path (`a::b` of `a::b::{c, d}` or of `a::b as x`).
+fn group_items(code: &str, open: usize) -> Vec<(String, usize)> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0usize, open + 1);
+    for (i, ch) in code[open..].char_indices().map(|(i, c)| (i + open, c)) {
+        match ch {
+            '{' => depth += 1,
+            '}' | ',' if depth == 1 => {
+                let item = &code[start..i];
+                let lead: String = item
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':' || *c == ' ')
+                    .collect();
+                let lead = lead.split(" as ").next().unwrap_or("").trim().to_owned();
+                if !lead.is_empty() && lead != "self" {
+                    items.push((lead.trim_end_matches(':').to_owned(), start));
+                }
+                start = i + 1;
+                if ch == '}' {
+                    break;
+                }
+            }
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    items
+}
+
+/// The graph among files: an edge to the file that defines the longest
+/// prefix of a referenced path; a file's ties to its own ancestors and
+/// descendants (a `mod.rs` re-exporting its children) do not count.
+fn file_graph(files: &[SourceFile]) -> Graph {
+    let nodes: BTreeSet<Vec<String>> = files
+        .iter()
+        .filter(|f| !f.module_path.is_empty() && !matches!(f.rel.as_str(), "main.rs" | "lib.rs"))
+        .map(|f| f.module_path.clone())
+        .collect();
+    let mut graph = Graph::new();
+    for f in files.iter().filter(|f| nodes.contains(&f.module_path)) {
+        for (path, at) in referenced_paths(f) {
+            let Some(to) = (1..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| nodes.contains(p))
+            else {
+                continue;
+            };
+            let a = &f.module_path;
+            if to.starts_with(a) || a.starts_with(&to) {
+                continue;
+            }
+            graph
+                .entry(a.join("::"))
+                .or_default()
+                .entry(to.join("::"))
+                .or_default()
+                .push(Site {
+                    file: format!("src/{}", f.rel),
+                    line: line_of(&f.code, at),
+                });
+        }
+    }
+    graph
+}
+
+#[test]
+fn the_files_have_no_cycle() {
+    let files = read_sources(Path::new(SRC));
+    let graph = file_graph(&files);
+    let found = cycles(&graph);
+    println!(
+        "{} files with references, {} cycles",
+        graph.len(),
+        found.len()
+    );
+    assert!(
+        found.is_empty(),
+        "the files of src/ reference each other in a circle:\n{}",
+        describe_cycles(&graph, &found)
+    );
+}
+
+#[test]
+fn the_file_checker_reads_paths_groups_and_supers() {
+    let (_d, files, _) = synthetic(&[
+        ("lib.rs", "pub mod s;\n"),
+        (
+            "s/mod.rs",
+            "pub mod http;\npub mod tape;\npub use http::Client;\n",
+        ),
+        (
+            "s/http.rs",
+            "use super::tape::Tape;\nuse crate::t::{text::redact, self};\n",
+        ),
+        (
+            "s/tape.rs",
+            "fn f() { crate::s::http::send(); }\n#[cfg(test)]\nmod tests { use crate::u; }\n",
+        ),
+        ("t/mod.rs", "pub mod text;\n"),
+        ("t/text.rs", "use crate::s::{http as h, tape::{Tape, X}};\n"),
+        ("u.rs", ""),
+    ]);
+    let graph = file_graph(&files);
+    assert_eq!(
+        edges(&graph),
+        [
+            "s::http->s::tape",
+            "s::http->t::text",
+            "s::tape->s::http",
+            "t::text->s::http",
+            "t::text->s::tape"
+        ],
+        "{graph:#?}"
+    );
+    let found = cycles(&graph);
+    assert_eq!(
+        found,
+        [vec!["s::http", "s::tape", "t::text"]],
+        "{}",
+        describe_cycles(&graph, &found)
     );
 }
