@@ -27,8 +27,11 @@ use crate::model::catch_up::{self, Cutoff};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, tag};
-use crate::sources::http::join;
-use crate::sources::reports::{Value, generated_line, numeric, parse_rfc2822, parse_yaml, plain};
+use crate::sources::http::{Tail, join};
+use crate::sources::reports::{
+    TailReader, Value, first_line, generated_line, numeric, parse_rfc2822, parse_yaml, plain,
+    tail_lines,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -398,8 +401,7 @@ async fn excuses_stats(ctx: &Context, base: &str) -> Part {
     let options: catch_up::Options = ctx.options_as()?;
     let url = join(base, "update_excuses.csv");
     let cutoff = ctx.cutoff("britney", &url, &options);
-    let text = ctx.http.get_text(&url).await?;
-    let (points, newest) = excuses_points(&url, &text, &devel, &cutoff)?;
+    let (points, newest) = read_excuses(ctx, &url, &devel, &cutoff).await?;
     if let Some(w) = cutoff.shrunk(&url, newest) {
         tracing::warn!("britney: {w}");
     }
@@ -407,6 +409,55 @@ async fn excuses_stats(ctx: &Context, base: &str) -> Part {
         ctx.note_row(&url, n);
     }
     Ok(points)
+}
+
+/// Bytes of `update_excuses.csv` asked for first. A row is about 40 bytes
+/// and one is written every 15 minutes, so the rows of a round (the last
+/// 12 hours: 48 rows) fit in the first tail.
+const TAIL_BYTES: u64 = 4096;
+
+/// The points of the rows of `update_excuses.csv` at `url` that `cutoff`
+/// takes, and the time of its newest well-formed row, read from the
+/// document's tail: the file only grows, by a row at the end, so the
+/// shortest tail whose first row is older than the cutoff holds every row
+/// taken (see [`crate::sources::reports::read_tail`]). When that tail does
+/// not start the document, its header (the column names) is asked for
+/// apart, with `Range: bytes=0-N`. A server answering with the whole
+/// document (ignoring the `Range`, or after a 416) gives the whole
+/// document's rows, as does a tail grown to the whole document (the file
+/// was replaced, or catching up reaches back past its start).
+pub async fn read_excuses(
+    ctx: &Context,
+    url: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
+    let mut reader = TailReader::new(&ctx.http, url, TAIL_BYTES);
+    let mut tail = reader.next().await?;
+    if tail.from_start {
+        return excuses_points(url, &tail.body, devel, cutoff);
+    }
+    let header = first_line(&ctx.http, url).await?;
+    let cols = excuses_columns(url, Some(&header))?;
+    let reaches = |tail: &Tail| {
+        tail_lines(tail)
+            .find_map(|l| cols.line(l, devel).ok())
+            .is_some_and(|(t, _)| !cutoff.takes(t))
+    };
+    while !tail.from_start && !reaches(&tail) {
+        tail = reader.next().await?;
+    }
+    if tail.from_start {
+        return excuses_points(url, &tail.body, devel, cutoff);
+    }
+    Ok(excuses_rows(
+        url,
+        &cols,
+        tail_lines(&tail).zip(1u64..),
+        "line of the tail",
+        devel,
+        cutoff,
+    ))
 }
 
 /// The CSV columns and the field each becomes.
@@ -418,9 +469,9 @@ const CSV_FIELDS: [(&str, &str); 5] = [
     ("backlog", "backlog"),
 ];
 
-/// The points of the rows `cutoff` takes, and the time of the newest
-/// well-formed row of the whole document.
-fn excuses_points(
+/// The points of the rows `cutoff` takes of the whole document `text`, and
+/// the time of its newest well-formed row.
+pub fn excuses_points(
     url: &str,
     text: &str,
     devel: &str,
@@ -429,12 +480,32 @@ fn excuses_points(
     // Each line is a row of its own (see `ExcusesColumns::line`), so a
     // malformed one, an unbalanced quote included, costs that row only.
     let mut lines = text.lines().zip(1u64..);
-    let headers = match lines.next() {
-        Some((h, _)) => excuses_record(h.trim_start_matches('\u{feff}'))
+    let cols = excuses_columns(url, lines.next().map(|(h, _)| h))?;
+    Ok(excuses_rows(url, &cols, lines, "line", devel, cutoff))
+}
+
+/// The columns named by `header`, the header line of `url` (`None`: an
+/// empty document).
+fn excuses_columns(url: &str, header: Option<&str>) -> Result<ExcusesColumns, CollectorError> {
+    let headers = match header {
+        Some(h) => excuses_record(h.trim_start_matches('\u{feff}'))
             .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?,
         None => csv::StringRecord::new(),
     };
-    let cols = ExcusesColumns::of(url, &headers)?;
+    ExcusesColumns::of(url, &headers)
+}
+
+/// The points of the rows (`(line, number)`, the number said in warnings
+/// as `what` N) that `cutoff` takes, and the time of the newest
+/// well-formed one.
+fn excuses_rows<'a>(
+    url: &str,
+    cols: &ExcusesColumns,
+    lines: impl Iterator<Item = (&'a str, u64)>,
+    what: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> (Vec<Point>, Option<DateTime<Utc>>) {
     let mut points = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
     for (text, line) in lines {
@@ -448,10 +519,10 @@ fn excuses_points(
                     points.push(point);
                 }
             }
-            Err(why) => tracing::warn!("britney: {url}: line {line}: {why}; row skipped"),
+            Err(why) => tracing::warn!("britney: {url}: {what} {line}: {why}; row skipped"),
         }
     }
-    Ok((points, newest))
+    (points, newest)
 }
 
 /// One line of `update_excuses.csv` as a CSV record. Its columns are
