@@ -17,6 +17,9 @@
 //!    than the newest one written before (catch-up after downtime, bounded
 //!    by the option `max_catch_up`; without one, the option `catch_up_from`
 //!    stands for it; see [`crate::model::catch_up`]), columns by header name.
+//!    Read from its end with `Range` ([`read_excuses`]): 4 KB, eight times
+//!    more until the tail reaches back to the oldest row needed, and the
+//!    header line asked for apart.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 

@@ -275,7 +275,7 @@ pub fn tail_lines(tail: &Tail) -> impl Iterator<Item = &str> {
 }
 
 /// Bytes asked for first by [`first_line`]; a CSV header is far shorter.
-const HEAD_BYTES: u64 = 1024;
+const HEAD_BYTES: u64 = 256;
 
 /// The first line of `url` (a CSV's header), asked for with
 /// `Range: bytes=0-N` (eight times more while the line is not complete);
