@@ -702,6 +702,19 @@ impl Context {
     pub fn options_as<T: CollectorOptions>(&self) -> Result<T, CollectorError> {
         parse_options(&self.options).map_err(|e| CollectorError::Other(e.to_string()))
     }
+
+    /// An rsync client for listings, each call killed after `timeout`,
+    /// held to the HTTP body limit (`[http] max_body`) and recording or
+    /// replaying with this run's HTTP client. An error when its scratch
+    /// directory cannot be created.
+    pub fn rsync(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<crate::sources::rsync::Rsync> {
+        Ok(crate::sources::rsync::Rsync::new(timeout)?
+            .with_max_output(self.http.max_body())
+            .with_tape(self.http.tape()))
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@
 //!    than the newest one written before (catch-up after downtime, bounded
 //!    by the option `max_catch_up`; without one, the option `catch_up_from`
 //!    stands for it; see [`crate::model::catch_up`]), columns by header name.
+//!    Read from its end with `Range` ([`read_excuses`]): 4 KB, eight times
+//!    more until the tail reaches back to the oldest row needed, and the
+//!    header line asked for apart.
 //! 4. `update_excuses_by_team.yaml`: written by PyYAML with Python tags and
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
@@ -27,7 +30,11 @@ use crate::model::catch_up::{self, Cutoff};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, tag};
-use crate::sources::http::join;
+use crate::sources::http::{Tail, join};
+use crate::sources::reports::{
+    TailReader, Value, first_line, generated_line, numeric, parse_rfc2822, parse_yaml, plain,
+    tail_lines,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -298,8 +305,7 @@ static GENERATED: LazyLock<Regex> = LazyLock::new(|| {
 /// on the first line holding it. `None` when no line holds it; an error
 /// message when its date cannot be read.
 fn parse_generated(html: &str) -> Option<Result<DateTime<Utc>, String>> {
-    let line = html.lines().find(|l| l.contains("Generated:"))?;
-    let rest = &line[line.find("Generated:").expect("the line contains it") + "Generated:".len()..];
+    let (line, rest) = generated_line(html)?;
     let parsed = GENERATED.captures(rest).and_then(|c| {
         NaiveDateTime::parse_from_str(&format!("{} {}", &c[1], &c[2]), "%Y.%m.%d %H:%M:%S").ok()
     });
@@ -368,19 +374,6 @@ fn log_names(listing: &str) -> Vec<String> {
     names
 }
 
-/// An RFC 2822 time, with runs of white space (a space-padded day) allowed.
-/// The day of the week is optional in RFC 2822 and ignored here (as
-/// Python's `strptime` did), so a wrong one does not lose the time.
-pub(crate) fn parse_rfc2822(s: &str) -> Option<DateTime<Utc>> {
-    let mut words: Vec<&str> = s.split_whitespace().collect();
-    if words.first().is_some_and(|w| w.ends_with(',')) {
-        words.remove(0);
-    }
-    DateTime::parse_from_rfc2822(&words.join(" "))
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// The duration in whole minutes of a britney log: `Ok(None)` for an
 /// incomplete run (its last non-blank line is not `Finished at: <time>`),
 /// an error when a time cannot be read.
@@ -411,8 +404,7 @@ async fn excuses_stats(ctx: &Context, base: &str) -> Part {
     let options: catch_up::Options = ctx.options_as()?;
     let url = join(base, "update_excuses.csv");
     let cutoff = ctx.cutoff("britney", &url, &options);
-    let text = ctx.http.get_text(&url).await?;
-    let (points, newest) = excuses_points(&url, &text, &devel, &cutoff)?;
+    let (points, newest) = read_excuses(ctx, &url, &devel, &cutoff).await?;
     if let Some(w) = cutoff.shrunk(&url, newest) {
         tracing::warn!("britney: {w}");
     }
@@ -420,6 +412,55 @@ async fn excuses_stats(ctx: &Context, base: &str) -> Part {
         ctx.note_row(&url, n);
     }
     Ok(points)
+}
+
+/// Bytes of `update_excuses.csv` asked for first. A row is about 40 bytes
+/// and one is written every 15 minutes, so the rows of a round (the last
+/// 12 hours: 48 rows) fit in the first tail.
+const TAIL_BYTES: u64 = 4096;
+
+/// The points of the rows of `update_excuses.csv` at `url` that `cutoff`
+/// takes, and the time of its newest well-formed row, read from the
+/// document's tail: the file only grows, by a row at the end, so the
+/// shortest tail whose first row is older than the cutoff holds every row
+/// taken (see [`crate::sources::reports::read_tail`]). When that tail does
+/// not start the document, its header (the column names) is asked for
+/// apart, with `Range: bytes=0-N`. A server answering with the whole
+/// document (ignoring the `Range`, or after a 416) gives the whole
+/// document's rows, as does a tail grown to the whole document (the file
+/// was replaced, or catching up reaches back past its start).
+pub async fn read_excuses(
+    ctx: &Context,
+    url: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> Result<(Vec<Point>, Option<DateTime<Utc>>), CollectorError> {
+    let mut reader = TailReader::new(&ctx.http, url, TAIL_BYTES);
+    let mut tail = reader.next().await?;
+    if tail.from_start {
+        return excuses_points(url, &tail.body, devel, cutoff);
+    }
+    let header = first_line(&ctx.http, url).await?;
+    let cols = excuses_columns(url, Some(&header))?;
+    let reaches = |tail: &Tail| {
+        tail_lines(tail)
+            .find_map(|l| cols.line(l, devel).ok())
+            .is_some_and(|(t, _)| !cutoff.takes(t))
+    };
+    while !tail.from_start && !reaches(&tail) {
+        tail = reader.next().await?;
+    }
+    if tail.from_start {
+        return excuses_points(url, &tail.body, devel, cutoff);
+    }
+    Ok(excuses_rows(
+        url,
+        &cols,
+        tail_lines(&tail).zip(1u64..),
+        "line of the tail",
+        devel,
+        cutoff,
+    ))
 }
 
 /// The CSV columns and the field each becomes.
@@ -431,9 +472,9 @@ const CSV_FIELDS: [(&str, &str); 5] = [
     ("backlog", "backlog"),
 ];
 
-/// The points of the rows `cutoff` takes, and the time of the newest
-/// well-formed row of the whole document.
-fn excuses_points(
+/// The points of the rows `cutoff` takes of the whole document `text`, and
+/// the time of its newest well-formed row.
+pub fn excuses_points(
     url: &str,
     text: &str,
     devel: &str,
@@ -442,12 +483,32 @@ fn excuses_points(
     // Each line is a row of its own (see `ExcusesColumns::line`), so a
     // malformed one, an unbalanced quote included, costs that row only.
     let mut lines = text.lines().zip(1u64..);
-    let headers = match lines.next() {
-        Some((h, _)) => excuses_record(h.trim_start_matches('\u{feff}'))
+    let cols = excuses_columns(url, lines.next().map(|(h, _)| h))?;
+    Ok(excuses_rows(url, &cols, lines, "line", devel, cutoff))
+}
+
+/// The columns named by `header`, the header line of `url` (`None`: an
+/// empty document).
+fn excuses_columns(url: &str, header: Option<&str>) -> Result<ExcusesColumns, CollectorError> {
+    let headers = match header {
+        Some(h) => excuses_record(h.trim_start_matches('\u{feff}'))
             .map_err(|e| CollectorError::parse(url, format!("unreadable CSV header: {e}")))?,
         None => csv::StringRecord::new(),
     };
-    let cols = ExcusesColumns::of(url, &headers)?;
+    ExcusesColumns::of(url, &headers)
+}
+
+/// The points of the rows (`(line, number)`, the number said in warnings
+/// as `what` N) that `cutoff` takes, and the time of the newest
+/// well-formed one.
+fn excuses_rows<'a>(
+    url: &str,
+    cols: &ExcusesColumns,
+    lines: impl Iterator<Item = (&'a str, u64)>,
+    what: &str,
+    devel: &str,
+    cutoff: &Cutoff,
+) -> (Vec<Point>, Option<DateTime<Utc>>) {
     let mut points = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
     for (text, line) in lines {
@@ -461,10 +522,10 @@ fn excuses_points(
                     points.push(point);
                 }
             }
-            Err(why) => tracing::warn!("britney: {url}: line {line}: {why}; row skipped"),
+            Err(why) => tracing::warn!("britney: {url}: {what} {line}: {why}; row skipped"),
         }
     }
-    Ok((points, newest))
+    (points, newest)
 }
 
 /// One line of `update_excuses.csv` as a CSV record. Its columns are
@@ -573,162 +634,6 @@ async fn by_team_stats(ctx: &Context, base: &str) -> Part {
     by_team_points(&url, &text, &devel, ctx.now)
 }
 
-/// A YAML node as the by-team document needs it. The parser
-/// (`serde-saphyr`, safe Rust) drops tags, `!!python/...` and local ones
-/// alike, and expands aliases (within its budget against alias bombs).
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    String(String),
-    Sequence(Vec<Value>),
-    /// Key order kept; keys may be any node.
-    Mapping(Vec<(Value, Value)>),
-}
-
-impl Value {
-    fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Mapping(m) => m
-                .iter()
-                .find(|(k, _)| matches!(k, Value::String(s) if s == key))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Value {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Value;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_unit<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_none<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-                serde::Deserialize::deserialize(d)
-            }
-            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Value, D::Error> {
-                serde::Deserialize::deserialize(d)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-                Ok(Value::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-                Ok(Value::Int(n.into()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-                Ok(Value::Int(n.into()))
-            }
-            fn visit_i128<E>(self, n: i128) -> Result<Value, E> {
-                Ok(Value::Int(n))
-            }
-            fn visit_u128<E>(self, n: u128) -> Result<Value, E> {
-                Ok(i128::try_from(n).map_or(Value::Float(n as f64), Value::Int))
-            }
-            fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
-                Ok(Value::Float(f))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-                Ok(Value::String(s.to_owned()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Value, E> {
-                Ok(Value::String(s))
-            }
-            fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
-                Ok(Value::String(String::from_utf8_lossy(b).into_owned()))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
-                while let Some(x) = a.next_element()? {
-                    v.push(x);
-                }
-                Ok(Value::Sequence(v))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-                let mut m = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
-                while let Some(kv) = a.next_entry()? {
-                    m.push(kv);
-                }
-                Ok(Value::Mapping(m))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Parses the by-team document. Its size is bounded by the HTTP body
-/// limit, so the parser's node and event budgets are raised from their
-/// defaults (sized for configuration files) to fit britney's real output;
-/// the alias and depth limits stay.
-fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_events = 100_000_000;
-    budget.max_nodes = 50_000_000;
-    budget.max_anchors = 1_000_000;
-    budget.max_aliases = 1_000_000;
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    // `.inf` and `.nan` are numbers to YAML: read them (and skip them as
-    // ages, like any non-finite number) rather than fail the document.
-    options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::PassThrough;
-    serde_saphyr::from_str_with_options(text, options)
-}
-
-/// The keys PyYAML writes for a `!!python/object/apply:` (and
-/// `!!python/object/new:`) object.
-const PY_APPLY_KEYS: [&str; 5] = ["args", "kwds", "state", "listitems", "dictitems"];
-
-/// The plain value behind PyYAML's Python objects: local tags are dropped,
-/// and a `defaultdict` (a mapping of only [`PY_APPLY_KEYS`] holding
-/// `dictitems`) stands for its `dictitems`; an object holding only `state`
-/// stands for that state. (The parser already drops tags.)
-fn plain(mut v: &Value) -> &Value {
-    loop {
-        match v {
-            Value::Mapping(m)
-                if !m.is_empty()
-                    && m.iter().all(
-                        |(k, _)| matches!(k, Value::String(k) if PY_APPLY_KEYS.contains(&k.as_str())),
-                    ) =>
-            {
-                match (v.get("dictitems"), v.get("state")) {
-                    (Some(d), _) => v = d,
-                    (None, Some(s)) if matches!(plain(s), Value::Mapping(_)) => v = s,
-                    _ => return v,
-                }
-            }
-            _ => return v,
-        }
-    }
-}
-
-/// A number, or a string holding one (`'5.5'`); finite values only.
-fn numeric(v: &Value) -> Option<f64> {
-    let f = match plain(v) {
-        Value::Int(n) => *n as f64,
-        Value::Float(f) => *f,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    f.is_finite().then_some(f)
-}
-
 fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Part {
     let doc =
         parse_yaml(text).map_err(|e| CollectorError::parse(url, format!("invalid YAML: {e}")))?;
@@ -738,7 +643,10 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
         other => {
             return Err(CollectorError::parse(
                 url,
-                format!("expected a mapping of team -> items, found {}", kind(other)),
+                format!(
+                    "expected a mapping of team -> items, found {}",
+                    other.kind()
+                ),
             ));
         }
     };
@@ -753,7 +661,7 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
             other => {
                 tracing::warn!(
                     "britney: {url}: a team key is {}, not a name; skipped",
-                    kind(other)
+                    other.kind()
                 );
                 continue;
             }
@@ -768,7 +676,7 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
             other => {
                 tracing::warn!(
                     "britney: {url}: team {team:?}: expected a list of items, found {}; skipped",
-                    kind(other)
+                    other.kind()
                 );
                 continue;
             }
@@ -798,17 +706,6 @@ fn by_team_points(url: &str, text: &str, devel: &str, now: DateTime<Utc>) -> Par
         );
     }
     Ok(points)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Int(_) | Value::Float(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::model::panel::{Agg, Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
 use crate::model::timespan::TimeSpan;
-use crate::sources::rsync::{Entry, Rsync, RsyncError};
+use crate::sources::rsync::{Entry, RsyncError};
 use chrono::{DateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -204,14 +204,11 @@ pub async fn collect_for_series(
 async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
     let timeout = timeout_option(ctx)?;
     let base = &ctx.source(&CDIMAGE);
-    let rsync = Rsync::new(timeout)
-        .map_err(|e| {
-            CollectorError::Other(format!(
-                "{base}: cannot create a scratch directory for rsync: {e}"
-            ))
-        })?
-        .with_max_output(ctx.http.max_body())
-        .with_tape(ctx.http.tape());
+    let rsync = ctx.rsync(timeout).map_err(|e| {
+        CollectorError::Other(format!(
+            "{base}: cannot create a scratch directory for rsync: {e}"
+        ))
+    })?;
     let urls = urls(base);
     match rsync.list_together(&urls).await {
         Ok(listing) => {

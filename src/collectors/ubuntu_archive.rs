@@ -35,7 +35,6 @@
 
 use crate::collector::LAUNCHPAD;
 use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
-use crate::collectors::britney::parse_rfc2822;
 use crate::config::SourceUrl;
 use crate::model::catch_up::{self, Cutoff};
 use crate::model::panel::{Board, Kind, Panel, Panels};
@@ -43,6 +42,7 @@ use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
 use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
+use crate::sources::reports::{generated_line, parse_rfc2822, read_tail, tail_lines};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -273,12 +273,6 @@ impl Collector for UbuntuArchive {
 
 // ---- parts 1 and 2: the CSV tails
 
-/// The usable lines of a CSV tail: without its first line when the tail
-/// does not start the document (that line is then a fragment).
-fn tail_lines(tail: &Tail) -> impl Iterator<Item = &str> {
-    tail.body.lines().skip(if tail.from_start { 0 } else { 1 })
-}
-
 /// A line of exactly `n` comma-separated integers, the first a time in Unix
 /// milliseconds; `None` for any other line.
 fn int_columns(line: &str, n: usize) -> Option<(DateTime<Utc>, Vec<i64>)> {
@@ -304,17 +298,12 @@ async fn csv_tail(
     cutoff: &Cutoff,
     n: usize,
 ) -> Result<Tail, CollectorError> {
-    let mut bytes = TAIL_BYTES;
-    let tail = loop {
-        let tail = ctx.http.get_tail(url, bytes).await?;
-        let first = tail_lines(&tail)
+    let tail = read_tail(&ctx.http, url, TAIL_BYTES, |tail| {
+        tail_lines(tail)
             .find_map(|l| int_columns(l, n))
-            .map(|(t, _)| t);
-        if tail.from_start || first.is_some_and(|t| !cutoff.takes(t)) {
-            break tail;
-        }
-        bytes = bytes.saturating_mul(8);
-    };
+            .is_some_and(|(t, _)| !cutoff.takes(t))
+    })
+    .await?;
     let newest = tail_lines(&tail)
         .filter_map(|l| int_columns(l, n))
         .map(|(t, _)| t)
@@ -600,11 +589,7 @@ fn is_rule(line: &str, c: char) -> bool {
 fn parse_priority_mismatches(
     text: &str,
 ) -> Result<(DateTime<Utc>, HashMap<String, usize>), String> {
-    let line = text
-        .lines()
-        .find(|l| l.contains("Generated:"))
-        .ok_or("no `Generated:` line")?;
-    let rest = &line[line.find("Generated:").expect("the line contains it") + "Generated:".len()..];
+    let (line, rest) = generated_line(text).ok_or("no `Generated:` line")?;
     let generated = parse_ctime_gmt(rest).ok_or_else(|| {
         format!(
             "{:?} is not `Generated: Day Mon DD HH:MM:SS GMT YYYY`",

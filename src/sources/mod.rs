@@ -7,6 +7,7 @@ pub mod distro_info;
 pub mod error;
 pub mod http;
 pub mod launchpad;
+pub mod reports;
 pub mod rsync;
 pub mod tape;
 

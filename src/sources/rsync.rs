@@ -212,24 +212,8 @@ impl Rsync {
     /// One rsync call listing `urls`; `url` names it in errors and in a
     /// recording.
     async fn call(&self, url: &str, urls: &[&str]) -> Result<Listing, RsyncError> {
-        if let Some(replayed) = self
-            .tape
-            .as_ref()
-            .and_then(|t| t.get_rsync(url, self.max_output))
-        {
-            let (code, stdout, stderr) = replayed.map_err(|message| RsyncError::Spawn {
-                url: url.to_owned(),
-                message,
-            })?;
-            if stdout.len() as u64 > self.max_output {
-                return Err(RsyncError::TooLarge {
-                    url: url.to_owned(),
-                    max: self.max_output,
-                });
-            }
-            return listing_of(url, code, &stdout, stderr, || {
-                format!("exit status: {code}")
-            });
+        if let Some(replayed) = self.replayed(url) {
+            return replayed;
         }
         // A name that does not resolve fails every call alike, and each
         // rsync would ask the resolver again (seconds each, offline).
@@ -241,6 +225,42 @@ impl Rsync {
                 message,
             });
         }
+        let output = self.run(url, urls).await?;
+        let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
+        let code = output.status.code().unwrap_or(-1);
+        if let Some(t) = &self.tape {
+            t.put_rsync(url, code, &output.stdout, &stderr);
+        }
+        listing_of(url, code, &output.stdout, stderr, || {
+            output.status.to_string()
+        })
+    }
+
+    /// The listing a replayed recording holds for `url`, if one is being
+    /// replayed; held to the output limit as a live one is.
+    fn replayed(&self, url: &str) -> Option<Result<Listing, RsyncError>> {
+        let replayed = self.tape.as_ref()?.get_rsync(url, self.max_output)?;
+        let listing = replayed
+            .map_err(|message| RsyncError::Spawn {
+                url: url.to_owned(),
+                message,
+            })
+            .and_then(|(code, stdout, stderr)| {
+                if stdout.len() as u64 > self.max_output {
+                    return Err(RsyncError::TooLarge {
+                        url: url.to_owned(),
+                        max: self.max_output,
+                    });
+                }
+                listing_of(url, code, &stdout, stderr, || {
+                    format!("exit status: {code}")
+                })
+            });
+        Some(listing)
+    }
+
+    /// Starts rsync listing `urls`, its output piped.
+    fn spawn(&self, url: &str, urls: &[&str]) -> Result<tokio::process::Child, RsyncError> {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(self.args_together(urls))
             .env("TZ", "UTC")
@@ -249,21 +269,26 @@ impl Rsync {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(RsyncError::NotInstalled {
+        cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RsyncError::NotInstalled {
                     url: url.to_owned(),
                     program: self.program.to_string_lossy().into_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(RsyncError::Spawn {
+                }
+            } else {
+                RsyncError::Spawn {
                     url: url.to_owned(),
                     message: e.to_string(),
-                });
+                }
             }
-            Ok(c) => c,
-        };
+        })
+    }
+
+    /// Runs rsync listing `urls` to its end: its status, its listing (at
+    /// most the output limit: over it, rsync is killed) and the start of
+    /// its messages; killed after the timeout.
+    async fn run(&self, url: &str, urls: &[&str]) -> Result<std::process::Output, RsyncError> {
+        let mut child = self.spawn(url, urls)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let max = self.max_output;
@@ -287,35 +312,21 @@ impl Rsync {
                 stderr,
             }))
         };
-        let output = match tokio::time::timeout(self.timeout, run).await {
-            Err(_) => {
-                return Err(RsyncError::Timeout {
-                    url: url.to_owned(),
-                    timeout: self.timeout,
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(RsyncError::Spawn {
-                    url: url.to_owned(),
-                    message: e.to_string(),
-                });
-            }
-            Ok(Ok(None)) => {
-                return Err(RsyncError::TooLarge {
-                    url: url.to_owned(),
-                    max,
-                });
-            }
-            Ok(Ok(Some(o))) => o,
-        };
-        let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-        let code = output.status.code().unwrap_or(-1);
-        if let Some(t) = &self.tape {
-            t.put_rsync(url, code, &output.stdout, &stderr);
+        match tokio::time::timeout(self.timeout, run).await {
+            Err(_) => Err(RsyncError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+            }),
+            Ok(Err(e)) => Err(RsyncError::Spawn {
+                url: url.to_owned(),
+                message: e.to_string(),
+            }),
+            Ok(Ok(None)) => Err(RsyncError::TooLarge {
+                url: url.to_owned(),
+                max,
+            }),
+            Ok(Ok(Some(o))) => Ok(o),
         }
-        listing_of(url, code, &output.stdout, stderr, || {
-            output.status.to_string()
-        })
     }
 
     /// Lists every URL, at most `concurrency` calls at a time, call `i`
