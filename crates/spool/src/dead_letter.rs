@@ -4,79 +4,73 @@
 
 use crate::files::{fsync_dir, read_regular};
 use crate::summary::{DeadLetters, Summary};
-use crate::{Spool, SpoolError, io_err};
+use crate::{SpoolError, io_err};
 use chrono::Utc;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const DEAD_LETTER_FILE: &str = "dead-letter.lp";
 /// The first words of each dead-letter entry's header line.
 pub const DEAD_LETTER_MARK: &str = "# ubuntu-metrics dead letter:";
 
-impl Spool {
-    pub fn dead_letter_path(&self) -> PathBuf {
-        self.dir().join(DEAD_LETTER_FILE)
+/// Appends a refused batch, after a header line with the server's message,
+/// to the dead-letter file of the spool at `dir` (lock held), and counts
+/// it in the backlog summary.
+pub(crate) fn append(
+    dir: &Path,
+    label: &str,
+    lines: &[String],
+    message: &str,
+) -> Result<(), SpoolError> {
+    let path = dir.join(DEAD_LETTER_FILE);
+    let before = fs::metadata(&path).ok().map(|m| (m.len(), m.ino()));
+    let mut text = format!(
+        "{DEAD_LETTER_MARK} {} {label}: {} lines refused by InfluxDB: {}\n",
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        lines.len(),
+        message.replace(['\n', '\r'], " ")
+    );
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
     }
+    let r = (|| {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        f.metadata()
+    })();
+    let after = r.map_err(|e| io_err(&path, "cannot write the dead-letter file", e))?;
+    if before.is_none() {
+        fsync_dir(dir)?;
+    }
+    count_one_more(dir, before, &after);
+    Ok(())
+}
 
-    /// Appends a refused batch, after a header line with the server's
-    /// message, to the dead-letter file.
-    pub fn dead_letter(
-        &self,
-        label: &str,
-        lines: &[String],
-        message: &str,
-    ) -> Result<(), SpoolError> {
-        let _guard = self.lock()?;
-        let path = self.dead_letter_path();
-        let before = fs::metadata(&path).ok().map(|m| (m.len(), m.ino()));
-        let mut text = format!(
-            "{DEAD_LETTER_MARK} {} {label}: {} lines refused by InfluxDB: {}\n",
-            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            lines.len(),
-            message.replace(['\n', '\r'], " ")
-        );
-        for l in lines {
-            text.push_str(l);
-            text.push('\n');
-        }
-        let r = (|| {
-            let mut f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            f.metadata()
-        })();
-        let after = r.map_err(|e| io_err(&path, "cannot write the dead-letter file", e))?;
-        if before.is_none() {
-            fsync_dir(self.dir())?;
-        }
-        self.count_dead_letter(before, &after);
-        Ok(())
-    }
-
-    /// One more entry in the summary's dead-letter count, when the count
-    /// was that of the file as it was `before` the append (else the next
-    /// status counts the file again).
-    fn count_dead_letter(&self, before: Option<(u64, u64)>, after: &fs::Metadata) {
-        let mut sum = Summary::load(self.dir());
-        let entries = match (sum.dead, before) {
-            (None, None) => 0,
-            (Some(d), Some(b)) if (d.len, d.ino) == b => d.entries,
-            _ => return,
-        };
-        sum.dead = Some(DeadLetters {
-            len: after.len(),
-            ino: after.ino(),
-            entries: entries + 1,
-        });
-        sum.save(self.dir());
-    }
+/// One more entry in the summary's dead-letter count, when the count was
+/// that of the file as it was `before` the append (else the next status
+/// counts the file again).
+fn count_one_more(dir: &Path, before: Option<(u64, u64)>, after: &fs::Metadata) {
+    let mut sum = Summary::load(dir);
+    let entries = match (sum.dead, before) {
+        (None, None) => 0,
+        (Some(d), Some(b)) if (d.len, d.ino) == b => d.entries,
+        _ => return,
+    };
+    sum.dead = Some(DeadLetters {
+        len: after.len(),
+        ino: after.ino(),
+        entries: entries + 1,
+    });
+    sum.save(dir);
 }
 
 /// The entries of the dead-letter file in `dir` (0 when it cannot be read).

@@ -71,6 +71,7 @@ pub mod codec;
 mod dead_letter;
 mod dropped;
 mod files;
+mod listing;
 mod lock;
 mod progress;
 mod status;

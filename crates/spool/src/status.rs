@@ -5,8 +5,8 @@
 use crate::dead_letter::{DEAD_LETTER_FILE, count_entries};
 use crate::dropped::DROPPED_FILE;
 use crate::files::read_count;
+use crate::listing::{Listed, SEGMENT_SUFFIX};
 use crate::progress::read_marker;
-use crate::store::SEGMENT_SUFFIX;
 use crate::summary::{DeadLetters, Entry, Summary};
 use crate::{Record, SpoolError, io_err, parse_segment};
 use chrono::{DateTime, Utc};
@@ -53,14 +53,6 @@ impl Status {
             *self.pending.entry(label.clone()).or_default() += n;
         }
     }
-}
-
-/// A segment file as listed: name, size and inode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
-    pub name: String,
-    pub len: u64,
-    pub ino: u64,
 }
 
 /// The status of the spool at `dir` holding the segments `listed`, from

@@ -2,12 +2,15 @@
 //! progress markers, appends with the size limit, replays' reads and
 //! rewrites.
 
+use crate::dead_letter::DEAD_LETTER_FILE;
 use crate::files::{fsync_dir, kind_of, replace_file};
+use crate::listing::{Listed, SEGMENT_SUFFIX, TMP_SUFFIX};
 use crate::lock::FileLock;
 use crate::progress::{PROGRESS_SUFFIX, Progress, delivered_of, progress_path, read_marker};
-use crate::status::{Listed, Status, tally};
+use crate::status::{Status, tally};
 use crate::summary::{Entry, Summary};
 use crate::{Batch, MAX_RECORD_BYTES, MAX_RECORD_LINES, Record, SpoolError, io_err, parse_segment};
+use crate::{dead_letter, dropped};
 use chrono::Utc;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -17,8 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOCK_FILE: &str = ".lock";
 const REPLAY_LOCK_FILE: &str = ".replay.lock";
-pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
-const TMP_SUFFIX: &str = ".tmp";
 /// Entries moved aside because they cannot be read as segments.
 pub const BAD_SUFFIX: &str = ".bad";
 
@@ -89,7 +90,7 @@ impl Spool {
         self.max_bytes
     }
 
-    pub(crate) fn lock(&self) -> Result<FileLock, SpoolError> {
+    fn lock(&self) -> Result<FileLock, SpoolError> {
         let p = self.dir.join(LOCK_FILE);
         FileLock::exclusive(&p).map_err(|e| io_err(&p, "cannot lock the spool", e))
     }
@@ -353,7 +354,7 @@ impl Spool {
     ) -> Result<AppendReport, SpoolError> {
         let _guard = self.lock()?;
         let carried = if report.is_some() {
-            self.read_dropped()
+            dropped::read(&self.dir)
         } else {
             0
         };
@@ -384,7 +385,7 @@ impl Spool {
         // with the record dropped that carried it): take it off the counter
         // (drops added by this very append stay for the next report).
         if placed > 0 {
-            self.write_dropped(self.read_dropped().saturating_sub(placed))?;
+            dropped::write(&self.dir, dropped::read(&self.dir).saturating_sub(placed))?;
         }
         Ok(report)
     }
@@ -470,7 +471,10 @@ impl Spool {
                 report.dropped_points,
                 report.dropped_records
             );
-            self.add_dropped((report.dropped_points as u64).saturating_add(given_back))?;
+            dropped::add(
+                &self.dir,
+                (report.dropped_points as u64).saturating_add(given_back),
+            )?;
         }
         Ok(())
     }
@@ -510,6 +514,34 @@ impl Spool {
         self.rewrite(&l.name, &recs[k..])?;
         self.summarize(sum, &l.name, Some(&recs[k..]));
         Ok(freed)
+    }
+
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.dir.join(DEAD_LETTER_FILE)
+    }
+
+    /// Appends a refused batch, after a header line with the server's
+    /// message, to the dead-letter file (line protocol with `#` comments:
+    /// it can be fixed and written again by hand).
+    pub fn dead_letter(
+        &self,
+        label: &str,
+        lines: &[String],
+        message: &str,
+    ) -> Result<(), SpoolError> {
+        let _guard = self.lock()?;
+        dead_letter::append(&self.dir, label, lines, message)
+    }
+
+    /// The points dropped at the size limit since the last call (for the
+    /// self-metrics), resetting the counter.
+    pub fn take_dropped(&self) -> Result<u64, SpoolError> {
+        let _guard = self.lock()?;
+        let n = dropped::read(&self.dir);
+        if n > 0 {
+            dropped::write(&self.dir, 0)?;
+        }
+        Ok(n)
     }
 
     /// The oldest segment that still holds records, repaired.

@@ -289,7 +289,7 @@ fn big_batches_are_split_into_records() {
 #[test]
 fn the_drop_count_travels_in_the_record_that_reports_it() {
     let (_d, s) = spool(1 << 20);
-    s.add_dropped(7).unwrap();
+    dropped::add(s.dir(), 7).unwrap();
     let report = |n: u64| {
         batch(
             "self-metrics",
@@ -313,11 +313,11 @@ fn the_drop_count_travels_in_the_record_that_reports_it() {
     // Dropped at the size limit, the record gives its count back: the 3
     // points dropped and the 5 it reported.
     let (_d2, small) = spool(150);
-    small.add_dropped(5).unwrap();
+    dropped::add(small.dir(), 5).unwrap();
     small
         .append_reporting(&[batch("a", &["m v=1i 1"])], Some(&report))
         .unwrap();
-    assert_eq!(small.read_dropped(), 0);
+    assert_eq!(dropped::read(small.dir()), 0);
     let big: Vec<String> = (0..3).map(|i| format!("m v={i}i {i}")).collect();
     let refs: Vec<&str> = big.iter().map(String::as_str).collect();
     let r = small.append(&[batch("b", &refs)]).unwrap();
