@@ -7,7 +7,7 @@ use crate::dropped::DROPPED_FILE;
 use crate::files::read_count;
 use crate::listing::{Listed, SEGMENT_SUFFIX};
 use crate::progress::read_marker;
-use crate::summary::{DeadLetters, Entry, Summary};
+use crate::summary::{DeadLetters, Entry, Sketch, Summary};
 use crate::{Record, SpoolError, io_err, parse_segment};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -78,7 +78,7 @@ pub(crate) fn tally(
                 let Some(records) = decode(l)? else {
                     continue;
                 };
-                Entry::of(l.len, l.ino, &marker, &records)
+                Entry::of(l.len, l.ino, &marker, &Sketch::all(&records))
             }
         };
         st.add(&entry);

@@ -8,7 +8,7 @@ use crate::listing::{Listed, SEGMENT_SUFFIX, TMP_SUFFIX};
 use crate::lock::FileLock;
 use crate::progress::{PROGRESS_SUFFIX, Progress, delivered_of, progress_path, read_marker};
 use crate::status::{Status, tally};
-use crate::summary::{Entry, Summary};
+use crate::summary::{Entry, Sketch, Summary};
 use crate::{Batch, MAX_RECORD_BYTES, MAX_RECORD_LINES, Record, SpoolError, io_err, parse_segment};
 use crate::{dead_letter, dropped};
 use chrono::Utc;
@@ -16,6 +16,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOCK_FILE: &str = ".lock";
@@ -52,6 +53,10 @@ struct Framed {
     bytes: Vec<u8>,
 }
 
+/// A segment being replayed: its name, its file (size, inode) and the
+/// sketch of its records.
+type Replaying = (String, (u64, u64), Vec<Sketch>);
+
 /// The spool directory. Every method blocks (file locks, `fsync`): see the
 /// crate's documentation.
 #[derive(Debug)]
@@ -59,6 +64,9 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     counter: AtomicU64,
+    /// The sketch of the segment last read for replay, with its size and
+    /// inode: what recording its progress updates the summary from.
+    replaying: Mutex<Option<Replaying>>,
 }
 
 impl Spool {
@@ -73,6 +81,7 @@ impl Spool {
             dir: dir.to_owned(),
             max_bytes,
             counter: AtomicU64::new(0),
+            replaying: Mutex::new(None),
         };
         // Check now that we may write there, rather than when it matters,
         // and remove the temporary files a crash left (listing does).
@@ -173,10 +182,10 @@ impl Spool {
     /// segment is gone.
     pub fn record_progress(&self, name: &str, entries: &[Progress]) -> Result<(), SpoolError> {
         let _guard = self.lock()?;
-        match fs::symlink_metadata(self.dir.join(name)) {
-            Ok(m) if m.file_type().is_file() => {}
+        let file = match fs::symlink_metadata(self.dir.join(name)) {
+            Ok(m) if m.file_type().is_file() => (m.len(), m.ino()),
             _ => return Ok(()),
-        }
+        };
         let path = self.progress_path(name);
         let tmp = self
             .dir
@@ -184,9 +193,17 @@ impl Spool {
         replace_file(&path, &tmp, Progress::encode(entries).as_bytes(), true)
             .map_err(|e| io_err(&path, "cannot write the progress marker", e))?;
         fsync_dir(&self.dir)?;
+        let cached = self.replaying.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(n, f, _)| n == name && *f == file)
+                .map(|(_, _, sketches)| sketches.clone())
+        });
+        let sketches = match cached {
+            Some(s) => Some(s),
+            None => self.read_segment(name)?.map(|r| Sketch::all(&r)),
+        };
         let mut sum = Summary::load(&self.dir);
-        let records = self.read_segment(name)?;
-        self.summarize(&mut sum, name, records.as_deref());
+        self.summarize(&mut sum, name, sketches.as_deref());
         sum.save(&self.dir);
         Ok(())
     }
@@ -316,9 +333,10 @@ impl Spool {
         self.write_segment(name, &buf)
     }
 
-    /// Sets segment `name`'s entry in `sum` from its `records` as now on
-    /// disk (lock held); `None`, or a segment that is gone: no entry.
-    fn summarize(&self, sum: &mut Summary, name: &str, records: Option<&[Record]>) {
+    /// Sets segment `name`'s entry in `sum` from the sketches of its
+    /// `records` as now on disk (lock held); `None`, or a segment that is
+    /// gone: no entry.
+    fn summarize(&self, sum: &mut Summary, name: &str, records: Option<&[Sketch]>) {
         let meta = fs::symlink_metadata(self.dir.join(name));
         match (records, meta) {
             (Some(records), Ok(m)) if !records.is_empty() && m.file_type().is_file() => {
@@ -375,7 +393,7 @@ impl Spool {
                 .collect();
             self.write_segment(&name, &buf)?;
             let kept: Vec<Record> = records.into_iter().map(|f| f.record).collect();
-            self.summarize(&mut sum, &name, Some(&kept));
+            self.summarize(&mut sum, &name, Some(&Sketch::all(&kept)));
             report.records = kept.len();
             report.points = kept.iter().map(|r| r.lines.len()).sum();
             report.segment = Some(name);
@@ -512,7 +530,7 @@ impl Spool {
             return Ok(l.len);
         }
         self.rewrite(&l.name, &recs[k..])?;
-        self.summarize(sum, &l.name, Some(&recs[k..]));
+        self.summarize(sum, &l.name, Some(&Sketch::all(&recs[k..])));
         Ok(freed)
     }
 
@@ -552,6 +570,9 @@ impl Spool {
                 && !records.is_empty()
             {
                 let delivered = delivered_of(&records, &read_marker(&self.dir, &l.name).entries);
+                if let Ok(mut c) = self.replaying.lock() {
+                    *c = Some((l.name.clone(), (l.len, l.ino), Sketch::all(&records)));
+                }
                 return Ok(Some(Segment {
                     name: l.name,
                     records,
@@ -606,7 +627,7 @@ impl Spool {
         }
         self.remove_progress(name)?;
         let mut sum = Summary::load(&self.dir);
-        self.summarize(&mut sum, name, Some(&keep));
+        self.summarize(&mut sum, name, Some(&Sketch::all(&keep)));
         sum.save(&self.dir);
         Ok(())
     }

@@ -57,11 +57,63 @@ pub(crate) struct Entry {
     pub labels: BTreeMap<String, usize>,
 }
 
+/// What the summary needs of a record: enough to count what waits after
+/// any progress, without its lines (kept by the spool for the segment a
+/// replay is delivering, so that recording its progress decodes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sketch {
+    id: u32,
+    fingerprint: u32,
+    spooled_at: i64,
+    label: String,
+    /// `oldest[i]`: the oldest timestamp of the lines from the `i`th on
+    /// (one more than the lines: `None` at the end).
+    oldest: Vec<Option<i64>>,
+}
+
+impl Sketch {
+    pub fn of(r: &Record) -> Sketch {
+        let mut oldest = vec![None; r.lines.len() + 1];
+        for (i, l) in r.lines.iter().enumerate().rev() {
+            let ts = crate::line_timestamp(l);
+            oldest[i] = match (ts, oldest[i + 1]) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Sketch {
+            id: r.id,
+            fingerprint: r.fingerprint(),
+            spooled_at: r.spooled_at,
+            label: r.label.clone(),
+            oldest,
+        }
+    }
+
+    pub fn all(records: &[Record]) -> Vec<Sketch> {
+        records.iter().map(Sketch::of).collect()
+    }
+
+    fn lines(&self) -> usize {
+        self.oldest.len() - 1
+    }
+
+    /// The lines `marker` says were delivered (the rule of
+    /// [`delivered_of`](crate::progress::delivered_of)).
+    fn delivered(&self, marker: &Marker) -> usize {
+        marker
+            .entries
+            .iter()
+            .find(|e| e.id == self.id)
+            .filter(|e| e.lines <= self.lines() && e.fingerprint == self.fingerprint)
+            .map_or(0, |e| e.lines)
+    }
+}
+
 impl Entry {
-    /// The entry of a segment file (`len` bytes, inode `ino`) holding
-    /// `records`, with progress `marker`.
-    pub fn of(len: u64, ino: u64, marker: &Marker, records: &[Record]) -> Entry {
-        let delivered = crate::progress::delivered_of(records, &marker.entries);
+    /// The entry of a segment file (`len` bytes, inode `ino`) holding the
+    /// records sketched in `records`, with progress `marker`.
+    pub fn of(len: u64, ino: u64, marker: &Marker, records: &[Sketch]) -> Entry {
         let mut e = Entry {
             len,
             ino,
@@ -69,18 +121,17 @@ impl Entry {
             total: records.len(),
             ..Entry::default()
         };
-        for (r, &done) in records.iter().zip(&delivered) {
-            if done >= r.lines.len() {
+        for r in records {
+            let done = r.delivered(marker);
+            if done >= r.lines() {
                 continue;
             }
             e.records += 1;
-            e.points += r.lines.len() - done;
-            *e.labels.entry(r.label.clone()).or_default() += r.lines.len() - done;
+            e.points += r.lines() - done;
+            *e.labels.entry(r.label.clone()).or_default() += r.lines() - done;
             e.oldest = Some(e.oldest.map_or(r.spooled_at, |o| o.min(r.spooled_at)));
-            for l in &r.lines[done..] {
-                if let Some(ts) = crate::line_timestamp(l) {
-                    e.oldest_point = Some(e.oldest_point.map_or(ts, |o| o.min(ts)));
-                }
+            if let Some(ts) = r.oldest[done] {
+                e.oldest_point = Some(e.oldest_point.map_or(ts, |o| o.min(ts)));
             }
         }
         e
@@ -303,7 +354,7 @@ mod tests {
         let mut s = Summary::default();
         s.segments.insert(
             "00001-2-3.seg".into(),
-            Entry::of(10, 20, &Marker::default(), &recs),
+            Entry::of(10, 20, &Marker::default(), &Sketch::all(&recs)),
         );
         s.segments.insert(
             "odd name é.seg".into(),
