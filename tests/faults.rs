@@ -333,6 +333,7 @@ fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(
         let rec = ubuntu_metrics::sinks::spool::Record {
             id: half as u32,
             spooled_at: 0,
+            dropped: 0,
             label: b.label,
             lines: b.lines,
         };

@@ -7,7 +7,7 @@
 use chrono::DateTime;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use ubuntu_metrics::sinks::spool::{Record, line_timestamp, parse_segment};
+use spool::{Record, line_timestamp, parse_segment};
 use ubuntu_metrics::{FieldValue, Point};
 
 #[derive(Debug, Arbitrary)]
@@ -58,6 +58,7 @@ fuzz_target!(|input: Input| {
             let rec = Record {
                 id: 1,
                 spooled_at: 0,
+                dropped: 0,
                 label: "fuzz".into(),
                 lines: vec![line],
             };

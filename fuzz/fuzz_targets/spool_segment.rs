@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ubuntu_metrics::sinks::spool::{line_timestamp, parse_segment};
+use spool::{line_timestamp, parse_segment};
 
 fuzz_target!(|data: &[u8]| {
     let parsed = parse_segment(data);

@@ -1,0 +1,439 @@
+//! The segment store's tests: appends, replays, the size limit, damage,
+//! the drop counts and the backlog summary.
+
+use super::*;
+use crate::codec::HEADER_LEN;
+use crate::codec::VERSION_1;
+use crate::status::peek;
+use crate::summary::SUMMARY_FILE;
+
+fn batch(label: &str, lines: &[&str]) -> Batch {
+    Batch {
+        label: label.into(),
+        lines: lines.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn spool(max: u64) -> (tempfile::TempDir, Spool) {
+    let d = tempfile::tempdir().unwrap();
+    let s = Spool::open(&d.path().join("spool"), max).unwrap();
+    (d, s)
+}
+
+#[test]
+fn append_read_finish() {
+    let (_d, s) = spool(1 << 20);
+    let r = s
+        .append(&[
+            batch("a", &["m v=1i 1", "m v=2i 2"]),
+            batch("b", &["n v=1i 1"]),
+        ])
+        .unwrap();
+    assert_eq!((r.records, r.points), (2, 3));
+    s.append(&[batch("c", &["o v=1i 1"])]).unwrap();
+    let st = s.status().unwrap();
+    assert_eq!((st.segments, st.records, st.points), (2, 3, 4));
+    assert_eq!(st.oldest_point, Some(1));
+    let seg = s.oldest_segment().unwrap().unwrap();
+    assert_eq!(seg.records.len(), 2);
+    assert_eq!(seg.records[0].label, "a");
+    // First record written, second half-written.
+    s.finish_segment(&seg.name, &[0], Some((1, vec!["n v=1i 1".into()])))
+        .unwrap();
+    let seg2 = s.oldest_segment().unwrap().unwrap();
+    assert_eq!(seg2.name, seg.name);
+    assert_eq!(seg2.records.len(), 1);
+    assert_eq!(seg2.records[0].id, 1);
+    s.finish_segment(&seg.name, &[1], None).unwrap();
+    let seg3 = s.oldest_segment().unwrap().unwrap();
+    assert_ne!(seg3.name, seg.name);
+    assert_eq!(seg3.records[0].label, "c");
+    s.finish_segment(&seg3.name, &[0], None).unwrap();
+    assert!(s.oldest_segment().unwrap().is_none());
+    assert_eq!(s.status().unwrap(), Status::default());
+    // Finishing a segment that is gone is not an error.
+    s.finish_segment(&seg3.name, &[0], None).unwrap();
+}
+
+#[test]
+fn progress_counts_only_for_the_record_it_was_written_for() {
+    let (_d, s) = spool(1 << 20);
+    let lines: Vec<String> = (0..10).map(|i| format!("m v={i}i {i}")).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    s.append(&[batch("a", &refs), batch("b", &["n v=1i 1", "n v=2i 2"])])
+        .unwrap();
+    let seg = s.oldest_segment().unwrap().unwrap();
+    assert_eq!(seg.delivered, vec![0, 0]);
+    let a = &seg.records[0];
+    s.record_progress(
+        &seg.name,
+        &[Progress {
+            id: a.id,
+            fingerprint: a.fingerprint(),
+            lines: 4,
+        }],
+    )
+    .unwrap();
+    // Read back by the next replay, and by status.
+    assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![4, 0]);
+    assert_eq!(s.status().unwrap().points, 8);
+    assert_eq!(s.status().unwrap().oldest_point, Some(1));
+    assert_eq!(s.pending_points(&seg.name).unwrap(), 8);
+    // Record a done, b half done.
+    let b = &seg.records[1];
+    let both = [
+        Progress {
+            id: a.id,
+            fingerprint: a.fingerprint(),
+            lines: 10,
+        },
+        Progress {
+            id: b.id,
+            fingerprint: b.fingerprint(),
+            lines: 1,
+        },
+    ];
+    s.record_progress(&seg.name, &both).unwrap();
+    let st = s.status().unwrap();
+    assert_eq!((st.records, st.points, st.oldest_point), (1, 1, Some(2)));
+    // A marker for another content of the record (a rewrite since) is
+    // void, never applied to the new content.
+    let mut other = both;
+    other[0].fingerprint ^= 1;
+    other[1].lines = 3;
+    s.record_progress(&seg.name, &other).unwrap();
+    assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![0, 0]);
+    // Garbage is ignored (replayed whole).
+    fs::write(s.progress_path(&seg.name), "1 2 3\n").unwrap();
+    assert_eq!(s.oldest_segment().unwrap().unwrap().delivered, vec![0, 0]);
+    // The end of the replay rewrites the segment, then drops the marker.
+    s.record_progress(&seg.name, &both).unwrap();
+    s.finish_segment(&seg.name, &[a.id], Some((b.id, vec!["n v=2i 2".into()])))
+        .unwrap();
+    assert!(!s.progress_path(&seg.name).exists());
+    let left = s.oldest_segment().unwrap().unwrap();
+    assert_eq!(left.records.len(), 1);
+    assert_eq!(left.delivered, vec![0]);
+    assert_eq!(s.status().unwrap().points, 1);
+    // A marker left for a segment that is gone is removed at the next
+    // listing; none is written for a segment that is gone.
+    s.record_progress(&seg.name, &both).unwrap();
+    s.finish_segment(&seg.name, &[b.id], None).unwrap();
+    assert!(s.oldest_segment().unwrap().is_none());
+    s.record_progress(&seg.name, &both).unwrap();
+    assert!(!s.progress_path(&seg.name).exists());
+    fs::write(s.progress_path(&seg.name), Progress::encode(&both)).unwrap();
+    assert_eq!(s.status().unwrap(), Status::default());
+    assert!(entries(&s).is_empty(), "{:?}", entries(&s));
+}
+
+fn entries(s: &Spool) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with("lock") && n != SUMMARY_FILE)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_segment_whose_checksum_fails_is_set_aside_whole() {
+    let (_d, s) = spool(1 << 20);
+    s.append(&[batch("a", &["m v=1i 1"]), batch("b", &["m v=2i 2"])])
+        .unwrap();
+    s.append(&[batch("c", &["m v=3i 3"])]).unwrap();
+    let names = s.segments().unwrap();
+    let (first, second) = (names[0].name.clone(), names[1].name.clone());
+    let path = s.dir().join(&first);
+    let mut full = fs::read(&path).unwrap();
+    // Bit rot in the first record: the valid second record is not
+    // half-read out of a damaged segment either.
+    full[HEADER_LEN + 3] ^= 0x40;
+    fs::write(&path, &full).unwrap();
+    let recs = s.records().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].lines, vec!["m v=3i 3"]);
+    assert_eq!(entries(&s), vec![format!("{first}.bad"), second.clone()]);
+    // Untouched, for a human to look at.
+    assert_eq!(
+        fs::read(s.dir().join(format!("{first}.bad"))).unwrap(),
+        full
+    );
+    // A torn segment (however it came to be) is set aside the same way,
+    // and appends go on.
+    let p = s.dir().join(&second);
+    let bytes = fs::read(&p).unwrap();
+    fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+    assert!(s.oldest_segment().unwrap().is_none());
+    assert_eq!(s.status().unwrap().records, 0);
+    assert!(s.dir().join(format!("{second}.bad")).exists());
+    s.append(&[batch("d", &["m v=4i 4"])]).unwrap();
+    assert_eq!(s.records().unwrap().len(), 1);
+}
+
+#[test]
+fn appends_go_through_a_temporary_name_and_leftovers_are_removed_at_open() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    let s = Spool::open(&dir, 1 << 20).unwrap();
+    s.append(&[batch("a", &["m v=1i 1"])]).unwrap();
+    let seg = entries(&s).pop().unwrap();
+    assert!(seg.ends_with(SEGMENT_SUFFIX), "{seg}");
+    // What a kill -9 in the middle of an append now leaves: a partial
+    // temporary file beside the whole segments.
+    let tmp = dir.join(format!(".{}{TMP_SUFFIX}", seg.replace("-0.", "-9.")));
+    let whole = fs::read(dir.join(&seg)).unwrap();
+    fs::write(&tmp, &whole[..whole.len() / 2]).unwrap();
+    drop(s);
+    let s = Spool::open(&dir, 1 << 20).unwrap();
+    assert!(!tmp.exists(), "a crash's temporary file is removed at open");
+    assert_eq!(entries(&s), vec![seg]);
+    assert_eq!(s.records().unwrap().len(), 1);
+}
+
+#[test]
+fn size_limit_drops_the_oldest_and_counts() {
+    let one = Record {
+        id: 0,
+        spooled_at: 0,
+        dropped: 0,
+        label: "x".into(),
+        lines: vec!["m v=1i 1".into()],
+    }
+    .encode()
+    .unwrap()
+    .len() as u64;
+    let (_d, s) = spool(3 * one);
+    for i in 0..3 {
+        let l = format!("m v={i}i {i}");
+        s.append(&[batch("x", &[l.as_str()])]).unwrap();
+    }
+    assert_eq!(s.status().unwrap().records, 3);
+    let r = s.append(&[batch("x", &["m v=9i 9"])]).unwrap();
+    assert_eq!((r.dropped_points, r.points), (1, 1));
+    let lines: Vec<String> = s
+        .records()
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.lines)
+        .collect();
+    assert_eq!(lines, vec!["m v=1i 1", "m v=2i 2", "m v=9i 9"]);
+    assert_eq!(s.status().unwrap().dropped_unreported, 1);
+    assert_eq!(s.take_dropped().unwrap(), 1);
+    assert_eq!(s.take_dropped().unwrap(), 0);
+    // A single append over the limit keeps its newest records.
+    let r = s
+        .append(&[
+            batch("x", &["m v=5i 5"]),
+            batch("x", &["m v=6i 6"]),
+            batch("x", &["m v=7i 7"]),
+            batch("x", &["m v=8i 8"]),
+        ])
+        .unwrap();
+    assert_eq!(r.points, 3);
+    assert_eq!(r.dropped_points, 4);
+    let lines: Vec<String> = s
+        .records()
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.lines)
+        .collect();
+    assert_eq!(lines, vec!["m v=6i 6", "m v=7i 7", "m v=8i 8"]);
+    assert!(s.status().unwrap().bytes <= 3 * one);
+}
+
+#[test]
+fn dead_letter_keeps_batch_and_message() {
+    let (_d, s) = spool(1 << 20);
+    s.dead_letter(
+        "sponsoring",
+        &["m v=1.5 1".into()],
+        "field type conflict\nsecond",
+    )
+    .unwrap();
+    s.dead_letter("x", &["n v=1i 2".into()], "bad").unwrap();
+    let text = fs::read_to_string(s.dead_letter_path()).unwrap();
+    assert!(text.contains(
+        "sponsoring: 1 lines refused by InfluxDB: field type conflict second\nm v=1.5 1\n"
+    ));
+    let st = s.status().unwrap();
+    assert_eq!(st.dead_letter_entries, 2);
+    assert_eq!(st.records, 0);
+}
+
+#[test]
+fn replay_lock_is_exclusive() {
+    let (_d, s) = spool(1 << 20);
+    let g = s.try_replay_lock().unwrap();
+    assert!(g.is_some());
+    assert!(s.try_replay_lock().unwrap().is_none());
+    drop(g);
+    assert!(s.try_replay_lock().unwrap().is_some());
+}
+
+#[test]
+fn big_batches_are_split_into_records() {
+    let lines: Vec<String> = (0..MAX_RECORD_LINES + 3)
+        .map(|i| format!("m v={i}i {i}"))
+        .collect();
+    let chunks = chunk_lines(&lines);
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1].len(), 3);
+    assert!(chunk_lines(&[]).is_empty());
+}
+
+/// The drop count is a field of the record that reports it: taken off the
+/// counter by the append that spools it, given back when that record is
+/// dropped at the size limit in its turn.
+#[test]
+fn the_drop_count_travels_in_the_record_that_reports_it() {
+    let (_d, s) = spool(1 << 20);
+    dropped::add(s.dir(), 7).unwrap();
+    let report = |n: u64| {
+        batch(
+            "self-metrics",
+            &[&format!("run spool_dropped={n}i 1"), "run v=1i 2"],
+        )
+    };
+    s.append_reporting(&[batch("a", &["m v=1i 1"])], Some(&report))
+        .unwrap();
+    assert_eq!(s.status().unwrap().dropped_unreported, 0);
+    let recs = s.records().unwrap();
+    let dropped: Vec<u64> = recs.iter().map(|r| r.dropped).collect();
+    assert_eq!(dropped, vec![0, 7]);
+    assert_eq!(recs[1].lines[0], "run spool_dropped=7i 1");
+    // A replay that delivered the record's first line leaves the rest
+    // reporting nothing.
+    let seg = s.oldest_segment().unwrap().unwrap();
+    s.finish_segment(&seg.name, &[0], Some((1, vec!["run v=1i 2".into()])))
+        .unwrap();
+    assert_eq!(s.records().unwrap()[0].dropped, 0);
+    s.finish_segment(&seg.name, &[1], None).unwrap();
+    // Dropped at the size limit, the record gives its count back: the 3
+    // points dropped and the 5 it reported.
+    let (_d2, small) = spool(150);
+    dropped::add(small.dir(), 5).unwrap();
+    small
+        .append_reporting(&[batch("a", &["m v=1i 1"])], Some(&report))
+        .unwrap();
+    assert_eq!(dropped::read(small.dir()), 0);
+    let big: Vec<String> = (0..3).map(|i| format!("m v={i}i {i}")).collect();
+    let refs: Vec<&str> = big.iter().map(String::as_str).collect();
+    let r = small.append(&[batch("b", &refs)]).unwrap();
+    assert_eq!(r.dropped_points, 3, "{r:?}");
+    assert_eq!(small.take_dropped().unwrap(), 3 + 5);
+}
+
+/// The segment of a spool written by the previous release (records of
+/// payload version 1, the drop count only inside the self-metrics lines,
+/// a progress marker, no summary) is counted, replayed from where the old
+/// replay stopped and delivered whole: an upgrade loses nothing.
+#[test]
+fn a_spool_of_the_previous_version_is_read_and_delivered_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    fs::create_dir(&dir).unwrap();
+    let old = [
+        crate::codec::tests::rec(0, "sponsoring", &["m v=1i 10", "m v=2i 20", "m v=3i 30"]),
+        crate::codec::tests::rec(
+            1,
+            "self-metrics",
+            &["ubuntu_metrics_run points=3i,spool_dropped=4i 40"],
+        ),
+    ];
+    let mut bytes = Vec::new();
+    for r in &old {
+        bytes.extend(r.frame(VERSION_1).unwrap());
+    }
+    let name = "00000000000000000001-42-0.seg";
+    fs::write(dir.join(name), &bytes).unwrap();
+    let marker = Progress::encode(&[Progress {
+        id: 0,
+        fingerprint: crc32fast::hash(&old[0].frame(VERSION_1).unwrap()),
+        lines: 1,
+    }]);
+    fs::write(dir.join(format!("{name}.progress")), marker).unwrap();
+    fs::write(dir.join("dropped"), "2\n").unwrap();
+    let s = Spool::open(&dir, 1 << 20).unwrap();
+    assert!(!dir.join(SUMMARY_FILE).exists());
+    let st = s.status().unwrap();
+    assert_eq!((st.segments, st.records, st.points), (1, 2, 3));
+    assert_eq!((st.oldest_point, st.dropped_unreported), (Some(20), 2));
+    assert_eq!(st.pending["sponsoring"], 2);
+    assert!(dir.join(SUMMARY_FILE).exists(), "built at the first status");
+    let seg = s.oldest_segment().unwrap().unwrap();
+    assert_eq!(seg.delivered, vec![1, 0], "the old marker still counts");
+    let lines: Vec<&str> = seg
+        .records
+        .iter()
+        .flat_map(|r| &r.lines)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "m v=1i 10",
+            "m v=2i 20",
+            "m v=3i 30",
+            "ubuntu_metrics_run points=3i,spool_dropped=4i 40"
+        ]
+    );
+    assert!(seg.records.iter().all(|r| r.dropped == 0));
+    s.finish_segment(&seg.name, &[0], None).unwrap();
+    let left = s.records().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].lines, old[1].lines);
+    assert_eq!(s.status().unwrap().points, 1);
+}
+
+/// `status` and `peek` read the summary, not the segments: a segment
+/// whose bytes changed in place (same size, same inode) still counts as
+/// the summary says; a summary gone, damaged, or out of date for a
+/// segment (replaced by another file) is rebuilt from the segments.
+#[test]
+fn status_reads_the_summary_and_rebuilds_it_when_it_is_out_of_date() {
+    let (_d, s) = spool(1 << 20);
+    s.append(&[
+        batch("a", &["m v=1i 5", "m v=2i 3"]),
+        batch("b", &["n v=1i 9"]),
+    ])
+    .unwrap();
+    s.append(&[batch("a", &["o v=1i 7"])]).unwrap();
+    s.dead_letter("x", &["n v=1i 2".into()], "bad").unwrap();
+    let want = s.status().unwrap();
+    assert_eq!((want.segments, want.records, want.points), (2, 3, 4));
+    assert_eq!(want.pending.get("a"), Some(&3));
+    assert_eq!(want.dead_letter_entries, 1);
+    assert_eq!(peek(s.dir()).unwrap(), want);
+    let summary = fs::read(s.dir().join(SUMMARY_FILE)).unwrap();
+    // Every way of losing the summary rebuilds the same status.
+    fs::remove_file(s.dir().join(SUMMARY_FILE)).unwrap();
+    assert_eq!(peek(s.dir()).unwrap(), want);
+    assert!(!s.dir().join(SUMMARY_FILE).exists(), "peek writes nothing");
+    assert_eq!(s.status().unwrap(), want);
+    assert_eq!(fs::read(s.dir().join(SUMMARY_FILE)).unwrap(), summary);
+    fs::write(s.dir().join(SUMMARY_FILE), b"garbage").unwrap();
+    assert_eq!(s.status().unwrap(), want);
+    // Overwritten in place with bytes of the same length: not decoded.
+    let first = s.segments().unwrap()[0].name.clone();
+    let path = s.dir().join(&first);
+    let mut data = fs::read(&path).unwrap();
+    data[HEADER_LEN + 3] ^= 0x40;
+    std::io::Write::write_all(
+        &mut fs::OpenOptions::new().write(true).open(&path).unwrap(),
+        &data,
+    )
+    .unwrap();
+    assert_eq!(s.status().unwrap(), want);
+    // Replaced by another file: decoded (here: damaged, set aside).
+    let other = s.dir().join("other");
+    fs::write(&other, &data).unwrap();
+    fs::rename(&other, &path).unwrap();
+    let st = s.status().unwrap();
+    assert_eq!((st.segments, st.records, st.points), (1, 1, 1));
+    assert_eq!(st.pending.get("b"), None);
+    // The dead-letter file changed behind the summary's back: counted again.
+    fs::write(s.dead_letter_path(), "").unwrap();
+    assert_eq!(s.status().unwrap().dead_letter_entries, 0);
+}
