@@ -20,7 +20,7 @@
 //! it. The first format (one answer per key, keys without the method) is
 //! still read: its keys are `GET` requests.
 
-use crate::sources::http::redact_url;
+use crate::support::text::redact_url;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

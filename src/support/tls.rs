@@ -1,6 +1,6 @@
 //! The one place HTTP clients are set up: the upstream client, the
-//! InfluxDB writer and provisioning all start from [`client_builder`]
-//! (and a CA file is read by [`with_ca_file`] alone). The TLS set-up they
+//! InfluxDB writer and provisioning are all built by [`ClientSpec`] (and a
+//! CA file is read by [`with_ca_file`] alone). The TLS set-up they
 //! share: rustls with the `ring` crypto provider (pure Rust and assembly,
 //! no C build tools), the system's trust store (through reqwest's platform
 //! verifier) plus any `ca_file` given.
@@ -19,6 +19,115 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     // only says so).
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+}
+
+/// Why a client could not be built: its CA file (the message names the
+/// setting and the file), or reqwest's own refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    CaFile(String),
+    #[error("cannot build {name}: {source}")]
+    Build {
+        name: String,
+        source: reqwest::Error,
+    },
+}
+
+/// For the callers that still report errors as text.
+impl From<ClientError> for String {
+    fn from(e: ClientError) -> String {
+        e.to_string()
+    }
+}
+
+/// The one TLS client builder: what a client of the program is (its
+/// name for errors, its timeouts, an optional CA file named by its
+/// setting, whether the certificate is checked at all, whether redirects
+/// are followed), every client getting the crypto provider and the
+/// [`USER_AGENT`].
+#[derive(Debug, Clone)]
+pub struct ClientSpec<'a> {
+    name: &'a str,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+    ca_file: Option<(&'a std::path::Path, &'a str)>,
+    skip_verify: bool,
+    redirects: bool,
+}
+
+impl<'a> ClientSpec<'a> {
+    /// A client called `name` in errors ("the InfluxDB client"), with
+    /// `timeout` for a whole request and for connecting.
+    pub fn new(name: &'a str, timeout: std::time::Duration) -> Self {
+        ClientSpec {
+            name,
+            connect_timeout: timeout,
+            timeout,
+            ca_file: None,
+            skip_verify: false,
+            redirects: true,
+        }
+    }
+
+    /// Time allowed to connect, when shorter than the request's.
+    pub fn connect_timeout(mut self, t: std::time::Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Also trusting the PEM file `ca` ([`with_ca_file`]), named `setting`
+    /// in errors (`influxdb.ca_file`, `CA file`).
+    pub fn ca_file(mut self, ca: Option<&'a std::path::Path>, setting: &'a str) -> Self {
+        self.ca_file = ca.map(|ca| (ca, setting));
+        self
+    }
+
+    /// Not checking the server's certificate at all ([`skip_verify`]);
+    /// the caller warns.
+    pub fn skip_verify(mut self, skip: bool) -> Self {
+        self.skip_verify = skip;
+        self
+    }
+
+    /// Never following a redirect (a write that follows one becomes a GET
+    /// of whatever is there).
+    pub fn no_redirects(mut self) -> Self {
+        self.redirects = false;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<reqwest::Client, ClientError> {
+        self.build_with(|b| b)
+    }
+
+    /// The client, with `more` of reqwest's settings (a resolver, gzip).
+    pub fn build_with(
+        self,
+        more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<reqwest::Client, ClientError> {
+        let mut builder = more(
+            client_builder()
+                .user_agent(USER_AGENT)
+                .timeout(self.timeout)
+                .connect_timeout(self.connect_timeout),
+        );
+        if !self.redirects {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
+        if let Some((ca, setting)) = self.ca_file {
+            builder = with_ca_file(builder, ca, setting).map_err(ClientError::CaFile)?;
+        }
+        if self.skip_verify {
+            // After with_ca_file, whose own TLS configuration this drops.
+            builder = skip_verify(builder);
+        }
+        builder.build().map_err(|source| ClientError::Build {
+            name: self.name.to_owned(),
+            source,
+        })
+    }
 }
 
 /// `builder` also trusting the certificates of the PEM file `ca` (a
