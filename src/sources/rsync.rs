@@ -217,9 +217,9 @@ impl Rsync {
             .as_ref()
             .and_then(|t| t.get_rsync(url, self.max_output))
         {
-            let (code, stdout, stderr) = replayed.map_err(|message| RsyncError::Spawn {
+            let (code, stdout, stderr) = replayed.map_err(|e| RsyncError::Spawn {
                 url: url.to_owned(),
-                message,
+                message: e.to_string(),
             })?;
             if stdout.len() as u64 > self.max_output {
                 return Err(RsyncError::TooLarge {
