@@ -25,8 +25,13 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 /// setting and the file), or reqwest's own refusal.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{0}")]
-    CaFile(String),
+    /// The CA file, named by its setting (`influxdb.ca_file`, `CA file`).
+    #[error("{setting} {}: {why}", path.display())]
+    CaFile {
+        setting: String,
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("cannot build {name}: {source}")]
     Build {
         name: String,
@@ -117,7 +122,7 @@ impl<'a> ClientSpec<'a> {
             builder = builder.redirect(reqwest::redirect::Policy::none());
         }
         if let Some((ca, setting)) = self.ca_file {
-            builder = with_ca_file(builder, ca, setting).map_err(ClientError::CaFile)?;
+            builder = with_ca_file(builder, ca, setting)?;
         }
         if self.skip_verify {
             // After with_ca_file, whose own TLS configuration this drops.
@@ -155,7 +160,7 @@ pub fn with_ca_file(
     builder: reqwest::ClientBuilder,
     ca: &std::path::Path,
     what: &str,
-) -> Result<reqwest::ClientBuilder, String> {
+) -> Result<reqwest::ClientBuilder, ClientError> {
     let config = ca_file_config(ca, what)?;
     Ok(builder.tls_backend_preconfigured(config))
 }
@@ -170,17 +175,21 @@ pub fn skip_verify(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
 }
 
 /// The rustls configuration of [`with_ca_file`].
-fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConfig, String> {
+fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConfig, ClientError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(ca).map_err(|e| format!("{what} {}: {e}", ca.display()))?;
+    let bad = |why: String| ClientError::CaFile {
+        setting: what.to_owned(),
+        path: ca.to_owned(),
+        why,
+    };
+    let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what} {}: not a PEM certificate: {e}", ca.display()))?;
+        .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
-            ca.display()
+        return Err(bad(
+            "no PEM certificate in it (-----BEGIN CERTIFICATE-----)".into(),
         ));
     }
     // As reqwest: the installed provider, else ring (client_builder
@@ -189,10 +198,10 @@ fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConf
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
-    let verifier = PinnedOrPlatform::new(certs, provider.clone(), what, ca)?;
+    let verifier = PinnedOrPlatform::new(certs, provider.clone(), what, ca).map_err(bad)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| format!("{what} {}: {e}", ca.display()))?
+        .map_err(|e| bad(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
         .with_no_client_auth();
@@ -217,7 +226,9 @@ pub struct PinnedOrPlatform {
 }
 
 impl PinnedOrPlatform {
-    /// `certs`: those of the CA file `ca` (named `what` in errors).
+    /// `certs`: those of the CA file `ca` (named `what` in the
+    /// handshake's errors); the error says why the platform verifier
+    /// refused them.
     pub fn new(
         certs: Vec<rustls::pki_types::CertificateDer<'static>>,
         provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
@@ -229,7 +240,7 @@ impl PinnedOrPlatform {
             certs.clone(),
             provider.clone(),
         )
-        .map_err(|e| format!("{origin}: {e}"))?;
+        .map_err(|e| e.to_string())?;
         Ok(PinnedOrPlatform {
             pinned: certs,
             platform,
@@ -453,10 +464,10 @@ mod der {
 mod tests {
     use super::*;
 
-    fn err(r: Result<reqwest::ClientBuilder, String>) -> String {
+    fn err(r: Result<reqwest::ClientBuilder, ClientError>) -> String {
         match r {
             Ok(_) => panic!("an error was expected"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 
