@@ -3,22 +3,23 @@
 //! and a total timeout), with a request counter per collector run, a debug
 //! log line per request, and a per-host limit on requests in flight.
 //!
-//! A request goes through layers around one [`Http::send`], outermost
+//! A request goes through layers around one `Http::send`, outermost
 //! first:
-//! - [`retry`]: a 429 or 503 with `Retry-After` waited for and tried again;
-//! - [`limit`]: the per-host limit ([`DEFAULT_MAX_PER_HOST`], `[http]
+//! - `retry.rs`: a 429 or 503 with `Retry-After` waited for and tried again;
+//! - `limit.rs`: the per-host limit ([`DEFAULT_MAX_PER_HOST`], `[http]
 //!   max_per_host`), one semaphore per origin (scheme, host, port), shared
 //!   by every handle of the process ([`Http::for_run`] keeps it):
 //!   collectors fire independent requests together and the limit keeps the
 //!   upstream hosts from seeing more than that many at once. A permit is
 //!   held from sending the request until its body has been read, a
-//!   streamed one ([`stream`]) included;
-//! - [`record`]: record/replay (`run --record/--replay`);
-//! - [`conditional`]: `If-None-Match` / `If-Modified-Since` for the
-//!   documents kept ([`kept`]);
-//! - the HTTP/2 gate ([`limit`]): a cold `https` host's first request
+//!   streamed one (`stream.rs`) included;
+//! - `record.rs`: record/replay (`run --record/--replay`);
+//! - `conditional.rs`: `If-None-Match` / `If-Modified-Since` for the
+//!   documents kept (`kept.rs`);
+//! - the HTTP/2 gate (`limit.rs`): a cold `https` host's first request
 //!   alone, so a burst shares its connection;
-//! - [`body`]: the body cap (`[http] max_body`), and the status judged.
+//! - `body.rs`: the answer read up to the body cap (`[http] max_body`),
+//!   and its status judged.
 
 mod body;
 mod conditional;
@@ -500,4 +501,32 @@ pub fn encode_segment(s: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_typed_once_and_checked() {
+        let c = HttpConfig::default();
+        let s = HttpSettings::try_from(&c).unwrap();
+        assert_eq!(s.max_body, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(parse_size(DEFAULT_MAX_BODY), Ok(DEFAULT_MAX_BODY_BYTES));
+        assert_eq!(s.max_per_host, DEFAULT_MAX_PER_HOST);
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        let e = HttpSettings::try_from(&HttpConfig {
+            max_body: "lots".into(),
+            ..HttpConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("http.max_body: invalid size \"lots\""), "{e}");
+        let e = HttpSettings::try_from(&HttpConfig {
+            max_per_host: 0,
+            ..HttpConfig::default()
+        })
+        .unwrap_err();
+        assert!(matches!(e, HttpError::MaxPerHost), "{e}");
+    }
 }
