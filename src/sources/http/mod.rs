@@ -124,7 +124,10 @@ impl From<HttpError> for String {
 impl TryFrom<&HttpConfig> for HttpSettings {
     type Error = HttpError;
 
+    /// The errors name the key as the configuration's check does
+    /// (`http.max_body: invalid size ...`), `max_body` first.
     fn try_from(c: &HttpConfig) -> Result<Self, HttpError> {
+        let max_body = c.max_body_bytes()?;
         if c.max_per_host == 0 {
             return Err(HttpError::MaxPerHost);
         }
@@ -132,7 +135,7 @@ impl TryFrom<&HttpConfig> for HttpSettings {
             connect_timeout: c.connect_timeout.as_duration(),
             timeout: c.timeout.as_duration(),
             max_per_host: c.max_per_host,
-            max_body: c.max_body_bytes()?,
+            max_body,
         })
     }
 }
