@@ -52,9 +52,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The User-Agent of every request the program makes.
-pub use crate::support::tls::USER_AGENT;
-
 /// Requests in flight at once to one host unless configured otherwise.
 pub const DEFAULT_MAX_PER_HOST: usize = 8;
 
