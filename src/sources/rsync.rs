@@ -234,11 +234,11 @@ impl Rsync {
         // A name that does not resolve fails every call alike, and each
         // rsync would ask the resolver again (seconds each, offline).
         if let Some(first) = urls.first()
-            && let Err(message) = crate::sources::http::resolves(first).await
+            && let Err(e) = crate::sources::http::resolves(first).await
         {
             return Err(RsyncError::Unreachable {
                 url: url.to_owned(),
-                message,
+                message: e.to_string(),
             });
         }
         let mut cmd = tokio::process::Command::new(&self.program);

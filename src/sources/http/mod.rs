@@ -37,7 +37,7 @@ use errors::request_error;
 use kept::AnswerCache;
 use limit::{GATE_WAIT, Host, HostLimits};
 pub use range::ContentRange;
-pub use resolve::{UNRESOLVED_FOR, resolves};
+pub use resolve::{UNRESOLVED_FOR, Unresolved, resolves};
 pub use retry::parse_retry_after;
 pub use stream::Stream;
 

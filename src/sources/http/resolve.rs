@@ -15,7 +15,7 @@ pub const UNRESOLVED_FOR: Duration = Duration::from_secs(60);
 
 /// A name that did not resolve: `cannot resolve HOST (why)`.
 #[derive(Debug)]
-pub(super) struct Unresolved {
+pub struct Unresolved {
     host: String,
     why: String,
 }
@@ -72,18 +72,18 @@ async fn lookup(host: &str) -> Result<Vec<std::net::SocketAddr>, Unresolved> {
     }
 }
 
-/// `Err("cannot resolve HOST (why)")` when the host of `url` is a name
+/// `Err` ("cannot resolve HOST (why)") when the host of `url` is a name
 /// that does not resolve (asked once per [`UNRESOLVED_FOR`], as for HTTP):
 /// for the callers of other programs (rsync), which would each ask the
 /// resolver again. An address, or no host, is `Ok`.
-pub async fn resolves(url: &str) -> Result<(), String> {
+pub async fn resolves(url: &str) -> Result<(), Unresolved> {
     let Some(host) = url::Url::parse(url).ok().and_then(|u| match u.host() {
         Some(url::Host::Domain(d)) => Some(d.to_owned()),
         _ => None,
     }) else {
         return Ok(());
     };
-    lookup(&host).await.map(drop).map_err(|e| e.to_string())
+    lookup(&host).await.map(drop)
 }
 
 /// The client's resolver: [`lookup`].
