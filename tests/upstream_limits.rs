@@ -189,3 +189,38 @@ fn a_gzip_bomb_and_an_endless_body_fail_only_their_collectors_in_bounded_memory(
         "peak RSS {peak_kb} kB is over 100 MB; stderr:\n{stderr}"
     );
 }
+
+/// Issue 25: a streamed read (backfill's reading of a whole CSV) holds its
+/// host's permit until the stream is dropped, as every other request
+/// does: with one request per host, the next request to that host waits
+/// for the stream.
+#[tokio::test]
+async fn a_streamed_read_counts_in_the_per_host_limit() {
+    use std::time::Duration;
+    use ubuntu_metrics::sources::http::Http;
+    let server = common::server();
+    let http = Http::new(Duration::from_secs(5), Duration::from_secs(10))
+        .unwrap()
+        .with_max_per_host(1);
+    let url = server.url("sponsoring/general.json");
+    let mut stream = http.get_stream(&url, 0).await.unwrap();
+    assert!(stream.chunk().await.unwrap().is_some());
+    let other = http.for_run();
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move { other.get_bytes(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a request went out while the stream held the host's only permit"
+    );
+    drop(stream);
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the request goes once the stream is dropped")
+        .unwrap()
+        .unwrap();
+    assert!(!body.is_empty());
+    assert_eq!(server.requests().get("sponsoring"), Some(&2));
+}

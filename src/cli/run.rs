@@ -77,14 +77,9 @@ pub(super) async fn main(
             }
         }
     }
-    let tape = match (&args.record, &args.replay) {
-        (Some(dir), _) => Tape::record(dir, now.unwrap_or_else(Utc::now)),
-        (None, Some(dir)) => Tape::replay(dir),
-        (None, None) => Err(String::new()),
-    };
-    let tape = match tape {
-        Ok(t) => Some(Arc::new(t)),
-        Err(e) if e.is_empty() => None,
+    let (record, replay) = (args.record.as_deref(), args.replay.as_deref());
+    let tape = match Tape::for_run(record, replay, now.unwrap_or_else(Utc::now)) {
+        Ok(t) => t.map(Arc::new),
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_USAGE;

@@ -4,8 +4,9 @@
 
 use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
-use crate::sources::http::REDACTED;
-pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
+pub use crate::sources::http::HttpConfig;
+use crate::support::text::{REDACTED, redact_secrets};
+pub use crate::support::text::{parse_size, redact_url};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -240,7 +241,7 @@ impl Default for SpoolConfig {
 impl SpoolConfig {
     /// `max_size` in bytes.
     pub fn max_bytes(&self) -> Result<u64, String> {
-        parse_size(&self.max_size)
+        parse_size(&self.max_size).map_err(|e| e.to_string())
     }
 }
 
@@ -1036,39 +1037,6 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     }
 }
 
-/// `message` (quoting parts of the configuration `text`) with every value
-/// of a secret key (`password`, `token`, ... as [`crate::support::text`] names
-/// them), every password of a URL and every secret query value in `text`
-/// replaced.
-pub fn redact_secrets(message: &str, text: &str) -> String {
-    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r#"([A-Za-z0-9_\-]+)["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#,
-        )
-        .expect("valid regex")
-    });
-    let mut secrets: Vec<String> = Vec::new();
-    for c in KEY.captures_iter(text) {
-        if !crate::support::text::is_secret_name(&c[1]) {
-            continue;
-        }
-        let v = &c[2];
-        secrets.push(v.to_owned());
-        let inner = v.trim_matches(|ch| ch == '"' || ch == '\'');
-        if !inner.is_empty() {
-            secrets.push(inner.to_owned());
-        }
-    }
-    secrets.extend(crate::support::text::url_secrets(text));
-    // Longest first, so that a quoted value goes before its inner text.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = message.to_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), REDACTED);
-    }
-    redact_url(&out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1218,7 +1186,7 @@ mod tests {
         assert_eq!(parse_size("1.5kB"), Ok(1500));
         assert_eq!(parse_size("4096"), Ok(4096));
         for bad in ["", "MB", "100 parsecs", "0", "-1MB", "1e999", "1.2.3MB"] {
-            let e = parse_size(bad).unwrap_err();
+            let e = parse_size(bad).unwrap_err().to_string();
             assert!(
                 e.contains("invalid size") && e.contains("100MB"),
                 "{bad}: {e}"

@@ -280,23 +280,15 @@ impl Influx {
         let mut query_url = base.clone();
         let prefix = base.path().trim_end_matches('/').to_owned();
         query_url.set_path(&format!("{prefix}/query"));
-        let mut builder = crate::support::tls::client_builder()
-            .user_agent(crate::support::tls::USER_AGENT)
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout);
-        if let Some(ca) = &opts.ca_file {
-            builder = crate::support::tls::with_ca_file(builder, ca, "CA file")?;
-        }
         if opts.insecure_skip_verify {
             tracing::warn!(
                 "insecure_skip_verify: the InfluxDB server's TLS certificate is NOT checked"
             );
-            // After with_ca_file, whose own TLS configuration this drops.
-            builder = crate::support::tls::skip_verify(builder);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = crate::support::tls::ClientSpec::new("the HTTP client", opts.timeout)
+            .ca_file(opts.ca_file.as_deref(), "CA file")
+            .skip_verify(opts.insecure_skip_verify)
+            .build()?;
         Ok(Influx {
             client,
             query_url,

@@ -16,7 +16,7 @@
 //! for later (for the spool).
 
 use crate::model::timespan::TimeSpan;
-use crate::sources::http::{REDACTED, redact_url};
+use crate::support::text::{REDACTED, redact_url};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -461,26 +461,18 @@ impl InfluxWriter {
         }
 
         let timeout = cfg.timeout.as_duration();
-        let mut builder = crate::support::tls::client_builder()
-            .user_agent(crate::support::tls::USER_AGENT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A write that follows a redirect becomes a GET of whatever is
-            // there (a login page answering 200): never follow one.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &cfg.ca_file {
-            builder = crate::support::tls::with_ca_file(builder, ca, "influxdb.ca_file")?;
-        }
         if cfg.insecure_skip_verify {
             tracing::warn!(
                 "influxdb.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
             );
-            // After with_ca_file, whose own TLS configuration this drops.
-            builder = crate::support::tls::skip_verify(builder);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the InfluxDB client: {e}"))?;
+        // A write that follows a redirect becomes a GET of whatever is
+        // there (a login page answering 200): never follow one.
+        let client = crate::support::tls::ClientSpec::new("the InfluxDB client", timeout)
+            .ca_file(cfg.ca_file.as_deref(), "influxdb.ca_file")
+            .skip_verify(cfg.insecure_skip_verify)
+            .no_redirects()
+            .build()?;
         Ok(InfluxWriter {
             client,
             retry: RetryPolicy::default(),

@@ -5,7 +5,7 @@
 //! variant and the same message. rsync listings have their own error,
 //! [`RsyncError`](crate::sources::rsync::RsyncError).
 
-use crate::sources::http::redact_url;
+use crate::support::text::redact_url;
 
 /// What went wrong reading an upstream source. Every variant names the URL
 /// (credentials redacted in the message).

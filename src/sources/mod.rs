@@ -2,7 +2,6 @@
 //! of collectors or of the configuration file: they have their own error
 //! ([`SourceError`]) and their own settings ([`http::HttpConfig`]).
 pub mod cache;
-pub mod conditional;
 pub mod distro_info;
 pub mod error;
 pub mod http;
@@ -23,8 +22,15 @@ mod tests {
     fn sources_import_neither_collector_nor_config() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sources");
         let mut files = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        while let Some(path) = paths.pop() {
+            if path.is_dir() {
+                paths.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "rs") {
                 continue;
             }

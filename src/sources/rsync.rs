@@ -218,11 +218,11 @@ impl Rsync {
         // A name that does not resolve fails every call alike, and each
         // rsync would ask the resolver again (seconds each, offline).
         if let Some(first) = urls.first()
-            && let Err(message) = crate::sources::http::resolves(first).await
+            && let Err(e) = crate::sources::http::resolves(first).await
         {
             return Err(RsyncError::Unreachable {
                 url: url.to_owned(),
-                message,
+                message: e.to_string(),
             });
         }
         let output = self.run(url, urls).await?;
@@ -241,9 +241,9 @@ impl Rsync {
     fn replayed(&self, url: &str) -> Option<Result<Listing, RsyncError>> {
         let replayed = self.tape.as_ref()?.get_rsync(url, self.max_output)?;
         let listing = replayed
-            .map_err(|message| RsyncError::Spawn {
+            .map_err(|e| RsyncError::Spawn {
                 url: url.to_owned(),
-                message,
+                message: e.to_string(),
             })
             .and_then(|(code, stdout, stderr)| {
                 if stdout.len() as u64 > self.max_output {

@@ -20,7 +20,7 @@
 //! it. The first format (one answer per key, keys without the method) is
 //! still read: its keys are `GET` requests.
 
-use crate::sources::http::redact_url;
+use crate::support::text::redact_url;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -117,6 +117,72 @@ fn has_method(key: &str) -> bool {
         .is_some_and(|(m, _)| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
+/// What went wrong making or replaying a recording: each names the file
+/// or the request.
+#[derive(Debug, thiserror::Error)]
+pub enum TapeError {
+    #[error("{}: cannot create: {source}", dir.display())]
+    Create {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not valid: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A body of the recording refused: `why` says what it is.
+    #[error("recording {}: the body {name:?} {why}; refused (replaying reads only regular files inside the recording)", dir.display())]
+    Refused {
+        dir: PathBuf,
+        name: String,
+        why: &'static str,
+    },
+    /// A body of the recording that cannot be read.
+    #[error("recording {}: {source}", path.display())]
+    Body {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A request the recording holds no (more) answer to.
+    #[error("{key}: {}", missing(dir, *asked, *held))]
+    Missing {
+        key: String,
+        dir: PathBuf,
+        asked: usize,
+        held: usize,
+    },
+    /// An rsync call the recording does not hold.
+    #[error("not in the recording {} (replaying: no network)", dir.display())]
+    MissingRsync { dir: PathBuf },
+}
+
+/// Why a request is not answered: not in the recording, or asked more
+/// times than the recording holds answers to it.
+fn missing(dir: &Path, asked: usize, held: usize) -> String {
+    if held == 0 {
+        format!(
+            "not in the recording {} (replaying: no network)",
+            dir.display()
+        )
+    } else {
+        format!(
+            "asked {asked} times, and the recording {} holds {held} answer(s) to it (replaying: no network)",
+            dir.display()
+        )
+    }
+}
+
 /// A replayed HTTP answer: status, headers, body.
 pub type Replayed = (u16, reqwest::header::HeaderMap, Vec<u8>);
 /// A replayed rsync call: exit code, listing, messages.
@@ -150,12 +216,13 @@ pub fn key(method: &str, url: &str, range: Option<&str>) -> String {
 /// bytes (the caller tells a body over `max` by its length), only from a
 /// regular file inside `dir`, reached without `..`, an absolute path or a
 /// symbolic link.
-fn read_inside(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, String> {
-    let refuse = |why: &str| {
-        Err(format!(
-            "recording {}: the body {name:?} {why}; refused (replaying reads only regular files inside the recording)",
-            dir.display()
-        ))
+fn read_inside(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, TapeError> {
+    let refuse = |why: &'static str| {
+        Err(TapeError::Refused {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            why,
+        })
     };
     let rel = Path::new(name);
     if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -170,34 +237,52 @@ fn read_inside(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, String> {
                 return refuse("is, or lies under, a symbolic link");
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("recording {}: {e}", path.display())),
+            Err(source) => return Err(TapeError::Body { path, source }),
         }
     }
+    let unreadable = |source| TapeError::Body {
+        path: path.clone(),
+        source,
+    };
     use std::os::unix::fs::OpenOptionsExt;
     // Not followed if it became a link since; a FIFO does not block.
     let file = std::fs::File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
-        .map_err(|e| format!("recording {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("recording {}: {e}", path.display()))?;
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return refuse("is not a regular file");
     }
     let mut body = Vec::with_capacity(usize::try_from(meta.len().min(max)).unwrap_or(0));
     file.take(max.saturating_add(1))
         .read_to_end(&mut body)
-        .map_err(|e| format!("recording {}: {e}", path.display()))?;
+        .map_err(unreadable)?;
     Ok(body)
 }
 
 impl Tape {
+    /// The recording a run makes (`--record DIR`, a run at `now`) or
+    /// replays (`--replay DIR`), or none.
+    pub fn for_run(
+        record: Option<&Path>,
+        replay: Option<&Path>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Tape>, TapeError> {
+        match (record, replay) {
+            (Some(dir), _) => Tape::record(dir, now).map(Some),
+            (None, Some(dir)) => Tape::replay(dir).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// A new recording in `dir` (created) of a run at `now`.
-    pub fn record(dir: &Path, now: DateTime<Utc>) -> Result<Tape, String> {
-        std::fs::create_dir_all(dir.join(ANSWERS))
-            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    pub fn record(dir: &Path, now: DateTime<Utc>) -> Result<Tape, TapeError> {
+        std::fs::create_dir_all(dir.join(ANSWERS)).map_err(|source| TapeError::Create {
+            dir: dir.to_owned(),
+            source,
+        })?;
         Ok(Tape::Record {
             dir: dir.to_owned(),
             index: Mutex::new(Index {
@@ -208,12 +293,16 @@ impl Tape {
     }
 
     /// The recording in `dir`.
-    pub fn replay(dir: &Path) -> Result<Tape, String> {
+    pub fn replay(dir: &Path) -> Result<Tape, TapeError> {
         let path = dir.join(INDEX_FILE);
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let index = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not valid: {e}", path.display()))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(source) => return Err(TapeError::Read { path, source }),
+        };
+        let index = match serde_json::from_slice(&bytes) {
+            Ok(i) => i,
+            Err(source) => return Err(TapeError::Invalid { path, source }),
+        };
         Ok(Tape::Replay {
             dir: dir.to_owned(),
             index,
@@ -296,7 +385,7 @@ impl Tape {
     /// headers, body (at most `max` + 1 bytes: longer is over the cap); an
     /// error naming the request when the recording does not hold it, or
     /// holds fewer answers to it than it was asked.
-    pub fn get_http(&self, key: &str, max: u64) -> Option<Result<Replayed, String>> {
+    pub fn get_http(&self, key: &str, max: u64) -> Option<Result<Replayed, TapeError>> {
         let Tape::Replay { dir, index, used } = self else {
             return None;
         };
@@ -308,17 +397,11 @@ impl Tape {
             *n
         };
         let Some(a) = answers.get(n - 1) else {
-            return Some(Err(if answers.is_empty() {
-                format!(
-                    "{key}: not in the recording {} (replaying: no network)",
-                    dir.display()
-                )
-            } else {
-                format!(
-                    "{key}: asked {n} times, and the recording {} holds {} answer(s) to it (replaying: no network)",
-                    dir.display(),
-                    answers.len()
-                )
+            return Some(Err(TapeError::Missing {
+                key: key.to_owned(),
+                dir: dir.clone(),
+                asked: n,
+                held: answers.len(),
             }));
         };
         let mut headers = reqwest::header::HeaderMap::new();
@@ -352,32 +435,32 @@ impl Tape {
 
     /// The recorded rsync call of `url` (when replaying): exit code,
     /// listing (at most `max` + 1 bytes), messages.
-    pub fn get_rsync(&self, url: &str, max: u64) -> Option<Result<ReplayedRsync, String>> {
+    pub fn get_rsync(&self, url: &str, max: u64) -> Option<Result<ReplayedRsync, TapeError>> {
         let Tape::Replay { dir, index, .. } = self else {
             return None;
         };
         let Some(a) = index.rsync.get(&redact_url(url)) else {
-            return Some(Err(format!(
-                "not in the recording {} (replaying: no network)",
-                dir.display()
-            )));
+            return Some(Err(TapeError::MissingRsync { dir: dir.clone() }));
         };
         Some(read_inside(dir, &a.stdout, max).map(|b| (a.exit_code, b, a.stderr.clone())))
     }
 
     /// Writes the index of a recording (atomically).
-    pub fn finish(&self) -> Result<(), String> {
+    pub fn finish(&self) -> Result<(), TapeError> {
         let Tape::Record { dir, index } = self else {
             return Ok(());
         };
         let index = index.lock().unwrap_or_else(|e| e.into_inner());
-        let mut bytes = serde_json::to_vec_pretty(&*index).map_err(|e| e.to_string())?;
-        bytes.push(b'\n');
         let path = dir.join(INDEX_FILE);
+        let mut bytes = match serde_json::to_vec_pretty(&*index) {
+            Ok(b) => b,
+            Err(source) => return Err(TapeError::Invalid { path, source }),
+        };
+        bytes.push(b'\n');
         let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
         std::fs::write(&tmp, &bytes)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+            .map_err(|source| TapeError::Write { path, source })
     }
 }
 
@@ -406,7 +489,11 @@ mod tests {
         let (status, headers, body) = r.get_http(&k, MAX).unwrap().unwrap();
         assert_eq!((status, body.as_slice()), (206, &b"a,b\n"[..]));
         assert_eq!(headers["content-type"], "text/csv");
-        let e = r.get_http("GET https://h/other", MAX).unwrap().unwrap_err();
+        let e = r
+            .get_http("GET https://h/other", MAX)
+            .unwrap()
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("GET https://h/other: not in the recording"),
             "{e}"
@@ -439,7 +526,7 @@ mod tests {
         assert_eq!(get(&a).unwrap(), (503, b"busy".to_vec()));
         assert_eq!(get(&a_range).unwrap(), (206, b"v=".to_vec()));
         assert_eq!(get(&a).unwrap(), (200, b"v=111".to_vec()));
-        let e = get(&a).unwrap_err();
+        let e = get(&a).unwrap_err().to_string();
         assert!(
             e.starts_with("GET https://h/a: asked 3 times") && e.contains("holds 2 answer(s)"),
             "{e}"
@@ -481,14 +568,14 @@ mod tests {
             "/etc/passwd",
             "/dev/zero",
         ] {
-            let e = read_inside(&rec, name, MAX).unwrap_err();
+            let e = read_inside(&rec, name, MAX).unwrap_err().to_string();
             assert!(e.contains("not a path inside the recording"), "{name}: {e}");
         }
         for name in ["answers/link", "dirlink/outside"] {
-            let e = read_inside(&rec, name, MAX).unwrap_err();
+            let e = read_inside(&rec, name, MAX).unwrap_err().to_string();
             assert!(e.contains("symbolic link"), "{name}: {e}");
         }
-        let e = read_inside(&rec, "answers", MAX).unwrap_err();
+        let e = read_inside(&rec, "answers", MAX).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
         assert_eq!(read_inside(&rec, "answers/big", 10).unwrap().len(), 11);
         assert_eq!(read_inside(&rec, "answers/big", 1000).unwrap().len(), 100);

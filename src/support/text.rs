@@ -1,5 +1,7 @@
-//! The one place secrets are taken out of what the program shows: errors,
-//! logs, `status.json`, the health endpoint, `config show`, recordings.
+//! The program's one text module: the one place secrets are taken out of
+//! what the program shows (errors, logs, `status.json`, the health
+//! endpoint, `config show`, recordings), and the one reading of a size
+//! (`64MB`, `512MiB`: [`parse_size`]).
 //!
 //! A URL (or a message quoting URLs) loses
 //! - the password of its user-info (`scheme://user:password@host` keeps the
@@ -107,6 +109,99 @@ pub fn url_secrets(text: &str) -> Vec<String> {
     out
 }
 
+/// `message` (quoting parts of the configuration `text`) with every value
+/// of a secret key (`password`, `token`, ... as [`is_secret_name`] names
+/// them), every password of a URL and every secret query value in `text`
+/// replaced.
+pub fn redact_secrets(message: &str, text: &str) -> String {
+    static KEY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"([A-Za-z0-9_\-]+)["']?\s*=\s*("(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,}\]]+)"#)
+            .expect("valid regex")
+    });
+    let mut secrets: Vec<String> = Vec::new();
+    for c in KEY.captures_iter(text) {
+        if !is_secret_name(&c[1]) {
+            continue;
+        }
+        let v = &c[2];
+        secrets.push(v.to_owned());
+        let inner = v.trim_matches(|ch| ch == '"' || ch == '\'');
+        if !inner.is_empty() {
+            secrets.push(inner.to_owned());
+        }
+    }
+    secrets.extend(url_secrets(text));
+    // Longest first, so that a quoted value goes before its inner text.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), REDACTED);
+    }
+    redact_url(&out)
+}
+
+/// A size that could not be read: the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid size {text:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
+)]
+pub struct SizeError {
+    pub text: String,
+    pub why: &'static str,
+}
+
+/// For the callers that still report errors as text.
+impl From<SizeError> for String {
+    fn from(e: SizeError) -> String {
+        e.to_string()
+    }
+}
+
+/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
+/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
+/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
+/// Case does not matter; spaces between number and unit are allowed.
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &'static str| {
+        Err(SizeError {
+            text: s.to_owned(),
+            why,
+        })
+    };
+    if num.is_empty() {
+        return bad("it does not start with a number");
+    }
+    let Ok(n) = num.parse::<f64>() else {
+        return bad("the number is not valid");
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return bad("unknown unit"),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return bad("too large");
+    }
+    let bytes = bytes.round() as u64;
+    if bytes == 0 {
+        return bad("it must be more than 0 bytes");
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +252,30 @@ mod tests {
         for secret in s {
             assert!(!redacted.contains(&secret), "{redacted}");
         }
+    }
+
+    #[test]
+    fn sizes_in_decimal_and_binary_units() {
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5kB"), Ok(1500));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "MB", "100 parsecs", "0", "-1MB", "1e999", "1.2.3MB"] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid size {bad:?}: ")) && e.contains("100MB"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_values_of_a_configuration_are_taken_out_of_a_message() {
+        let text = "[influxdb]\npassword = \"12345678\"\nurl = \"http://u:pw@h/\"\n";
+        let message = "line 2: password = \"12345678\" and http://u:pw@h/";
+        let r = redact_secrets(message, text);
+        assert!(!r.contains("12345678") && !r.contains(":pw@"), "{r}");
     }
 }

@@ -1,6 +1,6 @@
 //! The one place HTTP clients are set up: the upstream client, the
-//! InfluxDB writer and provisioning all start from [`client_builder`]
-//! (and a CA file is read by [`with_ca_file`] alone). The TLS set-up they
+//! InfluxDB writer and provisioning are all built by [`ClientSpec`] (and a
+//! CA file is read by [`with_ca_file`] alone). The TLS set-up they
 //! share: rustls with the `ring` crypto provider (pure Rust and assembly,
 //! no C build tools), the system's trust store (through reqwest's platform
 //! verifier) plus any `ca_file` given.
@@ -19,6 +19,120 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     // only says so).
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+}
+
+/// Why a client could not be built: its CA file (the message names the
+/// setting and the file), or reqwest's own refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The CA file, named by its setting (`influxdb.ca_file`, `CA file`).
+    #[error("{setting} {}: {why}", path.display())]
+    CaFile {
+        setting: String,
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("cannot build {name}: {source}")]
+    Build {
+        name: String,
+        source: reqwest::Error,
+    },
+}
+
+/// For the callers that still report errors as text.
+impl From<ClientError> for String {
+    fn from(e: ClientError) -> String {
+        e.to_string()
+    }
+}
+
+/// The one TLS client builder: what a client of the program is (its
+/// name for errors, its timeouts, an optional CA file named by its
+/// setting, whether the certificate is checked at all, whether redirects
+/// are followed), every client getting the crypto provider and the
+/// [`USER_AGENT`].
+#[derive(Debug, Clone)]
+pub struct ClientSpec<'a> {
+    name: &'a str,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+    ca_file: Option<(&'a std::path::Path, &'a str)>,
+    skip_verify: bool,
+    redirects: bool,
+}
+
+impl<'a> ClientSpec<'a> {
+    /// A client called `name` in errors ("the InfluxDB client"), with
+    /// `timeout` for a whole request and for connecting.
+    pub fn new(name: &'a str, timeout: std::time::Duration) -> Self {
+        ClientSpec {
+            name,
+            connect_timeout: timeout,
+            timeout,
+            ca_file: None,
+            skip_verify: false,
+            redirects: true,
+        }
+    }
+
+    /// Time allowed to connect, when shorter than the request's.
+    pub fn connect_timeout(mut self, t: std::time::Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Also trusting the PEM file `ca` ([`with_ca_file`]), named `setting`
+    /// in errors (`influxdb.ca_file`, `CA file`).
+    pub fn ca_file(mut self, ca: Option<&'a std::path::Path>, setting: &'a str) -> Self {
+        self.ca_file = ca.map(|ca| (ca, setting));
+        self
+    }
+
+    /// Not checking the server's certificate at all ([`skip_verify`]);
+    /// the caller warns.
+    pub fn skip_verify(mut self, skip: bool) -> Self {
+        self.skip_verify = skip;
+        self
+    }
+
+    /// Never following a redirect (a write that follows one becomes a GET
+    /// of whatever is there).
+    pub fn no_redirects(mut self) -> Self {
+        self.redirects = false;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<reqwest::Client, ClientError> {
+        self.build_with(|b| b)
+    }
+
+    /// The client, with `more` of reqwest's settings (a resolver, gzip).
+    pub fn build_with(
+        self,
+        more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<reqwest::Client, ClientError> {
+        let mut builder = more(
+            client_builder()
+                .user_agent(USER_AGENT)
+                .timeout(self.timeout)
+                .connect_timeout(self.connect_timeout),
+        );
+        if !self.redirects {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
+        if let Some((ca, setting)) = self.ca_file {
+            builder = with_ca_file(builder, ca, setting)?;
+        }
+        if self.skip_verify {
+            // After with_ca_file, whose own TLS configuration this drops.
+            builder = skip_verify(builder);
+        }
+        builder.build().map_err(|source| ClientError::Build {
+            name: self.name.to_owned(),
+            source,
+        })
+    }
 }
 
 /// `builder` also trusting the certificates of the PEM file `ca` (a
@@ -46,7 +160,7 @@ pub fn with_ca_file(
     builder: reqwest::ClientBuilder,
     ca: &std::path::Path,
     what: &str,
-) -> Result<reqwest::ClientBuilder, String> {
+) -> Result<reqwest::ClientBuilder, ClientError> {
     let config = ca_file_config(ca, what)?;
     Ok(builder.tls_backend_preconfigured(config))
 }
@@ -61,17 +175,21 @@ pub fn skip_verify(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
 }
 
 /// The rustls configuration of [`with_ca_file`].
-fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConfig, String> {
+fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConfig, ClientError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(ca).map_err(|e| format!("{what} {}: {e}", ca.display()))?;
+    let bad = |why: String| ClientError::CaFile {
+        setting: what.to_owned(),
+        path: ca.to_owned(),
+        why,
+    };
+    let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what} {}: not a PEM certificate: {e}", ca.display()))?;
+        .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
-            ca.display()
+        return Err(bad(
+            "no PEM certificate in it (-----BEGIN CERTIFICATE-----)".into(),
         ));
     }
     // As reqwest: the installed provider, else ring (client_builder
@@ -80,10 +198,10 @@ fn ca_file_config(ca: &std::path::Path, what: &str) -> Result<rustls::ClientConf
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
-    let verifier = PinnedOrPlatform::new(certs, provider.clone(), what, ca)?;
+    let verifier = PinnedOrPlatform::new(certs, provider.clone(), what, ca).map_err(bad)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| format!("{what} {}: {e}", ca.display()))?
+        .map_err(|e| bad(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
         .with_no_client_auth();
@@ -108,7 +226,9 @@ pub struct PinnedOrPlatform {
 }
 
 impl PinnedOrPlatform {
-    /// `certs`: those of the CA file `ca` (named `what` in errors).
+    /// `certs`: those of the CA file `ca` (named `what` in the
+    /// handshake's errors); the error says why the platform verifier
+    /// refused them.
     pub fn new(
         certs: Vec<rustls::pki_types::CertificateDer<'static>>,
         provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
@@ -120,7 +240,7 @@ impl PinnedOrPlatform {
             certs.clone(),
             provider.clone(),
         )
-        .map_err(|e| format!("{origin}: {e}"))?;
+        .map_err(|e| e.to_string())?;
         Ok(PinnedOrPlatform {
             pinned: certs,
             platform,
@@ -344,10 +464,10 @@ mod der {
 mod tests {
     use super::*;
 
-    fn err(r: Result<reqwest::ClientBuilder, String>) -> String {
+    fn err(r: Result<reqwest::ClientBuilder, ClientError>) -> String {
         match r {
             Ok(_) => panic!("an error was expected"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -166,7 +166,7 @@ impl AnswerCache {
     fn drop_entry(&self, url: &str, why: &str) {
         tracing::debug!(
             "the answer kept for {} is dropped ({why}); asking for it in full",
-            crate::sources::http::redact_url(url)
+            crate::support::text::redact_url(url)
         );
         self.forget(url);
     }
@@ -216,7 +216,7 @@ impl AnswerCache {
             // answer that follows replaces the entry.
             tracing::debug!(
                 "the answer kept for {} is damaged; asking for it in full",
-                crate::sources::http::redact_url(url)
+                crate::support::text::redact_url(url)
             );
             return None;
         }
@@ -256,7 +256,7 @@ impl AnswerCache {
         if let Err(e) = stored {
             tracing::debug!(
                 "cannot keep the answer of {} for conditional requests in {}: {e}",
-                crate::sources::http::redact_url(&v.url),
+                crate::support::text::redact_url(&v.url),
                 self.dir.display()
             );
         }
