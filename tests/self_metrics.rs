@@ -13,9 +13,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use ubuntu_metrics::model::schema::FieldType;
-use ubuntu_metrics::runner::{
-    HTTP_MEASUREMENT, SELF_MEASUREMENT, SELF_SCHEMA, SPOOL_MEASUREMENT, WRITE_MEASUREMENT,
-};
+use ubuntu_metrics::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, SELF_SCHEMA};
+use ubuntu_metrics::sinks::{SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 
 /// The rows of `SELECT * FROM m` as maps from column to value.
 fn rows(db: &Influxd, m: &str) -> Vec<BTreeMap<String, Value>> {
