@@ -149,7 +149,10 @@ async fn a_type_conflict_dead_letters_only_the_refused_lines() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_at(dir.path(), 1 << 20);
-    // alpha's 10 points but one conflict; beta is separate.
+    // alpha's 10 points but one conflict; beta is separate. The spool's
+    // records go in one request, which InfluxDB refuses (400): they are
+    // then written record by record, so beta is written and only alpha's
+    // refused lines are dead-lettered, under alpha's label.
     let mut alpha = outcome("alpha", 1, 10);
     alpha.points[4] = Point::new("alpha_ok").field("v", 1i64).at(t(1));
     let beta = outcome("beta", 1, 3);

@@ -9,6 +9,7 @@
 //! - [`print::Printer`]: the dry run, points to standard output.
 //!
 //! Sinks know nothing of collectors: a run is labelled points.
+pub mod blocking;
 pub mod influxdb;
 pub mod print;
 pub mod spool;

@@ -12,7 +12,9 @@
 //! The spool's calls block (`flock`, `fsync`): from here they run on
 //! tokio's blocking threads ([`blocking`]), never on an async worker.
 
+use super::self_metrics::spool_point;
 use super::writer::{Disposition, InfluxConfig, InfluxWriter, WriteError};
+pub use crate::sinks::blocking::blocking;
 use crate::sinks::spool::{Progress, Segment, Spool, SpoolError, Status};
 use crate::sinks::{Batch, Delivery, Run, SelfMetrics, Sink, encode_parts, self_batch};
 use std::path::{Path, PathBuf};
@@ -22,23 +24,6 @@ use std::time::{Duration, Instant};
 /// How long `deliver` waits for another process's replay of the spool
 /// before leaving its points there for that process (or a later run).
 pub const REPLAY_WAIT: Duration = Duration::from_secs(5);
-
-/// Runs the blocking spool call `f` on tokio's blocking threads.
-pub async fn blocking<T: Send + 'static>(
-    spool: &Arc<Spool>,
-    f: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
-) -> Result<T, SpoolError> {
-    let s = spool.clone();
-    let dir = spool.dir().to_owned();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .unwrap_or_else(|e| {
-            Err(SpoolError(format!(
-                "spool {}: a spool operation did not finish: {e}",
-                dir.display()
-            )))
-        })
-}
 
 /// Whether an output must have its spool: the daemon promises that
 /// nothing is lost and does not start without one; a run writes anyway
@@ -154,14 +139,59 @@ impl InfluxOutput {
         blocking(self.spool.as_ref()?, Spool::status).await.ok()
     }
 
-    /// Writes the output's own self-metrics (see
-    /// [`super::self_metrics::write`]).
+    /// Writes the self-metrics of the writes made since the last call
+    /// ([`super::self_metrics::WRITE_MEASUREMENT`]) and of the spool
+    /// ([`super::self_metrics::SPOOL_MEASUREMENT`]: the `backlog` the
+    /// delivery found, `None` when nothing waited before it). Call it after
+    /// a delivery that left the spool empty: these are about writes that
+    /// already happened, so they go in a write of their own, directly
+    /// (never into the spool, where `spool status` would count them). When
+    /// that write fails, the writes' records go back to the writer, for the
+    /// next call (a daemon's) or for nobody (a process about to end). `now`
+    /// is the run's clock: the time of the spool's point; the writes'
+    /// wall-clock times are shifted to it.
     pub async fn write_self_metrics(
         &self,
         backlog: Option<&Status>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), WriteError> {
-        super::self_metrics::write(&self.writer, self.spool.as_ref(), backlog, now).await
+        let writer = &self.writer;
+        let (stats, dropped) = writer.take_write_log();
+        // The writes happened on the wall clock; a run on another clock
+        // (`run --now`) shifts them with the rest of its points.
+        let shift = now - chrono::Utc::now();
+        let mut points: Vec<crate::model::point::Point> = stats
+            .iter()
+            .map(|s| {
+                let mut p = s.point();
+                p.timestamp = Some(s.time + shift);
+                p
+            })
+            .collect();
+        if let Some(spool) = &self.spool {
+            match blocking(spool, Spool::status).await {
+                Ok(after) => {
+                    let b = backlog.unwrap_or(&after);
+                    points.push(spool_point(writer.name(), b, &after, now, dropped));
+                }
+                Err(e) => tracing::debug!("no spool self-metrics: {e}"),
+            }
+        }
+        if points.is_empty() {
+            return Ok(());
+        }
+        let (lines, errors) = crate::model::point::encode_lines(&points);
+        for e in errors {
+            tracing::error!("self-metrics point not written: {e}");
+        }
+        match writer.write_lines(&lines).await {
+            Ok(_) => Ok(()),
+            Err((_, e)) => {
+                tracing::debug!("the writes' self-metrics are not written: {e}");
+                writer.return_write_log(stats, dropped);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! What an InfluxDB output writes about itself: one point per write
-//! request ([`WRITE_MEASUREMENT`]) and one per delivery that emptied its
-//! spool ([`SPOOL_MEASUREMENT`]). They are about writes that already
-//! happened, so they go in a write of their own, directly, never into the
-//! spool (where `spool status` would count them).
+//! request ([`WRITE_MEASUREMENT`], from the writer's [`WriteStat`]s) and one
+//! per delivery that emptied its spool ([`SPOOL_MEASUREMENT`]). They are
+//! about writes that already happened, so the output writes them in a
+//! write of their own, directly, never into the spool (where `spool
+//! status` would count them).
 
-use super::writer::{InfluxWriter, WriteError};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, tag};
-use crate::sinks::spool::{Spool, Status};
-use std::sync::Arc;
+use crate::sinks::spool::Status;
+use std::time::Duration;
 
 /// The self-metrics of writes: one point per request to InfluxDB's write
 /// endpoint (tag `outcome`; fields `latency_seconds`, `points`, `bytes`).
@@ -94,54 +94,30 @@ pub fn spool_point(
         .at(now)
 }
 
-/// Writes the self-metrics of the writes made since the last call
-/// ([`WRITE_MEASUREMENT`]) and of the spool ([`SPOOL_MEASUREMENT`]: the
-/// `backlog` the delivery found, `None` when nothing waited before it).
-/// Call it after a delivery that left the spool empty. When that write
-/// fails, the writes' records go back to the writer, for the next call (a
-/// daemon's) or for nobody (a process about to end). `now` is the run's
-/// clock: the time of the spool's point; the writes' wall-clock times are
-/// shifted to it.
-pub async fn write(
-    writer: &InfluxWriter,
-    spool: Option<&Arc<Spool>>,
-    backlog: Option<&Status>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), WriteError> {
-    let (stats, dropped) = writer.take_write_log();
-    // The writes happened on the wall clock; a run on another clock
-    // (`run --now`) shifts them with the rest of its points.
-    let shift = now - chrono::Utc::now();
-    let mut points: Vec<Point> = stats
-        .iter()
-        .map(|s| {
-            let mut p = s.point();
-            p.timestamp = Some(s.time + shift);
-            p
-        })
-        .collect();
-    if let Some(spool) = spool {
-        match super::output::blocking(spool, Spool::status).await {
-            Ok(after) => {
-                let b = backlog.unwrap_or(&after);
-                points.push(spool_point(writer.name(), b, &after, now, dropped));
-            }
-            Err(e) => tracing::debug!("no spool self-metrics: {e}"),
-        }
-    }
-    if points.is_empty() {
-        return Ok(());
-    }
-    let (lines, errors) = crate::model::point::encode_lines(&points);
-    for e in errors {
-        tracing::error!("self-metrics point not written: {e}");
-    }
-    match writer.write_lines(&lines).await {
-        Ok(_) => Ok(()),
-        Err((_, e)) => {
-            tracing::debug!("the writes' self-metrics are not written: {e}");
-            writer.return_write_log(stats, dropped);
-            Err(e)
-        }
+/// One request to InfluxDB's write endpoint, for the self-metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteStat {
+    /// When the request was sent.
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub latency: Duration,
+    /// Lines (points) in the request, and its size before compression.
+    pub points: usize,
+    pub bytes: usize,
+    /// `ok`, or the kind of failure (`WriteError::kind`).
+    pub outcome: &'static str,
+    /// The output written to.
+    pub output: String,
+}
+
+impl WriteStat {
+    /// Its [`WRITE_MEASUREMENT`] point.
+    pub fn point(&self) -> Point {
+        Point::new(WRITE_MEASUREMENT)
+            .tag("output", self.output.as_str())
+            .tag("outcome", self.outcome)
+            .field("latency_seconds", self.latency.as_secs_f64())
+            .field("points", self.points)
+            .field("bytes", self.bytes)
+            .at(self.time)
     }
 }

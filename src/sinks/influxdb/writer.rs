@@ -17,7 +17,7 @@
 //! (`influxdb.url`, `outputs.NAME.url`).
 
 use super::auth::{Auth, AuthError};
-use super::self_metrics::WRITE_MEASUREMENT;
+pub use super::self_metrics::WriteStat;
 use crate::model::timespan::TimeSpan;
 use crate::support::text::{REDACTED, redact_url};
 use serde::{Deserialize, Serialize};
@@ -374,34 +374,6 @@ const MAX_SPLIT_REQUESTS: usize = 64;
 /// At most this many writes wait in memory for their self-metrics to be
 /// written (InfluxDB down for long: the oldest are let go, counted).
 const MAX_WRITE_LOG: usize = 1_000;
-
-/// One request to InfluxDB's write endpoint, for the self-metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteStat {
-    /// When the request was sent.
-    pub time: chrono::DateTime<chrono::Utc>,
-    pub latency: Duration,
-    /// Lines (points) in the request, and its size before compression.
-    pub points: usize,
-    pub bytes: usize,
-    /// `ok`, or the kind of failure ([`WriteError::kind`]).
-    pub outcome: &'static str,
-    /// The output written to.
-    pub output: String,
-}
-
-impl WriteStat {
-    /// Its [`WRITE_MEASUREMENT`] point.
-    pub fn point(&self) -> crate::model::point::Point {
-        crate::model::point::Point::new(WRITE_MEASUREMENT)
-            .tag("output", self.output.as_str())
-            .tag("outcome", self.outcome)
-            .field("latency_seconds", self.latency.as_secs_f64())
-            .field("points", self.points)
-            .field("bytes", self.bytes)
-            .at(self.time)
-    }
-}
 
 /// The writes not yet reported in the self-metrics.
 #[derive(Debug, Default)]
