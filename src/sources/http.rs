@@ -36,8 +36,9 @@ pub const DEFAULT_MAX_PER_HOST: usize = 8;
 pub const DEFAULT_MAX_BODY: &str = "64MB";
 const DEFAULT_MAX_BODY_BYTES: u64 = 64_000_000;
 
-/// `Retry-After` waits honoured per request before giving up.
-const MAX_RETRY_AFTER_WAITS: u32 = 3;
+/// `Retry-After` waits honoured per request before giving up (the one
+/// retry policy's).
+const MAX_RETRY_AFTER_WAITS: u32 = crate::support::retry::RetryPolicy::RETRY_AFTER.retries;
 
 /// How much of an error answer's body is read to quote it.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
