@@ -6,8 +6,8 @@ use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::runner::outputs::SpoolUse;
 use crate::runner::{self, Outcome};
-use crate::sinks::influxdb::output::InfluxOutput;
 use crate::sinks::print::Printer;
+use crate::sinks::{Delivery, Output};
 use crate::sources::tape::Tape;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -167,7 +167,7 @@ async fn print(outcomes: &[Outcome], args: &RunArgs, mut status: i32) -> i32 {
 /// point is safe (`safe_marks`: a replay's rows are not the station's).
 async fn deliver(
     config: &Config,
-    outputs: &[InfluxOutput],
+    outputs: &[Arc<dyn Output>],
     outcomes: &[Outcome],
     now: Option<DateTime<Utc>>,
     safe_marks: bool,
@@ -177,7 +177,7 @@ async fn deliver(
     let deliveries = outputs.iter().map(|out| async move {
         // What waited before this run (for the spool's self-metrics).
         let backlog = out.backlog().await;
-        let d = runner::deliver_to(outcomes, out, self_metrics).await;
+        let d = runner::deliver_to(outcomes, out.as_ref(), self_metrics).await;
         if self_metrics && d.spooled == 0 && d.error.is_none() && !d.busy {
             let at = now.unwrap_or_else(Utc::now);
             let _ = out.write_self_metrics(backlog.as_ref(), at).await;
@@ -194,7 +194,7 @@ async fn deliver(
         crate::state::set_marks_or_warn(config, outcomes);
     }
     for (out, d) in outputs.iter().zip(delivered) {
-        status = report_delivery(&d, out, status);
+        status = report_delivery(&d, out.as_ref(), status);
     }
     status
 }
@@ -231,7 +231,7 @@ fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
 /// Says what happened to the points and returns the exit status: 1 for
 /// points lost or refused (dead-letter file), else 75 when points wait in
 /// the spool, else `status`.
-fn report_delivery(d: &runner::Delivery, o: &InfluxOutput, mut status: i32) -> i32 {
+fn report_delivery(d: &Delivery, o: &dyn Output, mut status: i32) -> i32 {
     // Each message names its output as the configuration does
     // (`[outputs.vm]`: a VictoriaMetrics output is not "InfluxDB").
     let out = o.label();

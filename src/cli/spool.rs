@@ -2,9 +2,10 @@
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, SpoolCommand};
 use crate::config::{Config, OutputSpec};
+use crate::runner::outputs::OpenError;
 use crate::runner::{self, outputs::SpoolUse};
-use crate::sinks::influxdb::output::{InfluxOutput, OpenError, Replay, blocking};
 use crate::sinks::spool::Spool;
+use crate::sinks::{Output, Replay};
 use chrono::{DateTime, Utc};
 
 /// `spool status` / `spool flush`, for every output (`[influxdb]`, then
@@ -113,11 +114,8 @@ async fn flush(config: &Config, o: &OutputSpec, who: &str) -> i32 {
     };
     let backlog = out.backlog().await;
     // Quiet: what it wrote is said below, once.
-    let r = out.replay_quiet(std::time::Duration::from_secs(300)).await;
-    let left = match out.spool() {
-        Some(spool) => blocking(spool, Spool::status).await,
-        None => Ok(crate::sinks::spool::Status::default()),
-    };
+    let r = out.replay(std::time::Duration::from_secs(300), false).await;
+    let left = out.status().await;
     let emptied = matches!(&left, Ok(st) if st.records == 0);
     if config.self_metrics.enabled && emptied && r.written > 0 {
         // The backlog this flush wrote, and its writes.
@@ -132,12 +130,12 @@ async fn flush(config: &Config, o: &OutputSpec, who: &str) -> i32 {
         return EXIT_TEMPFAIL;
     }
     println!("{who}wrote {} points from the spool", r.written);
-    flushed(&out, &r, left, who)
+    flushed(out.as_ref(), &r, left, who)
 }
 
 /// What a flush did, said, and its exit status.
 fn flushed(
-    out: &InfluxOutput,
+    out: &dyn Output,
     r: &Replay,
     left: Result<crate::sinks::spool::Status, crate::sinks::spool::SpoolError>,
     who: &str,

@@ -12,7 +12,7 @@ use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, string, tag};
-use crate::sinks::{OUTPUT_SCHEMA, Run, SelfMetrics, Sink};
+use crate::sinks::{Delivery, OUTPUT_SCHEMA, Run, SelfMetrics, Sink};
 use crate::sources::http::{HostCount, Http};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -313,8 +313,6 @@ pub async fn collect_many(
     )
     .await
 }
-
-pub use crate::sinks::{Delivery, SELF_LABEL};
 
 /// The outcomes as a sink's run: each collector's points under its name,
 /// and (when `self_metrics`) one self-metrics point per outcome.

@@ -47,7 +47,7 @@ use crate::collector::{Collector, Context, RunCache};
 use crate::config::Config;
 use crate::runner::{self, outputs::SpoolUse};
 use crate::schedule::notify::{self, Board, Heartbeat, Watchdog};
-use crate::sinks::influxdb::output::InfluxOutput;
+use crate::sinks::Output;
 use crate::sources::http::Http;
 use crate::support::retry::{Backoff, RetryPolicy};
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ use tokio::time::Instant;
 pub struct State {
     pub config: Arc<Config>,
     /// Every output (`[influxdb]` first), each with its own spool.
-    pub outputs: Vec<Arc<InfluxOutput>>,
+    pub outputs: Vec<Arc<dyn Output>>,
     pub http: Http,
 }
 
@@ -81,7 +81,7 @@ impl State {
             })?;
         Ok(State {
             config: Arc::new(config),
-            outputs: outputs.into_iter().map(Arc::new).collect(),
+            outputs,
             http,
         })
     }
@@ -514,7 +514,7 @@ async fn write_spools(st: &State, deadline: Instant) {
     let wait = deadline.saturating_duration_since(Instant::now());
     let self_metrics = st.config.self_metrics.enabled;
     let finals = st.outputs.iter().map(|o| async move {
-        match tokio::time::timeout_at(deadline, o.replay(wait)).await {
+        match tokio::time::timeout_at(deadline, o.replay(wait, true)).await {
             Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
                 if self_metrics {
                     let own = o.write_self_metrics(None, chrono::Utc::now());
@@ -555,7 +555,7 @@ async fn delivery_loop(
         let st = state_rx.borrow_and_update().clone();
         let out = &st.outputs[index];
         let name = out.name();
-        let r = out.replay(Duration::ZERO).await;
+        let r = out.replay(Duration::ZERO, true).await;
         let trouble = r.stopped.is_some() || r.busy || r.error.is_some();
         // What waits in the spool, for the status line (read only when
         // the replay left something: an empty spool costs nothing).

@@ -25,7 +25,9 @@ pub const OUTPUT_SCHEMA: &[crate::model::schema::Measurement] = &[
 ];
 
 use crate::model::point::{Point, PointError};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Lines of line protocol written (or spooled, or dead-lettered) together:
 /// one collector's points of one run, or the self-metrics of a run. Kept
@@ -96,6 +98,51 @@ pub trait Sink: Send + Sync {
     async fn keep(&self, run: Run<'_>) -> Delivery {
         self.deliver(run).await
     }
+}
+
+/// An output: a sink that keeps what it cannot deliver now (its spool),
+/// writes it later ([`Output::replay`]) and reports on itself. `run`,
+/// `spool flush` and the daemon see outputs through this alone.
+#[async_trait::async_trait]
+pub trait Output: Sink {
+    /// Its name (`influxdb`, or the NAME of `[outputs.NAME]`).
+    fn name(&self) -> &str;
+    /// Its name as its configuration section says it, for messages.
+    fn label(&self) -> String;
+    /// Where it keeps points (and its dead letters).
+    fn spool_dir(&self) -> &Path;
+    /// What waits, when it can be read (none without a spool).
+    async fn backlog(&self) -> Option<spool::Status>;
+    /// What waits, or why it cannot be read (empty without a spool).
+    async fn status(&self) -> Result<spool::Status, spool::SpoolError>;
+    /// Writes what waits, oldest first, waiting up to `wait` for another
+    /// process doing it; `log`: says what it wrote (else the caller does).
+    async fn replay(&self, wait: Duration, log: bool) -> Replay;
+    /// Writes its own self-metrics after a delivery that emptied its spool
+    /// (`backlog`: what waited before it).
+    async fn write_self_metrics(
+        &self,
+        backlog: Option<&spool::Status>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), influxdb::WriteError>;
+}
+
+/// What a replay of the spool did.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Lines written.
+    pub written: usize,
+    /// Records fully done (written or dead-lettered).
+    pub records: usize,
+    /// Lines moved to the dead-letter file.
+    pub dead_lettered: usize,
+    /// Why the replay stopped before the spool was empty.
+    pub stopped: Option<influxdb::WriteError>,
+    /// Another process was replaying (nothing done).
+    pub busy: bool,
+    pub error: Option<spool::SpoolError>,
+    /// Per segment replayed: its name, lines written, lines dead-lettered.
+    pub segments: Vec<(String, usize, usize)>,
 }
 
 /// Each part's points as a batch of line protocol (a part with no

@@ -14,9 +14,10 @@
 
 use super::self_metrics::spool_point;
 use super::writer::{Disposition, InfluxConfig, InfluxWriter, WriteError};
+pub use crate::sinks::Replay;
 pub use crate::sinks::blocking::blocking;
 use crate::sinks::spool::{Progress, Segment, Spool, SpoolError, Status};
-use crate::sinks::{Batch, Delivery, Run, SelfMetrics, Sink, encode_parts, self_batch};
+use crate::sinks::{Batch, Delivery, Output, Run, SelfMetrics, Sink, encode_parts, self_batch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,7 +203,10 @@ impl Sink for InfluxOutput {
             None => self.deliver_direct(&run).await,
             Some(spool) => match spool_run(&run, spool).await {
                 Ok(s) => self.replay_run(spool, s).await,
-                Err((e, batches, s)) => self.spool_failed(e, batches, s).await,
+                Err((e, batches, s)) => {
+                    tracing::error!("{e}");
+                    self.spool_failed(e, batches, s).await
+                }
             },
         };
         self.log_delivery(&d);
@@ -229,6 +233,44 @@ impl Sink for InfluxOutput {
                 d
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Output for InfluxOutput {
+    fn name(&self) -> &str {
+        InfluxOutput::name(self)
+    }
+
+    fn label(&self) -> String {
+        InfluxOutput::label(self)
+    }
+
+    fn spool_dir(&self) -> &Path {
+        InfluxOutput::spool_dir(self)
+    }
+
+    async fn backlog(&self) -> Option<Status> {
+        InfluxOutput::backlog(self).await
+    }
+
+    async fn status(&self) -> Result<Status, SpoolError> {
+        match &self.spool {
+            Some(spool) => blocking(spool, Spool::status).await,
+            None => Ok(Status::default()),
+        }
+    }
+
+    async fn replay(&self, wait: Duration, log: bool) -> Replay {
+        self.replay_logged(wait, log).await
+    }
+
+    async fn write_self_metrics(
+        &self,
+        backlog: Option<&Status>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), WriteError> {
+        InfluxOutput::write_self_metrics(self, backlog, now).await
     }
 }
 
@@ -262,16 +304,16 @@ async fn spool_run(
     out.total = batches.iter().map(|b| b.lines.len()).sum::<usize>()
         + make.as_ref().map_or(0, |m| m(&counts, 0).len());
     let appended = {
-        let (batches, make, counts) = (batches.clone(), make.clone(), counts.clone());
+        let (batches, counts) = (batches.clone(), counts.clone());
+        let report = make.clone().map(|m| {
+            Box::new(move |dropped: u64| self_batch(m.as_ref(), &counts, dropped))
+                as Box<dyn Fn(u64) -> Batch + Send>
+        });
         blocking(spool, move |s| {
-            let make_self = |dropped: u64| {
-                let m = make.as_deref().expect("called only with self-metrics");
-                self_batch(m, &counts, dropped)
-            };
-            let report = make
-                .is_some()
-                .then_some(&make_self as &dyn Fn(u64) -> Batch);
-            s.append_reporting(&batches, report)
+            s.append_reporting(
+                &batches,
+                report.as_deref().map(|f| f as &dyn Fn(u64) -> Batch),
+            )
         })
         .await
     };
@@ -333,7 +375,6 @@ impl InfluxOutput {
 
     /// Delivery when the spool could not take the run: sent directly.
     async fn spool_failed(&self, e: SpoolError, batches: Vec<Batch>, s: Spooled) -> Delivery {
-        tracing::error!("{e}");
         let mut d = Delivery {
             unencodable: s.unencodable,
             spool_errors: vec![e.to_string()],
@@ -461,24 +502,6 @@ impl InfluxOutput {
     }
 }
 
-/// What a replay of the spool did.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// Lines written.
-    pub written: usize,
-    /// Records fully done (written or dead-lettered).
-    pub records: usize,
-    /// Lines moved to the dead-letter file.
-    pub dead_lettered: usize,
-    /// Why the replay stopped before the spool was empty.
-    pub stopped: Option<WriteError>,
-    /// Another process was replaying (nothing done).
-    pub busy: bool,
-    pub error: Option<SpoolError>,
-    /// Per segment replayed: its name, lines written, lines dead-lettered.
-    pub segments: Vec<(String, usize, usize)>,
-}
-
 /// Where the replay of one segment is: how far each record got.
 struct SegmentReplay {
     /// Lines of each record delivered (or dead-lettered) so far.
@@ -591,12 +614,6 @@ impl InfluxOutput {
     /// after.
     pub async fn replay(&self, wait: Duration) -> Replay {
         self.replay_logged(wait, true).await
-    }
-
-    /// [`InfluxOutput::replay`] leaving it to the caller to say what it
-    /// wrote (`spool flush` prints it): one line per delivery.
-    pub async fn replay_quiet(&self, wait: Duration) -> Replay {
-        self.replay_logged(wait, false).await
     }
 
     /// The spool's replay lock, waiting up to `wait`; `None` (and why in
