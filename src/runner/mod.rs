@@ -355,3 +355,36 @@ pub async fn deliver_to(outcomes: &[Outcome], sink: &dyn Sink, self_metrics: boo
 pub async fn keep_in(outcomes: &[Outcome], sink: &dyn Sink, self_metrics: bool) -> Delivery {
     sink.keep(as_run(outcomes, self_metrics)).await
 }
+
+#[cfg(test)]
+mod tests {
+    /// The runner, the daemon and `run` see outputs through the `Sink` and
+    /// `Output` interfaces: they name no writer and no spool, and the
+    /// runner re-exports nothing of the sinks (`runner::outputs` alone
+    /// opens an output of a kind).
+    #[test]
+    fn the_run_sees_outputs_through_their_interface_alone() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in [
+            "src/runner/mod.rs",
+            "src/schedule/daemon.rs",
+            "src/cli/run.rs",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            for name in [
+                "InfluxWriter",
+                "InfluxOutput",
+                "spool::Spool",
+                "Spool::open",
+                "replay(&",
+            ] {
+                assert!(!code.contains(name), "{file} names {name}");
+            }
+            assert!(
+                !code.contains("pub use crate::sinks"),
+                "{file} re-exports sinks"
+            );
+        }
+    }
+}

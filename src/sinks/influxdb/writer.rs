@@ -8,7 +8,7 @@
 //! most [`MAX_BATCH_LINES`] lines. The server's answers become
 //! [`WriteError`]s that quote its message and say what to do.
 //!
-//! [`InfluxWriter::send`] is what the runner uses: it retries what may
+//! [`InfluxWriter::send`] is what the output uses: it retries what may
 //! succeed later (network errors, timeouts, 5xx, 429) with exponential
 //! backoff and jitter, narrows a refused batch (400) down to the lines the
 //! server refuses by splitting it, and hands back what was written, what
