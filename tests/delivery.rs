@@ -1,4 +1,4 @@
-//! `runner::deliver` and `runner::replay` against a real influxd: what
+//! An InfluxDB output's delivery and replay against a real influxd: what
 //! InfluxDB cannot take now is spooled, replayed oldest first and removed
 //! only once written; what it refuses for good is narrowed down to the
 //! refused lines and dead-lettered; 401/404 keep the points.
@@ -8,11 +8,14 @@ mod common;
 use chrono::TimeZone;
 use common::influxd::{DATABASE, Influxd, Options};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use ubuntu_metrics::Point;
 use ubuntu_metrics::config::InfluxConfig;
 use ubuntu_metrics::model::timespan::TimeSpan;
 use ubuntu_metrics::runner::{self, Outcome, Status};
+use ubuntu_metrics::sinks::Delivery;
+use ubuntu_metrics::sinks::influxdb::output::{InfluxOutput, Replay};
 use ubuntu_metrics::sinks::influxdb::{InfluxWriter, RetryPolicy, WriteError};
 use ubuntu_metrics::sinks::spool::Spool;
 
@@ -21,19 +24,44 @@ fn fast() -> RetryPolicy {
         retries: 2,
         base: Duration::from_millis(20),
         max: Duration::from_millis(50),
+        jitter: true,
     }
 }
 
-fn writer(url: &str, database: &str) -> InfluxWriter {
+fn writer(url: &str, database: &str) -> Arc<InfluxWriter> {
     let cfg = InfluxConfig {
         url: url.to_owned(),
         database: database.to_owned(),
         timeout: TimeSpan::parse("5s").unwrap(),
         ..InfluxConfig::default()
     };
-    InfluxWriter::new(&cfg, None)
-        .unwrap()
-        .with_retry_policy(fast())
+    Arc::new(
+        InfluxWriter::new(&cfg, None)
+            .unwrap()
+            .with_retry_policy(fast()),
+    )
+}
+
+/// A run delivered by the output of `w` and `spool`.
+async fn deliver(
+    outcomes: &[Outcome],
+    w: &Arc<InfluxWriter>,
+    spool: Option<&Arc<Spool>>,
+    self_metrics: bool,
+) -> Delivery {
+    let out = InfluxOutput::new(w.clone(), spool.cloned());
+    runner::deliver_to(outcomes, &out, self_metrics).await
+}
+
+/// The spool replayed by the output of `w` and `spool`.
+async fn replay(spool: &Arc<Spool>, w: &Arc<InfluxWriter>, wait: Duration) -> Replay {
+    InfluxOutput::new(w.clone(), Some(spool.clone()))
+        .replay(wait)
+        .await
+}
+
+fn spool_at(dir: &std::path::Path, max: u64) -> Arc<Spool> {
+    Arc::new(Spool::open(dir, max).unwrap())
 }
 
 fn dead_port() -> u16 {
@@ -81,10 +109,10 @@ fn count(db: &Influxd, m: &str) -> u64 {
 #[tokio::test]
 async fn down_then_up_spools_then_replays_everything_once() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
     let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
     let run1 = [outcome("alpha", 0, 3), outcome("beta", 0, 2)];
-    let d = runner::deliver(&run1, &down, Some(&spool), true).await;
+    let d = deliver(&run1, &down, Some(&spool), true).await;
     assert_eq!(d.total, 7, "5 points and 2 self points");
     assert_eq!((d.written, d.spooled, d.lost), (0, 7, 0), "{d:?}");
     assert!(matches!(d.error, Some(WriteError::Connect { .. })), "{d:?}");
@@ -95,7 +123,7 @@ async fn down_then_up_spools_then_replays_everything_once() {
     let db = Influxd::start();
     let up = writer(&db.url(), DATABASE);
     let run2 = [outcome("alpha", 1, 3)];
-    let d = runner::deliver(&run2, &up, Some(&spool), true).await;
+    let d = deliver(&run2, &up, Some(&spool), true).await;
     assert_eq!((d.replayed, d.written, d.spooled), (7, 4, 0), "{d:?}");
     assert!(d.error.is_none());
     assert_eq!(spool.status().unwrap().records, 0);
@@ -120,12 +148,15 @@ async fn a_type_conflict_dead_letters_only_the_refused_lines() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    // alpha's 10 points but one conflict; beta is separate.
+    let spool = spool_at(dir.path(), 1 << 20);
+    // alpha's 10 points but one conflict; beta is separate. The spool's
+    // records go in one request, which InfluxDB refuses (400): they are
+    // then written record by record, so beta is written and only alpha's
+    // refused lines are dead-lettered, under alpha's label.
     let mut alpha = outcome("alpha", 1, 10);
     alpha.points[4] = Point::new("alpha_ok").field("v", 1i64).at(t(1));
     let beta = outcome("beta", 1, 3);
-    let d = runner::deliver(&[alpha, beta], &w, Some(&spool), false).await;
+    let d = deliver(&[alpha, beta], &w, Some(&spool), false).await;
     assert_eq!(d.dead_lettered, 9, "{d:?}");
     assert_eq!(d.written, 4, "{d:?}");
     assert_eq!((d.spooled, d.lost), (0, 0));
@@ -149,15 +180,15 @@ async fn missing_database_and_bad_credentials_keep_the_points() {
         ..Options::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
     let w = writer(&db.url(), "nosuchdb");
-    let d = runner::deliver(&[outcome("alpha", 0, 2)], &w, Some(&spool), false).await;
+    let d = deliver(&[outcome("alpha", 0, 2)], &w, Some(&spool), false).await;
     assert_eq!((d.written, d.spooled), (0, 2), "{d:?}");
     let e = d.error.unwrap().to_string();
     assert!(e.contains("CREATE DATABASE"), "{e}");
     // Created: the next delivery writes the kept points.
     db.query_admin("CREATE DATABASE nosuchdb");
-    let d = runner::deliver(&[], &w, Some(&spool), false).await;
+    let d = deliver(&[], &w, Some(&spool), false).await;
     assert_eq!(d.replayed, 2, "{d:?}");
     assert_eq!(spool.status().unwrap().points, 0);
 
@@ -171,10 +202,12 @@ async fn missing_database_and_bad_credentials_keep_the_points() {
         username: Some("nobody".into()),
         ..InfluxConfig::default()
     };
-    let w = InfluxWriter::new(&cfg, Some("wrong".into()))
-        .unwrap()
-        .with_retry_policy(fast());
-    let d = runner::deliver(&[outcome("beta", 0, 3)], &w, Some(&spool), false).await;
+    let w = Arc::new(
+        InfluxWriter::new(&cfg, Some("wrong".into()))
+            .unwrap()
+            .with_retry_policy(fast()),
+    );
+    let d = deliver(&[outcome("beta", 0, 3)], &w, Some(&spool), false).await;
     assert_eq!((d.written, d.spooled), (0, 3), "{d:?}");
     assert!(d.error.unwrap().to_string().contains("credentials"));
 }
@@ -182,30 +215,30 @@ async fn missing_database_and_bad_credentials_keep_the_points() {
 #[tokio::test]
 async fn without_a_spool_unwritable_points_are_counted_lost() {
     let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
-    let d = runner::deliver(&[outcome("alpha", 0, 2)], &down, None, false).await;
+    let d = deliver(&[outcome("alpha", 0, 2)], &down, None, false).await;
     assert_eq!((d.lost, d.spooled), (2, 0));
 }
 
 #[tokio::test]
 async fn replay_stops_at_the_first_record_influxdb_cannot_take_and_keeps_order() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
     let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
     for run in 0..3 {
-        runner::deliver(&[outcome("alpha", run, 2)], &down, Some(&spool), false).await;
+        deliver(&[outcome("alpha", run, 2)], &down, Some(&spool), false).await;
     }
     assert_eq!(spool.status().unwrap().records, 3);
-    let r = runner::replay(&spool, &down, Duration::ZERO).await;
+    let r = replay(&spool, &down, Duration::ZERO).await;
     assert_eq!(r.written, 0);
     assert!(r.stopped.is_some());
     assert_eq!(spool.status().unwrap().records, 3);
     // Another process replaying: this one does not wait.
     let guard = spool.try_replay_lock().unwrap().unwrap();
-    let r = runner::replay(&spool, &down, Duration::ZERO).await;
+    let r = replay(&spool, &down, Duration::ZERO).await;
     assert!(r.busy);
     drop(guard);
     let db = Influxd::start();
-    let r = runner::replay(&spool, &writer(&db.url(), DATABASE), Duration::ZERO).await;
+    let r = replay(&spool, &writer(&db.url(), DATABASE), Duration::ZERO).await;
     assert_eq!((r.written, r.records), (6, 3), "{r:?}");
     assert_eq!(count(&db, "alpha_m"), 6);
 }
@@ -245,7 +278,7 @@ async fn backslashes_tabs_and_nuls_in_names_are_kept_by_influxdb_1x() {
 #[tokio::test]
 async fn drops_at_the_size_limit_are_reported_in_the_self_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let big = Spool::open(dir.path(), 1 << 20).unwrap();
+    let big = spool_at(dir.path(), 1 << 20);
     let old: Vec<String> = (0..50)
         .map(|i| format!("old_m,i={i} v={i}i 1795521600000000000"))
         .collect();
@@ -256,16 +289,16 @@ async fn drops_at_the_size_limit_are_reported_in_the_self_metrics() {
     .unwrap();
     // Room for the old record and 100 bytes more: the next run's points do
     // not fit beside it.
-    let spool = Spool::open(dir.path(), big.status().unwrap().bytes + 100).unwrap();
+    let spool = spool_at(dir.path(), big.status().unwrap().bytes + 100);
     let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
-    let d = runner::deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), true).await;
+    let d = deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), true).await;
     assert_eq!(d.spooled, 4, "{d:?}");
     let st = spool.status().unwrap();
     assert_eq!((st.points, st.dropped_unreported), (4, 50), "{st:?}");
 
     let db = Influxd::start();
     let up = writer(&db.url(), DATABASE);
-    let d = runner::deliver(&[outcome("beta", 1, 1)], &up, Some(&spool), true).await;
+    let d = deliver(&[outcome("beta", 1, 1)], &up, Some(&spool), true).await;
     assert_eq!((d.replayed, d.written), (4, 2), "{d:?}");
     assert_eq!(count(&db, "old_m"), 0);
     let rows = db.rows("ubuntu_metrics_run");
@@ -294,17 +327,17 @@ async fn spool_dropped_adds_up_to_the_points_really_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
     // The size of one run in the spool, then a spool for about 2.5 runs.
-    let probe = Spool::open(&dir.path().join("probe"), 1 << 20).unwrap();
-    runner::deliver(&[outcome("alpha", 0, 20)], &down, Some(&probe), true).await;
+    let probe = spool_at(&dir.path().join("probe"), 1 << 20);
+    deliver(&[outcome("alpha", 0, 20)], &down, Some(&probe), true).await;
     let one_run = probe.status().unwrap().bytes;
-    let spool = Spool::open(&dir.path().join("spool"), one_run * 5 / 2).unwrap();
+    let spool = spool_at(&dir.path().join("spool"), one_run * 5 / 2);
     let runs = 9;
     for run in 0..runs - 1 {
-        runner::deliver(&[outcome("alpha", run, 20)], &down, Some(&spool), true).await;
+        deliver(&[outcome("alpha", run, 20)], &down, Some(&spool), true).await;
     }
     let db = Influxd::start();
     let up = writer(&db.url(), DATABASE);
-    let d = runner::deliver(&[outcome("alpha", runs - 1, 20)], &up, Some(&spool), true).await;
+    let d = deliver(&[outcome("alpha", runs - 1, 20)], &up, Some(&spool), true).await;
     assert!(d.error.is_none(), "{d:?}");
     assert_eq!(spool.status().unwrap().points, 0);
     let total = runs as u64 * 21;
@@ -329,10 +362,10 @@ async fn spool_dropped_adds_up_to_the_points_really_dropped() {
 async fn self_metrics_points_count_only_points_handed_to_the_writer() {
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
     let mut o = outcome("alpha", 0, 3);
     o.points[1] = Point::new("alpha_m").field("v", f64::NAN).at(t(0));
-    let d = runner::deliver(&[o], &writer(&db.url(), DATABASE), Some(&spool), true).await;
+    let d = deliver(&[o], &writer(&db.url(), DATABASE), Some(&spool), true).await;
     assert_eq!(d.unencodable.len(), 1, "{d:?}");
     assert_eq!(count(&db, "alpha_m"), 2);
     let rows = db.rows("ubuntu_metrics_run");
@@ -345,21 +378,21 @@ async fn self_metrics_points_count_only_points_handed_to_the_writer() {
 async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let spool = std::sync::Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let spool = spool_at(dir.path(), 1 << 20);
     let other = spool.try_replay_lock().unwrap().unwrap();
     let run = {
         let spool = spool.clone();
         let w = writer(&db.url(), DATABASE);
-        tokio::spawn(async move {
-            runner::deliver(&[outcome("alpha", 0, 5)], &w, Some(&spool), true).await
-        })
+        tokio::spawn(
+            async move { deliver(&[outcome("alpha", 0, 5)], &w, Some(&spool), true).await },
+        )
     };
     // The "other process" replays the spool, the run's segment with it.
     while spool.status().unwrap().points < 6 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(other);
-    let r = runner::replay(&spool, &writer(&db.url(), DATABASE), Duration::from_secs(5)).await;
+    let r = replay(&spool, &writer(&db.url(), DATABASE), Duration::from_secs(5)).await;
     let d = run.await.unwrap();
     assert_eq!((d.written, d.spooled, d.lost), (6, 0, 0), "{d:?} {r:?}");
     assert_eq!(count(&db, "alpha_m"), 5);

@@ -361,7 +361,9 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         database: DATABASE.into(),
         ..Default::default()
     };
-    let writer = ubuntu_metrics::sinks::influxdb::InfluxWriter::new(&cfg, None).unwrap();
+    let writer = std::sync::Arc::new(
+        ubuntu_metrics::sinks::influxdb::InfluxWriter::new(&cfg, None).unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     let started = Instant::now();
@@ -446,7 +448,7 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
 
         // Reopen: every acknowledged append is there, whole; the one in
         // flight may be there in part (whole records only); nothing else.
-        let spool = Spool::open(&spool_dir, 1 << 40).unwrap();
+        let spool = std::sync::Arc::new(Spool::open(&spool_dir, 1 << 40).unwrap());
         let left: Vec<_> = std::fs::read_dir(&spool_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -490,7 +492,11 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         let lines: usize = records.iter().map(|r| r.lines.len()).sum();
 
         // And it replays: every line into InfluxDB, the spool emptied.
-        let r = ubuntu_metrics::runner::replay(&spool, &writer, Duration::ZERO).await;
+        let out = ubuntu_metrics::sinks::influxdb::output::InfluxOutput::new(
+            writer.clone(),
+            Some(spool.clone()),
+        );
+        let r = out.replay(Duration::ZERO).await;
         if appends.contains_key(&(last_ack + 1)) {
             in_flight_kept += 1;
         }

@@ -200,8 +200,10 @@ async fn connection_refused_and_timeout_are_retryable() {
 #[tokio::test]
 async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
     use common::rogue::{Rogue, response};
+    use std::sync::Arc;
     use ubuntu_metrics::runner::{self, Outcome, Status};
     use ubuntu_metrics::sinks::influxdb::RetryPolicy;
+    use ubuntu_metrics::sinks::influxdb::output::InfluxOutput;
     use ubuntu_metrics::sinks::spool::Spool;
 
     let html = b"<html><body>Please log in</body></html>".as_slice();
@@ -248,12 +250,14 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
     let db = Influxd::start();
     for (i, (what, proxy, expect)) in cases.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
         let w = writer_for(&proxy.url(), DATABASE).with_retry_policy(RetryPolicy {
             retries: 1,
             base: std::time::Duration::from_millis(10),
             max: std::time::Duration::from_millis(10),
+            jitter: true,
         });
+        let out = InfluxOutput::new(Arc::new(w), Some(spool.clone()));
         let outcome = Outcome {
             name: "alpha",
             status: Status::Ok,
@@ -272,7 +276,7 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
             hosts: Default::default(),
             newest: Default::default(),
         };
-        let d = runner::deliver(&[outcome], &w, Some(&spool), true).await;
+        let d = runner::deliver_to(&[outcome], &out, true).await;
         assert_eq!(
             (d.written, d.dead_lettered, d.lost, d.spooled),
             (0, 0, 0, 4),
@@ -283,12 +287,8 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
         assert!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
         assert!(!spool.dead_letter_path().exists(), "{what}: dead-lettered");
         // The real InfluxDB then takes every kept point.
-        let r = runner::replay(
-            &spool,
-            &writer_for(&db.url(), DATABASE),
-            std::time::Duration::ZERO,
-        )
-        .await;
+        let up = InfluxOutput::new(Arc::new(writer_for(&db.url(), DATABASE)), Some(spool));
+        let r = up.replay(std::time::Duration::ZERO).await;
         assert_eq!(r.written, 4, "{what}: {r:?}");
     }
     assert_eq!(db.rows("proxied").len(), 12);

@@ -119,3 +119,41 @@ fn the_token_is_sent_as_influxdb_2_wants_and_its_errors_are_quoted() {
     );
     assert!(!stderr.contains(TOKEN), "{stderr}");
 }
+
+/// A token that cannot be sent (a control character in its file) is a
+/// configuration error when the command starts, said once, with the exit
+/// status of one: never a refused write sending points to the dead
+/// letters.
+#[test]
+fn a_token_that_cannot_be_a_header_is_a_configuration_error_at_start() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = v2_config(dir.path(), &server, "http://127.0.0.1:9");
+    std::fs::write(dir.path().join("token"), "tok\u{1}en\n").unwrap();
+    for args in [&["run", "--now", NOW, "versions"][..], &["spool", "flush"]] {
+        let out = run(&config, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let said = "influxdb.token: the token is not a valid HTTP header value";
+        assert_eq!(stderr.matches(said).count(), 1, "{args:?}: {stderr}");
+    }
+    let dead = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with("dead-letter.lp"))
+        .count();
+    assert_eq!(dead, 0, "points dead-lettered");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -2,14 +2,14 @@
 //! print (`--dry-run`); the exit status says what happened to the points.
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, RunArgs, normalise_name};
-use crate::collector::Collector;
-use crate::config::{Config, OutputSpec};
+use crate::collector::{Collector, Context};
+use crate::config::Config;
+use crate::runner::outputs::SpoolUse;
 use crate::runner::{self, Outcome};
-use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::print::Printer;
-use crate::sinks::spool::Spool;
+use crate::sinks::{Delivery, Output};
 use crate::sources::tape::Tape;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// Which collectors a `run` asks for, or a usage error.
@@ -52,7 +52,6 @@ pub(super) async fn main(
     args: &RunArgs,
     read_only: bool,
 ) -> i32 {
-    let now = args.now;
     let selected = match select(registry, config, args) {
         Ok(s) => s,
         Err(e) => {
@@ -60,55 +59,34 @@ pub(super) async fn main(
             return EXIT_USAGE;
         }
     };
-    // Every output's writer (none for a dry run).
-    let mut writers = Vec::new();
-    if !args.dry_run {
-        for o in config.outputs() {
-            let made = config
-                .output_secret(&o)
-                .map_err(|e| e.to_string())
-                .and_then(|secret| InfluxWriter::new(&o.influx, secret));
-            match made {
-                Ok(w) => writers.push((w.named(&o.name), o)),
-                Err(e) => {
-                    eprintln!("ubuntu-metrics: configuration error: {e}");
-                    return EXIT_USAGE;
-                }
+    // Every output, opened once (none for a dry run).
+    let outputs = if args.dry_run {
+        Vec::new()
+    } else {
+        match runner::outputs::open(config, SpoolUse::Optional).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("ubuntu-metrics: configuration error: {e}");
+                return EXIT_USAGE;
             }
         }
-    }
-    let (record, replay) = (args.record.as_deref(), args.replay.as_deref());
-    let tape = match Tape::for_run(record, replay, now.unwrap_or_else(Utc::now)) {
-        Ok(t) => t.map(Arc::new),
+    };
+    let tape = match open_tape(args) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_USAGE;
         }
     };
     // A replay runs at the recorded time (unless --now says otherwise).
-    let now = now.or_else(|| tape.as_ref().and_then(|t| t.now()));
-    let made = if read_only {
-        runner::context_read_only(config, now.unwrap_or_else(Utc::now))
-    } else {
-        runner::context(config, now.unwrap_or_else(Utc::now))
-    };
-    let mut base = match made {
-        // A dry run reads the same rows, and never moves the marks.
+    let now = args.now.or_else(|| tape.as_ref().and_then(|t| t.now()));
+    let base = match base_context(config, now, read_only, tape.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ubuntu-metrics: {e}");
             return EXIT_FAILED;
         }
     };
-    let marks = match tape.as_ref().filter(|t| t.is_replay()) {
-        Some(t) => serde_json::from_value(t.marks()).unwrap_or_default(),
-        None => crate::state::marks_or_warn(config),
-    };
-    if let Some(t) = &tape {
-        t.set_marks(serde_json::to_value(&marks).unwrap_or_default());
-        base.http = base.http.with_tape(t.clone());
-    }
-    let base = base.with_marks(marks);
     let timeout = Some(config.daemon.run_timeout.as_duration());
     let outcomes = super::progress::collect_many(&selected, &base, config, timeout).await;
     let summary = super::progress::Summary::of(&outcomes);
@@ -123,56 +101,99 @@ pub(super) async fn main(
         eprintln!("ubuntu-metrics: {line}");
         status = EXIT_FAILED;
     }
-    match writers.is_empty() {
-        true => {
-            let d = runner::deliver_to(
-                &outcomes,
-                &Printer::new(Box::new(std::io::stdout()), args.format),
-                false,
-            )
-            .await;
-            for e in d.unencodable {
-                eprintln!("ubuntu-metrics: {e}");
-                status = EXIT_FAILED;
-            }
-            if let Some(e) = d.output_error {
-                eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
-                status = EXIT_FAILED;
-            }
-        }
-        false => {
-            // Every output at once: one that is down does not delay the
-            // others' writes (each keeps its own spool).
-            let self_metrics = config.self_metrics.enabled;
-            let outcomes = &outcomes;
-            let deliveries = writers.iter().map(|(w, o)| async move {
-                let spool = open_spool(config, o);
-                // What waited before this run (for the spool's self-metrics).
-                let backlog = spool.as_ref().and_then(|s| s.status().ok());
-                let d = runner::deliver(outcomes, w, spool.as_ref(), self_metrics).await;
-                if self_metrics && d.spooled == 0 && d.error.is_none() && !d.busy {
-                    let at = now.unwrap_or_else(Utc::now);
-                    let _ =
-                        runner::write_self_metrics(w, spool.as_ref(), backlog.as_ref(), at).await;
-                }
-                d
-            });
-            let delivered = futures::future::join_all(deliveries).await;
-            // The rows read are safe once every point is written or fsync'd
-            // in every output's spool: only then do the catch-up marks move.
-            // A replay's rows are not the station's.
-            let safe = delivered
-                .iter()
-                .all(|d| d.lost == 0 && d.spool_errors.is_empty());
-            if safe && args.replay.is_none() {
-                crate::state::set_marks_or_warn(config, outcomes);
-            }
-            for ((_, o), d) in writers.iter().zip(delivered) {
-                status = report_delivery(&d, o, status);
-            }
-        }
-    }
+    status = if outputs.is_empty() {
+        print(&outcomes, args, status).await
+    } else {
+        let safe_marks = args.replay.is_none();
+        deliver(config, &outputs, &outcomes, now, safe_marks, status).await
+    };
     summary.print_if_interactive();
+    status
+}
+
+/// The recording (`--record`) or replay (`--replay`) asked for, if any.
+fn open_tape(args: &RunArgs) -> Result<Option<Arc<Tape>>, String> {
+    let (record, replay) = (args.record.as_deref(), args.replay.as_deref());
+    let tape = Tape::for_run(record, replay, args.now.unwrap_or_else(Utc::now))
+        .map_err(|e| e.to_string())?;
+    Ok(tape.map(Arc::new))
+}
+
+/// The run's base context: at `now`, with the catch-up marks (a replay's
+/// own), recording or replaying through `tape`.
+fn base_context(
+    config: &Config,
+    now: Option<DateTime<Utc>>,
+    read_only: bool,
+    tape: Option<&Arc<Tape>>,
+) -> Result<Context, String> {
+    let now = now.unwrap_or_else(Utc::now);
+    // A dry run reads the same rows, and never moves the marks.
+    let mut base = if read_only {
+        runner::context_read_only(config, now)
+    } else {
+        runner::context(config, now)
+    }?;
+    let marks = match tape.filter(|t| t.is_replay()) {
+        Some(t) => serde_json::from_value(t.marks()).unwrap_or_default(),
+        None => crate::state::marks_or_warn(config),
+    };
+    if let Some(t) = tape {
+        t.set_marks(serde_json::to_value(&marks).unwrap_or_default());
+        base.http = base.http.with_tape(t.clone());
+    }
+    Ok(base.with_marks(marks))
+}
+
+/// The dry run: every collector's points on standard output.
+async fn print(outcomes: &[Outcome], args: &RunArgs, mut status: i32) -> i32 {
+    let printer = Printer::new(Box::new(std::io::stdout()), args.format);
+    let d = runner::deliver_to(outcomes, &printer, false).await;
+    for e in d.unencodable {
+        eprintln!("ubuntu-metrics: {e}");
+        status = EXIT_FAILED;
+    }
+    if let Some(e) = d.output_error {
+        eprintln!("ubuntu-metrics: cannot write to standard output: {e}");
+        status = EXIT_FAILED;
+    }
+    status
+}
+
+/// Every output at once: one that is down does not delay the others'
+/// writes (each keeps its own spool). The catch-up marks move once every
+/// point is safe (`safe_marks`: a replay's rows are not the station's).
+async fn deliver(
+    config: &Config,
+    outputs: &[Arc<dyn Output>],
+    outcomes: &[Outcome],
+    now: Option<DateTime<Utc>>,
+    safe_marks: bool,
+    mut status: i32,
+) -> i32 {
+    let self_metrics = config.self_metrics.enabled;
+    let deliveries = outputs.iter().map(|out| async move {
+        // What waited before this run (for the spool's self-metrics).
+        let backlog = out.backlog().await;
+        let d = runner::deliver_to(outcomes, out.as_ref(), self_metrics).await;
+        if self_metrics && d.spooled == 0 && d.error.is_none() && !d.busy {
+            let at = now.unwrap_or_else(Utc::now);
+            let _ = out.write_self_metrics(backlog.as_ref(), at).await;
+        }
+        d
+    });
+    let delivered = futures::future::join_all(deliveries).await;
+    // The rows read are safe once every point is written or fsync'd in
+    // every output's spool: only then do the catch-up marks move.
+    let safe = delivered
+        .iter()
+        .all(|d| d.lost == 0 && d.spool_errors.is_empty());
+    if safe && safe_marks {
+        crate::state::set_marks_or_warn(config, outcomes);
+    }
+    for (out, d) in outputs.iter().zip(delivered) {
+        status = report_delivery(&d, out.as_ref(), status);
+    }
     status
 }
 
@@ -205,28 +226,13 @@ fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
     ))
 }
 
-/// The spool of the configuration, or `None` (with a warning) when it is
-/// not usable: a run still writes, but cannot keep what InfluxDB refuses.
-fn open_spool(config: &Config, o: &OutputSpec) -> Option<Spool> {
-    let max = config.spool.max_bytes().ok()?;
-    match Spool::open(&o.spool_dir, max) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(
-                "{e}: points that InfluxDB cannot take now would be lost; set [spool] dir to a writable directory"
-            );
-            None
-        }
-    }
-}
-
 /// Says what happened to the points and returns the exit status: 1 for
 /// points lost or refused (dead-letter file), else 75 when points wait in
 /// the spool, else `status`.
-fn report_delivery(d: &runner::Delivery, o: &OutputSpec, mut status: i32) -> i32 {
+fn report_delivery(d: &Delivery, o: &dyn Output, mut status: i32) -> i32 {
     // Each message names its output as the configuration does
     // (`[outputs.vm]`: a VictoriaMetrics output is not "InfluxDB").
-    let out = crate::sinks::influxdb::output_label(&o.name);
+    let out = o.label();
     let who = format!("{out} ");
     let mut failed = status == EXIT_FAILED;
     for e in &d.unencodable {
@@ -241,7 +247,7 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, mut status: i32) -> i32
         eprintln!(
             "ubuntu-metrics: {out} refused {} points for good; they are in the dead-letter file {} with its answer",
             d.dead_lettered,
-            o.spool_dir
+            o.spool_dir()
                 .join(crate::sinks::spool::DEAD_LETTER_FILE)
                 .display()
         );
@@ -254,7 +260,7 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, mut status: i32) -> i32
             d.error
                 .as_ref()
                 .map_or_else(String::new, |e| format!(" ({e})")),
-            o.spool_dir.display()
+            o.spool_dir().display()
         );
         failed = true;
     }
@@ -272,7 +278,7 @@ fn report_delivery(d: &runner::Delivery, o: &OutputSpec, mut status: i32) -> i32
         eprintln!(
             "ubuntu-metrics: {who}{} points of this run are kept on disk in {} for a later write (the next run, or `ubuntu-metrics spool flush`)",
             d.spooled,
-            o.spool_dir.display()
+            o.spool_dir().display()
         );
         kept = true;
     }

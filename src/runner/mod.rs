@@ -1,17 +1,18 @@
 //! One run of one or more collectors: each gets its own context (options,
 //! request counter), they run concurrently, a failure stays with its
-//! collector, and every point leaves with an explicit timestamp.
+//! collector, and every point leaves with an explicit timestamp. The run
+//! goes to its outputs through the [`Sink`] interface alone: the runner
+//! knows no writer and no spool ([`outputs`] opens them from the
+//! configuration).
 
 pub mod backfill;
+pub mod outputs;
 
 use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, string, tag};
-use crate::sinks::influx_sink::{self, InfluxSink};
-use crate::sinks::influxdb::InfluxWriter;
-use crate::sinks::spool::{Spool, SpoolError};
-use crate::sinks::{Batch, Run, SelfMetrics, Sink};
+use crate::sinks::{Delivery, OUTPUT_SCHEMA, Run, SelfMetrics, Sink};
 use crate::sources::http::{HostCount, Http};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -28,93 +29,53 @@ pub const SELF_MEASUREMENT: &str = "ubuntu_metrics_run";
 /// `errors`).
 pub const HTTP_MEASUREMENT: &str = "ubuntu_metrics_http";
 
-/// Everything the program writes about itself, declared like a
-/// collector's schema (the dashboards' self-metrics panels read only this;
-/// `tests/self_metrics.rs` checks every self-metrics point against it).
-pub const SELF_SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        SELF_MEASUREMENT,
-        &[
-            tag("collector", "the collector's name"),
-            tag("status", "`ok`, `error` or `timeout`"),
-        ],
-        &[
-            float("duration_seconds", "how long the run took"),
-            int("points", "points handed to the writer"),
-            int("requests", "upstream requests"),
-            int(
-                "spool_dropped",
-                "points the spool dropped at its size limit since the last report",
-            ),
-            string("error", "why the run failed (only when it did)"),
-        ],
-    ),
-    Measurement::new(
-        HTTP_MEASUREMENT,
-        &[
-            tag("collector", "the collector's name"),
-            tag(
-                "host",
-                "the upstream host (`host:port` when not the default port)",
-            ),
-        ],
-        &[
-            int(
-                "requests",
-                "HTTP requests of the run to the host (each retry is one)",
-            ),
-            int(
-                "errors",
-                "of which failed: no answer, an error status, an unreadable body",
-            ),
-        ],
-    ),
-    Measurement::new(
-        WRITE_MEASUREMENT,
-        &[
-            tag(
-                "output",
-                "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
-            ),
-            tag(
-                "outcome",
-                "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
-            ),
-        ],
-        &[
-            float(
-                "latency_seconds",
-                "from sending the request to InfluxDB's answer",
-            ),
-            int("points", "lines in the request"),
-            int("bytes", "size of the request before compression"),
-        ],
-    ),
-    Measurement::new(
-        SPOOL_MEASUREMENT,
-        &[tag("output", "the output whose spool it is")],
-        &[
-            int(
-                "points",
-                "points the delivery found waiting in the spool (the backlog it wrote)",
-            ),
-            int("records", "records (batches) of that backlog"),
-            int("bytes", "size of that backlog's segments"),
-            float(
-                "oldest_age_seconds",
-                "how long the backlog's oldest record had waited (0 when none)",
-            ),
-            int(
-                "dead_letter_batches",
-                "batches in the dead-letter file after the delivery",
-            ),
-            int(
-                "writes_not_reported",
-                "writes whose own self-metrics were let go while InfluxDB was away",
-            ),
-        ],
-    ),
-];
+/// [`SELF_MEASUREMENT`], declared like a collector's schema.
+pub const RUN_SCHEMA: Measurement = Measurement::new(
+    SELF_MEASUREMENT,
+    &[
+        tag("collector", "the collector's name"),
+        tag("status", "`ok`, `error` or `timeout`"),
+    ],
+    &[
+        float("duration_seconds", "how long the run took"),
+        int("points", "points handed to the writer"),
+        int("requests", "upstream requests"),
+        int(
+            "spool_dropped",
+            "points the spool dropped at its size limit since the last report",
+        ),
+        string("error", "why the run failed (only when it did)"),
+    ],
+);
+
+/// [`HTTP_MEASUREMENT`], declared like a collector's schema.
+pub const HTTP_SCHEMA: Measurement = Measurement::new(
+    HTTP_MEASUREMENT,
+    &[
+        tag("collector", "the collector's name"),
+        tag(
+            "host",
+            "the upstream host (`host:port` when not the default port)",
+        ),
+    ],
+    &[
+        int(
+            "requests",
+            "HTTP requests of the run to the host (each retry is one)",
+        ),
+        int(
+            "errors",
+            "of which failed: no answer, an error status, an unreadable body",
+        ),
+    ],
+);
+
+/// Everything the program writes about itself: the runs' measurements and
+/// the outputs' own ([`OUTPUT_SCHEMA`]; the dashboards' self-metrics panels
+/// read only this; `tests/self_metrics.rs` checks every self-metrics point
+/// against it).
+pub const SELF_SCHEMA: &[Measurement] =
+    &[RUN_SCHEMA, HTTP_SCHEMA, OUTPUT_SCHEMA[0], OUTPUT_SCHEMA[1]];
 
 /// The answers kept for conditional requests, in the state directory.
 pub const HTTP_CACHE_DIR: &str = "http-cache";
@@ -174,6 +135,56 @@ pub fn context_read_only(config: &Config, now: DateTime<Utc>) -> Result<Context,
 }
 
 impl Outcome {
+    /// The outcome of `name`'s run at `time`: `points` (with `Status::Ok`)
+    /// or an `error` (with its status), and what the run asked upstream.
+    pub fn new(
+        name: &'static str,
+        time: DateTime<Utc>,
+        result: Result<Vec<Point>, (Status, String)>,
+        duration: Duration,
+    ) -> Outcome {
+        let (status, points, error) = match result {
+            Ok(points) => (Status::Ok, points, None),
+            Err((status, e)) => (status, Vec::new(), Some(e)),
+        };
+        Outcome {
+            name,
+            status,
+            time,
+            points,
+            error,
+            duration,
+            requests: 0,
+            hosts: BTreeMap::new(),
+            newest: BTreeMap::new(),
+        }
+    }
+
+    /// This outcome with what its run asked upstream: `requests`, per
+    /// host, and the newest rows read (the catch-up marks).
+    pub fn with_requests(
+        mut self,
+        requests: u64,
+        hosts: BTreeMap<String, HostCount>,
+        newest: BTreeMap<String, DateTime<Utc>>,
+    ) -> Outcome {
+        self.requests = requests;
+        self.hosts = hosts;
+        self.newest = newest;
+        self
+    }
+
+    /// This outcome without its points: what its self-metrics need, owned.
+    fn summary(&self) -> Outcome {
+        Outcome {
+            points: Vec::new(),
+            error: self.error.clone(),
+            hosts: self.hosts.clone(),
+            newest: BTreeMap::new(),
+            ..*self
+        }
+    }
+
     /// The self-metrics point of this run: tags `collector`, `status`;
     /// fields `duration_seconds` (float), `points` (int: the run's points
     /// handed to the writer: encodable, put in the spool before any write
@@ -246,27 +257,16 @@ pub async fn collect_one(
     let duration = started.elapsed();
     let requests = ctx.http.requests();
     let hosts = ctx.http.per_host();
-    let newest = ctx.newest_rows();
-    let Some(result) = result else {
-        let msg = format!(
-            "timed out after {:.1} s (run timeout; the run was abandoned)",
-            duration.as_secs_f64()
-        );
-        tracing::error!("collector {} {msg}", c.name());
-        return Outcome {
-            name: c.name(),
-            status: Status::Timeout,
-            time: ctx.now,
-            points: Vec::new(),
-            error: Some(msg),
-            duration,
-            requests,
-            hosts,
-            newest: BTreeMap::new(),
-        };
-    };
-    match result {
-        Ok(mut points) => {
+    let result = match result {
+        None => {
+            let msg = format!(
+                "timed out after {:.1} s (run timeout; the run was abandoned)",
+                duration.as_secs_f64()
+            );
+            tracing::error!("collector {} {msg}", c.name());
+            Err((Status::Timeout, msg))
+        }
+        Some(Ok(mut points)) => {
             for p in &mut points {
                 if p.timestamp.is_none() {
                     p.timestamp = Some(ctx.now);
@@ -279,37 +279,24 @@ pub async fn collect_one(
                 duration_ms = duration.as_millis() as u64,
                 "collected"
             );
-            Outcome {
-                name: c.name(),
-                status: Status::Ok,
-                time: ctx.now,
-                points,
-                error: None,
-                duration,
-                requests,
-                hosts,
-                newest,
-            }
+            Ok(points)
         }
-        Err(e) => {
+        Some(Err(e)) => {
             // An upstream's whole answer can end up in a message: cut it.
             let e = e.short();
             // The one place a run's failure is reported: `run` does not
             // repeat it at the end.
             tracing::error!("collector {} failed: {e}", c.name());
-            Outcome {
-                name: c.name(),
-                status: Status::Error,
-                time: ctx.now,
-                points: Vec::new(),
-                error: Some(e),
-                duration,
-                requests,
-                hosts,
-                newest: BTreeMap::new(),
-            }
+            Err((Status::Error, e))
         }
-    }
+    };
+    // The rows read are the catch-up marks only of a run that succeeded.
+    let newest = if result.is_ok() {
+        ctx.newest_rows()
+    } else {
+        BTreeMap::new()
+    };
+    Outcome::new(c.name(), ctx.now, result, duration).with_requests(requests, hosts, newest)
 }
 
 /// Runs collectors concurrently; outcomes come back in the given order.
@@ -327,15 +314,20 @@ pub async fn collect_many(
     .await
 }
 
-pub use crate::sinks::{Delivery, SELF_LABEL};
-
 /// The outcomes as a sink's run: each collector's points under its name,
 /// and (when `self_metrics`) one self-metrics point per outcome.
-fn as_run<'a>(outcomes: &'a [Outcome], self_metrics: Option<&'a SelfMetrics<'a>>) -> Run<'a> {
+fn as_run(outcomes: &[Outcome], self_metrics: bool) -> Run<'_> {
     Run {
         parts: outcomes.iter().map(|o| (o.name, &o.points[..])).collect(),
-        self_metrics,
+        self_metrics: self_metrics.then(|| self_metrics_of(outcomes)),
     }
+}
+
+/// The self-metrics maker of `outcomes`, owning what it needs (a sink may
+/// call it on another thread).
+fn self_metrics_of(outcomes: &[Outcome]) -> std::sync::Arc<SelfMetrics> {
+    let runs: Vec<Outcome> = outcomes.iter().map(Outcome::summary).collect();
+    std::sync::Arc::new(move |counts: &[usize], dropped: u64| self_points(&runs, counts, dropped))
 }
 
 /// The self-metrics of `outcomes`: one point per outcome, with the number
@@ -355,38 +347,44 @@ fn self_points(outcomes: &[Outcome], counts: &[usize], dropped: u64) -> Vec<Poin
 /// Hands a run's points (and, when `self_metrics`, its self-metrics) to
 /// `sink`, whichever it is.
 pub async fn deliver_to(outcomes: &[Outcome], sink: &dyn Sink, self_metrics: bool) -> Delivery {
-    let make = |counts: &[usize], dropped: u64| self_points(outcomes, counts, dropped);
-    let run = as_run(outcomes, self_metrics.then_some(&make as &SelfMetrics));
-    sink.deliver(run).await
+    sink.deliver(as_run(outcomes, self_metrics)).await
 }
 
-/// [`deliver_to`] InfluxDB: `writer` through `spool` (write-ahead), for the
-/// callers that hold a writer and a spool.
-pub async fn deliver(
-    outcomes: &[Outcome],
-    writer: &InfluxWriter,
-    spool: Option<&Spool>,
-    self_metrics: bool,
-) -> Delivery {
-    deliver_to(outcomes, &InfluxSink::new(writer, spool), self_metrics).await
+/// Hands a run to `sink` to keep for a later delivery (the daemon's
+/// collectors: the write-ahead step alone; its delivery task writes).
+pub async fn keep_in(outcomes: &[Outcome], sink: &dyn Sink, self_metrics: bool) -> Delivery {
+    sink.keep(as_run(outcomes, self_metrics)).await
 }
 
-/// The write-ahead step alone ([`influx_sink::spool_run`]): the daemon's
-/// collectors append their run to the spool; its delivery task replays it.
-pub fn spool_run(
-    outcomes: &[Outcome],
-    spool: &Spool,
-    self_metrics: bool,
-) -> Result<Spooled, (SpoolError, Vec<Batch>, Spooled)> {
-    let make = |counts: &[usize], dropped: u64| self_points(outcomes, counts, dropped);
-    influx_sink::spool_run(
-        &as_run(outcomes, self_metrics.then_some(&make as &SelfMetrics)),
-        spool,
-    )
+#[cfg(test)]
+mod tests {
+    /// The runner, the daemon and `run` see outputs through the `Sink` and
+    /// `Output` interfaces: they name no writer and no spool, and the
+    /// runner re-exports nothing of the sinks (`runner::outputs` alone
+    /// opens an output of a kind).
+    #[test]
+    fn the_run_sees_outputs_through_their_interface_alone() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in [
+            "src/runner/mod.rs",
+            "src/schedule/daemon.rs",
+            "src/cli/run.rs",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            for name in [
+                "InfluxWriter",
+                "InfluxOutput",
+                "spool::Spool",
+                "Spool::open",
+                "replay(&",
+            ] {
+                assert!(!code.contains(name), "{file} names {name}");
+            }
+            assert!(
+                !code.contains("pub use crate::sinks"),
+                "{file} re-exports sinks"
+            );
+        }
+    }
 }
-
-pub use crate::sinks::influx_sink::{
-    REPLAY_WAIT, Replay, SPOOL_MEASUREMENT, Spooled, replay, replay_quiet, write_self_metrics,
-};
-pub use crate::sinks::influxdb::WRITE_MEASUREMENT;
-pub use crate::sinks::spool::Status as SpoolStatus;

@@ -45,11 +45,11 @@
 
 use crate::collector::{Collector, Context, RunCache};
 use crate::config::Config;
-use crate::runner;
+use crate::runner::{self, outputs::SpoolUse};
 use crate::schedule::notify::{self, Board, Heartbeat, Watchdog};
-use crate::sinks::influxdb::InfluxWriter;
-use crate::sinks::spool::Spool;
+use crate::sinks::Output;
 use crate::sources::http::Http;
+use crate::support::retry::{Backoff, RetryPolicy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -61,35 +61,24 @@ use tokio::time::Instant;
 pub struct State {
     pub config: Arc<Config>,
     /// Every output (`[influxdb]` first), each with its own spool.
-    pub outputs: Vec<Output>,
+    pub outputs: Vec<Arc<dyn Output>>,
     pub http: Http,
 }
 
-/// One output: its writer and the spool where its points wait while it
-/// cannot take them.
-pub struct Output {
-    pub writer: Arc<InfluxWriter>,
-    pub spool: Arc<Spool>,
-}
-
 impl State {
-    pub fn new(config: Config) -> Result<State, String> {
+    pub async fn new(config: Config) -> Result<State, String> {
         let http = Http::from_config(&config.http)?
             .with_conditional_requests(&config.state_dir().join(runner::HTTP_CACHE_DIR));
-        let max = config.spool.max_bytes()?;
-        let mut outputs = Vec::new();
-        for o in config.outputs() {
-            let secret = config.output_secret(&o).map_err(|e| e.to_string())?;
-            let writer = InfluxWriter::new(&o.influx, secret)?.named(&o.name);
-            // The daemon promises that nothing is lost: without a usable
-            // spool for every output it does not start.
-            let spool = Spool::open(&o.spool_dir, max)
-                .map_err(|e| format!("{e} (set [spool] dir to a writable directory)"))?;
-            outputs.push(Output {
-                writer: Arc::new(writer),
-                spool: Arc::new(spool),
-            });
-        }
+        // The daemon promises that nothing is lost: without a usable spool
+        // for every output it does not start.
+        let outputs = runner::outputs::open(&config, SpoolUse::Required)
+            .await
+            .map_err(|e| match e {
+                runner::outputs::OpenError::Spool(e) => {
+                    format!("{e} (set [spool] dir to a writable directory)")
+                }
+                e => e.to_string(),
+            })?;
         Ok(State {
             config: Arc::new(config),
             outputs,
@@ -99,10 +88,7 @@ impl State {
 
     /// The outputs' names, in order.
     fn output_names(&self) -> Vec<String> {
-        self.outputs
-            .iter()
-            .map(|o| o.writer.name().to_owned())
-            .collect()
+        self.outputs.iter().map(|o| o.name().to_owned()).collect()
     }
 }
 
@@ -216,45 +202,25 @@ pub async fn run_with(
     registry: Registry,
     mut options: Options,
 ) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let state = State::new(config).map_err(DaemonError::Start)?;
+    let state = State::new(config).await.map_err(DaemonError::Start)?;
     // The health endpoint, when asked for: bound before anything runs, so
     // a taken address stops the start (read at start only, not on SIGHUP).
-    let listener = match state.config.daemon.listen.as_deref() {
-        Some(addr) => {
-            let l = crate::ops::health::bind(addr).await?;
-            if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
-                tracing::warn!(
-                    "the health endpoint listens on {addr}, not a loopback address: anyone who reaches it sees the collectors' state"
-                );
-            }
-            tracing::info!(
-                "health endpoint on http://{}/health, /status, /metrics",
-                l.local_addr()
-                    .map_or_else(|_| addr.to_owned(), |a| a.to_string())
-            );
-            Some(l)
-        }
-        None => None,
-    };
-    let signals = || -> std::io::Result<_> {
-        Ok((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::hangup())?,
-        ))
-    };
-    let (mut sigterm, mut sigint, mut sighup) = signals().map_err(DaemonError::Signals)?;
-    let host = host_name();
+    let listener = listen(&state.config).await?;
+    let mut signals = Signals::install().map_err(DaemonError::Signals)?;
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
     // One delivery task per output, each woken when a run appended.
     let outputs = state_rx.borrow().output_names();
-    let appended: Arc<Vec<tokio::sync::Notify>> =
-        Arc::new(outputs.iter().map(|_| tokio::sync::Notify::new()).collect());
-    let wakeups = Arc::new(WakeUps::default());
-    let board = Arc::new(Board::default());
+    let scheduler = Scheduler {
+        registry: registry.clone(),
+        host: host_name(),
+        appended: Arc::new(outputs.iter().map(|_| tokio::sync::Notify::new()).collect()),
+        wakeups: Arc::new(WakeUps::default()),
+        board: Arc::new(Board::default()),
+        state_rx: state_rx.clone(),
+        stop_rx,
+    };
+    let board = scheduler.board.clone();
     let state_dir = crate::state::dir(&state_rx.borrow().config);
     board.persist_to(state_dir.clone());
     let endpoint = listener.map(|l| {
@@ -270,119 +236,41 @@ pub async fn run_with(
             tokio::spawn(delivery_loop(
                 i,
                 state_rx.clone(),
-                appended.clone(),
+                scheduler.appended.clone(),
                 board.clone(),
             ))
         })
         .collect();
-    // The watchdog pings only while this loop goes round (it beats the
+    let mut tasks = Tasks::new();
+    scheduler.reconcile(&mut tasks);
+    tracing::info!(collectors = tasks.len(), "daemon started");
+    // The watchdog pings only while the main loop goes round (it beats the
     // heartbeat at every tick).
     let heartbeat = Arc::new(Heartbeat::default());
-    let watchdog_timeout = sd_notify::watchdog_enabled();
-    let mut tick = tokio::time::interval(watchdog_timeout.map_or(STATUS_REFRESH, |t| {
-        Watchdog::beat_every(t).min(STATUS_REFRESH)
-    }));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
-        let config = state_rx.borrow().config.clone();
-        // The collectors scheduled together count their delays from the
-        // same moment: those due at once share a wake-up (and its cache).
-        let start = Instant::now();
-        tasks.retain(|_, t| !t.is_finished());
-        for c in registry.iter() {
-            if config.enabled(c.name()) && !tasks.contains_key(c.name()) {
-                let delay = config.daemon.startup_delay.as_duration()
-                    + fixed_delay(c.name(), &host, config.daemon.random_delay.as_duration());
-                tracing::info!(
-                    collector = c.name(),
-                    interval = %config.interval(c.as_ref()),
-                    first_run_in_s = delay.as_secs_f64(),
-                    "scheduled"
-                );
-                board.due(c.name(), start + delay);
-                let task = collector_loop(
-                    c.name(),
-                    registry.clone(),
-                    host.clone(),
-                    FirstWakeUp {
-                        at: start + delay,
-                        wakeups: wakeups.clone(),
-                    },
-                    state_rx.clone(),
-                    stop_rx.clone(),
-                    Links {
-                        appended: appended.clone(),
-                        board: board.clone(),
-                    },
-                );
-                tasks.insert(c.name(), tokio::spawn(task));
-            }
-        }
-    };
-    reconcile(&mut tasks);
-    tracing::info!(collectors = tasks.len(), "daemon started");
     heartbeat.beat();
-    let mut status = board.summary(Instant::now());
+    let status = board.summary(Instant::now());
     notify::ready(&status);
+    let watchdog_timeout = sd_notify::watchdog_enabled();
     // Pings from now on (stopped when dropped, as the daemon returns).
     let _watchdog = match watchdog_timeout {
         Some(t) => Some(Watchdog::start(heartbeat.clone(), t).map_err(DaemonError::Watchdog)?),
         None => None,
     };
-
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => {
-                notify::reloading();
-                let loaded = Config::load(config_path.as_deref(), &registry)
-                    .map_err(|e| e.to_string())
-                    .and_then(State::new)
-                    .and_then(|new| {
-                        if new.output_names() == outputs {
-                            Ok(new)
-                        } else {
-                            Err(format!(
-                                "the outputs changed ({} before, {} now): restart the daemon to add or remove an output",
-                                outputs.join(", "),
-                                new.output_names().join(", ")
-                            ))
-                        }
-                    });
-                match loaded {
-                    Ok(new) => {
-                        tracing::info!("SIGHUP: configuration reloaded");
-                        let _ = state_tx.send(Arc::new(new));
-                        reconcile(&mut tasks);
-                    }
-                    Err(e) => tracing::error!("SIGHUP: the new configuration is not valid, keeping the old one: {e}"),
-                }
-                status = board.summary(Instant::now());
-                notify::ready(&status);
-            }
-            _ = tick.tick() => {
-                heartbeat.beat();
-                let now = board.summary(Instant::now());
-                if now != status {
-                    status = now;
-                    notify::notify(&[sd_notify::NotifyState::Status(&status)]);
-                }
-            }
-            _ = board.changed.notified() => {
-                let now = board.summary(Instant::now());
-                if now != status {
-                    status = now;
-                    notify::notify(&[sd_notify::NotifyState::Status(&status)]);
-                }
-            }
-            _ = frozen(&mut options.freeze) => {
-                tracing::warn!("test hook: the scheduler is frozen");
-                std::future::pending::<()>().await;
-            }
-        }
-    }
+    let main = MainLoop {
+        config_path,
+        outputs,
+        heartbeat,
+        watchdog_timeout,
+        status,
+    };
+    main.run(
+        &scheduler,
+        &state_tx,
+        &mut tasks,
+        &mut signals,
+        &mut options,
+    )
+    .await;
 
     notify::notify(&[
         sd_notify::NotifyState::Stopping,
@@ -394,6 +282,215 @@ pub async fn run_with(
     }
     let grace = state_tx.borrow().config.daemon.shutdown_grace.as_duration();
     let deadline = Instant::now() + grace;
+    finish_runs(tasks, deadline, grace).await;
+    // Every point collected is in the spool. The rest of the grace goes to
+    // writing it; what InfluxDB does not take by then stays there.
+    for d in &deliveries {
+        d.abort();
+    }
+    for d in deliveries {
+        let _ = d.await;
+    }
+    let st = state_tx.borrow().clone();
+    write_spools(&st, deadline).await;
+    crate::state::remove_schedule(&state_dir, std::process::id());
+    Ok(())
+}
+
+/// The collectors' tasks, by name.
+type Tasks = BTreeMap<&'static str, tokio::task::JoinHandle<()>>;
+
+/// SIGTERM, SIGINT and SIGHUP, caught.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// The health endpoint's listener, when `[daemon] listen` asks for one.
+async fn listen(config: &Config) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    let Some(addr) = config.daemon.listen.as_deref() else {
+        return Ok(None);
+    };
+    let l = crate::ops::health::bind(addr).await?;
+    if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            "the health endpoint listens on {addr}, not a loopback address: anyone who reaches it sees the collectors' state"
+        );
+    }
+    tracing::info!(
+        "health endpoint on http://{}/health, /status, /metrics",
+        l.local_addr()
+            .map_or_else(|_| addr.to_owned(), |a| a.to_string())
+    );
+    Ok(Some(l))
+}
+
+/// What the collectors' tasks share: the registry, the state, the stop
+/// signal, the delivery tasks' wake-ups, the wake-ups' caches, the board.
+struct Scheduler {
+    registry: Registry,
+    host: String,
+    state_rx: watch::Receiver<Arc<State>>,
+    stop_rx: watch::Receiver<bool>,
+    appended: Arc<Vec<tokio::sync::Notify>>,
+    wakeups: Arc<WakeUps>,
+    board: Arc<Board>,
+}
+
+impl Scheduler {
+    /// A task for every enabled collector without one.
+    fn reconcile(&self, tasks: &mut Tasks) {
+        let config = self.state_rx.borrow().config.clone();
+        // The collectors scheduled together count their delays from the
+        // same moment: those due at once share a wake-up (and its cache).
+        let start = Instant::now();
+        tasks.retain(|_, t| !t.is_finished());
+        for c in self.registry.iter() {
+            if !config.enabled(c.name()) || tasks.contains_key(c.name()) {
+                continue;
+            }
+            let delay = config.daemon.startup_delay.as_duration()
+                + fixed_delay(
+                    c.name(),
+                    &self.host,
+                    config.daemon.random_delay.as_duration(),
+                );
+            tracing::info!(
+                collector = c.name(),
+                interval = %config.interval(c.as_ref()),
+                first_run_in_s = delay.as_secs_f64(),
+                "scheduled"
+            );
+            self.board.due(c.name(), start + delay);
+            let task = collector_loop(
+                c.name(),
+                self.registry.clone(),
+                self.host.clone(),
+                FirstWakeUp {
+                    at: start + delay,
+                    wakeups: self.wakeups.clone(),
+                },
+                self.state_rx.clone(),
+                self.stop_rx.clone(),
+                Links {
+                    appended: self.appended.clone(),
+                    board: self.board.clone(),
+                },
+            );
+            tasks.insert(c.name(), tokio::spawn(task));
+        }
+    }
+}
+
+/// The daemon's main loop: signals, the status line, the watchdog's
+/// heartbeat.
+struct MainLoop {
+    config_path: Option<PathBuf>,
+    /// The outputs' names at start (a reload may not change them).
+    outputs: Vec<String>,
+    heartbeat: Arc<Heartbeat>,
+    watchdog_timeout: Option<Duration>,
+    /// The status line last sent.
+    status: String,
+}
+
+impl MainLoop {
+    /// Runs until SIGTERM or SIGINT.
+    async fn run(
+        mut self,
+        scheduler: &Scheduler,
+        state_tx: &watch::Sender<Arc<State>>,
+        tasks: &mut Tasks,
+        signals: &mut Signals,
+        options: &mut Options,
+    ) {
+        let board = scheduler.board.clone();
+        let mut tick = tokio::time::interval(self.watchdog_timeout.map_or(STATUS_REFRESH, |t| {
+            Watchdog::beat_every(t).min(STATUS_REFRESH)
+        }));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = signals.term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = signals.int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = signals.hup.recv() => {
+                    notify::reloading();
+                    self.reload(scheduler, state_tx, tasks).await;
+                    self.status = board.summary(Instant::now());
+                    notify::ready(&self.status);
+                }
+                _ = tick.tick() => {
+                    self.heartbeat.beat();
+                    self.refresh(&board);
+                }
+                _ = board.changed.notified() => self.refresh(&board),
+                _ = frozen(&mut options.freeze) => {
+                    tracing::warn!("test hook: the scheduler is frozen");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// Sends the status line when it changed.
+    fn refresh(&mut self, board: &Board) {
+        let now = board.summary(Instant::now());
+        if now != self.status {
+            self.status = now;
+            notify::notify(&[sd_notify::NotifyState::Status(&self.status)]);
+        }
+    }
+
+    /// SIGHUP: the configuration read again; a bad one is reported and
+    /// the old one kept.
+    async fn reload(
+        &self,
+        scheduler: &Scheduler,
+        state_tx: &watch::Sender<Arc<State>>,
+        tasks: &mut Tasks,
+    ) {
+        let loaded = match Config::load(self.config_path.as_deref(), &scheduler.registry) {
+            Ok(c) => State::new(c).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let loaded = loaded.and_then(|new| {
+            if new.output_names() == self.outputs {
+                Ok(new)
+            } else {
+                Err(format!(
+                    "the outputs changed ({} before, {} now): restart the daemon to add or remove an output",
+                    self.outputs.join(", "),
+                    new.output_names().join(", ")
+                ))
+            }
+        });
+        match loaded {
+            Ok(new) => {
+                tracing::info!("SIGHUP: configuration reloaded");
+                let _ = state_tx.send(Arc::new(new));
+                scheduler.reconcile(tasks);
+            }
+            Err(e) => tracing::error!(
+                "SIGHUP: the new configuration is not valid, keeping the old one: {e}"
+            ),
+        }
+    }
+}
+
+/// Lets the running collectors finish until `deadline`, then cancels them.
+async fn finish_runs(tasks: Tasks, deadline: Instant, grace: Duration) {
     let running: Vec<_> = tasks.values().map(|t| t.abort_handle()).collect();
     let all = futures::future::join_all(tasks.into_values());
     match tokio::time::timeout_at(deadline, all).await {
@@ -410,46 +507,34 @@ pub async fn run_with(
             )
         }
     }
-    // Every point collected is in the spool. The rest of the grace goes to
-    // writing it; what InfluxDB does not take by then stays there.
-    for d in &deliveries {
-        d.abort();
-    }
-    for d in deliveries {
-        let _ = d.await;
-    }
-    let st = state_tx.borrow().clone();
+}
+
+/// At shutdown: every output's spool written until `deadline`.
+async fn write_spools(st: &State, deadline: Instant) {
     let wait = deadline.saturating_duration_since(Instant::now());
     let self_metrics = st.config.self_metrics.enabled;
     let finals = st.outputs.iter().map(|o| async move {
-        let replay = runner::replay(&o.spool, &o.writer, wait);
-        match tokio::time::timeout_at(deadline, replay).await {
+        match tokio::time::timeout_at(deadline, o.replay(wait, true)).await {
             Ok(r) if r.stopped.is_none() && !r.busy && r.error.is_none() => {
                 if self_metrics {
-                    let now = chrono::Utc::now();
-                    let own = runner::write_self_metrics(&o.writer, Some(&o.spool), None, now);
+                    let own = o.write_self_metrics(None, chrono::Utc::now());
                     let _ = tokio::time::timeout_at(deadline, own).await;
                 }
-                tracing::info!(output = o.writer.name(), "daemon stopped; the spool is written")
+                tracing::info!(output = o.name(), "daemon stopped; the spool is written")
             }
             _ => tracing::warn!(
-                output = o.writer.name(),
-                spool = %o.spool.dir().display(),
+                output = o.name(),
+                spool = %o.spool_dir().display(),
                 "daemon stopped; points this output did not take yet are kept in its spool (the next start or `ubuntu-metrics spool flush` writes them)"
             ),
         }
     });
     futures::future::join_all(finals).await;
-    crate::state::remove_schedule(&state_dir, std::process::id());
-    Ok(())
 }
 
 /// How often the status line is brought up to date (the time to the next
 /// run changes) when no watchdog asks for more.
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
-
-/// The longest wait between two replays while InfluxDB cannot take points.
-const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The one task writing the spool to InfluxDB: after each append, and
 /// while InfluxDB cannot take points, again after a growing backoff (runs
@@ -460,28 +545,27 @@ async fn delivery_loop(
     appended: Arc<Vec<tokio::sync::Notify>>,
     board: Arc<Board>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    // While the output cannot take points: the one retry policy's
+    // delivery backoff (1 s doubling to a minute).
+    let mut backoff = Backoff::new(RetryPolicy::DELIVERY);
     // What waited in the spool after the last replay that left something:
     // the backlog the next successful one reports in the self-metrics.
-    let mut backlog: Option<runner::SpoolStatus> = None;
+    let mut backlog: Option<crate::sinks::spool::Status> = None;
     loop {
         let st = state_rx.borrow_and_update().clone();
         let out = &st.outputs[index];
-        let name = out.writer.name();
-        let r = runner::replay(&out.spool, &out.writer, Duration::ZERO).await;
+        let name = out.name();
+        let r = out.replay(Duration::ZERO, true).await;
         let trouble = r.stopped.is_some() || r.busy || r.error.is_some();
         // What waits in the spool, for the status line (read only when
         // the replay left something: an empty spool costs nothing).
         let spooled = if trouble {
-            match out.spool.status() {
-                Ok(s) => {
-                    let n = s.points;
-                    // The first backlog of an outage holds the oldest record.
-                    backlog.get_or_insert(s);
-                    Some(n)
-                }
-                Err(_) => None,
-            }
+            out.backlog().await.map(|s| {
+                let n = s.points;
+                // The first backlog of an outage holds the oldest record.
+                backlog.get_or_insert(s);
+                n
+            })
         } else {
             Some(0)
         };
@@ -491,24 +575,21 @@ async fn delivery_loop(
         if !trouble && st.config.self_metrics.enabled {
             // The writes just made, and the backlog written, in a write of
             // their own (while InfluxDB is away they wait in memory).
-            let now = chrono::Utc::now();
-            let own =
-                runner::write_self_metrics(&out.writer, Some(&out.spool), backlog.as_ref(), now);
+            let own = out.write_self_metrics(backlog.as_ref(), chrono::Utc::now());
             if own.await.is_ok() {
                 backlog = None;
             }
         }
         drop(st);
         if trouble {
-            let wait = backoff;
-            backoff = (backoff * 2).min(MAX_DELIVERY_BACKOFF);
+            let wait = backoff.next_wait();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // A new configuration may fix the trouble: try it at once.
                 changed = state_rx.changed() => { if changed.is_err() { return; } }
             }
         } else {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
             tokio::select! {
                 _ = appended[index].notified() => {}
                 changed = state_rx.changed() => { if changed.is_err() { return; } }
@@ -589,38 +670,24 @@ async fn collector_loop(
         // output's delivery task writes it.
         let mut safe = true;
         for (i, out) in st.outputs.iter().enumerate() {
-            match runner::spool_run(
+            // (When its spool cannot keep them, the output writes them
+            // directly: this run waits for it, counting what is lost.)
+            let d = runner::keep_in(
                 std::slice::from_ref(&outcome),
-                &out.spool,
+                out.as_ref(),
                 st.config.self_metrics.enabled,
-            ) {
-                Ok(s) => {
-                    // (Unencodable points are the same for every output.)
-                    if i == 0 {
-                        for e in &s.unencodable {
-                            tracing::error!(collector = name, "not written: {e}");
-                        }
+            )
+            .await;
+            if d.spool_errors.is_empty() {
+                // (Unencodable points are the same for every output.)
+                if i == 0 {
+                    for e in &d.unencodable {
+                        tracing::error!(collector = name, "not written: {e}");
                     }
-                    appended[i].notify_one();
                 }
-                Err((e, _, _)) => {
-                    // The spool cannot keep them: try the output directly
-                    // (this run waits for it), counting what is lost.
-                    tracing::error!(
-                        collector = name,
-                        output = out.writer.name(),
-                        "{e}; writing this run's points directly"
-                    );
-                    let d = runner::deliver(
-                        std::slice::from_ref(&outcome),
-                        &out.writer,
-                        None,
-                        st.config.self_metrics.enabled,
-                    )
-                    .await;
-                    safe &= d.lost == 0;
-                }
+                appended[i].notify_one();
             }
+            safe &= d.lost == 0;
         }
         // fsync'd in every spool (or written): the rows read are safe, the
         // catch-up marks move.

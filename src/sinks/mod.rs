@@ -3,17 +3,31 @@
 //! ([`Delivery`]); the runner hands a run to a sink and does not know
 //! which. Two peers implement it:
 //!
-//! - [`influx_sink::InfluxSink`]: InfluxDB through its durable spool
-//!   (write-ahead), with a dead-letter file for the points InfluxDB refuses;
+//! - [`influxdb::output::InfluxOutput`]: InfluxDB through its durable
+//!   spool (write-ahead), with a dead-letter file for the points InfluxDB
+//!   refuses;
 //! - [`print::Printer`]: the dry run, points to standard output.
 //!
 //! Sinks know nothing of collectors: a run is labelled points.
-pub mod influx_sink;
+pub mod blocking;
 pub mod influxdb;
 pub mod print;
 pub mod spool;
 
+/// What outputs write about themselves (each write, each spool's backlog).
+pub use influxdb::self_metrics::{SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
+
+/// [`SPOOL_MEASUREMENT`] and [`WRITE_MEASUREMENT`], declared like a
+/// collector's schema.
+pub const OUTPUT_SCHEMA: &[crate::model::schema::Measurement] = &[
+    influxdb::self_metrics::WRITE_SCHEMA,
+    influxdb::self_metrics::SPOOL_SCHEMA,
+];
+
 use crate::model::point::{Point, PointError};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Lines of line protocol written (or spooled, or dead-lettered) together:
 /// one collector's points of one run, or the self-metrics of a run. The
@@ -25,8 +39,10 @@ pub const SELF_LABEL: &str = "self-metrics";
 
 /// Makes a run's self-metrics points from the number of points of each
 /// part the sink took (the encodable ones, in the order of the parts) and
-/// the points the sink dropped since it last reported them.
-pub type SelfMetrics<'a> = dyn Fn(&[usize], u64) -> Vec<Point> + Send + Sync + 'a;
+/// the points the sink dropped since it last reported them. Owned (`Arc`,
+/// `'static`): a sink may make them off the async workers, in the spool's
+/// blocking append that reads the drop count.
+pub type SelfMetrics = dyn Fn(&[usize], u64) -> Vec<Point> + Send + Sync;
 
 /// One run, as a sink sees it.
 pub struct Run<'a> {
@@ -34,7 +50,7 @@ pub struct Run<'a> {
     pub parts: Vec<(&'a str, &'a [Point])>,
     /// The run's self-metrics, for a sink that keeps them; `None` when they
     /// are off.
-    pub self_metrics: Option<&'a SelfMetrics<'a>>,
+    pub self_metrics: Option<Arc<SelfMetrics>>,
 }
 
 /// What a sink did with a run. Counts are points (lines of line protocol).
@@ -70,6 +86,58 @@ pub struct Delivery {
 pub trait Sink: Send + Sync {
     /// Delivers one run.
     async fn deliver(&self, run: Run<'_>) -> Delivery;
+
+    /// Keeps one run for a later delivery (the write-ahead step alone: the
+    /// daemon's collectors keep, its delivery task writes). A sink without
+    /// a place to keep points delivers them now.
+    async fn keep(&self, run: Run<'_>) -> Delivery {
+        self.deliver(run).await
+    }
+}
+
+/// An output: a sink that keeps what it cannot deliver now (its spool),
+/// writes it later ([`Output::replay`]) and reports on itself. `run`,
+/// `spool flush` and the daemon see outputs through this alone.
+#[async_trait::async_trait]
+pub trait Output: Sink {
+    /// Its name (`influxdb`, or the NAME of `[outputs.NAME]`).
+    fn name(&self) -> &str;
+    /// Its name as its configuration section says it, for messages.
+    fn label(&self) -> String;
+    /// Where it keeps points (and its dead letters).
+    fn spool_dir(&self) -> &Path;
+    /// What waits, when it can be read (none without a spool).
+    async fn backlog(&self) -> Option<spool::Status>;
+    /// What waits, or why it cannot be read (empty without a spool).
+    async fn status(&self) -> Result<spool::Status, spool::SpoolError>;
+    /// Writes what waits, oldest first, waiting up to `wait` for another
+    /// process doing it; `log`: says what it wrote (else the caller does).
+    async fn replay(&self, wait: Duration, log: bool) -> Replay;
+    /// Writes its own self-metrics after a delivery that emptied its spool
+    /// (`backlog`: what waited before it).
+    async fn write_self_metrics(
+        &self,
+        backlog: Option<&spool::Status>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), influxdb::WriteError>;
+}
+
+/// What a replay of the spool did.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Lines written.
+    pub written: usize,
+    /// Records fully done (written or dead-lettered).
+    pub records: usize,
+    /// Lines moved to the dead-letter file.
+    pub dead_lettered: usize,
+    /// Why the replay stopped before the spool was empty.
+    pub stopped: Option<influxdb::WriteError>,
+    /// Another process was replaying (nothing done).
+    pub busy: bool,
+    pub error: Option<spool::SpoolError>,
+    /// Per segment replayed: its name, lines written, lines dead-lettered.
+    pub segments: Vec<(String, usize, usize)>,
 }
 
 /// Each part's points as a batch of line protocol (a part with no
@@ -95,7 +163,7 @@ pub fn encode_parts(run: &Run<'_>, d: &mut Delivery) -> (Vec<Batch>, Vec<usize>)
 /// The self-metrics batch of a run, made by `make` from the parts'
 /// `counts` and the `dropped` count (an unencodable self-metrics point is
 /// logged and left out).
-pub fn self_batch(make: &SelfMetrics<'_>, counts: &[usize], dropped: u64) -> Batch {
+pub fn self_batch(make: &SelfMetrics, counts: &[usize], dropped: u64) -> Batch {
     let (lines, errors) = crate::model::point::encode_lines(&make(counts, dropped));
     for e in errors {
         tracing::error!("self-metrics point not written: {e}");
@@ -154,9 +222,9 @@ mod tests {
         async fn deliver(&self, run: Run<'_>) -> Delivery {
             let mut d = Delivery::default();
             let (mut batches, counts) = encode_parts(&run, &mut d);
-            if let Some(make) = run.self_metrics {
+            if let Some(make) = &run.self_metrics {
                 // This sink says it dropped 7 points.
-                batches.push(self_batch(make, &counts, 7));
+                batches.push(self_batch(make.as_ref(), &counts, 7));
             }
             d.written = batches.iter().map(|b| b.lines.len()).sum();
             self.batches.lock().unwrap().extend(batches);
@@ -193,8 +261,19 @@ mod tests {
     fn sinks_import_neither_collector_nor_runner_nor_config() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sinks");
         let mut files = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        let mut dirs = vec![dir.clone()];
+        let mut paths = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    paths.push(path);
+                }
+            }
+        }
+        for path in paths {
             files += 1;
             let text = std::fs::read_to_string(&path).unwrap();
             let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();

@@ -30,7 +30,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::DATASOURCE_UID;
-use crate::runner::{SELF_MEASUREMENT, SPOOL_MEASUREMENT};
+use crate::runner::SELF_MEASUREMENT;
+use crate::sinks::SPOOL_MEASUREMENT;
 
 /// Where `dashboards export` writes the rules, relative to its directory.
 pub const FILE: &str = "alerting/ubuntu-metrics.yaml";

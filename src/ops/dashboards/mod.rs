@@ -25,7 +25,8 @@ pub mod alerts;
 
 use crate::collector::Collector;
 use crate::model::panel::{Agg, Board, Kind, Panel};
-use crate::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
+use crate::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT};
+use crate::sinks::{SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@ use crate::sources::SourceError;
 use std::time::{Duration, Instant};
 
 /// `Retry-After` waits honoured per request before giving up.
-const MAX_RETRY_AFTER_WAITS: u32 = 3;
+const MAX_RETRY_AFTER_WAITS: u32 = crate::support::retry::RetryPolicy::RETRY_AFTER.retries;
 
 impl Http {
     /// Sends a request within the per-host limit, counts and logs it, reads

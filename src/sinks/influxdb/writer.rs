@@ -8,13 +8,16 @@
 //! most [`MAX_BATCH_LINES`] lines. The server's answers become
 //! [`WriteError`]s that quote its message and say what to do.
 //!
-//! [`InfluxWriter::send`] is what the runner uses: it retries what may
+//! [`InfluxWriter::send`] is what the output uses: it retries what may
 //! succeed later (network errors, timeouts, 5xx, 429) with exponential
 //! backoff and jitter, narrows a refused batch (400) down to the lines the
 //! server refuses by splitting it, and hands back what was written, what
 //! was refused for good (for the dead-letter file) and what should be kept
-//! for later (for the spool).
+//! for later (for the spool). Its messages name the output's own keys
+//! (`influxdb.url`, `outputs.NAME.url`).
 
+use super::auth::{Auth, AuthError};
+pub use super::self_metrics::WriteStat;
 use crate::model::timespan::TimeSpan;
 use crate::support::text::{REDACTED, redact_url};
 use serde::{Deserialize, Serialize};
@@ -138,51 +141,90 @@ pub enum WriteError {
     )]
     BadRequest { message: String },
     #[error(
-        "InfluxDB refused the credentials (HTTP {status}: {message}); check influxdb.username and the password (INFLUXDB_USERNAME / INFLUXDB_PASSWORD) and the user's WRITE permission on the database"
+        "InfluxDB refused the credentials (HTTP {status}: {message}); {}",
+        auth_advice(key)
     )]
-    Auth { status: u16, message: String },
+    Auth {
+        status: u16,
+        message: String,
+        /// The output's configuration key: `influxdb` or `outputs.NAME`.
+        key: String,
+    },
     #[error(
         "InfluxDB has no database {database:?} (HTTP 404: {message}); create it with: influx -execute 'CREATE DATABASE \"{database}\"'"
     )]
     DatabaseNotFound { database: String, message: String },
     #[error(
-        "InfluxDB refused the request body as too large (HTTP 413: {message}); lower influxdb.batch_size (default 5000 lines) or raise InfluxDB's max-body-size"
+        "InfluxDB refused the request body as too large (HTTP 413: {message}); lower {key}.batch_size (default 5000 lines) or raise InfluxDB's max-body-size"
     )]
-    TooLarge { message: String },
+    TooLarge { message: String, key: String },
     #[error("InfluxDB answered HTTP {status}: {message}")]
     Server { status: u16, message: String },
     /// A redirect: writes never follow one (a proxy's login page would
     /// swallow the points).
     #[error(
-        "{url} answered HTTP {status} redirecting to {location:?} instead of writing: a proxy or a wrong address; writes do not follow redirects: set influxdb.url to InfluxDB's own address (or fix the proxy); the points are kept in the spool"
+        "{url} answered HTTP {status} redirecting to {location:?} instead of writing: a proxy or a wrong address; writes do not follow redirects: set {key}.url to InfluxDB's own address (or fix the proxy); the points are kept in the spool"
     )]
     Redirect {
         url: String,
         status: u16,
         location: String,
+        key: String,
     },
     /// An answer that is not InfluxDB's (a proxy's page): not a verdict on
     /// the points.
     #[error(
-        "{url} answered HTTP {status} but not as InfluxDB does ({what}: {message}); a proxy in the way? check influxdb.url; the points are kept in the spool"
+        "{url} answered HTTP {status} but not as InfluxDB does ({what}: {message}); a proxy in the way? check {key}.url; the points are kept in the spool"
     )]
     NotInfluxdb {
         url: String,
         status: u16,
         what: String,
         message: String,
+        key: String,
     },
     #[error("cannot reach {url}: {message}")]
     Connect { url: String, message: String },
     #[error(
         "cannot verify the TLS certificate of {url}: {message}; {}",
-        tls_advice(message, url)
+        tls_advice_for(key, message, url)
     )]
-    Tls { url: String, message: String },
+    Tls {
+        url: String,
+        message: String,
+        key: String,
+    },
     #[error("{url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    #[error("{0}")]
-    Other(String),
+    /// The request could not be made here (its body not compressed): a
+    /// fault of this machine, not a verdict on the points.
+    #[error("cannot make the write request: {0}")]
+    Local(String),
+}
+
+/// What to check when InfluxDB refuses the credentials of the output
+/// `key` (`influxdb`: the environment may give them too).
+fn auth_advice(key: &str) -> String {
+    if key == DEFAULT_KEY {
+        "check influxdb.username and the password (INFLUXDB_USERNAME / INFLUXDB_PASSWORD) and the user's WRITE permission on the database".to_owned()
+    } else {
+        format!(
+            "check {key}.username and {key}.password (or {key}.token for api = \"v2\") and the user's WRITE permission"
+        )
+    }
+}
+
+/// The configuration key of the first output, `[influxdb]`.
+pub const DEFAULT_KEY: &str = "influxdb";
+
+/// The configuration key of the output `name`: `influxdb`, or
+/// `outputs.NAME`.
+pub fn output_key(name: &str) -> String {
+    if name == DEFAULT_KEY {
+        DEFAULT_KEY.to_owned()
+    } else {
+        format!("outputs.{name}")
+    }
 }
 
 /// What to do about a TLS verification failure (`message`: the error
@@ -192,10 +234,18 @@ pub enum WriteError {
 /// a CA certificate used as the server's own that is not there gets both
 /// ways out (pin it, or the commands making a CA and a server certificate).
 pub fn tls_advice(message: &str, url: &str) -> String {
-    const PIN: &str = "a certificate given in influxdb.ca_file is pinned: trusted as that exact certificate, its host names not checked";
+    tls_advice_for(DEFAULT_KEY, message, url)
+}
+
+/// [`tls_advice`] for the output whose configuration key is `key`.
+pub fn tls_advice_for(key: &str, message: &str, url: &str) -> String {
+    let ca_file = format!("{key}.ca_file");
+    let pin = format!(
+        "a certificate given in {ca_file} is pinned: trusted as that exact certificate, its host names not checked"
+    );
     if message.contains("pinned by") {
         format!(
-            "{PIN}, but only within its validity period: give InfluxDB a new certificate (https-certificate in influxdb.conf) and put a copy of it in influxdb.ca_file, or correct the clock if it is wrong"
+            "{pin}, but only within its validity period: give InfluxDB a new certificate (https-certificate in influxdb.conf) and put a copy of it in {ca_file}, or correct the clock if it is wrong"
         )
     } else if message.contains("CaUsedAsEndEntity") {
         let host = url::Url::parse(url)
@@ -203,12 +253,12 @@ pub fn tls_advice(message: &str, url: &str) -> String {
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
             .unwrap_or_else(|| "HOST".to_owned());
         format!(
-            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes), which TLS refuses as a server's own certificate unless influxdb.ca_file holds that very certificate ({PIN}): set influxdb.ca_file to a copy of InfluxDB's certificate (the https-certificate of influxdb.conf, e.g. /etc/ssl/influxdb-selfsigned.crt). Or give InfluxDB a server certificate (basicConstraints=CA:FALSE) signed by a CA, and set influxdb.ca_file to that CA's PEM file. For example: {}; then set https-certificate = \"influxdb.pem\" and https-private-key = \"influxdb.key\" in influxdb.conf, restart InfluxDB, and set influxdb.ca_file = \"ca.pem\"",
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes), which TLS refuses as a server's own certificate unless {ca_file} holds that very certificate ({pin}): set {ca_file} to a copy of InfluxDB's certificate (the https-certificate of influxdb.conf, e.g. /etc/ssl/influxdb-selfsigned.crt). Or give InfluxDB a server certificate (basicConstraints=CA:FALSE) signed by a CA, and set {ca_file} to that CA's PEM file. For example: {}; then set https-certificate = \"influxdb.pem\" and https-private-key = \"influxdb.key\" in influxdb.conf, restart InfluxDB, and set {ca_file} = \"ca.pem\"",
             openssl_recipe(&host)
         )
     } else {
         format!(
-            "if the server's certificate is signed by a private CA, set influxdb.ca_file to that CA's PEM file; if it is self-signed, set influxdb.ca_file to a copy of that certificate ({PIN}); insecure_skip_verify = true turns the check off: not recommended"
+            "if the server's certificate is signed by a private CA, set {ca_file} to that CA's PEM file; if it is self-signed, set {ca_file} to a copy of that certificate ({pin}); insecure_skip_verify = true turns the check off: not recommended"
         )
     }
 }
@@ -254,7 +304,7 @@ impl WriteError {
             WriteError::Connect { .. } => "connect",
             WriteError::Tls { .. } => "tls",
             WriteError::Timeout { .. } => "timeout",
-            WriteError::Other(_) => "other",
+            WriteError::Local(_) => "local",
         }
     }
 
@@ -276,58 +326,14 @@ impl WriteError {
             | WriteError::Redirect { .. }
             | WriteError::NotInfluxdb { .. }
             | WriteError::Auth { .. }
-            | WriteError::DatabaseNotFound { .. } => Disposition::Keep,
-            WriteError::BadRequest { .. } | WriteError::TooLarge { .. } | WriteError::Other(_) => {
-                Disposition::Refuse
-            }
+            | WriteError::DatabaseNotFound { .. }
+            | WriteError::Local(_) => Disposition::Keep,
+            WriteError::BadRequest { .. } | WriteError::TooLarge { .. } => Disposition::Refuse,
         }
     }
 }
 
-/// Retries of a batch: `retries` more attempts after the first, waiting
-/// `base`, `2 base`, `4 base`... (at most `max`) before each, every wait
-/// jittered down by up to half so that many writers do not retry in step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    pub retries: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(8),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `attempt` (0-based), jittered.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let full = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
-            .min(self.max);
-        // Full jitter over the upper half: [full/2, full].
-        let half = full / 2;
-        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let r = if nanos == 0 {
-            0
-        } else {
-            random_u64() % (nanos + 1)
-        };
-        half + Duration::from_nanos(r)
-    }
-}
-
-/// A random number from the operating system's generator. Should it fail
-/// (no `getrandom(2)` nor `/dev/urandom`), only the jitter is lost.
-fn random_u64() -> u64 {
-    getrandom::u64().unwrap_or(0)
-}
+pub use crate::support::retry::RetryPolicy;
 
 /// What [`InfluxWriter::send`] did with a batch.
 #[derive(Debug, Default)]
@@ -365,41 +371,9 @@ impl SendReport {
 /// batch; past it, what is still refused goes to the dead-letter file whole.
 const MAX_SPLIT_REQUESTS: usize = 64;
 
-/// The self-metrics of writes: one point per request to InfluxDB's write
-/// endpoint (tag `outcome`; fields `latency_seconds`, `points`, `bytes`).
-pub const WRITE_MEASUREMENT: &str = "ubuntu_metrics_write";
-
 /// At most this many writes wait in memory for their self-metrics to be
 /// written (InfluxDB down for long: the oldest are let go, counted).
 const MAX_WRITE_LOG: usize = 1_000;
-
-/// One request to InfluxDB's write endpoint, for the self-metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteStat {
-    /// When the request was sent.
-    pub time: chrono::DateTime<chrono::Utc>,
-    pub latency: Duration,
-    /// Lines (points) in the request, and its size before compression.
-    pub points: usize,
-    pub bytes: usize,
-    /// `ok`, or the kind of failure ([`WriteError::kind`]).
-    pub outcome: &'static str,
-    /// The output written to.
-    pub output: String,
-}
-
-impl WriteStat {
-    /// Its [`WRITE_MEASUREMENT`] point.
-    pub fn point(&self) -> crate::model::point::Point {
-        crate::model::point::Point::new(WRITE_MEASUREMENT)
-            .tag("output", self.output.as_str())
-            .tag("outcome", self.outcome)
-            .field("latency_seconds", self.latency.as_secs_f64())
-            .field("points", self.points)
-            .field("bytes", self.bytes)
-            .at(self.time)
-    }
-}
 
 /// The writes not yet reported in the self-metrics.
 #[derive(Debug, Default)]
@@ -409,96 +383,167 @@ struct WriteLog {
     dropped: u64,
 }
 
+/// Where a writer's points go: a v1 database, or a v2 organisation's
+/// bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Database(String),
+    Bucket { org: String, bucket: String },
+}
+
+/// Why a writer cannot be built from its configuration (a configuration
+/// error, reported when the command starts).
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("{key}.url {url:?}: {message}")]
+    Url {
+        key: String,
+        url: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot build the InfluxDB client of {key}: {message}")]
+    Client { key: String, message: String },
+}
+
 pub struct InfluxWriter {
     client: reqwest::Client,
     retry: RetryPolicy,
     write_url: url::Url,
     /// The configured URL without credentials, for messages.
     display_url: String,
-    database: String,
-    username: Option<String>,
-    password: Option<String>,
-    /// v2: the token (`Authorization: Token`).
-    token: Option<String>,
-    /// The output's name (the `output` tag of the writes' self-metrics).
+    target: Target,
+    auth: Auth,
+    /// The output's name (the `output` tag of the writes' self-metrics)
+    /// and its configuration key (`influxdb`, `outputs.NAME`: messages).
     name: String,
+    key: String,
     timeout: Duration,
     batch_size: usize,
     log: std::sync::Mutex<WriteLog>,
 }
 
+/// The write endpoint under `base` (its path kept: InfluxDB behind a
+/// proxy) for `target`.
+fn write_url(base: &url::Url, target: &Target) -> url::Url {
+    let mut write_url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    match target {
+        Target::Database(db) => {
+            write_url.set_path(&format!("{prefix}/write"));
+            write_url
+                .query_pairs_mut()
+                .clear()
+                .append_pair("db", db)
+                .append_pair("precision", "ns");
+        }
+        Target::Bucket { org, bucket } => {
+            write_url.set_path(&format!("{prefix}/api/v2/write"));
+            write_url
+                .query_pairs_mut()
+                .clear()
+                .append_pair("org", org)
+                .append_pair("bucket", bucket)
+                .append_pair("precision", "ns");
+        }
+    }
+    write_url
+}
+
+/// The HTTP client of a writer: its timeout, its TLS trust, no redirects.
+fn client(cfg: &InfluxConfig, key: &str) -> Result<reqwest::Client, WriterError> {
+    if cfg.insecure_skip_verify {
+        tracing::warn!(
+            "{key}.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
+        );
+    }
+    let (name, setting) = (
+        format!("the InfluxDB client of {key}"),
+        format!("{key}.ca_file"),
+    );
+    // A write that follows a redirect becomes a GET of whatever is there
+    // (a login page answering 200): never follow one.
+    crate::support::tls::ClientSpec::new(&name, cfg.timeout.as_duration())
+        .ca_file(cfg.ca_file.as_deref(), &setting)
+        .skip_verify(cfg.insecure_skip_verify)
+        .no_redirects()
+        .build()
+        .map_err(|e| match e {
+            crate::support::tls::ClientError::Build { source, .. } => WriterError::Client {
+                key: key.to_owned(),
+                message: source.to_string(),
+            },
+            other => WriterError::Tls(other.to_string()),
+        })
+}
+
 impl InfluxWriter {
-    pub fn new(cfg: &InfluxConfig, password: Option<String>) -> Result<InfluxWriter, String> {
-        let mut base = url::Url::parse(&cfg.url)
-            .map_err(|e| format!("influxdb.url {:?}: {e}", redact_url(&cfg.url)))?;
+    /// The writer of the first output, `[influxdb]` (see
+    /// [`InfluxWriter::for_output`]).
+    pub fn new(cfg: &InfluxConfig, secret: Option<String>) -> Result<InfluxWriter, String> {
+        InfluxWriter::for_output(DEFAULT_KEY, cfg, secret).map_err(|e| e.to_string())
+    }
+
+    /// The writer of the output `name` (`influxdb`, or the NAME of
+    /// `[outputs.NAME]`) with its `secret` (v1: the password; v2: the
+    /// token). Everything that can be checked before a write is checked
+    /// here: the URL, the CA file, the token as a header value.
+    pub fn for_output(
+        name: &str,
+        cfg: &InfluxConfig,
+        secret: Option<String>,
+    ) -> Result<InfluxWriter, WriterError> {
+        let key = output_key(name);
+        let mut base = url::Url::parse(&cfg.url).map_err(|e| WriterError::Url {
+            key: key.clone(),
+            url: redact_url(&cfg.url),
+            message: e.to_string(),
+        })?;
         // Credentials in the URL are moved to the Authorization header.
         let url_user = (!base.username().is_empty()).then(|| base.username().to_owned());
         let url_pass = base.password().map(str::to_owned);
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        // Shown in logs and errors: a token in the query string too goes.
-        let display_url = redact_url(base.as_str());
-        let mut write_url = base.clone();
-        let prefix = base.path().trim_end_matches('/');
-        match cfg.api {
-            WriteApi::V1 => {
-                write_url.set_path(&format!("{prefix}/write"));
-                write_url
-                    .query_pairs_mut()
-                    .clear()
-                    .append_pair("db", &cfg.database)
-                    .append_pair("precision", "ns");
-            }
-            WriteApi::V2 => {
-                write_url.set_path(&format!("{prefix}/api/v2/write"));
-                write_url
-                    .query_pairs_mut()
-                    .clear()
-                    .append_pair("org", &cfg.org)
-                    .append_pair("bucket", &cfg.bucket)
-                    .append_pair("precision", "ns");
-            }
-        }
-
-        let timeout = cfg.timeout.as_duration();
-        if cfg.insecure_skip_verify {
-            tracing::warn!(
-                "influxdb.insecure_skip_verify = true: the InfluxDB server's TLS certificate is NOT checked; anyone on the path can read the credentials. Use ca_file instead."
-            );
-        }
-        // A write that follows a redirect becomes a GET of whatever is
-        // there (a login page answering 200): never follow one.
-        let client = crate::support::tls::ClientSpec::new("the InfluxDB client", timeout)
-            .ca_file(cfg.ca_file.as_deref(), "influxdb.ca_file")
-            .skip_verify(cfg.insecure_skip_verify)
-            .no_redirects()
-            .build()?;
+        let (target, auth) = match cfg.api {
+            WriteApi::V1 => (
+                Target::Database(cfg.database.clone()),
+                Auth::basic(cfg.username.clone().or(url_user), secret.or(url_pass)),
+            ),
+            WriteApi::V2 => (
+                Target::Bucket {
+                    org: cfg.org.clone(),
+                    bucket: cfg.bucket.clone(),
+                },
+                Auth::token(secret.as_deref(), &key)?,
+            ),
+        };
         Ok(InfluxWriter {
-            client,
+            client: client(cfg, &key)?,
             retry: RetryPolicy::default(),
-            write_url,
-            display_url,
-            database: match cfg.api {
-                WriteApi::V1 => cfg.database.clone(),
-                WriteApi::V2 => cfg.bucket.clone(),
-            },
-            username: match cfg.api {
-                WriteApi::V1 => cfg.username.clone().or(url_user),
-                WriteApi::V2 => None,
-            },
-            token: match cfg.api {
-                WriteApi::V1 => None,
-                WriteApi::V2 => password.clone(),
-            },
-            password: match cfg.api {
-                WriteApi::V1 => password.or(url_pass),
-                WriteApi::V2 => None,
-            },
-            timeout,
+            write_url: write_url(&base, &target),
+            // Shown in logs and errors: a token in the query string too goes.
+            display_url: redact_url(base.as_str()),
+            target,
+            auth,
+            timeout: cfg.timeout.as_duration(),
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH_SIZE),
-            name: "influxdb".to_owned(),
+            name: name.to_owned(),
+            key,
             log: Default::default(),
         })
+    }
+
+    /// Where the points go.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The output's configuration key: `influxdb` or `outputs.NAME`.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     pub fn url(&self) -> &str {
@@ -508,6 +553,7 @@ impl InfluxWriter {
     /// The same writer, named after its output (`[outputs.NAME]`).
     pub fn named(mut self, name: &str) -> Self {
         name.clone_into(&mut self.name);
+        self.key = output_key(name);
         self
     }
 
@@ -632,14 +678,15 @@ impl InfluxWriter {
         result
     }
 
-    /// One batch, retried per the policy while the failure is retryable.
-    async fn write_retrying(&self, lines: &[String]) -> Result<(), WriteError> {
+    /// One batch, retried per the policy while the failure is retryable,
+    /// never split: the output's combined write of several records.
+    pub(super) async fn write_retrying(&self, lines: &[String]) -> Result<(), WriteError> {
         let body = join_batch(lines);
         let mut attempt = 0;
         loop {
             match self.write_logged(&body, lines.len()).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_retryable() && attempt < self.retry.retries => {
+                Err(e) if e.is_retryable() && self.retry.allows(attempt) => {
                     let wait = self.retry.delay(attempt);
                     tracing::warn!(
                         lines = lines.len(),
@@ -673,31 +720,18 @@ impl InfluxWriter {
 
     /// Sends one batch.
     pub async fn write_batch(&self, batch: &str) -> Result<(), WriteError> {
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(batch.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(batch.as_bytes())
-            .map_err(|e| WriteError::Other(format!("cannot compress the batch: {e}")))?;
-        let body = gz
-            .finish()
-            .map_err(|e| WriteError::Other(format!("cannot compress the batch: {e}")))?;
-        let mut req = self
+        let req = self
             .client
             .post(self.write_url.clone())
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(body);
-        if let Some(user) = &self.username {
-            req = req.basic_auth(user, self.password.as_deref());
-        }
-        if let Some(token) = &self.token {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Token {token}"))
-                .map_err(|_| WriteError::Other("the token is not a valid header value".into()))?;
-            v.set_sensitive(true);
-            req = req.header(reqwest::header::AUTHORIZATION, v);
-        }
-        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+            .body(gzip(batch)?);
+        let resp = self
+            .auth
+            .apply(req)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         let status = resp.status().as_u16();
         // InfluxDB answers every request with its version in a header; a
         // proxy's own answer does not have it.
@@ -716,39 +750,50 @@ impl InfluxWriter {
                 url: self.display_url.clone(),
                 status,
                 location: redact_url(&location),
+                key: self.key.clone(),
             });
         }
         let text = resp.text().await.unwrap_or_default();
-        let influx_json = influxdb_error(&text);
-        let message = server_message(&text);
+        Err(self.answer_error(status, from_influxdb, &text))
+    }
+
+    /// The error of an answer `status` that is neither a success nor a
+    /// redirect, with its body `text`.
+    fn answer_error(&self, status: u16, from_influxdb: bool, text: &str) -> WriteError {
+        let influx_json = influxdb_error(text);
+        let message = server_message(text);
+        let not_influxdb = |what: &str| WriteError::NotInfluxdb {
+            url: self.display_url.clone(),
+            status,
+            what: what.to_owned(),
+            message: message.clone(),
+            key: self.key.clone(),
+        };
         if status == 200 {
-            return Err(WriteError::NotInfluxdb {
-                url: self.display_url.clone(),
-                status,
-                what: "success without InfluxDB's X-Influxdb-Version header".into(),
-                message,
-            });
+            return not_influxdb("success without InfluxDB's X-Influxdb-Version header");
         }
         if matches!(status, 400 | 413) && influx_json.is_none() && !from_influxdb {
             // A 400/413 decides the points' fate only when InfluxDB says so.
-            return Err(WriteError::NotInfluxdb {
-                url: self.display_url.clone(),
-                status,
-                what: "its body is not InfluxDB's JSON error".into(),
-                message,
-            });
+            return not_influxdb("its body is not InfluxDB's JSON error");
         }
-        Err(match status {
-            400 => WriteError::BadRequest { message },
-            401 | 403 => WriteError::Auth { status, message },
+        match (status, &self.target) {
+            (400, _) => WriteError::BadRequest { message },
+            (401 | 403, _) => WriteError::Auth {
+                status,
+                message,
+                key: self.key.clone(),
+            },
             // (v2: the bucket or organisation; the server's message names it.)
-            404 if self.token.is_none() => WriteError::DatabaseNotFound {
-                database: self.database.clone(),
+            (404, Target::Database(database)) => WriteError::DatabaseNotFound {
+                database: database.clone(),
                 message,
             },
-            413 => WriteError::TooLarge { message },
+            (413, _) => WriteError::TooLarge {
+                message,
+                key: self.key.clone(),
+            },
             _ => WriteError::Server { status, message },
-        })
+        }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> WriteError {
@@ -776,6 +821,7 @@ impl InfluxWriter {
             return WriteError::Tls {
                 url: self.display_url.clone(),
                 message,
+                key: self.key.clone(),
             };
         }
         WriteError::Connect {
@@ -804,6 +850,18 @@ fn influxdb_error(body: &str) -> Option<String> {
 /// quote the message (or a summary of another body).
 fn server_message(body: &str) -> String {
     influxdb_error(body).unwrap_or_else(|| crate::sources::http::summarize_body(body))
+}
+
+/// `body` gzip-compressed. (Into memory: only a fault of this machine can
+/// fail it, never the points.)
+fn gzip(body: &str) -> Result<Vec<u8>, WriteError> {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(body.as_bytes())
+        .and_then(|()| gz.finish())
+        .map_err(|e| WriteError::Local(format!("cannot compress the batch: {e}")))
 }
 
 /// One request body: the lines, each ended by a newline.
@@ -849,29 +907,51 @@ mod tests {
             w.write_url.as_str(),
             "https://proxy.example/influx/write?db=metrics&precision=ns"
         );
-        assert_eq!(w.username.as_deref(), Some("user"));
-        assert_eq!(w.password.as_deref(), Some("pw"));
+        assert!(
+            matches!(&w.auth, Auth::Basic { username, password } if username == "user" && password.as_deref() == Some("pw"))
+        );
         assert!(!w.url().contains("pw"));
     }
 
     #[test]
-    fn retry_delays_grow_jittered_and_capped() {
-        let p = RetryPolicy::default();
-        for attempt in 0..10 {
-            let full = (p.base * 2u32.pow(attempt.min(6))).min(p.max);
-            for _ in 0..20 {
-                let d = p.delay(attempt);
-                assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
-            }
-        }
-        let d = p.delay(100);
-        assert!(d >= p.max / 2 && d <= p.max, "{d:?}");
-        let zero = RetryPolicy {
-            retries: 1,
-            base: Duration::ZERO,
-            max: Duration::ZERO,
+    fn errors_name_the_outputs_own_keys_and_a_v2_writer_its_bucket() {
+        let cfg = InfluxConfig {
+            url: "http://h:8086".into(),
+            api: WriteApi::V2,
+            org: "o".into(),
+            bucket: "b".into(),
+            ..InfluxConfig::default()
         };
-        assert_eq!(zero.delay(3), Duration::ZERO);
+        let w = InfluxWriter::for_output("vm", &cfg, Some("t".into())).unwrap();
+        assert_eq!(
+            w.target(),
+            &Target::Bucket {
+                org: "o".into(),
+                bucket: "b".into()
+            }
+        );
+        assert_eq!(w.key(), "outputs.vm");
+        let e = w.answer_error(413, true, r#"{"error":"too big"}"#);
+        assert!(e.to_string().contains("lower outputs.vm.batch_size"), "{e}");
+        let e = w.answer_error(502, false, "<html>proxy</html>");
+        assert_eq!(e.kind(), "server_error");
+        let e = w.answer_error(400, false, "<html>proxy</html>");
+        assert!(e.to_string().contains("check outputs.vm.url"), "{e}");
+        let bad = InfluxConfig {
+            url: "not a url".into(),
+            ..InfluxConfig::default()
+        };
+        let e = InfluxWriter::for_output("vm", &bad, None).err().unwrap();
+        assert!(e.to_string().starts_with("outputs.vm.url "), "{e}");
+        // A token that cannot be sent is a configuration error, at build.
+        let e = InfluxWriter::for_output("vm", &cfg, Some("a\nb".into()))
+            .err()
+            .unwrap();
+        assert!(matches!(e, WriterError::Auth(_)), "{e}");
+        assert_eq!(
+            WriteError::Local(String::new()).disposition(),
+            Disposition::Keep
+        );
     }
 
     #[test]
@@ -886,7 +966,8 @@ mod tests {
         assert_eq!(
             WriteError::Tls {
                 url: String::new(),
-                message: String::new()
+                message: String::new(),
+                key: String::new(),
             }
             .disposition(),
             Disposition::Keep
@@ -901,7 +982,8 @@ mod tests {
         );
         assert_eq!(
             WriteError::TooLarge {
-                message: String::new()
+                message: String::new(),
+                key: String::new(),
             }
             .disposition(),
             Disposition::Refuse
@@ -933,7 +1015,8 @@ mod tests {
         assert!(
             !WriteError::Auth {
                 status: 401,
-                message: String::new()
+                message: String::new(),
+                key: String::new(),
             }
             .is_retryable()
         );
