@@ -599,7 +599,16 @@ impl Config {
         &self,
         registry: &[Box<C>],
     ) -> Result<(), ConfigError> {
-        let origin = self.origin();
+        self.check_daemon_and_http()?;
+        self.check_collectors(registry)?;
+        self.check_outputs()?;
+        self.check_spool_and_limits()?;
+        self.check_sources(registry)
+    }
+
+    /// `[daemon]` and `[http]`: spans that must not be zero, the listen
+    /// address, the per-host limit's ceiling.
+    fn check_daemon_and_http(&self) -> Result<(), ConfigError> {
         let zero = |key: &str, span: &TimeSpan| -> Result<(), ConfigError> {
             if span.as_usec() == 0 {
                 return Err(ConfigError(format!(
@@ -623,10 +632,21 @@ impl Config {
         }
         if self.http.max_per_host > MAX_PER_HOST_LIMIT {
             return Err(ConfigError(format!(
-                "{origin}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                "{}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                self.origin(),
                 self.http.max_per_host
             )));
         }
+        Ok(())
+    }
+
+    /// Every `[collectors.NAME]`: a known collector, its keys, its
+    /// interval and its own options.
+    fn check_collectors<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
+        let origin = self.origin();
         for (name, cc) in &self.collectors {
             let Some(c) = registry.iter().find(|c| c.name() == name) else {
                 if cc.options.contains_key("type") {
@@ -665,6 +685,11 @@ impl Config {
                 ))
             })?;
         }
+        Ok(())
+    }
+
+    /// `[influxdb]` and every `[outputs.NAME]`: the name, then the settings.
+    fn check_outputs(&self) -> Result<(), ConfigError> {
         self.check_output("influxdb", &self.influxdb)?;
         for (name, o) in &self.outputs {
             if name == "influxdb"
@@ -674,11 +699,18 @@ impl Config {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             {
                 return Err(ConfigError(format!(
-                    "{origin}: outputs.{name}: an output's name is lower-case letters, digits, _ and - (and not `influxdb`, the first output)"
+                    "{}: outputs.{name}: an output's name is lower-case letters, digits, _ and - (and not `influxdb`, the first output)",
+                    self.origin()
                 )));
             }
             self.check_output(&format!("outputs.{name}"), o)?;
         }
+        Ok(())
+    }
+
+    /// `[spool]`, `http.max_body` and `http.max_per_host`.
+    fn check_spool_and_limits(&self) -> Result<(), ConfigError> {
+        let origin = self.origin();
         self.spool
             .max_bytes()
             .map_err(|e| ConfigError(format!("{origin}: spool.max_size: {e}")))?;
@@ -693,6 +725,15 @@ impl Config {
                 "{origin}: http.max_per_host = 0: at least 1 request per host must be allowed"
             )));
         }
+        Ok(())
+    }
+
+    /// `[sources]`: every key a declared source, every value a URL.
+    fn check_sources<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
+        let origin = self.origin();
         let declared = declared_sources(registry);
         for (key, value) in self.sources.iter() {
             if !declared.iter().any(|d| d.key == key) {
