@@ -211,61 +211,10 @@ pub(in crate::cli) fn main(
         );
         return EXIT_USAGE;
     }
-    let run = match runnable(&chosen) {
+    let (points, seen) = match run_once(&chosen, &checkout, old) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ubuntu-metrics: new: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    eprintln!(
-        "ubuntu-metrics: running metrics.collectors.{old} of {} once through the adapter",
-        checkout.display()
-    );
-    let out = Command::new("python3")
-        .arg(run.path())
-        .arg("--checkout")
-        .arg(&checkout)
-        .arg(old)
-        .env("TZ", "UTC")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
-    drop(run);
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ubuntu-metrics: new: cannot run python3: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    if !out.status.success() {
-        eprintln!(
-            "ubuntu-metrics: new: metrics.collectors.{old} failed ({}): its messages are above",
-            out.status
-        );
-        return EXIT_FAILED;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let points = match crate::custom::points::parse_output(&stdout) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "ubuntu-metrics: new: metrics.collectors.{old} returned what is not points: {e}"
-            );
-            return EXIT_FAILED;
-        }
-    };
-    if points.is_empty() {
-        eprintln!(
-            "ubuntu-metrics: new: metrics.collectors.{old} returned no points: nothing to declare its measurements from (run it when its source has data)"
-        );
-        return EXIT_FAILED;
-    }
-    let seen = match measurements(&points) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ubuntu-metrics: new: metrics.collectors.{old}: {e}");
             return EXIT_FAILED;
         }
     };
@@ -292,6 +241,48 @@ pub(in crate::cli) fn main(
         )
     );
     EXIT_OK
+}
+
+/// Runs the first generation's collector `old` once through the adapter
+/// `chosen`: its points and the measurements they show; an error is the
+/// message after `ubuntu-metrics: new: `.
+fn run_once(
+    chosen: &Path,
+    checkout: &Path,
+    old: &str,
+) -> Result<(Vec<Point>, BTreeMap<String, Seen>), String> {
+    let run = runnable(chosen)?;
+    eprintln!(
+        "ubuntu-metrics: running metrics.collectors.{old} of {} once through the adapter",
+        checkout.display()
+    );
+    let out = Command::new("python3")
+        .arg(run.path())
+        .arg("--checkout")
+        .arg(checkout)
+        .arg(old)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output();
+    drop(run);
+    let out = out.map_err(|e| format!("cannot run python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "metrics.collectors.{old} failed ({}): its messages are above",
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let points = crate::custom::points::parse_output(&stdout)
+        .map_err(|e| format!("metrics.collectors.{old} returned what is not points: {e}"))?;
+    if points.is_empty() {
+        return Err(format!(
+            "metrics.collectors.{old} returned no points: nothing to declare its measurements from (run it when its source has data)"
+        ));
+    }
+    let seen = measurements(&points).map_err(|e| format!("metrics.collectors.{old}: {e}"))?;
+    Ok((points, seen))
 }
 
 #[cfg(test)]
