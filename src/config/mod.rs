@@ -2,6 +2,7 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
+use crate::model::setting::Size;
 use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 use crate::sources::http::REDACTED;
@@ -225,7 +226,7 @@ impl Default for DaemonConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     pub dir: PathBuf,
-    pub max_size: String,
+    pub max_size: Size,
 }
 
 impl Default for SpoolConfig {
@@ -240,7 +241,7 @@ impl Default for SpoolConfig {
 impl SpoolConfig {
     /// `max_size` in bytes.
     pub fn max_bytes(&self) -> Result<u64, String> {
-        parse_size(&self.max_size)
+        self.max_size.bytes()
     }
 }
 
@@ -458,7 +459,7 @@ impl Config {
             } else {
                 host
             };
-            self.influxdb.url = format!("{scheme}://{host}:{port}");
+            self.influxdb.url = format!("{scheme}://{host}:{port}").into();
             self.from_env.insert("influxdb.url", "INFLUXDB_HOSTNAME");
         } else if get("INFLUXDB_PORT").is_some() || get("INFLUXDB_SSL").is_some() {
             tracing::warn!("INFLUXDB_PORT / INFLUXDB_SSL are ignored without INFLUXDB_HOSTNAME");
@@ -538,7 +539,7 @@ impl Config {
             )));
         }
         let url_origin = self.origin_of(&format!("{key}.url"));
-        let url = url::Url::parse(&o.url).map_err(|e| {
+        let url = o.url.value().map_err(|e| {
             ConfigError(format!(
                 "{url_origin}: {key}.url {:?}: {e}",
                 redact_url(&o.url)
@@ -763,7 +764,12 @@ impl Config {
         if let Some(f) = &self.influxdb.password_file {
             return read_secret(f, "influxdb.password_file").map(Some);
         }
-        if url::Url::parse(&self.influxdb.url).is_ok_and(|u| u.password().is_some()) {
+        if self
+            .influxdb
+            .url
+            .value()
+            .is_ok_and(|u| u.password().is_some())
+        {
             return Ok(None);
         }
         systemd_credential()
@@ -903,9 +909,9 @@ impl Config {
             if o.token.is_some() {
                 o.token = Some(REDACTED.into());
             }
-            o.url = redact_url(&o.url);
+            o.url = redact_url(&o.url).into();
         }
-        c.influxdb.url = redact_url(&c.influxdb.url);
+        c.influxdb.url = redact_url(&c.influxdb.url).into();
         for url in c.sources.urls.values_mut() {
             *url = redact_url(url);
         }
@@ -1050,7 +1056,7 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     use std::os::unix::fs::PermissionsExt;
     let others_read =
         |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
-    let in_url = url::Url::parse(&c.influxdb.url).is_ok_and(|u| u.password().is_some());
+    let in_url = c.influxdb.url.value().is_ok_and(|u| u.password().is_some());
     let mut warnings = Vec::new();
     if (c.influxdb.password.is_some() || c.influxdb.token.is_some() || in_url) && others_read(path)
     {

@@ -7,4 +7,5 @@ pub mod catch_up;
 pub mod panel;
 pub mod point;
 pub mod schema;
+pub mod setting;
 pub mod timespan;

@@ -32,7 +32,7 @@ pub const MAX_BATCH_SIZE: usize = 100_000;
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
-    pub url: String,
+    pub url: crate::model::setting::UrlSetting,
     pub database: String,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -429,7 +429,10 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(cfg: &InfluxConfig, password: Option<String>) -> Result<InfluxWriter, String> {
-        let mut base = url::Url::parse(&cfg.url)
+        let mut base = cfg
+            .url
+            .value()
+            .cloned()
             .map_err(|e| format!("influxdb.url {:?}: {e}", redact_url(&cfg.url)))?;
         // Credentials in the URL are moved to the Authorization header.
         let url_user = (!base.username().is_empty()).then(|| base.username().to_owned());

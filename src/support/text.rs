@@ -107,6 +107,50 @@ pub fn url_secrets(text: &str) -> Vec<String> {
     out
 }
 
+/// A size such as `100MB`, `512KiB`, `1G` or `4096` (bytes). Decimal units
+/// (kB, MB, GB, TB: powers of 1000) and binary ones (KiB, MiB, GiB, TiB:
+/// powers of 1024); `K`, `M`, `G`, `T` alone are binary, as in systemd.
+/// Case does not matter; spaces between number and unit are allowed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid size {s:?}: {why} (write e.g. \"100MB\", \"512MiB\", \"1G\" or a number of bytes)"
+        ))
+    };
+    if num.is_empty() {
+        return bad("it does not start with a number");
+    }
+    let Ok(n) = num.parse::<f64>() else {
+        return bad("the number is not valid");
+    };
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return bad("unknown unit"),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return bad("too large");
+    }
+    let bytes = bytes.round() as u64;
+    if bytes == 0 {
+        return bad("it must be more than 0 bytes");
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
