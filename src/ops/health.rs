@@ -906,15 +906,28 @@ pub fn reserved_descriptors(limit: u64) -> u64 {
 /// Whether a descriptor may go to one more connection: `open` of the
 /// process's descriptors are open (this connection's included), `limit`
 /// is its `RLIMIT_NOFILE`. `Err` says why not.
-pub fn spare(open: u64, limit: u64) -> Result<(), String> {
+pub fn spare(open: u64, limit: u64) -> Result<(), NoSpareDescriptor> {
     let reserved = reserved_descriptors(limit);
     if open + reserved > limit {
-        Err(format!(
-            "{open} of the process's {limit} descriptors are open (RLIMIT_NOFILE) and the last {reserved} are kept for the spool and the state files"
-        ))
+        Err(NoSpareDescriptor {
+            open,
+            limit,
+            reserved,
+        })
     } else {
         Ok(())
     }
+}
+
+/// No descriptor to spare for one more connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{open} of the process's {limit} descriptors are open (RLIMIT_NOFILE) and the last {reserved} are kept for the spool and the state files"
+)]
+pub struct NoSpareDescriptor {
+    pub open: u64,
+    pub limit: u64,
+    pub reserved: u64,
 }
 
 /// [`spare`] for this process (its soft `RLIMIT_NOFILE`, its descriptors
@@ -937,7 +950,7 @@ fn descriptors_to_spare() -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("the open descriptors cannot be counted: {e}")),
     };
-    spare(open, limit.rlim_cur)
+    spare(open, limit.rlim_cur).map_err(|e| e.to_string())
 }
 
 fn lock(m: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
@@ -1148,7 +1161,7 @@ mod tests {
         // A tiny limit: half of it still goes to the rest of the daemon.
         assert_eq!(reserved_descriptors(64), 32);
         assert!(spare(192, 256).is_ok());
-        let e = spare(193, 256).unwrap_err();
+        let e = spare(193, 256).unwrap_err().to_string();
         assert!(
             e.contains("193 of the process's 256") && e.contains("64"),
             "{e}"

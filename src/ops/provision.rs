@@ -60,20 +60,31 @@ pub enum Retention {
     Seconds(u64),
 }
 
+/// A `--retention` that is not one: the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("retention {text:?}: {why}")]
+pub struct RetentionError {
+    pub text: String,
+    pub why: String,
+}
+
 impl Retention {
     /// `inf` / `infinite` / `0`, or a time span (`52w`, `365d`, `8760h`) of
     /// at least one hour (InfluxDB's minimum).
-    pub fn parse(s: &str) -> Result<Retention, String> {
+    pub fn parse(s: &str) -> Result<Retention, RetentionError> {
+        let bad = |why: String| RetentionError {
+            text: s.to_owned(),
+            why,
+        };
         let t = s.trim();
         if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinite") || t == "0" {
             return Ok(Retention::Infinite);
         }
-        let usec =
-            crate::model::timespan::parse_usec(t).map_err(|e| format!("retention {s:?}: {e}"))?;
+        let usec = crate::model::timespan::parse_usec(t).map_err(|e| bad(e.to_string()))?;
         let secs = usec / 1_000_000;
         if secs < 3600 {
-            return Err(format!(
-                "retention {s:?}: InfluxDB keeps data at least 1h (or `inf` for ever)"
+            return Err(bad(
+                "InfluxDB keeps data at least 1h (or `inf` for ever)".to_owned()
             ));
         }
         Ok(Retention::Seconds(secs))
@@ -417,7 +428,7 @@ pub fn string_literal(s: &str) -> String {
 
 /// A password of 32 characters from [A-Za-z0-9], drawn from the operating
 /// system's CSPRNG (rejection sampling: no bias).
-pub fn generate_password() -> Result<String, String> {
+pub fn generate_password() -> Result<String, RandomError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const LEN: usize = 32;
     // The largest multiple of 62 below 256: bytes at or above it are drawn again.
@@ -425,8 +436,7 @@ pub fn generate_password() -> Result<String, String> {
     let mut out = String::with_capacity(LEN);
     let mut buf = [0u8; 64];
     while out.len() < LEN {
-        getrandom::fill(&mut buf)
-            .map_err(|e| format!("the operating system's random generator failed: {e}"))?;
+        getrandom::fill(&mut buf).map_err(RandomError)?;
         for b in buf {
             if b < LIMIT && out.len() < LEN {
                 out.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
@@ -435,6 +445,11 @@ pub fn generate_password() -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// The operating system's random generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random generator failed: {0}")]
+pub struct RandomError(getrandom::Error);
 
 /// The password file of a user.
 pub fn secret_path(dir: &Path, user: &str) -> PathBuf {
@@ -734,7 +749,7 @@ async fn ensure_admin(
                 (None, Some(p)) => (p, None, format!("the password in {}", admin_file.display())),
                 (None, None) => {
                     ensure_secrets_dir(&opts.secrets_dir, report)?;
-                    let p = generate_password()?;
+                    let p = generate_password().map_err(|e| e.to_string())?;
                     let pending = PendingSecret::write(admin_file, &p)?;
                     (
                         p,
@@ -900,7 +915,7 @@ async fn ensure_user(
                 }
                 None => {
                     ensure_secrets_dir(&opts.secrets_dir, report)?;
-                    let p = generate_password()?;
+                    let p = generate_password().map_err(|e| e.to_string())?;
                     let pending = PendingSecret::write(&file, &p)?;
                     (
                         p,

@@ -755,7 +755,7 @@ pub fn apply(
         }
     }
     let before = query(sc, &[]).unwrap_or_else(|e| {
-        done.errors.push(e);
+        done.errors.push(e.to_string());
         SystemdView::default()
     });
     if let Some(d) = before.daemon.filter(|d| d.loaded()) {
@@ -774,7 +774,7 @@ pub fn apply(
     }
     match query(sc, &enabled) {
         Ok(view) => done.view = view,
-        Err(e) => done.errors.push(e),
+        Err(e) => done.errors.push(e.to_string()),
     }
     Ok(done)
 }
