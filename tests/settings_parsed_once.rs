@@ -1,7 +1,7 @@
 //! Settings are typed once, when the configuration loads (issue 25, shape
 //! item 2): a size is bytes, a URL a `Url`, a span a `TimeSpan`, each
 //! parsed by the configuration (`src/config/`) or by the type that holds
-//! it (`model::setting`, `model::timespan`). This test fails when product
+//! it (`support::setting`, `model::timespan`). This test fails when product
 //! code elsewhere calls one of the setting parsers, so that a new caller
 //! either takes the typed value from the configuration or is named below
 //! with its reason.
@@ -19,7 +19,7 @@ const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 /// Where parsing a setting is the job.
 const PARSERS_HOME: &[&str] = &[
     "config/",
-    "model/setting.rs",
+    "support/setting.rs",
     "model/timespan.rs",
     "support/text.rs",
     // Test helpers, compiled for tests only.
@@ -166,7 +166,7 @@ fn no_setting_is_parsed_outside_the_configuration() {
     }
     assert!(
         wrong.is_empty(),
-        "a setting is parsed after load: take the typed value the configuration holds (model::setting, TimeSpan), or name the call in EXCEPTIONS with why it is not a setting:\n{}",
+        "a setting is parsed after load: take the typed value the configuration holds (support::setting, TimeSpan), or name the call in EXCEPTIONS with why it is not a setting:\n{}",
         wrong.join("\n")
     );
     // An exception that no longer happens is taken out, so the list stays

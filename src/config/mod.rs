@@ -2,11 +2,11 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
-use crate::model::setting::Size;
 use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 use crate::sources::http::REDACTED;
 pub use crate::sources::http::{HttpConfig, parse_size, redact_url};
+use crate::support::setting::Size;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

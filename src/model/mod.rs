@@ -7,5 +7,4 @@ pub mod catch_up;
 pub mod panel;
 pub mod point;
 pub mod schema;
-pub mod setting;
 pub mod timespan;

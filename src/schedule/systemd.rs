@@ -23,7 +23,7 @@ pub use crate::ops::systemd_view::*;
 
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::model::setting::UrlSetting;
+use crate::support::setting::UrlSetting;
 use std::path::{Path, PathBuf};
 
 pub const SERVICE_TEMPLATE: &str = "ubuntu-metrics@.service";

@@ -32,7 +32,7 @@ pub const MAX_BATCH_SIZE: usize = 100_000;
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
-    pub url: crate::model::setting::UrlSetting,
+    pub url: crate::support::setting::UrlSetting,
     pub database: String,
     pub username: Option<String>,
     pub password: Option<String>,

@@ -57,7 +57,7 @@ pub struct HttpConfig {
     pub max_per_host: usize,
     /// The largest upstream body (after decompression) or rsync listing
     /// read, as a size (`64MB`, `512MiB`): over it that collector fails.
-    pub max_body: crate::model::setting::Size,
+    pub max_body: crate::support::setting::Size,
 }
 
 impl HttpConfig {
