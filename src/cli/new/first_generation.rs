@@ -24,9 +24,21 @@ pub struct Seen {
     pub fields: BTreeMap<String, FieldType>,
 }
 
+/// A field seen with two types in one measurement (InfluxDB keeps one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "measurement {measurement}: field {field} is {before} in one point and {now} in another: InfluxDB keeps one type per field, so make the collector return one (e.g. float(...))"
+)]
+pub struct TwoTypes {
+    pub measurement: String,
+    pub field: String,
+    pub before: &'static str,
+    pub now: &'static str,
+}
+
 /// The measurements of `points`, their tag keys and field types; an error
 /// names a field seen with two types (InfluxDB keeps one).
-pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, String> {
+pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, TwoTypes> {
     let mut out: BTreeMap<String, Seen> = BTreeMap::new();
     for p in points {
         let seen = out.entry(p.measurement.clone()).or_default();
@@ -35,12 +47,12 @@ pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, String> 
             let t = FieldType::of(v);
             match seen.fields.get(k) {
                 Some(before) if *before != t => {
-                    return Err(format!(
-                        "measurement {}: field {k} is {} in one point and {} in another: InfluxDB keeps one type per field, so make the collector return one (e.g. float(...))",
-                        p.measurement,
-                        before.name(),
-                        t.name()
-                    ));
+                    return Err(TwoTypes {
+                        measurement: p.measurement.clone(),
+                        field: k.clone(),
+                        before: before.name(),
+                        now: t.name(),
+                    });
                 }
                 _ => {
                     seen.fields.insert(k.clone(), t);
@@ -308,7 +320,7 @@ mod tests {
         assert_eq!(m["fields"]["ratio"].as_str(), Some("float"));
         assert_eq!(m["fields"]["ok"].as_str(), Some("bool"));
         let c = Point::new("q").field("count", FieldValue::Float(3.5));
-        let e = measurements(&[a, c]).unwrap_err();
+        let e = measurements(&[a, c]).unwrap_err().to_string();
         assert!(
             e.contains("field count is int in one point and float"),
             "{e}"
