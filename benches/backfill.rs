@@ -93,7 +93,7 @@ fn main() {
         sources: server.sources(),
         ..Default::default()
     };
-    config.influxdb.url = influx.url();
+    config.influxdb.url = influx.url().into();
     config.influxdb.database = influxd::DATABASE.to_owned();
     config.spool.dir = dir.path().join("spool");
     let config_path = dir.path().join("config.toml");

@@ -385,7 +385,7 @@ fn config_with_csv_server(dir: &Path, csv: &CsvServer, influx: &Influxd) -> Path
         ubuntu_metrics::collectors::britney::PROPOSED_MIGRATION.key,
         csv.base(),
     );
-    config.influxdb.url = influx.url();
+    config.influxdb.url = influx.url().into();
     config.influxdb.database = common::influxd::DATABASE.to_owned();
     config.spool.dir = dir.join("spool");
     let path = dir.join("config.toml");

@@ -27,7 +27,7 @@ fn config_text(server: &FixtureServer, influx: &str, collectors: &[(&str, &str)]
         sources: server.sources(),
         ..Default::default()
     };
-    config.influxdb.url = influx.to_owned();
+    config.influxdb.url = influx.to_owned().into();
     config.influxdb.database = DATABASE.to_owned();
     config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
     config.daemon.random_delay = TimeSpan::parse("0").unwrap();
@@ -396,7 +396,7 @@ fn a_panicking_collector_is_a_failed_run_and_keeps_its_schedule() {
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = ubuntu_metrics::config::Config::default();
-    config.influxdb.url = db.url();
+    config.influxdb.url = db.url().into();
     config.influxdb.database = DATABASE.to_owned();
     config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
     config.daemon.random_delay = TimeSpan::parse("0").unwrap();

@@ -30,7 +30,7 @@ fn fast() -> RetryPolicy {
 
 fn writer(url: &str, database: &str) -> Arc<InfluxWriter> {
     let cfg = InfluxConfig {
-        url: url.to_owned(),
+        url: url.into(),
         database: database.to_owned(),
         timeout: TimeSpan::parse("5s").unwrap(),
         ..InfluxConfig::default()
@@ -197,7 +197,7 @@ async fn missing_database_and_bad_credentials_keep_the_points() {
         ..Options::default()
     });
     let cfg = InfluxConfig {
-        url: auth.url(),
+        url: auth.url().into(),
         database: DATABASE.into(),
         username: Some("nobody".into()),
         ..InfluxConfig::default()

@@ -357,7 +357,7 @@ fn record_lines(i: u64, half: u64) -> u64 {
 async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
     let db = Influxd::start();
     let cfg = ubuntu_metrics::config::InfluxConfig {
-        url: db.url(),
+        url: db.url().into(),
         database: DATABASE.into(),
         ..Default::default()
     };

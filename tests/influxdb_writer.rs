@@ -14,7 +14,7 @@ use ubuntu_metrics::sinks::influxdb::{InfluxWriter, WriteError};
 
 fn writer_for(url: &str, database: &str) -> InfluxWriter {
     let cfg = InfluxConfig {
-        url: url.to_owned(),
+        url: url.into(),
         database: database.to_owned(),
         timeout: TimeSpan::parse("5s").unwrap(),
         ..InfluxConfig::default()
@@ -149,7 +149,7 @@ async fn bad_credentials_are_named() {
         ..Options::default()
     });
     let cfg = InfluxConfig {
-        url: db.url(),
+        url: db.url().into(),
         username: Some("nobody".into()),
         ..InfluxConfig::default()
     };
@@ -182,7 +182,7 @@ async fn connection_refused_and_timeout_are_retryable() {
     // A server that accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cfg = InfluxConfig {
-        url: format!("http://{}", silent.local_addr().unwrap()),
+        url: format!("http://{}", silent.local_addr().unwrap()).into(),
         timeout: TimeSpan::parse("500ms").unwrap(),
         ..InfluxConfig::default()
     };

@@ -105,7 +105,7 @@ fn config_text(server: &FixtureServer, influx: &str, spool: &Path) -> String {
         sources: server.sources(),
         ..Default::default()
     };
-    config.influxdb.url = influx.to_owned();
+    config.influxdb.url = influx.to_owned().into();
     config.influxdb.database = DATABASE.to_owned();
     config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
     config.daemon.random_delay = TimeSpan::parse("0").unwrap();

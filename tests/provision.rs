@@ -326,7 +326,7 @@ fn the_station_runs_with_the_provisioned_users() {
         sources: fixtures.sources(),
         ..Default::default()
     };
-    config.influxdb.url = db.url();
+    config.influxdb.url = db.url().into();
     config.influxdb.username = Some("collector".into());
     config.influxdb.password_file = Some(secrets.join("collector-password"));
     let path = dir.path().join("config.toml");

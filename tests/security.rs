@@ -105,7 +105,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
 
     // No ca_file: the certificate is not trusted; the points are kept and
     // the message says how to fix it.
-    let cfg = config(dir.path(), &server, |c| c.influxdb.url = db.url());
+    let cfg = config(dir.path(), &server, |c| c.influxdb.url = db.url().into());
     let (code, out) = sponsoring(&cfg, "2026-11-24T12:00:00Z");
     eprintln!("without ca_file:\n{out}");
     assert_eq!(code, Some(75), "{out}");
@@ -117,7 +117,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
 
     // A CA that did not sign it: refused too.
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.ca_file = Some(tls.other_ca.clone());
     });
     let (code, out) = sponsoring(&cfg, "2026-11-24T12:00:00Z");
@@ -126,7 +126,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
 
     // The right CA: accepted, and the kept points are written too.
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.ca_file = Some(tls.ca.clone());
     });
     let (code, out) = sponsoring(&cfg, "2026-11-24T13:00:00Z");
@@ -136,7 +136,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
 
     // insecure_skip_verify: accepted, with a warning.
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.insecure_skip_verify = true;
     });
     let (code, out) = sponsoring(&cfg, "2026-11-24T14:00:00Z");
@@ -150,7 +150,7 @@ fn tls_is_verified_refused_without_ca_file_accepted_with_it() {
     // It turns the check off even next to a ca_file (whose pinning
     // configuration it replaces): the unrelated CA is no obstacle.
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.ca_file = Some(tls.other_ca.clone());
         c.influxdb.insecure_skip_verify = true;
     });
@@ -213,7 +213,7 @@ fn an_openssl_self_signed_certificate_in_ca_file_is_pinned() {
     let secrets = dir.path().join("secrets");
     let provision = |ca: &Path| {
         let cfg = config(dir.path(), &server, |c| {
-            c.influxdb.url = db.url();
+            c.influxdb.url = db.url().into();
             c.influxdb.ca_file = Some(ca.to_owned());
         });
         run(bin()
@@ -248,7 +248,7 @@ fn an_openssl_self_signed_certificate_in_ca_file_is_pinned() {
 
     let sponsoring = |ca: &Path, now: &str| {
         let cfg = config(dir.path(), &server, |c| {
-            c.influxdb.url = db.url();
+            c.influxdb.url = db.url().into();
             c.influxdb.ca_file = Some(ca.to_owned());
             c.influxdb.username = Some("collector".into());
             c.influxdb.password_file = Some(secrets.join("collector-password"));
@@ -303,7 +303,7 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
         ..Options::default()
     });
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
     });
     let (code, out) =
         run(bin()
@@ -341,7 +341,7 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
 
     // The first way out: that certificate as influxdb.ca_file.
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.ca_file = Some(cert_path.clone());
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
@@ -375,7 +375,7 @@ fn a_ca_used_as_the_server_certificate_gets_advice_that_works() {
         ..Options::default()
     });
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.ca_file = Some(work.join("ca.pem"));
     });
     let (code, out) = run(bin().arg("--config").arg(&cfg).args([
@@ -450,7 +450,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
             (
                 "password in the configuration",
                 config(dir.path(), &server, |c| {
-                    c.influxdb.url = url.clone();
+                    c.influxdb.url = url.clone().into();
                     c.influxdb.username = Some("admin".into());
                     c.influxdb.password = Some(PASSWORD.into());
                 }),
@@ -459,7 +459,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
             (
                 "password_file",
                 config(dir.path(), &server, |c| {
-                    c.influxdb.url = url.clone();
+                    c.influxdb.url = url.clone().into();
                     c.influxdb.username = Some("admin".into());
                     c.influxdb.password_file = Some(pwfile.clone());
                 }),
@@ -467,7 +467,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
             ),
             (
                 "INFLUXDB_PASSWORD",
-                config(dir.path(), &server, |c| c.influxdb.url = url.clone()),
+                config(dir.path(), &server, |c| c.influxdb.url = url.clone().into()),
                 vec![
                     ("INFLUXDB_USERNAME", "collector".to_owned()),
                     ("INFLUXDB_PASSWORD", PASSWORD.to_owned()),
@@ -476,7 +476,7 @@ fn the_password_is_in_no_output_of_a_failing_verbose_run() {
             (
                 "password in the URL",
                 config(dir.path(), &server, |c| {
-                    c.influxdb.url = url.replace("://", &format!("://admin:{PASSWORD}@"));
+                    c.influxdb.url = url.replace("://", &format!("://admin:{PASSWORD}@")).into();
                 }),
                 vec![],
             ),
@@ -549,7 +549,7 @@ fn a_configuration_readable_by_everyone_holding_a_password_is_warned_about() {
     std::fs::write(&pwfile, PASSWORD).unwrap();
     std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = format!("http://admin:{PASSWORD}@127.0.0.1:9/");
+        c.influxdb.url = format!("http://admin:{PASSWORD}@127.0.0.1:9/").into();
     });
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (_, out) = run(bin().arg("--config").arg(&cfg).args(["config", "show"]));
@@ -718,7 +718,7 @@ fn the_password_is_read_from_the_systemd_credentials_directory() {
         ..Options::default()
     });
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.influxdb.username = Some(common::influxd::ADMIN.0.into());
     });
     let creds = dir.path().join("creds");
@@ -775,7 +775,7 @@ fn secrets_in_query_strings_are_never_shown() {
         .unwrap()
         .to_string();
     let cfg = config(dir.path(), &server, |c| {
-        c.influxdb.url = db.url();
+        c.influxdb.url = db.url().into();
         c.sources.set(
             "sponsoring",
             format!(

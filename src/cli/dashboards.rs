@@ -54,7 +54,7 @@ pub(super) fn main(
             let o = ExportOptions {
                 influxdb_url: a
                     .influxdb_url
-                    .unwrap_or_else(|| config.influxdb.url.clone()),
+                    .unwrap_or_else(|| config.influxdb.url.text().to_owned()),
                 database: a
                     .database
                     .unwrap_or_else(|| config.influxdb.database.clone()),

@@ -28,7 +28,9 @@ pub(super) async fn main(cmd: InfluxdbCommand, config: &Config) -> i32 {
             .filter(|p| !p.is_empty()),
     };
     let opts = Options {
-        url: a.url.unwrap_or_else(|| config.influxdb.url.clone()),
+        url: a
+            .url
+            .unwrap_or_else(|| config.influxdb.url.text().to_owned()),
         database: a
             .database
             .unwrap_or_else(|| config.influxdb.database.clone()),

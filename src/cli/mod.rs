@@ -451,7 +451,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let (config, registry) = match crate::custom::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            // Printed once, here (stderr is the journal under systemd).
             eprintln!("ubuntu-metrics: configuration error: {e}");
             return EXIT_USAGE;
         }

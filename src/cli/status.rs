@@ -80,14 +80,36 @@ fn paint(text: &str, tone: Tone, colour: bool) -> String {
 }
 
 fn render_text(report: &Report, colour: bool) -> String {
-    let Report {
-        rows,
-        problems,
-        state_dir,
-        now,
-        ..
-    } = report;
-    let now = *now;
+    let rows = &report.rows;
+    let mut out = headline(report, colour);
+    out.push('\n');
+    out.push_str(&table(report, colour));
+    for r in rows {
+        if let Some(s) = r.state.as_ref().filter(|s| s.consecutive_failures > 0) {
+            out.push_str(&format!(
+                "{}: {} failed run{} in a row; last error: {}\n",
+                r.name,
+                s.consecutive_failures,
+                if s.consecutive_failures == 1 { "" } else { "s" },
+                s.last_run.error.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    out.push('\n');
+    out.push_str(&spool_lines(report));
+    out.push_str(&format!(
+        "state file: {}\n",
+        report.state_dir.join(state::STATE_FILE).display()
+    ));
+    if let Some(v) = &report.systemd {
+        out.push_str(&systemd_line(v, report.timers_on));
+    }
+    out
+}
+
+/// The verdict line: UNKNOWN, OK, or what is wrong.
+fn headline(report: &Report, colour: bool) -> String {
+    let Report { rows, problems, .. } = report;
     let waiting: usize = report.outputs.iter().map(|o| o.status.points).sum();
     let mut out = String::new();
     if report.nothing_ran() {
@@ -108,7 +130,13 @@ fn render_text(report: &Report, colour: bool) -> String {
         out.push_str(&paint(report.verdict(), Tone::Bad, colour));
         out.push_str(&format!(": {}\n", problems.join("; ")));
     }
-    out.push('\n');
+    out
+}
+
+/// The table of collectors, one row each under its headers.
+fn table(report: &Report, colour: bool) -> String {
+    let (rows, now) = (&report.rows, report.now);
+    let mut out = String::new();
     let headers = [
         "COLLECTOR",
         "LAST RUN",
@@ -120,68 +148,7 @@ fn render_text(report: &Report, colour: bool) -> String {
         "FAILURES",
         "NEXT RUN",
     ];
-    let mut body: Vec<[(String, Tone); 9]> = Vec::new();
-    for r in rows {
-        let p = |s: String| (s, Tone::Plain);
-        let Some(s) = r.state.as_ref() else {
-            body.push([
-                p(r.name.to_owned()),
-                p("never".into()),
-                p("-".into()),
-                p("-".into()),
-                p("-".into()),
-                p("-".into()),
-                p("-".into()),
-                p("0".into()),
-                p(format!("every {}", span(r.interval))),
-            ]);
-            continue;
-        };
-        let result_tone = if r.failing { Tone::Bad } else { Tone::Good };
-        let next = match r.next {
-            _ if r.late => (
-                format!("LATE (no run for {})", span(now - s.last_run.ended)),
-                Tone::Bad,
-            ),
-            Some(n) if n <= now => ("due".to_owned(), Tone::Warn),
-            Some(n) if r.next_source == NextSource::Estimate => (
-                format!(
-                    "in {} ({} after the last run)",
-                    span(n - now),
-                    span(r.interval)
-                ),
-                Tone::Plain,
-            ),
-            Some(n) => (
-                format!("in {} ({})", span(n - now), r.next_source.as_str()),
-                Tone::Plain,
-            ),
-            None => ("-".to_owned(), Tone::Plain),
-        };
-        body.push([
-            p(r.name.to_owned()),
-            p(format!(
-                "{} ({} ago)",
-                rfc3339(s.last_run.time),
-                span(now - s.last_run.time)
-            )),
-            (s.last_run.result.clone(), result_tone),
-            p(s.last_run.points.to_string()),
-            p(format!("{:.1}s", s.last_run.duration_seconds)),
-            p(s.last_run.requests.to_string()),
-            p(s.last_success
-                .map_or_else(|| "never".into(), |t| format!("{} ago", span(now - t)))),
-            (
-                s.consecutive_failures.to_string(),
-                if s.consecutive_failures > 0 {
-                    Tone::Bad
-                } else {
-                    Tone::Plain
-                },
-            ),
-            next,
-        ]);
-    }
+    let body: Vec<[(String, Tone); 9]> = rows.iter().map(|r| collector_row(r, now)).collect();
     let mut widths = headers.map(str::len);
     for row in &body {
         for (w, (c, _)) in widths.iter_mut().zip(row) {
@@ -218,18 +185,74 @@ fn render_text(report: &Report, colour: bool) -> String {
     for row in body {
         out.push_str(&line(row.into()));
     }
-    for r in rows {
-        if let Some(s) = r.state.as_ref().filter(|s| s.consecutive_failures > 0) {
-            out.push_str(&format!(
-                "{}: {} failed run{} in a row; last error: {}\n",
-                r.name,
-                s.consecutive_failures,
-                if s.consecutive_failures == 1 { "" } else { "s" },
-                s.last_run.error.as_deref().unwrap_or("-")
-            ));
-        }
-    }
-    out.push('\n');
+    out
+}
+
+/// One collector's row of the table.
+fn collector_row(r: &crate::ops::health::Row, now: chrono::DateTime<Utc>) -> [(String, Tone); 9] {
+    let p = |s: String| (s, Tone::Plain);
+    let Some(s) = r.state.as_ref() else {
+        return [
+            p(r.name.to_owned()),
+            p("never".into()),
+            p("-".into()),
+            p("-".into()),
+            p("-".into()),
+            p("-".into()),
+            p("-".into()),
+            p("0".into()),
+            p(format!("every {}", span(r.interval))),
+        ];
+    };
+    let result_tone = if r.failing { Tone::Bad } else { Tone::Good };
+    let next = match r.next {
+        _ if r.late => (
+            format!("LATE (no run for {})", span(now - s.last_run.ended)),
+            Tone::Bad,
+        ),
+        Some(n) if n <= now => ("due".to_owned(), Tone::Warn),
+        Some(n) if r.next_source == NextSource::Estimate => (
+            format!(
+                "in {} ({} after the last run)",
+                span(n - now),
+                span(r.interval)
+            ),
+            Tone::Plain,
+        ),
+        Some(n) => (
+            format!("in {} ({})", span(n - now), r.next_source.as_str()),
+            Tone::Plain,
+        ),
+        None => ("-".to_owned(), Tone::Plain),
+    };
+    [
+        p(r.name.to_owned()),
+        p(format!(
+            "{} ({} ago)",
+            rfc3339(s.last_run.time),
+            span(now - s.last_run.time)
+        )),
+        (s.last_run.result.clone(), result_tone),
+        p(s.last_run.points.to_string()),
+        p(format!("{:.1}s", s.last_run.duration_seconds)),
+        p(s.last_run.requests.to_string()),
+        p(s.last_success
+            .map_or_else(|| "never".into(), |t| format!("{} ago", span(now - t)))),
+        (
+            s.consecutive_failures.to_string(),
+            if s.consecutive_failures > 0 {
+                Tone::Bad
+            } else {
+                Tone::Plain
+            },
+        ),
+        next,
+    ]
+}
+
+/// Each output's spool: what waits, since when, the dead letters.
+fn spool_lines(report: &Report) -> String {
+    let mut out = String::new();
     let several = report.outputs.len() > 1;
     for o in &report.outputs {
         out.push_str(&format!(
@@ -251,13 +274,6 @@ fn render_text(report: &Report, colour: bool) -> String {
                 "  (read without the spool's lock, which cannot be taken: {why}; the figures may be stale)\n"
             ));
         }
-    }
-    out.push_str(&format!(
-        "state file: {}\n",
-        state_dir.join(state::STATE_FILE).display()
-    ));
-    if let Some(v) = &report.systemd {
-        out.push_str(&systemd_line(v, report.timers_on));
     }
     out
 }

@@ -132,11 +132,40 @@ fn apply(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
     for s in &skipped {
         println!("  {s}");
     }
-    // `systemd install`'s template in /etc shadows the generator's: its
-    // credentials are those of the configuration when it was installed.
+    warn_if_stale_template(etc, &creds);
+    if !done.stopped.is_empty() {
+        println!("stopped: {}", done.stopped.join(", "));
+    }
+    print_timers(&done, config, timers_on, installed);
+    print_daemon(&done);
+    for e in &done.errors {
+        eprintln!("ubuntu-metrics: systemd apply: {e}");
+    }
+    let findings = sd::judge(
+        &done.view,
+        timers_on,
+        &registry
+            .iter()
+            .map(|c| c.name())
+            .filter(|n| config.enabled(n))
+            .collect::<Vec<_>>(),
+    );
+    for f in &findings {
+        eprintln!("ubuntu-metrics: systemd apply: {}", f.message);
+    }
+    if done.errors.is_empty() && findings.iter().all(|f| !f.critical) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// `systemd install`'s template in /etc shadows the generator's: its
+/// credentials are those of the configuration when it was installed.
+fn warn_if_stale_template(etc: &Path, creds: &[sd::Credential]) {
     let template = etc.join(sd::SERVICE_TEMPLATE);
     if let Ok(text) = std::fs::read_to_string(&template) {
-        let lines = sd::load_credential_lines(&creds);
+        let lines = sd::load_credential_lines(creds);
         let stale: Vec<&str> = lines
             .lines()
             .filter(|l| !text.lines().any(|t| t == *l))
@@ -150,9 +179,10 @@ fn apply(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
             );
         }
     }
-    if !done.stopped.is_empty() {
-        println!("stopped: {}", done.stopped.join(", "));
-    }
+}
+
+/// Each started timer and its next run, or that timers are off.
+fn print_timers(done: &sd::Applied, config: &Config, timers_on: bool, installed: bool) {
     if timers_on {
         let now = chrono::Utc::now();
         println!(
@@ -184,6 +214,10 @@ fn apply(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
     } else {
         println!("timers: off ([systemd] timers = false)");
     }
+}
+
+/// The daemon's unit state, when it is installed.
+fn print_daemon(done: &sd::Applied) {
     match &done.view.daemon {
         Some(d) if d.load_state == "loaded" => println!(
             "daemon {}: {} ({}), {}{}",
@@ -199,25 +233,5 @@ fn apply(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
         ),
         Some(d) => println!("daemon {}: {}", sd::DAEMON_UNIT, d.load_state),
         None => {}
-    }
-    for e in &done.errors {
-        eprintln!("ubuntu-metrics: systemd apply: {e}");
-    }
-    let findings = sd::judge(
-        &done.view,
-        timers_on,
-        &registry
-            .iter()
-            .map(|c| c.name())
-            .filter(|n| config.enabled(n))
-            .collect::<Vec<_>>(),
-    );
-    for f in &findings {
-        eprintln!("ubuntu-metrics: systemd apply: {}", f.message);
-    }
-    if done.errors.is_empty() && findings.iter().all(|f| !f.critical) {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
     }
 }

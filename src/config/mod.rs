@@ -5,6 +5,7 @@
 use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 pub use crate::sources::http::HttpConfig;
+use crate::support::setting::Size;
 use crate::support::text::{REDACTED, redact_secrets};
 pub use crate::support::text::{parse_size, redact_url};
 use serde::{Deserialize, Serialize};
@@ -226,7 +227,7 @@ impl Default for DaemonConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     pub dir: PathBuf,
-    pub max_size: String,
+    pub max_size: Size,
 }
 
 impl Default for SpoolConfig {
@@ -241,7 +242,7 @@ impl Default for SpoolConfig {
 impl SpoolConfig {
     /// `max_size` in bytes.
     pub fn max_bytes(&self) -> Result<u64, String> {
-        parse_size(&self.max_size).map_err(|e| e.to_string())
+        self.max_size.bytes()
     }
 }
 
@@ -459,7 +460,7 @@ impl Config {
             } else {
                 host
             };
-            self.influxdb.url = format!("{scheme}://{host}:{port}");
+            self.influxdb.url = format!("{scheme}://{host}:{port}").into();
             self.from_env.insert("influxdb.url", "INFLUXDB_HOSTNAME");
         } else if get("INFLUXDB_PORT").is_some() || get("INFLUXDB_SSL").is_some() {
             tracing::warn!("INFLUXDB_PORT / INFLUXDB_SSL are ignored without INFLUXDB_HOSTNAME");
@@ -539,7 +540,7 @@ impl Config {
             )));
         }
         let url_origin = self.origin_of(&format!("{key}.url"));
-        let url = url::Url::parse(&o.url).map_err(|e| {
+        let url = o.url.value().map_err(|e| {
             ConfigError(format!(
                 "{url_origin}: {key}.url {:?}: {e}",
                 redact_url(&o.url)
@@ -600,7 +601,16 @@ impl Config {
         &self,
         registry: &[Box<C>],
     ) -> Result<(), ConfigError> {
-        let origin = self.origin();
+        self.check_daemon_and_http()?;
+        self.check_collectors(registry)?;
+        self.check_outputs()?;
+        self.check_spool_and_limits()?;
+        self.check_sources(registry)
+    }
+
+    /// `[daemon]` and `[http]`: spans that must not be zero, the listen
+    /// address, the per-host limit's ceiling.
+    fn check_daemon_and_http(&self) -> Result<(), ConfigError> {
         let zero = |key: &str, span: &TimeSpan| -> Result<(), ConfigError> {
             if span.as_usec() == 0 {
                 return Err(ConfigError(format!(
@@ -624,10 +634,21 @@ impl Config {
         }
         if self.http.max_per_host > MAX_PER_HOST_LIMIT {
             return Err(ConfigError(format!(
-                "{origin}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                "{}: http.max_per_host = {}: at most {MAX_PER_HOST_LIMIT} requests in flight per host",
+                self.origin(),
                 self.http.max_per_host
             )));
         }
+        Ok(())
+    }
+
+    /// Every `[collectors.NAME]`: a known collector, its keys, its
+    /// interval and its own options.
+    fn check_collectors<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
+        let origin = self.origin();
         for (name, cc) in &self.collectors {
             let Some(c) = registry.iter().find(|c| c.name() == name) else {
                 if cc.options.contains_key("type") {
@@ -666,6 +687,11 @@ impl Config {
                 ))
             })?;
         }
+        Ok(())
+    }
+
+    /// `[influxdb]` and every `[outputs.NAME]`: the name, then the settings.
+    fn check_outputs(&self) -> Result<(), ConfigError> {
         self.check_output("influxdb", &self.influxdb)?;
         for (name, o) in &self.outputs {
             if name == "influxdb"
@@ -675,11 +701,18 @@ impl Config {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             {
                 return Err(ConfigError(format!(
-                    "{origin}: outputs.{name}: an output's name is lower-case letters, digits, _ and - (and not `influxdb`, the first output)"
+                    "{}: outputs.{name}: an output's name is lower-case letters, digits, _ and - (and not `influxdb`, the first output)",
+                    self.origin()
                 )));
             }
             self.check_output(&format!("outputs.{name}"), o)?;
         }
+        Ok(())
+    }
+
+    /// `[spool]`, `http.max_body` and `http.max_per_host`.
+    fn check_spool_and_limits(&self) -> Result<(), ConfigError> {
+        let origin = self.origin();
         self.spool
             .max_bytes()
             .map_err(|e| ConfigError(format!("{origin}: spool.max_size: {e}")))?;
@@ -694,6 +727,15 @@ impl Config {
                 "{origin}: http.max_per_host = 0: at least 1 request per host must be allowed"
             )));
         }
+        Ok(())
+    }
+
+    /// `[sources]`: every key a declared source, every value a URL.
+    fn check_sources<C: CollectorSettings + ?Sized>(
+        &self,
+        registry: &[Box<C>],
+    ) -> Result<(), ConfigError> {
+        let origin = self.origin();
         let declared = declared_sources(registry);
         for (key, value) in self.sources.iter() {
             if !declared.iter().any(|d| d.key == key) {
@@ -723,7 +765,12 @@ impl Config {
         if let Some(f) = &self.influxdb.password_file {
             return read_secret(f, "influxdb.password_file").map(Some);
         }
-        if url::Url::parse(&self.influxdb.url).is_ok_and(|u| u.password().is_some()) {
+        if self
+            .influxdb
+            .url
+            .value()
+            .is_ok_and(|u| u.password().is_some())
+        {
             return Ok(None);
         }
         systemd_credential()
@@ -863,9 +910,9 @@ impl Config {
             if o.token.is_some() {
                 o.token = Some(REDACTED.into());
             }
-            o.url = redact_url(&o.url);
+            o.url = redact_url(&o.url).into();
         }
-        c.influxdb.url = redact_url(&c.influxdb.url);
+        c.influxdb.url = redact_url(&c.influxdb.url).into();
         for url in c.sources.urls.values_mut() {
             *url = redact_url(url);
         }
@@ -1010,7 +1057,7 @@ fn warn_if_readable_secret(path: &Path, c: &Config) {
     use std::os::unix::fs::PermissionsExt;
     let others_read =
         |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
-    let in_url = url::Url::parse(&c.influxdb.url).is_ok_and(|u| u.password().is_some());
+    let in_url = c.influxdb.url.value().is_ok_and(|u| u.password().is_some());
     let mut warnings = Vec::new();
     if (c.influxdb.password.is_some() || c.influxdb.token.is_some() || in_url) && others_read(path)
     {

@@ -140,6 +140,115 @@ pub fn std_to_chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// A row for each enabled collector: its state, when it runs next (the
+/// `scheduled` time from `source` when plausible, else an estimate), and
+/// whether it is failing or late.
+fn collector_rows(
+    registry: &[Box<dyn Collector>],
+    config: &Config,
+    now: DateTime<Utc>,
+    st: &state::StateFile,
+    scheduled: &std::collections::BTreeMap<String, DateTime<Utc>>,
+    source: NextSource,
+) -> Vec<Row> {
+    let run_timeout = std_to_chrono(config.daemon.run_timeout.as_duration());
+    registry
+        .iter()
+        .filter(|c| config.enabled(c.name()))
+        .map(|c| {
+            let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
+            let state = st.collectors.get(c.name()).cloned();
+            let ended = state.as_ref().map(|s| s.last_run.ended);
+            // A due time no schedule gives (years ago, centuries
+            // ahead: a file written by hand or by another version) is
+            // not trusted: the estimate instead.
+            let plausible = |at: DateTime<Utc>| {
+                source != NextSource::Daemon || {
+                    let slack = interval * 2 + run_timeout;
+                    let ahead = slack
+                        + std_to_chrono(config.daemon.startup_delay.as_duration())
+                        + std_to_chrono(config.daemon.random_delay.as_duration());
+                    at >= now - slack && at <= now + ahead
+                }
+            };
+            let (next, next_source) = match scheduled.get(c.name()).filter(|at| plausible(**at)) {
+                Some(at) => (Some(*at), source),
+                None => (ended.map(|e| e + interval), NextSource::Estimate),
+            };
+            Row {
+                name: c.name(),
+                interval,
+                next,
+                next_source,
+                late: ended.is_some_and(|e| now - e > interval * 2 + run_timeout),
+                failing: state.as_ref().is_some_and(|s| s.last_run.result != "ok"),
+                state,
+            }
+        })
+        .collect()
+}
+
+/// Each output's spool (`max` bytes at most), read under its lock, else
+/// without it (stale); a backlog older than `spool_age` is a problem.
+fn output_spools(
+    config: &Config,
+    max: u64,
+    now: DateTime<Utc>,
+    spool_age: &TimeSpan,
+    problems: &mut Vec<String>,
+) -> Vec<OutputSpool> {
+    let threshold = std_to_chrono(spool_age.as_duration());
+    let specs = config.outputs();
+    let several = specs.len() > 1;
+    let mut outputs = Vec::new();
+    for o in specs {
+        let status = if o.spool_dir.exists() {
+            Spool::open(&o.spool_dir, max).and_then(|s| s.status())
+        } else {
+            Ok(Default::default())
+        };
+        let mut stale = None;
+        let status = match status {
+            Ok(s) => s,
+            // No lock to be had: read it as it is, and say so.
+            Err(e) => match spool::peek(&o.spool_dir) {
+                Ok(s) => {
+                    stale = Some(e.to_string());
+                    s
+                }
+                Err(_) => {
+                    problems.push(e.to_string());
+                    Default::default()
+                }
+            },
+        };
+        let oldest_age = status.oldest.map(|t| now - t);
+        let too_old = oldest_age.is_some_and(|a| a > threshold);
+        if too_old {
+            problems.push(format!(
+                "{} points waiting in the spool{} for {} (more than {})",
+                status.points,
+                if several {
+                    format!(" of output {}", o.name)
+                } else {
+                    String::new()
+                },
+                span(oldest_age.unwrap_or_default()),
+                spool_age.text()
+            ));
+        }
+        outputs.push(OutputSpool {
+            name: o.name,
+            dir: o.spool_dir,
+            status,
+            oldest_age,
+            too_old,
+            stale,
+        });
+    }
+    outputs
+}
+
 impl Report {
     /// Reads the state file and the spool of `config` and judges them as
     /// at `now`; `spool_age` is the spool age beyond which waiting points
@@ -157,7 +266,6 @@ impl Report {
         timers: TimerQuery<'_>,
     ) -> Result<Report, ReportError> {
         let threshold = std_to_chrono(spool_age.as_duration());
-        let run_timeout = std_to_chrono(config.daemon.run_timeout.as_duration());
         let max = config.spool.max_bytes().map_err(ReportError)?;
         let state_dir = state::dir(config);
         let mut problems: Vec<String> = Vec::new();
@@ -193,41 +301,7 @@ impl Report {
                 problems.push(f.message);
             }
         }
-        let rows: Vec<Row> = registry
-            .iter()
-            .filter(|c| config.enabled(c.name()))
-            .map(|c| {
-                let interval = std_to_chrono(config.interval(c.as_ref()).as_duration());
-                let state = st.collectors.get(c.name()).cloned();
-                let ended = state.as_ref().map(|s| s.last_run.ended);
-                // A due time no schedule gives (years ago, centuries
-                // ahead: a file written by hand or by another version) is
-                // not trusted: the estimate instead.
-                let plausible = |at: DateTime<Utc>| {
-                    source != NextSource::Daemon || {
-                        let slack = interval * 2 + run_timeout;
-                        let ahead = slack
-                            + std_to_chrono(config.daemon.startup_delay.as_duration())
-                            + std_to_chrono(config.daemon.random_delay.as_duration());
-                        at >= now - slack && at <= now + ahead
-                    }
-                };
-                let (next, next_source) = match scheduled.get(c.name()).filter(|at| plausible(**at))
-                {
-                    Some(at) => (Some(*at), source),
-                    None => (ended.map(|e| e + interval), NextSource::Estimate),
-                };
-                Row {
-                    name: c.name(),
-                    interval,
-                    next,
-                    next_source,
-                    late: ended.is_some_and(|e| now - e > interval * 2 + run_timeout),
-                    failing: state.as_ref().is_some_and(|s| s.last_run.result != "ok"),
-                    state,
-                }
-            })
-            .collect();
+        let rows = collector_rows(registry, config, now, &st, &scheduled, source);
         let failing: Vec<&str> = rows.iter().filter(|r| r.failing).map(|r| r.name).collect();
         let late: Vec<&str> = rows.iter().filter(|r| r.late).map(|r| r.name).collect();
         if !failing.is_empty() {
@@ -237,54 +311,7 @@ impl Report {
             problems.push(format!("late: {}", late.join(", ")));
         }
 
-        let specs = config.outputs();
-        let several = specs.len() > 1;
-        let mut outputs = Vec::new();
-        for o in specs {
-            let status = if o.spool_dir.exists() {
-                Spool::open(&o.spool_dir, max).and_then(|s| s.status())
-            } else {
-                Ok(Default::default())
-            };
-            let mut stale = None;
-            let status = match status {
-                Ok(s) => s,
-                // No lock to be had: read it as it is, and say so.
-                Err(e) => match spool::peek(&o.spool_dir) {
-                    Ok(s) => {
-                        stale = Some(e.to_string());
-                        s
-                    }
-                    Err(_) => {
-                        problems.push(e.to_string());
-                        Default::default()
-                    }
-                },
-            };
-            let oldest_age = status.oldest.map(|t| now - t);
-            let too_old = oldest_age.is_some_and(|a| a > threshold);
-            if too_old {
-                problems.push(format!(
-                    "{} points waiting in the spool{} for {} (more than {})",
-                    status.points,
-                    if several {
-                        format!(" of output {}", o.name)
-                    } else {
-                        String::new()
-                    },
-                    span(oldest_age.unwrap_or_default()),
-                    spool_age.text()
-                ));
-            }
-            outputs.push(OutputSpool {
-                name: o.name,
-                dir: o.spool_dir,
-                status,
-                oldest_age,
-                too_old,
-                stale,
-            });
-        }
+        let outputs = output_spools(config, max, now, spool_age, &mut problems);
         let first = outputs[0].clone();
         let (spool, oldest_age, spool_too_old, spool_dir) =
             (first.status, first.oldest_age, first.too_old, first.dir);
@@ -461,15 +488,22 @@ impl Report {
     /// The self-metrics in Prometheus' text exposition format (0.0.4).
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
+        family(
+            &mut out,
+            "healthy",
+            "1 when the verdict of `ubuntu-metrics status` is OK, 0 when something is failing, late or waiting too long in the spool.",
+            "gauge",
+            vec![(String::new(), u8::from(self.ok()).to_string())],
+        );
+        self.collector_families(&mut out);
+        self.spool_families(&mut out);
+        out
+    }
+
+    /// The collectors' families of [`Report::prometheus`].
+    fn collector_families(&self, out: &mut String) {
         let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
-            if samples.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "# HELP ubuntu_metrics_{name} {help}");
-            let _ = writeln!(out, "# TYPE ubuntu_metrics_{name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "ubuntu_metrics_{name}{labels} {value}");
-            }
+            family(out, name, help, kind, samples);
         };
         let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(r.name));
         let per_run = |f: &dyn Fn(&CollectorState) -> String| -> Vec<(String, String)> {
@@ -478,12 +512,6 @@ impl Report {
                 .filter_map(|r| r.state.as_ref().map(|s| (label(r), f(s))))
                 .collect()
         };
-        family(
-            "healthy",
-            "1 when the verdict of `ubuntu-metrics status` is OK, 0 when something is failing, late or waiting too long in the spool.",
-            "gauge",
-            vec![(String::new(), u8::from(self.ok()).to_string())],
-        );
         family(
             "collector_last_run_success",
             "1 when the collector's last run succeeded, 0 when it failed or timed out (label result).",
@@ -568,6 +596,13 @@ impl Report {
                 .map(|r| (label(r), u8::from(r.late).to_string()))
                 .collect(),
         );
+    }
+
+    /// The spools' families of [`Report::prometheus`].
+    fn spool_families(&self, out: &mut String) {
+        let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
+            family(out, name, help, kind, samples);
+        };
         let per_output = |f: &dyn Fn(&OutputSpool) -> Option<String>| -> Vec<(String, String)> {
             self.outputs
                 .iter()
@@ -598,7 +633,19 @@ impl Report {
             "gauge",
             per_output(&|o| Some(o.status.dead_letter_entries.to_string())),
         );
-        out
+    }
+}
+
+/// One metric family in the exposition format: its help, its type and its
+/// samples (`labels`, value); nothing when it has no sample.
+fn family(out: &mut String, name: &str, help: &str, kind: &str, samples: Vec<(String, String)>) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP ubuntu_metrics_{name} {help}");
+    let _ = writeln!(out, "# TYPE ubuntu_metrics_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "ubuntu_metrics_{name}{labels} {value}");
     }
 }
 
@@ -859,15 +906,28 @@ pub fn reserved_descriptors(limit: u64) -> u64 {
 /// Whether a descriptor may go to one more connection: `open` of the
 /// process's descriptors are open (this connection's included), `limit`
 /// is its `RLIMIT_NOFILE`. `Err` says why not.
-pub fn spare(open: u64, limit: u64) -> Result<(), String> {
+pub fn spare(open: u64, limit: u64) -> Result<(), NoSpareDescriptor> {
     let reserved = reserved_descriptors(limit);
     if open + reserved > limit {
-        Err(format!(
-            "{open} of the process's {limit} descriptors are open (RLIMIT_NOFILE) and the last {reserved} are kept for the spool and the state files"
-        ))
+        Err(NoSpareDescriptor {
+            open,
+            limit,
+            reserved,
+        })
     } else {
         Ok(())
     }
+}
+
+/// No descriptor to spare for one more connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{open} of the process's {limit} descriptors are open (RLIMIT_NOFILE) and the last {reserved} are kept for the spool and the state files"
+)]
+pub struct NoSpareDescriptor {
+    pub open: u64,
+    pub limit: u64,
+    pub reserved: u64,
 }
 
 /// [`spare`] for this process (its soft `RLIMIT_NOFILE`, its descriptors
@@ -890,7 +950,7 @@ fn descriptors_to_spare() -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("the open descriptors cannot be counted: {e}")),
     };
-    spare(open, limit.rlim_cur)
+    spare(open, limit.rlim_cur).map_err(|e| e.to_string())
 }
 
 fn lock(m: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
@@ -1101,7 +1161,7 @@ mod tests {
         // A tiny limit: half of it still goes to the rest of the daemon.
         assert_eq!(reserved_descriptors(64), 32);
         assert!(spare(192, 256).is_ok());
-        let e = spare(193, 256).unwrap_err();
+        let e = spare(193, 256).unwrap_err().to_string();
         assert!(
             e.contains("193 of the process's 256") && e.contains("64"),
             "{e}"

@@ -60,20 +60,31 @@ pub enum Retention {
     Seconds(u64),
 }
 
+/// A `--retention` that is not one: the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("retention {text:?}: {why}")]
+pub struct RetentionError {
+    pub text: String,
+    pub why: String,
+}
+
 impl Retention {
     /// `inf` / `infinite` / `0`, or a time span (`52w`, `365d`, `8760h`) of
     /// at least one hour (InfluxDB's minimum).
-    pub fn parse(s: &str) -> Result<Retention, String> {
+    pub fn parse(s: &str) -> Result<Retention, RetentionError> {
+        let bad = |why: String| RetentionError {
+            text: s.to_owned(),
+            why,
+        };
         let t = s.trim();
         if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinite") || t == "0" {
             return Ok(Retention::Infinite);
         }
-        let usec =
-            crate::model::timespan::parse_usec(t).map_err(|e| format!("retention {s:?}: {e}"))?;
+        let usec = crate::model::timespan::parse_usec(t).map_err(|e| bad(e.to_string()))?;
         let secs = usec / 1_000_000;
         if secs < 3600 {
-            return Err(format!(
-                "retention {s:?}: InfluxDB keeps data at least 1h (or `inf` for ever)"
+            return Err(bad(
+                "InfluxDB keeps data at least 1h (or `inf` for ever)".to_owned()
             ));
         }
         Ok(Retention::Seconds(secs))
@@ -409,7 +420,7 @@ pub fn string_literal(s: &str) -> String {
 
 /// A password of 32 characters from [A-Za-z0-9], drawn from the operating
 /// system's CSPRNG (rejection sampling: no bias).
-pub fn generate_password() -> Result<String, String> {
+pub fn generate_password() -> Result<String, RandomError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const LEN: usize = 32;
     // The largest multiple of 62 below 256: bytes at or above it are drawn again.
@@ -417,8 +428,7 @@ pub fn generate_password() -> Result<String, String> {
     let mut out = String::with_capacity(LEN);
     let mut buf = [0u8; 64];
     while out.len() < LEN {
-        getrandom::fill(&mut buf)
-            .map_err(|e| format!("the operating system's random generator failed: {e}"))?;
+        getrandom::fill(&mut buf).map_err(RandomError)?;
         for b in buf {
             if b < LIMIT && out.len() < LEN {
                 out.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
@@ -427,6 +437,11 @@ pub fn generate_password() -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// The operating system's random generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random generator failed: {0}")]
+pub struct RandomError(getrandom::Error);
 
 /// The password file of a user.
 pub fn secret_path(dir: &Path, user: &str) -> PathBuf {
@@ -598,6 +613,38 @@ pub async fn provision(opts: &Options) -> Result<Report, ProvisionError> {
 async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     let mut influx = Influx::new(opts)?;
     report.url = influx.display_url.clone();
+    check_names(opts)?;
+    let admin_file = secret_path(&opts.secrets_dir, &opts.admin_user);
+    let given = match &opts.admin_password {
+        Some(p) => Some(p.clone()),
+        None => read_secret(&admin_file)?,
+    };
+    let users = existing_users(opts, &mut influx, report, &admin_file, given.as_ref()).await?;
+    ensure_admin(opts, &mut influx, report, &users, &admin_file, given).await?;
+    if influx.auth.is_none() {
+        // Auth is off and the admin exists: its password is not needed.
+        if let Some(pw) = opts.admin_password.clone() {
+            influx.auth = Some((opts.admin_user.clone(), pw));
+        }
+    }
+    let q = |e: QueryError| e.to_string();
+    ensure_database(opts, &influx, report).await?;
+    ensure_retention(opts, &influx, report).await?;
+
+    // 4. The collector and grafana users and their one privilege.
+    let users = users_of(&influx.query("SHOW USERS").await.map_err(q)?);
+    for (user, privilege) in [
+        (&opts.collector_user, "WRITE"),
+        (&opts.grafana_user, "READ"),
+    ] {
+        ensure_user(opts, &influx, report, &users, user).await?;
+        ensure_grant(opts, &influx, report, user, privilege).await?;
+    }
+    Ok(())
+}
+
+/// Every name given is set, and the three users are three.
+fn check_names(opts: &Options) -> Result<(), String> {
     for (what, name) in [
         ("admin", &opts.admin_user),
         ("collector", &opts.collector_user),
@@ -614,15 +661,20 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
     {
         return Err("the admin, collector and grafana users must be three different users".into());
     }
-    let admin_file = secret_path(&opts.secrets_dir, &opts.admin_user);
-    let given = match &opts.admin_password {
-        Some(p) => Some(p.clone()),
-        None => read_secret(&admin_file)?,
-    };
+    Ok(())
+}
 
-    // 1. Who may do what: an admin exists (and we know its password), or we create it.
-    let access = probe(&influx).await?;
-    let users = match access {
+/// Step 1, who may do what: the server's users, as the admin when
+/// authentication is on (with the admin password `given`).
+async fn existing_users(
+    opts: &Options,
+    influx: &mut Influx,
+    report: &mut Report,
+    admin_file: &Path,
+    given: Option<&String>,
+) -> Result<Vec<User>, String> {
+    let access = probe(influx).await?;
+    Ok(match access {
         Access::Open(users) => {
             report.note(
                 "authentication is disabled on this server: anyone can read and write. Set \
@@ -633,7 +685,7 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         }
         Access::FreshWithAuth => Vec::new(),
         Access::Closed => {
-            let Some(pw) = given.clone() else {
+            let Some(pw) = given.cloned() else {
                 return Err(format!(
                     "the server requires authentication: give the password of its admin user {:?} \
                      in the environment variable {ADMIN_PASSWORD_ENV} or with --admin-password-file \
@@ -655,7 +707,19 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
                 Err(QueryError::Other(m)) => return Err(m),
             }
         }
-    };
+    })
+}
+
+/// Step 1 (continued): the admin exists (and we know its password), or we
+/// create it.
+async fn ensure_admin(
+    opts: &Options,
+    influx: &mut Influx,
+    report: &mut Report,
+    users: &[User],
+    admin_file: &Path,
+    given: Option<String>,
+) -> Result<(), String> {
     let admin = users.iter().find(|u| u.name == opts.admin_user);
     match admin {
         Some(u) if u.admin => {
@@ -677,8 +741,8 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
                 (None, Some(p)) => (p, None, format!("the password in {}", admin_file.display())),
                 (None, None) => {
                     ensure_secrets_dir(&opts.secrets_dir, report)?;
-                    let p = generate_password()?;
-                    let pending = PendingSecret::write(&admin_file, &p)?;
+                    let p = generate_password().map_err(|e| e.to_string())?;
+                    let pending = PendingSecret::write(admin_file, &p)?;
                     (
                         p,
                         Some(pending),
@@ -701,7 +765,7 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
                 p.commit()?;
                 report
                     .secrets
-                    .push((opts.admin_user.clone(), admin_file.clone()));
+                    .push((opts.admin_user.clone(), admin_file.to_owned()));
             }
             report.changed(format!(
                 "created admin user {:?} with {origin}",
@@ -710,15 +774,16 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
             influx.auth = Some((opts.admin_user.clone(), password));
         }
     }
-    if influx.auth.is_none() {
-        // Auth is off and the admin exists: its password is not needed.
-        if let Some(pw) = opts.admin_password.clone() {
-            influx.auth = Some((opts.admin_user.clone(), pw));
-        }
-    }
-    let q = |e: QueryError| e.to_string();
+    Ok(())
+}
 
-    // 2. The database.
+/// Step 2: the database.
+async fn ensure_database(
+    opts: &Options,
+    influx: &Influx,
+    report: &mut Report,
+) -> Result<(), String> {
+    let q = |e: QueryError| e.to_string();
     let dbs = influx.query("SHOW DATABASES").await.map_err(q)?;
     let exists = dbs
         .iter()
@@ -733,7 +798,16 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
         report.changed(format!("created database {:?}", opts.database));
     }
 
-    // 3. Its default retention policy.
+    Ok(())
+}
+
+/// Step 3: its default retention policy.
+async fn ensure_retention(
+    opts: &Options,
+    influx: &Influx,
+    report: &mut Report,
+) -> Result<(), String> {
+    let q = |e: QueryError| e.to_string();
     let rps = influx
         .query(&format!(
             "SHOW RETENTION POLICIES ON {}",
@@ -787,103 +861,120 @@ async fn run(opts: &Options, report: &mut Report) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
 
-    // 4. The collector and grafana users and their one privilege.
-    let users = users_of(&influx.query("SHOW USERS").await.map_err(q)?);
-    for (user, privilege) in [
-        (&opts.collector_user, "WRITE"),
-        (&opts.grafana_user, "READ"),
-    ] {
-        let file = secret_path(&opts.secrets_dir, user);
-        match users.iter().find(|u| &u.name == user) {
-            Some(u) => {
-                let note = if file.exists() {
-                    tighten_mode(&file, report)?;
-                    format!("its password is in {}", file.display())
-                } else {
-                    format!(
-                        "no password file {}: its password is whatever it was set to",
-                        file.display()
-                    )
-                };
-                report.unchanged(format!("user {user:?} exists, password kept ({note})"));
-                if u.admin {
-                    influx
-                        .query(&format!("REVOKE ALL PRIVILEGES FROM {}", ident(user)))
-                        .await
-                        .map_err(q)?;
-                    report.changed(format!("revoked the admin rights of {user:?}"));
-                }
-            }
-            None => {
-                let (password, pending, origin) = match read_secret(&file)? {
-                    Some(p) => {
-                        tighten_mode(&file, report)?;
-                        (
-                            p,
-                            None,
-                            format!("the password already in {}", file.display()),
-                        )
-                    }
-                    None => {
-                        ensure_secrets_dir(&opts.secrets_dir, report)?;
-                        let p = generate_password()?;
-                        let pending = PendingSecret::write(&file, &p)?;
-                        (
-                            p,
-                            Some(pending),
-                            format!(
-                                "a generated password, written to {} (mode 0600)",
-                                file.display()
-                            ),
-                        )
-                    }
-                };
+/// Step 4: a collector or grafana user: kept if it exists (no longer an
+/// admin), else created with the password in its file or a generated one.
+async fn ensure_user(
+    opts: &Options,
+    influx: &Influx,
+    report: &mut Report,
+    users: &[User],
+    user: &String,
+) -> Result<(), String> {
+    let q = |e: QueryError| e.to_string();
+    let file = secret_path(&opts.secrets_dir, user);
+    match users.iter().find(|u| &u.name == user) {
+        Some(u) => {
+            let note = if file.exists() {
+                tighten_mode(&file, report)?;
+                format!("its password is in {}", file.display())
+            } else {
+                format!(
+                    "no password file {}: its password is whatever it was set to",
+                    file.display()
+                )
+            };
+            report.unchanged(format!("user {user:?} exists, password kept ({note})"));
+            if u.admin {
                 influx
-                    .query(&format!(
-                        "CREATE USER {} WITH PASSWORD {}",
-                        ident(user),
-                        string_literal(&password)
-                    ))
+                    .query(&format!("REVOKE ALL PRIVILEGES FROM {}", ident(user)))
                     .await
                     .map_err(q)?;
-                if let Some(p) = pending {
-                    p.commit()?;
-                }
-                report.secrets.push((user.clone(), file.clone()));
-                report.changed(format!("created user {user:?} with {origin}"));
+                report.changed(format!("revoked the admin rights of {user:?}"));
             }
         }
-        let grants = influx
-            .query(&format!("SHOW GRANTS FOR {}", ident(user)))
-            .await
-            .map_err(q)?;
-        let current = grants
-            .iter()
-            .find(|r| r.get("database").and_then(|d| d.as_str()) == Some(opts.database.as_str()))
-            .and_then(|r| r.get("privilege").and_then(|p| p.as_str()))
-            .unwrap_or("NO PRIVILEGES")
-            .to_owned();
-        if current == privilege {
-            report.unchanged(format!(
-                "user {user:?} has {privilege} on {:?}",
-                opts.database
-            ));
-        } else {
-            // GRANT replaces the user's privilege on that database.
+        None => {
+            let (password, pending, origin) = match read_secret(&file)? {
+                Some(p) => {
+                    tighten_mode(&file, report)?;
+                    (
+                        p,
+                        None,
+                        format!("the password already in {}", file.display()),
+                    )
+                }
+                None => {
+                    ensure_secrets_dir(&opts.secrets_dir, report)?;
+                    let p = generate_password().map_err(|e| e.to_string())?;
+                    let pending = PendingSecret::write(&file, &p)?;
+                    (
+                        p,
+                        Some(pending),
+                        format!(
+                            "a generated password, written to {} (mode 0600)",
+                            file.display()
+                        ),
+                    )
+                }
+            };
             influx
                 .query(&format!(
-                    "GRANT {privilege} ON {} TO {}",
-                    ident(&opts.database),
-                    ident(user)
+                    "CREATE USER {} WITH PASSWORD {}",
+                    ident(user),
+                    string_literal(&password)
                 ))
                 .await
                 .map_err(q)?;
-            report.changed(format!(
-                "granted {privilege} on {:?} to {user:?} (had {current})",
-                opts.database
-            ));
+            if let Some(p) = pending {
+                p.commit()?;
+            }
+            report.secrets.push((user.clone(), file.clone()));
+            report.changed(format!("created user {user:?} with {origin}"));
         }
+    }
+    Ok(())
+}
+
+/// Step 4 (continued): the user's one privilege on the database.
+async fn ensure_grant(
+    opts: &Options,
+    influx: &Influx,
+    report: &mut Report,
+    user: &String,
+    privilege: &str,
+) -> Result<(), String> {
+    let q = |e: QueryError| e.to_string();
+    let grants = influx
+        .query(&format!("SHOW GRANTS FOR {}", ident(user)))
+        .await
+        .map_err(q)?;
+    let current = grants
+        .iter()
+        .find(|r| r.get("database").and_then(|d| d.as_str()) == Some(opts.database.as_str()))
+        .and_then(|r| r.get("privilege").and_then(|p| p.as_str()))
+        .unwrap_or("NO PRIVILEGES")
+        .to_owned();
+    if current == privilege {
+        report.unchanged(format!(
+            "user {user:?} has {privilege} on {:?}",
+            opts.database
+        ));
+    } else {
+        // GRANT replaces the user's privilege on that database.
+        influx
+            .query(&format!(
+                "GRANT {privilege} ON {} TO {}",
+                ident(&opts.database),
+                ident(user)
+            ))
+            .await
+            .map_err(q)?;
+        report.changed(format!(
+            "granted {privilege} on {:?} to {user:?} (had {current})",
+            opts.database
+        ));
     }
     Ok(())
 }

@@ -199,14 +199,19 @@ impl SystemdView {
     }
 }
 
+/// `systemctl show` failed: its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
 /// Asks systemd (one `systemctl show`) about the daemon and the timers of
 /// `collectors`.
-pub fn query(sc: &mut dyn Systemctl, collectors: &[&str]) -> Result<SystemdView, String> {
+pub fn query(sc: &mut dyn Systemctl, collectors: &[&str]) -> Result<SystemdView, QueryError> {
     let property = format!("--property={SHOW_PROPERTIES}");
     let timers: Vec<String> = collectors.iter().map(|c| timer_name(c)).collect();
     let mut args = vec!["show", "--timestamp=unix", property.as_str(), DAEMON_UNIT];
     args.extend(timers.iter().map(String::as_str));
-    let text = sc.run(&args)?;
+    let text = sc.run(&args).map_err(QueryError)?;
     Ok(SystemdView::from_units(parse_show(
         &text,
         chrono::Utc::now(),

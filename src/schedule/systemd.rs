@@ -23,6 +23,7 @@ pub use crate::ops::systemd_view::*;
 
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::support::setting::UrlSetting;
 use std::path::{Path, PathBuf};
 
 pub const SERVICE_TEMPLATE: &str = "ubuntu-metrics@.service";
@@ -422,21 +423,25 @@ pub fn generate(
 }
 
 /// The URL without its user and password (they go to the credentials).
-fn without_userinfo(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+fn without_userinfo(url: &UrlSetting) -> String {
+    match url.value() {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let mut u = u.clone();
             let _ = u.set_username("");
             let _ = u.set_password(None);
             u.to_string()
         }
-        _ => url.to_owned(),
+        _ => url.text().to_owned(),
     }
 }
 
 /// The credentials file: `INFLUXDB_USERNAME` (the user of the
 /// configuration, or of the URL), which the service reads.
 pub fn credentials_env(config: &Config) -> Option<String> {
-    let url_user = url::Url::parse(&config.influxdb.url)
+    let url_user = config
+        .influxdb
+        .url
+        .value()
         .ok()
         .map(|u| u.username().to_owned())
         .filter(|u| !u.is_empty());
@@ -464,7 +469,8 @@ fn password_to_install(config: &Config) -> Option<String> {
     if i.password_file.is_some() || i.token_file.is_some() {
         return None;
     }
-    url::Url::parse(&i.url)
+    i.url
+        .value()
         .ok()
         .and_then(|u| u.password().map(str::to_owned))
         .map(|p| {
@@ -549,7 +555,7 @@ pub fn install(
         c.influxdb.password = None;
         c.influxdb.token = None;
         c.influxdb.username = None;
-        c.influxdb.url = without_userinfo(&c.influxdb.url);
+        c.influxdb.url = without_userinfo(&c.influxdb.url).into();
         let text = format!(
             "# ubuntu-metrics configuration (see `ubuntu-metrics config show`).\n# Credentials live in {} and {} (mode 0600).\n{}",
             paths.credentials.display(),
@@ -749,7 +755,7 @@ pub fn apply(
         }
     }
     let before = query(sc, &[]).unwrap_or_else(|e| {
-        done.errors.push(e);
+        done.errors.push(e.to_string());
         SystemdView::default()
     });
     if let Some(d) = before.daemon.filter(|d| d.loaded()) {
@@ -768,7 +774,7 @@ pub fn apply(
     }
     match query(sc, &enabled) {
         Ok(view) => done.view = view,
-        Err(e) => done.errors.push(e),
+        Err(e) => done.errors.push(e.to_string()),
     }
     Ok(done)
 }

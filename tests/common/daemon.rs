@@ -18,7 +18,7 @@ pub fn config(server: &FixtureServer, influx_url: &str) -> ubuntu_metrics::confi
         sources: server.sources(),
         ..Default::default()
     };
-    config.influxdb.url = influx_url.to_owned();
+    config.influxdb.url = influx_url.to_owned().into();
     config.influxdb.database = influxd::DATABASE.to_owned();
     config.daemon.startup_delay = TimeSpan::parse("0").unwrap();
     config.daemon.random_delay = TimeSpan::parse("0").unwrap();

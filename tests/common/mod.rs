@@ -90,7 +90,7 @@ pub fn write_config(dir: &Path, server: &FixtureServer, influx_url: &str) -> Pat
         sources: server.sources(),
         ..Default::default()
     };
-    config.influxdb.url = influx_url.to_owned();
+    config.influxdb.url = influx_url.to_owned().into();
     config.influxdb.database = influxd::DATABASE.to_owned();
     config.spool.dir = dir.join("spool");
     let path = dir.join("config.toml");

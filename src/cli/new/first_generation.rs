@@ -24,9 +24,21 @@ pub struct Seen {
     pub fields: BTreeMap<String, FieldType>,
 }
 
+/// A field seen with two types in one measurement (InfluxDB keeps one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "measurement {measurement}: field {field} is {before} in one point and {now} in another: InfluxDB keeps one type per field, so make the collector return one (e.g. float(...))"
+)]
+pub struct TwoTypes {
+    pub measurement: String,
+    pub field: String,
+    pub before: &'static str,
+    pub now: &'static str,
+}
+
 /// The measurements of `points`, their tag keys and field types; an error
 /// names a field seen with two types (InfluxDB keeps one).
-pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, String> {
+pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, TwoTypes> {
     let mut out: BTreeMap<String, Seen> = BTreeMap::new();
     for p in points {
         let seen = out.entry(p.measurement.clone()).or_default();
@@ -35,12 +47,12 @@ pub fn measurements(points: &[Point]) -> Result<BTreeMap<String, Seen>, String> 
             let t = FieldType::of(v);
             match seen.fields.get(k) {
                 Some(before) if *before != t => {
-                    return Err(format!(
-                        "measurement {}: field {k} is {} in one point and {} in another: InfluxDB keeps one type per field, so make the collector return one (e.g. float(...))",
-                        p.measurement,
-                        before.name(),
-                        t.name()
-                    ));
+                    return Err(TwoTypes {
+                        measurement: p.measurement.clone(),
+                        field: k.clone(),
+                        before: before.name(),
+                        now: t.name(),
+                    });
                 }
                 _ => {
                     seen.fields.insert(k.clone(), t);
@@ -211,61 +223,10 @@ pub(in crate::cli) fn main(
         );
         return EXIT_USAGE;
     }
-    let run = match runnable(&chosen) {
+    let (points, seen) = match run_once(&chosen, &checkout, old) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ubuntu-metrics: new: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    eprintln!(
-        "ubuntu-metrics: running metrics.collectors.{old} of {} once through the adapter",
-        checkout.display()
-    );
-    let out = Command::new("python3")
-        .arg(run.path())
-        .arg("--checkout")
-        .arg(&checkout)
-        .arg(old)
-        .env("TZ", "UTC")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
-    drop(run);
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ubuntu-metrics: new: cannot run python3: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    if !out.status.success() {
-        eprintln!(
-            "ubuntu-metrics: new: metrics.collectors.{old} failed ({}): its messages are above",
-            out.status
-        );
-        return EXIT_FAILED;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let points = match crate::custom::points::parse_output(&stdout) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "ubuntu-metrics: new: metrics.collectors.{old} returned what is not points: {e}"
-            );
-            return EXIT_FAILED;
-        }
-    };
-    if points.is_empty() {
-        eprintln!(
-            "ubuntu-metrics: new: metrics.collectors.{old} returned no points: nothing to declare its measurements from (run it when its source has data)"
-        );
-        return EXIT_FAILED;
-    }
-    let seen = match measurements(&points) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ubuntu-metrics: new: metrics.collectors.{old}: {e}");
             return EXIT_FAILED;
         }
     };
@@ -294,6 +255,48 @@ pub(in crate::cli) fn main(
     EXIT_OK
 }
 
+/// Runs the first generation's collector `old` once through the adapter
+/// `chosen`: its points and the measurements they show; an error is the
+/// message after `ubuntu-metrics: new: `.
+fn run_once(
+    chosen: &Path,
+    checkout: &Path,
+    old: &str,
+) -> Result<(Vec<Point>, BTreeMap<String, Seen>), String> {
+    let run = runnable(chosen)?;
+    eprintln!(
+        "ubuntu-metrics: running metrics.collectors.{old} of {} once through the adapter",
+        checkout.display()
+    );
+    let out = Command::new("python3")
+        .arg(run.path())
+        .arg("--checkout")
+        .arg(checkout)
+        .arg(old)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output();
+    drop(run);
+    let out = out.map_err(|e| format!("cannot run python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "metrics.collectors.{old} failed ({}): its messages are above",
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let points = crate::custom::points::parse_output(&stdout)
+        .map_err(|e| format!("metrics.collectors.{old} returned what is not points: {e}"))?;
+    if points.is_empty() {
+        return Err(format!(
+            "metrics.collectors.{old} returned no points: nothing to declare its measurements from (run it when its source has data)"
+        ));
+    }
+    let seen = measurements(&points).map_err(|e| format!("metrics.collectors.{old}: {e}"))?;
+    Ok((points, seen))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +320,7 @@ mod tests {
         assert_eq!(m["fields"]["ratio"].as_str(), Some("float"));
         assert_eq!(m["fields"]["ok"].as_str(), Some("bool"));
         let c = Point::new("q").field("count", FieldValue::Float(3.5));
-        let e = measurements(&[a, c]).unwrap_err();
+        let e = measurements(&[a, c]).unwrap_err().to_string();
         assert!(
             e.contains("field count is int in one point and float"),
             "{e}"

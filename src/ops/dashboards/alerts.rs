@@ -232,12 +232,20 @@ pub fn rules(o: &AlertOptions) -> Vec<Value> {
     if !o.self_metrics || o.collectors.is_empty() {
         return Vec::new();
     }
+    let mut out = vec![failing_rule(o)];
+    out.extend(late_rules(o));
+    out.push(silent_rule(o));
+    out.extend(spool_rules());
+    out
+}
+
+/// A collector failed its last runs.
+fn failing_rule(o: &AlertOptions) -> Value {
     let m = SELF_MEASUREMENT;
-    let mut out = Vec::new();
     let names: Vec<&str> = o.collectors.iter().map(|(n, _)| n.as_str()).collect();
     // Collector names are [a-z_]: nothing to escape in the regex.
     let enabled = format!("\"collector\" =~ /^({})$/", names.join("|"));
-    out.push(rule(
+    rule(
         FAILING_UID.into(),
         format!("ubuntu-metrics: a collector failed {FAILED_RUNS} runs in a row"),
         data(
@@ -256,7 +264,13 @@ pub fn rules(o: &AlertOptions) -> Vec<Value> {
         format!(
             "The last {FAILED_RUNS} runs of {{{{ $labels.collector }}}} ended in error or timeout (ubuntu_metrics_run, status != ok). Its error: `journalctl -u 'ubuntu-metrics*'`, or the error field of {m}."
         ),
-    ));
+    )
+}
+
+/// Each collector: no run for 2 intervals and the run timeout.
+fn late_rules(o: &AlertOptions) -> Vec<Value> {
+    let m = SELF_MEASUREMENT;
+    let mut out = Vec::new();
     for (name, interval) in &o.collectors {
         let after = o.late_after(*interval);
         out.push(rule(
@@ -283,13 +297,24 @@ pub fn rules(o: &AlertOptions) -> Vec<Value> {
             ),
         ));
     }
+    out
+}
+
+/// No run of any collector reached InfluxDB.
+fn silent_rule(o: &AlertOptions) -> Value {
+    let m = SELF_MEASUREMENT;
     let silent = o.silent_after();
-    out.push(rule(
+    rule(
         SILENT_UID.into(),
-        format!("ubuntu-metrics: no run reached InfluxDB for {}", span(silent)),
+        format!(
+            "ubuntu-metrics: no run reached InfluxDB for {}",
+            span(silent)
+        ),
         data(
             query(
-                format!("SELECT count(\"duration_seconds\") AS \"runs\" FROM \"{m}\" WHERE $timeFilter"),
+                format!(
+                    "SELECT count(\"duration_seconds\") AS \"runs\" FROM \"{m}\" WHERE $timeFilter"
+                ),
                 silent,
             ),
             "lt",
@@ -302,7 +327,12 @@ pub fn rules(o: &AlertOptions) -> Vec<Value> {
             "No {m} point in the last {}. Either the station does not run (the daemon or its timers are stopped), or InfluxDB takes no writes and every run waits in the spool: `ubuntu-metrics status` on the station says which, and since when.",
             span(silent)
         ),
-    ));
+    )
+}
+
+/// The spool: points waiting too long, new dead letters.
+fn spool_rules() -> Vec<Value> {
+    let mut out = Vec::new();
     let spool = SPOOL_MEASUREMENT;
     out.push(rule(
         SPOOL_AGE_UID.into(),

@@ -35,7 +35,7 @@ pub const MAX_BATCH_SIZE: usize = 100_000;
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
-    pub url: String,
+    pub url: crate::support::setting::UrlSetting,
     pub database: String,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -497,7 +497,7 @@ impl InfluxWriter {
         secret: Option<String>,
     ) -> Result<InfluxWriter, WriterError> {
         let key = output_key(name);
-        let mut base = url::Url::parse(&cfg.url).map_err(|e| WriterError::Url {
+        let mut base = cfg.url.value().cloned().map_err(|e| WriterError::Url {
             key: key.clone(),
             url: redact_url(&cfg.url),
             message: e.to_string(),

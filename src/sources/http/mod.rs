@@ -44,7 +44,7 @@ pub use stream::Stream;
 use crate::model::timespan::TimeSpan;
 use crate::sources::SourceError;
 use crate::sources::tape::Tape;
-use crate::support::text::{SizeError, parse_size, redact_url};
+use crate::support::text::redact_url;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,13 +78,13 @@ pub struct HttpConfig {
     pub max_per_host: usize,
     /// The largest upstream body (after decompression) or rsync listing
     /// read, as a size (`64MB`, `512MiB`): over it that collector fails.
-    pub max_body: String,
+    pub max_body: crate::support::setting::Size,
 }
 
 impl HttpConfig {
-    /// `max_body` in bytes.
-    pub fn max_body_bytes(&self) -> Result<u64, SizeError> {
-        parse_size(&self.max_body)
+    /// `max_body` in bytes (read when the configuration was).
+    pub fn max_body_bytes(&self) -> Result<u64, String> {
+        self.max_body.bytes()
     }
 }
 
@@ -104,7 +104,7 @@ pub struct HttpSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("http.max_body: {0}")]
-    MaxBody(#[from] SizeError),
+    MaxBody(String),
     #[error("http.max_per_host = 0: at least 1 request per host must be allowed")]
     MaxPerHost,
     #[error(transparent)]
@@ -124,7 +124,7 @@ impl TryFrom<&HttpConfig> for HttpSettings {
     /// The errors name the key as the configuration's check does
     /// (`http.max_body: invalid size ...`), `max_body` first.
     fn try_from(c: &HttpConfig) -> Result<Self, HttpError> {
-        let max_body = c.max_body_bytes()?;
+        let max_body = c.max_body_bytes().map_err(HttpError::MaxBody)?;
         if c.max_per_host == 0 {
             return Err(HttpError::MaxPerHost);
         }
@@ -512,7 +512,10 @@ mod tests {
         let c = HttpConfig::default();
         let s = HttpSettings::try_from(&c).unwrap();
         assert_eq!(s.max_body, DEFAULT_MAX_BODY_BYTES);
-        assert_eq!(parse_size(DEFAULT_MAX_BODY), Ok(DEFAULT_MAX_BODY_BYTES));
+        assert_eq!(
+            crate::support::text::parse_size(DEFAULT_MAX_BODY),
+            Ok(DEFAULT_MAX_BODY_BYTES)
+        );
         assert_eq!(s.max_per_host, DEFAULT_MAX_PER_HOST);
         assert_eq!(s.timeout, Duration::from_secs(60));
         let e = HttpSettings::try_from(&HttpConfig {
