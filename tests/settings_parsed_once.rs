@@ -61,14 +61,19 @@ const EXCEPTIONS: &[(&str, usize, &str)] = &[
         "a declared collector's url/urls, read once when the collector value is built from its section at load",
     ),
     (
-        "sinks/influxdb.rs",
+        "sinks/influxdb/writer.rs",
         1,
         "tls_advice: the host named in the advice of a TLS error message, from the URL text it is given",
     ),
     (
-        "sources/http.rs",
-        3,
-        "the URL of each request (a source URL joined with a path, or a redirect's target): the host for the per-host limit and the HTTP/2 gate, and its redaction",
+        "sources/http/errors.rs",
+        1,
+        "the URL of a request that could not connect: the host and port its error names",
+    ),
+    (
+        "sources/http/resolve.rs",
+        1,
+        "the URL another program is about to fetch (an rsync URL): the host asked of the resolver",
     ),
     (
         "sources/launchpad.rs",
