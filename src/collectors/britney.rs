@@ -231,7 +231,9 @@ async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
         }
     }
     let ages_part = ages.finish();
-    let durations_part = if let Err(e @ CollectorError::Unreachable { .. }) = &ages_part {
+    let durations_part = if let Err(e) = &ages_part
+        && e.is_unreachable()
+    {
         // The same hosts, out of reach: said as such.
         Err(e.clone())
     } else if ages_part.is_err() {

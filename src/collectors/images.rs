@@ -221,7 +221,7 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
         Err(e @ RsyncError::NotInstalled { .. }) => Err(CollectorError::Other(e.to_string())),
         // Each path apart would not reach the host either.
         Err(RsyncError::Unreachable { url, message }) => {
-            Err(CollectorError::Unreachable { url, message })
+            Err(CollectorError::unreachable(url, message))
         }
         Err(e) => {
             // Each path apart, so that what failed them all together (a
@@ -327,7 +327,7 @@ fn merge(
                 return Err(CollectorError::Other(e.to_string()));
             }
             Err(RsyncError::Unreachable { url, message }) => {
-                parts.fail("", CollectorError::Unreachable { url, message });
+                parts.fail("", CollectorError::unreachable(url, message));
             }
             // The error names the URL (redacted when shown).
             Err(e) => parts.fail("", CollectorError::Other(e.to_string())),
