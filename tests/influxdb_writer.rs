@@ -255,7 +255,7 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
             max: std::time::Duration::from_millis(10),
         });
         let outcome = Outcome {
-            name: "alpha",
+            name: "alpha".into(),
             status: Status::Ok,
             time: t(i as u32),
             points: (0..3)

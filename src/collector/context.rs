@@ -20,6 +20,9 @@ pub struct Context {
     pub sources: Arc<Sources>,
     /// The collector's own options from `[collectors.NAME]`.
     pub options: toml::Table,
+    /// The collector's typed options, when it gave them
+    /// ([`Context::with_options`]).
+    typed: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// The time of this collection: "now" for ages, windows and timestamps.
     pub now: DateTime<Utc>,
     distro_info: Arc<OnceLock<Result<Arc<DistroInfo>, String>>>,
@@ -39,6 +42,7 @@ impl Context {
             http,
             sources,
             options: toml::Table::new(),
+            typed: None,
             now,
             distro_info: Arc::new(OnceLock::new()),
             cache: Arc::new(RunCache::default()),
@@ -108,6 +112,7 @@ impl Context {
         Context {
             http: self.http.for_run(),
             options,
+            typed: None,
             seen: Seen::default(),
             ..self.clone()
         }
@@ -178,7 +183,7 @@ impl Context {
 
     /// The URL of one of the collector's sources (as configured, else its
     /// production default).
-    pub fn source(&self, source: &SourceUrl) -> &str {
+    pub fn source<'a>(&'a self, source: &'a SourceUrl) -> &'a str {
         self.sources.url(source)
     }
 
@@ -187,8 +192,25 @@ impl Context {
         &self.cache
     }
 
-    /// This collector's typed options (the ones checked at load).
-    pub fn options_as<T: CollectorOptions>(&self) -> Result<T, CollectorError> {
+    /// The same context carrying the collector's typed options (read when
+    /// the collector value was built: see [`Configured`](super::Configured)),
+    /// for the functions of its run to read with [`Context::options_as`].
+    pub fn with_options<T: Send + Sync + 'static>(&self, options: Arc<T>) -> Context {
+        Context {
+            typed: Some(options),
+            ..self.clone()
+        }
+    }
+
+    /// This collector's typed options: those the collector gave
+    /// ([`Context::with_options`]), else read from [`Context::options`] (a
+    /// context made by hand, in a test).
+    pub fn options_as<T: CollectorOptions + Clone + Send + Sync + 'static>(
+        &self,
+    ) -> Result<T, CollectorError> {
+        if let Some(t) = self.typed.as_ref().and_then(|t| t.downcast_ref::<T>()) {
+            return Ok(t.clone());
+        }
         parse_options(&self.options).map_err(|e| CollectorError::Other(e.to_string()))
     }
 }

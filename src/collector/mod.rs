@@ -20,93 +20,106 @@ pub use error::{
     CollectorError, MAX_MESSAGE_CHARS, MAX_PARTS_LISTED, MAX_PARTS_MESSAGE_CHARS, short_message,
 };
 pub use parts::{Parts, merge_parts};
-pub use spec::{CollectorOptions, LAUNCHPAD, OptionError, parse_options};
+pub use spec::{
+    CollectorOptions, Configured, LAUNCHPAD, OptionError, Rows, Series, Spec, parse_options,
+};
 
 use crate::config::{CollectorSettings, SourceUrl};
 use crate::model::panel::Panels;
 use crate::model::point::Point;
 use crate::model::schema::Measurement;
+use crate::model::timespan::TimeSpan;
 
-/// A collector: one Ubuntu report, turned into points. Everything about it
-/// is declared here, in its own file: the registry (`collectors::registry`)
-/// is the only other place that names it.
+/// A collector: one Ubuntu report, turned into points. A value: its
+/// [`Spec`] (data) and one method, `collect`. Everything about it is
+/// declared in its own file: the registry (`collectors::registry`) is the
+/// only other place that names it.
 #[async_trait::async_trait]
 pub trait Collector: Send + Sync {
-    /// The collector's name, as used on the command line and in the
-    /// configuration (`[collectors.NAME]`).
-    fn name(&self) -> &'static str;
+    /// What it is: name, description, interval, schema, sources, panels,
+    /// options.
+    fn spec(&self) -> &Spec;
 
-    /// One line saying what it measures (shown by `list`).
-    fn description(&self) -> &'static str;
-
-    /// The default run interval, in systemd time-span syntax.
-    fn default_interval(&self) -> &'static str {
-        "5m"
-    }
-
-    /// What it writes: every measurement with its tag keys and its field
-    /// keys and types. Every point it returns must fit (a test checks every
-    /// collector on its fixtures); the README and `list --schema` show it.
-    fn schema(&self) -> &'static [Measurement];
-
-    /// The names of the measurements it writes (from [`Collector::schema`]).
-    fn measurements(&self) -> Vec<&'static str> {
-        self.schema().iter().map(|m| m.name).collect()
-    }
-
-    /// The upstream sources it reads: their `[sources]` keys, production
-    /// URLs and fixtures. A source shared with other collectors is one
-    /// constant (e.g. [`LAUNCHPAD`]) that each of them lists.
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[]
-    }
-
-    /// Its row of Grafana panels and the dashboard it goes on.
-    fn panels(&self) -> Panels;
-
-    /// The collector's own configuration options (keys of
-    /// `[collectors.NAME]` besides `interval` and `enabled`), with a short
-    /// description each. Unknown keys are configuration errors.
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
-    }
-
-    /// Checks the collector's own options (`[collectors.NAME]` less
-    /// `interval` and `enabled`) when the configuration loads, so that a bad
-    /// value is refused by every command instead of failing a run later.
-    /// A collector with options declares a typed options struct
-    /// ([`CollectorOptions`]) and checks with [`parse_options`]; `collect`
-    /// reads the same struct through [`Context::options_as`]. The default:
+    /// This collector with its own options (`[collectors.NAME]` less
+    /// `interval` and `enabled`), read into its typed options
+    /// ([`Configured`]) once, when the configuration loads, so that a bad
+    /// value is refused by every command instead of failing a run later;
+    /// `None` when the value is the same (no options to read). The default:
     /// no options at all.
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        match options.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(OptionError {
-                key: key.clone(),
-                message: "this collector has no such option".into(),
-            }),
-        }
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
+        no_options(options).map(|()| None)
     }
 
     /// Collects once.
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError>;
+
+    /// The time-series sources `backfill` can read from their first row.
+    fn time_series(&self) -> Vec<Series> {
+        Vec::new()
+    }
 }
 
-/// What the configuration checks of a collector, from its declaration.
-impl<T: Collector + ?Sized> CollectorSettings for T {
-    fn name(&self) -> &'static str {
-        Collector::name(self)
+/// The check of a collector without options: any key is refused.
+pub fn no_options(options: &toml::Table) -> Result<(), OptionError> {
+    match options.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(OptionError {
+            key: key.clone(),
+            message: "this collector has no such option".into(),
+        }),
     }
-    fn default_interval(&self) -> &'static str {
-        Collector::default_interval(self)
+}
+
+/// Its spec, read: what every command asks of a collector.
+impl dyn Collector + '_ {
+    pub fn name(&self) -> &str {
+        &self.spec().name
     }
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        Collector::options(self)
+
+    pub fn description(&self) -> &str {
+        &self.spec().description
+    }
+
+    pub fn default_interval(&self) -> &TimeSpan {
+        &self.spec().interval
+    }
+
+    pub fn schema(&self) -> &[Measurement] {
+        &self.spec().schema
+    }
+
+    pub fn measurements(&self) -> Vec<&str> {
+        self.spec().measurements()
+    }
+
+    pub fn sources(&self) -> &[SourceUrl] {
+        &self.spec().sources
+    }
+
+    pub fn panels(&self) -> Panels {
+        self.spec().panels.clone()
+    }
+
+    pub fn options(&self) -> &[(&'static str, &'static str)] {
+        self.spec().options
+    }
+}
+
+/// What the configuration checks of a collector, from its spec.
+impl CollectorSettings for dyn Collector + '_ {
+    fn name(&self) -> &str {
+        &self.spec().name
+    }
+    fn default_interval(&self) -> &TimeSpan {
+        &self.spec().interval
+    }
+    fn options(&self) -> &[(&'static str, &'static str)] {
+        self.spec().options
     }
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        Collector::check_options(self, options)
+        self.configure(options).map(|_| ())
     }
     fn sources(&self) -> Vec<SourceUrl> {
-        Collector::sources(self).to_vec()
+        self.spec().sources.clone()
     }
 }

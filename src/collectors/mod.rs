@@ -1,7 +1,7 @@
 //! One module per collector, and the registry: the one list that names
 //! them. To add a collector: copy `sponsoring.rs` to `NAME.rs`, rename what
 //! it declares, and add two lines: `pub mod NAME;` below and
-//! `Box::new(NAME::Type),` to [`registry`]. `list`, `config show`, the
+//! `Box::new(NAME::Type::default()),` to [`registry`]. `list`, `config show`, the
 //! README table, the dashboards, the systemd units, the fixture server's
 //! URLs and every test that enumerates collectors follow from here.
 //!
@@ -24,16 +24,16 @@ pub mod versions;
 /// Every collector, in the order `list` shows them: one line each.
 pub fn registry() -> Vec<Box<dyn Collector>> {
     vec![
-        Box::new(autopkgtest::Autopkgtest),
-        Box::new(britney::Britney),
-        Box::new(cnf::Cnf),
-        Box::new(contributors::Contributors),
-        Box::new(images::Images),
-        Box::new(rls_bugs::RlsBugs),
-        Box::new(sponsoring::Sponsoring),
-        Box::new(ubuntu_archive::UbuntuArchive),
-        Box::new(upload_queues::UploadQueues),
-        Box::new(versions::Versions),
+        Box::new(autopkgtest::Autopkgtest::default()),
+        Box::new(britney::Britney::default()),
+        Box::new(cnf::Cnf::default()),
+        Box::new(contributors::Contributors::default()),
+        Box::new(images::Images::default()),
+        Box::new(rls_bugs::RlsBugs::default()),
+        Box::new(sponsoring::Sponsoring::default()),
+        Box::new(ubuntu_archive::UbuntuArchive::default()),
+        Box::new(upload_queues::UploadQueues::default()),
+        Box::new(versions::Versions::default()),
     ]
 }
 

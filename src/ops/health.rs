@@ -31,7 +31,7 @@ pub const DEFAULT_SPOOL_AGE: &str = "30m";
 /// One collector's verdict.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub name: &'static str,
+    pub name: String,
     pub interval: chrono::Duration,
     pub state: Option<CollectorState>,
     pub next: Option<DateTime<Utc>>,
@@ -218,7 +218,7 @@ impl Report {
                     None => (ended.map(|e| e + interval), NextSource::Estimate),
                 };
                 Row {
-                    name: c.name(),
+                    name: c.name().to_owned(),
                     interval,
                     next,
                     next_source,
@@ -228,8 +228,16 @@ impl Report {
                 }
             })
             .collect();
-        let failing: Vec<&str> = rows.iter().filter(|r| r.failing).map(|r| r.name).collect();
-        let late: Vec<&str> = rows.iter().filter(|r| r.late).map(|r| r.name).collect();
+        let failing: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.failing)
+            .map(|r| r.name.as_str())
+            .collect();
+        let late: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.late)
+            .map(|r| r.name.as_str())
+            .collect();
         if !failing.is_empty() {
             problems.push(format!("failing: {}", failing.join(", ")));
         }
@@ -471,7 +479,7 @@ impl Report {
                 let _ = writeln!(out, "ubuntu_metrics_{name}{labels} {value}");
             }
         };
-        let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(r.name));
+        let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(&r.name));
         let per_run = |f: &dyn Fn(&CollectorState) -> String| -> Vec<(String, String)> {
             self.rows
                 .iter()
@@ -495,7 +503,7 @@ impl Report {
                         (
                             format!(
                                 "{{collector=\"{}\",result=\"{}\"}}",
-                                escape(r.name),
+                                escape(&r.name),
                                 escape(&s.last_run.result)
                             ),
                             u8::from(s.last_run.result == "ok").to_string(),

@@ -31,90 +31,92 @@ pub const HTTP_MEASUREMENT: &str = "ubuntu_metrics_http";
 /// Everything the program writes about itself, declared like a
 /// collector's schema (the dashboards' self-metrics panels read only this;
 /// `tests/self_metrics.rs` checks every self-metrics point against it).
-pub const SELF_SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        SELF_MEASUREMENT,
-        &[
-            tag("collector", "the collector's name"),
-            tag("status", "`ok`, `error` or `timeout`"),
-        ],
-        &[
-            float("duration_seconds", "how long the run took"),
-            int("points", "points handed to the writer"),
-            int("requests", "upstream requests"),
-            int(
-                "spool_dropped",
-                "points the spool dropped at its size limit since the last report",
-            ),
-            string("error", "why the run failed (only when it did)"),
-        ],
-    ),
-    Measurement::new(
-        HTTP_MEASUREMENT,
-        &[
-            tag("collector", "the collector's name"),
-            tag(
-                "host",
-                "the upstream host (`host:port` when not the default port)",
-            ),
-        ],
-        &[
-            int(
-                "requests",
-                "HTTP requests of the run to the host (each retry is one)",
-            ),
-            int(
-                "errors",
-                "of which failed: no answer, an error status, an unreadable body",
-            ),
-        ],
-    ),
-    Measurement::new(
-        WRITE_MEASUREMENT,
-        &[
-            tag(
-                "output",
-                "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
-            ),
-            tag(
-                "outcome",
-                "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
-            ),
-        ],
-        &[
-            float(
-                "latency_seconds",
-                "from sending the request to InfluxDB's answer",
-            ),
-            int("points", "lines in the request"),
-            int("bytes", "size of the request before compression"),
-        ],
-    ),
-    Measurement::new(
-        SPOOL_MEASUREMENT,
-        &[tag("output", "the output whose spool it is")],
-        &[
-            int(
-                "points",
-                "points the delivery found waiting in the spool (the backlog it wrote)",
-            ),
-            int("records", "records (batches) of that backlog"),
-            int("bytes", "size of that backlog's segments"),
-            float(
-                "oldest_age_seconds",
-                "how long the backlog's oldest record had waited (0 when none)",
-            ),
-            int(
-                "dead_letter_batches",
-                "batches in the dead-letter file after the delivery",
-            ),
-            int(
-                "writes_not_reported",
-                "writes whose own self-metrics were let go while InfluxDB was away",
-            ),
-        ],
-    ),
-];
+pub fn self_schema() -> Vec<Measurement> {
+    vec![
+        Measurement::new(
+            SELF_MEASUREMENT,
+            &[
+                tag("collector", "the collector's name"),
+                tag("status", "`ok`, `error` or `timeout`"),
+            ],
+            &[
+                float("duration_seconds", "how long the run took"),
+                int("points", "points handed to the writer"),
+                int("requests", "upstream requests"),
+                int(
+                    "spool_dropped",
+                    "points the spool dropped at its size limit since the last report",
+                ),
+                string("error", "why the run failed (only when it did)"),
+            ],
+        ),
+        Measurement::new(
+            HTTP_MEASUREMENT,
+            &[
+                tag("collector", "the collector's name"),
+                tag(
+                    "host",
+                    "the upstream host (`host:port` when not the default port)",
+                ),
+            ],
+            &[
+                int(
+                    "requests",
+                    "HTTP requests of the run to the host (each retry is one)",
+                ),
+                int(
+                    "errors",
+                    "of which failed: no answer, an error status, an unreadable body",
+                ),
+            ],
+        ),
+        Measurement::new(
+            WRITE_MEASUREMENT,
+            &[
+                tag(
+                    "output",
+                    "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
+                ),
+                tag(
+                    "outcome",
+                    "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
+                ),
+            ],
+            &[
+                float(
+                    "latency_seconds",
+                    "from sending the request to InfluxDB's answer",
+                ),
+                int("points", "lines in the request"),
+                int("bytes", "size of the request before compression"),
+            ],
+        ),
+        Measurement::new(
+            SPOOL_MEASUREMENT,
+            &[tag("output", "the output whose spool it is")],
+            &[
+                int(
+                    "points",
+                    "points the delivery found waiting in the spool (the backlog it wrote)",
+                ),
+                int("records", "records (batches) of that backlog"),
+                int("bytes", "size of that backlog's segments"),
+                float(
+                    "oldest_age_seconds",
+                    "how long the backlog's oldest record had waited (0 when none)",
+                ),
+                int(
+                    "dead_letter_batches",
+                    "batches in the dead-letter file after the delivery",
+                ),
+                int(
+                    "writes_not_reported",
+                    "writes whose own self-metrics were let go while InfluxDB was away",
+                ),
+            ],
+        ),
+    ]
+}
 
 /// The answers kept for conditional requests, in the state directory.
 pub const HTTP_CACHE_DIR: &str = "http-cache";
@@ -140,7 +142,7 @@ impl Status {
 /// What one collector's run produced.
 #[derive(Debug)]
 pub struct Outcome {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     /// The collection time of the run (the points' default timestamp).
     pub time: DateTime<Utc>,
@@ -185,7 +187,7 @@ impl Outcome {
     /// timed out).
     pub fn self_point(&self, points: usize, spool_dropped: u64) -> Point {
         let p = Point::new(SELF_MEASUREMENT)
-            .tag("collector", self.name)
+            .tag("collector", self.name.as_str())
             .tag("status", self.status.as_str())
             .field("duration_seconds", self.duration.as_secs_f64())
             .field("points", points)
@@ -202,7 +204,7 @@ impl Outcome {
     pub fn host_points(&self) -> impl Iterator<Item = Point> + '_ {
         self.hosts.iter().map(|(host, n)| {
             Point::new(HTTP_MEASUREMENT)
-                .tag("collector", self.name)
+                .tag("collector", self.name.as_str())
                 .tag("host", host.as_str())
                 .field("requests", n.requests)
                 .field("errors", n.errors)
@@ -254,7 +256,7 @@ pub async fn collect_one(
         );
         tracing::error!("collector {} {msg}", c.name());
         return Outcome {
-            name: c.name(),
+            name: c.name().to_owned(),
             status: Status::Timeout,
             time: ctx.now,
             points: Vec::new(),
@@ -280,7 +282,7 @@ pub async fn collect_one(
                 "collected"
             );
             Outcome {
-                name: c.name(),
+                name: c.name().to_owned(),
                 status: Status::Ok,
                 time: ctx.now,
                 points,
@@ -298,7 +300,7 @@ pub async fn collect_one(
             // repeat it at the end.
             tracing::error!("collector {} failed: {e}", c.name());
             Outcome {
-                name: c.name(),
+                name: c.name().to_owned(),
                 status: Status::Error,
                 time: ctx.now,
                 points: Vec::new(),
@@ -333,7 +335,10 @@ pub use crate::sinks::{Delivery, SELF_LABEL};
 /// and (when `self_metrics`) one self-metrics point per outcome.
 fn as_run<'a>(outcomes: &'a [Outcome], self_metrics: Option<&'a SelfMetrics<'a>>) -> Run<'a> {
     Run {
-        parts: outcomes.iter().map(|o| (o.name, &o.points[..])).collect(),
+        parts: outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), &o.points[..]))
+            .collect(),
         self_metrics,
     }
 }

@@ -248,7 +248,7 @@ pub async fn run_with(
     let host = host_name();
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks: BTreeMap<&'static str, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut tasks: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     // One delivery task per output, each woken when a run appended.
     let outputs = state_rx.borrow().output_names();
     let appended: Arc<Vec<tokio::sync::Notify>> =
@@ -284,7 +284,7 @@ pub async fn run_with(
     }));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let reconcile = |tasks: &mut BTreeMap<&'static str, tokio::task::JoinHandle<()>>| {
+    let reconcile = |tasks: &mut BTreeMap<String, tokio::task::JoinHandle<()>>| {
         let config = state_rx.borrow().config.clone();
         // The collectors scheduled together count their delays from the
         // same moment: those due at once share a wake-up (and its cache).
@@ -302,7 +302,7 @@ pub async fn run_with(
                 );
                 board.due(c.name(), start + delay);
                 let task = collector_loop(
-                    c.name(),
+                    c.name().to_owned(),
                     registry.clone(),
                     host.clone(),
                     FirstWakeUp {
@@ -316,7 +316,7 @@ pub async fn run_with(
                         board: board.clone(),
                     },
                 );
-                tasks.insert(c.name(), tokio::spawn(task));
+                tasks.insert(c.name().to_owned(), tokio::spawn(task));
             }
         }
     };
@@ -536,7 +536,7 @@ struct Links {
 }
 
 async fn collector_loop(
-    name: &'static str,
+    name: String,
     registry: Registry,
     host: String,
     first: FirstWakeUp,
@@ -545,11 +545,12 @@ async fn collector_loop(
     links: Links,
 ) {
     let Links { appended, board } = links;
+    let name = name.as_str();
     let Some(collector) = registry.iter().find(|c| c.name() == name) else {
         return;
     };
     // Off the status line once this task ends, however it ends.
-    struct Scheduled<'a>(&'a Board, &'static str);
+    struct Scheduled<'a>(&'a Board, &'a str);
     impl Drop for Scheduled<'_> {
         fn drop(&mut self) {
             self.0.remove(self.1);

@@ -121,7 +121,7 @@ mod tests {
 
     fn outcome(name: &'static str, points: Vec<Point>) -> Outcome {
         Outcome {
-            name,
+            name: name.into(),
             status: Status::Ok,
             time: "2026-11-24T12:00:00Z".parse().unwrap(),
             points,

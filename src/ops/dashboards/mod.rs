@@ -45,7 +45,7 @@ pub const SCHEMA_VERSION: u32 = 39;
 /// A titled row of panels.
 #[derive(Debug, Clone)]
 pub struct Section {
-    pub title: &'static str,
+    pub title: crate::model::schema::Text,
     pub panels: Vec<Panel>,
 }
 
@@ -71,7 +71,8 @@ impl Dashboard {
 
 /// The self-metrics row (written by the runner for every run), at the
 /// end of the first dashboard.
-const SELF_PANELS: &[Panel] = &[
+fn self_panels() -> Vec<Panel> {
+    vec![
     Panel::new(Kind::Table, "Collector runs (latest)", SELF_MEASUREMENT, &["duration_seconds", "points", "requests"], &["collector", "status"])
         .field_units(&[("duration_seconds", "s")])
         .width(12)
@@ -98,7 +99,8 @@ const SELF_PANELS: &[Panel] = &[
         .describe("Points waiting in the spool for InfluxDB, and how long the oldest has waited, as seen after each delivery. While InfluxDB is away these arrive with the backlog."),
     Panel::new(Kind::Stat, "Dead-letter batches", SPOOL_MEASUREMENT, &["dead_letter_batches"], &[])
         .describe("Batches InfluxDB refused for good, kept in the spool's dead-letter file (`ubuntu-metrics spool status` shows them)."),
-];
+]
+}
 
 /// Every dashboard, built from the collectors of the registry: each
 /// collector's row of panels ([`crate::Collector::panels`]) on its
@@ -123,8 +125,8 @@ pub fn dashboards_of(collectors: &[Box<dyn Collector>]) -> Vec<Dashboard> {
                 .collect();
             if board == Board::Queues {
                 sections.push(Section {
-                    title: "ubuntu-metrics itself",
-                    panels: SELF_PANELS.to_vec(),
+                    title: "ubuntu-metrics itself".into(),
+                    panels: self_panels(),
                 });
             }
             Dashboard {
@@ -505,7 +507,8 @@ mod tests {
 
     #[test]
     fn every_measurement_of_every_collector_has_a_panel() {
-        let shown: BTreeSet<&str> = all_panels().iter().map(|p| p.measurement).collect();
+        let panels = all_panels();
+        let shown: BTreeSet<&str> = panels.iter().map(|p| p.measurement.as_ref()).collect();
         let mut missing = Vec::new();
         for c in registry() {
             for m in c.measurements() {
@@ -540,7 +543,7 @@ mod tests {
                         )
                     });
                 assert!(!p.fields.is_empty(), "panel {:?} has no field", p.title);
-                for f in p.fields {
+                for f in &p.fields {
                     assert!(
                         m.field(f).is_some(),
                         "{name}: panel {:?} reads field {f:?}, not declared for {}",
@@ -549,7 +552,7 @@ mod tests {
                     );
                 }
                 let filtered = p.filter.map(|f| f.split('"').nth(1).unwrap_or_default());
-                for t in p.group_by.iter().copied().chain(filtered) {
+                for t in p.group_by.iter().map(|t| t.as_ref()).chain(filtered) {
                     assert!(
                         m.tags.iter().any(|d| d.name == t),
                         "{name}: panel {:?} uses tag {t:?}, not declared for {}",
@@ -559,8 +562,9 @@ mod tests {
                 }
             }
         }
-        for p in SELF_PANELS {
-            let m = crate::runner::SELF_SCHEMA
+        for p in self_panels() {
+            let schema = crate::runner::self_schema();
+            let m = schema
                 .iter()
                 .find(|m| m.name == p.measurement)
                 .unwrap_or_else(|| {
@@ -569,7 +573,7 @@ mod tests {
                         p.title, p.measurement
                     )
                 });
-            for f in p.fields {
+            for f in &p.fields {
                 assert!(
                     m.field(f).is_some(),
                     "panel {:?} reads {f:?}, not in {}",
@@ -587,9 +591,9 @@ mod tests {
             }
         }
         // Every self-metric has a panel.
-        for m in crate::runner::SELF_SCHEMA {
+        for m in crate::runner::self_schema() {
             assert!(
-                SELF_PANELS.iter().any(|p| p.measurement == m.name),
+                self_panels().iter().any(|p| p.measurement == m.name),
                 "no panel reads {}",
                 m.name
             );
