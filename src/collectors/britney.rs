@@ -22,7 +22,8 @@
 
 use crate::collector::LAUNCHPAD;
 use crate::collector::{
-    Collector, CollectorError, Configured, Context, OptionError, Parts, Spec, merge_parts,
+    Collector, CollectorError, Configured, Context, OptionError, Parts, Rows, Series, Spec,
+    merge_parts,
 };
 use crate::config::SourceUrl;
 use crate::model::catch_up::{self, Cutoff};
@@ -195,6 +196,48 @@ impl Collector for Britney {
                 ("update_excuses_by_team.yaml", by_team),
             ],
         )
+    }
+
+    fn time_series(&self) -> Vec<Series> {
+        vec![Series {
+            name: "update_excuses",
+            base: PROPOSED_MIGRATION.clone(),
+            file: "update_excuses.csv",
+            rows: || Box::<ExcusesRows>::default(),
+        }]
+    }
+}
+
+/// `update_excuses.csv` read by `backfill`: its columns by header name,
+/// then each line a row, as `collect` reads it.
+#[derive(Default)]
+struct ExcusesRows(Option<ExcusesColumns>);
+
+impl Rows for ExcusesRows {
+    fn has_header(&self) -> bool {
+        true
+    }
+
+    fn header(&mut self, url: &str, line: &str) -> Result<(), String> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(line.as_bytes());
+        let rec = rdr
+            .records()
+            .next()
+            .ok_or("an empty header line")?
+            .map_err(|e| format!("unreadable CSV header: {e}"))?;
+        self.0 = Some(ExcusesColumns::of(url, &rec).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        match &self.0 {
+            Some(cols) => cols.line(line, devel).map(|(t, p)| (t, vec![p])),
+            None => Err("no header line before it".to_owned()),
+        }
     }
 }
 

@@ -35,7 +35,7 @@
 
 use crate::collector::LAUNCHPAD;
 use crate::collector::{
-    Collector, CollectorError, Configured, Context, OptionError, Spec, merge_parts,
+    Collector, CollectorError, Configured, Context, OptionError, Rows, Series, Spec, merge_parts,
 };
 use crate::collectors::britney::parse_rfc2822;
 use crate::config::SourceUrl;
@@ -279,6 +279,49 @@ impl Collector for UbuntuArchive {
                 ("bugs", bugs),
             ],
         )
+    }
+
+    fn time_series(&self) -> Vec<Series> {
+        let series = |name, file, rows| Series {
+            name,
+            base: ARCHIVE_TEAM.clone(),
+            file,
+            rows,
+        };
+        vec![
+            series("nbs", "nbs.csv", || Box::new(NbsRows)),
+            series("component_mismatches", "component-mismatches.csv", || {
+                Box::new(MismatchRows("release"))
+            }),
+            series(
+                "component_mismatches_proposed",
+                "component-mismatches-proposed.csv",
+                || Box::new(MismatchRows("proposed")),
+            ),
+        ]
+    }
+}
+
+/// `nbs.csv` read by `backfill`: `time,removable,total`.
+struct NbsRows;
+
+impl Rows for NbsRows {
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        nbs_row(line, devel)
+            .map(|(t, p)| (t, vec![p]))
+            .ok_or_else(|| {
+                "not 3 integers (time in Unix milliseconds, removable, total)".to_owned()
+            })
+    }
+}
+
+/// `component-mismatches*.csv` read by `backfill`, with the `pocket` tag.
+struct MismatchRows(&'static str);
+
+impl Rows for MismatchRows {
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        mismatch_row(line, devel, self.0)
+            .ok_or_else(|| "not 5 integers (time in Unix milliseconds and 4 counts)".to_owned())
     }
 }
 

@@ -94,13 +94,38 @@ pub fn registry(config: &Config) -> Result<Vec<Box<dyn Collector>>, ConfigError>
 }
 
 /// Reads the configuration (file, environment, defaults) with its declared
-/// collectors, and checks it against every collector: the configuration
-/// and the whole registry.
+/// collectors, checks it against every collector, and builds each
+/// collector with its options: the configuration and the whole registry.
 pub fn load(path: Option<&Path>) -> Result<(Config, Vec<Box<dyn Collector>>), ConfigError> {
     let mut config = Config::read(path)?;
     let registry = registry(&config)?;
     config.finish(&registry)?;
+    let registry = configure(&config, registry)?;
     Ok((config, registry))
+}
+
+/// Each collector of `registry` built with its own `[collectors.NAME]`
+/// options (typed once, here: a run reads them as they are).
+pub fn configure(
+    config: &Config,
+    registry: Vec<Box<dyn Collector>>,
+) -> Result<Vec<Box<dyn Collector>>, ConfigError> {
+    registry
+        .into_iter()
+        .map(|c| {
+            let options = config.collector(c.name()).options;
+            match c.configure(&options) {
+                Ok(Some(configured)) => Ok(configured),
+                Ok(None) => Ok(c),
+                Err(e) => Err(ConfigError(format!(
+                    "collectors.{}.{}: {}",
+                    c.name(),
+                    e.key,
+                    e.message
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// The collectors `config` declares (sections with a `type`), checked.

@@ -33,10 +33,8 @@
 //!
 //! One backfill at a time per state directory (`backfill.lock`).
 
-use crate::collector::Context;
-use crate::collectors::britney::{ExcusesColumns, PROPOSED_MIGRATION};
-use crate::collectors::ubuntu_archive::{ARCHIVE_TEAM, mismatch_row, nbs_row};
-use crate::config::{DEFAULT_OUTPUT, SourceUrl, redact_url};
+use crate::collector::{Context, Rows, Series};
+use crate::config::{DEFAULT_OUTPUT, redact_url};
 use crate::model::point::Point;
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::FileLock;
@@ -59,60 +57,31 @@ pub const CHECK_BYTES: u64 = 64 * 1024;
 /// Malformed rows named one by one (their line numbers kept) per source.
 pub const NAMED_ROWS: usize = 20;
 
-/// How the rows of a source become points.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    /// `update_excuses.csv`: columns by header name.
-    Excuses,
-    /// `nbs.csv`: `time,removable,total`.
-    Nbs,
-    /// `component-mismatches*.csv`, with the `pocket` tag.
-    Mismatches(&'static str),
-}
-
-/// A time-series source that can be backfilled.
+/// A time-series source that can be backfilled: one a collector declares
+/// ([`Collector::time_series`](crate::collector::Collector::time_series)).
 #[derive(Debug)]
 pub struct Source {
     /// Its name on the command line.
     pub name: &'static str,
     /// The collector that reads it every run.
-    pub collector: &'static str,
-    base: &'static SourceUrl,
-    file: &'static str,
-    kind: Kind,
+    pub collector: String,
+    /// Where it is and how its rows become points.
+    series: Series,
 }
 
-/// Every source `backfill` knows.
-pub static SOURCES: [Source; 4] = [
-    Source {
-        name: "update_excuses",
-        collector: "britney",
-        base: &PROPOSED_MIGRATION,
-        file: "update_excuses.csv",
-        kind: Kind::Excuses,
-    },
-    Source {
-        name: "nbs",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "nbs.csv",
-        kind: Kind::Nbs,
-    },
-    Source {
-        name: "component_mismatches",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "component-mismatches.csv",
-        kind: Kind::Mismatches("release"),
-    },
-    Source {
-        name: "component_mismatches_proposed",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "component-mismatches-proposed.csv",
-        kind: Kind::Mismatches("proposed"),
-    },
-];
+/// Every source `backfill` knows: those the collectors declare.
+pub fn sources() -> Vec<Source> {
+    crate::collectors::registry()
+        .iter()
+        .flat_map(|c| {
+            c.time_series().into_iter().map(|series| Source {
+                name: series.name,
+                collector: c.name().to_owned(),
+                series,
+            })
+        })
+        .collect()
+}
 
 /// The entry of `source` written to `output` in `backfill.json`: the
 /// source's name for the first output (`[influxdb]`, as before there were
@@ -137,24 +106,27 @@ pub fn output_label(output: &str) -> String {
 
 /// The sources `name` means: a source's name, or a collector's (all its
 /// sources); `-` and `_` alike.
-pub fn select(name: &str) -> Result<Vec<&'static Source>, String> {
+pub fn select(name: &str) -> Result<Vec<Source>, String> {
     let name = name.replace('-', "_");
-    let by_name: Vec<&Source> = SOURCES.iter().filter(|s| s.name == name).collect();
+    let all = sources();
+    let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+    let mut collectors: Vec<&str> = all.iter().map(|s| s.collector.as_str()).collect();
+    collectors.dedup();
+    let error = format!(
+        "no time-series source {name:?}; known: {} (or a collector: {})",
+        known.join(", "),
+        collectors.join(", ")
+    );
+    let (by_name, others): (Vec<Source>, Vec<Source>) =
+        all.into_iter().partition(|s| s.name == name);
     if !by_name.is_empty() {
         return Ok(by_name);
     }
-    let by_collector: Vec<&Source> = SOURCES.iter().filter(|s| s.collector == name).collect();
+    let by_collector: Vec<Source> = others.into_iter().filter(|s| s.collector == name).collect();
     if !by_collector.is_empty() {
         return Ok(by_collector);
     }
-    Err(format!(
-        "no time-series source {name:?}; known: {} (or a collector: britney, ubuntu_archive)",
-        SOURCES
-            .iter()
-            .map(|s| s.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    Err(error)
 }
 
 /// Where an unfinished backfill of one source stands.
@@ -317,46 +289,21 @@ fn write_progress(dir: &Path, all: &BTreeMap<String, Progress>) -> Result<(), Er
 
 /// Parses batches of whole lines of one source into points.
 struct Parser<'a> {
-    kind: Kind,
+    rows: Box<dyn Rows>,
     devel: &'a str,
     url: &'a str,
-    columns: Option<ExcusesColumns>,
     since: Option<DateTime<Utc>>,
 }
 
 impl Parser<'_> {
     /// Reads the header line (of a source that has one).
     fn header(&mut self, line: &str) -> Result<(), String> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .from_reader(line.as_bytes());
-        let rec = rdr
-            .records()
-            .next()
-            .ok_or("an empty header line")?
-            .map_err(|e| format!("unreadable CSV header: {e}"))?;
-        self.columns = Some(ExcusesColumns::of(self.url, &rec).map_err(|e| e.to_string())?);
-        Ok(())
+        self.rows.header(self.url, line)
     }
 
     /// The points of one line (a row), or why it is malformed.
     fn row(&self, line: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
-        match (self.kind, &self.columns) {
-            (Kind::Excuses, Some(cols)) => cols.line(line, self.devel).map(|(t, p)| (t, vec![p])),
-            (Kind::Excuses, None) => Err("no header line before it".to_owned()),
-            (Kind::Nbs, _) => nbs_row(line, self.devel)
-                .map(|(t, p)| (t, vec![p]))
-                .ok_or_else(|| {
-                    "not 3 integers (time in Unix milliseconds, removable, total)".to_owned()
-                }),
-            (Kind::Mismatches(pocket), _) => {
-                mismatch_row(line, self.devel, pocket).ok_or_else(|| {
-                    "not 5 integers (time in Unix milliseconds and 4 counts)".to_owned()
-                })
-            }
-        }
+        self.rows.row(line, self.devel)
     }
 
     /// The lines of `text` (the first of them line `first` of the
@@ -423,7 +370,7 @@ async fn resume(
     http: &Http,
     url: &str,
     state: &Progress,
-    kind: Kind,
+    has_header: bool,
 ) -> Result<Result<(Stream, Vec<u8>, Vec<u8>), String>, Error> {
     let Some(check) = state
         .check
@@ -433,7 +380,7 @@ async fn resume(
             "no checksum of the bytes before it was saved (by an older version)".to_owned(),
         ));
     };
-    if matches!(kind, Kind::Excuses) && state.header.is_none() {
+    if has_header && state.header.is_none() {
         return Ok(Err("no header line was saved".to_owned()));
     }
     let from = state.offset - check.bytes;
@@ -515,7 +462,7 @@ pub async fn backfill(
                 lock.display()
             ))
         })?;
-    let url = join(ctx.source(source.base), source.file);
+    let url = join(ctx.source(&source.series.base), source.series.file);
     let key = redact_url(&url);
     let entry = progress_key(source.name, writer.name());
     let output = output_label(writer.name());
@@ -529,8 +476,10 @@ pub async fn backfill(
         .await
         .map_err(|e| Error::Source(e.to_string()))?;
     let mut restarted = None;
+    let rows = (source.series.rows)();
+    let has_header = rows.has_header();
     let resumed = if state.offset > 0 {
-        match resume(&ctx.http, &url, &state, source.kind).await? {
+        match resume(&ctx.http, &url, &state, has_header).await? {
             Ok(r) => Some(r),
             Err(why) => {
                 tracing::warn!(
@@ -558,10 +507,9 @@ pub async fn backfill(
         }
     };
     let mut parser = Parser {
-        kind: source.kind,
+        rows,
         devel: &devel,
         url: &url,
-        columns: None,
         since: opts.since,
     };
     if let Some(h) = &state.header {
@@ -608,7 +556,7 @@ pub async fn backfill(
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
             let mut body: &str = &text;
             let mut first = state.lines + 1;
-            if state.offset == 0 && matches!(source.kind, Kind::Excuses) && state.header.is_none() {
+            if state.offset == 0 && has_header && state.header.is_none() {
                 let (h, rest) = body.split_once('\n').unwrap_or((body, ""));
                 let h = h.trim_end_matches('\r');
                 parser
@@ -668,7 +616,7 @@ mod tests {
     #[test]
     fn names_and_collectors_select_sources() {
         assert_eq!(
-            select("update-excuses").unwrap()[0].file,
+            select("update-excuses").unwrap()[0].series.file,
             "update_excuses.csv"
         );
         assert_eq!(select("ubuntu_archive").unwrap().len(), 3);
@@ -687,11 +635,11 @@ mod tests {
 
     #[test]
     fn each_line_is_a_row_and_a_malformed_one_costs_that_row_only() {
+        let excuses = select("update_excuses").unwrap().remove(0);
         let mut p = Parser {
-            kind: Kind::Excuses,
+            rows: (excuses.series.rows)(),
             devel: "zz",
             url: "u",
-            columns: None,
             since: None,
         };
         p.header("time,valid candidates,not considered,total,median age,backlog")
