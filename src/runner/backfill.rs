@@ -353,6 +353,117 @@ impl Parser<'_> {
     }
 }
 
+/// The document from where `state` stopped when it is the one read then
+/// (see [`resume`]), else from its beginning, `state` started again (with a
+/// warning): the stream, the bytes read after the offset, the checked bytes
+/// before it, and why it started again.
+async fn open(
+    ctx: &Context,
+    url: &str,
+    name: &str,
+    output: &str,
+    state: &mut Progress,
+    has_header: bool,
+) -> Result<((Stream, Vec<u8>, Vec<u8>), Option<String>), Error> {
+    if state.offset > 0 {
+        match resume(&ctx.http, url, state, has_header).await? {
+            Ok(r) => return Ok((r, None)),
+            Err(why) => {
+                tracing::warn!(
+                    "backfill {name} to {output}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
+                    state.offset
+                );
+                *state = Progress::new(state.url.clone(), state.since);
+                let s = start(ctx, url).await?;
+                return Ok((s, Some(why)));
+            }
+        }
+    }
+    Ok((start(ctx, url).await?, None))
+}
+
+/// The document from its beginning.
+async fn start(ctx: &Context, url: &str) -> Result<(Stream, Vec<u8>, Vec<u8>), Error> {
+    let s = ctx
+        .http
+        .get_stream(url, 0)
+        .await
+        .map_err(|e| Error::Source(e.to_string()))?;
+    Ok((s, Vec::new(), Vec::new()))
+}
+
+/// Creates the state directory and holds its backfill lock: one backfill
+/// at a time.
+fn lock(state_dir: &Path) -> Result<FileLock, Error> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::Stop(format!(
+            "{}: cannot create the directory: {e}",
+            state_dir.display()
+        ))
+    })?;
+    let lock = state_dir.join(LOCK_FILE);
+    FileLock::try_exclusive(&lock)
+        .map_err(|e| Error::Stop(format!("cannot lock {}: {e}", lock.display())))?
+        .ok_or_else(|| {
+            Error::Stop(format!(
+                "another backfill is running ({} is locked): wait for it to end",
+                lock.display()
+            ))
+        })
+}
+
+/// `tail` followed by `done`, cut to its last `window` bytes: the last
+/// bytes done, for the checksum a resume checks.
+fn keep_tail(tail: &mut Vec<u8>, done: &[u8], window: usize) {
+    if done.len() >= window {
+        tail.clear();
+        tail.extend_from_slice(&done[done.len() - window..]);
+    } else {
+        tail.extend_from_slice(done);
+        let over = tail.len().saturating_sub(window);
+        tail.drain(..over);
+    }
+}
+
+impl Report {
+    /// The report of a backfill going on from `state`.
+    fn of(state: &Progress, total: Option<u64>, restarted: Option<String>) -> Report {
+        Report {
+            rows: state.rows,
+            written: state.written,
+            points: state.points,
+            before_since: state.before_since,
+            malformed: state.malformed,
+            malformed_lines: state.malformed_lines.clone(),
+            offset: state.offset,
+            total,
+            resumed_from: (state.offset > 0).then_some(state.offset),
+            restarted,
+        }
+    }
+}
+
+impl Progress {
+    /// A batch of `len` bytes and `lines` lines written, the checksum of
+    /// `tail` (the bytes before the new offset) and the counts of `report`
+    /// kept; the report's offset moves with it.
+    fn done(&mut self, len: usize, lines: usize, tail: &[u8], report: &mut Report) {
+        self.offset += len as u64;
+        self.lines += lines as u64;
+        self.check = Some(Check {
+            bytes: tail.len() as u64,
+            crc32: crc32fast::hash(tail),
+        });
+        self.rows = report.rows;
+        self.written = report.written;
+        self.points = report.points;
+        self.before_since = report.before_since;
+        self.malformed = report.malformed;
+        self.malformed_lines.clone_from(&report.malformed_lines);
+        report.offset = self.offset;
+    }
+}
+
 /// Position of the `n`-th `\n` (1-based) in `buf`.
 fn nth_newline(buf: &[u8], n: usize) -> Option<usize> {
     buf.iter()
@@ -447,21 +558,7 @@ pub async fn backfill(
     opts: &Options,
     progress: &mut (dyn FnMut(&Report) + Send),
 ) -> Result<Report, Error> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
-        Error::Stop(format!(
-            "{}: cannot create the directory: {e}",
-            state_dir.display()
-        ))
-    })?;
-    let lock = state_dir.join(LOCK_FILE);
-    let _guard = FileLock::try_exclusive(&lock)
-        .map_err(|e| Error::Stop(format!("cannot lock {}: {e}", lock.display())))?
-        .ok_or_else(|| {
-            Error::Stop(format!(
-                "another backfill is running ({} is locked): wait for it to end",
-                lock.display()
-            ))
-        })?;
+    let _guard = lock(state_dir)?;
     let url = join(ctx.source(&source.series.base), source.series.file);
     let key = redact_url(&url);
     let entry = progress_key(source.name, writer.name());
@@ -475,37 +572,10 @@ pub async fn backfill(
         .devel_series()
         .await
         .map_err(|e| Error::Source(e.to_string()))?;
-    let mut restarted = None;
     let rows = (source.series.rows)();
     let has_header = rows.has_header();
-    let resumed = if state.offset > 0 {
-        match resume(&ctx.http, &url, &state, has_header).await? {
-            Ok(r) => Some(r),
-            Err(why) => {
-                tracing::warn!(
-                    "backfill {} to {output}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
-                    source.name,
-                    state.offset
-                );
-                restarted = Some(why);
-                state = Progress::new(key, opts.since);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let (mut stream, mut buf, mut tail) = match resumed {
-        Some(r) => r,
-        None => {
-            let s = ctx
-                .http
-                .get_stream(&url, 0)
-                .await
-                .map_err(|e| Error::Source(e.to_string()))?;
-            (s, Vec::new(), Vec::new())
-        }
-    };
+    let ((mut stream, mut buf, mut tail), restarted) =
+        open(ctx, &url, source.name, &output, &mut state, has_header).await?;
     let mut parser = Parser {
         rows,
         devel: &devel,
@@ -517,18 +587,7 @@ pub async fn backfill(
             .header(h)
             .map_err(|e| Error::Stop(format!("{url}: {e}")))?;
     }
-    let mut report = Report {
-        rows: state.rows,
-        written: state.written,
-        points: state.points,
-        before_since: state.before_since,
-        malformed: state.malformed,
-        malformed_lines: state.malformed_lines.clone(),
-        offset: state.offset,
-        total: stream.total,
-        resumed_from: (state.offset > 0).then_some(state.offset),
-        restarted,
-    };
+    let mut report = Report::of(&state, stream.total, restarted);
     let batch = opts.batch_rows.max(1);
     let mut newlines = buf.iter().filter(|b| **b == b'\n').count();
     let mut lines = Vec::with_capacity(batch);
@@ -572,30 +631,10 @@ pub async fn backfill(
                 .write_lines(&lines)
                 .await
                 .map_err(|(_, e)| Error::Influx(format!("{output}: {e}")))?;
-            // The last bytes done, for the checksum a resume checks.
-            if len >= window {
-                tail.clear();
-                tail.extend_from_slice(&buf[len - window..len]);
-            } else {
-                tail.extend_from_slice(&buf[..len]);
-                let over = tail.len().saturating_sub(window);
-                tail.drain(..over);
-            }
+            keep_tail(&mut tail, &buf[..len], window);
             buf.drain(..len);
             newlines -= n;
-            state.offset += len as u64;
-            state.lines += n as u64;
-            state.check = Some(Check {
-                bytes: tail.len() as u64,
-                crc32: crc32fast::hash(&tail),
-            });
-            state.rows = report.rows;
-            state.written = report.written;
-            state.points = report.points;
-            state.before_since = report.before_since;
-            state.malformed = report.malformed;
-            state.malformed_lines.clone_from(&report.malformed_lines);
-            report.offset = state.offset;
+            state.done(len, n, &tail, &mut report);
             all.insert(entry.clone(), state.clone());
             write_progress(state_dir, &all)?;
             progress(&report);
