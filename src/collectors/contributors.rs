@@ -144,8 +144,7 @@ impl Collector for Contributors {
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let ctx = &ctx.with_options(self.options.current(&ctx.options)?);
-        let options: Options = ctx.options_as()?;
+        let options = self.options.current(&ctx.options)?;
         let teams = options
             .teams
             .iter()

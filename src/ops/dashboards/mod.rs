@@ -1,5 +1,5 @@
 //! Grafana dashboards, generated from the collectors: each collector
-//! declares its row of panels next to its code ([`crate::Collector::panels`],
+//! declares its row of panels next to its code ([`crate::collector::Spec::panels`],
 //! built from [`crate::model::panel::Panel`]) and the dashboard it belongs on
 //! ([`Board`]); this module lays the rows out, adds the self-metrics row,
 //! and writes Grafana's JSON. Unit tests check that every measurement of
@@ -103,7 +103,7 @@ fn self_panels() -> Vec<Panel> {
 }
 
 /// Every dashboard, built from the collectors of the registry: each
-/// collector's row of panels ([`crate::Collector::panels`]) on its
+/// collector's row of panels ([`crate::collector::Spec::panels`]) on its
 /// dashboard, in registry order.
 pub fn dashboards() -> Vec<Dashboard> {
     dashboards_of(&crate::collectors::registry())
