@@ -382,7 +382,7 @@ fn config_with_csv_server(dir: &Path, csv: &CsvServer, influx: &Influxd) -> Path
         ..Default::default()
     };
     config.sources.set(
-        ubuntu_metrics::collectors::britney::PROPOSED_MIGRATION.key,
+        &ubuntu_metrics::collectors::britney::PROPOSED_MIGRATION.key,
         csv.base(),
     );
     config.influxdb.url = influx.url().into();

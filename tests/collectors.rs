@@ -149,33 +149,38 @@ fn every_expected_output_of_every_collector_fits_its_schema() {
 
 #[test]
 fn a_line_outside_the_schema_is_named() {
-    const S: &[Measurement] = &[Measurement::new(
+    let s = vec![Measurement::new(
         "m",
         &[schema::tag("a", "")],
         &[schema::int("n", ""), schema::boolean("b", "")],
     )];
-    assert_eq!(check_line(S, "m,a=1 n=1i,b=t 1"), Ok(()));
+    let schema: &[Measurement] = &s;
+    assert_eq!(check_line(schema, "m,a=1 n=1i,b=t 1"), Ok(()));
     assert!(
-        check_line(S, "m,a=1 n=1 1")
+        check_line(schema, "m,a=1 n=1 1")
             .unwrap_err()
             .contains("is float")
     );
     assert!(
-        check_line(S, "m,a=1 b=\"t\" 1")
+        check_line(schema, "m,a=1 b=\"t\" 1")
             .unwrap_err()
             .contains("is string")
     );
     assert!(
-        check_line(S, "m,z=1 n=1i 1")
+        check_line(schema, "m,z=1 n=1i 1")
             .unwrap_err()
             .contains("tag \"z\"")
     );
     assert!(
-        check_line(S, "m x=1i 1")
+        check_line(schema, "m x=1i 1")
             .unwrap_err()
             .contains("field \"x\"")
     );
-    assert!(check_line(S, "q n=1i 1").unwrap_err().contains("\"q\""));
+    assert!(
+        check_line(schema, "q n=1i 1")
+            .unwrap_err()
+            .contains("\"q\"")
+    );
 }
 
 /// What the registry declares is consistent: names and measurements
@@ -191,24 +196,24 @@ fn the_registry_is_consistent() {
         assert!(names.insert(c.name()), "two collectors named {}", c.name());
         assert!(!c.schema().is_empty(), "{}: empty schema", c.name());
         for m in c.schema() {
-            if let Some(other) = measurements.insert(m.name, c.name()) {
+            if let Some(other) = measurements.insert(&m.name, c.name()) {
                 panic!("{} and {other} both write {}", c.name(), m.name);
             }
         }
         for s in c.sources() {
-            if let Some(prev) = sources.insert(s.key, *s) {
+            if let Some(prev) = sources.insert(&s.key, s.clone()) {
                 assert_eq!(
                     prev,
-                    *s,
+                    s.clone(),
                     "{}: source {} declared twice, differently",
                     c.name(),
                     s.key
                 );
             }
-            url::Url::parse(s.default)
+            url::Url::parse(&s.default)
                 .unwrap_or_else(|e| panic!("{}: {} {:?}: {e}", c.name(), s.key, s.default));
             if !s.default.starts_with("rsync://") {
-                let path = fixtures().join(s.fixture);
+                let path = fixtures().join(s.fixture.as_ref());
                 assert!(
                     path.exists(),
                     "{}: source {} has no fixture at {}",

@@ -229,7 +229,8 @@ fn a_hung_influxdb_neither_slows_the_runs_nor_loses_a_point_on_sigterm() {
     let hung = Rogue::start(|_| None);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    let all: Vec<(&str, &str)> = ubuntu_metrics::collectors::registry()
+    let registry = ubuntu_metrics::collectors::registry();
+    let all: Vec<(&str, &str)> = registry
         .iter()
         .map(|c| (c.name(), if c.name() == "sponsoring" { "1s" } else { "1h" }))
         .collect();
@@ -345,34 +346,35 @@ fn a_hung_influxdb_neither_slows_the_runs_nor_loses_a_point_on_sigterm() {
 }
 
 /// A test collector that panics on its first run and succeeds after.
-#[derive(Default)]
 struct Flaky {
     runs: std::sync::atomic::AtomicUsize,
+    spec: ubuntu_metrics::collector::Spec,
+}
+
+impl Default for Flaky {
+    fn default() -> Flaky {
+        use ubuntu_metrics::model::panel::{Board, Kind, Panel, Panels};
+        use ubuntu_metrics::model::schema::{Measurement, int};
+        use ubuntu_metrics::model::timespan::TimeSpan;
+        let spec = ubuntu_metrics::collector::Spec::new("flaky", "panics on its first run")
+            .interval(TimeSpan::parse("1s").unwrap())
+            .schema(vec![Measurement::new("flaky_m", &[], &[int("run", "")])])
+            .panels(Panels {
+                board: Board::Queues,
+                title: "flaky".into(),
+                panels: vec![Panel::new(Kind::Stat, "runs", "flaky_m", &["run"], &[])],
+            });
+        Flaky {
+            runs: Default::default(),
+            spec,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl ubuntu_metrics::Collector for Flaky {
-    fn name(&self) -> &'static str {
-        "flaky"
-    }
-    fn description(&self) -> &'static str {
-        "panics on its first run"
-    }
-    fn default_interval(&self) -> &'static str {
-        "1s"
-    }
-    fn schema(&self) -> &'static [ubuntu_metrics::model::schema::Measurement] {
-        use ubuntu_metrics::model::schema::{Measurement, int};
-        const SCHEMA: &[Measurement] = &[Measurement::new("flaky_m", &[], &[int("run", "")])];
-        SCHEMA
-    }
-    fn panels(&self) -> ubuntu_metrics::model::panel::Panels {
-        use ubuntu_metrics::model::panel::{Board, Kind, Panel, Panels};
-        Panels {
-            board: Board::Queues,
-            title: "flaky",
-            panels: vec![Panel::new(Kind::Stat, "runs", "flaky_m", &["run"], &[])],
-        }
+    fn spec(&self) -> &ubuntu_metrics::collector::Spec {
+        &self.spec
     }
     async fn collect(
         &self,

@@ -211,8 +211,8 @@ fn every_panel_query_returns_data_from_run_all() {
                 .flatten()
                 .filter_map(|v| v[0].as_str().map(str::to_owned))
                 .collect();
-            for t in p.group_by {
-                if !tag_keys.contains(*t) {
+            for t in &p.group_by {
+                if !tag_keys.contains(t.as_ref()) {
                     failures.push(format!(
                         "{} / {}: no tag {t:?} in {} (tags: {tag_keys:?})",
                         d.uid, p.title, p.measurement
@@ -220,12 +220,12 @@ fn every_panel_query_returns_data_from_run_all() {
                 }
             }
             let fields: BTreeSet<String> = db
-                .field_types(p.measurement)
+                .field_types(&p.measurement)
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect();
-            for f in p.fields {
-                if !fields.contains(*f) {
+            for f in &p.fields {
+                if !fields.contains(f.as_ref()) {
                     failures.push(format!(
                         "{} / {}: no field {f:?} in {} (fields: {fields:?})",
                         d.uid, p.title, p.measurement
@@ -256,9 +256,11 @@ fn every_panel_query_returns_data_from_run_all() {
                 }
                 // Groups by tags give one series per tag set.
                 if !p.group_by.is_empty() {
-                    let tagged = series
-                        .iter()
-                        .all(|s| p.group_by.iter().all(|t| s["tags"].get(*t).is_some()));
+                    let tagged = series.iter().all(|s| {
+                        p.group_by
+                            .iter()
+                            .all(|t| s["tags"].get(t.as_ref()).is_some())
+                    });
                     if !tagged {
                         failures.push(format!(
                             "{} / {}: series without tags {:?}",

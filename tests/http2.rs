@@ -10,11 +10,11 @@ use fixture_server::{Alpn, Fault, FixtureServer, TestCa};
 use std::path::{Path, PathBuf};
 
 /// Every collector that asks HTTP only (images lists rsync).
-fn http_collectors() -> Vec<&'static str> {
+fn http_collectors() -> Vec<String> {
     ubuntu_metrics::collectors::registry()
         .iter()
-        .map(|c| c.name())
-        .filter(|n| *n != "images")
+        .map(|c| c.name().to_owned())
+        .filter(|n| n != "images")
         .collect()
 }
 
@@ -45,7 +45,7 @@ fn run_every_collector(dir: &Path, server: &FixtureServer, ca: &TestCa, max_per_
         let out = bin()
             .arg("--config")
             .arg(&config)
-            .args(["run", "--now", NOW, "--dry-run", name])
+            .args(["run", "--now", NOW, "--dry-run", &name])
             .env("SSL_CERT_FILE", &ca_file)
             .env("UBUNTU_METRICS_STATE_DIR", dir.join("state"))
             .output()

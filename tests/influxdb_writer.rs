@@ -259,7 +259,7 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
         });
         let out = InfluxOutput::new(Arc::new(w), Some(spool.clone()));
         let outcome = Outcome {
-            name: "alpha",
+            name: "alpha".into(),
             status: Status::Ok,
             time: t(i as u32),
             points: (0..3)

@@ -350,8 +350,8 @@ fn offline_each_collector_says_in_one_short_line_which_name_does_not_resolve() {
     let mut sources = std::collections::BTreeMap::new();
     for c in registry() {
         for s in c.sources() {
-            let url = host.replace(s.default, "://${1}.invalid").into_owned();
-            sources.insert(s.key, url);
+            let url = host.replace(&s.default, "://${1}.invalid").into_owned();
+            sources.insert(s.key.to_string(), url);
         }
     }
     assert_eq!(

@@ -224,11 +224,11 @@ fn a_daemon_wake_up_of_every_collector_reads_the_distribution_and_its_series_onc
     let server = server_with_rsync();
     let db = common::influxd::Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<&str> = ubuntu_metrics::collectors::registry()
+    let names: Vec<String> = ubuntu_metrics::collectors::registry()
         .iter()
-        .map(|c| c.name())
+        .map(|c| c.name().to_owned())
         .collect();
-    let enabled: Vec<(&str, &str)> = names.iter().map(|n| (*n, "1h")).collect();
+    let enabled: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1h")).collect();
     let config = daemon_config(dir.path(), &server, &db.url(), &enabled);
     let (code, log) = daemon_until(
         &config,

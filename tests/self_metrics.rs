@@ -3,7 +3,7 @@
 //! requests and errors per upstream host (`ubuntu_metrics_http`), each
 //! write to InfluxDB (`ubuntu_metrics_write`) and the spool as seen after
 //! each delivery (`ubuntu_metrics_spool`). Every self-metric written has
-//! the fields and types `runner::SELF_SCHEMA` declares.
+//! the fields and types `runner::self_schema()` declares.
 
 mod common;
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use ubuntu_metrics::model::schema::FieldType;
-use ubuntu_metrics::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, SELF_SCHEMA};
+use ubuntu_metrics::runner::{HTTP_MEASUREMENT, SELF_MEASUREMENT, self_schema};
 use ubuntu_metrics::sinks::{SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 
 /// The rows of `SELECT * FROM m` as maps from column to value.
@@ -77,9 +77,9 @@ fn run(config: &Path, args: &[&str]) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-/// InfluxDB's field types of every self-metric match `SELF_SCHEMA`.
+/// InfluxDB's field types of every self-metric match `self_schema()`.
 fn assert_types_declared(db: &Influxd) {
-    for m in SELF_SCHEMA {
+    for m in self_schema() {
         let answer = db.query(&format!("SHOW FIELD KEYS FROM \"{}\"", m.name));
         let Some(values) = answer["results"][0]["series"][0]["values"].as_array() else {
             continue;

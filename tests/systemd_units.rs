@@ -77,7 +77,7 @@ fn generated_units_verify_and_follow_the_configuration() {
         let want = if c.name() == "sponsoring" {
             "1h 30min"
         } else {
-            c.default_interval()
+            c.default_interval().text()
         };
         assert_eq!(
             timer_setting(&text, "OnUnitInactiveSec").as_deref(),

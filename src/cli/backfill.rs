@@ -64,7 +64,7 @@ pub(super) async fn main(config: &Config, args: &BackfillArgs) -> i32 {
     let mut status = EXIT_OK;
     // The outputs that stopped before the end, to go on with.
     let mut unfinished: Vec<&str> = Vec::new();
-    for source in sources {
+    for source in &sources {
         for writer in &writers {
             let started = Instant::now();
             // With several outputs configured, each line says which.

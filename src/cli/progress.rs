@@ -48,7 +48,7 @@ pub async fn collect_many(
         .map(|c| {
             let pb = mp.add(ProgressBar::new_spinner());
             pb.set_style(running.clone());
-            pb.set_prefix(c.name());
+            pb.set_prefix(c.name().to_owned());
             pb.enable_steady_tick(Duration::from_millis(100));
             pb
         })

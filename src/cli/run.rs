@@ -205,7 +205,7 @@ fn failure_summary(outcomes: &[Outcome], answers: u64) -> Option<String> {
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.error.is_some())
-        .map(|o| o.name)
+        .map(|o| o.name.as_str())
         .collect();
     if failed.is_empty() {
         return None;

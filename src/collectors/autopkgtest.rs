@@ -19,7 +19,7 @@
 //! release or arch level that is not an object) is skipped with a warning
 //! and the rest of the document is kept.
 
-use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::collector::{Collector, CollectorError, Context, Parts, Spec};
 use crate::config::SourceUrl;
 use crate::model::panel::{Agg, Board, Kind, Panel, Panels};
 use crate::model::point::Point;
@@ -29,109 +29,117 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-pub struct Autopkgtest;
+/// The collector: its spec.
+pub struct Autopkgtest {
+    spec: Spec,
+}
 
 /// An autopkgtest instance's web front end.
-pub const PRODUCTION: SourceUrl = SourceUrl {
-    key: "autopkgtest_production",
-    default: "https://autopkgtest.ubuntu.com/",
-    about: "the production autopkgtest instance (queue_size.json, static/running.json)",
-    fixture: "autopkgtest/production/",
-};
+pub static PRODUCTION: SourceUrl = SourceUrl::new(
+    "autopkgtest_production",
+    "https://autopkgtest.ubuntu.com/",
+    "the production autopkgtest instance (queue_size.json, static/running.json)",
+    "autopkgtest/production/",
+);
 
 /// The staging autopkgtest instance.
-pub const STAGING: SourceUrl = SourceUrl {
-    key: "autopkgtest_staging",
-    default: "https://autopkgtest.staging.ubuntu.com/",
-    about: "the staging autopkgtest instance (same documents)",
-    fixture: "autopkgtest/staging/",
-};
+pub static STAGING: SourceUrl = SourceUrl::new(
+    "autopkgtest_staging",
+    "https://autopkgtest.staging.ubuntu.com/",
+    "the staging autopkgtest instance (same documents)",
+    "autopkgtest/staging/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        "autopkgtest_queue_size",
-        &[
-            tag("context", ""),
-            tag("release", ""),
-            tag("arch", ""),
-            tag("instance", "`production` or `staging`"),
-        ],
-        &[int("count", "")],
-    ),
-    Measurement::new(
-        "autopkgtest_running",
-        &[
-            tag("release", ""),
-            tag("arch", ""),
-            tag("instance", "`production` or `staging`"),
-        ],
-        &[int(
-            "count",
-            "(package, params) entries running for that release and arch",
-        )],
-    ),
-];
+pub fn schema() -> Vec<Measurement> {
+    vec![
+        Measurement::new(
+            "autopkgtest_queue_size",
+            &[
+                tag("context", ""),
+                tag("release", ""),
+                tag("arch", ""),
+                tag("instance", "`production` or `staging`"),
+            ],
+            &[int("count", "")],
+        ),
+        Measurement::new(
+            "autopkgtest_running",
+            &[
+                tag("release", ""),
+                tag("arch", ""),
+                tag("instance", "`production` or `staging`"),
+            ],
+            &[int(
+                "count",
+                "(package, params) entries running for that release and arch",
+            )],
+        ),
+    ]
+}
 
 const QUEUE_SIZE: &str = "queue_size.json";
 const RUNNING: &str = "static/running.json";
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Queues,
+        title: "autopkgtest".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "autopkgtest queue size by release",
+                "autopkgtest_queue_size",
+                &["count"],
+                &["instance", "release"],
+            )
+            .agg(Agg::SumOfLast),
+            Panel::new(
+                Kind::Timeseries,
+                "autopkgtest queue size by architecture",
+                "autopkgtest_queue_size",
+                &["count"],
+                &["instance", "arch"],
+            )
+            .agg(Agg::SumOfLast),
+            Panel::new(
+                Kind::Timeseries,
+                "Running autopkgtests",
+                "autopkgtest_running",
+                &["count"],
+                &["instance", "release", "arch"],
+            ),
+            Panel::new(
+                Kind::Table,
+                "autopkgtest queues (latest)",
+                "autopkgtest_queue_size",
+                &["count"],
+                &["instance", "context", "release", "arch"],
+            )
+            .width(12),
+        ],
+    }
+}
+
+impl Default for Autopkgtest {
+    fn default() -> Autopkgtest {
+        Autopkgtest {
+            spec: Spec::new(
+                "autopkgtest",
+                "autopkgtest queue sizes and running tests, production and staging",
+            )
+            .schema(schema())
+            .sources(vec![PRODUCTION.clone(), STAGING.clone()])
+            .panels(panels()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for Autopkgtest {
-    fn name(&self) -> &'static str {
-        "autopkgtest"
-    }
-
-    fn description(&self) -> &'static str {
-        "autopkgtest queue sizes and running tests, production and staging"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[PRODUCTION, STAGING]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Queues,
-            title: "autopkgtest",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "autopkgtest queue size by release",
-                    "autopkgtest_queue_size",
-                    &["count"],
-                    &["instance", "release"],
-                )
-                .agg(Agg::SumOfLast),
-                Panel::new(
-                    Kind::Timeseries,
-                    "autopkgtest queue size by architecture",
-                    "autopkgtest_queue_size",
-                    &["count"],
-                    &["instance", "arch"],
-                )
-                .agg(Agg::SumOfLast),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Running autopkgtests",
-                    "autopkgtest_running",
-                    &["count"],
-                    &["instance", "release", "arch"],
-                ),
-                Panel::new(
-                    Kind::Table,
-                    "autopkgtest queues (latest)",
-                    "autopkgtest_queue_size",
-                    &["count"],
-                    &["instance", "context", "release", "arch"],
-                )
-                .width(12),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

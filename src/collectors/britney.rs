@@ -24,7 +24,10 @@
 //!    aliases; read as generic YAML (tags ignored, `defaultdict`s unwrapped).
 
 use crate::collector::LAUNCHPAD;
-use crate::collector::{Collector, CollectorError, Context, OptionError, Parts, merge_parts};
+use crate::collector::{
+    Collector, CollectorError, Configured, Context, OptionError, Parts, Rows, Series, Spec,
+    merge_parts,
+};
 use crate::config::SourceUrl;
 use crate::model::catch_up::{self, Cutoff};
 use crate::model::panel::{Board, Kind, Panel, Panels};
@@ -39,140 +42,151 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
-pub struct Britney;
+/// The collector: its spec and its typed options.
+pub struct Britney {
+    spec: Spec,
+    options: Configured<catch_up::Options>,
+}
 
 /// britney's proposed-migration reports.
-pub const PROPOSED_MIGRATION: SourceUrl = SourceUrl {
-    key: "proposed_migration",
-    default: "https://ubuntu-archive-team.ubuntu.com/proposed-migration/",
-    about: "britney's output: update_excuses, logs, the excuses CSV and by-team YAML",
-    fixture: "britney/proposed-migration/",
-};
+pub static PROPOSED_MIGRATION: SourceUrl = SourceUrl::new(
+    "proposed_migration",
+    "https://ubuntu-archive-team.ubuntu.com/proposed-migration/",
+    "britney's output: update_excuses, logs, the excuses CSV and by-team YAML",
+    "britney/proposed-migration/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        "britney_last_run_age",
-        &[tag("release", "")],
-        &[int("run_age", "whole hours since the last run")],
-    ),
-    Measurement::new(
-        "britney_last_run_duration",
-        &[tag("release", "")],
-        &[int(
-            "run_duration",
-            "whole minutes of the last complete run",
-        )],
-    ),
-    Measurement::new(
-        "update_excuses_stats",
-        &[tag("release", "the devel series")],
-        &[
-            int("valid_candidates", ""),
-            int("not_considered", ""),
-            int("total", ""),
-            int("median_age", ""),
-            int("backlog", ""),
-        ],
-    )
-    .timed("the CSV row's time"),
-    Measurement::new(
-        "update_excuses_by_team_stats",
-        &[tag("release", "the devel series"), tag("team", "")],
-        &[
-            int("count", "items older than 3 days"),
-            float("age", "their mean age in days, 0.0 when none"),
-        ],
-    ),
-];
+pub fn schema() -> Vec<Measurement> {
+    vec![
+        Measurement::new(
+            "britney_last_run_age",
+            &[tag("release", "")],
+            &[int("run_age", "whole hours since the last run")],
+        ),
+        Measurement::new(
+            "britney_last_run_duration",
+            &[tag("release", "")],
+            &[int(
+                "run_duration",
+                "whole minutes of the last complete run",
+            )],
+        ),
+        Measurement::new(
+            "update_excuses_stats",
+            &[tag("release", "the devel series")],
+            &[
+                int("valid_candidates", ""),
+                int("not_considered", ""),
+                int("total", ""),
+                int("median_age", ""),
+                int("backlog", ""),
+            ],
+        )
+        .timed("the CSV row's time"),
+        Measurement::new(
+            "update_excuses_by_team_stats",
+            &[tag("release", "the devel series"), tag("team", "")],
+            &[
+                int("count", "items older than 3 days"),
+                float("age", "their mean age in days, 0.0 when none"),
+            ],
+        ),
+    ]
+}
 
 /// A by-team item counts when its age in days is greater than this.
 const STUCK_AGE_DAYS: f64 = 3.0;
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Queues,
+        title: "Proposed migration (britney)".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "Hours since britney's last run",
+                "britney_last_run_age",
+                &["run_age"],
+                &["release"],
+            )
+            .unit("h"),
+            Panel::new(
+                Kind::Timeseries,
+                "Duration of britney's last run",
+                "britney_last_run_duration",
+                &["run_duration"],
+                &["release"],
+            )
+            .unit("m"),
+            Panel::new(
+                Kind::Timeseries,
+                "Update excuses (devel series)",
+                "update_excuses_stats",
+                &["valid_candidates", "not_considered", "total", "backlog"],
+                &["release"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Median age of update excuses",
+                "update_excuses_stats",
+                &["median_age"],
+                &["release"],
+            )
+            .unit("d"),
+            Panel::new(
+                Kind::Timeseries,
+                "Excuses older than 3 days, by team",
+                "update_excuses_by_team_stats",
+                &["count"],
+                &["team"],
+            ),
+            Panel::new(
+                Kind::Table,
+                "Excuses by team (latest)",
+                "update_excuses_by_team_stats",
+                &["count", "age"],
+                &["release", "team"],
+            )
+            .field_units(&[("age", "d")])
+            .width(12)
+            .describe("Per team: items older than 3 days, and their mean age in days."),
+        ],
+    }
+}
+
+impl Default for Britney {
+    fn default() -> Britney {
+        Britney {
+            spec: Spec::new(
+                "britney",
+                "britney (proposed-migration) run age and duration, update_excuses statistics overall and per team",
+            )
+            .schema(schema())
+            .sources(vec![PROPOSED_MIGRATION.clone(), LAUNCHPAD.clone()])
+            .panels(panels())
+            .options(catch_up::OPTIONS),
+            options: Configured::default(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for Britney {
-    fn name(&self) -> &'static str {
-        "britney"
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    fn description(&self) -> &'static str {
-        "britney (proposed-migration) run age and duration, update_excuses statistics overall and per team"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[PROPOSED_MIGRATION, LAUNCHPAD]
-    }
-
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        catch_up::OPTIONS
-    }
-
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        crate::collector::parse_options::<catch_up::Options>(options).map(|_| ())
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Queues,
-            title: "Proposed migration (britney)",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "Hours since britney's last run",
-                    "britney_last_run_age",
-                    &["run_age"],
-                    &["release"],
-                )
-                .unit("h"),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Duration of britney's last run",
-                    "britney_last_run_duration",
-                    &["run_duration"],
-                    &["release"],
-                )
-                .unit("m"),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Update excuses (devel series)",
-                    "update_excuses_stats",
-                    &["valid_candidates", "not_considered", "total", "backlog"],
-                    &["release"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Median age of update excuses",
-                    "update_excuses_stats",
-                    &["median_age"],
-                    &["release"],
-                )
-                .unit("d"),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Excuses older than 3 days, by team",
-                    "update_excuses_by_team_stats",
-                    &["count"],
-                    &["team"],
-                ),
-                Panel::new(
-                    Kind::Table,
-                    "Excuses by team (latest)",
-                    "update_excuses_by_team_stats",
-                    &["count", "age"],
-                    &["release", "team"],
-                )
-                .field_units(&[("age", "d")])
-                .width(12)
-                .describe("Per team: items older than 3 days, and their mean age in days."),
-            ],
-        }
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
+        Ok(Some(Box::new(Britney {
+            spec: self.spec.clone(),
+            options: Configured::new(options)?,
+        })))
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let ctx = &ctx.with_options(self.options.current(&ctx.options)?);
         let base = ctx.source(&PROPOSED_MIGRATION);
         let (runs, excuses, by_team) = futures::join!(
             run_parts(ctx, base),
@@ -189,6 +203,48 @@ impl Collector for Britney {
                 ("update_excuses_by_team.yaml", by_team),
             ],
         )
+    }
+
+    fn time_series(&self) -> Vec<Series> {
+        vec![Series {
+            name: "update_excuses",
+            base: PROPOSED_MIGRATION.clone(),
+            file: "update_excuses.csv",
+            rows: || Box::<ExcusesRows>::default(),
+        }]
+    }
+}
+
+/// `update_excuses.csv` read by `backfill`: its columns by header name,
+/// then each line a row, as `collect` reads it.
+#[derive(Default)]
+struct ExcusesRows(Option<ExcusesColumns>);
+
+impl Rows for ExcusesRows {
+    fn has_header(&self) -> bool {
+        true
+    }
+
+    fn header(&mut self, url: &str, line: &str) -> Result<(), String> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(line.as_bytes());
+        let rec = rdr
+            .records()
+            .next()
+            .ok_or("an empty header line")?
+            .map_err(|e| format!("unreadable CSV header: {e}"))?;
+        self.0 = Some(ExcusesColumns::of(url, &rec).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        match &self.0 {
+            Some(cols) => cols.line(line, devel).map(|(t, p)| (t, vec![p])),
+            None => Err("no header line before it".to_owned()),
+        }
     }
 }
 
@@ -238,7 +294,9 @@ async fn run_parts(ctx: &Context, base: &str) -> (Part, Part) {
         }
     }
     let ages_part = ages.finish();
-    let durations_part = if let Err(e @ CollectorError::Unreachable { .. }) = &ages_part {
+    let durations_part = if let Err(e) = &ages_part
+        && e.is_unreachable()
+    {
         // The same hosts, out of reach: said as such.
         Err(e.clone())
     } else if ages_part.is_err() {

@@ -16,7 +16,7 @@
 //! collection fails.
 
 use crate::collector::LAUNCHPAD;
-use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::collector::{Collector, CollectorError, Context, Parts, Spec};
 use crate::config::SourceUrl;
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
@@ -26,69 +26,77 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
-pub struct Cnf;
+/// The collector: its spec.
+pub struct Cnf {
+    spec: Spec,
+}
 
 /// The Ubuntu archive.
-pub const ARCHIVE: SourceUrl = SourceUrl {
-    key: "archive",
-    default: "http://archive.ubuntu.com/ubuntu/",
-    about: "the Ubuntu archive (dists/S/main/cnf/ listings)",
-    fixture: "cnf/ubuntu/",
-};
+pub static ARCHIVE: SourceUrl = SourceUrl::new(
+    "archive",
+    "http://archive.ubuntu.com/ubuntu/",
+    "the Ubuntu archive (dists/S/main/cnf/ listings)",
+    "cnf/ubuntu/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "command_not_found_age",
-    &[tag("release", "")],
-    &[
-        float("cnf_age", "days"),
-        boolean("out_of_date", "`cnf_age > 1`"),
-    ],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "command_not_found_age",
+        &[tag("release", "")],
+        &[
+            float("cnf_age", "days"),
+            boolean("out_of_date", "`cnf_age > 1`"),
+        ],
+    )]
+}
+
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Archive,
+        title: "command-not-found".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "command-not-found index age",
+                "command_not_found_age",
+                &["cnf_age"],
+                &["release"],
+            )
+            .unit("d"),
+            Panel::new(
+                Kind::Table,
+                "command-not-found indexes (latest)",
+                "command_not_found_age",
+                &["cnf_age", "out_of_date"],
+                &["release"],
+            )
+            .field_units(&[("cnf_age", "d")])
+            .width(12)
+            .describe("Out of date: the index is more than a day old."),
+        ],
+    }
+}
+
+impl Default for Cnf {
+    fn default() -> Cnf {
+        Cnf {
+            spec: Spec::new(
+                "cnf",
+                "age of the command-not-found (cnf) indexes in the archive, per active series",
+            )
+            .schema(schema())
+            .sources(vec![ARCHIVE.clone(), LAUNCHPAD.clone()])
+            .panels(panels()),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Collector for Cnf {
-    fn name(&self) -> &'static str {
-        "cnf"
-    }
-
-    fn description(&self) -> &'static str {
-        "age of the command-not-found (cnf) indexes in the archive, per active series"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[ARCHIVE, LAUNCHPAD]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Archive,
-            title: "command-not-found",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "command-not-found index age",
-                    "command_not_found_age",
-                    &["cnf_age"],
-                    &["release"],
-                )
-                .unit("d"),
-                Panel::new(
-                    Kind::Table,
-                    "command-not-found indexes (latest)",
-                    "command_not_found_age",
-                    &["cnf_age", "out_of_date"],
-                    &["release"],
-                )
-                .field_units(&[("cnf_age", "d")])
-                .width(12)
-                .describe("Out of date: the index is more than a day old."),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

@@ -10,26 +10,34 @@
 //! can be read, the collection fails.
 
 use crate::collector::LAUNCHPAD;
-use crate::collector::{Collector, CollectorError, CollectorOptions, Context, OptionError, Parts};
-use crate::config::SourceUrl;
+use crate::collector::{
+    Collector, CollectorError, CollectorOptions, Configured, Context, OptionError, Parts, Spec,
+};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
+use crate::model::timespan::TimeSpan;
 use crate::sources::http::encode_segment;
 use crate::sources::launchpad::Launchpad;
 use chrono::{DateTime, Utc};
 
-pub struct Contributors;
+/// The collector: its spec and its typed options.
+pub struct Contributors {
+    spec: Spec,
+    options: Configured<Options>,
+}
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "launchpad_team_members",
-    &[
-        tag("team", ""),
-        tag("count_type", "`members` or `participants`"),
-    ],
-    &[int("count", "")],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "launchpad_team_members",
+        &[
+            tag("team", ""),
+            tag("count_type", "`members` or `participants`"),
+        ],
+        &[int("count", "")],
+    )]
+}
 
 /// The teams counted unless the option `teams` says otherwise.
 pub const DEFAULT_TEAMS: [&str; 10] = [
@@ -74,68 +82,69 @@ impl CollectorOptions for Options {
 /// The collections counted per team, also the `count_type` tag.
 const COUNT_TYPES: [&str; 2] = ["members", "participants"];
 
-#[async_trait::async_trait]
-impl Collector for Contributors {
-    fn name(&self) -> &'static str {
-        "contributors"
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::People,
+        title: "Contributors".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "Launchpad team members",
+                "launchpad_team_members",
+                &["count"],
+                &["team"],
+            )
+            .filter("\"count_type\" = 'members'")
+            .describe("Direct members of each team."),
+            Panel::new(
+                Kind::Timeseries,
+                "Launchpad team participants",
+                "launchpad_team_members",
+                &["count"],
+                &["team"],
+            )
+            .filter("\"count_type\" = 'participants'")
+            .describe("Direct and indirect members (through member teams)."),
+        ],
     }
+}
 
-    fn description(&self) -> &'static str {
-        "number of members and participants of the Ubuntu developer teams on Launchpad"
-    }
-
-    fn default_interval(&self) -> &'static str {
-        "1h"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[LAUNCHPAD]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::People,
-            title: "Contributors",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "Launchpad team members",
-                    "launchpad_team_members",
-                    &["count"],
-                    &["team"],
-                )
-                .filter("\"count_type\" = 'members'")
-                .describe("Direct members of each team."),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Launchpad team participants",
-                    "launchpad_team_members",
-                    &["count"],
-                    &["team"],
-                )
-                .filter("\"count_type\" = 'participants'")
-                .describe("Direct and indirect members (through member teams)."),
-            ],
-        }
-    }
-
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
+impl Default for Contributors {
+    fn default() -> Contributors {
+        Contributors {
+            spec: Spec::new(
+                "contributors",
+                "number of members and participants of the Ubuntu developer teams on Launchpad",
+            )
+            .interval(TimeSpan::hours(1))
+            .schema(schema())
+            .sources(vec![LAUNCHPAD.clone()])
+            .panels(panels())
+            .options(&[(
             "teams",
             "Launchpad team names (without ~) whose members and participants are counted; default: motu, ubuntumembers, ubuntu-archive, ubuntu-core-dev, ubuntu-dev, ubuntu-developer-members, ubuntu-release, ubuntu-sru, ubuntu-sru-developers, ubuntu-uploaders",
-        )]
+        )]),
+            options: Configured::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Collector for Contributors {
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        crate::collector::parse_options::<Options>(options).map(|_| ())
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
+        Ok(Some(Box::new(Contributors {
+            spec: self.spec.clone(),
+            options: Configured::new(options)?,
+        })))
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
-        let options: Options = ctx.options_as()?;
+        let options = self.options.current(&ctx.options)?;
         let teams = options
             .teams
             .iter()
@@ -223,7 +232,10 @@ mod tests {
         let e = crate::collector::parse_options::<Options>(&bad).unwrap_err();
         assert_eq!(e.key, "teams", "{e}");
         let bad: toml::Table = toml::from_str("teams = [\"motu\", \"\"]").unwrap();
-        assert_eq!(Contributors.check_options(&bad).unwrap_err().key, "teams");
+        assert_eq!(
+            Contributors::default().configure(&bad).err().unwrap().key,
+            "teams"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 use crate::collector::LAUNCHPAD;
 use crate::collector::{
-    Collector, CollectorError, CollectorOptions, Context, OptionError, Parts, parse_options,
+    Collector, CollectorError, CollectorOptions, Configured, Context, OptionError, Parts, Spec,
 };
 use crate::config::SourceUrl;
 use crate::model::panel::{Agg, Board, Kind, Panel, Panels};
@@ -36,28 +36,34 @@ use regex::Regex;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-pub struct Images;
+/// The collector: its spec and its typed options.
+pub struct Images {
+    spec: Spec,
+    options: Configured<Options>,
+}
 
 /// cdimage's rsync module.
-pub const CDIMAGE: SourceUrl = SourceUrl {
-    key: "cdimage_rsync",
-    default: "rsync://cdimage.ubuntu.com/cdimage/",
-    about: "cdimage's rsync module, listed (never downloaded)",
-    fixture: "",
-};
+pub static CDIMAGE: SourceUrl = SourceUrl::new(
+    "cdimage_rsync",
+    "rsync://cdimage.ubuntu.com/cdimage/",
+    "cdimage's rsync module, listed (never downloaded)",
+    "",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "daily_image_details",
-    &[
-        tag("flavor", ""),
-        tag("release", ""),
-        tag("current_or_pending", ""),
-        tag("architecture", ""),
-        tag("image_type", "left out when none"),
-    ],
-    &[int("age", "days"), int("size", "bytes")],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "daily_image_details",
+        &[
+            tag("flavor", ""),
+            tag("release", ""),
+            tag("current_or_pending", ""),
+            tag("architecture", ""),
+            tag("image_type", "left out when none"),
+        ],
+        &[int("age", "days"), int("size", "bytes")],
+    )]
+}
 
 /// The path patterns listed, each followed by one of [`SUFFIXES`].
 pub const PATTERNS: [&str; 5] = [
@@ -84,60 +90,65 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(\w+)-.*-([\w\+]+)\..+").expect("valid regex"));
 
-#[async_trait::async_trait]
-impl Collector for Images {
-    fn name(&self) -> &'static str {
-        "images"
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Images,
+        title: "Daily images".into(),
+        panels: vec![
+            Panel::new(Kind::Timeseries, "Oldest current image per flavor", "daily_image_details", &["age"], &["flavor"])
+                .filter("\"current_or_pending\" = 'current'")
+                .agg(Agg::Max)
+                .unit("d")
+                .describe("Days since the oldest `current` image of each flavor was built: a flavor whose images stopped building climbs."),
+            Panel::new(Kind::Timeseries, "Oldest pending image per flavor", "daily_image_details", &["age"], &["flavor"])
+                .filter("\"current_or_pending\" = 'pending'")
+                .agg(Agg::Max)
+                .unit("d"),
+            Panel::new(Kind::Timeseries, "Largest image per flavor", "daily_image_details", &["size"], &["flavor"])
+                .agg(Agg::Max)
+                .unit("decbytes")
+                .width(24),
+            Panel::new(Kind::Table, "Images (latest)", "daily_image_details", &["age", "size"], &["flavor", "release", "image_type", "architecture", "current_or_pending"])
+                .field_units(&[("age", "d"), ("size", "decbytes")]),
+        ],
     }
+}
 
-    fn description(&self) -> &'static str {
-        "age and size of the current and pending daily images on cdimage (rsync listing)"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[CDIMAGE, LAUNCHPAD]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Images,
-            title: "Daily images",
-            panels: vec![
-                Panel::new(Kind::Timeseries, "Oldest current image per flavor", "daily_image_details", &["age"], &["flavor"])
-                    .filter("\"current_or_pending\" = 'current'")
-                    .agg(Agg::Max)
-                    .unit("d")
-                    .describe("Days since the oldest `current` image of each flavor was built: a flavor whose images stopped building climbs."),
-                Panel::new(Kind::Timeseries, "Oldest pending image per flavor", "daily_image_details", &["age"], &["flavor"])
-                    .filter("\"current_or_pending\" = 'pending'")
-                    .agg(Agg::Max)
-                    .unit("d"),
-                Panel::new(Kind::Timeseries, "Largest image per flavor", "daily_image_details", &["size"], &["flavor"])
-                    .agg(Agg::Max)
-                    .unit("decbytes")
-                    .width(24),
-                Panel::new(Kind::Table, "Images (latest)", "daily_image_details", &["age", "size"], &["flavor", "release", "image_type", "architecture", "current_or_pending"])
-                    .field_units(&[("age", "d"), ("size", "decbytes")]),
-            ],
-        }
-    }
-
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
+impl Default for Images {
+    fn default() -> Images {
+        Images {
+            spec: Spec::new(
+                "images",
+                "age and size of the current and pending daily images on cdimage (rsync listing)",
+            )
+            .schema(schema())
+            .sources(vec![CDIMAGE.clone(), LAUNCHPAD.clone()])
+            .panels(panels())
+            .options(&[(
             "rsync_timeout",
             "time allowed to each rsync listing call before it is killed (systemd time span, default 10s)",
-        )]
+        )]),
+            options: Configured::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Collector for Images {
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        parse_options::<Options>(options).map(|_| ())
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
+        Ok(Some(Box::new(Images {
+            spec: self.spec.clone(),
+            options: Configured::new(options)?,
+        })))
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let ctx = &ctx.with_options(self.options.current(&ctx.options)?);
         // Checked first: a bad option should not cost a Launchpad request.
         timeout_option(ctx)?;
         let active = async {
@@ -218,7 +229,7 @@ async fn list(ctx: &Context) -> Result<Vec<Entry>, CollectorError> {
         Err(e @ RsyncError::NotInstalled { .. }) => Err(CollectorError::Other(e.to_string())),
         // Each path apart would not reach the host either.
         Err(RsyncError::Unreachable { url, message }) => {
-            Err(CollectorError::Unreachable { url, message })
+            Err(CollectorError::unreachable(url, message))
         }
         Err(e) => {
             // Each path apart, so that what failed them all together (a
@@ -324,7 +335,7 @@ fn merge(
                 return Err(CollectorError::Other(e.to_string()));
             }
             Err(RsyncError::Unreachable { url, message }) => {
-                parts.fail("", CollectorError::Unreachable { url, message });
+                parts.fail("", CollectorError::unreachable(url, message));
             }
             // The error names the URL (redacted when shown).
             Err(e) => parts.fail("", CollectorError::Other(e.to_string())),

@@ -18,94 +18,100 @@
 //! skipped with a warning. A team named by the empty string is skipped
 //! silently: a point needs its `team_name` tag.
 
-use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::collector::{Collector, CollectorError, Context, Parts, Spec};
 use crate::config::SourceUrl;
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
+use crate::model::timespan::TimeSpan;
 use crate::sources::distro_info::DistroInfo;
 use crate::sources::http::join;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub struct RlsBugs;
+/// The collector: its spec.
+pub struct RlsBugs {
+    spec: Spec,
+}
 
 /// The QA team's release-management reports.
-pub const RLS_MGR: SourceUrl = SourceUrl {
-    key: "rls_mgr",
-    default: "http://reports.qa.ubuntu.com/reports/rls-mgr/",
-    about: "the rls-X-incoming/tracking JSON reports",
-    fixture: "rls_bugs/",
-};
+pub static RLS_MGR: SourceUrl = SourceUrl::new(
+    "rls_mgr",
+    "http://reports.qa.ubuntu.com/reports/rls-mgr/",
+    "the rls-X-incoming/tracking JSON reports",
+    "rls_bugs/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "distro_rls_bug_tasks",
-    &[
-        tag("tag", "`incoming` or `tracking`"),
-        tag("release", ""),
-        tag("team_name", ""),
-    ],
-    &[int("count", "number of bugs")],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "distro_rls_bug_tasks",
+        &[
+            tag("tag", "`incoming` or `tracking`"),
+            tag("release", ""),
+            tag("team_name", ""),
+        ],
+        &[int("count", "number of bugs")],
+    )]
+}
 
 const TAGS: [&str; 2] = ["incoming", "tracking"];
 
 /// The first series whose files carry its letter twice.
 const FIRST_DOUBLED: &str = "artful";
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::People,
+        title: "Release bugs (rls-*-incoming / tracking)".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "Incoming release bugs by team",
+                "distro_rls_bug_tasks",
+                &["count"],
+                &["release", "team_name"],
+            )
+            .filter("\"tag\" = 'incoming'"),
+            Panel::new(
+                Kind::Timeseries,
+                "Tracked release bugs by team",
+                "distro_rls_bug_tasks",
+                &["count"],
+                &["release", "team_name"],
+            )
+            .filter("\"tag\" = 'tracking'"),
+            Panel::new(
+                Kind::Table,
+                "Release bugs (latest)",
+                "distro_rls_bug_tasks",
+                &["count"],
+                &["tag", "release", "team_name"],
+            ),
+        ],
+    }
+}
+
+impl Default for RlsBugs {
+    fn default() -> RlsBugs {
+        RlsBugs {
+            spec: Spec::new(
+                "rls_bugs",
+                "release-management (rls) bugs per supported series, list and team",
+            )
+            .interval(TimeSpan::hours(1))
+            .schema(schema())
+            .sources(vec![RLS_MGR.clone()])
+            .panels(panels()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for RlsBugs {
-    fn name(&self) -> &'static str {
-        "rls_bugs"
-    }
-
-    fn description(&self) -> &'static str {
-        "release-management (rls) bugs per supported series, list and team"
-    }
-
-    fn default_interval(&self) -> &'static str {
-        "1h"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[RLS_MGR]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::People,
-            title: "Release bugs (rls-*-incoming / tracking)",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "Incoming release bugs by team",
-                    "distro_rls_bug_tasks",
-                    &["count"],
-                    &["release", "team_name"],
-                )
-                .filter("\"tag\" = 'incoming'"),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Tracked release bugs by team",
-                    "distro_rls_bug_tasks",
-                    &["count"],
-                    &["release", "team_name"],
-                )
-                .filter("\"tag\" = 'tracking'"),
-                Panel::new(
-                    Kind::Table,
-                    "Release bugs (latest)",
-                    "distro_rls_bug_tasks",
-                    &["count"],
-                    &["tag", "release", "team_name"],
-                ),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

@@ -15,7 +15,7 @@
 //! server serves for [`GENERAL`], and `expected.out`, the line protocol
 //! `tests/collectors.rs` expects from it.
 
-use crate::collector::{Collector, CollectorError, Context};
+use crate::collector::{Collector, CollectorError, Context, Spec};
 use crate::config::SourceUrl;
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
@@ -24,29 +24,34 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub struct Sponsoring;
+/// The collector: its spec.
+pub struct Sponsoring {
+    spec: Spec,
+}
 
 /// The sponsoring queue report.
-pub const GENERAL: SourceUrl = SourceUrl {
-    key: "sponsoring",
-    default: "http://sponsoring-reports.ubuntu.com/jsons/general.json",
-    about: "the sponsoring queue (JSON)",
-    fixture: "sponsoring/general.json",
-};
+pub static GENERAL: SourceUrl = SourceUrl::new(
+    "sponsoring",
+    "http://sponsoring-reports.ubuntu.com/jsons/general.json",
+    "the sponsoring queue (JSON)",
+    "sponsoring/general.json",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "sponsoring_queue_stats",
-    &[tag(
-        "report",
-        "`sponsoring` (every entry), or a package set",
-    )],
-    &[
-        int("count", "entries"),
-        int("oldest", "max age in days"),
-        int("average_age", "mean age in days, truncated"),
-    ],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "sponsoring_queue_stats",
+        &[tag(
+            "report",
+            "`sponsoring` (every entry), or a package set",
+        )],
+        &[
+            int("count", "entries"),
+            int("oldest", "max age in days"),
+            int("average_age", "mean age in days, truncated"),
+        ],
+    )]
+}
 
 #[derive(Debug, Deserialize)]
 struct Entry {
@@ -55,46 +60,49 @@ struct Entry {
     sets: Option<Vec<String>>,
 }
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Queues,
+        title: "Sponsoring".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "Sponsoring queue size",
+                "sponsoring_queue_stats",
+                &["count"],
+                &["report"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Sponsoring queue age",
+                "sponsoring_queue_stats",
+                &["oldest", "average_age"],
+                &["report"],
+            )
+            .unit("d"),
+        ],
+    }
+}
+
+impl Default for Sponsoring {
+    fn default() -> Sponsoring {
+        Sponsoring {
+            spec: Spec::new(
+                "sponsoring",
+                "size and age of the sponsoring queue, overall and per package set",
+            )
+            .schema(schema())
+            .sources(vec![GENERAL.clone()])
+            .panels(panels()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for Sponsoring {
-    fn name(&self) -> &'static str {
-        "sponsoring"
-    }
-
-    fn description(&self) -> &'static str {
-        "size and age of the sponsoring queue, overall and per package set"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[GENERAL]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Queues,
-            title: "Sponsoring",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "Sponsoring queue size",
-                    "sponsoring_queue_stats",
-                    &["count"],
-                    &["report"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Sponsoring queue age",
-                    "sponsoring_queue_stats",
-                    &["oldest", "average_age"],
-                    &["report"],
-                )
-                .unit("d"),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

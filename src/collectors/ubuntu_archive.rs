@@ -34,12 +34,15 @@
 //! only, not for its architectures.
 
 use crate::collector::LAUNCHPAD;
-use crate::collector::{Collector, CollectorError, Context, OptionError, merge_parts};
+use crate::collector::{
+    Collector, CollectorError, Configured, Context, OptionError, Rows, Series, Spec, merge_parts,
+};
 use crate::config::SourceUrl;
 use crate::model::catch_up::{self, Cutoff};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
+use crate::model::timespan::TimeSpan;
 use crate::sources::SourceError;
 use crate::sources::http::{Tail, join};
 use crate::sources::reports::{generated_line, parse_rfc2822, read_tail, tail_lines};
@@ -50,68 +53,74 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-pub struct UbuntuArchive;
+/// The collector: its spec and its typed options.
+pub struct UbuntuArchive {
+    spec: Spec,
+    options: Configured<catch_up::Options>,
+}
 
 /// The archive team's reports.
-pub const ARCHIVE_TEAM: SourceUrl = SourceUrl {
-    key: "archive_team",
-    default: "https://ubuntu-archive-team.ubuntu.com/",
-    about: "the archive team's CSV and text reports",
-    fixture: "ubuntu_archive/",
-};
+pub static ARCHIVE_TEAM: SourceUrl = SourceUrl::new(
+    "archive_team",
+    "https://ubuntu-archive-team.ubuntu.com/",
+    "the archive team's CSV and text reports",
+    "ubuntu_archive/",
+);
 
 /// Launchpad's code site (merge proposals).
-pub const LAUNCHPAD_CODE: SourceUrl = SourceUrl {
-    key: "launchpad_code",
-    default: "https://code.launchpad.net/",
-    about: "Launchpad's code pages (~ubuntu-archive/+activereviews)",
-    fixture: "launchpad_code/",
-};
+pub static LAUNCHPAD_CODE: SourceUrl = SourceUrl::new(
+    "launchpad_code",
+    "https://code.launchpad.net/",
+    "Launchpad's code pages (~ubuntu-archive/+activereviews)",
+    "launchpad_code/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        "nbs_stats",
-        &[tag("release", "")],
-        &[int("removable", ""), int("total", "")],
-    )
-    .timed("the line's time"),
-    Measurement::new(
-        "component_mismatch_stats",
-        &[
-            tag("release", ""),
-            tag("pocket", "`release`/`proposed`"),
-            tag("action", "`promotion`/`demotion`"),
-            tag("type", "`source`/`binary`"),
-        ],
-        &[int("count", "")],
-    )
-    .timed("the line's time"),
-    Measurement::new(
-        "uninst_stats",
-        &[tag("release", ""), tag("arch", "")],
-        &[int("count", "")],
-    )
-    .timed("the report's `Generated`"),
-    Measurement::new(
-        "outdate_stats",
-        &[tag("release", ""), tag("arch", "")],
-        &[int("count", "")],
-    )
-    .timed("the report's `Generated`"),
-    Measurement::new(
-        "priority_mismatch_stats",
-        &[tag("release", ""), tag("arch", "")],
-        &[int("count", "")],
-    )
-    .timed("the report's `Generated`"),
-    Measurement::new("ubuntu_archive_reviews", &[], &[int("count", "")]),
-    Measurement::new(
-        "ubuntu_archive_bugs",
-        &[tag("type", "`subscribed`/`assigned`")],
-        &[int("count", "")],
-    ),
-];
+pub fn schema() -> Vec<Measurement> {
+    vec![
+        Measurement::new(
+            "nbs_stats",
+            &[tag("release", "")],
+            &[int("removable", ""), int("total", "")],
+        )
+        .timed("the line's time"),
+        Measurement::new(
+            "component_mismatch_stats",
+            &[
+                tag("release", ""),
+                tag("pocket", "`release`/`proposed`"),
+                tag("action", "`promotion`/`demotion`"),
+                tag("type", "`source`/`binary`"),
+            ],
+            &[int("count", "")],
+        )
+        .timed("the line's time"),
+        Measurement::new(
+            "uninst_stats",
+            &[tag("release", ""), tag("arch", "")],
+            &[int("count", "")],
+        )
+        .timed("the report's `Generated`"),
+        Measurement::new(
+            "outdate_stats",
+            &[tag("release", ""), tag("arch", "")],
+            &[int("count", "")],
+        )
+        .timed("the report's `Generated`"),
+        Measurement::new(
+            "priority_mismatch_stats",
+            &[tag("release", ""), tag("arch", "")],
+            &[int("count", "")],
+        )
+        .timed("the report's `Generated`"),
+        Measurement::new("ubuntu_archive_reviews", &[], &[int("count", "")]),
+        Measurement::new(
+            "ubuntu_archive_bugs",
+            &[tag("type", "`subscribed`/`assigned`")],
+            &[int("count", "")],
+        ),
+    ]
+}
 
 /// The Launchpad team whose reviews and bugs are counted.
 const TEAM: &str = "ubuntu-archive";
@@ -139,99 +148,101 @@ fn devel_unknown(e: SourceError) -> CollectorError {
     CollectorError::Other(format!("the devel series is unknown (Launchpad: {e})"))
 }
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Archive,
+        title: "Archive reports (devel series)".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "NBS: binaries not built from source",
+                "nbs_stats",
+                &["removable", "total"],
+                &["release"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Component mismatches",
+                "component_mismatch_stats",
+                &["count"],
+                &["release", "pocket", "action", "type"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Uninstallable packages by architecture",
+                "uninst_stats",
+                &["count"],
+                &["release", "arch"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Out-of-date packages by architecture",
+                "outdate_stats",
+                &["count"],
+                &["release", "arch"],
+            ),
+            Panel::new(
+                Kind::Timeseries,
+                "Priority mismatches by architecture",
+                "priority_mismatch_stats",
+                &["count"],
+                &["release", "arch"],
+            ),
+            Panel::new(
+                Kind::Stat,
+                "Archive team: active reviews",
+                "ubuntu_archive_reviews",
+                &["count"],
+                &[],
+            )
+            .width(6)
+            .describe("Merge proposals awaiting review by ~ubuntu-archive."),
+            Panel::new(
+                Kind::Stat,
+                "Archive team: bugs",
+                "ubuntu_archive_bugs",
+                &["count"],
+                &["type"],
+            )
+            .width(6)
+            .describe("Bug tasks ~ubuntu-archive is subscribed to, and assigned to."),
+        ],
+    }
+}
+
+impl Default for UbuntuArchive {
+    fn default() -> UbuntuArchive {
+        UbuntuArchive {
+            spec: Spec::new(
+                "ubuntu_archive",
+                "archive team reports on the devel series (NBS, component and priority mismatches, uninstallable and out-of-date packages), its reviews and bugs",
+            )
+            .interval(TimeSpan::hours(1))
+            .schema(schema())
+            .sources(vec![ARCHIVE_TEAM.clone(), LAUNCHPAD_CODE.clone(), LAUNCHPAD.clone()])
+            .panels(panels())
+            .options(catch_up::OPTIONS),
+            options: Configured::default(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for UbuntuArchive {
-    fn name(&self) -> &'static str {
-        "ubuntu_archive"
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    fn description(&self) -> &'static str {
-        "archive team reports on the devel series (NBS, component and priority mismatches, uninstallable and out-of-date packages), its reviews and bugs"
-    }
-
-    fn default_interval(&self) -> &'static str {
-        "1h"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[ARCHIVE_TEAM, LAUNCHPAD_CODE, LAUNCHPAD]
-    }
-
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        catch_up::OPTIONS
-    }
-
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
-        crate::collector::parse_options::<catch_up::Options>(options).map(|_| ())
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Archive,
-            title: "Archive reports (devel series)",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "NBS: binaries not built from source",
-                    "nbs_stats",
-                    &["removable", "total"],
-                    &["release"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Component mismatches",
-                    "component_mismatch_stats",
-                    &["count"],
-                    &["release", "pocket", "action", "type"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Uninstallable packages by architecture",
-                    "uninst_stats",
-                    &["count"],
-                    &["release", "arch"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Out-of-date packages by architecture",
-                    "outdate_stats",
-                    &["count"],
-                    &["release", "arch"],
-                ),
-                Panel::new(
-                    Kind::Timeseries,
-                    "Priority mismatches by architecture",
-                    "priority_mismatch_stats",
-                    &["count"],
-                    &["release", "arch"],
-                ),
-                Panel::new(
-                    Kind::Stat,
-                    "Archive team: active reviews",
-                    "ubuntu_archive_reviews",
-                    &["count"],
-                    &[],
-                )
-                .width(6)
-                .describe("Merge proposals awaiting review by ~ubuntu-archive."),
-                Panel::new(
-                    Kind::Stat,
-                    "Archive team: bugs",
-                    "ubuntu_archive_bugs",
-                    &["count"],
-                    &["type"],
-                )
-                .width(6)
-                .describe("Bug tasks ~ubuntu-archive is subscribed to, and assigned to."),
-            ],
-        }
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
+        Ok(Some(Box::new(UbuntuArchive {
+            spec: self.spec.clone(),
+            options: Configured::new(options)?,
+        })))
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let ctx = &ctx.with_options(self.options.current(&ctx.options)?);
         let base = ctx.source(&ARCHIVE_TEAM);
         let lp = ctx.launchpad();
         // Both through the run's cache: the distribution and its series are
@@ -268,6 +279,49 @@ impl Collector for UbuntuArchive {
                 ("bugs", bugs),
             ],
         )
+    }
+
+    fn time_series(&self) -> Vec<Series> {
+        let series = |name, file, rows| Series {
+            name,
+            base: ARCHIVE_TEAM.clone(),
+            file,
+            rows,
+        };
+        vec![
+            series("nbs", "nbs.csv", || Box::new(NbsRows)),
+            series("component_mismatches", "component-mismatches.csv", || {
+                Box::new(MismatchRows("release"))
+            }),
+            series(
+                "component_mismatches_proposed",
+                "component-mismatches-proposed.csv",
+                || Box::new(MismatchRows("proposed")),
+            ),
+        ]
+    }
+}
+
+/// `nbs.csv` read by `backfill`: `time,removable,total`.
+struct NbsRows;
+
+impl Rows for NbsRows {
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        nbs_row(line, devel)
+            .map(|(t, p)| (t, vec![p]))
+            .ok_or_else(|| {
+                "not 3 integers (time in Unix milliseconds, removable, total)".to_owned()
+            })
+    }
+}
+
+/// `component-mismatches*.csv` read by `backfill`, with the `pocket` tag.
+struct MismatchRows(&'static str);
+
+impl Rows for MismatchRows {
+    fn row(&self, line: &str, devel: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
+        mismatch_row(line, devel, self.0)
+            .ok_or_else(|| "not 5 integers (time in Unix milliseconds and 4 counts)".to_owned())
     }
 }
 

@@ -16,8 +16,7 @@
 //! the collection fails.
 
 use crate::collector::LAUNCHPAD;
-use crate::collector::{Collector, CollectorError, Context, Parts};
-use crate::config::SourceUrl;
+use crate::collector::{Collector, CollectorError, Context, Parts, Spec};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
@@ -25,44 +24,49 @@ use crate::sources::launchpad::{Launchpad, Series};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-pub struct UploadQueues;
+/// The collector: its spec.
+pub struct UploadQueues {
+    spec: Spec,
+}
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[
-    Measurement::new(
-        "ubuntu_queue_size",
-        &[
-            tag("devel", "`True`/`False`"),
-            tag("status", ""),
-            tag("release", ""),
-        ],
-        &[int("count", "")],
-    ),
-    Measurement::new(
-        "queue_ages",
-        &[
-            tag("devel", "`True`/`False`"),
-            tag("release", ""),
-            tag("status", ""),
-        ],
-        &[
-            int("oldest_age_in_days", "0 when empty"),
-            int("ten_day_backlog_count", "uploads older than 10 whole days"),
-        ],
-    ),
-    Measurement::new(
-        "ubuntu_new_queue_size",
-        &[
-            tag("devel", "`True`/`False`"),
-            tag("release", ""),
-            tag("type", "`source`, `binary`, `sync`"),
-        ],
-        &[int(
-            "count",
-            "New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each)",
-        )],
-    ),
-];
+pub fn schema() -> Vec<Measurement> {
+    vec![
+        Measurement::new(
+            "ubuntu_queue_size",
+            &[
+                tag("devel", "`True`/`False`"),
+                tag("status", ""),
+                tag("release", ""),
+            ],
+            &[int("count", "")],
+        ),
+        Measurement::new(
+            "queue_ages",
+            &[
+                tag("devel", "`True`/`False`"),
+                tag("release", ""),
+                tag("status", ""),
+            ],
+            &[
+                int("oldest_age_in_days", "0 when empty"),
+                int("ten_day_backlog_count", "uploads older than 10 whole days"),
+            ],
+        ),
+        Measurement::new(
+            "ubuntu_new_queue_size",
+            &[
+                tag("devel", "`True`/`False`"),
+                tag("release", ""),
+                tag("type", "`source`, `binary`, `sync`"),
+            ],
+            &[int(
+                "count",
+                "New uploads with `contains_source`, `contains_build`, `contains_copy` true (an upload with several flags counts in each)",
+            )],
+        ),
+    ]
+}
 
 /// The queues read, by upload status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,44 +99,47 @@ struct Upload {
     contains_copy: Option<bool>,
 }
 
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Queues,
+        title: "Upload queues".into(),
+        panels: vec![
+            Panel::new(Kind::Timeseries, "Unapproved and New queues (devel series)", "ubuntu_queue_size", &["count"], &["release", "status"])
+                .filter("\"devel\" = 'True'")
+                .describe("Uploads waiting in the -proposed Unapproved and New queues of the series in development."),
+            Panel::new(Kind::Timeseries, "Unapproved and New queues (stable series)", "ubuntu_queue_size", &["count"], &["release", "status"])
+                .filter("\"devel\" = 'False'")
+                .describe("Uploads waiting in the -proposed queues of the other active series (SRUs)."),
+            Panel::new(Kind::Timeseries, "Oldest upload in the queue", "queue_ages", &["oldest_age_in_days"], &["release", "status"])
+                .unit("d")
+                .describe("Age in days of the oldest upload of each queue (0 when empty)."),
+            Panel::new(Kind::Timeseries, "Uploads waiting more than 10 days", "queue_ages", &["ten_day_backlog_count"], &["release", "status"]),
+            Panel::new(Kind::Timeseries, "New queue by upload type", "ubuntu_new_queue_size", &["count"], &["release", "type"])
+                .width(24)
+                .describe("New uploads containing a source, a build or a copy (sync); an upload can count in several."),
+        ],
+    }
+}
+
+impl Default for UploadQueues {
+    fn default() -> UploadQueues {
+        UploadQueues {
+            spec: Spec::new(
+                "upload_queues",
+                "size and age of the Unapproved and New upload queues (pocket Proposed) of the active series",
+            )
+            .schema(schema())
+            .sources(vec![LAUNCHPAD.clone()])
+            .panels(panels()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Collector for UploadQueues {
-    fn name(&self) -> &'static str {
-        "upload_queues"
-    }
-
-    fn description(&self) -> &'static str {
-        "size and age of the Unapproved and New upload queues (pocket Proposed) of the active series"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[LAUNCHPAD]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Queues,
-            title: "Upload queues",
-            panels: vec![
-                Panel::new(Kind::Timeseries, "Unapproved and New queues (devel series)", "ubuntu_queue_size", &["count"], &["release", "status"])
-                    .filter("\"devel\" = 'True'")
-                    .describe("Uploads waiting in the -proposed Unapproved and New queues of the series in development."),
-                Panel::new(Kind::Timeseries, "Unapproved and New queues (stable series)", "ubuntu_queue_size", &["count"], &["release", "status"])
-                    .filter("\"devel\" = 'False'")
-                    .describe("Uploads waiting in the -proposed queues of the other active series (SRUs)."),
-                Panel::new(Kind::Timeseries, "Oldest upload in the queue", "queue_ages", &["oldest_age_in_days"], &["release", "status"])
-                    .unit("d")
-                    .describe("Age in days of the oldest upload of each queue (0 when empty)."),
-                Panel::new(Kind::Timeseries, "Uploads waiting more than 10 days", "queue_ages", &["ten_day_backlog_count"], &["release", "status"]),
-                Panel::new(Kind::Timeseries, "New queue by upload type", "ubuntu_new_queue_size", &["count"], &["release", "type"])
-                    .width(24)
-                    .describe("New uploads containing a source, a build or a copy (sync); an upload can count in several."),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

@@ -15,80 +15,86 @@
 //! probably wrong). A line that is not `category=<integer>` (no `=`, an empty
 //! category, a value that is not an integer) is skipped with a warning.
 
-use crate::collector::{Collector, CollectorError, Context, Parts};
+use crate::collector::{Collector, CollectorError, Context, Parts, Spec};
 use crate::config::SourceUrl;
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, int, tag};
+use crate::model::timespan::TimeSpan;
 use crate::sources::http::{encode_segment, join};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
-pub struct Versions;
+/// The collector: its spec.
+pub struct Versions {
+    spec: Spec,
+}
 
 /// The desktop team's versions reports.
-pub const VERSIONS: SourceUrl = SourceUrl {
-    key: "versions",
-    default: "https://people.canonical.com/~platform/desktop/versions/stats/current/",
-    about: "the `reports` list and one file per report",
-    fixture: "versions/",
-};
+pub static VERSIONS: SourceUrl = SourceUrl::new(
+    "versions",
+    "https://people.canonical.com/~platform/desktop/versions/stats/current/",
+    "the `reports` list and one file per report",
+    "versions/",
+);
 
 /// What it writes.
-pub const SCHEMA: &[Measurement] = &[Measurement::new(
-    "versions_script_stats",
-    &[
-        tag("report", ""),
-        tag("category", ""),
-        tag("series", "always `devel`"),
-    ],
-    &[int("count", "")],
-)];
+pub fn schema() -> Vec<Measurement> {
+    vec![Measurement::new(
+        "versions_script_stats",
+        &[
+            tag("report", ""),
+            tag("category", ""),
+            tag("series", "always `devel`"),
+        ],
+        &[int("count", "")],
+    )]
+}
+
+/// Its panels: one row on its dashboard.
+fn panels() -> Panels {
+    Panels {
+        board: Board::Archive,
+        title: "Desktop versions report".into(),
+        panels: vec![
+            Panel::new(
+                Kind::Timeseries,
+                "Packages by versions category",
+                "versions_script_stats",
+                &["count"],
+                &["report", "category"],
+            ),
+            Panel::new(
+                Kind::Table,
+                "Versions report (latest)",
+                "versions_script_stats",
+                &["count"],
+                &["series", "report", "category"],
+            )
+            .width(12),
+        ],
+    }
+}
+
+impl Default for Versions {
+    fn default() -> Versions {
+        Versions {
+            spec: Spec::new(
+                "versions",
+                "counts per category of the desktop team's package-version reports",
+            )
+            .interval(TimeSpan::hours(1))
+            .schema(schema())
+            .sources(vec![VERSIONS.clone()])
+            .panels(panels()),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Collector for Versions {
-    fn name(&self) -> &'static str {
-        "versions"
-    }
-
-    fn description(&self) -> &'static str {
-        "counts per category of the desktop team's package-version reports"
-    }
-
-    fn default_interval(&self) -> &'static str {
-        "1h"
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        SCHEMA
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        &[VERSIONS]
-    }
-
-    fn panels(&self) -> Panels {
-        Panels {
-            board: Board::Archive,
-            title: "Desktop versions report",
-            panels: vec![
-                Panel::new(
-                    Kind::Timeseries,
-                    "Packages by versions category",
-                    "versions_script_stats",
-                    &["count"],
-                    &["report", "category"],
-                ),
-                Panel::new(
-                    Kind::Table,
-                    "Versions report (latest)",
-                    "versions_script_stats",
-                    &["count"],
-                    &["series", "report", "category"],
-                )
-                .width(12),
-            ],
-        }
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {

@@ -2,6 +2,7 @@
 //! environment variables of the existing deployment. Unknown keys and bad
 //! values are errors naming the key and the file.
 
+use crate::model::schema::Text;
 use crate::model::timespan::TimeSpan;
 pub use crate::sinks::influxdb::{InfluxConfig, WriteApi};
 pub use crate::sources::http::HttpConfig;
@@ -65,18 +66,35 @@ pub const MAX_PER_HOST_LIMIT: usize = 1024;
 /// the client it shares, like Launchpad's): its key under `[sources]`, its
 /// production URL (overridable in the configuration), what it is, and the
 /// recorded-shape stand-in the fixture server serves for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceUrl {
     /// The key under `[sources]`.
-    pub key: &'static str,
+    pub key: Text,
     /// The production URL.
-    pub default: &'static str,
+    pub default: Text,
     /// One line: what is read there.
-    pub about: &'static str,
+    pub about: Text,
     /// The path under `tests/fixtures/` that stands in for it (a folder
     /// ends with `/`, as the URL does). An `rsync://` source is stood in
     /// for by the fixture server's rsync daemon instead.
-    pub fixture: &'static str,
+    pub fixture: Text,
+}
+
+impl SourceUrl {
+    /// A built-in collector's source (constants).
+    pub const fn new(
+        key: &'static str,
+        default: &'static str,
+        about: &'static str,
+        fixture: &'static str,
+    ) -> SourceUrl {
+        SourceUrl {
+            key: Text::Borrowed(key),
+            default: Text::Borrowed(default),
+            about: Text::Borrowed(about),
+            fixture: Text::Borrowed(fixture),
+        }
+    }
 }
 
 /// The distro-info data file when none is configured.
@@ -104,11 +122,11 @@ impl Default for Sources {
 
 impl Sources {
     /// The URL of a source: the configured one, else its default.
-    pub fn url(&self, source: &SourceUrl) -> &str {
+    pub fn url<'a>(&'a self, source: &'a SourceUrl) -> &'a str {
         self.urls
-            .get(source.key)
+            .get(source.key.as_ref())
             .map(String::as_str)
-            .unwrap_or(source.default)
+            .unwrap_or(&source.default)
     }
 
     /// The URL configured under `key`, if any.
@@ -130,8 +148,8 @@ impl Sources {
     pub fn fill_defaults<'a>(&mut self, declared: impl IntoIterator<Item = &'a SourceUrl>) {
         for s in declared {
             self.urls
-                .entry(s.key.to_owned())
-                .or_insert_with(|| s.default.to_owned());
+                .entry(s.key.to_string())
+                .or_insert_with(|| s.default.to_string());
         }
     }
 }
@@ -173,11 +191,11 @@ impl<'de> Deserialize<'de> for Sources {
 /// `[collectors.NAME]` section and its `[sources]` when the configuration
 /// loads. Every collector (the `Collector` trait) is one.
 pub trait CollectorSettings {
-    fn name(&self) -> &'static str;
-    /// The default interval (systemd time-span syntax).
-    fn default_interval(&self) -> &'static str;
+    fn name(&self) -> &str;
+    /// The default interval.
+    fn default_interval(&self) -> &TimeSpan;
     /// Its own options, `(key, description)`.
-    fn options(&self) -> &'static [(&'static str, &'static str)];
+    fn options(&self) -> &[(&'static str, &'static str)];
     /// Checks its own options (the section less `interval` and `enabled`).
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError>;
     /// The upstream sources it reads.
@@ -739,7 +757,7 @@ impl Config {
         let declared = declared_sources(registry);
         for (key, value) in self.sources.iter() {
             if !declared.iter().any(|d| d.key == key) {
-                let known: Vec<&str> = declared.iter().map(|d| d.key).collect();
+                let known: Vec<&str> = declared.iter().map(|d| d.key.as_ref()).collect();
                 return Err(ConfigError(format!(
                     "{origin}: unknown key sources.{key}: no collector reads it; the sources are: {}, distro_info",
                     known.join(", ")
@@ -892,9 +910,7 @@ impl Config {
         self.collectors
             .get(c.name())
             .and_then(|cc| cc.interval.clone())
-            .unwrap_or_else(|| {
-                TimeSpan::parse(c.default_interval()).expect("default intervals are valid")
-            })
+            .unwrap_or_else(|| c.default_interval().clone())
     }
 
     /// The configuration as TOML, with secrets redacted.
@@ -1095,7 +1111,7 @@ mod tests {
         fn name(&self) -> &'static str {
             match *self {}
         }
-        fn default_interval(&self) -> &'static str {
+        fn default_interval(&self) -> &TimeSpan {
             match *self {}
         }
         fn options(&self) -> &'static [(&'static str, &'static str)] {

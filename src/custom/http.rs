@@ -13,7 +13,7 @@
 //! fails is logged and the others are still reported.
 
 use super::jq::Jq;
-use super::{Section, leak, option_error, points};
+use super::{Section, option_error, points};
 use crate::collector::{CollectorError, Context, OptionError, Parts};
 use crate::config::{SourceUrl, redact_url};
 use crate::model::point::Point;
@@ -39,7 +39,7 @@ pub struct HttpSpec {
     format: Format,
     filter: Jq,
     /// `(key, source)` per URL.
-    urls: Vec<(&'static str, SourceUrl)>,
+    urls: Vec<(String, SourceUrl)>,
 }
 
 impl HttpSpec {
@@ -113,24 +113,22 @@ impl HttpSpec {
             ));
         };
         let filter = Jq::new(code).map_err(|e| option_error("filter", e))?;
-        let sources: Vec<(&'static str, SourceUrl)> = urls
+        let sources: Vec<(String, SourceUrl)> = urls
             .into_iter()
             .map(|(key, source, u)| {
-                let about = leak(format!(
-                    "read by the declared collector {name} (`$source` = {key:?})"
-                ));
+                let about = format!("read by the declared collector {name} (`$source` = {key:?})");
                 (
-                    leak(key),
+                    key,
                     SourceUrl {
-                        key: leak(source),
-                        default: leak(u),
-                        about,
-                        fixture: "",
+                        key: source.into(),
+                        default: u.into(),
+                        about: about.into(),
+                        fixture: "".into(),
                     },
                 )
             })
             .collect();
-        let list = sources.iter().map(|(_, s)| *s).collect();
+        let list = sources.iter().map(|(_, s)| s.clone()).collect();
         Ok((
             HttpSpec {
                 format,
@@ -155,7 +153,7 @@ impl HttpSpec {
                         || async move { http.get_text(&u).await.map_err(CollectorError::from) },
                     )
                     .await;
-                (*key, url, text)
+                (key.as_str(), url, text)
             }
         });
         let results = futures::future::join_all(fetches).await;

@@ -6,12 +6,10 @@
 //! interval, `list`, `run NAME`, the dry run, the daemon, the systemd units,
 //! the spool, the self-metrics.
 //!
-//! The [`Collector`] trait hands out `&'static` names and schemas (a
-//! built-in's are constants). A declared collector's are made once, when
-//! the configuration loads, and leaked: a few hundred bytes per declared
-//! collector for the life of the process (a daemon's SIGHUP does not
-//! re-declare collectors: it refuses a changed declaration, see
-//! [`Declared::check_options`]).
+//! A declared collector is a value like a built-in one: its [`Spec`] (name,
+//! schema, sources, panels: owned data) is made once, when the
+//! configuration loads (a daemon's SIGHUP does not re-declare collectors:
+//! it refuses a changed declaration, see [`Declared`]'s `configure`).
 
 pub mod exec;
 pub mod http;
@@ -19,11 +17,12 @@ pub mod jq;
 pub mod points;
 pub mod template;
 
-use crate::collector::{Collector, CollectorError, Context, OptionError};
-use crate::config::{Config, ConfigError, SourceUrl};
+use crate::collector::{Collector, CollectorError, Context, OptionError, Spec};
+use crate::config::{Config, ConfigError};
 use crate::model::panel::{Board, Kind, Panel, Panels};
 use crate::model::point::Point;
-use crate::model::schema::{Field, FieldType, Measurement, Tag};
+use crate::model::schema::{Field, FieldType, Measurement, Tag, Text};
+use crate::model::timespan::TimeSpan;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,8 +82,8 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The interval of a declared collector without `interval`.
-pub const DEFAULT_INTERVAL: &str = "5m";
+/// The interval of a declared collector without `interval`, in minutes.
+pub const DEFAULT_INTERVAL_MINUTES: u64 = 5;
 
 /// Every collector: the built-in ones, then those `config` declares.
 pub fn registry(config: &Config) -> Result<Vec<Box<dyn Collector>>, ConfigError> {
@@ -95,13 +94,38 @@ pub fn registry(config: &Config) -> Result<Vec<Box<dyn Collector>>, ConfigError>
 }
 
 /// Reads the configuration (file, environment, defaults) with its declared
-/// collectors, and checks it against every collector: the configuration
-/// and the whole registry.
+/// collectors, checks it against every collector, and builds each
+/// collector with its options: the configuration and the whole registry.
 pub fn load(path: Option<&Path>) -> Result<(Config, Vec<Box<dyn Collector>>), ConfigError> {
     let mut config = Config::read(path)?;
     let registry = registry(&config)?;
     config.finish(&registry)?;
+    let registry = configure(&config, registry)?;
     Ok((config, registry))
+}
+
+/// Each collector of `registry` built with its own `[collectors.NAME]`
+/// options (typed once, here: a run reads them as they are).
+pub fn configure(
+    config: &Config,
+    registry: Vec<Box<dyn Collector>>,
+) -> Result<Vec<Box<dyn Collector>>, ConfigError> {
+    registry
+        .into_iter()
+        .map(|c| {
+            let options = config.collector(c.name()).options;
+            match c.configure(&options) {
+                Ok(Some(configured)) => Ok(configured),
+                Ok(None) => Ok(c),
+                Err(e) => Err(ConfigError(format!(
+                    "collectors.{}.{}: {}",
+                    c.name(),
+                    e.key,
+                    e.message
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// The collectors `config` declares (sections with a `type`), checked.
@@ -155,14 +179,6 @@ pub fn valid_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name.len() <= 64
-}
-
-fn leak(s: impl Into<String>) -> &'static str {
-    Box::leak(s.into().into_boxed_str())
-}
-
-fn leak_slice<T>(v: Vec<T>) -> &'static [T] {
-    Box::leak(v.into_boxed_slice())
 }
 
 /// The section as written (every key optional: which are needed depends
@@ -259,10 +275,7 @@ enum How {
 /// A collector declared in the configuration.
 #[derive(Debug)]
 pub struct Declared {
-    name: &'static str,
-    description: &'static str,
-    schema: &'static [Measurement],
-    sources: &'static [SourceUrl],
+    spec: Spec,
     /// The section as loaded: a reload must not change it.
     section: toml::Table,
     how: How,
@@ -329,20 +342,22 @@ impl Declared {
             How::Exec(e) => format!("declared in the configuration: runs {}", e.program()),
             How::Http(_) => "declared in the configuration: URLs and a jq filter".into(),
         });
+        let panels = panels(name, &schema);
         Ok(Declared {
-            name: leak(name),
-            description: leak(description),
-            schema,
-            sources: leak_slice(sources),
+            spec: Spec::new(name.to_owned(), description)
+                .interval(TimeSpan::minutes(DEFAULT_INTERVAL_MINUTES))
+                .schema(schema)
+                .sources(sources)
+                .panels(panels)
+                .options(OPTIONS),
             section: options.clone(),
             how,
         })
     }
 }
 
-/// The declared measurements as a schema (leaked: see the module's
-/// documentation).
-fn schema_of(s: &Section) -> Result<&'static [Measurement], OptionError> {
+/// The declared measurements as a schema.
+fn schema_of(s: &Section) -> Result<Vec<Measurement>, OptionError> {
     if s.measurements.is_empty() {
         return Err(option_error(
             "measurements",
@@ -368,7 +383,7 @@ fn schema_of(s: &Section) -> Result<&'static [Measurement], OptionError> {
                 ));
             };
             fields.push(Field {
-                name: leak(key.as_str()),
+                name: key.clone().into(),
                 kind,
                 about: "",
             });
@@ -377,17 +392,43 @@ fn schema_of(s: &Section) -> Result<&'static [Measurement], OptionError> {
             .tags
             .iter()
             .map(|t| Tag {
-                name: leak(t.as_str()),
+                name: t.clone().into(),
                 about: "",
             })
             .collect();
-        schema.push(Measurement::new(
-            leak(m.as_str()),
-            leak_slice(tags),
-            leak_slice(fields),
+        schema.push(Measurement::owned(m.clone(), tags, fields));
+    }
+    Ok(schema)
+}
+
+/// A row titled after the collector, with a time series per measurement
+/// (its numeric fields, by every tag).
+fn panels(name: &str, schema: &[Measurement]) -> Panels {
+    let mut panels = Vec::new();
+    for m in schema {
+        let fields: Vec<Text> = m
+            .fields
+            .iter()
+            .filter(|f| matches!(f.kind, FieldType::Integer | FieldType::Float))
+            .map(|f| f.name.clone())
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let tags: Vec<Text> = m.tags.iter().map(|t| t.name.clone()).collect();
+        panels.push(Panel::owned(
+            Kind::Timeseries,
+            m.name.clone(),
+            m.name.clone(),
+            fields,
+            tags,
         ));
     }
-    Ok(leak_slice(schema))
+    Panels {
+        board: Board::Queues,
+        title: name.to_owned().into(),
+        panels,
+    }
 }
 
 /// Checks every point against the schema and that it can be written: the
@@ -403,79 +444,30 @@ fn check_points(schema: &[Measurement], points: &[Point]) -> Result<(), String> 
 
 #[async_trait::async_trait]
 impl Collector for Declared {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn description(&self) -> &'static str {
-        self.description
-    }
-
-    fn default_interval(&self) -> &'static str {
-        DEFAULT_INTERVAL
-    }
-
-    fn schema(&self) -> &'static [Measurement] {
-        self.schema
-    }
-
-    fn sources(&self) -> &'static [SourceUrl] {
-        self.sources
-    }
-
-    /// A row titled after the collector, with a time series per
-    /// measurement (its numeric fields, by every tag).
-    fn panels(&self) -> Panels {
-        let mut panels = Vec::new();
-        for m in self.schema {
-            let fields: Vec<&'static str> = m
-                .fields
-                .iter()
-                .filter(|f| matches!(f.kind, FieldType::Integer | FieldType::Float))
-                .map(|f| f.name)
-                .collect();
-            if fields.is_empty() {
-                continue;
-            }
-            let tags: Vec<&'static str> = m.tags.iter().map(|t| t.name).collect();
-            panels.push(Panel::new(
-                Kind::Timeseries,
-                m.name,
-                m.name,
-                leak_slice(fields),
-                leak_slice(tags),
-            ));
-        }
-        Panels {
-            board: Board::Queues,
-            title: self.name,
-            panels,
-        }
-    }
-
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        OPTIONS
+    fn spec(&self) -> &Spec {
+        &self.spec
     }
 
     /// The declaration is read once, when the program starts: a reloaded
     /// configuration (the daemon's SIGHUP) must declare it the same way.
-    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+    fn configure(&self, options: &toml::Table) -> Result<Option<Box<dyn Collector>>, OptionError> {
         if options != &self.section {
             return Err(option_error(
                 "type",
                 "the declaration of this collector changed: restart the daemon to apply it",
             ));
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn collect(&self, ctx: &Context) -> Result<Vec<Point>, CollectorError> {
+        let name = &self.spec.name;
         let points = match &self.how {
-            How::Exec(e) => e.collect(self.name, ctx).await?,
-            How::Http(h) => h.collect(self.name, ctx).await?,
+            How::Exec(e) => e.collect(name, ctx).await?,
+            How::Http(h) => h.collect(name, ctx).await?,
         };
-        check_points(self.schema, &points)
-            .map_err(|e| CollectorError::Other(format!("{}: {e}", self.name)))?;
+        check_points(&self.spec.schema, &points)
+            .map_err(|e| CollectorError::Other(format!("{name}: {e}")))?;
         Ok(points)
     }
 }
@@ -524,11 +516,14 @@ mod tests {
             &table("type = \"exec\"\ncommand = [\"true\"]\n[measurements.q_size]\ntags = [\"queue\"]\nfields = { count = \"int\", ratio = \"float\", note = \"string\" }\n"),
         )
         .unwrap();
-        assert_eq!(d.schema.len(), 1);
-        assert_eq!(d.schema[0].tags[0].name, "queue");
-        assert_eq!(d.schema[0].field("count").unwrap().kind, FieldType::Integer);
-        let panels = d.panels();
-        assert_eq!(panels.panels[0].fields, &["count", "ratio"]);
-        assert_eq!(Collector::name(&d), "q");
+        let spec = d.spec();
+        assert_eq!(spec.schema.len(), 1);
+        assert_eq!(spec.schema[0].tags[0].name, "queue");
+        assert_eq!(
+            spec.schema[0].field("count").unwrap().kind,
+            FieldType::Integer
+        );
+        assert_eq!(spec.panels.panels[0].fields, &["count", "ratio"]);
+        assert_eq!(spec.name, "q");
     }
 }

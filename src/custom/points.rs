@@ -360,7 +360,18 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
         None => return Err("no measurement".into()),
     };
     let mut point = Point::new(measurement.as_str());
-    match o.get("tags") {
+    point = json_tags(point, measurement, o.get("tags"))?;
+    point = json_fields(point, measurement, o.get("fields"))?;
+    if point.fields.is_empty() {
+        return Err(format!("{measurement}: no fields"));
+    }
+    point.timestamp = json_time(measurement, o.get("timestamp"), o.get("time"))?;
+    Ok(point)
+}
+
+/// The point with the tags of `tags` (a JSON object; null values left out).
+fn json_tags(mut point: Point, measurement: &str, tags: Option<&Value>) -> Result<Point, String> {
+    match tags {
         None | Some(Value::Null) => {}
         Some(Value::Object(tags)) => {
             for (k, v) in tags {
@@ -386,7 +397,17 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
             ));
         }
     }
-    match o.get("fields") {
+    Ok(point)
+}
+
+/// The point with the fields of `fields` (a JSON object; null values left
+/// out).
+fn json_fields(
+    mut point: Point,
+    measurement: &str,
+    fields: Option<&Value>,
+) -> Result<Point, String> {
+    match fields {
         Some(Value::Object(fields)) => {
             for (k, v) in fields {
                 let value = match v {
@@ -420,10 +441,17 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
         }
         None => return Err(format!("{measurement}: no fields")),
     }
-    if point.fields.is_empty() {
-        return Err(format!("{measurement}: no fields"));
-    }
-    point.timestamp = match (o.get("timestamp"), o.get("time")) {
+    Ok(point)
+}
+
+/// The time of a JSON point: `timestamp` (epoch nanoseconds) or `time` (a
+/// string or epoch nanoseconds); none when neither is given.
+fn json_time(
+    measurement: &str,
+    timestamp: Option<&Value>,
+    time: Option<&Value>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    Ok(match (timestamp, time) {
         (Some(Value::Number(n)), _) => {
             Some(nanos(n).map_err(|e| format!("{measurement}: timestamp: {e}"))?)
         }
@@ -448,8 +476,7 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
                 kind(other)
             ));
         }
-    };
-    Ok(point)
+    })
 }
 
 /// A JSON time in nanoseconds since the epoch, within the accepted years.

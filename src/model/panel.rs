@@ -1,8 +1,10 @@
 //! A Grafana panel, declared by the collector whose measurement it shows
-//! (its `panels()`): its measurement, fields, aggregation,
+//! (its [`Spec::panels`](crate::collector::Spec::panels)): its measurement, fields, aggregation,
 //! `GROUP BY` tags and optional tag filter. Its InfluxQL query is built
 //! from those ([`Panel::query`]) with Grafana's `$timeFilter` and
 //! `$__interval` macros; the dashboards module lays the panels out.
+
+use crate::model::schema::Text;
 
 /// How a panel shows its query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +42,14 @@ impl Agg {
 /// One panel: everything its query and look are made of.
 #[derive(Debug, Clone)]
 pub struct Panel {
-    pub title: &'static str,
+    pub title: Text,
     pub description: &'static str,
     pub kind: Kind,
-    pub measurement: &'static str,
-    pub fields: &'static [&'static str],
+    pub measurement: Text,
+    pub fields: Vec<Text>,
     pub agg: Agg,
     /// Tags the series are split by (each becomes part of the legend).
-    pub group_by: &'static [&'static str],
+    pub group_by: Vec<Text>,
     /// An extra `WHERE` condition on tags, e.g. `"devel" = 'True'`.
     pub filter: Option<&'static str>,
     /// Grafana's unit of the values (`short`, `h`, `m`, `d`, `s`, `decbytes`).
@@ -59,12 +61,33 @@ pub struct Panel {
 }
 
 impl Panel {
-    pub const fn new(
+    /// A panel of `measurement`'s `fields`, a series per value of the
+    /// `group_by` tags (a built-in collector's constants).
+    pub fn new(
         kind: Kind,
         title: &'static str,
         measurement: &'static str,
-        fields: &'static [&'static str],
-        group_by: &'static [&'static str],
+        fields: &[&'static str],
+        group_by: &[&'static str],
+    ) -> Panel {
+        let names = |n: &[&'static str]| n.iter().map(|&n| Text::Borrowed(n)).collect();
+        Panel::owned(
+            kind,
+            title.into(),
+            measurement.into(),
+            names(fields),
+            names(group_by),
+        )
+    }
+
+    /// A panel whose names are owned (a collector declared in the
+    /// configuration).
+    pub fn owned(
+        kind: Kind,
+        title: Text,
+        measurement: Text,
+        fields: Vec<Text>,
+        group_by: Vec<Text>,
     ) -> Panel {
         Panel {
             title,
@@ -85,32 +108,32 @@ impl Panel {
         }
     }
 
-    pub const fn describe(mut self, d: &'static str) -> Panel {
+    pub fn describe(mut self, d: &'static str) -> Panel {
         self.description = d;
         self
     }
 
-    pub const fn agg(mut self, a: Agg) -> Panel {
+    pub fn agg(mut self, a: Agg) -> Panel {
         self.agg = a;
         self
     }
 
-    pub const fn filter(mut self, f: &'static str) -> Panel {
+    pub fn filter(mut self, f: &'static str) -> Panel {
         self.filter = Some(f);
         self
     }
 
-    pub const fn unit(mut self, u: &'static str) -> Panel {
+    pub fn unit(mut self, u: &'static str) -> Panel {
         self.unit = u;
         self
     }
 
-    pub const fn field_units(mut self, u: &'static [(&'static str, &'static str)]) -> Panel {
+    pub fn field_units(mut self, u: &'static [(&'static str, &'static str)]) -> Panel {
         self.field_units = u;
         self
     }
 
-    pub const fn width(mut self, w: u32) -> Panel {
+    pub fn width(mut self, w: u32) -> Panel {
         self.width = w;
         self
     }
@@ -126,7 +149,7 @@ impl Panel {
     /// The InfluxQL query, with Grafana's `$timeFilter` (and, for time
     /// series, `$__interval`) macros.
     pub fn query(&self) -> String {
-        let m = quote_ident(self.measurement);
+        let m = quote_ident(&self.measurement);
         let mut cond = String::new();
         if let Some(f) = self.filter {
             cond.push_str(f);
@@ -264,6 +287,6 @@ impl Board {
 pub struct Panels {
     pub board: Board,
     /// The row's title.
-    pub title: &'static str,
+    pub title: Text,
     pub panels: Vec<Panel>,
 }

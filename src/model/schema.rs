@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use ubuntu_metrics::model::schema::{Measurement, int, tag};
-//! const SCHEMA: &[Measurement] = &[Measurement::new(
+//! let schema: Vec<Measurement> = vec![Measurement::new(
 //!     "sponsoring_queue_stats",
 //!     &[tag("report", "`sponsoring`, or a package set")],
 //!     &[int("count", "entries in the queue")],
@@ -17,6 +17,11 @@
 //! ```
 
 use crate::model::point::{FieldValue, Point};
+use std::borrow::Cow;
+
+/// A name or a line of text: a constant for the built-in collectors, owned
+/// for those declared in the configuration (nothing is leaked).
+pub type Text = Cow<'static, str>;
 
 /// The type of a field, as InfluxDB stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,29 +56,32 @@ impl FieldType {
 }
 
 /// A tag key, with what its values are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
-    pub name: &'static str,
+    pub name: Text,
     pub about: &'static str,
 }
 
 /// A field key, its type, and what it measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
-    pub name: &'static str,
+    pub name: Text,
     pub kind: FieldType,
     pub about: &'static str,
 }
 
 /// A tag key (`about` may be empty when the name says it all).
 pub const fn tag(name: &'static str, about: &'static str) -> Tag {
-    Tag { name, about }
+    Tag {
+        name: Cow::Borrowed(name),
+        about,
+    }
 }
 
 /// An integer field.
 pub const fn int(name: &'static str, about: &'static str) -> Field {
     Field {
-        name,
+        name: Cow::Borrowed(name),
         kind: FieldType::Integer,
         about,
     }
@@ -82,7 +90,7 @@ pub const fn int(name: &'static str, about: &'static str) -> Field {
 /// A float field.
 pub const fn float(name: &'static str, about: &'static str) -> Field {
     Field {
-        name,
+        name: Cow::Borrowed(name),
         kind: FieldType::Float,
         about,
     }
@@ -91,7 +99,7 @@ pub const fn float(name: &'static str, about: &'static str) -> Field {
 /// A boolean field.
 pub const fn boolean(name: &'static str, about: &'static str) -> Field {
     Field {
-        name,
+        name: Cow::Borrowed(name),
         kind: FieldType::Boolean,
         about,
     }
@@ -100,7 +108,7 @@ pub const fn boolean(name: &'static str, about: &'static str) -> Field {
 /// A string field.
 pub const fn string(name: &'static str, about: &'static str) -> Field {
     Field {
-        name,
+        name: Cow::Borrowed(name),
         kind: FieldType::String,
         about,
     }
@@ -109,24 +117,31 @@ pub const fn string(name: &'static str, about: &'static str) -> Field {
 /// One measurement: its tag keys (a point may leave a tag out, never add
 /// one) and its fields (a point may leave a field out, never add one or
 /// change its type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measurement {
-    pub name: &'static str,
-    pub tags: &'static [Tag],
-    pub fields: &'static [Field],
+    pub name: Text,
+    pub tags: Vec<Tag>,
+    pub fields: Vec<Field>,
     /// The time of its points, when it is not the collection time (e.g.
     /// "the CSV row's time").
     pub time: Option<&'static str>,
 }
 
 impl Measurement {
-    pub const fn new(
-        name: &'static str,
-        tags: &'static [Tag],
-        fields: &'static [Field],
-    ) -> Measurement {
+    /// A measurement of a built-in collector (its names are constants).
+    pub fn new(name: &'static str, tags: &[Tag], fields: &[Field]) -> Measurement {
         Measurement {
-            name,
+            name: Cow::Borrowed(name),
+            tags: tags.to_vec(),
+            fields: fields.to_vec(),
+            time: None,
+        }
+    }
+
+    /// A measurement declared at run time (in the configuration).
+    pub fn owned(name: String, tags: Vec<Tag>, fields: Vec<Field>) -> Measurement {
+        Measurement {
+            name: Cow::Owned(name),
             tags,
             fields,
             time: None,
@@ -134,7 +149,7 @@ impl Measurement {
     }
 
     /// Its points carry this time instead of the collection time.
-    pub const fn timed(mut self, time: &'static str) -> Measurement {
+    pub fn timed(mut self, time: &'static str) -> Measurement {
         self.time = Some(time);
         self
     }
@@ -149,7 +164,7 @@ impl Measurement {
 /// error names the point and what is wrong.
 pub fn check(schema: &[Measurement], point: &Point) -> Result<(), String> {
     let Some(m) = schema.iter().find(|m| m.name == point.measurement) else {
-        let known: Vec<&str> = schema.iter().map(|m| m.name).collect();
+        let known: Vec<&str> = schema.iter().map(|m| m.name.as_ref()).collect();
         return Err(format!(
             "{}: measurement {:?} is not declared (declared: {})",
             point.describe(),
@@ -158,7 +173,7 @@ pub fn check(schema: &[Measurement], point: &Point) -> Result<(), String> {
         ));
     };
     for key in point.tags.keys() {
-        if !m.tags.iter().any(|t| t.name == key) {
+        if !m.tags.iter().any(|t| t.name == key.as_str()) {
             return Err(format!(
                 "{}: tag {key:?} is not declared for {}",
                 point.describe(),
@@ -236,11 +251,13 @@ pub fn markdown(schema: &[Measurement]) -> String {
 mod tests {
     use super::*;
 
-    const S: &[Measurement] = &[Measurement::new(
-        "m",
-        &[tag("release", "")],
-        &[int("count", ""), float("age", "days")],
-    )];
+    fn declared() -> Vec<Measurement> {
+        vec![Measurement::new(
+            "m",
+            &[tag("release", "")],
+            &[int("count", ""), float("age", "days")],
+        )]
+    }
 
     #[test]
     fn declared_points_pass() {
@@ -248,23 +265,30 @@ mod tests {
             .tag("release", "resolute")
             .field("count", 3i64)
             .field("age", 1.5);
-        assert_eq!(check(S, &p), Ok(()));
+        assert_eq!(check(&declared(), &p), Ok(()));
         // Tags and fields may be left out.
-        assert_eq!(check(S, &Point::new("m").field("age", 0.0)), Ok(()));
+        assert_eq!(
+            check(&declared(), &Point::new("m").field("age", 0.0)),
+            Ok(())
+        );
     }
 
     #[test]
     fn undeclared_names_and_changed_types_are_named() {
-        let e = check(S, &Point::new("n").field("count", 1i64)).unwrap_err();
+        let e = check(&declared(), &Point::new("n").field("count", 1i64)).unwrap_err();
         assert!(
             e.contains("measurement \"n\" is not declared (declared: m)"),
             "{e}"
         );
-        let e = check(S, &Point::new("m").tag("arch", "x").field("count", 1i64)).unwrap_err();
+        let e = check(
+            &declared(),
+            &Point::new("m").tag("arch", "x").field("count", 1i64),
+        )
+        .unwrap_err();
         assert!(e.contains("tag \"arch\" is not declared for m"), "{e}");
-        let e = check(S, &Point::new("m").field("total", 1i64)).unwrap_err();
+        let e = check(&declared(), &Point::new("m").field("total", 1i64)).unwrap_err();
         assert!(e.contains("field \"total\" is not declared for m"), "{e}");
-        let e = check(S, &Point::new("m").field("count", 1.0)).unwrap_err();
+        let e = check(&declared(), &Point::new("m").field("count", 1.0)).unwrap_err();
         assert!(
             e.contains("field \"count\" is float but m declares it int"),
             "{e}"
@@ -274,7 +298,7 @@ mod tests {
     #[test]
     fn markdown_lists_types_and_descriptions() {
         assert_eq!(
-            markdown(S),
+            markdown(&declared()),
             "| measurement | tags | fields |\n| --- | --- | --- |\n| `m` | `release` | `count` int, `age` float (days) |\n"
         );
     }

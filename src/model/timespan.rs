@@ -73,6 +73,22 @@ impl TimeSpan {
         }
     }
 
+    /// `n` minutes, written `{n}m` (a built-in default interval).
+    pub fn minutes(n: u64) -> TimeSpan {
+        TimeSpan {
+            text: format!("{n}m"),
+            usec: n * 60_000_000,
+        }
+    }
+
+    /// `n` hours, written `{n}h` (a built-in default interval).
+    pub fn hours(n: u64) -> TimeSpan {
+        TimeSpan {
+            text: format!("{n}h"),
+            usec: n * 3_600_000_000,
+        }
+    }
+
     pub fn as_duration(&self) -> Duration {
         Duration::from_micros(self.usec)
     }

@@ -31,7 +31,7 @@ pub const DEFAULT_SPOOL_AGE: &str = "30m";
 /// One collector's verdict.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub name: &'static str,
+    pub name: String,
     pub interval: chrono::Duration,
     pub state: Option<CollectorState>,
     pub next: Option<DateTime<Utc>>,
@@ -176,7 +176,7 @@ fn collector_rows(
                 None => (ended.map(|e| e + interval), NextSource::Estimate),
             };
             Row {
-                name: c.name(),
+                name: c.name().to_owned(),
                 interval,
                 next,
                 next_source,
@@ -302,8 +302,16 @@ impl Report {
             }
         }
         let rows = collector_rows(registry, config, now, &st, &scheduled, source);
-        let failing: Vec<&str> = rows.iter().filter(|r| r.failing).map(|r| r.name).collect();
-        let late: Vec<&str> = rows.iter().filter(|r| r.late).map(|r| r.name).collect();
+        let failing: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.failing)
+            .map(|r| r.name.as_str())
+            .collect();
+        let late: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.late)
+            .map(|r| r.name.as_str())
+            .collect();
         if !failing.is_empty() {
             problems.push(format!("failing: {}", failing.join(", ")));
         }
@@ -505,7 +513,7 @@ impl Report {
         let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
             family(out, name, help, kind, samples);
         };
-        let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(r.name));
+        let label = |r: &Row| format!("{{collector=\"{}\"}}", escape(&r.name));
         let per_run = |f: &dyn Fn(&CollectorState) -> String| -> Vec<(String, String)> {
             self.rows
                 .iter()
@@ -523,7 +531,7 @@ impl Report {
                         (
                             format!(
                                 "{{collector=\"{}\",result=\"{}\"}}",
-                                escape(r.name),
+                                escape(&r.name),
                                 escape(&s.last_run.result)
                             ),
                             u8::from(s.last_run.result == "ok").to_string(),

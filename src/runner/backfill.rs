@@ -33,10 +33,8 @@
 //!
 //! One backfill at a time per state directory (`backfill.lock`).
 
-use crate::collector::Context;
-use crate::collectors::britney::{ExcusesColumns, PROPOSED_MIGRATION};
-use crate::collectors::ubuntu_archive::{ARCHIVE_TEAM, mismatch_row, nbs_row};
-use crate::config::{DEFAULT_OUTPUT, SourceUrl, redact_url};
+use crate::collector::{Context, Rows, Series};
+use crate::config::{DEFAULT_OUTPUT, redact_url};
 use crate::model::point::Point;
 use crate::sinks::influxdb::InfluxWriter;
 use crate::sinks::spool::FileLock;
@@ -59,60 +57,31 @@ pub const CHECK_BYTES: u64 = 64 * 1024;
 /// Malformed rows named one by one (their line numbers kept) per source.
 pub const NAMED_ROWS: usize = 20;
 
-/// How the rows of a source become points.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    /// `update_excuses.csv`: columns by header name.
-    Excuses,
-    /// `nbs.csv`: `time,removable,total`.
-    Nbs,
-    /// `component-mismatches*.csv`, with the `pocket` tag.
-    Mismatches(&'static str),
-}
-
-/// A time-series source that can be backfilled.
+/// A time-series source that can be backfilled: one a collector declares
+/// ([`Collector::time_series`](crate::collector::Collector::time_series)).
 #[derive(Debug)]
 pub struct Source {
     /// Its name on the command line.
     pub name: &'static str,
     /// The collector that reads it every run.
-    pub collector: &'static str,
-    base: &'static SourceUrl,
-    file: &'static str,
-    kind: Kind,
+    pub collector: String,
+    /// Where it is and how its rows become points.
+    series: Series,
 }
 
-/// Every source `backfill` knows.
-pub static SOURCES: [Source; 4] = [
-    Source {
-        name: "update_excuses",
-        collector: "britney",
-        base: &PROPOSED_MIGRATION,
-        file: "update_excuses.csv",
-        kind: Kind::Excuses,
-    },
-    Source {
-        name: "nbs",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "nbs.csv",
-        kind: Kind::Nbs,
-    },
-    Source {
-        name: "component_mismatches",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "component-mismatches.csv",
-        kind: Kind::Mismatches("release"),
-    },
-    Source {
-        name: "component_mismatches_proposed",
-        collector: "ubuntu_archive",
-        base: &ARCHIVE_TEAM,
-        file: "component-mismatches-proposed.csv",
-        kind: Kind::Mismatches("proposed"),
-    },
-];
+/// Every source `backfill` knows: those the collectors declare.
+pub fn sources() -> Vec<Source> {
+    crate::collectors::registry()
+        .iter()
+        .flat_map(|c| {
+            c.time_series().into_iter().map(|series| Source {
+                name: series.name,
+                collector: c.name().to_owned(),
+                series,
+            })
+        })
+        .collect()
+}
 
 /// The entry of `source` written to `output` in `backfill.json`: the
 /// source's name for the first output (`[influxdb]`, as before there were
@@ -137,24 +106,27 @@ pub fn output_label(output: &str) -> String {
 
 /// The sources `name` means: a source's name, or a collector's (all its
 /// sources); `-` and `_` alike.
-pub fn select(name: &str) -> Result<Vec<&'static Source>, String> {
+pub fn select(name: &str) -> Result<Vec<Source>, String> {
     let name = name.replace('-', "_");
-    let by_name: Vec<&Source> = SOURCES.iter().filter(|s| s.name == name).collect();
+    let all = sources();
+    let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+    let mut collectors: Vec<&str> = all.iter().map(|s| s.collector.as_str()).collect();
+    collectors.dedup();
+    let error = format!(
+        "no time-series source {name:?}; known: {} (or a collector: {})",
+        known.join(", "),
+        collectors.join(", ")
+    );
+    let (by_name, others): (Vec<Source>, Vec<Source>) =
+        all.into_iter().partition(|s| s.name == name);
     if !by_name.is_empty() {
         return Ok(by_name);
     }
-    let by_collector: Vec<&Source> = SOURCES.iter().filter(|s| s.collector == name).collect();
+    let by_collector: Vec<Source> = others.into_iter().filter(|s| s.collector == name).collect();
     if !by_collector.is_empty() {
         return Ok(by_collector);
     }
-    Err(format!(
-        "no time-series source {name:?}; known: {} (or a collector: britney, ubuntu_archive)",
-        SOURCES
-            .iter()
-            .map(|s| s.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    Err(error)
 }
 
 /// Where an unfinished backfill of one source stands.
@@ -317,46 +289,21 @@ fn write_progress(dir: &Path, all: &BTreeMap<String, Progress>) -> Result<(), Er
 
 /// Parses batches of whole lines of one source into points.
 struct Parser<'a> {
-    kind: Kind,
+    rows: Box<dyn Rows>,
     devel: &'a str,
     url: &'a str,
-    columns: Option<ExcusesColumns>,
     since: Option<DateTime<Utc>>,
 }
 
 impl Parser<'_> {
     /// Reads the header line (of a source that has one).
     fn header(&mut self, line: &str) -> Result<(), String> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .from_reader(line.as_bytes());
-        let rec = rdr
-            .records()
-            .next()
-            .ok_or("an empty header line")?
-            .map_err(|e| format!("unreadable CSV header: {e}"))?;
-        self.columns = Some(ExcusesColumns::of(self.url, &rec).map_err(|e| e.to_string())?);
-        Ok(())
+        self.rows.header(self.url, line)
     }
 
     /// The points of one line (a row), or why it is malformed.
     fn row(&self, line: &str) -> Result<(DateTime<Utc>, Vec<Point>), String> {
-        match (self.kind, &self.columns) {
-            (Kind::Excuses, Some(cols)) => cols.line(line, self.devel).map(|(t, p)| (t, vec![p])),
-            (Kind::Excuses, None) => Err("no header line before it".to_owned()),
-            (Kind::Nbs, _) => nbs_row(line, self.devel)
-                .map(|(t, p)| (t, vec![p]))
-                .ok_or_else(|| {
-                    "not 3 integers (time in Unix milliseconds, removable, total)".to_owned()
-                }),
-            (Kind::Mismatches(pocket), _) => {
-                mismatch_row(line, self.devel, pocket).ok_or_else(|| {
-                    "not 5 integers (time in Unix milliseconds and 4 counts)".to_owned()
-                })
-            }
-        }
+        self.rows.row(line, self.devel)
     }
 
     /// The lines of `text` (the first of them line `first` of the
@@ -406,6 +353,117 @@ impl Parser<'_> {
     }
 }
 
+/// The document from where `state` stopped when it is the one read then
+/// (see [`resume`]), else from its beginning, `state` started again (with a
+/// warning): the stream, the bytes read after the offset, the checked bytes
+/// before it, and why it started again.
+async fn open(
+    ctx: &Context,
+    url: &str,
+    name: &str,
+    output: &str,
+    state: &mut Progress,
+    has_header: bool,
+) -> Result<((Stream, Vec<u8>, Vec<u8>), Option<String>), Error> {
+    if state.offset > 0 {
+        match resume(&ctx.http, url, state, has_header).await? {
+            Ok(r) => return Ok((r, None)),
+            Err(why) => {
+                tracing::warn!(
+                    "backfill {name} to {output}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
+                    state.offset
+                );
+                *state = Progress::new(state.url.clone(), state.since);
+                let s = start(ctx, url).await?;
+                return Ok((s, Some(why)));
+            }
+        }
+    }
+    Ok((start(ctx, url).await?, None))
+}
+
+/// The document from its beginning.
+async fn start(ctx: &Context, url: &str) -> Result<(Stream, Vec<u8>, Vec<u8>), Error> {
+    let s = ctx
+        .http
+        .get_stream(url, 0)
+        .await
+        .map_err(|e| Error::Source(e.to_string()))?;
+    Ok((s, Vec::new(), Vec::new()))
+}
+
+/// Creates the state directory and holds its backfill lock: one backfill
+/// at a time.
+fn lock(state_dir: &Path) -> Result<FileLock, Error> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::Stop(format!(
+            "{}: cannot create the directory: {e}",
+            state_dir.display()
+        ))
+    })?;
+    let lock = state_dir.join(LOCK_FILE);
+    FileLock::try_exclusive(&lock)
+        .map_err(|e| Error::Stop(format!("cannot lock {}: {e}", lock.display())))?
+        .ok_or_else(|| {
+            Error::Stop(format!(
+                "another backfill is running ({} is locked): wait for it to end",
+                lock.display()
+            ))
+        })
+}
+
+/// `tail` followed by `done`, cut to its last `window` bytes: the last
+/// bytes done, for the checksum a resume checks.
+fn keep_tail(tail: &mut Vec<u8>, done: &[u8], window: usize) {
+    if done.len() >= window {
+        tail.clear();
+        tail.extend_from_slice(&done[done.len() - window..]);
+    } else {
+        tail.extend_from_slice(done);
+        let over = tail.len().saturating_sub(window);
+        tail.drain(..over);
+    }
+}
+
+impl Report {
+    /// The report of a backfill going on from `state`.
+    fn of(state: &Progress, total: Option<u64>, restarted: Option<String>) -> Report {
+        Report {
+            rows: state.rows,
+            written: state.written,
+            points: state.points,
+            before_since: state.before_since,
+            malformed: state.malformed,
+            malformed_lines: state.malformed_lines.clone(),
+            offset: state.offset,
+            total,
+            resumed_from: (state.offset > 0).then_some(state.offset),
+            restarted,
+        }
+    }
+}
+
+impl Progress {
+    /// A batch of `len` bytes and `lines` lines written, the checksum of
+    /// `tail` (the bytes before the new offset) and the counts of `report`
+    /// kept; the report's offset moves with it.
+    fn done(&mut self, len: usize, lines: usize, tail: &[u8], report: &mut Report) {
+        self.offset += len as u64;
+        self.lines += lines as u64;
+        self.check = Some(Check {
+            bytes: tail.len() as u64,
+            crc32: crc32fast::hash(tail),
+        });
+        self.rows = report.rows;
+        self.written = report.written;
+        self.points = report.points;
+        self.before_since = report.before_since;
+        self.malformed = report.malformed;
+        self.malformed_lines.clone_from(&report.malformed_lines);
+        report.offset = self.offset;
+    }
+}
+
 /// Position of the `n`-th `\n` (1-based) in `buf`.
 fn nth_newline(buf: &[u8], n: usize) -> Option<usize> {
     buf.iter()
@@ -423,7 +481,7 @@ async fn resume(
     http: &Http,
     url: &str,
     state: &Progress,
-    kind: Kind,
+    has_header: bool,
 ) -> Result<Result<(Stream, Vec<u8>, Vec<u8>), String>, Error> {
     let Some(check) = state
         .check
@@ -433,7 +491,7 @@ async fn resume(
             "no checksum of the bytes before it was saved (by an older version)".to_owned(),
         ));
     };
-    if matches!(kind, Kind::Excuses) && state.header.is_none() {
+    if has_header && state.header.is_none() {
         return Ok(Err("no header line was saved".to_owned()));
     }
     let from = state.offset - check.bytes;
@@ -500,22 +558,8 @@ pub async fn backfill(
     opts: &Options,
     progress: &mut (dyn FnMut(&Report) + Send),
 ) -> Result<Report, Error> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
-        Error::Stop(format!(
-            "{}: cannot create the directory: {e}",
-            state_dir.display()
-        ))
-    })?;
-    let lock = state_dir.join(LOCK_FILE);
-    let _guard = FileLock::try_exclusive(&lock)
-        .map_err(|e| Error::Stop(format!("cannot lock {}: {e}", lock.display())))?
-        .ok_or_else(|| {
-            Error::Stop(format!(
-                "another backfill is running ({} is locked): wait for it to end",
-                lock.display()
-            ))
-        })?;
-    let url = join(ctx.source(source.base), source.file);
+    let _guard = lock(state_dir)?;
+    let url = join(ctx.source(&source.series.base), source.series.file);
     let key = redact_url(&url);
     let entry = progress_key(source.name, writer.name());
     let output = output_label(writer.name());
@@ -528,40 +572,14 @@ pub async fn backfill(
         .devel_series()
         .await
         .map_err(|e| Error::Source(e.to_string()))?;
-    let mut restarted = None;
-    let resumed = if state.offset > 0 {
-        match resume(&ctx.http, &url, &state, source.kind).await? {
-            Ok(r) => Some(r),
-            Err(why) => {
-                tracing::warn!(
-                    "backfill {} to {output}: cannot go on at byte {}: {why}; starting again from the beginning (rows written before are written again, and InfluxDB keeps each once)",
-                    source.name,
-                    state.offset
-                );
-                restarted = Some(why);
-                state = Progress::new(key, opts.since);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let (mut stream, mut buf, mut tail) = match resumed {
-        Some(r) => r,
-        None => {
-            let s = ctx
-                .http
-                .get_stream(&url, 0)
-                .await
-                .map_err(|e| Error::Source(e.to_string()))?;
-            (s, Vec::new(), Vec::new())
-        }
-    };
+    let rows = (source.series.rows)();
+    let has_header = rows.has_header();
+    let ((mut stream, mut buf, mut tail), restarted) =
+        open(ctx, &url, source.name, &output, &mut state, has_header).await?;
     let mut parser = Parser {
-        kind: source.kind,
+        rows,
         devel: &devel,
         url: &url,
-        columns: None,
         since: opts.since,
     };
     if let Some(h) = &state.header {
@@ -569,18 +587,7 @@ pub async fn backfill(
             .header(h)
             .map_err(|e| Error::Stop(format!("{url}: {e}")))?;
     }
-    let mut report = Report {
-        rows: state.rows,
-        written: state.written,
-        points: state.points,
-        before_since: state.before_since,
-        malformed: state.malformed,
-        malformed_lines: state.malformed_lines.clone(),
-        offset: state.offset,
-        total: stream.total,
-        resumed_from: (state.offset > 0).then_some(state.offset),
-        restarted,
-    };
+    let mut report = Report::of(&state, stream.total, restarted);
     let batch = opts.batch_rows.max(1);
     let mut newlines = buf.iter().filter(|b| **b == b'\n').count();
     let mut lines = Vec::with_capacity(batch);
@@ -608,7 +615,7 @@ pub async fn backfill(
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
             let mut body: &str = &text;
             let mut first = state.lines + 1;
-            if state.offset == 0 && matches!(source.kind, Kind::Excuses) && state.header.is_none() {
+            if state.offset == 0 && has_header && state.header.is_none() {
                 let (h, rest) = body.split_once('\n').unwrap_or((body, ""));
                 let h = h.trim_end_matches('\r');
                 parser
@@ -624,30 +631,10 @@ pub async fn backfill(
                 .write_lines(&lines)
                 .await
                 .map_err(|(_, e)| Error::Influx(format!("{output}: {e}")))?;
-            // The last bytes done, for the checksum a resume checks.
-            if len >= window {
-                tail.clear();
-                tail.extend_from_slice(&buf[len - window..len]);
-            } else {
-                tail.extend_from_slice(&buf[..len]);
-                let over = tail.len().saturating_sub(window);
-                tail.drain(..over);
-            }
+            keep_tail(&mut tail, &buf[..len], window);
             buf.drain(..len);
             newlines -= n;
-            state.offset += len as u64;
-            state.lines += n as u64;
-            state.check = Some(Check {
-                bytes: tail.len() as u64,
-                crc32: crc32fast::hash(&tail),
-            });
-            state.rows = report.rows;
-            state.written = report.written;
-            state.points = report.points;
-            state.before_since = report.before_since;
-            state.malformed = report.malformed;
-            state.malformed_lines.clone_from(&report.malformed_lines);
-            report.offset = state.offset;
+            state.done(len, n, &tail, &mut report);
             all.insert(entry.clone(), state.clone());
             write_progress(state_dir, &all)?;
             progress(&report);
@@ -668,7 +655,7 @@ mod tests {
     #[test]
     fn names_and_collectors_select_sources() {
         assert_eq!(
-            select("update-excuses").unwrap()[0].file,
+            select("update-excuses").unwrap()[0].series.file,
             "update_excuses.csv"
         );
         assert_eq!(select("ubuntu_archive").unwrap().len(), 3);
@@ -687,11 +674,11 @@ mod tests {
 
     #[test]
     fn each_line_is_a_row_and_a_malformed_one_costs_that_row_only() {
+        let excuses = select("update_excuses").unwrap().remove(0);
         let mut p = Parser {
-            kind: Kind::Excuses,
+            rows: (excuses.series.rows)(),
             devel: "zz",
             url: "u",
-            columns: None,
             since: None,
         };
         p.header("time,valid candidates,not considered,total,median age,backlog")

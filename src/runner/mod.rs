@@ -12,7 +12,7 @@ use crate::collector::{Collector, Context};
 use crate::config::Config;
 use crate::model::point::Point;
 use crate::model::schema::{Measurement, float, int, string, tag};
-use crate::sinks::{Delivery, OUTPUT_SCHEMA, Run, SelfMetrics, Sink};
+use crate::sinks::{Delivery, Run, SelfMetrics, Sink, output_schema};
 use crate::sources::http::{HostCount, Http};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -30,52 +30,59 @@ pub const SELF_MEASUREMENT: &str = "ubuntu_metrics_run";
 pub const HTTP_MEASUREMENT: &str = "ubuntu_metrics_http";
 
 /// [`SELF_MEASUREMENT`], declared like a collector's schema.
-pub const RUN_SCHEMA: Measurement = Measurement::new(
-    SELF_MEASUREMENT,
-    &[
-        tag("collector", "the collector's name"),
-        tag("status", "`ok`, `error` or `timeout`"),
-    ],
-    &[
-        float("duration_seconds", "how long the run took"),
-        int("points", "points handed to the writer"),
-        int("requests", "upstream requests"),
-        int(
-            "spool_dropped",
-            "points the spool dropped at its size limit since the last report",
-        ),
-        string("error", "why the run failed (only when it did)"),
-    ],
-);
+pub fn run_schema() -> Measurement {
+    Measurement::new(
+        SELF_MEASUREMENT,
+        &[
+            tag("collector", "the collector's name"),
+            tag("status", "`ok`, `error` or `timeout`"),
+        ],
+        &[
+            float("duration_seconds", "how long the run took"),
+            int("points", "points handed to the writer"),
+            int("requests", "upstream requests"),
+            int(
+                "spool_dropped",
+                "points the spool dropped at its size limit since the last report",
+            ),
+            string("error", "why the run failed (only when it did)"),
+        ],
+    )
+}
 
 /// [`HTTP_MEASUREMENT`], declared like a collector's schema.
-pub const HTTP_SCHEMA: Measurement = Measurement::new(
-    HTTP_MEASUREMENT,
-    &[
-        tag("collector", "the collector's name"),
-        tag(
-            "host",
-            "the upstream host (`host:port` when not the default port)",
-        ),
-    ],
-    &[
-        int(
-            "requests",
-            "HTTP requests of the run to the host (each retry is one)",
-        ),
-        int(
-            "errors",
-            "of which failed: no answer, an error status, an unreadable body",
-        ),
-    ],
-);
+pub fn http_schema() -> Measurement {
+    Measurement::new(
+        HTTP_MEASUREMENT,
+        &[
+            tag("collector", "the collector's name"),
+            tag(
+                "host",
+                "the upstream host (`host:port` when not the default port)",
+            ),
+        ],
+        &[
+            int(
+                "requests",
+                "HTTP requests of the run to the host (each retry is one)",
+            ),
+            int(
+                "errors",
+                "of which failed: no answer, an error status, an unreadable body",
+            ),
+        ],
+    )
+}
 
 /// Everything the program writes about itself: the runs' measurements and
-/// the outputs' own ([`OUTPUT_SCHEMA`]; the dashboards' self-metrics panels
+/// the outputs' own ([`output_schema`]; the dashboards' self-metrics panels
 /// read only this; `tests/self_metrics.rs` checks every self-metrics point
 /// against it).
-pub const SELF_SCHEMA: &[Measurement] =
-    &[RUN_SCHEMA, HTTP_SCHEMA, OUTPUT_SCHEMA[0], OUTPUT_SCHEMA[1]];
+pub fn self_schema() -> Vec<Measurement> {
+    let mut all = vec![run_schema(), http_schema()];
+    all.extend(output_schema());
+    all
+}
 
 /// The answers kept for conditional requests, in the state directory.
 pub const HTTP_CACHE_DIR: &str = "http-cache";
@@ -101,7 +108,7 @@ impl Status {
 /// What one collector's run produced.
 #[derive(Debug)]
 pub struct Outcome {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     /// The collection time of the run (the points' default timestamp).
     pub time: DateTime<Utc>,
@@ -138,7 +145,7 @@ impl Outcome {
     /// The outcome of `name`'s run at `time`: `points` (with `Status::Ok`)
     /// or an `error` (with its status), and what the run asked upstream.
     pub fn new(
-        name: &'static str,
+        name: &str,
         time: DateTime<Utc>,
         result: Result<Vec<Point>, (Status, String)>,
         duration: Duration,
@@ -148,7 +155,7 @@ impl Outcome {
             Err((status, e)) => (status, Vec::new(), Some(e)),
         };
         Outcome {
-            name,
+            name: name.to_owned(),
             status,
             time,
             points,
@@ -177,6 +184,7 @@ impl Outcome {
     /// This outcome without its points: what its self-metrics need, owned.
     fn summary(&self) -> Outcome {
         Outcome {
+            name: self.name.clone(),
             points: Vec::new(),
             error: self.error.clone(),
             hosts: self.hosts.clone(),
@@ -196,7 +204,7 @@ impl Outcome {
     /// timed out).
     pub fn self_point(&self, points: usize, spool_dropped: u64) -> Point {
         let p = Point::new(SELF_MEASUREMENT)
-            .tag("collector", self.name)
+            .tag("collector", self.name.as_str())
             .tag("status", self.status.as_str())
             .field("duration_seconds", self.duration.as_secs_f64())
             .field("points", points)
@@ -213,7 +221,7 @@ impl Outcome {
     pub fn host_points(&self) -> impl Iterator<Item = Point> + '_ {
         self.hosts.iter().map(|(host, n)| {
             Point::new(HTTP_MEASUREMENT)
-                .tag("collector", self.name)
+                .tag("collector", self.name.as_str())
                 .tag("host", host.as_str())
                 .field("requests", n.requests)
                 .field("errors", n.errors)
@@ -318,7 +326,10 @@ pub async fn collect_many(
 /// and (when `self_metrics`) one self-metrics point per outcome.
 fn as_run(outcomes: &[Outcome], self_metrics: bool) -> Run<'_> {
     Run {
-        parts: outcomes.iter().map(|o| (o.name, &o.points[..])).collect(),
+        parts: outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), &o.points[..]))
+            .collect(),
         self_metrics: self_metrics.then(|| self_metrics_of(outcomes)),
     }
 }

@@ -298,7 +298,7 @@ pub async fn run_with(
 }
 
 /// The collectors' tasks, by name.
-type Tasks = BTreeMap<&'static str, tokio::task::JoinHandle<()>>;
+type Tasks = BTreeMap<String, tokio::task::JoinHandle<()>>;
 
 /// SIGTERM, SIGINT and SIGHUP, caught.
 struct Signals {
@@ -375,7 +375,7 @@ impl Scheduler {
             );
             self.board.due(c.name(), start + delay);
             let task = collector_loop(
-                c.name(),
+                c.name().to_owned(),
                 self.registry.clone(),
                 self.host.clone(),
                 FirstWakeUp {
@@ -389,7 +389,7 @@ impl Scheduler {
                     board: self.board.clone(),
                 },
             );
-            tasks.insert(c.name(), tokio::spawn(task));
+            tasks.insert(c.name().to_owned(), tokio::spawn(task));
         }
     }
 }
@@ -617,7 +617,7 @@ struct Links {
 }
 
 async fn collector_loop(
-    name: &'static str,
+    name: String,
     registry: Registry,
     host: String,
     first: FirstWakeUp,
@@ -626,11 +626,12 @@ async fn collector_loop(
     links: Links,
 ) {
     let Links { appended, board } = links;
+    let name = name.as_str();
     let Some(collector) = registry.iter().find(|c| c.name() == name) else {
         return;
     };
     // Off the status line once this task ends, however it ends.
-    struct Scheduled<'a>(&'a Board, &'static str);
+    struct Scheduled<'a>(&'a Board, &'a str);
     impl Drop for Scheduled<'_> {
         fn drop(&mut self) {
             self.0.remove(self.1);

@@ -135,7 +135,7 @@ struct Entry {
 /// The daemon's view of its collectors, for `STATUS=`.
 #[derive(Default)]
 pub struct Board {
-    entries: Mutex<BTreeMap<&'static str, Entry>>,
+    entries: Mutex<BTreeMap<String, Entry>>,
     /// Points waiting in each output's spool after its last replay.
     spooled: Mutex<BTreeMap<String, usize>>,
     /// Woken when something in the summary changed.
@@ -148,7 +148,7 @@ pub struct Board {
 }
 
 impl Board {
-    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<&'static str, Entry>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Entry>) -> R) -> R {
         f(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -203,27 +203,27 @@ impl Board {
     }
 
     /// `name`'s next run is due at `at`.
-    pub fn due(&self, name: &'static str, at: Instant) {
-        self.with(|m| m.entry(name).or_default().next = Some(at));
+    pub fn due(&self, name: &str, at: Instant) {
+        self.with(|m| m.entry(name.to_owned()).or_default().next = Some(at));
         self.write_schedule();
         self.changed.notify_one();
     }
 
     /// `name` is running.
-    pub fn running(&self, name: &'static str) {
-        self.with(|m| m.entry(name).or_default().next = None);
+    pub fn running(&self, name: &str) {
+        self.with(|m| m.entry(name.to_owned()).or_default().next = None);
         self.write_schedule();
         self.changed.notify_one();
     }
 
     /// `name`'s run ended, failed or not.
-    pub fn ended(&self, name: &'static str, failed: bool) {
-        self.with(|m| m.entry(name).or_default().failing = failed);
+    pub fn ended(&self, name: &str, failed: bool) {
+        self.with(|m| m.entry(name.to_owned()).or_default().failing = failed);
         self.changed.notify_one();
     }
 
     /// `name` is no longer scheduled.
-    pub fn remove(&self, name: &'static str) {
+    pub fn remove(&self, name: &str) {
         self.with(|m| m.remove(name));
         self.write_schedule();
         self.changed.notify_one();
@@ -253,7 +253,7 @@ impl Board {
             let running = m.values().filter(|e| e.next.is_none()).count();
             let next = m
                 .iter()
-                .filter_map(|(name, e)| e.next.map(|at| (at, *name)))
+                .filter_map(|(name, e)| e.next.map(|at| (at, name.clone())))
                 .min();
             (m.len(), failing, running, next)
         });

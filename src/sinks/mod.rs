@@ -19,10 +19,12 @@ pub use influxdb::self_metrics::{SPOOL_MEASUREMENT, WRITE_MEASUREMENT};
 
 /// [`SPOOL_MEASUREMENT`] and [`WRITE_MEASUREMENT`], declared like a
 /// collector's schema.
-pub const OUTPUT_SCHEMA: &[crate::model::schema::Measurement] = &[
-    influxdb::self_metrics::WRITE_SCHEMA,
-    influxdb::self_metrics::SPOOL_SCHEMA,
-];
+pub fn output_schema() -> Vec<crate::model::schema::Measurement> {
+    vec![
+        influxdb::self_metrics::write_schema(),
+        influxdb::self_metrics::spool_schema(),
+    ]
+}
 
 use crate::model::point::{Point, PointError};
 use std::path::Path;
@@ -184,7 +186,7 @@ mod tests {
 
     fn outcome(name: &'static str, points: Vec<Point>) -> Outcome {
         Outcome {
-            name,
+            name: name.into(),
             status: Status::Ok,
             time: "2026-11-24T12:00:00Z".parse().unwrap(),
             points,

@@ -127,7 +127,7 @@ pub fn record(dir: &Path, outcomes: &[Outcome], ended: DateTime<Utc>) -> Result<
         let time = ended
             - chrono::Duration::from_std(o.duration).unwrap_or_else(|_| chrono::Duration::zero());
         let ok = o.error.is_none();
-        let prev = state.collectors.remove(o.name);
+        let prev = state.collectors.remove(&o.name);
         let entry = CollectorState {
             last_run: LastRun {
                 time,
@@ -367,7 +367,7 @@ mod tests {
 
     fn outcome(name: &'static str, error: Option<&str>) -> Outcome {
         Outcome {
-            name,
+            name: name.into(),
             status: if error.is_some() {
                 Status::Error
             } else {

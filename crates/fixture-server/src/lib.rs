@@ -333,7 +333,7 @@ impl FixtureServer {
         if let Some(r) = &self.rsync {
             for d in declared_sources(&ubuntu_metrics::collectors::registry()) {
                 if d.default.starts_with("rsync://") {
-                    s.set(d.key, r.url());
+                    s.set(&d.key, r.url());
                 }
             }
         }
@@ -350,9 +350,9 @@ pub fn fixture_sources(base: &str, root: &Path) -> Sources {
     s.distro_info = root.join("distro-info/ubuntu.csv");
     for d in declared_sources(&ubuntu_metrics::collectors::registry()) {
         if d.default.starts_with("rsync://") {
-            s.set(d.key, "rsync://127.0.0.1:1/cdimage/");
+            s.set(&d.key, "rsync://127.0.0.1:1/cdimage/");
         } else {
-            s.set(d.key, source_url(base, &d));
+            s.set(&d.key, source_url(base, &d));
         }
     }
     s

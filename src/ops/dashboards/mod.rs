@@ -1,5 +1,5 @@
 //! Grafana dashboards, generated from the collectors: each collector
-//! declares its row of panels next to its code ([`crate::Collector::panels`],
+//! declares its row of panels next to its code ([`crate::collector::Spec::panels`],
 //! built from [`crate::model::panel::Panel`]) and the dashboard it belongs on
 //! ([`Board`]); this module lays the rows out, adds the self-metrics row,
 //! and writes Grafana's JSON. Unit tests check that every measurement of
@@ -46,7 +46,7 @@ pub const SCHEMA_VERSION: u32 = 39;
 /// A titled row of panels.
 #[derive(Debug, Clone)]
 pub struct Section {
-    pub title: &'static str,
+    pub title: crate::model::schema::Text,
     pub panels: Vec<Panel>,
 }
 
@@ -72,7 +72,8 @@ impl Dashboard {
 
 /// The self-metrics row (written by the runner for every run), at the
 /// end of the first dashboard.
-const SELF_PANELS: &[Panel] = &[
+fn self_panels() -> Vec<Panel> {
+    vec![
     Panel::new(Kind::Table, "Collector runs (latest)", SELF_MEASUREMENT, &["duration_seconds", "points", "requests"], &["collector", "status"])
         .field_units(&[("duration_seconds", "s")])
         .width(12)
@@ -99,10 +100,11 @@ const SELF_PANELS: &[Panel] = &[
         .describe("Points waiting in the spool for InfluxDB, and how long the oldest has waited, as seen after each delivery. While InfluxDB is away these arrive with the backlog."),
     Panel::new(Kind::Stat, "Dead-letter batches", SPOOL_MEASUREMENT, &["dead_letter_batches"], &[])
         .describe("Batches InfluxDB refused for good, kept in the spool's dead-letter file (`ubuntu-metrics spool status` shows them)."),
-];
+]
+}
 
 /// Every dashboard, built from the collectors of the registry: each
-/// collector's row of panels ([`crate::Collector::panels`]) on its
+/// collector's row of panels ([`crate::collector::Spec::panels`]) on its
 /// dashboard, in registry order.
 pub fn dashboards() -> Vec<Dashboard> {
     dashboards_of(&crate::collectors::registry())
@@ -124,8 +126,8 @@ pub fn dashboards_of(collectors: &[Box<dyn Collector>]) -> Vec<Dashboard> {
                 .collect();
             if board == Board::Queues {
                 sections.push(Section {
-                    title: "ubuntu-metrics itself",
-                    panels: SELF_PANELS.to_vec(),
+                    title: "ubuntu-metrics itself".into(),
+                    panels: self_panels(),
                 });
             }
             Dashboard {
@@ -506,7 +508,8 @@ mod tests {
 
     #[test]
     fn every_measurement_of_every_collector_has_a_panel() {
-        let shown: BTreeSet<&str> = all_panels().iter().map(|p| p.measurement).collect();
+        let panels = all_panels();
+        let shown: BTreeSet<&str> = panels.iter().map(|p| p.measurement.as_ref()).collect();
         let mut missing = Vec::new();
         for c in registry() {
             for m in c.measurements() {
@@ -541,7 +544,7 @@ mod tests {
                         )
                     });
                 assert!(!p.fields.is_empty(), "panel {:?} has no field", p.title);
-                for f in p.fields {
+                for f in &p.fields {
                     assert!(
                         m.field(f).is_some(),
                         "{name}: panel {:?} reads field {f:?}, not declared for {}",
@@ -550,7 +553,7 @@ mod tests {
                     );
                 }
                 let filtered = p.filter.map(|f| f.split('"').nth(1).unwrap_or_default());
-                for t in p.group_by.iter().copied().chain(filtered) {
+                for t in p.group_by.iter().map(|t| t.as_ref()).chain(filtered) {
                     assert!(
                         m.tags.iter().any(|d| d.name == t),
                         "{name}: panel {:?} uses tag {t:?}, not declared for {}",
@@ -560,8 +563,9 @@ mod tests {
                 }
             }
         }
-        for p in SELF_PANELS {
-            let m = crate::runner::SELF_SCHEMA
+        for p in self_panels() {
+            let schema = crate::runner::self_schema();
+            let m = schema
                 .iter()
                 .find(|m| m.name == p.measurement)
                 .unwrap_or_else(|| {
@@ -570,7 +574,7 @@ mod tests {
                         p.title, p.measurement
                     )
                 });
-            for f in p.fields {
+            for f in &p.fields {
                 assert!(
                     m.field(f).is_some(),
                     "panel {:?} reads {f:?}, not in {}",
@@ -588,9 +592,9 @@ mod tests {
             }
         }
         // Every self-metric has a panel.
-        for m in crate::runner::SELF_SCHEMA {
+        for m in crate::runner::self_schema() {
             assert!(
-                SELF_PANELS.iter().any(|p| p.measurement == m.name),
+                self_panels().iter().any(|p| p.measurement == m.name),
                 "no panel reads {}",
                 m.name
             );

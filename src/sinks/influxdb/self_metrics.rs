@@ -23,53 +23,57 @@ pub const WRITE_MEASUREMENT: &str = "ubuntu_metrics_write";
 pub const SPOOL_MEASUREMENT: &str = "ubuntu_metrics_spool";
 
 /// [`WRITE_MEASUREMENT`], declared like a collector's schema.
-pub const WRITE_SCHEMA: Measurement = Measurement::new(
-    WRITE_MEASUREMENT,
-    &[
-        tag(
-            "output",
-            "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
-        ),
-        tag(
-            "outcome",
-            "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
-        ),
-    ],
-    &[
-        float(
-            "latency_seconds",
-            "from sending the request to InfluxDB's answer",
-        ),
-        int("points", "lines in the request"),
-        int("bytes", "size of the request before compression"),
-    ],
-);
+pub fn write_schema() -> Measurement {
+    Measurement::new(
+        WRITE_MEASUREMENT,
+        &[
+            tag(
+                "output",
+                "the output: `influxdb`, or the NAME of `[outputs.NAME]`",
+            ),
+            tag(
+                "outcome",
+                "`ok`, or the kind of failure: `connect`, `timeout`, `server_error`, `auth`, `bad_request`, ...",
+            ),
+        ],
+        &[
+            float(
+                "latency_seconds",
+                "from sending the request to InfluxDB's answer",
+            ),
+            int("points", "lines in the request"),
+            int("bytes", "size of the request before compression"),
+        ],
+    )
+}
 
 /// [`SPOOL_MEASUREMENT`], declared like a collector's schema.
-pub const SPOOL_SCHEMA: Measurement = Measurement::new(
-    SPOOL_MEASUREMENT,
-    &[tag("output", "the output whose spool it is")],
-    &[
-        int(
-            "points",
-            "points the delivery found waiting in the spool (the backlog it wrote)",
-        ),
-        int("records", "records (batches) of that backlog"),
-        int("bytes", "size of that backlog's segments"),
-        float(
-            "oldest_age_seconds",
-            "how long the backlog's oldest record had waited (0 when none)",
-        ),
-        int(
-            "dead_letter_batches",
-            "batches in the dead-letter file after the delivery",
-        ),
-        int(
-            "writes_not_reported",
-            "writes whose own self-metrics were let go while InfluxDB was away",
-        ),
-    ],
-);
+pub fn spool_schema() -> Measurement {
+    Measurement::new(
+        SPOOL_MEASUREMENT,
+        &[tag("output", "the output whose spool it is")],
+        &[
+            int(
+                "points",
+                "points the delivery found waiting in the spool (the backlog it wrote)",
+            ),
+            int("records", "records (batches) of that backlog"),
+            int("bytes", "size of that backlog's segments"),
+            float(
+                "oldest_age_seconds",
+                "how long the backlog's oldest record had waited (0 when none)",
+            ),
+            int(
+                "dead_letter_batches",
+                "batches in the dead-letter file after the delivery",
+            ),
+            int(
+                "writes_not_reported",
+                "writes whose own self-metrics were let go while InfluxDB was away",
+            ),
+        ],
+    )
+}
 
 /// The [`SPOOL_MEASUREMENT`] point at `now`: the `backlog` a delivery
 /// found, the dead letters `after` it.
