@@ -67,6 +67,10 @@
 //! At the size limit the oldest records are dropped, with an error log and a
 //! counter ([`Spool::take_dropped`], [`Spool::append_reporting`]).
 
+// No product function over 100 lines (clippy.toml sets the limit); the
+// inline tests are exempt.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod codec;
 mod dead_letter;
 mod dropped;
