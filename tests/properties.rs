@@ -1,6 +1,7 @@
 //! Property tests of the public parsers and of the line-protocol encoder.
-//! (The private document parsers of the collectors, the Launchpad body
-//! parsers and the spool reader have theirs in their modules.)
+//! (The private document parsers of the collectors and the Launchpad body
+//! parsers have theirs in their modules; the spool reader's are in
+//! crates/spool.)
 //!
 //! - line protocol: every encoded point parses back, with the
 //!   `influxdb-line-protocol` crate, to exactly the original measurement,

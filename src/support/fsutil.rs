@@ -1,5 +1,6 @@
-//! File-system helpers shared by the spool, the state files, the unit
-//! installer and the answers kept for conditional requests.
+//! File-system helpers shared by the state files, the unit installer and
+//! the answers kept for conditional requests. (The spool crate keeps the
+//! few it needs in crates/spool/src/files.rs, so that it stands alone.)
 //!
 //! Nothing under the state directory is trusted to be what its name says:
 //! a file is read with [`read_file`] (`O_NOFOLLOW`: a symbolic link is
