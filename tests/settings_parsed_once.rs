@@ -46,9 +46,9 @@ const EXCEPTIONS: &[(&str, usize, &str)] = &[
         "a timer's next elapse as systemctl prints it: an answer of systemd, not a setting",
     ),
     (
-        "ops/provision.rs",
+        "cli/influxdb.rs",
         1,
-        "`influxdb provision --url`, a command-line argument (its default is the configured URL's text); TODO: take the configured UrlSetting's value when --url is not given",
+        "`influxdb provision --url`, a command-line argument, read once (without it, the configured URL as the configuration read it)",
     ),
     (
         "custom/exec.rs",

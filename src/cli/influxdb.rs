@@ -27,10 +27,26 @@ pub(super) async fn main(cmd: InfluxdbCommand, config: &Config) -> i32 {
             .ok()
             .filter(|p| !p.is_empty()),
     };
+    // A --url is read here, once; without one, the configured URL as the
+    // configuration read it.
+    let url = match &a.url {
+        Some(text) => url::Url::parse(text).map_err(|e| format!("InfluxDB URL {text:?}: {e}")),
+        None => (config.influxdb.url.value().cloned()).map_err(|e| {
+            format!(
+                "InfluxDB URL {:?}: {e}",
+                crate::support::text::redact_url(&config.influxdb.url)
+            )
+        }),
+    };
+    let url = match url {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("ubuntu-metrics: influxdb provision: {e}");
+            return EXIT_FAILED;
+        }
+    };
     let opts = Options {
-        url: a
-            .url
-            .unwrap_or_else(|| config.influxdb.url.text().to_owned()),
+        url,
         database: a
             .database
             .unwrap_or_else(|| config.influxdb.database.clone()),

@@ -38,7 +38,7 @@ pub const DEFAULT_SECRETS_DIR: &str = "/etc/ubuntu-metrics/secrets";
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The server's base URL (a path prefix is kept).
-    pub url: String,
+    pub url: url::Url,
     pub database: String,
     /// The default retention policy's duration, when it should be set.
     pub retention: Option<Retention>,
@@ -272,12 +272,11 @@ struct Influx {
 
 impl Influx {
     fn new(opts: &Options) -> Result<Influx, String> {
-        let mut base =
-            url::Url::parse(&opts.url).map_err(|e| format!("InfluxDB URL {:?}: {e}", opts.url))?;
+        let mut base = opts.url.clone();
         if !matches!(base.scheme(), "http" | "https") {
             return Err(format!(
                 "InfluxDB URL {:?}: the scheme must be http or https",
-                opts.url
+                crate::support::text::redact_url(opts.url.as_str())
             ));
         }
         if !base.username().is_empty() || base.password().is_some() {
