@@ -94,7 +94,7 @@ pub(super) async fn main(
         eprintln!("ubuntu-metrics: the recording is incomplete: {e}");
     }
     if !args.dry_run {
-        crate::state::record_or_warn(config, &outcomes);
+        crate::state::record_off_runtime(config, &outcomes).await;
     }
     let mut status = EXIT_OK;
     if let Some(line) = failure_summary(&outcomes, base.http.answers()) {

@@ -106,7 +106,7 @@ impl Status {
 }
 
 /// What one collector's run produced.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub name: String,
     pub status: Status,

@@ -665,7 +665,7 @@ async fn collector_loop(
         let timeout = Some(st.config.daemon.run_timeout.as_duration());
         board.running(name);
         let outcome = runner::collect_one(collector, &ctx, &st.config, timeout).await;
-        crate::state::record_or_warn(&st.config, std::slice::from_ref(&outcome));
+        crate::state::record_off_runtime(&st.config, std::slice::from_ref(&outcome)).await;
         board.ended(name, outcome.status != runner::Status::Ok);
         // Write-ahead: on disk now, in every output's spool; each
         // output's delivery task writes it.

@@ -351,11 +351,19 @@ fn alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// [`record`] for the callers that only log a failure: the points matter
-/// more than the summary.
-pub fn record_or_warn(config: &Config, outcomes: &[Outcome]) {
-    if let Err(e) = record(&dir(config), outcomes, Utc::now()) {
-        tracing::warn!("{e} (the run itself is not affected)");
+/// [`record`] for the callers that only log a failure (the points matter
+/// more than the summary), off the async workers: the state file's lock,
+/// its write and its rename block.
+pub async fn record_off_runtime(config: &Config, outcomes: &[Outcome]) {
+    let dir = dir(config);
+    let outcomes = outcomes.to_vec();
+    let done = tokio::task::spawn_blocking(move || record(&dir, &outcomes, Utc::now())).await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("{e} (the run itself is not affected)"),
+        Err(e) => {
+            tracing::warn!("the state file was not updated: {e} (the run itself is not affected)")
+        }
     }
 }
 
