@@ -189,7 +189,7 @@ async fn deliver(
         .iter()
         .all(|d| d.lost == 0 && d.spool_errors.is_empty());
     if safe && safe_marks {
-        crate::state::set_marks_or_warn(config, outcomes);
+        crate::state::set_marks_off_runtime(config, outcomes).await;
     }
     for (out, d) in outputs.iter().zip(delivered) {
         status = report_delivery(&d, out.as_ref(), status);

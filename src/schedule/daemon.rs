@@ -693,7 +693,7 @@ async fn collector_loop(
         // fsync'd in every spool (or written): the rows read are safe, the
         // catch-up marks move.
         if safe {
-            crate::state::set_marks_or_warn(&st.config, std::slice::from_ref(&outcome));
+            crate::state::set_marks_off_runtime(&st.config, std::slice::from_ref(&outcome)).await;
         }
         drop(st);
         let ended = Instant::now();

@@ -238,11 +238,12 @@ pub fn set_marks(dir: &Path, outcomes: &[Outcome]) -> Result<(), StateError> {
 }
 
 /// [`set_marks`] for callers that only log a failure (the next run then
-/// reads again what this one read: rows written twice are harmless).
-pub fn set_marks_or_warn(config: &Config, outcomes: &[Outcome]) {
-    if let Err(e) = set_marks(&dir(config), outcomes) {
-        tracing::warn!("{e} (the run itself is not affected)");
-    }
+/// reads again what this one read: rows written twice are harmless), off
+/// the async workers: the marks' lock, write and fsync block.
+pub async fn set_marks_off_runtime(config: &Config, outcomes: &[Outcome]) {
+    let dir = dir(config);
+    let outcomes = outcomes.to_vec();
+    off_runtime("the catch-up marks", move || set_marks(&dir, &outcomes)).await;
 }
 
 /// The daemon's schedule, in the state directory while it runs.
@@ -357,12 +358,20 @@ fn alive(pid: u32) -> bool {
 pub async fn record_off_runtime(config: &Config, outcomes: &[Outcome]) {
     let dir = dir(config);
     let outcomes = outcomes.to_vec();
-    let done = tokio::task::spawn_blocking(move || record(&dir, &outcomes, Utc::now())).await;
-    match done {
+    off_runtime("the state file", move || {
+        record(&dir, &outcomes, Utc::now())
+    })
+    .await;
+}
+
+/// Runs `f` on tokio's blocking threads; a failure is logged (`what` was
+/// not updated), since the run itself is not affected.
+async fn off_runtime(what: &str, f: impl FnOnce() -> Result<(), StateError> + Send + 'static) {
+    match tokio::task::spawn_blocking(f).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("{e} (the run itself is not affected)"),
         Err(e) => {
-            tracing::warn!("the state file was not updated: {e} (the run itself is not affected)")
+            tracing::warn!("{what} was not updated: {e} (the run itself is not affected)")
         }
     }
 }
