@@ -343,7 +343,7 @@ async fn a_transient_failure_recovers() {
     let server = server();
     server.set_fault("/launchpad/devel/ubuntu", Fault::Status(502));
     let ctx = context(&server);
-    // The first retry waits 0.5 to 1.5 s; the fault is gone after 0.2 s.
+    // The first retry waits 0.5 to 1 s; the fault is gone after 0.2 s.
     let lp = ctx.launchpad().with_retries(3, Duration::from_secs(1));
     let task = tokio::spawn(async move { lp.get::<Value>("ubuntu", &[]).await });
     tokio::time::sleep(Duration::from_millis(200)).await;

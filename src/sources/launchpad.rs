@@ -32,6 +32,7 @@
 
 use crate::sources::http::{Http, join};
 use crate::sources::{RunCache, SourceError};
+use crate::support::retry::RetryPolicy;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -53,8 +54,6 @@ const CHECK_TOTAL_AFTER: u64 = 10;
 /// Pages allowed beyond `ceil(total_size / page size)` (entries added
 /// while paging).
 const PAGE_MARGIN: u64 = 2;
-const DEFAULT_RETRIES: u32 = 3;
-const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
 
 /// The Launchpad client: the shared HTTP client and the service's base URL
 /// (`https://api.launchpad.net/devel/` in production).
@@ -62,8 +61,9 @@ const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
 pub struct Launchpad {
     http: Http,
     base: String,
-    retries: u32,
-    retry_base: Duration,
+    /// Transient failures: tried again under the program's one retry
+    /// policy ([`RetryPolicy::LAUNCHPAD`]).
+    retry: RetryPolicy,
     cache: Option<Arc<RunCache>>,
 }
 
@@ -114,8 +114,7 @@ impl Launchpad {
         Launchpad {
             http,
             base: base.into(),
-            retries: DEFAULT_RETRIES,
-            retry_base: DEFAULT_RETRY_BASE,
+            retry: RetryPolicy::LAUNCHPAD,
             cache: None,
         }
     }
@@ -130,8 +129,11 @@ impl Launchpad {
     /// The same client with another retry policy: `retries` more attempts
     /// after the first, waiting about `base`, `2 × base`, `4 × base`, ...
     pub fn with_retries(mut self, retries: u32, base: Duration) -> Launchpad {
-        self.retries = retries;
-        self.retry_base = base;
+        self.retry = RetryPolicy {
+            retries,
+            base,
+            ..RetryPolicy::LAUNCHPAD
+        };
         self
     }
 
@@ -470,8 +472,8 @@ impl Launchpad {
                 .await;
             match result {
                 Ok(answer) => return Ok(answer.body),
-                Err(e) if attempt < self.retries && is_transient(&e) => {
-                    let delay = backoff(self.retry_base, attempt);
+                Err(e) if self.retry.allows(attempt) && is_transient(&e) => {
+                    let delay = self.retry.delay(attempt);
                     tracing::debug!("{e}; retrying in {} ms", delay.as_millis());
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -575,15 +577,6 @@ pub fn is_transient(e: &SourceError) -> bool {
         }
         _ => false,
     }
-}
-
-/// The wait before retry number `attempt + 1`: `base × 2^attempt`, scaled
-/// by a random factor in [0.5, 1.5) so that clients do not retry in step.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    // The operating system's generator; should it fail, only the jitter is lost.
-    let random = getrandom::u64().unwrap_or(500);
-    let factor = 0.5 + (random % 1000) as f64 / 1000.0;
-    base.mul_f64(f64::from(1u32 << attempt.min(16)) * factor)
 }
 
 fn parse_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, SourceError> {
@@ -694,41 +687,6 @@ mod tests {
             url: "u".into(),
             message: "cannot resolve api.launchpad.net".into()
         }));
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        let b = Duration::from_millis(200);
-        for attempt in 0..3 {
-            let d = backoff(b, attempt);
-            let nominal = 200u128 << attempt;
-            assert!(
-                d.as_millis() >= nominal / 2 && d.as_millis() < nominal * 3 / 2,
-                "{d:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn later_pages_start_where_the_next_link_says() {
-        let first = "http://h/c?ws.size=300";
-        let next = "http://h/c?a=b&ws.size=300&ws.start=300";
-        assert_eq!(page_starts(first, next, 300, 612).unwrap(), [300, 600]);
-        assert_eq!(page_starts(first, next, 300, 600).unwrap(), [300]);
-        // A total_size that contradicts the next link: the next page still.
-        assert_eq!(page_starts(first, next, 300, 10).unwrap(), [300]);
-        // No ws.size in the link: the first page's length.
-        assert_eq!(
-            page_starts(first, "http://h/c?ws.start=75", 75, 200).unwrap(),
-            [75, 150]
-        );
-        assert!(page_starts(first, "http://h/c?ws.start=0&ws.size=5", 5, 20).is_err());
-        assert!(page_starts(first, "http://h/c?ws.start=1&ws.size=1", 1, 10_000_000).is_err());
-        assert!(page_starts(first, "not a url", 1, 3).is_err());
-        assert_eq!(
-            with_start(next, 600).unwrap(),
-            "http://h/c?a=b&ws.size=300&ws.start=600"
-        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The one retry policy of the program: how many times something that may
 //! succeed later is tried again, and how long to wait before each try.
-//! Three loops use it: a write to InfluxDB ([`RetryPolicy::WRITE`]:
+//! Four loops use it: a write to InfluxDB ([`RetryPolicy::WRITE`]:
 //! jittered exponential backoff), an upstream's `Retry-After`
-//! ([`RetryPolicy::RETRY_AFTER`]: the server says how long) and the
-//! daemon's delivery of its spool ([`RetryPolicy::DELIVERY`]: without end,
-//! growing to a minute, never jittered so that its pace is predictable).
+//! ([`RetryPolicy::RETRY_AFTER`]: the server says how long), Launchpad's
+//! transient failures ([`RetryPolicy::LAUNCHPAD`]) and the daemon's
+//! delivery of its spool ([`RetryPolicy::DELIVERY`]: without end, growing
+//! to a minute, never jittered so that its pace is predictable).
 
 use std::time::Duration;
 
@@ -44,6 +45,16 @@ impl RetryPolicy {
         base: Duration::ZERO,
         max: Duration::MAX,
         jitter: false,
+    };
+
+    /// A Launchpad request that failed in a way that may pass (a 5xx, a 429
+    /// without `Retry-After`, a dropped connection): 3 retries, 0.2 s
+    /// doubling, jittered.
+    pub const LAUNCHPAD: RetryPolicy = RetryPolicy {
+        retries: 3,
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(8),
+        jitter: true,
     };
 
     /// The daemon's delivery while an output cannot take points: 1 s
