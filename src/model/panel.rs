@@ -1,5 +1,5 @@
 //! A Grafana panel, declared by the collector whose measurement it shows
-//! (its [`Spec::panels`](crate::collector::Spec::panels)): its measurement, fields, aggregation,
+//! (its `Spec::panels`, in the collector layer): its measurement, fields, aggregation,
 //! `GROUP BY` tags and optional tag filter. Its InfluxQL query is built
 //! from those ([`Panel::query`]) with Grafana's `$timeFilter` and
 //! `$__interval` macros; the dashboards module lays the panels out.
