@@ -71,7 +71,7 @@ impl Parts {
     /// no points and no error.
     ///
     /// Parts that failed because their host could not be reached
-    /// ([`CollectorError::Unreachable`]) are said once per host: when every
+    /// ([`SourceError::Unreachable`](crate::sources::SourceError::Unreachable)) are said once per host: when every
     /// part failed so, the error is just `cannot resolve HOST` (each host
     /// once), not one line per URL; a warning names the parts of one
     /// unreachable host together.
@@ -124,7 +124,7 @@ impl Parts {
 }
 
 /// The distinct causes of `e` when it is only hosts that could not be
-/// reached (an [`CollectorError::Unreachable`], or parts that all are),
+/// reached (an [`SourceError::Unreachable`](crate::sources::SourceError::Unreachable), or parts that all are),
 /// in the order met; `None` when anything else failed.
 fn unreachable_causes(e: &CollectorError) -> Option<Vec<String>> {
     let mut causes: Vec<String> = Vec::new();
@@ -152,7 +152,7 @@ fn unreachable_causes(e: &CollectorError) -> Option<Vec<String>> {
     Some(causes)
 }
 
-/// One [`CollectorError::Unreachable`] for errors that all are (or are
+/// One [`SourceError::Unreachable`](crate::sources::SourceError::Unreachable) for errors that all are (or are
 /// made only of) unreachable hosts: each cause once.
 fn all_unreachable<'a>(
     errors: impl IntoIterator<Item = &'a CollectorError>,

@@ -1,6 +1,6 @@
 //! autopkgtest: queue sizes and running tests of both autopkgtest instances.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Sources, for each instance `production` ([`PRODUCTION`])
 //! and `staging` ([`STAGING`]):

@@ -1,6 +1,6 @@
 //! britney: health of proposed-migration (britney) runs and of its excuses.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Source: [`PROPOSED_MIGRATION`] (and Launchpad for the devel series when distro-info is out of date). Series: supported + ESM series
 //! (distro-info, release order, each once); the devel series for the two

@@ -1,7 +1,7 @@
 //! cnf: the age of the command-not-found indexes in the archive, per active
 //! series.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Sources: the series Launchpad marks `active`, and for each series `S`
 //! the Apache directory listing [`ARCHIVE`] + `dists/S/main/cnf/`.

@@ -1,6 +1,6 @@
 //! contributors: the size of the Ubuntu developer teams on Launchpad.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Source: for each team of the option `teams` (by default the ten teams
 //! below), the sizes of its `members` and `participants` collections on

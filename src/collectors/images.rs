@@ -1,6 +1,6 @@
 //! images: age and size of the daily images on cdimage.ubuntu.com.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Source: the rsync server [`CDIMAGE`]
 //! (`rsync://cdimage.ubuntu.com/cdimage/`), listed, never downloaded, by

@@ -1,6 +1,6 @@
 //! rls_bugs: release-management bugs per supported series and team.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Series: supported series on the collector's date (distro-info, not ESM).
 //! Sources per series `S` under [`RLS_MGR`]: `rls-X-incoming.json` and

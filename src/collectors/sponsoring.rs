@@ -4,7 +4,7 @@
 //! `date_queued` (`MM/DD/YY`, UTC) and `sets`. The report `sponsoring`
 //! holds every entry; one report per package set holds that set's entries.
 //! An empty queue reports `sponsoring` with zeros. What it writes is
-//! [`SCHEMA`].
+//! [`schema`].
 //!
 //! This file is the model for a new collector. Everything about a
 //! collector is declared here: its name, description and interval, its

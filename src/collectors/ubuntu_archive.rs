@@ -1,7 +1,7 @@
 //! ubuntu_archive: the archive team's reports on the devel series, its
 //! review queue and its bugs.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Sources: [`ARCHIVE_TEAM`] (the CSV and text reports),
 //! [`LAUNCHPAD_CODE`] (`~ubuntu-archive/+activereviews`) and Launchpad

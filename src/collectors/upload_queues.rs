@@ -1,7 +1,7 @@
 //! upload_queues: the Unapproved and New upload queues (pocket Proposed) of
 //! every active Ubuntu series, from Launchpad.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Source: Launchpad's `ubuntu` series (those with `active = true`; `devel`
 //! = `True` for the distribution's current series), and for each series and

@@ -1,6 +1,6 @@
 //! versions: the desktop team's package-version reports.
 //!
-//! What it writes: [`SCHEMA`].
+//! What it writes: [`schema`].
 //!
 //! Source: [`VERSIONS`]. Its file `reports` lists one report name per
 //! line; each report is a file of that name (percent-encoded in the URL, as

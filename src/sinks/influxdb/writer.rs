@@ -291,7 +291,7 @@ pub enum Disposition {
 
 impl WriteError {
     /// A short name of the kind of failure (the `outcome` tag of
-    /// [`WRITE_MEASUREMENT`]).
+    /// [`WRITE_MEASUREMENT`](super::self_metrics::WRITE_MEASUREMENT)).
     pub fn kind(&self) -> &'static str {
         match self {
             WriteError::BadRequest { .. } => "bad_request",
