@@ -196,6 +196,7 @@ pub fn merge_parts<S: Into<String>>(
 mod tests {
     use super::*;
     use crate::collector::{MAX_MESSAGE_CHARS, MAX_PARTS_LISTED, short_message};
+    use crate::support::test_support::logged;
 
     /// Parts that all failed on unreachable hosts make one short error
     /// naming each host once (issue 24 item 1), however many URLs and
@@ -238,20 +239,6 @@ mod tests {
         assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
         assert!(cut.ends_with("… (message cut: 2000 bytes in all)"), "{cut}");
         assert!(cut.chars().count() < MAX_MESSAGE_CHARS + 40);
-    }
-
-    /// What `f` logs (at warning level and above), with its result.
-    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-        let buf = crate::support::test_support::Captured::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let out = tracing::subscriber::with_default(subscriber, f);
-        let text = buf.text();
-        (out, text)
     }
 
     fn one() -> Result<Vec<Point>, CollectorError> {

@@ -273,7 +273,7 @@ fn queue_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::support::test_support::{lines, now};
+    use crate::support::test_support::{lines, logged, now};
 
     fn parse(json: &str) -> Vec<Upload> {
         serde_json::from_str(json).unwrap()
@@ -317,6 +317,28 @@ mod tests {
                 "ubuntu_queue_size,devel=True,release=tumbling,status=Unapproved count=7i 1795521600000000000",
             ]
         );
+    }
+
+    #[test]
+    fn uploads_without_a_date_are_counted_and_named_in_one_warning() {
+        let u = parse(
+            r#"[{"date_created": "2026-11-20T12:00:00Z"}, {}, {"date_created": "yesterday"}]"#,
+        );
+        let (got, log) =
+            logged(|| lines(queue_points("noble", false, Status::Unapproved, &u, now())));
+        assert!(
+            got.contains(&"ubuntu_queue_size,devel=False,release=noble,status=Unapproved count=3i 1795521600000000000".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            log.contains(
+                "upload queue Unapproved of noble: 2 upload(s) without a readable date_created"
+            ),
+            "{log}"
+        );
+        // Every upload dated: no warning.
+        let (_, log) = logged(|| queue_points("noble", false, Status::Unapproved, &u[..1], now()));
+        assert_eq!(log, "");
     }
 
     #[test]

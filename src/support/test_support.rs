@@ -28,6 +28,20 @@ impl Captured {
     }
 }
 
+/// What `f` logs at warning level and above (without colours), with its
+/// result: for a test that a warning is given, or not.
+pub fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let buf = Captured::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, buf.text())
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
