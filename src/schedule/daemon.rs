@@ -121,6 +121,25 @@ pub fn fixed_delay(collector: &str, host: &str, max: Duration) -> Duration {
     Duration::from_micros(h % (max_us + 1))
 }
 
+/// How long after the daemon starts (or a reload enables it) a collector
+/// first runs: `startup_delay` plus its fixed random delay.
+fn first_run_delay(config: &Config, collector: &str, host: &str) -> Duration {
+    config.daemon.startup_delay.as_duration()
+        + fixed_delay(collector, host, config.daemon.random_delay.as_duration())
+}
+
+/// When a collector's next run is due: `interval` plus its fixed random
+/// delay after its previous run `ended`.
+fn next_run_due(ended: Instant, config: &Config, collector: &dyn Collector, host: &str) -> Instant {
+    ended
+        + config.interval(collector).as_duration()
+        + fixed_delay(
+            collector.name(),
+            host,
+            config.daemon.random_delay.as_duration(),
+        )
+}
+
 pub type Registry = Arc<Vec<Box<dyn Collector>>>;
 
 /// When a collector's first run is due, and the wake-ups it joins.
@@ -361,25 +380,21 @@ impl Scheduler {
             if !config.enabled(c.name()) || tasks.contains_key(c.name()) {
                 continue;
             }
-            let delay = config.daemon.startup_delay.as_duration()
-                + fixed_delay(
-                    c.name(),
-                    &self.host,
-                    config.daemon.random_delay.as_duration(),
-                );
+            let delay = first_run_delay(&config, c.name(), &self.host);
             tracing::info!(
                 collector = c.name(),
                 interval = %config.interval(c.as_ref()),
                 first_run_in_s = delay.as_secs_f64(),
                 "scheduled"
             );
-            self.board.due(c.name(), start + delay);
+            let due = start + delay;
+            self.board.due(c.name(), due);
             let task = collector_loop(
                 c.name().to_owned(),
                 self.registry.clone(),
                 self.host.clone(),
                 FirstWakeUp {
-                    at: start + delay,
+                    at: due,
                     wakeups: self.wakeups.clone(),
                 },
                 self.state_rx.clone(),
@@ -700,12 +715,12 @@ async fn collector_loop(
         // Sleep until `interval` (+ the fixed delay) after this run ended;
         // a reload recomputes the deadline with the new interval.
         loop {
-            let deadline = {
-                let st = state_rx.borrow_and_update();
-                ended
-                    + st.config.interval(collector).as_duration()
-                    + fixed_delay(name, &host, st.config.daemon.random_delay.as_duration())
-            };
+            let deadline = next_run_due(
+                ended,
+                &state_rx.borrow_and_update().config,
+                collector,
+                &host,
+            );
             board.due(name, deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => { due = deadline; break }
@@ -734,6 +749,76 @@ mod tests {
         assert_eq!(
             fixed_delay("britney", "host-a", Duration::ZERO),
             Duration::ZERO
+        );
+    }
+
+    /// 64-bit FNV-1a's published test vectors: the delay of a collector
+    /// must not change with a release.
+    #[test]
+    fn fnv1a_is_the_published_hash() {
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn the_fixed_delay_is_the_hash_modulo_the_maximum_plus_one() {
+        let h = fnv1a(b"britney@host-a");
+        for max_us in [1u64, 7, 1_000_000, 86_400_000_000] {
+            assert_eq!(
+                fixed_delay("britney", "host-a", Duration::from_micros(max_us)),
+                Duration::from_micros(h % (max_us + 1)),
+                "max {max_us} us"
+            );
+        }
+        // Over many names, the delays fill [0, max]: both ends reachable.
+        let max = Duration::from_micros(3);
+        let seen: std::collections::BTreeSet<Duration> = (0..200)
+            .map(|i| fixed_delay(&format!("c{i}"), "h", max))
+            .collect();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    fn config(daemon: &str) -> Config {
+        let mut c = Config::from_toml(&format!(
+            "[daemon]\n{daemon}\n[collectors.sponsoring]\ninterval = \"15m\"\n"
+        ))
+        .unwrap();
+        c.apply_env(&|_| None).unwrap();
+        c
+    }
+
+    #[test]
+    fn the_first_run_comes_after_the_startup_delay_plus_the_fixed_delay() {
+        let c = config("startup_delay = \"30s\"\nrandom_delay = \"0\"");
+        assert_eq!(
+            first_run_delay(&c, "sponsoring", "h"),
+            Duration::from_secs(30)
+        );
+        let c = config("startup_delay = \"30s\"\nrandom_delay = \"1h\"");
+        assert_eq!(
+            first_run_delay(&c, "sponsoring", "h"),
+            Duration::from_secs(30) + fixed_delay("sponsoring", "h", Duration::from_secs(3600))
+        );
+        assert!(fixed_delay("sponsoring", "h", Duration::from_secs(3600)) > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_next_run_comes_an_interval_plus_the_fixed_delay_after_the_last_ended() {
+        let registry = crate::collectors::registry();
+        let sponsoring = registry.iter().find(|c| c.name() == "sponsoring").unwrap();
+        let ended = Instant::now();
+        let c = config("random_delay = \"0\"");
+        assert_eq!(
+            next_run_due(ended, &c, sponsoring.as_ref(), "h"),
+            ended + Duration::from_secs(900)
+        );
+        let c = config("random_delay = \"1h\"");
+        let fixed = fixed_delay("sponsoring", "h", Duration::from_secs(3600));
+        assert!(fixed > Duration::ZERO);
+        assert_eq!(
+            next_run_due(ended, &c, sponsoring.as_ref(), "h"),
+            ended + Duration::from_secs(900) + fixed
         );
     }
 

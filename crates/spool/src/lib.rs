@@ -81,6 +81,8 @@ mod progress;
 mod status;
 mod store;
 pub mod summary;
+#[cfg(test)]
+mod noticed_tests;
 
 pub use codec::{HEADER_LEN, MAGIC, Parsed, Record, line_timestamp, parse_segment};
 pub use dead_letter::{DEAD_LETTER_FILE, DEAD_LETTER_MARK};
