@@ -31,3 +31,32 @@ fn a_label_over_64_kib_is_cut_on_a_character_boundary() {
     };
     assert_eq!(read_back(&short).label, "ünï");
 }
+
+/// Only damage at the very end, right after the last whole record, is an
+/// interrupted append; no damage, or damage elsewhere, is not.
+#[test]
+fn a_torn_tail_is_damage_only_at_the_end() {
+    let a = Record {
+        label: "a".into(),
+        lines: vec!["m v=1i 1".into()],
+        ..Record::default()
+    };
+    let whole: Vec<u8> = [a.encode().unwrap(), a.encode().unwrap()].concat();
+    let clean = parse_segment(&whole);
+    assert!(!clean.torn_tail_only(whole.len()));
+
+    let torn = &whole[..whole.len() - 3];
+    assert!(parse_segment(torn).torn_tail_only(torn.len()));
+
+    let mut middle = whole.clone();
+    let first_len = a.encode().unwrap().len();
+    middle[first_len - 1] ^= 0xff;
+    let p = parse_segment(&middle);
+    assert_eq!(p.damage.len(), 1);
+    assert!(!p.torn_tail_only(middle.len()), "{p:?}");
+
+    let mut both = middle.clone();
+    both.truncate(both.len() - 3);
+    let p = parse_segment(&both);
+    assert!(!p.torn_tail_only(both.len()), "{p:?}");
+}
