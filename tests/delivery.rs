@@ -397,3 +397,90 @@ async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
     assert_eq!((d.written, d.spooled, d.lost), (6, 0, 0), "{d:?} {r:?}");
     assert_eq!(count(&db, "alpha_m"), 5);
 }
+
+/// The write requests influxd has answered since it started (its own
+/// count, `httpd.writeReq` of `/debug/vars`).
+fn write_requests(db: &Influxd) -> i64 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{}/debug/vars", db.url())])
+        .output()
+        .expect("curl runs");
+    let vars: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("influxd's /debug/vars");
+    vars.as_object()
+        .unwrap()
+        .values()
+        .filter(|v| v["name"] == "httpd")
+        .map(|v| v["values"]["writeReq"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Spooled records that write the same points again and again (same
+/// measurement, tags and time), each write with a higher value: InfluxDB
+/// keeps a point's last write, so the values it holds after a replay show
+/// that the records were delivered in the order they were appended, with
+/// one request per segment and with a batch size that splits the records
+/// over many requests.
+#[tokio::test]
+async fn a_replay_delivers_the_records_in_the_order_appended() {
+    let db = Influxd::start();
+    for (batch_size, want_requests) in [(5000, 4), (2, 20)] {
+        let m = format!("order_{batch_size}");
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_at(dir.path(), 1 << 20);
+        let ns = t(0).timestamp_nanos_opt().unwrap();
+        // 4 appends (segments) of 2 records of 5 lines: line n writes
+        // point k = n % 3 with v = n.
+        let mut n = 0;
+        let mut segments = Vec::new();
+        for a in 0..4 {
+            let batches: Vec<ubuntu_metrics::sinks::Batch> = (0..2)
+                .map(|r| ubuntu_metrics::sinks::Batch {
+                    label: format!("append{a}-record{r}"),
+                    lines: (0..5)
+                        .map(|_| {
+                            n += 1;
+                            format!("{m},k={} v={}i {ns}", (n - 1) % 3, n - 1)
+                        })
+                        .collect(),
+                })
+                .collect();
+            segments.push(spool.append(&batches).unwrap().segment.unwrap());
+        }
+        let cfg = InfluxConfig {
+            url: db.url().into(),
+            database: DATABASE.to_owned(),
+            batch_size,
+            timeout: TimeSpan::parse("5s").unwrap(),
+            ..InfluxConfig::default()
+        };
+        let w = Arc::new(
+            InfluxWriter::new(&cfg, None)
+                .unwrap()
+                .with_retry_policy(fast()),
+        );
+        let before = write_requests(&db);
+        let r = replay(&spool, &w, Duration::ZERO).await;
+        let requests = write_requests(&db) - before;
+        assert_eq!((r.written, r.records), (40, 8), "{r:?}");
+        assert!(r.stopped.is_none() && r.error.is_none(), "{r:?}");
+        let replayed: Vec<&String> = r.segments.iter().map(|(s, _, _)| s).collect();
+        assert_eq!(replayed, segments.iter().collect::<Vec<_>>(), "{r:?}");
+        assert_eq!(requests, want_requests, "batch size {batch_size}");
+        assert_eq!(spool.status().unwrap().records, 0);
+        // Three points, each holding its last write: v = 39, 37, 38.
+        let mut got: Vec<(String, i64)> = db
+            .rows(&m)
+            .iter()
+            .map(|r| {
+                (
+                    r["k"].as_str().unwrap().to_owned(),
+                    r["v"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        let want = [("0", 39), ("1", 37), ("2", 38)].map(|(k, v)| (k.to_owned(), v));
+        assert_eq!(got, want, "batch size {batch_size}");
+    }
+}

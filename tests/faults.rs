@@ -5,9 +5,10 @@
 //!   restarted: the next run writes the spool; InfluxDB then holds every
 //!   point of both runs exactly once, with its original timestamp.
 //! - `kill -9` of a process appending to the spool, at random moments, many
-//!   times: no segment is ever torn (at most a temporary file is left, and
-//!   removed at the next open), the spool always reopens and replays,
-//!   nothing acknowledged is lost.
+//!   times, and on until kills did land in the middle of a write: no
+//!   segment is ever torn (at most a temporary file is left, and removed at
+//!   the next open), the spool always reopens and replays, nothing
+//!   acknowledged is lost, the records stay in the order appended.
 //! - a field type conflict planted in the database: that collector's
 //!   refused lines go to the dead-letter file, the rest is written.
 //! - a slow / 500 / truncating / empty / garbage upstream: only that
@@ -21,12 +22,12 @@ use fixture_server::Fault;
 use influxdb_line_protocol::parse_lines;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use ubuntu_metrics::sinks::Batch;
-use ubuntu_metrics::sinks::spool::{Spool, parse_segment};
+use ubuntu_metrics::sinks::spool::{Record, Spool, parse_segment};
 
 struct Out {
     code: Option<i32>,
@@ -293,28 +294,148 @@ fn torture_batch(trial: u64, i: u64, half: u64) -> Batch {
     }
 }
 
-/// What a kill in the middle of an append's write leaves: the append in
-/// flight (`next`) cut at a random byte, under the temporary name the
-/// spool writes it to before renaming it into place. Nothing when the kill
-/// came after the rename (the segment is whole, only the ack was lost).
-fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(u64) -> u64) {
-    let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(spool_dir)
+/// The spool's segments, oldest first.
+fn segment_files(spool_dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(spool_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     segs.sort();
-    let newest = segs.last().cloned();
-    if let Some(p) = &newest {
-        let parsed = parse_segment(&std::fs::read(p).unwrap());
-        if parsed
+    segs
+}
+
+/// The temporary files of segments being written (`.NAME.seg.tmp`; not
+/// the summary's nor the counter's).
+fn segment_tmps(spool_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(spool_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".seg.tmp"))
+        })
+        .collect()
+}
+
+/// The append of the torture appender that record `r` belongs to.
+fn append_of(r: &Record) -> u64 {
+    let first = &r.lines[0];
+    first
+        .split("append=")
+        .nth(1)
+        .and_then(|s| s.split('i').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {first}"))
+}
+
+/// Append `i` of the torture appender in trial `trial` as the spool frames
+/// it (but for the time it was spooled at, which takes as many bytes).
+fn append_bytes(trial: u64, i: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for half in 0..2 {
+        let b = torture_batch(trial, i, half);
+        let rec = Record {
+            id: half as u32,
+            spooled_at: 0,
+            dropped: 0,
+            label: b.label,
+            lines: b.lines,
+        };
+        bytes.extend(rec.encode().unwrap());
+    }
+    bytes
+}
+
+/// Where a kill of the torture appender landed, with respect to the append
+/// in flight (the one after the last acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Landed {
+    /// No trace of it: before it created its temporary file.
+    Before,
+    /// In the middle of its write: its temporary file, cut short.
+    Cut,
+    /// Written whole to its temporary file, not yet renamed (during the
+    /// `fsync`).
+    Unrenamed,
+    /// After the rename, before the ack: its segment is in place, whole.
+    Renamed,
+}
+
+/// Where the kill landed, from what it left in `spool_dir` (before anything
+/// else touches it). A temporary file must hold the append in flight,
+/// `next`, cut at some byte: its records whole, in order, then at most a
+/// torn tail.
+fn landed(spool_dir: &Path, trial: u64, next: u64) -> Landed {
+    let tmps = segment_tmps(spool_dir);
+    assert!(tmps.len() <= 1, "trial {trial}: {tmps:?}");
+    if let Some(tmp) = tmps.first() {
+        let data = std::fs::read(tmp).unwrap();
+        let full = append_bytes(trial, next).len();
+        assert!(
+            data.len() <= full,
+            "trial {trial}: {} holds {} bytes, append {next} is {full}",
+            tmp.display(),
+            data.len()
+        );
+        let parsed = parse_segment(&data);
+        let end = parsed.valid_end();
+        assert!(
+            parsed.damage.iter().all(|d| d.start >= end),
+            "trial {trial}: {}: {:?}",
+            tmp.display(),
+            parsed.damage
+        );
+        for (k, (_, r)) in parsed.records.iter().enumerate() {
+            let b = torture_batch(trial, next, k as u64);
+            assert_eq!(
+                (r.id, &r.label, &r.lines),
+                (k as u32, &b.label, &b.lines),
+                "trial {trial}: record {k} of {}",
+                tmp.display()
+            );
+        }
+        if data.len() == full {
+            assert_eq!(parsed.records.len(), 2, "trial {trial}");
+            return Landed::Unrenamed;
+        }
+        return Landed::Cut;
+    }
+    let newest = segment_files(spool_dir).pop();
+    let in_place = newest.is_some_and(|p| {
+        parse_segment(&std::fs::read(p).unwrap())
             .records
             .first()
-            .is_some_and(|(_, r)| r.lines[0].contains(&format!(" append={next}i,")))
-        {
-            return;
-        }
+            .is_some_and(|(_, r)| append_of(r) == next)
+    });
+    if in_place {
+        Landed::Renamed
+    } else {
+        Landed::Before
     }
+}
+
+/// Fakes what a kill in the middle of an append's write leaves: the append
+/// in flight (`next`) cut at a random byte, under a temporary name as the
+/// spool writes it before renaming it into place. When the kill came after
+/// `next`'s rename (its segment is in place), the append cut is the one
+/// that would have followed (`next + 1`). Returns the file written, with
+/// the size of the whole append.
+fn tear_in_flight(
+    spool_dir: &Path,
+    trial: u64,
+    next: u64,
+    rand: &mut dyn FnMut(u64) -> u64,
+) -> (PathBuf, usize) {
+    let newest = segment_files(spool_dir).pop();
+    let in_place = newest.as_ref().is_some_and(|p| {
+        parse_segment(&std::fs::read(p).unwrap())
+            .records
+            .first()
+            .is_some_and(|(_, r)| append_of(r) == next)
+    });
+    let torn = if in_place { next + 1 } else { next };
     let seq = newest
         .as_ref()
         .and_then(|p| {
@@ -327,24 +448,11 @@ fn tear_in_flight(spool_dir: &Path, trial: u64, next: u64, rand: &mut dyn FnMut(
         })
         .unwrap_or(0)
         + 1;
-    let mut bytes = Vec::new();
-    for half in 0..2 {
-        let b = torture_batch(trial, next, half);
-        let rec = ubuntu_metrics::sinks::spool::Record {
-            id: half as u32,
-            spooled_at: 0,
-            dropped: 0,
-            label: b.label,
-            lines: b.lines,
-        };
-        bytes.extend(rec.encode().unwrap());
-    }
+    let bytes = append_bytes(trial, torn);
     let cut = 1 + rand(bytes.len() as u64 - 1) as usize;
-    std::fs::write(
-        spool_dir.join(format!(".{seq:020}-0-{trial}.seg.tmp")),
-        &bytes[..cut],
-    )
-    .unwrap();
+    let path = spool_dir.join(format!(".{seq:020}-0-{trial}.seg.tmp"));
+    std::fs::write(&path, &bytes[..cut]).unwrap();
+    (path, bytes.len())
 }
 
 /// Lines in record `half` of append `i` of the torture appender (large
@@ -353,6 +461,101 @@ fn record_lines(i: u64, half: u64) -> u64 {
     500 + (i * 377 + half * 1111) % 2500
 }
 
+/// How a trial picks the moment of its kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Aim {
+    /// After the second ack, a random delay shorter than the append
+    /// between the first two acks took.
+    Random,
+    /// As soon as a segment's temporary file shows (used only while random
+    /// kills have not torn a write yet).
+    OnTmp,
+}
+
+/// Spawns the torture appender for trial `trial`; its acks come on the
+/// channel with the time they were read.
+fn spawn_appender(
+    spool_dir: &Path,
+    trial: u64,
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<()>,
+    mpsc::Receiver<(u64, Instant)>,
+) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "torture_appender",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPOOL_TORTURE_DIR", spool_dir)
+        .env("SPOOL_TORTURE_TRIAL", trial.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            // The first ack follows libtest's `test torture_appender ... `.
+            if let Some((_, n)) = line.rsplit_once("ack ") {
+                let _ = tx.send((n.parse().unwrap(), Instant::now()));
+            }
+        }
+    });
+    (child, reader, rx)
+}
+
+/// Kills the appender with SIGKILL at the moment `aim` says; the acks read
+/// before the kill are pushed to `acked`.
+fn kill_appender(
+    child: &mut std::process::Child,
+    rx: &mpsc::Receiver<(u64, Instant)>,
+    acked: &mut Vec<u64>,
+    aim: Aim,
+    spool_dir: &Path,
+    rand: &mut dyn FnMut(u64) -> u64,
+) {
+    let ack = |acked: &mut Vec<u64>| {
+        let (n, at) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the appender acknowledges an append within a minute");
+        acked.push(n);
+        at
+    };
+    match aim {
+        Aim::Random => {
+            let t0 = ack(acked);
+            let t1 = ack(acked);
+            let append = (t1 - t0).as_micros().max(1) as u64;
+            std::thread::sleep(Duration::from_micros(rand(append)));
+        }
+        Aim::OnTmp => {
+            // Watched for the next 20 appends at most.
+            ack(acked);
+            let t0 = Instant::now();
+            while segment_tmps(spool_dir).is_empty() && acked.len() < 20 {
+                acked.extend(rx.try_iter().map(|(n, _)| n));
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "the appender stalled after {acked:?}"
+                );
+                std::thread::yield_now();
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+}
+
+/// `kill -9` of a process appending to the spool, many times: no segment is
+/// ever torn, nothing acknowledged is lost, the spool reopens and replays.
+/// Random kills mostly land between writes, so the test goes on (within a
+/// cap) until real kills did land in the middle of a write, leaving a
+/// temporary file; every other trial also fakes such a tear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
     let db = Influxd::start();
@@ -375,56 +578,58 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         (seed >> 33) % n
     };
     let (mut trials, mut tmp_left, mut total_acked, mut in_flight_kept) = (0, 0, 0, 0);
-    while trials < 40 && started.elapsed() < Duration::from_secs(90) {
-        trials += 1;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "torture_appender",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SPOOL_TORTURE_DIR", &spool_dir)
-            .env("SPOOL_TORTURE_TRIAL", trials.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let acks = Arc::new(Mutex::new(Vec::<u64>::new()));
-        let reader = {
-            let acks = acks.clone();
-            let out = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(n) = line.strip_prefix("ack ") {
-                        acks.lock().unwrap().push(n.parse().unwrap());
-                    }
-                }
-            })
-        };
-        // Wait for the first ack, then kill at a random moment.
-        let t0 = Instant::now();
-        while acks.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(2));
+    let mut fakes = 0;
+    // Where the real kills landed, by how they were aimed.
+    let mut landings: BTreeMap<(Aim, Landed), u64> = BTreeMap::new();
+    let torn = |l: &BTreeMap<(Aim, Landed), u64>| -> u64 {
+        l.iter()
+            .filter(|((_, w), _)| matches!(w, Landed::Cut | Landed::Unrenamed))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    loop {
+        let enough = trials >= 40 || started.elapsed() > Duration::from_secs(90);
+        let cap = trials >= 400 || started.elapsed() > Duration::from_secs(360);
+        if (enough && torn(&landings) > 0) || cap {
+            break;
         }
-        std::thread::sleep(Duration::from_micros(rand(150_000)));
-        child.kill().unwrap(); // SIGKILL
+        trials += 1;
+        // Random kills first; while none has torn a write, every other
+        // trial kills as soon as a write is seen under way.
+        let aim = if trials > 10 && torn(&landings) == 0 && trials % 2 == 1 {
+            Aim::OnTmp
+        } else {
+            Aim::Random
+        };
+        let (mut child, reader, rx) = spawn_appender(&spool_dir, trials);
+        let mut acked = Vec::new();
+        kill_appender(&mut child, &rx, &mut acked, aim, &spool_dir, &mut rand);
         child.wait().unwrap();
         reader.join().unwrap();
-        let acked = acks.lock().unwrap().clone();
+        acked.extend(rx.try_iter().map(|(n, _)| n));
         assert!(
-            !acked.is_empty(),
-            "trial {trials}: the appender never acknowledged"
+            acked.windows(2).all(|w| w[1] == w[0] + 1) && acked[0] == 0,
+            "trial {trials}: acks {acked:?}"
         );
         let last_ack = *acked.last().unwrap();
         total_acked += acked.len();
 
-        // Every other trial, the kill is made to land in the middle of a
-        // write (a plain kill mostly lands between writes).
+        // Where the real kill landed, before anything else touches the
+        // spool.
+        let landing = landed(&spool_dir, trials, last_ack + 1);
+        *landings.entry((aim, landing)).or_default() += 1;
+
+        // Every other trial, a kill in the middle of a write is faked too.
         if trials % 2 == 0 {
-            tear_in_flight(&spool_dir, trials, last_ack + 1, &mut rand);
+            let (fake, full) = tear_in_flight(&spool_dir, trials, last_ack + 1, &mut rand);
+            let len = std::fs::metadata(&fake)
+                .unwrap_or_else(|e| panic!("trial {trials}: the faked tear {fake:?}: {e}"))
+                .len() as usize;
+            assert!(
+                (1..full).contains(&len),
+                "trial {trials}: {fake:?} is {len} bytes of {full}"
+            );
+            fakes += 1;
         }
 
         // What the kill left on disk, before the spool opens it again:
@@ -458,13 +663,7 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
         let records = spool.records().unwrap();
         let mut appends: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in &records {
-            let first = &r.lines[0];
-            let i: u64 = first
-                .split("append=")
-                .nth(1)
-                .and_then(|s| s.split('i').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected line {first}"));
+            let i = append_of(r);
             let half: u64 = r.label.trim_start_matches("torture-").parse().unwrap();
             assert_eq!(
                 r.lines.len() as u64,
@@ -489,6 +688,17 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
             "trial {trials}: {:?}",
             appends.keys().collect::<Vec<_>>()
         );
+        // In the order appended: the in-flight append is kept exactly when
+        // its rename happened.
+        let kept = last_ack + u64::from(landing == Landed::Renamed);
+        let order: Vec<(u64, String)> = records
+            .iter()
+            .map(|r| (append_of(r), r.label.clone()))
+            .collect();
+        let want: Vec<(u64, String)> = (0..=kept)
+            .flat_map(|i| (0..2).map(move |h| (i, format!("torture-{h}"))))
+            .collect();
+        assert_eq!(order, want, "trial {trials}: records out of order");
         let lines: usize = records.iter().map(|r| r.lines.len()).sum();
 
         // And it replays: every line into InfluxDB, the spool emptied.
@@ -511,10 +721,17 @@ async fn kill_9_while_appending_never_loses_an_acknowledged_record() {
             "trial {trials}"
         );
     }
-    assert!(trials >= 20, "only {trials} trials in the time allowed");
+    let real_torn = torn(&landings);
     eprintln!(
-        "kill -9: {trials} trials survived ({total_acked} acknowledged appends, all kept; no segment torn; {tmp_left} kills left a temporary file, removed at open; {in_flight_kept} kept the append in flight whole)"
+        "kill -9: {trials} trials in {:?} ({total_acked} acknowledged appends, all kept; no segment torn); real kills landed {landings:?}: {real_torn} real torn writes; {fakes} faked tears; {tmp_left} temporary files left, removed at open; {in_flight_kept} kept the append in flight whole",
+        started.elapsed()
     );
+    assert!(
+        real_torn > 0,
+        "no kill out of {trials} landed in the middle of a write (in {:?}): they landed {landings:?}",
+        started.elapsed()
+    );
+    assert!(trials >= 20, "only {trials} trials in the time allowed");
 }
 
 #[test]

@@ -437,3 +437,216 @@ fn status_reads_the_summary_and_rebuilds_it_when_it_is_out_of_date() {
     fs::write(s.dead_letter_path(), "").unwrap();
     assert_eq!(s.status().unwrap().dead_letter_entries, 0);
 }
+
+/// How a [`deliver`] that runs out of lines stops.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Killed: only the progress marker says how far it got.
+    Kill,
+    /// Stopped (InfluxDB went away): the segment is finished, rewritten
+    /// with the lines still to write of its partly delivered record.
+    Rewrite,
+}
+
+/// Delivers what `s` holds as a replay does: the oldest segment first, its
+/// records in turn from where an earlier replay got (the progress marker),
+/// `step` lines at a time, the progress recorded after each step, the
+/// segment finished at its end. Gives up after `budget` lines, the way
+/// `stop` says. Pushes the (label, line) delivered to `out`; `true` when
+/// the spool was emptied.
+fn deliver(
+    s: &Spool,
+    step: usize,
+    mut budget: usize,
+    stop: Stop,
+    out: &mut Vec<(String, String)>,
+) -> bool {
+    while let Some(seg) = s.oldest_segment().unwrap() {
+        let mut progress: Vec<Progress> = seg
+            .records
+            .iter()
+            .zip(&seg.delivered)
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, &lines)| Progress {
+                id: r.id,
+                fingerprint: r.fingerprint(),
+                lines,
+            })
+            .collect();
+        let mut done = Vec::new();
+        for (r, &from) in seg.records.iter().zip(&seg.delivered) {
+            let mut pos = from;
+            while pos < r.lines.len() {
+                if budget == 0 {
+                    if let Stop::Rewrite = stop {
+                        let left = r.lines[pos..].to_vec();
+                        s.finish_segment(&seg.name, &done, Some((r.id, left)))
+                            .unwrap();
+                    }
+                    return false;
+                }
+                let to = (pos + step.min(budget)).min(r.lines.len());
+                out.extend(
+                    r.lines[pos..to]
+                        .iter()
+                        .map(|l| (r.label.clone(), l.clone())),
+                );
+                budget -= to - pos;
+                pos = to;
+                progress.retain(|p| p.id != r.id);
+                progress.push(Progress {
+                    id: r.id,
+                    fingerprint: r.fingerprint(),
+                    lines: pos,
+                });
+                s.record_progress(&seg.name, &progress).unwrap();
+            }
+            done.push(r.id);
+        }
+        s.finish_segment(&seg.name, &done, None).unwrap();
+    }
+    true
+}
+
+/// The (label, line) pairs of `batches`, in order.
+fn pairs(batches: &[Batch]) -> Vec<(String, String)> {
+    batches
+        .iter()
+        .flat_map(|b| b.lines.iter().map(|l| (b.label.clone(), l.clone())))
+        .collect()
+}
+
+/// Batch `k` of append `a`: `n` distinct lines.
+fn numbered(a: usize, k: usize, n: usize) -> Batch {
+    Batch {
+        label: format!("c{a}-{k}"),
+        lines: (0..n)
+            .map(|j| format!("m,a={a},k={k} j={j}i {}", 1000 + j))
+            .collect(),
+    }
+}
+
+/// Records come back in the order appended: from `records()`, segment
+/// after segment from `oldest_segment()` (ids 0, 1, ... within each),
+/// after a reopen, and from a replay; a batch split into several records
+/// keeps its lines' order.
+#[test]
+fn records_come_back_and_are_delivered_in_append_order() {
+    let (d, s) = spool(1 << 30);
+    let mut appends: Vec<Vec<Batch>> = (0..6)
+        .map(|a| {
+            (0..1 + a % 3)
+                .map(|k| numbered(a, k, 1 + (a + k) % 4))
+                .collect()
+        })
+        .collect();
+    // One batch larger than a record: two records, lines in order.
+    appends[3].insert(1, numbered(3, 9, MAX_RECORD_LINES + 7));
+    for batches in &appends {
+        s.append(batches).unwrap();
+    }
+    let want: Vec<(String, String)> = appends.iter().flat_map(|b| pairs(b)).collect();
+    let got = |s: &Spool| -> Vec<(String, String)> {
+        s.records()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.lines.iter().map(|l| (r.label.clone(), l.clone())))
+            .collect()
+    };
+    assert_eq!(got(&s), want);
+    assert_eq!(s.status().unwrap().segments, appends.len());
+    drop(s);
+    let s = Spool::open(&d.path().join("spool"), 1 << 30).unwrap();
+    assert_eq!(got(&s), want, "after a reopen");
+    // Segment by segment, as a replay reads them.
+    for (a, batches) in appends.iter().enumerate() {
+        let seg = s.oldest_segment().unwrap().unwrap();
+        let ids: Vec<u32> = seg.records.iter().map(|r| r.id).collect();
+        let n = u32::try_from(seg.records.len()).unwrap();
+        assert_eq!(ids, (0..n).collect::<Vec<_>>(), "append {a}");
+        let lines: Vec<(String, String)> = seg
+            .records
+            .iter()
+            .flat_map(|r| r.lines.iter().map(|l| (r.label.clone(), l.clone())))
+            .collect();
+        assert_eq!(lines, pairs(batches), "append {a}");
+        s.finish_segment(&seg.name, &ids, None).unwrap();
+    }
+    assert!(s.oldest_segment().unwrap().is_none());
+    // Delivered by a replay: in the order appended.
+    for batches in &appends {
+        s.append(batches).unwrap();
+    }
+    let mut out = Vec::new();
+    assert!(deliver(&s, 2500, usize::MAX, Stop::Kill, &mut out));
+    assert_eq!(out, want);
+    assert_eq!(s.status().unwrap(), Status::default());
+}
+
+/// Replays interrupted at every few lines (killed: resumed from the
+/// progress marker by a new process; or stopped: the segment rewritten
+/// with what is left of its record), with appends in between: every line
+/// is delivered once, in the order appended.
+#[test]
+fn an_interrupted_replay_resumes_in_append_order() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    let mut s = Spool::open(&dir, 1 << 30).unwrap();
+    let mut want = Vec::new();
+    let mut a = 0;
+    let mut add = |s: &Spool, want: &mut Vec<(String, String)>| {
+        let batches: Vec<Batch> = (0..1 + a % 3)
+            .map(|k| numbered(a, k, 1 + (a * 5 + k * 3) % 7))
+            .collect();
+        s.append(&batches).unwrap();
+        want.extend(pairs(&batches));
+        a += 1;
+    };
+    for _ in 0..4 {
+        add(&s, &mut want);
+    }
+    let mut out = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 100, "the replays make no progress: {out:?}");
+        let stop = if rounds % 2 == 0 {
+            Stop::Kill
+        } else {
+            Stop::Rewrite
+        };
+        if deliver(&s, 1 + rounds % 3, 2 + rounds % 5, stop, &mut out) {
+            break;
+        }
+        // Resumed by another process, sometimes after another append.
+        drop(s);
+        s = Spool::open(&dir, 1 << 30).unwrap();
+        if rounds < 8 && rounds % 3 == 0 {
+            add(&s, &mut want);
+        }
+        assert!(out.len() < want.len(), "round {rounds}");
+        assert_eq!(out[..], want[..out.len()], "round {rounds}: out of order");
+    }
+    assert!(rounds > 10, "only {rounds} rounds: no interruption tested");
+    assert_eq!(out, want);
+    assert_eq!(s.status().unwrap(), Status::default());
+}
+
+/// A segment named ahead of the clock (the clock went back since it was
+/// written): the next append still sorts after it, and is delivered after.
+#[test]
+fn an_append_after_a_segment_from_the_future_comes_after_it() {
+    let (_d, s) = spool(1 << 20);
+    s.append(&[batch("old", &["m v=1i 1"])]).unwrap();
+    let name = s.segments().unwrap()[0].name.clone();
+    let ahead = format!("{:020}-1-0{SEGMENT_SUFFIX}", u64::MAX / 2);
+    fs::rename(s.dir().join(&name), s.dir().join(&ahead)).unwrap();
+    s.append(&[batch("new", &["m v=2i 2"])]).unwrap();
+    s.append(&[batch("newer", &["m v=3i 3"])]).unwrap();
+    let labels: Vec<String> = s.records().unwrap().into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, ["old", "new", "newer"]);
+    let mut out = Vec::new();
+    assert!(deliver(&s, 1, usize::MAX, Stop::Kill, &mut out));
+    let labels: Vec<&str> = out.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["old", "new", "newer"]);
+}
