@@ -1102,27 +1102,125 @@ unowned: null
     }
 }
 
-/// Property tests: each document parser on arbitrary and mutated input.
+/// Property tests: each document parser on arbitrary and mutated input,
+/// and on documents built from parts, whose figures must come back.
 #[cfg(test)]
 mod props {
     use super::*;
     use crate::support::proptest_support::{CASES, encode_all, text_like};
     use proptest::prelude::*;
 
+    /// A time between 2020 and 2033, to the second.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (1_577_836_800i64..2_000_000_000)
+            .prop_map(|s| DateTime::from_timestamp(s, 0).expect("valid"))
+    }
+
+    /// The last non-blank line of a text, trimmed.
+    fn last_line(text: &str) -> &str {
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// A page without `Generated:` has no time; a time read is written
+        /// on the page.
         #[test]
-        fn generated_time_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/stonking/update_excuses.html"))) {
-            let _ = parse_generated(&html);
+        fn generated_time_is_read_from_a_generated_line(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/stonking/update_excuses.html"))) {
+            match parse_generated(&html) {
+                None => prop_assert!(!html.contains("Generated:")),
+                Some(Ok(t)) => {
+                    prop_assert!(html.contains("Generated:"));
+                    prop_assert!(html.contains(&t.format(":%M:%S").to_string()), "{} not on the page", t);
+                }
+                Some(Err(e)) => prop_assert!(e.contains("Generated:"), "{}", e),
+            }
         }
+
+        /// A page built from parts gives its `Generated:` time back (month,
+        /// day and hour with or without a leading zero); a later line
+        /// holding `Generated:` does not count.
         #[test]
-        fn log_listing_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/index.html"))) {
-            let _ = log_names(&html);
+        fn generated_time_built_from_parts_reads_back(t in instant(), zeros in any::<bool>(), tail in "( \\+0000)?(</p>)?") {
+            let when = if zeros { t.format("%Y.%m.%d %H:%M:%S") } else { t.format("%Y.%-m.%-d %-H:%M:%S") };
+            let html = format!("<html><body>\n<h1>excuses</h1>\n<p>Generated: {when}{tail}\n<p>Footer: Generated: by hand</p>\n");
+            prop_assert_eq!(parse_generated(&html), Some(Ok(t)));
+            let bad = html.replace(&when.to_string(), "soon");
+            prop_assert!(matches!(parse_generated(&bad), Some(Err(_))));
         }
+
+        /// The names listed are `.log` names the page links to, newest
+        /// (greatest) first, each once, none a `notest` run.
         #[test]
-        fn log_duration_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/22:00:00.log"))) {
-            let _ = log_duration(&text);
+        fn log_listing_gives_linked_logs_newest_first(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/index.html"))) {
+            let names = log_names(&html);
+            prop_assert!(names.windows(2).all(|w| w[0] > w[1]), "{:?}", names);
+            for n in &names {
+                prop_assert!(n.ends_with(".log") && !n.contains("notest") && !n.contains('/'), "{}", n);
+                prop_assert!(html.contains(&format!("href=\"{n}\"")) || html.contains(&format!("href=\"./{n}\"")), "{} is not linked", n);
+            }
+        }
+
+        /// A listing built from parts (logs linked as `name` or `./name`,
+        /// twice now and then, `notest` runs, other files) gives its logs
+        /// back, newest first.
+        #[test]
+        fn log_listing_built_from_parts_gives_its_logs(
+            links in proptest::collection::vec(("[0-2][0-9]:[0-5][0-9]:[0-5][0-9](-notest)?(\\.log|\\.txt|/)", any::<bool>()), 0..12),
+        ) {
+            let rows: Vec<String> = links
+                .iter()
+                .map(|(n, dot)| format!("<tr><td><a href=\"{}{n}\">{n}</a></td><td align=\"right\">2026-11-23 22:00  </td></tr>", if *dot { "./" } else { "" }))
+                .collect();
+            let html = format!("<table>\n<tr><td><a href=\"/proposed-migration/log/jammy/\">Parent Directory</a></td></tr>\n{}\n</table>", rows.join("\n"));
+            let mut want: Vec<String> = links.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".log") && !n.contains("notest")).collect();
+            want.sort();
+            want.dedup();
+            want.reverse();
+            prop_assert_eq!(log_names(&html), want);
+        }
+
+        /// A run read as complete ends in `Finished at:`, and did not
+        /// finish before it started.
+        #[test]
+        fn log_duration_is_of_a_finished_run(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/22:00:00.log"))) {
+            let finished = last_line(&text).starts_with("Finished at:");
+            match log_duration(&text) {
+                Ok(Some(minutes)) => {
+                    prop_assert!(finished);
+                    prop_assert!(minutes >= 0);
+                }
+                Ok(None) => prop_assert!(!finished),
+                Err(e) => prop_assert!(finished, "{}", e),
+            }
             let _ = parse_rfc2822(&text);
+        }
+
+        /// A log built from parts (a start time, lines, a finish time after
+        /// it, blank lines at the end) gives its whole minutes; one whose
+        /// last line is not the finish is incomplete; one that finished
+        /// before it started is refused.
+        #[test]
+        fn log_duration_built_from_parts_reads_back(
+            start in instant(),
+            secs in 0i64..3 * 86_400,
+            lines in proptest::collection::vec("I: \\[[0-9T:+-]{10}\\] - [A-Za-z ]{0,20}", 0..5),
+            blanks in "[ \n]{0,3}",
+        ) {
+            let finish = start + chrono::Duration::seconds(secs);
+            let body = lines.join("\n");
+            let log = format!("{}\n{body}\nFinished at: {}{blanks}", start.to_rfc2822(), finish.to_rfc2822());
+            prop_assert_eq!(log_duration(&log), Ok(Some(secs / 60)));
+            let running = format!("{}\n{body}\nI: still running{blanks}", start.to_rfc2822());
+            prop_assert_eq!(log_duration(&running), Ok(None));
+            if secs >= 60 {
+                let backwards = format!("{}\n{body}\nFinished at: {}", finish.to_rfc2822(), start.to_rfc2822());
+                prop_assert!(log_duration(&backwards).is_err());
+            }
         }
         #[test]
         fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
