@@ -443,21 +443,34 @@ proptest! {
         days in 0i64..30_000,
     ) {
         if let Ok(di) = DistroInfo::parse(text.as_bytes()) {
-            let date = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap() + chrono::Duration::days(days);
+            // The date, and each day a release or an end of life falls on
+            // and the day before it: where `<` and `<=` part.
+            let mut dates = vec![NaiveDate::from_ymd_opt(2000, 1, 1).unwrap() + chrono::Duration::days(days)];
+            for r in di.all() {
+                for d in [r.created, r.release.unwrap_or(r.created), r.eol.unwrap_or(r.created), r.eol_esm.unwrap_or(r.created)] {
+                    dates.push(d);
+                    dates.extend(d.pred_opt());
+                }
+            }
             let position = |r: &Release| di.all().iter().position(|a| std::ptr::eq(a, r));
-            for list in [di.supported(date), di.supported_esm(date)] {
-                let at: Vec<Option<usize>> = list.iter().map(|r| position(r)).collect();
-                prop_assert!(at.iter().all(Option::is_some));
-                prop_assert!(at.windows(2).all(|w| w[0] < w[1]), "in table order");
-                prop_assert!(list.iter().all(|r| r.created <= date));
+            for date in dates {
+                for list in [di.supported(date), di.supported_esm(date)] {
+                    let at: Vec<Option<usize>> = list.iter().map(|r| position(r)).collect();
+                    prop_assert!(at.iter().all(Option::is_some));
+                    prop_assert!(at.windows(2).all(|w| w[0] < w[1]), "in table order");
+                    prop_assert!(list.iter().all(|r| r.created <= date));
+                }
+                for r in di.supported(date) {
+                    prop_assert!(r.eol.is_none_or(|e| date <= e) || r.eol_server.is_some_and(|e| date <= e));
+                }
+                for r in di.supported_esm(date) {
+                    prop_assert!(r.eol_esm.is_some_and(|e| date <= e));
+                }
+                let devel = di.all().iter().rfind(|r| {
+                    r.created <= date && r.release.is_none_or(|rel| date < rel) && r.eol.is_none_or(|e| date <= e)
+                });
+                prop_assert_eq!(di.devel(date).map(position), devel.map(position), "on {}", date);
             }
-            for r in di.supported_esm(date) {
-                prop_assert!(r.eol_esm.is_some_and(|e| date <= e));
-            }
-            let devel = di.all().iter().rfind(|r| {
-                r.created <= date && r.release.is_none_or(|rel| date < rel) && r.eol.is_none_or(|e| date <= e)
-            });
-            prop_assert_eq!(di.devel(date).map(position), devel.map(position));
             for (i, r) in di.all().iter().enumerate() {
                 let first = di.index_of(&r.series);
                 prop_assert!(first.is_some_and(|f| f <= i && di.all()[f].series == r.series));
