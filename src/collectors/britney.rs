@@ -1108,6 +1108,7 @@ unowned: null
 mod props {
     use super::*;
     use crate::support::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
 
     /// A time between 2020 and 2033, to the second.
@@ -1222,13 +1223,140 @@ mod props {
                 prop_assert!(log_duration(&backwards).is_err());
             }
         }
+        /// Whatever the CSV, each point is taken by the cutoff, at no
+        /// later time than the newest row, and has the five fields; no
+        /// more points than lines.
         #[test]
-        fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
-            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, None, chrono::Duration::days(90))) { encode_all(&p); }
+        fn excuses_csv_points_are_rows_the_cutoff_takes(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
+            let cutoff = Cutoff::new(now(), None, None, chrono::Duration::days(90));
+            if let Ok((points, newest)) = excuses_points("u", &text, "tumbling", &cutoff) {
+                encode_all(&points);
+                prop_assert!(points.len() <= text.lines().count());
+                prop_assert!(points.is_empty() || newest.is_some());
+                for p in &points {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    let t = p.timestamp.expect("timed");
+                    prop_assert!(cutoff.takes(t) && Some(t) <= newest);
+                    prop_assert_eq!(p.fields.len(), CSV_FIELDS.len());
+                }
+            }
         }
+
+        /// A CSV built from parts (its columns in any order, one more
+        /// column, blank lines and malformed rows between the rows) gives
+        /// the rows the cutoff takes, in order, with their figures, and
+        /// the time of the newest row.
         #[test]
-        fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {
-            if let Ok(p) = by_team_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        fn excuses_csv_built_from_parts_reads_back(
+            order in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
+            rows in proptest::collection::vec((-2 * 86_400_000i64..3_600_000, proptest::collection::vec(0i64..100_000, 5), 0u8..4), 0..10),
+        ) {
+            let cutoff = Cutoff::new(now(), None, None, chrono::Duration::days(90));
+            let names = ["time", "valid candidates", "not considered", "total", "median age", "backlog", "comment"];
+            let mut lines = vec![order.iter().map(|&i| names[i]).collect::<Vec<_>>().join(",")];
+            let mut want = Vec::new();
+            let mut newest = None;
+            for (offset, figures, junk) in rows {
+                let t = cutoff.after + chrono::Duration::milliseconds(offset);
+                let mut cells = vec![t.timestamp_millis().to_string()];
+                cells.extend(figures.iter().map(i64::to_string));
+                cells.push("\"a, quoted\"".to_owned());
+                lines.push(order.iter().map(|&i| cells[i].as_str()).collect::<Vec<_>>().join(","));
+                match junk {
+                    0 => lines.push(String::new()),
+                    1 => lines.push("1795392000000,x,1,2,3,4,5".to_owned()),
+                    _ => {}
+                }
+                newest = newest.max(Some(t));
+                if t > cutoff.after {
+                    want.push((t, figures));
+                }
+            }
+            let (points, got_newest) = excuses_points("u", &lines.join("\n"), "tumbling", &cutoff).expect("a header with every column");
+            let got: Vec<(DateTime<Utc>, Vec<i64>)> = points
+                .iter()
+                .map(|p| {
+                    let figures = CSV_FIELDS
+                        .iter()
+                        .map(|(_, f)| match p.fields.get(*f) {
+                            Some(crate::model::point::FieldValue::Integer(n)) => *n,
+                            other => panic!("{f} is {other:?}"),
+                        })
+                        .collect();
+                    (p.timestamp.expect("timed"), figures)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(got_newest, newest);
+        }
+
+        /// Whatever the YAML, a point per named team, whose count of stuck
+        /// items is at most its items and whose mean age is 0 or over the
+        /// stuck age.
+        #[test]
+        fn by_team_yaml_points_are_named_teams(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {
+            if let Ok(points) = by_team_points("u", &text, "tumbling", now()) {
+                encode_all(&points);
+                for p in &points {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    prop_assert!(p.tags.get("team").is_some_and(|t| !t.is_empty()));
+                    let Some(crate::model::point::FieldValue::Integer(count)) = p.fields.get("count") else {
+                        panic!("count is {:?}", p.fields.get("count"))
+                    };
+                    let Some(crate::model::point::FieldValue::Float(age)) = p.fields.get("age") else {
+                        panic!("age is {:?}", p.fields.get("age"))
+                    };
+                    prop_assert!(*count >= 0);
+                    if *count == 0 {
+                        prop_assert_eq!(*age, 0.0);
+                    } else {
+                        prop_assert!(*age > STUCK_AGE_DAYS, "{}", age);
+                    }
+                }
+            }
+        }
+
+        /// A YAML built from parts (teams with items of ages in days, some
+        /// items without an age; team names with a `-`, so that none reads
+        /// as a YAML 1.1 boolean such as `y` or `on`) gives per team the items stuck over three
+        /// days and their mean age.
+        #[test]
+        fn by_team_yaml_built_from_parts_reads_back(
+            teams in proptest::collection::btree_map("[a-z]{1,8}-[a-z-]{0,8}", proptest::collection::vec(proptest::option::of(0u32..40), 0..6), 0..5),
+        ) {
+            let mut yaml = String::new();
+            let mut want = Vec::new();
+            for (team, items) in &teams {
+                if items.is_empty() {
+                    yaml.push_str(&format!("{team}: []\n"));
+                } else {
+                    yaml.push_str(&format!("{team}:\n"));
+                }
+                let mut stuck = Vec::new();
+                for item in items {
+                    match item {
+                        Some(half_days) => {
+                            let age = f64::from(*half_days) / 2.0;
+                            yaml.push_str(&format!("- age: {age:?}\n  item-name: foo\n"));
+                            if age > 3.0 {
+                                stuck.push(age);
+                            }
+                        }
+                        None => yaml.push_str("- item-name: bar\n"),
+                    }
+                }
+                let mean = if stuck.is_empty() { 0.0 } else { stuck.iter().sum::<f64>() / stuck.len() as f64 };
+                want.push((team.clone(), stuck.len() as i64, mean));
+            }
+            let points = by_team_points("u", &yaml, "tumbling", now()).expect("a mapping of teams");
+            let got: Vec<(String, i64, f64)> = points
+                .iter()
+                .map(|p| match (p.fields.get("count"), p.fields.get("age")) {
+                    (Some(crate::model::point::FieldValue::Integer(n)), Some(crate::model::point::FieldValue::Float(a))) => (p.tags["team"].clone(), *n, *a),
+                    other => panic!("fields {other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

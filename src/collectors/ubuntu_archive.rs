@@ -1270,14 +1270,95 @@ mod props {
             }
             prop_assert_eq!(parse_arch_report(&text), Ok(ArchReport { generated, counts: want }));
         }
+        /// A report that reads counts no more packages than it has lines,
+        /// under architectures that are lines of it, underlined by `=`.
         #[test]
-        fn priority_mismatches_never_panic(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/priority-mismatches.txt"))) {
-            let _ = parse_priority_mismatches(&text);
+        fn priority_mismatches_count_under_underlined_archs(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/priority-mismatches.txt"))) {
             let _ = parse_ctime_gmt(&text);
+            if let Ok((_, counts)) = parse_priority_mismatches(&text) {
+                let lines: Vec<&str> = text.lines().collect();
+                prop_assert!(counts.values().sum::<usize>() <= lines.len());
+                for arch in counts.keys() {
+                    let underlined = lines.windows(2).any(|w| w[0].trim() == arch && is_rule(w[1], '='));
+                    prop_assert!(underlined, "{:?} is no underlined line", arch);
+                }
+            }
         }
+
+        /// A report built from parts (architectures, each with sections of
+        /// packages under a header of one or two lines, notes that are not
+        /// packages) gives its time and the packages per architecture.
         #[test]
-        fn reviews_page_never_panics(html in text_like(include_str!("../../tests/fixtures/launchpad_code/~ubuntu-archive/+activereviews/index.html"))) {
-            let _ = count_reviews(&html);
+        fn priority_mismatches_built_from_parts_read_back(
+            secs in 1_700_000_000i64..1_900_000_000,
+            archs in proptest::collection::btree_map(
+                "[a-z][a-z0-9]{1,7}",
+                proptest::collection::vec((any::<bool>(), proptest::collection::vec("[a-z0-9][a-z0-9.+-]{0,10}", 0..5)), 0..3),
+                0..5,
+            ),
+        ) {
+            let generated = DateTime::from_timestamp(secs, 0).expect("valid");
+            let mut text = format!("Generated: {}\n\n", generated.format("%a %b %d %H:%M:%S GMT %Y"));
+            let mut want: HashMap<String, usize> = HashMap::new();
+            for (arch, sections) in &archs {
+                text.push_str(&format!("{arch}\n{}\nnote: not a package\n\n", "=".repeat(arch.len())));
+                let n = want.entry(arch.clone()).or_insert(0);
+                for (two_lines, packages) in sections {
+                    let header = if *two_lines { "Packages that are seeded but have the wrong\npriority" } else { "Packages with priority standard but in universe" };
+                    text.push_str(&format!("{header}\n{}\n", "-".repeat(40)));
+                    for p in packages {
+                        text.push_str(&format!("{p}\n"));
+                    }
+                    text.push_str("not a package\n\n");
+                    *n += packages.len();
+                }
+            }
+            prop_assert_eq!(parse_priority_mismatches(&text), Ok((generated, want)));
+        }
+
+        /// Whatever the page, no more reviews than links.
+        #[test]
+        fn reviews_are_at_most_the_links(html in text_like(include_str!("../../tests/fixtures/launchpad_code/~ubuntu-archive/+activereviews/index.html"))) {
+            prop_assert!(count_reviews(&html) <= html.to_ascii_lowercase().matches("href").count());
+        }
+
+        /// A page built from parts (sections under headings the team can
+        /// or cannot do, links to merge proposals and to other pages)
+        /// counts the merge proposals under the headings it can do.
+        #[test]
+        fn reviews_built_from_parts_count_what_can_be_done(
+            before in 0usize..3,
+            sections in proptest::collection::vec((0usize..4, proptest::collection::vec(0usize..4, 0..5)), 0..5),
+        ) {
+            const HEADINGS: [(&str, bool); 4] = [
+                ("Reviews Ubuntu Archive can do", true),
+                ("Requested reviews by Ubuntu Archive", true),
+                ("Reviews Ubuntu Archive has to do", false),
+                ("Other reviews Ubuntu Archive is not actively reviewing", false),
+            ];
+            const LINKS: [(&str, bool); 4] = [
+                ("/~x/foo/+git/foo/+merge/12", true),
+                ("/~x", false),
+                ("https://code.launchpad.net/~x/foo/+merge/4", false),
+                ("/~x/foo/+merge/5/+index", false),
+            ];
+            let link = |l: usize| format!("<a href=\"{}\">link</a>", LINKS[l].0);
+            let mut html = String::from("<html><body>");
+            html.push_str(&(0..before).map(|_| link(0)).collect::<String>());
+            html.push_str("<table class=\"listing\">");
+            let mut want = 0;
+            for (heading, links) in &sections {
+                let (text, can) = HEADINGS[*heading];
+                html.push_str(&format!("<tr><td colspan=\"4\" class=\"section-heading\">\n  {text}\n</td></tr>"));
+                for l in links {
+                    html.push_str(&format!("<tr><td>{}</td></tr>", link(*l)));
+                    if can && LINKS[*l].1 {
+                        want += 1;
+                    }
+                }
+            }
+            html.push_str("</table></body></html>");
+            prop_assert_eq!(count_reviews(&html), want);
         }
     }
 }
