@@ -1286,14 +1286,15 @@ mod props {
         }
 
         /// A report built from parts (architectures, each with sections of
-        /// packages under a header of one or two lines, notes that are not
+        /// packages under a header of one or two lines, its last line one
+        /// word; a blank line between sections or not; notes that are not
         /// packages) gives its time and the packages per architecture.
         #[test]
         fn priority_mismatches_built_from_parts_read_back(
             secs in 1_700_000_000i64..1_900_000_000,
             archs in proptest::collection::btree_map(
                 "[a-z][a-z0-9]{1,7}",
-                proptest::collection::vec((any::<bool>(), proptest::collection::vec("[a-z0-9][a-z0-9.+-]{0,10}", 0..5)), 0..3),
+                proptest::collection::vec((any::<bool>(), any::<bool>(), proptest::collection::vec("[a-z0-9][a-z0-9.+-]{0,10}", 0..5)), 0..3),
                 0..5,
             ),
         ) {
@@ -1303,13 +1304,15 @@ mod props {
             for (arch, sections) in &archs {
                 text.push_str(&format!("{arch}\n{}\nnote: not a package\n\n", "=".repeat(arch.len())));
                 let n = want.entry(arch.clone()).or_insert(0);
-                for (two_lines, packages) in sections {
-                    let header = if *two_lines { "Packages that are seeded but have the wrong\npriority" } else { "Packages with priority standard but in universe" };
+                for (two_lines, blank, packages) in sections {
+                    let header = if *two_lines { "Packages whose priority should be raised because\nimportant" } else { "Packages with priority standard but in universe" };
                     text.push_str(&format!("{header}\n{}\n", "-".repeat(40)));
                     for p in packages {
                         text.push_str(&format!("{p}\n"));
                     }
-                    text.push_str("not a package\n\n");
+                    if *blank {
+                        text.push_str("not a package\n\n");
+                    }
                     *n += packages.len();
                 }
             }
