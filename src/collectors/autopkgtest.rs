@@ -386,22 +386,158 @@ mod tests {
 }
 
 /// Property tests: any JSON document, mutated recordings included, is
-/// read without a panic.
+/// read without a panic, to the figures a walk of the document made here
+/// gives; documents built from parts give their counts back.
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
     use crate::support::proptest_support::{CASES, encode_all, json_like};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
+    use serde_json::json;
+
+    fn objects(v: &Value) -> Vec<(&String, &Value)> {
+        v.as_object()
+            .map(|o| o.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// A point's tags (an empty name is no tag) and its count.
+    fn seen(points: &[Point], tags: &[&str]) -> Vec<(Vec<String>, i64)> {
+        points
+            .iter()
+            .map(|p| {
+                let t = tags
+                    .iter()
+                    .map(|k| p.tags.get(*k).cloned().unwrap_or_default())
+                    .collect();
+                match p.fields.get("count") {
+                    Some(FieldValue::Integer(n)) => (t, *n),
+                    other => panic!("count is {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    /// `context -> release -> arch -> count`, the counts that are integers.
+    fn queue_model(doc: &Value) -> Vec<(Vec<String>, i64)> {
+        let mut out = Vec::new();
+        for (context, releases) in objects(doc) {
+            for (release, arches) in objects(releases) {
+                for (arch, count) in objects(arches) {
+                    if let Some(n) = count.as_i64() {
+                        out.push((vec![context.clone(), release.clone(), arch.clone()], n));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `package -> params -> release -> arch -> run`: the runs per
+    /// `(release, arch)`.
+    fn running_model(doc: &Value) -> Vec<(Vec<String>, i64)> {
+        let mut counts: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+        for (_, runs) in objects(doc) {
+            for (_, releases) in objects(runs) {
+                for (release, arches) in objects(releases) {
+                    for (arch, _) in objects(arches) {
+                        *counts
+                            .entry(vec![release.clone(), arch.clone()])
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        counts.into_iter().collect()
+    }
+
+    fn check_points(points: &[Point], measurement: &str) -> Result<(), TestCaseError> {
+        encode_all(points);
+        for p in points {
+            prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+            prop_assert_eq!(p.measurement.as_str(), measurement);
+            prop_assert_eq!(
+                p.tags.get("instance").map(String::as_str),
+                Some("production")
+            );
+            prop_assert_eq!(p.timestamp, Some(now()));
+        }
+        Ok(())
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z0-9.+-]{1,8}"
+    }
+
+    /// A `queue_size.json` built from parts, with a release that is not an
+    /// object and counts that are not integers among them.
+    fn queue_doc() -> impl Strategy<Value = Value> {
+        let count = prop_oneof![
+            6 => (0i64..5000).prop_map(Value::from),
+            1 => Just(json!("12")),
+            1 => Just(json!(1.5)),
+            1 => Just(Value::Null),
+        ];
+        let arches = proptest::collection::btree_map(name(), count, 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        let release = prop_oneof![8 => arches, 1 => Just(json!([1, 2]))];
+        let releases = proptest::collection::btree_map(name(), release, 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        proptest::collection::btree_map(name(), releases, 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    /// A `running.json` built from parts: the same release and arch names
+    /// under several packages and parameters.
+    fn running_doc() -> impl Strategy<Value = Value> {
+        let run = json!([{"triggers": ["glibc/2.42-2ubuntu1"]}, 3600, "running tests..."]);
+        let arches = proptest::collection::btree_set("amd64|arm64|s390x", 0..3)
+            .prop_map(move |s| Value::Object(s.into_iter().map(|a| (a, run.clone())).collect()));
+        let releases = proptest::collection::btree_map(
+            "tumbling|noble|jammy",
+            prop_oneof![8 => arches, 1 => Just(json!("x"))],
+            0..3,
+        )
+        .prop_map(|m| Value::Object(m.into_iter().collect()));
+        let runs = proptest::collection::btree_map("[0-9a-f]{8}", releases, 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        proptest::collection::btree_map(name(), runs, 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// Any document: refused exactly when it is not an object, else a
+        /// point per integer count, in document order, with its context,
+        /// release and arch.
         #[test]
-        fn queue_size_never_panics(doc in json_like(include_str!("../../tests/fixtures/autopkgtest/production/queue_size.json"))) {
-            if let Ok(p) = queue_points("u", &doc, "production", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        fn queue_size_gives_a_point_per_integer_count(doc in prop_oneof![json_like(include_str!("../../tests/fixtures/autopkgtest/production/queue_size.json")), queue_doc()]) {
+            match queue_points("u", &doc, "production", now()) {
+                Ok(points) => {
+                    prop_assert!(doc.is_object());
+                    check_points(&points, "autopkgtest_queue_size")?;
+                    prop_assert_eq!(seen(&points, &["context", "release", "arch"]), queue_model(&doc));
+                }
+                Err(e) => prop_assert!(!doc.is_object(), "{}", e),
+            }
         }
+
+        /// Any document: refused exactly when it is not an object, else a
+        /// point per `(release, arch)` counting the runs listed for it.
         #[test]
-        fn running_never_panics(doc in json_like(include_str!("../../tests/fixtures/autopkgtest/production/static/running.json"))) {
-            if let Ok(p) = running_points("u", &doc, "production", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        fn running_counts_the_runs_per_release_and_arch(doc in prop_oneof![json_like(include_str!("../../tests/fixtures/autopkgtest/production/static/running.json")), running_doc()]) {
+            match running_points("u", &doc, "production", now()) {
+                Ok(points) => {
+                    prop_assert!(doc.is_object());
+                    check_points(&points, "autopkgtest_running")?;
+                    let got = seen(&points, &["release", "arch"]);
+                    prop_assert!(got.iter().all(|(_, n)| *n >= 1));
+                    prop_assert_eq!(got, running_model(&doc));
+                }
+                Err(e) => prop_assert!(!doc.is_object(), "{}", e),
+            }
         }
     }
 }

@@ -1102,35 +1102,261 @@ unowned: null
     }
 }
 
-/// Property tests: each document parser on arbitrary and mutated input.
+/// Property tests: each document parser on arbitrary and mutated input,
+/// and on documents built from parts, whose figures must come back.
 #[cfg(test)]
 mod props {
     use super::*;
     use crate::support::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
+
+    /// A time between 2020 and 2033, to the second.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (1_577_836_800i64..2_000_000_000)
+            .prop_map(|s| DateTime::from_timestamp(s, 0).expect("valid"))
+    }
+
+    /// The last non-blank line of a text, trimmed.
+    fn last_line(text: &str) -> &str {
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// A page without `Generated:` has no time; a time read is written
+        /// on the page.
         #[test]
-        fn generated_time_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/stonking/update_excuses.html"))) {
-            let _ = parse_generated(&html);
+        fn generated_time_is_read_from_a_generated_line(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/stonking/update_excuses.html"))) {
+            match parse_generated(&html) {
+                None => prop_assert!(!html.contains("Generated:")),
+                Some(Ok(t)) => {
+                    prop_assert!(html.contains("Generated:"));
+                    prop_assert!(html.contains(&t.format(":%M:%S").to_string()), "{} not on the page", t);
+                }
+                Some(Err(e)) => prop_assert!(e.contains("Generated:"), "{}", e),
+            }
         }
+
+        /// A page built from parts gives its `Generated:` time back (month,
+        /// day and hour with or without a leading zero); a later line
+        /// holding `Generated:` does not count.
         #[test]
-        fn log_listing_never_panics(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/index.html"))) {
-            let _ = log_names(&html);
+        fn generated_time_built_from_parts_reads_back(t in instant(), zeros in any::<bool>(), tail in "( \\+0000)?(</p>)?") {
+            let when = if zeros { t.format("%Y.%m.%d %H:%M:%S") } else { t.format("%Y.%-m.%-d %-H:%M:%S") };
+            let html = format!("<html><body>\n<h1>excuses</h1>\n<p>Generated: {when}{tail}\n<p>Footer: Generated: by hand</p>\n");
+            prop_assert_eq!(parse_generated(&html), Some(Ok(t)));
+            let bad = html.replace(&when.to_string(), "soon");
+            prop_assert!(matches!(parse_generated(&bad), Some(Err(_))));
         }
+
+        /// The names listed are `.log` names the page links to, newest
+        /// (greatest) first, each once, none a `notest` run.
         #[test]
-        fn log_duration_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/22:00:00.log"))) {
-            let _ = log_duration(&text);
+        fn log_listing_gives_linked_logs_newest_first(html in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/index.html"))) {
+            let names = log_names(&html);
+            prop_assert!(names.windows(2).all(|w| w[0] > w[1]), "{:?}", names);
+            for n in &names {
+                prop_assert!(n.ends_with(".log") && !n.contains("notest") && !n.contains('/'), "{}", n);
+                prop_assert!(html.contains(&format!("href=\"{n}\"")) || html.contains(&format!("href=\"./{n}\"")), "{} is not linked", n);
+            }
+        }
+
+        /// A listing built from parts (logs linked as `name` or `./name`,
+        /// twice now and then, `notest` runs, other files) gives its logs
+        /// back, newest first.
+        #[test]
+        fn log_listing_built_from_parts_gives_its_logs(
+            links in proptest::collection::vec(("2[0-3]:(00|30):00(-notest)?(\\.log|\\.txt|/)", any::<bool>()), 0..12),
+        ) {
+            let rows: Vec<String> = links
+                .iter()
+                .map(|(n, dot)| format!("<tr><td><a href=\"{}{n}\">{n}</a></td><td align=\"right\">2026-11-23 22:00  </td></tr>", if *dot { "./" } else { "" }))
+                .collect();
+            let html = format!("<table>\n<tr><td><a href=\"/proposed-migration/log/jammy/\">Parent Directory</a></td></tr>\n{}\n</table>", rows.join("\n"));
+            let mut want: Vec<String> = links.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".log") && !n.contains("notest")).collect();
+            want.sort();
+            want.dedup();
+            want.reverse();
+            prop_assert_eq!(log_names(&html), want);
+        }
+
+        /// A run read as complete ends in `Finished at:`, and did not
+        /// finish before it started.
+        #[test]
+        fn log_duration_is_of_a_finished_run(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/log/jammy/2026-11-23/22:00:00.log"))) {
+            let finished = last_line(&text).starts_with("Finished at:");
+            match log_duration(&text) {
+                Ok(Some(minutes)) => {
+                    prop_assert!(finished);
+                    prop_assert!(minutes >= 0);
+                }
+                Ok(None) => prop_assert!(!finished),
+                Err(e) => prop_assert!(finished, "{}", e),
+            }
             let _ = parse_rfc2822(&text);
         }
+
+        /// A log built from parts (a start time, lines, a finish time after
+        /// it, blank lines at the end) gives its whole minutes; one whose
+        /// last line is not the finish is incomplete; one that finished
+        /// before it started is refused.
         #[test]
-        fn excuses_csv_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
-            if let Ok((p, _)) = excuses_points("u", &text, "tumbling", &Cutoff::new(chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"), None, None, chrono::Duration::days(90))) { encode_all(&p); }
+        fn log_duration_built_from_parts_reads_back(
+            start in instant(),
+            secs in 0i64..3 * 86_400,
+            lines in proptest::collection::vec("I: \\[[0-9T:+-]{10}\\] - [A-Za-z ]{0,20}", 0..5),
+            blanks in "[ \n]{0,3}",
+        ) {
+            let finish = start + chrono::Duration::seconds(secs);
+            let body = lines.join("\n");
+            let log = format!("{}\n{body}\nFinished at: {}{blanks}", start.to_rfc2822(), finish.to_rfc2822());
+            prop_assert_eq!(log_duration(&log), Ok(Some(secs / 60)));
+            let running = format!("{}\n{body}\nI: still running{blanks}", start.to_rfc2822());
+            prop_assert_eq!(log_duration(&running), Ok(None));
+            if secs >= 60 {
+                let backwards = format!("{}\n{body}\nFinished at: {}", finish.to_rfc2822(), start.to_rfc2822());
+                prop_assert!(log_duration(&backwards).is_err());
+            }
         }
+        /// Whatever the CSV, each point is taken by the cutoff, at no
+        /// later time than the newest row, and has the five fields; no
+        /// more points than lines.
         #[test]
-        fn by_team_yaml_never_panics(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {
-            if let Ok(p) = by_team_points("u", &text, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")) { encode_all(&p); }
+        fn excuses_csv_points_are_rows_the_cutoff_takes(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses.csv"))) {
+            let cutoff = Cutoff::new(now(), None, None, chrono::Duration::days(90));
+            if let Ok((points, newest)) = excuses_points("u", &text, "tumbling", &cutoff) {
+                encode_all(&points);
+                prop_assert!(points.len() <= text.lines().count());
+                prop_assert!(points.is_empty() || newest.is_some());
+                for p in &points {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    let t = p.timestamp.expect("timed");
+                    prop_assert!(cutoff.takes(t) && Some(t) <= newest);
+                    prop_assert_eq!(p.fields.len(), CSV_FIELDS.len());
+                }
+            }
+        }
+
+        /// A CSV built from parts (its columns in any order, one more
+        /// column, blank lines and malformed rows between the rows) gives
+        /// the rows the cutoff takes, in order, with their figures, and
+        /// the time of the newest row.
+        #[test]
+        fn excuses_csv_built_from_parts_reads_back(
+            order in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
+            rows in proptest::collection::vec((-2 * 86_400_000i64..3_600_000, proptest::collection::vec(0i64..100_000, 5), 0u8..4), 0..10),
+        ) {
+            let cutoff = Cutoff::new(now(), None, None, chrono::Duration::days(90));
+            let names = ["time", "valid candidates", "not considered", "total", "median age", "backlog", "comment"];
+            let mut lines = vec![order.iter().map(|&i| names[i]).collect::<Vec<_>>().join(",")];
+            let mut want = Vec::new();
+            let mut newest = None;
+            for (offset, figures, junk) in rows {
+                let t = cutoff.after + chrono::Duration::milliseconds(offset);
+                let mut cells = vec![t.timestamp_millis().to_string()];
+                cells.extend(figures.iter().map(i64::to_string));
+                cells.push("\"a, quoted\"".to_owned());
+                lines.push(order.iter().map(|&i| cells[i].as_str()).collect::<Vec<_>>().join(","));
+                match junk {
+                    0 => lines.push(String::new()),
+                    1 => lines.push("x,x,x,x,x,x,x".to_owned()),
+                    _ => {}
+                }
+                newest = newest.max(Some(t));
+                if t > cutoff.after {
+                    want.push((t, figures));
+                }
+            }
+            let (points, got_newest) = excuses_points("u", &lines.join("\n"), "tumbling", &cutoff).expect("a header with every column");
+            let got: Vec<(DateTime<Utc>, Vec<i64>)> = points
+                .iter()
+                .map(|p| {
+                    let figures = CSV_FIELDS
+                        .iter()
+                        .map(|(_, f)| match p.fields.get(*f) {
+                            Some(crate::model::point::FieldValue::Integer(n)) => *n,
+                            other => panic!("{f} is {other:?}"),
+                        })
+                        .collect();
+                    (p.timestamp.expect("timed"), figures)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(got_newest, newest);
+        }
+
+        /// Whatever the YAML, a point per named team, whose count of stuck
+        /// items is at most its items and whose mean age is 0 or over the
+        /// stuck age.
+        #[test]
+        fn by_team_yaml_points_are_named_teams(text in text_like(include_str!("../../tests/fixtures/britney/proposed-migration/update_excuses_by_team.yaml"))) {
+            if let Ok(points) = by_team_points("u", &text, "tumbling", now()) {
+                encode_all(&points);
+                for p in &points {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    prop_assert!(p.tags.get("team").is_some_and(|t| !t.is_empty()));
+                    let Some(crate::model::point::FieldValue::Integer(count)) = p.fields.get("count") else {
+                        panic!("count is {:?}", p.fields.get("count"))
+                    };
+                    let Some(crate::model::point::FieldValue::Float(age)) = p.fields.get("age") else {
+                        panic!("age is {:?}", p.fields.get("age"))
+                    };
+                    prop_assert!(*count >= 0);
+                    if *count == 0 {
+                        prop_assert_eq!(*age, 0.0);
+                    } else {
+                        prop_assert!(*age > STUCK_AGE_DAYS, "{}", age);
+                    }
+                }
+            }
+        }
+
+        /// A YAML built from parts (teams with items of ages in days, some
+        /// items without an age; team names with a `-`, so that none reads
+        /// as a YAML 1.1 boolean such as `y` or `on`) gives per team the items stuck over three
+        /// days and their mean age.
+        #[test]
+        fn by_team_yaml_built_from_parts_reads_back(
+            teams in proptest::collection::btree_map("[a-z]{1,8}-[a-z-]{0,8}", proptest::collection::vec(proptest::option::of(0u32..40), 0..6), 0..5),
+        ) {
+            let mut yaml = String::new();
+            let mut want = Vec::new();
+            for (team, items) in &teams {
+                if items.is_empty() {
+                    yaml.push_str(&format!("{team}: []\n"));
+                } else {
+                    yaml.push_str(&format!("{team}:\n"));
+                }
+                let mut stuck = Vec::new();
+                for item in items {
+                    match item {
+                        Some(half_days) => {
+                            let age = f64::from(*half_days) / 2.0;
+                            yaml.push_str(&format!("- age: {age:?}\n  item-name: foo\n"));
+                            if age > 3.0 {
+                                stuck.push(age);
+                            }
+                        }
+                        None => yaml.push_str("- item-name: bar\n"),
+                    }
+                }
+                let mean = if stuck.is_empty() { 0.0 } else { stuck.iter().sum::<f64>() / stuck.len() as f64 };
+                want.push((team.clone(), stuck.len() as i64, mean));
+            }
+            let points = by_team_points("u", &yaml, "tumbling", now()).expect("a mapping of teams");
+            let got: Vec<(String, i64, f64)> = points
+                .iter()
+                .map(|p| match (p.fields.get("count"), p.fields.get("age")) {
+                    (Some(crate::model::point::FieldValue::Integer(n)), Some(crate::model::point::FieldValue::Float(a))) => (p.tags["team"].clone(), *n, *a),
+                    other => panic!("fields {other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -285,18 +285,66 @@ mod tests {
     }
 }
 
-/// Property tests: the listing parser on arbitrary and mutated pages.
+/// Property tests: the listing parser on arbitrary and mutated pages, and
+/// on listings built from rows, whose last `Commands` time must come back.
 #[cfg(test)]
 mod props {
     use super::*;
     use crate::support::proptest_support::{CASES, text_like};
     use proptest::prelude::*;
 
+    /// An Apache listing row, as the recorded page writes it.
+    fn row(name: &str, time: &str) -> String {
+        format!(
+            r#"<tr><td valign="top"><img src="/icons/unknown.gif" alt="[   ]"></td><td><a href="{name}">{name}</a></td><td align="right">{time}  </td><td align="right"> 34K</td><td>&nbsp;</td></tr>"#
+        )
+    }
+
+    /// File names of a `cnf` listing: `Commands` files, others.
+    const NAMES: [&str; 6] = [
+        "Commands-amd64.xz",
+        "./Commands-s390x.xz",
+        "Commands-riscv64",
+        "by-hash/",
+        "Release",
+        "Contents-amd64.gz",
+    ];
+
+    fn time() -> impl Strategy<Value = NaiveDateTime> {
+        (0i64..3_000_000).prop_map(|minutes| {
+            NaiveDateTime::parse_from_str("2024-01-01 00:00", "%Y-%m-%d %H:%M").expect("valid")
+                + chrono::Duration::minutes(minutes)
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// Whatever the page, a time read is one the page shows, in a row
+        /// linking to a `Commands` file.
         #[test]
-        fn listing_never_panics(html in text_like(include_str!("../../tests/fixtures/cnf/ubuntu/dists/tumbling/main/cnf/index.html"))) {
-            let _ = commands_time(&html);
+        fn listing_time_is_one_the_page_shows(html in text_like(include_str!("../../tests/fixtures/cnf/ubuntu/dists/tumbling/main/cnf/index.html"))) {
+            if let Ok(t) = commands_time(&html) {
+                prop_assert!(html.contains(&t.format("%Y-%m-%d %H:%M").to_string()), "{} not in the page", t);
+                prop_assert!(html.contains("Commands-"));
+            }
+        }
+
+        /// A listing built from rows (`Commands` files and others, on one
+        /// line or one per line) gives the time of its last `Commands` row,
+        /// or says it has none.
+        #[test]
+        fn listing_built_from_rows_gives_the_last_commands_time(
+            rows in proptest::collection::vec((prop::sample::select(NAMES.to_vec()), time()), 0..10),
+            one_line in any::<bool>(),
+        ) {
+            let sep = if one_line { "" } else { "\n" };
+            let body: Vec<String> = rows.iter().map(|(name, t)| row(name, &t.format("%Y-%m-%d %H:%M").to_string())).collect();
+            let html = format!("<html><table>{sep}<tr><th>Name</th></tr>{sep}{}{sep}</table></html>", body.join(sep));
+            let want = rows.iter().rev().find(|(name, _)| name.contains("Commands-")).map(|(_, t)| *t);
+            match want {
+                Some(t) => prop_assert_eq!(commands_time(&html), Ok(t)),
+                None => prop_assert_eq!(commands_time(&html), Err("the listing has no Commands row".to_owned())),
+            }
         }
     }
 }

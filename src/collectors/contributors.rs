@@ -266,15 +266,58 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
     use proptest::prelude::*;
+
+    /// What `team_name` must accept: after trimming and dropping leading
+    /// `~`s, a first character that is a lower-case letter or a digit, the
+    /// rest lower-case letters, digits, `+`, `-` or `.`.
+    fn valid_model(name: &str) -> Option<String> {
+        let n = name.trim().trim_start_matches('~');
+        let mut chars = n.chars();
+        let first = chars.next()?;
+        let ok = (first.is_ascii_lowercase() || first.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        ok.then(|| n.to_owned())
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(crate::support::proptest_support::CASES))]
+        /// Any text is accepted exactly when the model accepts it, as the
+        /// model's name; an accepted team gives its two points, members then
+        /// participants, each with its count and the schema's tags.
         #[test]
-        fn team_names_never_panic(name in ".{0,40}|~?[a-z0-9][a-z0-9.+-]{0,20}") {
-            if let Ok(team) = team_name(&name) {
-                crate::support::proptest_support::encode_all(&team_points(&team, [1, 2], chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+        fn team_names_agree_with_the_model_and_give_two_points(
+            name in ".{0,40}|~?[a-z0-9][a-z0-9.+-]{0,20}|[ ~]{0,3}[a-zA-Z0-9 +._-]{0,12}",
+            members in any::<u32>(),
+            participants in any::<u32>(),
+        ) {
+            let got = team_name(&name);
+            prop_assert_eq!(got.clone().ok(), valid_model(&name), "{:?}", name);
+            if let Err(e) = &got {
+                prop_assert!(e.contains(&format!("{name:?}")), "{}", e);
             }
+            if let Ok(team) = got {
+                let now = chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid");
+                let points = team_points(&team, [members.into(), participants.into()], now);
+                crate::support::proptest_support::encode_all(&points);
+                prop_assert_eq!(points.len(), 2);
+                for (p, (kind, n)) in points.iter().zip([("members", members), ("participants", participants)]) {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    prop_assert_eq!(p.tags.get("team"), Some(&team));
+                    prop_assert_eq!(p.tags.get("count_type").map(String::as_str), Some(kind));
+                    prop_assert_eq!(p.fields.get("count"), Some(&FieldValue::from(u64::from(n))));
+                    prop_assert_eq!(p.timestamp, Some(now));
+                }
+            }
+        }
+
+        /// A well-formed name, with a `~` and blanks around it, reads as
+        /// the name itself.
+        #[test]
+        fn valid_team_names_read_back(name in "[a-z0-9][a-z0-9.+-]{0,20}", tilde in any::<bool>(), pad in "[ \t]{0,2}") {
+            let written = format!("{pad}{}{name}{pad}", if tilde { "~" } else { "" });
+            prop_assert_eq!(team_name(&written), Ok(name));
         }
     }
 }

@@ -306,12 +306,63 @@ mod props {
     use super::*;
     use crate::support::proptest_support::{CASES, json_like};
     use proptest::prelude::*;
+    use serde_json::json;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// Any document reads exactly when it has a `tasks` object; each
+        /// team then counts at least one and at most every bug, and is
+        /// named (an empty name is no team).
         #[test]
-        fn bug_lists_never_panic(doc in json_like(include_str!("../../tests/fixtures/rls_bugs/rls-tt-incoming.json"))) {
-            let _ = bugs_per_team("u", &doc);
+        fn bug_lists_count_each_team_at_most_once_per_bug(doc in json_like(include_str!("../../tests/fixtures/rls_bugs/rls-tt-incoming.json"))) {
+            let tasks = doc.get("tasks").and_then(Value::as_object);
+            match bugs_per_team("u", &doc) {
+                Ok(counts) => {
+                    let bugs = tasks.expect("read without a tasks object").len();
+                    for (team, n) in &counts {
+                        prop_assert!(!team.is_empty());
+                        prop_assert!((1..=bugs).contains(n), "{} counts {} of {} bugs", team, n, bugs);
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(tasks.is_none(), "refused a tasks object: {}", e);
+                    prop_assert!(e.to_string().contains("no \"tasks\" object"), "{}", e);
+                }
+            }
+        }
+
+        /// A list built from parts (bugs, each with tasks naming teams,
+        /// a team named in several tasks of a bug, tasks without a team)
+        /// counts, per team, the bugs one of whose tasks names it.
+        #[test]
+        fn bug_lists_built_from_parts_count_the_bugs_per_team(
+            bugs in proptest::collection::btree_map(
+                "[0-9]{1,7}",
+                proptest::collection::vec(proptest::option::of(proptest::collection::vec("kernel|desktop|foundations|server|", 0..4)), 0..4),
+                0..10,
+            ),
+        ) {
+            let mut want: BTreeMap<String, usize> = BTreeMap::new();
+            let mut tasks = serde_json::Map::new();
+            for (bug, bug_tasks) in &bugs {
+                let mut named: BTreeSet<&str> = BTreeSet::new();
+                let mut list = Vec::new();
+                for task in bug_tasks {
+                    match task {
+                        Some(teams) => {
+                            named.extend(teams.iter().map(String::as_str).filter(|t| !t.is_empty()));
+                            list.push(json!({"team": teams, "status": "New"}));
+                        }
+                        None => list.push(json!({"status": "Fix Released"})),
+                    }
+                }
+                for team in named {
+                    *want.entry(team.to_owned()).or_default() += 1;
+                }
+                tasks.insert(bug.clone(), Value::Array(list));
+            }
+            let doc = json!({"tasks": tasks, "generated": "2026-11-24"});
+            prop_assert_eq!(bugs_per_team("u", &doc).expect("a tasks object"), want);
         }
     }
 }

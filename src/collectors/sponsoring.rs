@@ -208,29 +208,117 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
     use crate::support::proptest_support::{CASES, encode_all, mutated};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
 
-    fn check(text: &str) {
-        if let Ok(entries) = serde_json::from_str::<Vec<Entry>>(text) {
-            encode_all(&points(
-                "u",
-                &entries,
-                chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid"),
-            ));
+    fn int(p: &Point, field: &str) -> i64 {
+        match p.fields.get(field) {
+            Some(FieldValue::Integer(n)) => *n,
+            other => panic!("field {field} is {other:?}"),
         }
+    }
+
+    /// What must hold of the points of any entries: one point per report,
+    /// in name order, the overall `sponsoring` one always there and
+    /// counting every entry whose date reads; no count below 0, no mean
+    /// above the oldest, zeros for an empty report.
+    fn check(entries: &[Entry], points: &[Point]) -> Result<(), TestCaseError> {
+        encode_all(points);
+        let dated = entries
+            .iter()
+            .filter(|e| {
+                e.date_queued
+                    .as_deref()
+                    .is_some_and(|d| NaiveDate::parse_from_str(d.trim(), "%m/%d/%y").is_ok())
+            })
+            .count() as i64;
+        let overall: Vec<&Point> = points
+            .iter()
+            .filter(|p| p.tags.get("report").map(String::as_str) == Some("sponsoring"))
+            .collect();
+        prop_assert_eq!(overall.len(), 1);
+        prop_assert_eq!(int(overall[0], "count"), dated);
+        let reports: Vec<Option<&String>> = points.iter().map(|p| p.tags.get("report")).collect();
+        let mut sorted = reports.clone();
+        sorted.sort();
+        sorted.dedup();
+        prop_assert_eq!(sorted, reports, "one point per report, in name order");
+        for p in points {
+            prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+            prop_assert_eq!(p.timestamp, Some(now()));
+            let (count, oldest, average) =
+                (int(p, "count"), int(p, "oldest"), int(p, "average_age"));
+            prop_assert!(count >= 0);
+            prop_assert!(average <= oldest, "{}", p.describe());
+            if count == 0 {
+                prop_assert_eq!((oldest, average), (0, 0));
+            }
+        }
+        Ok(())
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
         #[test]
-        fn mutated_report_never_panics(text in mutated(include_str!("../../tests/fixtures/sponsoring/general.json"))) {
-            check(&text);
+        fn mutated_report_gives_consistent_figures(text in mutated(include_str!("../../tests/fixtures/sponsoring/general.json"))) {
+            if let Ok(entries) = serde_json::from_str::<Vec<Entry>>(&text) {
+                check(&entries, &points("u", &entries, now()))?;
+            }
         }
+
         #[test]
-        fn any_entries_never_panic(entries in proptest::collection::vec((proptest::option::of(".{0,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}.{0,10}"), proptest::option::of(proptest::collection::vec(".{0,8}", 0..4))), 0..20)) {
+        fn any_entries_give_consistent_figures(entries in proptest::collection::vec((proptest::option::of(".{0,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}.{0,10}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}"), proptest::option::of(proptest::collection::vec(".{0,8}", 0..4))), 0..20)) {
             let entries: Vec<Entry> = entries.into_iter().map(|(d, s)| Entry { date_queued: d, sets: s }).collect();
-            encode_all(&points("u", &entries, chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+            check(&entries, &points("u", &entries, now()))?;
+        }
+
+        /// Entries built from parts (a queued date written MM/DD/YY, some
+        /// in the future, some unreadable; distinct sets) give, per report,
+        /// the count, the oldest and the truncated mean of the ages in
+        /// whole days from midnight UTC of the queued date.
+        #[test]
+        fn entries_built_from_parts_give_the_counted_figures(
+            entries in proptest::collection::vec((
+                proptest::option::of((0i32..=68, 1u32..=12, 1u32..=28, any::<bool>())),
+                proptest::collection::btree_set("core|desktop|kernel", 0..3),
+            ), 0..20),
+        ) {
+            let mut want: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            want.insert("sponsoring".into(), Vec::new());
+            let mut parsed = Vec::new();
+            for (date, sets) in entries {
+                let date_queued = match date {
+                    Some((y, m, d, padded)) => {
+                        let queued = NaiveDate::from_ymd_opt(2000 + y, m, d).expect("a day of the month");
+                        let midnight = queued.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+                        let age = (now().timestamp() - midnight.timestamp()) / 86_400;
+                        want.get_mut("sponsoring").expect("there").push(age);
+                        for set in &sets {
+                            want.entry(set.clone()).or_default().push(age);
+                        }
+                        let pad = if padded { " " } else { "" };
+                        format!("{pad}{m:02}/{d:02}/{y:02}{pad}")
+                    }
+                    None => "2026-11-20".to_owned(),
+                };
+                parsed.push(Entry { date_queued: Some(date_queued), sets: Some(sets.into_iter().collect()) });
+            }
+            let got: Vec<(String, [i64; 3])> = points("u", &parsed, now())
+                .iter()
+                .map(|p| (p.tags["report"].clone(), [int(p, "count"), int(p, "oldest"), int(p, "average_age")]))
+                .collect();
+            let want: Vec<(String, [i64; 3])> = want
+                .into_iter()
+                .map(|(report, ages)| {
+                    let n = ages.len() as i64;
+                    let oldest = ages.iter().copied().max().unwrap_or(0);
+                    let average = if n == 0 { 0 } else { ages.iter().sum::<i64>() / n };
+                    (report, [n, oldest, average])
+                })
+                .collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

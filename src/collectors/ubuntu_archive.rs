@@ -1029,38 +1029,339 @@ oldpkg
     }
 }
 
-/// Property tests: every document parser on arbitrary and mutated input.
+/// Property tests: every document parser on arbitrary and mutated input,
+/// and on valid documents built from parts, whose figures must come back.
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
     use crate::support::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
+
+    /// The cutoff of the CSV tests: the rows strictly after it count.
+    fn after() -> DateTime<Utc> {
+        now() - chrono::Duration::hours(12)
+    }
+
+    fn int(p: &Point, field: &str) -> Option<i64> {
+        match p.fields.get(field) {
+            Some(FieldValue::Integer(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The integers of a line of `n` comma-separated ones.
+    fn ints(line: &str, n: usize) -> Option<Vec<i64>> {
+        let v: Vec<i64> = line
+            .split(',')
+            .map(|c| c.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        (v.len() == n).then_some(v)
+    }
+
+    /// A time in Unix milliseconds around the cutoff, the cutoff itself
+    /// included (not after it: not counted).
+    fn millis() -> impl Strategy<Value = i64> {
+        let a = after().timestamp_millis();
+        prop_oneof![
+            1 => Just(a),
+            1 => Just(a + 1),
+            6 => (a - 2 * 86_400_000)..(a + 86_400_000),
+        ]
+    }
+
+    /// CSV rows of `n` columns, each written with or without blanks around
+    /// its cells, with lines that are not rows between them; the body as
+    /// served (a tail not from the start begins with a fragment of a row,
+    /// whole-looking, which must be dropped) and the rows to count.
+    fn csv(n: usize, header: &'static str) -> impl Strategy<Value = (Tail, Vec<Vec<i64>>)> {
+        let row = (
+            millis(),
+            proptest::collection::vec(any::<i64>(), n - 1),
+            any::<bool>(),
+            0u8..4,
+        );
+        (proptest::collection::vec(row, 0..12), any::<bool>()).prop_map(
+            move |(rows, from_start)| {
+                let fragment: Vec<String> = (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            (after().timestamp_millis() + 5).to_string()
+                        } else {
+                            i.to_string()
+                        }
+                    })
+                    .collect();
+                let mut lines = vec![if from_start {
+                    header.to_owned()
+                } else {
+                    fragment.join(",")
+                }];
+                let mut want = Vec::new();
+                for (ms, counts, padded, junk) in rows {
+                    let mut cells = vec![ms];
+                    cells.extend(counts);
+                    let sep = if padded { " , " } else { "," };
+                    lines.push(
+                        cells
+                            .iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(sep),
+                    );
+                    match junk {
+                        0 => lines.push(String::new()),
+                        1 => lines.push(format!("{ms},x")),
+                        _ => {}
+                    }
+                    if ms > after().timestamp_millis() {
+                        want.push(cells);
+                    }
+                }
+                (
+                    Tail {
+                        body: lines.join("\n"),
+                        from_start,
+                    },
+                    want,
+                )
+            },
+        )
+    }
+
+    /// `(arch, count)` pairs, an arch listed twice now and then, and the
+    /// `Generated:` time.
+    fn summary() -> impl Strategy<Value = (Vec<(String, i64)>, i64)> {
+        let arch = prop_oneof![
+            "amd64|riscv64|arm64|s390x".prop_map(String::from),
+            "[a-z0-9]{1,8}"
+        ];
+        (
+            proptest::collection::vec((arch, 0i64..100_000), 0..8),
+            1_700_000_000i64..1_900_000_000,
+        )
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// Whatever the tail, each point is the `nbs_stats` of a complete
+        /// line of three integers, newer than the cutoff, at that line's
+        /// time: never more points than lines.
         #[test]
-        fn nbs_csv_never_panics(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/nbs.csv")), from_start in any::<bool>()) {
-            encode_all(&nbs_points("u", &Tail { body, from_start }, "tumbling", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
-        }
-        #[test]
-        fn mismatch_csv_never_panics(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/component-mismatches.csv")), from_start in any::<bool>()) {
-            encode_all(&mismatch_points("u", &Tail { body, from_start }, "tumbling", "release", chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
-        }
-        #[test]
-        fn arch_report_never_panics(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/proposed-migration/tumbling_uninst.txt"))) {
-            if let Ok(r) = parse_arch_report(&text) {
-                let devel = Devel { series: "tumbling".into(), archs: vec!["amd64".into(), "riscv64".into()] };
-                encode_all(&arch_report_points("uninst_stats", &r, &devel));
+        fn nbs_csv_gives_only_the_points_of_its_rows(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/nbs.csv")), from_start in any::<bool>()) {
+            let tail = Tail { body, from_start };
+            let points = nbs_points("u", &tail, "tumbling", after());
+            encode_all(&points);
+            let rows: Vec<Vec<i64>> = tail_lines(&tail).filter_map(|l| ints(l, 3)).collect();
+            prop_assert!(points.len() <= rows.len());
+            for p in &points {
+                prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                prop_assert_eq!(p.measurement.as_str(), "nbs_stats");
+                prop_assert_eq!(p.tags.get("release").map(String::as_str), Some("tumbling"));
+                let t = p.timestamp.expect("timed");
+                prop_assert!(t > after());
+                let row = vec![t.timestamp_millis(), int(p, "removable").expect("removable"), int(p, "total").expect("total")];
+                prop_assert!(rows.contains(&row), "{:?} is no row of the tail", row);
             }
         }
+
+        /// A valid tail gives one point per row newer than the cutoff, in
+        /// order, with its two counts.
         #[test]
-        fn priority_mismatches_never_panic(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/priority-mismatches.txt"))) {
-            let _ = parse_priority_mismatches(&text);
-            let _ = parse_ctime_gmt(&text);
+        fn nbs_csv_rows_read_back((tail, want) in csv(3, "time,removable,total")) {
+            let points = nbs_points("u", &tail, "tumbling", after());
+            let got: Vec<Vec<i64>> = points.iter().map(|p| vec![
+                p.timestamp.expect("timed").timestamp_millis(),
+                int(p, "removable").expect("removable"),
+                int(p, "total").expect("total"),
+            ]).collect();
+            prop_assert_eq!(got, want);
         }
+
+        /// Whatever the tail, the points come four per complete line of
+        /// five integers newer than the cutoff: promotions then demotions,
+        /// source then binary, each with its column's count.
         #[test]
-        fn reviews_page_never_panics(html in text_like(include_str!("../../tests/fixtures/launchpad_code/~ubuntu-archive/+activereviews/index.html"))) {
-            let _ = count_reviews(&html);
+        fn mismatch_csv_gives_four_points_per_row(body in text_like(include_str!("../../tests/fixtures/ubuntu_archive/component-mismatches.csv")), from_start in any::<bool>()) {
+            let tail = Tail { body, from_start };
+            let points = mismatch_points("u", &tail, "tumbling", "release", after());
+            encode_all(&points);
+            let rows: Vec<Vec<i64>> = tail_lines(&tail).filter_map(|l| ints(l, 5)).collect();
+            prop_assert_eq!(points.len() % 4, 0);
+            prop_assert!(points.len() <= 4 * rows.len());
+            for row in points.chunks(4) {
+                let t = row[0].timestamp.expect("timed");
+                prop_assert!(t > after());
+                let mut cells = vec![t.timestamp_millis()];
+                for (p, (action, kind)) in row.iter().zip(MISMATCH_COLUMNS) {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    prop_assert_eq!(p.timestamp, Some(t));
+                    prop_assert_eq!(p.tags.get("release").map(String::as_str), Some("tumbling"));
+                    prop_assert_eq!(p.tags.get("pocket").map(String::as_str), Some("release"));
+                    prop_assert_eq!(p.tags.get("action").map(String::as_str), Some(action));
+                    prop_assert_eq!(p.tags.get("type").map(String::as_str), Some(kind));
+                    cells.push(int(p, "count").expect("count"));
+                }
+                prop_assert!(rows.contains(&cells), "{:?} is no row of the tail", cells);
+            }
+        }
+
+        /// A valid tail gives each row newer than the cutoff back, in order.
+        #[test]
+        fn mismatch_csv_rows_read_back((tail, want) in csv(5, "time,source promotions,binary promotions,source demotions,binary demotions")) {
+            let points = mismatch_points("u", &tail, "tumbling", "proposed", after());
+            prop_assert!(points.iter().all(|p| p.tags.get("pocket").map(String::as_str) == Some("proposed")));
+            let got: Vec<Vec<i64>> = points.chunks(4).map(|row| {
+                let mut cells = vec![row[0].timestamp.expect("timed").timestamp_millis()];
+                cells.extend(row.iter().map(|p| int(p, "count").expect("count")));
+                cells
+            }).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// A report that reads gives a point per devel architecture first
+        /// (in Launchpad's order, 0 when not listed), then one per other
+        /// listed architecture, all at the report's time.
+        #[test]
+        fn arch_report_gives_the_devel_archs_then_the_others(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/proposed-migration/tumbling_uninst.txt"))) {
+            if let Ok(r) = parse_arch_report(&text) {
+                let devel = Devel { series: "tumbling".into(), archs: vec!["amd64".into(), "riscv64".into()] };
+                let points = arch_report_points("uninst_stats", &r, &devel);
+                encode_all(&points);
+                let extra: Vec<&(String, i64)> = r.counts.iter().filter(|(a, _)| !devel.archs.contains(a)).collect();
+                prop_assert_eq!(points.len(), 2 + extra.len());
+                let mut archs: Vec<&str> = r.counts.iter().map(|(a, _)| a.as_str()).collect();
+                archs.sort_unstable();
+                archs.dedup();
+                prop_assert_eq!(archs.len(), r.counts.len(), "an arch listed twice");
+                for (i, p) in points.iter().enumerate() {
+                    prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                    prop_assert_eq!(p.timestamp, Some(r.generated));
+                    let arch = p.tags.get("arch").map(String::as_str).unwrap_or("");
+                    let want = r.counts.iter().find(|(a, _)| a == arch).map_or(0, |(_, c)| *c);
+                    prop_assert_eq!(int(p, "count"), Some(want));
+                    match i {
+                        0 => prop_assert_eq!(arch, "amd64"),
+                        1 => prop_assert_eq!(arch, "riscv64"),
+                        _ => prop_assert_eq!(arch, extra[i - 2].0.as_str()),
+                    }
+                }
+            }
+        }
+
+        /// A valid report (another architecture's block before it, lines
+        /// after it) reads back: each arch once, in the order first
+        /// listed, with its last count, at the `Generated:` time.
+        #[test]
+        fn arch_report_summary_reads_back((listed, secs) in summary()) {
+            let generated = DateTime::from_timestamp(secs, 0).expect("valid");
+            let mut text = String::from("* amd64\n  foo (1.0-1): libfoo1\n\n* summary\n");
+            for (arch, n) in &listed {
+                text.push_str(&format!("  {n:>3} {arch}\n"));
+            }
+            text.push_str(&format!("\n  7 after-the-block\n# Generated: {}\n", generated.to_rfc2822()));
+            let mut want: Vec<(String, i64)> = Vec::new();
+            for (arch, n) in listed {
+                match want.iter_mut().find(|(a, _)| *a == arch) {
+                    Some(e) => e.1 = n,
+                    None => want.push((arch, n)),
+                }
+            }
+            prop_assert_eq!(parse_arch_report(&text), Ok(ArchReport { generated, counts: want }));
+        }
+        /// A report that reads counts no more packages than it has lines,
+        /// under architectures that are lines of it, underlined by `=`.
+        #[test]
+        fn priority_mismatches_count_under_underlined_archs(text in text_like(include_str!("../../tests/fixtures/ubuntu_archive/priority-mismatches.txt"))) {
+            let _ = parse_ctime_gmt(&text);
+            if let Ok((_, counts)) = parse_priority_mismatches(&text) {
+                let lines: Vec<&str> = text.lines().collect();
+                prop_assert!(counts.values().sum::<usize>() <= lines.len());
+                for arch in counts.keys() {
+                    let underlined = lines.windows(2).any(|w| w[0].trim() == arch && is_rule(w[1], '='));
+                    prop_assert!(underlined, "{:?} is no underlined line", arch);
+                }
+            }
+        }
+
+        /// A report built from parts (architectures, each with sections of
+        /// packages under a header of one or two lines, its last line one
+        /// word; a blank line between sections or not; notes that are not
+        /// packages) gives its time and the packages per architecture.
+        #[test]
+        fn priority_mismatches_built_from_parts_read_back(
+            secs in 1_700_000_000i64..1_900_000_000,
+            archs in proptest::collection::btree_map(
+                "[a-z][a-z0-9]{1,7}",
+                proptest::collection::vec((any::<bool>(), any::<bool>(), proptest::collection::vec("[a-z0-9][a-z0-9.+-]{0,10}", 0..5)), 0..3),
+                0..5,
+            ),
+        ) {
+            let generated = DateTime::from_timestamp(secs, 0).expect("valid");
+            let mut text = format!("Generated: {}\n\n", generated.format("%a %b %d %H:%M:%S GMT %Y"));
+            let mut want: HashMap<String, usize> = HashMap::new();
+            for (arch, sections) in &archs {
+                text.push_str(&format!("{arch}\n{}\nnote: not a package\n\n", "=".repeat(arch.len())));
+                let n = want.entry(arch.clone()).or_insert(0);
+                for (two_lines, blank, packages) in sections {
+                    let header = if *two_lines { "Packages whose priority should be raised because\nimportant" } else { "Packages with priority standard but in universe" };
+                    text.push_str(&format!("{header}\n{}\n", "-".repeat(40)));
+                    for p in packages {
+                        text.push_str(&format!("{p}\n"));
+                    }
+                    if *blank {
+                        text.push_str("not a package\n\n");
+                    }
+                    *n += packages.len();
+                }
+            }
+            prop_assert_eq!(parse_priority_mismatches(&text), Ok((generated, want)));
+        }
+
+        /// Whatever the page, no more reviews than links.
+        #[test]
+        fn reviews_are_at_most_the_links(html in text_like(include_str!("../../tests/fixtures/launchpad_code/~ubuntu-archive/+activereviews/index.html"))) {
+            prop_assert!(count_reviews(&html) <= html.to_ascii_lowercase().matches("href").count());
+        }
+
+        /// A page built from parts (sections under headings the team can
+        /// or cannot do, links to merge proposals and to other pages)
+        /// counts the merge proposals under the headings it can do.
+        #[test]
+        fn reviews_built_from_parts_count_what_can_be_done(
+            before in 0usize..3,
+            sections in proptest::collection::vec((0usize..4, proptest::collection::vec(0usize..4, 0..5)), 0..5),
+        ) {
+            const HEADINGS: [(&str, bool); 4] = [
+                ("Reviews Ubuntu Archive can do", true),
+                ("Requested reviews by Ubuntu Archive", true),
+                ("Reviews Ubuntu Archive has to do", false),
+                ("Other reviews Ubuntu Archive is not actively reviewing", false),
+            ];
+            const LINKS: [(&str, bool); 4] = [
+                ("/~x/foo/+git/foo/+merge/12", true),
+                ("/~x", false),
+                ("https://code.launchpad.net/~x/foo/+merge/4", false),
+                ("/~x/foo/+merge/5/+index", false),
+            ];
+            let link = |l: usize| format!("<a href=\"{}\">link</a>", LINKS[l].0);
+            let mut html = String::from("<html><body>");
+            html.push_str(&(0..before).map(|_| link(0)).collect::<String>());
+            html.push_str("<table class=\"listing\">");
+            let mut want = 0;
+            for (heading, links) in &sections {
+                let (text, can) = HEADINGS[*heading];
+                html.push_str(&format!("<tr><td colspan=\"4\" class=\"section-heading\">\n  {text}\n</td></tr>"));
+                for l in links {
+                    html.push_str(&format!("<tr><td>{}</td></tr>", link(*l)));
+                    if can && LINKS[*l].1 {
+                        want += 1;
+                    }
+                }
+            }
+            html.push_str("</table></body></html>");
+            prop_assert_eq!(count_reviews(&html), want);
         }
     }
 }

@@ -372,18 +372,51 @@ mod tests {
     }
 }
 
-/// Property tests: any uploads (dates of any shape) become points.
+/// Property tests: any uploads (dates of any shape) become points, whose
+/// figures agree with a count made here.
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
+    use crate::support::test_support::now;
+    use chrono::FixedOffset;
     use proptest::prelude::*;
+
+    /// A `date_created`: absent, any text, something shaped like a date,
+    /// or a real RFC 3339 time from days in the future to weeks ago, in
+    /// some time zone, with or without a fraction of a second.
+    fn date() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            1 => Just(None),
+            1 => ".{0,30}".prop_map(Some),
+            1 => "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,15}(\\+00:00|Z)?".prop_map(Some),
+            4 => (-3 * 86_400i64..40 * 86_400, -12i32..=12, any::<bool>(), "[ \t]{0,2}").prop_map(|(ago, tz, frac, pad)| {
+                let t = now() - chrono::Duration::seconds(ago);
+                let t = t.with_timezone(&FixedOffset::east_opt(tz * 3600).expect("valid offset"));
+                let text = if frac { t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false) } else { t.to_rfc3339() };
+                Some(format!("{pad}{text}{pad}"))
+            }),
+        ]
+    }
+
+    fn int(p: &Point, field: &str) -> Option<i64> {
+        match p.fields.get(field) {
+            Some(FieldValue::Integer(n)) => Some(*n),
+            _ => None,
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(crate::support::proptest_support::CASES))]
+        /// The queue size counts every upload; the oldest age and the
+        /// backlog (strictly over ten whole days) count the readable dates,
+        /// a date in the future being age 0; the New queue counts each
+        /// upload once per type it is flagged `true` for. Every point
+        /// carries the queue's tags and fits the schema.
         #[test]
-        fn any_uploads_never_panic(
+        fn any_uploads_give_the_counted_sizes_ages_and_types(
             uploads in proptest::collection::vec((
-                proptest::option::of(".{0,30}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,15}(\\+00:00|Z)?"),
+                date(),
                 any::<Option<bool>>(), any::<Option<bool>>(), any::<Option<bool>>(),
             ), 0..20),
             devel in any::<bool>(),
@@ -393,8 +426,48 @@ mod props {
                 date_created: d, contains_source: s, contains_build: b, contains_copy: c,
             }).collect();
             let status = if new { Status::New } else { Status::Unapproved };
-            let now = chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid");
-            crate::support::proptest_support::encode_all(&queue_points("tumbling", devel, status, &uploads, now));
+            let points = queue_points("tumbling", devel, status, &uploads, now());
+            crate::support::proptest_support::encode_all(&points);
+
+            // The model: ages in whole days from the seconds elapsed.
+            let ages: Vec<i64> = uploads
+                .iter()
+                .filter_map(|u| DateTime::parse_from_rfc3339(u.date_created.as_deref()?.trim()).ok())
+                .map(|d| (now() - d.with_timezone(&Utc)).num_seconds())
+                .map(|secs| if secs < 0 { 0 } else { secs / 86_400 })
+                .collect();
+            let oldest = ages.iter().copied().max().unwrap_or(0);
+            let backlog = ages.iter().filter(|a| **a >= 11).count() as i64;
+            let flagged = |f: fn(&Upload) -> Option<bool>| uploads.iter().filter(|u| f(u) == Some(true)).count() as i64;
+
+            prop_assert_eq!(points.len(), if new { 5 } else { 2 });
+            for p in &points {
+                prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                prop_assert_eq!(p.tags.get("release").map(String::as_str), Some("tumbling"));
+                prop_assert_eq!(p.tags.get("devel").map(String::as_str), Some(if devel { "True" } else { "False" }));
+                prop_assert_eq!(p.timestamp, Some(now()));
+            }
+            let size = &points[0];
+            prop_assert_eq!(size.measurement.as_str(), "ubuntu_queue_size");
+            prop_assert_eq!(size.tags.get("status").map(String::as_str), Some(status.as_str()));
+            prop_assert_eq!(int(size, "count"), Some(uploads.len() as i64));
+            let age = &points[1];
+            prop_assert_eq!(age.measurement.as_str(), "queue_ages");
+            prop_assert_eq!(age.tags.get("status").map(String::as_str), Some(status.as_str()));
+            prop_assert_eq!(int(age, "oldest_age_in_days"), Some(oldest));
+            prop_assert_eq!(int(age, "ten_day_backlog_count"), Some(backlog));
+            if new {
+                let want = [
+                    ("source", flagged(|u| u.contains_source)),
+                    ("binary", flagged(|u| u.contains_build)),
+                    ("sync", flagged(|u| u.contains_copy)),
+                ];
+                for (p, (kind, n)) in points[2..].iter().zip(want) {
+                    prop_assert_eq!(p.measurement.as_str(), "ubuntu_new_queue_size");
+                    prop_assert_eq!(p.tags.get("type").map(String::as_str), Some(kind));
+                    prop_assert_eq!(int(p, "count"), Some(n));
+                }
+            }
         }
     }
 }

@@ -255,23 +255,93 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::model::point::FieldValue;
     use crate::support::proptest_support::{CASES, encode_all, text_like};
+    use crate::support::test_support::now;
     use proptest::prelude::*;
+
+    /// The trimmed pieces of a text between line ends (`\n` or `\r`).
+    fn pieces(text: &str) -> Vec<&str> {
+        text.split(['\n', '\r']).map(str::trim).collect()
+    }
+
+    /// `(category, count)` of a point.
+    fn figures(p: &Point) -> (String, i64) {
+        let category = p.tags.get("category").cloned().unwrap_or_default();
+        match p.fields.get("count") {
+            Some(FieldValue::Integer(n)) => (category, *n),
+            other => panic!("count is {other:?}"),
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+        /// Whatever the list, the names are its non-blank lines, trimmed,
+        /// each once, in order of first appearance; each name's URL is one
+        /// path segment below the base that decodes back to the name.
         #[test]
-        fn report_list_never_panics(text in text_like(include_str!("../../tests/fixtures/versions/reports"))) {
-            for name in report_names(&text) {
-                let _ = report_url("http://h/", &name);
+        fn report_list_gives_each_line_once_and_its_url(text in text_like(include_str!("../../tests/fixtures/versions/reports"))) {
+            let names = report_names(&text);
+            let mut want: Vec<&str> = Vec::new();
+            for l in pieces(&text) {
+                if !l.is_empty() && !want.contains(&l) {
+                    want.push(l);
+                }
+            }
+            prop_assert_eq!(&names, &want);
+            for name in &names {
+                let url = report_url("http://h/", name);
+                let segment = url.strip_prefix("http://h/").expect("below the base");
+                prop_assert!(segment.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~%".contains(c)), "{}", url);
+                let decoded = percent_encoding::percent_decode_str(segment).decode_utf8();
+                prop_assert_eq!(decoded.as_deref(), Ok(name.as_str()));
             }
         }
+
+        /// Whatever the report, each point is a `category=<integer>` line
+        /// of it, in order, tagged with the report's name; no more points
+        /// than lines.
         #[test]
-        fn report_never_panics(text in text_like(include_str!("../../tests/fixtures/versions/desktop-main")), report in ".{0,10}") {
+        fn report_points_are_its_category_lines(text in text_like(include_str!("../../tests/fixtures/versions/desktop-main")), report in ".{0,10}") {
             for line in text.lines() {
                 let _ = parse_line(line);
             }
-            encode_all(&report_points("u", &report, &text, chrono::DateTime::from_timestamp(1_795_521_600, 0).expect("valid")));
+            let points = report_points("u", &report, &text, now());
+            encode_all(&points);
+            let want: Vec<(String, i64)> = pieces(&text)
+                .into_iter()
+                .filter_map(|l| {
+                    let (c, v) = l.split_once('=')?;
+                    let c = c.trim();
+                    let v = v.trim().parse::<i64>().ok()?;
+                    (!c.is_empty()).then(|| (c.to_owned(), v))
+                })
+                .collect();
+            prop_assert_eq!(points.iter().map(figures).collect::<Vec<_>>(), want);
+            for p in &points {
+                prop_assert_eq!(crate::model::schema::check(&schema(), p), Ok(()));
+                prop_assert_eq!(p.tags.get("report").map(String::as_str), Some(report.as_str()).filter(|r| !r.is_empty()));
+                prop_assert_eq!(p.tags.get("series").map(String::as_str), Some("devel"));
+                prop_assert_eq!(p.timestamp, Some(now()));
+            }
+        }
+
+        /// A report built from `category = count` lines (blanks around,
+        /// CRLF or LF, lines that are not counts between them) gives its
+        /// counts back, in order.
+        #[test]
+        fn report_built_from_lines_reads_back(
+            rows in proptest::collection::vec(("[a-z][a-z -]{0,10}[a-z]", any::<i64>(), "[ \t]{0,2}", prop::sample::select(vec!["", "bogus", "ratio=0.5", "=3", "x=", "a=0x10"])), 0..12),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            for (category, n, pad, junk) in &rows {
+                text.push_str(&format!("{pad}{category}{pad}={pad}{n}{pad}{eol}{junk}{eol}"));
+            }
+            let want: Vec<(String, i64)> = rows.into_iter().map(|(c, n, _, _)| (c, n)).collect();
+            let got: Vec<(String, i64)> = report_points("u", "desktop-main", &text, now()).iter().map(figures).collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -415,18 +415,70 @@ pub(crate) mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
+        /// Arbitrary bytes hold no record (a frame needs the magic, a
+        /// matching CRC-32 and a payload that decodes whole): all of them
+        /// are one range of damage.
         #[test]
-        fn reader_survives_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fn reader_finds_no_record_in_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let p = parse_segment(&data);
             check_invariants(&data, &p);
+            prop_assert!(p.records.is_empty(), "{:?}", p.records);
+            prop_assert_eq!(p.damage.len(), usize::from(!data.is_empty()));
+            if let Some(d) = p.damage.first() {
+                prop_assert_eq!(d.clone(), 0..data.len());
+            }
+            prop_assert_eq!(p.valid_end(), 0);
+            prop_assert_eq!(p.torn_tail_only(data.len()), !data.is_empty());
         }
 
+        /// Records, then a magic and garbage (a record torn after its
+        /// magic): the records read back whole, in order, and the rest is
+        /// one torn tail.
         #[test]
-        fn reader_survives_bytes_after_a_magic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut data = MAGIC.to_vec();
+        fn reader_keeps_the_records_before_bytes_after_a_magic(
+            recs in proptest::collection::vec(arb_record(), 0..4),
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut data = encode_all(&recs);
+            let end = data.len();
+            data.extend_from_slice(&MAGIC);
             data.extend(tail);
             let p = parse_segment(&data);
             check_invariants(&data, &p);
+            let got: Vec<Record> = p.records.iter().map(|(_, r)| r.clone()).collect();
+            prop_assert_eq!(got, recs);
+            prop_assert_eq!(p.valid_end(), end);
+            prop_assert_eq!(p.damage.len(), 1);
+            prop_assert_eq!(p.damage[0].clone(), end..data.len());
+            prop_assert!(p.torn_tail_only(data.len()));
+        }
+
+        /// An encoding cut anywhere and followed by garbage reads back as a
+        /// prefix of the records: exactly those wholly before the cut.
+        #[test]
+        fn reader_on_a_cut_encoding_and_garbage_returns_a_prefix(
+            recs in proptest::collection::vec(arb_record(), 0..6),
+            cut in any::<prop::sample::Index>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let whole = encode_all(&recs);
+            let cut = cut.index(whole.len() + 1);
+            let mut ends = Vec::new();
+            let mut at = 0;
+            for r in &recs {
+                at += r.encode().expect("frames").len();
+                ends.push(at);
+            }
+            let complete = ends.iter().filter(|e| **e <= cut).count();
+            let mut data = whole[..cut].to_vec();
+            data.extend(garbage);
+            let p = parse_segment(&data);
+            check_invariants(&data, &p);
+            let got: Vec<Record> = p.records.iter().map(|(_, r)| r.clone()).collect();
+            prop_assert_eq!(got, recs[..complete].to_vec());
+            let kept = if complete == 0 { 0 } else { ends[complete - 1] };
+            prop_assert_eq!(p.valid_end(), kept);
+            prop_assert_eq!(p.damaged_bytes(), data.len() - kept);
         }
 
         #[test]
