@@ -55,8 +55,10 @@ fn a_torn_tail_is_damage_only_at_the_end() {
     assert_eq!(p.damage.len(), 1);
     assert!(!p.torn_tail_only(middle.len()), "{p:?}");
 
-    let mut both = middle.clone();
+    // Damage in the middle and a torn tail: two ranges, not only a tail.
+    let mut both = [middle, a.encode().unwrap()].concat();
     both.truncate(both.len() - 3);
     let p = parse_segment(&both);
+    assert_eq!(p.damage.len(), 2, "{p:?}");
     assert!(!p.torn_tail_only(both.len()), "{p:?}");
 }
