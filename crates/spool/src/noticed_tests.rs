@@ -62,3 +62,39 @@ fn a_torn_tail_is_damage_only_at_the_end() {
     assert_eq!(p.damage.len(), 2, "{p:?}");
     assert!(!p.torn_tail_only(both.len()), "{p:?}");
 }
+
+/// Records hold at most `MAX_RECORD_LINES` lines and `MAX_RECORD_BYTES`
+/// bytes (4 per line for its length): exactly at a limit is one record,
+/// one more line or byte starts the next; a single line larger than the
+/// byte limit is a record of its own.
+#[test]
+fn records_are_split_exactly_at_the_line_and_byte_limits() {
+    use crate::store::chunk_lines;
+    use crate::{MAX_RECORD_BYTES, MAX_RECORD_LINES};
+    let sizes =
+        |lines: &[String]| -> Vec<usize> { chunk_lines(lines).iter().map(|c| c.len()).collect() };
+    let short = |n: usize| -> Vec<String> { (0..n).map(|i| format!("m v={i}i")).collect() };
+    assert_eq!(sizes(&[]), Vec::<usize>::new());
+    assert_eq!(sizes(&short(1)), [1]);
+    assert_eq!(sizes(&short(MAX_RECORD_LINES)), [MAX_RECORD_LINES]);
+    assert_eq!(sizes(&short(MAX_RECORD_LINES + 1)), [MAX_RECORD_LINES, 1]);
+    assert_eq!(
+        sizes(&short(2 * MAX_RECORD_LINES + 3)),
+        [MAX_RECORD_LINES, MAX_RECORD_LINES, 3]
+    );
+    // Four lines that fill the byte limit exactly, then one of 1 byte.
+    let quarter = MAX_RECORD_BYTES / 4 - 4;
+    let mut big: Vec<String> = (0..4).map(|_| "x".repeat(quarter)).collect();
+    assert_eq!(sizes(&big), [4]);
+    big.push("y".into());
+    assert_eq!(sizes(&big), [4, 1]);
+    // One byte more in the fourth line: it starts the second record.
+    big[3].push('z');
+    assert_eq!(sizes(&big), [3, 2]);
+    // A line over the limit alone, between two short ones.
+    let huge = vec!["a".into(), "h".repeat(MAX_RECORD_BYTES + 1), "b".into()];
+    assert_eq!(sizes(&huge), [1, 1, 1]);
+    // The pieces are the lines, in order.
+    let lines = short(MAX_RECORD_LINES + 2);
+    assert_eq!(chunk_lines(&lines).concat(), lines);
+}
