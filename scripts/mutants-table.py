@@ -7,11 +7,7 @@
 import json, re, sys
 from pathlib import Path
 
-if sys.argv[1] in ("merge", "show"):
-    mode, out, equivalent = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-else:  # TEMPORARY: the form of the run in progress
-    mode, out, equivalent = "merge", Path(sys.argv[1]), Path(sys.argv[2])
-    (out / "time").write_text(sys.argv[3] + "\n")
+mode, out, equivalent = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 results_path = out / "results.json"
 results = json.loads(results_path.read_text()) if results_path.exists() else {}
 if mode == "merge":
