@@ -11,7 +11,17 @@ mode, out, equivalent = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 results_path = out / "results.json"
 results = json.loads(results_path.read_text()) if results_path.exists() else {}
 if mode == "merge":
-    for o in json.loads((out / "mutants.out" / "outcomes.json").read_text())["outcomes"]:
+    # This run's mutants, plus (with --again, cargo-mutants --iterate) the
+    # ones it skipped as caught by an earlier run: together, every mutant of
+    # the files as they are now (a mutant whose line moved is tested again).
+    run = out / "mutants.out"
+    results = {}
+    skipped = run / "previously_caught.txt"
+    if skipped.exists():
+        for name in skipped.read_text().splitlines():
+            if name.strip():
+                results[name] = {"file": name.split(":", 1)[0], "summary": "CaughtMutant"}
+    for o in json.loads((run / "outcomes.json").read_text())["outcomes"]:
         m = o["scenario"].get("Mutant") if isinstance(o["scenario"], dict) else None
         if m:
             results[m["name"]] = {"file": m["file"], "summary": o["summary"]}
