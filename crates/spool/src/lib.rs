@@ -77,12 +77,12 @@ mod dropped;
 mod files;
 mod listing;
 mod lock;
+#[cfg(test)]
+mod noticed_tests;
 mod progress;
 mod status;
 mod store;
 pub mod summary;
-#[cfg(test)]
-mod noticed_tests;
 
 pub use codec::{HEADER_LEN, MAGIC, Parsed, Record, line_timestamp, parse_segment};
 pub use dead_letter::{DEAD_LETTER_FILE, DEAD_LETTER_MARK};
