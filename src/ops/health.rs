@@ -1159,6 +1159,23 @@ mod tests {
         assert_eq!(span(s(3600)), "1h");
         assert_eq!(span(s(2 * 86400 + 4 * 3600)), "2d04h");
         assert_eq!(span(s(-5)), "0s");
+        // Each unit starts exactly at its boundary.
+        for (secs, shown) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (3599, "59m"),
+            (3600, "1h"),
+            (3659, "1h"),
+            (3660, "1h01m"),
+            (7 * 3600 + 59, "7h"),
+            (86_399, "23h59m"),
+            (86_400, "1d00h"),
+            (86_400 + 3599, "1d00h"),
+            (86_400 + 3600, "1d01h"),
+        ] {
+            assert_eq!(span(s(secs)), shown, "{secs} s");
+        }
     }
 
     #[test]
