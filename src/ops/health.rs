@@ -1150,6 +1150,110 @@ mod tests {
         assert_eq!(r.json()["status"], "unknown");
     }
 
+    /// The rows of `sponsoring` alone (every 5m; run_timeout 10m,
+    /// startup_delay 30s, random_delay 1m), its last run ended at `ended`
+    /// with `result`, the daemon's schedule saying `due`.
+    fn sponsoring_row(
+        now: DateTime<Utc>,
+        ended: Option<(DateTime<Utc>, &str)>,
+        due: Option<DateTime<Utc>>,
+        source: NextSource,
+    ) -> Row {
+        let config = Config::from_toml(
+            "[daemon]\nrun_timeout = \"10m\"\nstartup_delay = \"30s\"\nrandom_delay = \"1m\"\n[collectors.sponsoring]\ninterval = \"5m\"\n",
+        )
+        .unwrap();
+        let registry: Vec<Box<dyn Collector>> = crate::collectors::registry()
+            .into_iter()
+            .filter(|c| c.name() == "sponsoring")
+            .collect();
+        let mut st = state::StateFile::default();
+        if let Some((ended, result)) = ended {
+            st.collectors.insert(
+                "sponsoring".into(),
+                state::CollectorState {
+                    last_run: state::LastRun {
+                        time: ended - chrono::Duration::seconds(3),
+                        ended,
+                        result: result.into(),
+                        points: 4,
+                        duration_seconds: 3.0,
+                        requests: 2,
+                        error: None,
+                    },
+                    last_success: None,
+                    consecutive_failures: 0,
+                },
+            );
+        }
+        let scheduled = due
+            .map(|d| ("sponsoring".to_owned(), d))
+            .into_iter()
+            .collect();
+        let mut rows = collector_rows(&registry, &config, now, &st, &scheduled, source);
+        assert_eq!(rows.len(), 1);
+        rows.remove(0)
+    }
+
+    /// Late: no run ended for more than 2 intervals + run_timeout (20m
+    /// here); exactly that is not late yet. Failing: the last result is not
+    /// `ok`.
+    #[test]
+    fn a_collector_is_late_only_past_two_intervals_and_the_run_timeout() {
+        let now = Utc::now();
+        let m = chrono::Duration::minutes;
+        let s = chrono::Duration::seconds;
+        let row =
+            |ago, result| sponsoring_row(now, Some((now - ago, result)), None, NextSource::Daemon);
+        assert!(!row(m(20), "ok").late);
+        assert!(row(m(20) + s(1), "ok").late);
+        assert!(!row(m(20) + s(1), "ok").failing);
+        assert!(row(m(1), "error").failing);
+        assert!(row(m(1), "timeout").failing);
+        // Never ran: neither late nor failing, and no next run known.
+        let never = sponsoring_row(now, None, None, NextSource::Daemon);
+        assert!(!never.late && !never.failing && never.next.is_none());
+        // Without a schedule, the next run is estimated: an interval after
+        // the last one ended.
+        let r = row(m(2), "ok");
+        assert_eq!(
+            (r.next, r.next_source),
+            (Some(now - m(2) + m(5)), NextSource::Estimate)
+        );
+    }
+
+    /// The daemon's due time is trusted within [now - slack, now + slack +
+    /// startup_delay + random_delay], slack = 2 intervals + run_timeout
+    /// (20m; ahead 21m30s), both ends included; outside it, the estimate.
+    /// A timer's time is always taken.
+    #[test]
+    fn a_due_time_is_trusted_only_within_the_plausible_window() {
+        let now = Utc::now();
+        let m = chrono::Duration::minutes;
+        let s = chrono::Duration::seconds;
+        let ended = Some((now - m(2), "ok"));
+        let estimate = (Some(now + m(3)), NextSource::Estimate);
+        let next = |due, source| {
+            let r = sponsoring_row(now, ended, Some(due), source);
+            (r.next, r.next_source)
+        };
+        for due in [now - m(20), now, now + m(21) + s(30)] {
+            assert_eq!(
+                next(due, NextSource::Daemon),
+                (Some(due), NextSource::Daemon),
+                "{due}"
+            );
+        }
+        for due in [now - m(20) - s(1), now + m(21) + s(31), now + m(600)] {
+            assert_eq!(next(due, NextSource::Daemon), estimate, "{due}");
+            assert_eq!(
+                next(due, NextSource::Timer),
+                (Some(due), NextSource::Timer),
+                "{due}"
+            );
+        }
+    }
+
     #[test]
     fn spans_read_naturally() {
         let s = chrono::Duration::seconds;
