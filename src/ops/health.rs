@@ -1254,6 +1254,51 @@ mod tests {
         }
     }
 
+    /// A backlog is a problem only when older than `spool_age` (exactly
+    /// that age is not yet); with several outputs the message names the
+    /// output whose spool it is.
+    #[test]
+    fn a_spool_is_too_old_only_past_its_age_and_names_its_output_among_several() {
+        let dir = tempfile::tempdir().unwrap();
+        for several in [false, true] {
+            let mut config = Config::from_toml(if several {
+                "[outputs.vm]\nurl = \"http://127.0.0.1:9/\"\n"
+            } else {
+                ""
+            })
+            .unwrap();
+            config.spool.dir = dir.path().join(format!("spool{several}"));
+            let specs = config.outputs();
+            let last = specs.last().unwrap();
+            let spool = Spool::open(&last.spool_dir, 1 << 20).unwrap();
+            spool
+                .append(&[spool::Batch {
+                    label: "sponsoring".into(),
+                    lines: vec!["m v=1i 1".into(), "m v=2i 2".into()],
+                }])
+                .unwrap();
+            let oldest = spool.status().unwrap().oldest.unwrap();
+            let age = TimeSpan::parse("1h").unwrap();
+            let judge = |now| {
+                let mut problems = Vec::new();
+                let outs = output_spools(&config, 1 << 20, now, &age, &mut problems);
+                (outs.last().unwrap().too_old, problems)
+            };
+            let (too_old, problems) = judge(oldest + chrono::Duration::hours(1));
+            assert!(!too_old && problems.is_empty(), "{problems:?}");
+            let (too_old, problems) =
+                judge(oldest + chrono::Duration::hours(1) + chrono::Duration::seconds(1));
+            let name = if several { " of output vm" } else { "" };
+            assert!(too_old);
+            assert_eq!(
+                problems,
+                [format!(
+                    "2 points waiting in the spool{name} for 1h (more than 1h)"
+                )]
+            );
+        }
+    }
+
     #[test]
     fn spans_read_naturally() {
         let s = chrono::Duration::seconds;
