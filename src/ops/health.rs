@@ -1299,6 +1299,59 @@ mod tests {
         }
     }
 
+    /// Each verdict's word, line and `healthy` sample: UNKNOWN before any
+    /// run, OK once a collector ran, WARNING with a problem.
+    #[test]
+    fn verdicts_their_words_lines_and_healthy_sample() {
+        let mut r = report_with(
+            "",
+            "Id=ubuntu-metrics.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n",
+        );
+        let n = r.rows.len();
+        assert!(n > 1);
+        assert_eq!((r.exit_status(), r.verdict()), (3, "UNKNOWN"));
+        assert_eq!(
+            r.summary(),
+            format!("UNKNOWN: nothing has run yet ({n} collectors enabled)")
+        );
+        let healthy = |r: &Report| {
+            let text = r.prometheus();
+            assert!(
+                text.contains("# TYPE ubuntu_metrics_healthy gauge\n"),
+                "{text}"
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix("ubuntu_metrics_healthy "))
+                .map(str::to_owned)
+        };
+        assert_eq!(healthy(&r).as_deref(), Some("1"));
+
+        let now = r.now;
+        r.rows[0].state = Some(state::CollectorState {
+            last_run: state::LastRun {
+                time: now,
+                ended: now,
+                result: "ok".into(),
+                points: 4,
+                duration_seconds: 1.0,
+                requests: 1,
+                error: None,
+            },
+            last_success: Some(now),
+            consecutive_failures: 0,
+        });
+        assert_eq!((r.exit_status(), r.verdict()), (0, "OK"));
+        assert_eq!(
+            r.summary(),
+            format!("OK: {n} collectors, none failing or late")
+        );
+        assert_eq!(healthy(&r).as_deref(), Some("1"));
+
+        r.problems.push("failing: sponsoring".into());
+        assert_eq!((r.exit_status(), r.verdict()), (1, "WARNING"));
+        assert_eq!(healthy(&r).as_deref(), Some("0"));
+    }
+
     #[test]
     fn spans_read_naturally() {
         let s = chrono::Duration::seconds;
