@@ -1347,6 +1347,54 @@ mod tests {
         );
         assert_eq!(healthy(&r).as_deref(), Some("1"));
 
+        // The samples of the collector that ran, of one that is late, and
+        // of the spool.
+        if let Some(s) = r.rows[0].state.as_mut() {
+            s.last_run.duration_seconds = 1.5;
+            s.consecutive_failures = 2;
+            s.last_run.requests = 3;
+        }
+        r.rows[1].late = true;
+        let (ran, late) = (r.rows[0].name.clone(), r.rows[1].name.clone());
+        let text = r.prometheus();
+        let t = now.timestamp();
+        for line in [
+            format!(
+                "ubuntu_metrics_collector_last_run_success{{collector=\"{ran}\",result=\"ok\"}} 1"
+            ),
+            format!(
+                "ubuntu_metrics_collector_last_run_duration_seconds{{collector=\"{ran}\"}} 1.5"
+            ),
+            format!("ubuntu_metrics_collector_last_run_points{{collector=\"{ran}\"}} 4"),
+            format!("ubuntu_metrics_collector_last_run_requests{{collector=\"{ran}\"}} 3"),
+            format!(
+                "ubuntu_metrics_collector_last_run_timestamp_seconds{{collector=\"{ran}\"}} {t}"
+            ),
+            format!("ubuntu_metrics_collector_consecutive_failures{{collector=\"{ran}\"}} 2"),
+            format!("ubuntu_metrics_collector_consecutive_failures{{collector=\"{late}\"}} 0"),
+            format!(
+                "ubuntu_metrics_collector_last_success_timestamp_seconds{{collector=\"{ran}\"}} {t}"
+            ),
+            format!("ubuntu_metrics_collector_late{{collector=\"{ran}\"}} 0"),
+            format!("ubuntu_metrics_collector_late{{collector=\"{late}\"}} 1"),
+            "ubuntu_metrics_spool_points{output=\"influxdb\"} 0".to_owned(),
+            "ubuntu_metrics_spool_records{output=\"influxdb\"} 0".to_owned(),
+            "ubuntu_metrics_dead_letter_batches{output=\"influxdb\"} 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Only the collector that ran has per-run samples; an empty spool
+        // has no oldest age.
+        assert_eq!(
+            text.matches("ubuntu_metrics_collector_last_run_points{")
+                .count(),
+            1
+        );
+        assert!(
+            !text.contains("ubuntu_metrics_spool_oldest_age_seconds"),
+            "{text}"
+        );
+
         r.problems.push("failing: sponsoring".into());
         assert_eq!((r.exit_status(), r.verdict()), (1, "WARNING"));
         assert_eq!(healthy(&r).as_deref(), Some("0"));
