@@ -878,6 +878,88 @@ pub fn join_batch(lines: &[String]) -> String {
 mod tests {
     use super::*;
 
+    /// Messages name the output's own section and keys.
+    #[test]
+    fn labels_keys_and_advice_name_the_output() {
+        assert_eq!(output_label("influxdb"), "[influxdb]");
+        assert_eq!(output_label("vm"), "[outputs.vm]");
+        assert_eq!(output_key("influxdb"), "influxdb");
+        assert_eq!(output_key("vm"), "outputs.vm");
+        assert_eq!(
+            auth_advice("influxdb"),
+            "check influxdb.username and the password (INFLUXDB_USERNAME / INFLUXDB_PASSWORD) and the user's WRITE permission on the database"
+        );
+        assert_eq!(
+            auth_advice("outputs.vm"),
+            "check outputs.vm.username and outputs.vm.password (or outputs.vm.token for api = \"v2\") and the user's WRITE permission"
+        );
+        // The default advice: a private CA or a self-signed certificate.
+        let plain = tls_advice("invalid peer certificate: UnknownIssuer", "https://db:8086");
+        assert!(
+            plain.starts_with(
+                "if the server's certificate is signed by a private CA, set influxdb.ca_file"
+            ),
+            "{plain}"
+        );
+        assert_eq!(
+            plain,
+            tls_advice_for("influxdb", "UnknownIssuer", "https://db:8086")
+        );
+        // An expired pinned certificate.
+        let expired = tls_advice_for(
+            "outputs.vm",
+            "certificate pinned by outputs.vm.ca_file expired",
+            "https://db",
+        );
+        assert!(
+            expired.contains("but only within its validity period"),
+            "{expired}"
+        );
+        assert!(
+            expired.contains("put a copy of it in outputs.vm.ca_file"),
+            "{expired}"
+        );
+        // A CA certificate used as the server's own: the recipe for its host.
+        let ca = tls_advice(
+            "invalid peer certificate: CaUsedAsEndEntity",
+            "https://[::1]:8086/x",
+        );
+        assert!(ca.contains("basicConstraints CA:TRUE"), "{ca}");
+        assert!(ca.contains(&openssl_recipe("::1")), "{ca}");
+        assert!(openssl_recipe("::1").contains("subjectAltName=IP:::1"));
+        assert!(openssl_recipe("db.example").contains("subjectAltName=DNS:db.example"));
+        let unknown_host = tls_advice("CaUsedAsEndEntity", "not a url");
+        assert!(
+            unknown_host.contains(&openssl_recipe("HOST")),
+            "{unknown_host}"
+        );
+    }
+
+    /// A configuration shown for debugging never shows a password or a
+    /// token (nor one inside the URL).
+    #[test]
+    fn debug_output_redacts_the_secrets() {
+        let cfg = InfluxConfig {
+            url: "https://user:s3cret-url@db:8086".into(),
+            password: Some("s3cret-password".into()),
+            token: Some("s3cret-token".into()),
+            database: "kpi".into(),
+            ..Default::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.starts_with("InfluxConfig { url: "), "{shown}");
+        assert!(shown.contains("database: \"kpi\""), "{shown}");
+        assert!(
+            shown.contains(&format!("password: Some({REDACTED:?})")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("token: Some({REDACTED:?})")),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn batch_body_ends_every_line() {
         assert_eq!(
