@@ -960,6 +960,33 @@ mod tests {
         );
     }
 
+    /// The refused lines of a send, as one dead-letter entry: every line in
+    /// the order sent, each different message once.
+    #[test]
+    fn refused_lines_make_one_batch_with_each_message_once() {
+        assert_eq!(SendReport::default().refused_batch(), None);
+        let bad = |m: &str| WriteError::BadRequest { message: m.into() };
+        let report = SendReport {
+            written: 5,
+            refused: vec![
+                (vec!["a 1".into(), "b 2".into()], bad("field type conflict")),
+                (vec!["c 3".into()], bad("field type conflict")),
+                (vec!["d 4".into()], bad("unable to parse")),
+            ],
+            kept: None,
+        };
+        let (lines, message) = report.refused_batch().unwrap();
+        assert_eq!(lines, ["a 1", "b 2", "c 3", "d 4"]);
+        assert_eq!(
+            message,
+            format!(
+                "{} | {}",
+                bad("field type conflict"),
+                bad("unable to parse")
+            )
+        );
+    }
+
     #[test]
     fn batch_body_ends_every_line() {
         assert_eq!(
