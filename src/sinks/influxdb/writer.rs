@@ -987,6 +987,31 @@ mod tests {
         );
     }
 
+    /// A writer shows its URL without credentials (they go to the
+    /// Authorization header), and is named after its output.
+    #[test]
+    fn a_writer_shows_its_url_without_credentials_and_its_output_name() {
+        let cfg = InfluxConfig {
+            url: "https://collector:s3cret@db.example:8086/prefix".into(),
+            batch_size: 250,
+            ..Default::default()
+        };
+        let w = InfluxWriter::new(&cfg, None).unwrap();
+        assert_eq!(w.url(), "https://db.example:8086/prefix");
+        assert_eq!(
+            (w.name(), w.key(), w.label()),
+            ("influxdb", "influxdb", "[influxdb]".to_owned())
+        );
+        assert_eq!(w.batch_size(), 250);
+        let w = w.named("vm");
+        assert_eq!(
+            (w.name(), w.key(), w.label()),
+            ("vm", "outputs.vm", "[outputs.vm]".to_owned())
+        );
+        let w = InfluxWriter::for_output("backup", &cfg, Some("pw".into())).unwrap();
+        assert_eq!((w.name(), w.key()), ("backup", "outputs.backup"));
+    }
+
     #[test]
     fn batch_body_ends_every_line() {
         assert_eq!(
