@@ -293,3 +293,81 @@ async fn a_proxy_answering_for_influxdb_never_counts_as_written_nor_refused() {
     }
     assert_eq!(db.rows("proxied").len(), 12);
 }
+
+/// `send` writes in batches of `batch_size`; a batch the server refuses is
+/// split in halves until only the refused line is left, which is reported
+/// with the server's answer; everything else is written, once.
+#[tokio::test]
+async fn send_narrows_a_refused_batch_down_to_the_refused_line() {
+    let db = Influxd::start();
+    let cfg = InfluxConfig {
+        url: db.url().as_str().into(),
+        database: DATABASE.to_owned(),
+        batch_size: 4,
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, None).unwrap();
+    let mut lines: Vec<String> = (0..10)
+        .map(|i| format!("sendt v={i}i {}", 1_795_521_600_000_000_000u64 + i))
+        .collect();
+    lines[6] = "sendt v= 6".into();
+    let report = w.send(&lines).await;
+    assert_eq!(report.written, 9, "{report:?}");
+    assert!(report.kept.is_none(), "{report:?}");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].0, ["sendt v= 6"]);
+    assert!(matches!(report.refused[0].1, WriteError::BadRequest { .. }));
+    // Requests: [0,4) ok, [4,8) refused, [4,6) ok, [6,8) refused, [6,7)
+    // refused, [7,8) ok, [8,10) ok.
+    let (log, dropped) = w.take_write_log();
+    let outcomes: Vec<(usize, &str)> = log.iter().map(|s| (s.points, s.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (4, "ok"),
+            (4, "bad_request"),
+            (2, "ok"),
+            (2, "bad_request"),
+            (1, "bad_request"),
+            (1, "ok"),
+            (2, "ok")
+        ]
+    );
+    assert_eq!(dropped, 0);
+    let v = db.query("SELECT count(v) FROM sendt");
+    assert_eq!(v["results"][0]["series"][0]["values"][0][1], json!(9));
+}
+
+/// A failure that is not the data's fault (no server) stops the sending:
+/// the failed batch and every one after it are kept, with the reason,
+/// after the policy's retries (each one a request).
+#[tokio::test]
+async fn send_keeps_every_line_from_the_first_batch_the_server_cannot_take() {
+    let cfg = InfluxConfig {
+        url: "http://127.0.0.1:1".into(),
+        database: DATABASE.to_owned(),
+        batch_size: 2,
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, None).unwrap().with_retry_policy(
+        ubuntu_metrics::support::retry::RetryPolicy {
+            retries: 2,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(1),
+            jitter: false,
+        },
+    );
+    let lines: Vec<String> = (0..5).map(|i| format!("kept v={i}i {i}")).collect();
+    let report = w.send(&lines).await;
+    assert_eq!(report.written, 0);
+    assert!(report.refused.is_empty());
+    let (kept, e) = report.kept.expect("kept");
+    assert_eq!(kept, lines);
+    assert!(e.is_retryable(), "{e}");
+    let (log, _) = w.take_write_log();
+    assert_eq!(
+        log.len(),
+        3,
+        "the first try and 2 retries of the first batch"
+    );
+}
