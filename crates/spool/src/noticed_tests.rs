@@ -665,3 +665,154 @@ fn recording_progress_reads_the_segment_again_only_once_rewritten() {
     assert_eq!(st.pending.get("a"), None);
     drop(d);
 }
+
+/// The size of the frame of a record of `label` holding `lines`.
+fn frame_len(label: &str, lines: &[&str]) -> u64 {
+    crate::Record {
+        label: label.into(),
+        lines: lines.iter().map(|s| s.to_string()).collect(),
+        ..crate::Record::default()
+    }
+    .encode()
+    .unwrap()
+    .len() as u64
+}
+
+/// An append whose own records are over the limit keeps its newest ones
+/// and counts the others, records and points.
+#[test]
+fn an_append_over_the_limit_keeps_its_newest_records_and_counts_the_rest() {
+    let one = ["m v=1i 1"];
+    let (_d, s) = spool(frame_len("a", &one));
+    let r = s
+        .append(&[batch("a", &one), batch("b", &one), batch("c", &one)])
+        .unwrap();
+    assert_eq!((r.records, r.points), (1, 1));
+    assert_eq!((r.dropped_records, r.dropped_points), (2, 2));
+    let kept = s.records().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].label, "c");
+    assert_eq!(s.take_dropped().unwrap(), 2);
+}
+
+/// The self-metrics batch that reports a drop count, dropped in its turn
+/// at the limit, gives the count back: it is reported later, with the
+/// points dropped now.
+#[test]
+fn a_dropped_report_gives_its_count_back() {
+    let (_d, s) = spool(1);
+    fs::write(s.dir().join(DROPPED_FILE), "5\n").unwrap();
+    let report = |n: u64| batch("self-metrics", &[&format!("spool dropped={n}i 1")]);
+    let r = s
+        .append_reporting(&[batch("a", &["m v=1i 1"])], Some(&report))
+        .unwrap();
+    assert_eq!(r.segment, None);
+    assert_eq!((r.dropped_records, r.dropped_points), (2, 2));
+    assert_eq!(s.take_dropped().unwrap(), 5 + 2);
+}
+
+/// A segment set aside (its checksum fails) while room is made frees its
+/// bytes: the append that found it keeps its records when they now fit,
+/// and reports no drop.
+#[test]
+fn a_segment_set_aside_while_making_room_frees_its_bytes() {
+    let one = ["m v=1i 1"];
+    let (_d, s) = spool(frame_len("a", &one) + 10);
+    let name = "00000000000000000001-1-0.seg";
+    fs::write(s.dir().join(name), vec![0x55; 1000]).unwrap();
+    let (r, logs) = logged(|| s.append(&[batch("a", &one)]).unwrap());
+    assert_eq!((r.records, r.dropped_records, r.dropped_points), (1, 0, 0));
+    assert_eq!(s.records().unwrap().len(), 1);
+    assert!(s.dir().join(format!("{name}.bad")).exists());
+    assert!(!logs.iter().any(|l| l.contains("spool full")), "{logs:?}");
+    assert_eq!(s.take_dropped().unwrap(), 0);
+}
+
+/// At the limit, the oldest records go until exactly enough bytes are
+/// freed: no record more.
+#[test]
+fn the_drop_at_the_limit_stops_once_enough_is_freed() {
+    let lines = ["m v=1i 1", "m v=2i 2"];
+    let (_d, s) = spool(1 << 20);
+    s.append(&[batch("a", &lines), batch("b", &lines)]).unwrap();
+    let on_disk = s.segments().unwrap()[0].len;
+    let first = frame_len("a", &lines);
+    let new = frame_len("c", &["o v=1i 7"]);
+    let tight = Spool::open(s.dir(), on_disk + new - first).unwrap();
+    let r = tight.append(&[batch("c", &["o v=1i 7"])]).unwrap();
+    assert_eq!((r.dropped_records, r.dropped_points), (1, 2));
+    let labels: Vec<String> = s.records().unwrap().into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, ["b", "c"]);
+    assert_eq!(s.status().unwrap().bytes, on_disk + new - first);
+}
+
+/// Taking the drop count when nothing was dropped writes nothing.
+#[test]
+fn taking_no_drop_writes_nothing() {
+    let (_d, s) = spool(1 << 20);
+    assert_eq!(s.take_dropped().unwrap(), 0);
+    assert!(!s.dir().join(DROPPED_FILE).exists());
+    fs::write(s.dir().join(DROPPED_FILE), "3\n").unwrap();
+    assert_eq!(s.take_dropped().unwrap(), 3);
+    assert_eq!(
+        fs::read_to_string(s.dir().join(DROPPED_FILE)).unwrap(),
+        "0\n"
+    );
+}
+
+/// A progress marker that cannot be removed at the end of a replay (a
+/// directory at its name) is an error naming it: left there, it would
+/// count for the rewritten segment.
+#[test]
+fn a_marker_that_cannot_be_removed_is_an_error_naming_it() {
+    let (_d, s) = spool(1 << 20);
+    let name = s
+        .append(&[batch("a", &["m v=1i 1"]), batch("b", &["m v=2i 2"])])
+        .unwrap()
+        .segment
+        .unwrap();
+    let marker = s.progress_path(&name);
+    fs::create_dir(&marker).unwrap();
+    let e = s.finish_segment(&name, &[0], None).unwrap_err();
+    assert!(
+        e.0.starts_with(&format!(
+            "spool {}: cannot remove the progress marker: ",
+            marker.display()
+        )),
+        "{e}"
+    );
+}
+
+/// The summary counts a progress entry only for the record it was written
+/// for (same fingerprint) and within its lines, as the replay does; and it
+/// keeps the marker's CRC-32, so that a status decodes nothing while the
+/// marker is unchanged.
+#[test]
+fn the_summary_counts_progress_as_the_replay_does() {
+    let (_d, s) = spool(1 << 20);
+    let lines = ["m v=1i 1", "m v=2i 2", "m v=3i 3"];
+    let name = s.append(&[batch("a", &lines)]).unwrap().segment.unwrap();
+    let r = s.oldest_segment().unwrap().unwrap().records[0].clone();
+    let cases = [
+        (r.fingerprint(), 2, 1),
+        (r.fingerprint() ^ 1, 2, 3),
+        (r.fingerprint(), 4, 3),
+        (r.fingerprint(), 3, 0),
+    ];
+    for (fingerprint, done, waiting) in cases {
+        let entry = Progress {
+            id: r.id,
+            fingerprint,
+            lines: done,
+        };
+        s.record_progress(&name, &[entry]).unwrap();
+        let sum = Summary::load(s.dir());
+        let marker = fs::read(s.progress_path(&name)).unwrap();
+        assert_eq!(sum.segments[&name].marker, Some(crc32fast::hash(&marker)));
+        assert_eq!(sum.segments[&name].points, waiting, "{entry:?}");
+        let st = s.status().unwrap();
+        assert_eq!(st.points, waiting, "{entry:?}");
+        // The status rewrote nothing: the summary described the segment.
+        assert_eq!(Summary::load(s.dir()), sum);
+    }
+}
