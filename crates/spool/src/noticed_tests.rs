@@ -816,3 +816,24 @@ fn the_summary_counts_progress_as_the_replay_does() {
         assert_eq!(Summary::load(s.dir()), sum);
     }
 }
+
+/// The summary is text an operator can read: a segment's name and the
+/// labels as they are, only other bytes escaped (`%XX`).
+#[test]
+fn the_summary_names_segments_and_labels_as_they_are() {
+    let (_d, s) = spool(1 << 20);
+    let name = s
+        .append(&[
+            batch("self-metrics", &["m v=1i 1"]),
+            batch("a b", &["m v=2i 2"]),
+        ])
+        .unwrap()
+        .segment
+        .unwrap();
+    let text = fs::read_to_string(s.dir().join(crate::summary::SUMMARY_FILE)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("segment {name} ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with(" a%20b=1,self-metrics=1"), "{line}");
+}
