@@ -837,3 +837,85 @@ fn the_summary_names_segments_and_labels_as_they_are() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(" a%20b=1,self-metrics=1"), "{line}");
 }
+
+/// The spool directory of [`out_of_descriptors_child`], set by
+/// [`an_error_creating_a_temporary_file_is_reported_as_it_is`].
+const CHILD_DIR: &str = "SPOOL_NOTICED_TESTS_CHILD_DIR";
+
+/// An error creating a temporary file (here: no file descriptor left) is
+/// the error reported, not that of removing a file that is not there.
+/// Run in a child process: the limit on open files is the process's.
+#[test]
+fn an_error_creating_a_temporary_file_is_reported_as_it_is() {
+    let d = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "noticed_tests::out_of_descriptors_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, d.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run in a child process by an_error_creating_a_temporary_file_is_reported_as_it_is"]
+fn out_of_descriptors_child() {
+    use std::os::fd::AsRawFd;
+    let dir = std::path::PathBuf::from(std::env::var_os(CHILD_DIR).expect(CHILD_DIR));
+    let s = Spool::open(&dir.join("spool"), 1 << 20).unwrap();
+    let name = s
+        .append(&[batch("a", &["m v=1i 1"])])
+        .unwrap()
+        .segment
+        .unwrap();
+    let entries = [Progress {
+        id: 0,
+        fingerprint: 1,
+        lines: 1,
+    }];
+    // Recording progress opens the lock file, then creates the marker's
+    // temporary file: a limit that lets the first through, not the second.
+    let lowest_free = fs::File::open("/dev/null").unwrap().as_raw_fd();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to rlimit structures.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let tight = libc::rlimit {
+            rlim_cur: lowest_free as libc::rlim_t + 1,
+            rlim_max: old.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &tight), 0);
+    }
+    let r = s.record_progress(&name, &entries);
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &old), 0);
+    }
+    let e = r.unwrap_err();
+    let marker = s.progress_path(&name);
+    assert!(
+        e.0.starts_with(&format!(
+            "spool {}: cannot write the progress marker: ",
+            marker.display()
+        )) && e.0.contains(&format!("(os error {})", libc::EMFILE)),
+        "{e}"
+    );
+    assert!(fs::symlink_metadata(&marker).is_err());
+    // With descriptors again, it is written.
+    s.record_progress(&name, &entries).unwrap();
+    assert!(marker.exists());
+}
