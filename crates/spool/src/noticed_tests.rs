@@ -919,3 +919,34 @@ fn out_of_descriptors_child() {
     s.record_progress(&name, &entries).unwrap();
     assert!(marker.exists());
 }
+
+/// A segment of an earlier release (version 1 records: 8 bytes shorter
+/// than they are written now) exactly as large as the bytes to free goes
+/// whole: its records are not counted by their size once re-encoded.
+#[test]
+fn a_version_1_segment_exactly_the_excess_goes_whole() {
+    let (_d, s) = spool(1 << 20);
+    let mut old = Vec::new();
+    for id in 0..10 {
+        let r = crate::Record {
+            id,
+            spooled_at: 1,
+            label: "a".into(),
+            lines: vec!["m v=1i 1".into()],
+            ..crate::Record::default()
+        };
+        old.extend(r.frame(crate::codec::VERSION_1).unwrap());
+    }
+    fs::write(s.dir().join("00000000000000000001-1-0.seg"), &old).unwrap();
+    assert_eq!(s.records().unwrap().len(), 10);
+    let new = frame_len("c", &["o v=1i 7"]);
+    let tight = Spool::open(s.dir(), new).unwrap();
+    let r = tight.append(&[batch("c", &["o v=1i 7"])]).unwrap();
+    assert_eq!(
+        (r.records, r.dropped_records, r.dropped_points),
+        (1, 10, 10)
+    );
+    let labels: Vec<String> = s.records().unwrap().into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, ["c"]);
+    assert_eq!(s.status().unwrap().bytes, new);
+}
