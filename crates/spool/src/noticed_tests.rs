@@ -950,3 +950,16 @@ fn a_version_1_segment_exactly_the_excess_goes_whole() {
     assert_eq!(labels, ["c"]);
     assert_eq!(s.status().unwrap().bytes, new);
 }
+
+/// A first line over the byte limit is a record of its own, with no empty
+/// record before it.
+#[test]
+fn a_first_line_over_the_byte_limit_is_one_record() {
+    use crate::store::chunk_lines;
+    let huge = "h".repeat(crate::MAX_RECORD_BYTES + 1);
+    let sizes =
+        |lines: &[String]| -> Vec<usize> { chunk_lines(lines).iter().map(|c| c.len()).collect() };
+    assert_eq!(sizes(std::slice::from_ref(&huge)), [1]);
+    assert_eq!(sizes(&[huge.clone(), "b".into()]), [1, 1]);
+    assert_eq!(sizes(&[huge.clone(), huge]), [1, 1]);
+}
