@@ -108,19 +108,33 @@ use crate::{Batch, FileLock, Spool};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 /// The events `f` logs on this thread, as "LEVEL message field=value ...".
+///
+/// Through a global subscriber that keeps the events of the threads that
+/// capture: a scoped one (`with_default`) can miss an event whose
+/// callsite another test thread registered at the same time, with no
+/// subscriber.
 pub(crate) fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let capture = Capture::default();
-    let lines = Arc::clone(&capture.0);
-    let out = tracing::subscriber::with_default(capture, f);
-    let lines = lines.lock().unwrap().clone();
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        tracing::subscriber::set_global_default(Router)
+            .expect("no other global subscriber in the spool's tests");
+        tracing::callsite::rebuild_interest_cache();
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
     (out, lines)
 }
 
-#[derive(Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
+thread_local! {
+    /// The events of this thread, while it captures them.
+    static CAPTURED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Hands each event to the thread that logs it, when it captures.
+struct Router;
 
 struct Text(String);
 
@@ -135,7 +149,7 @@ impl tracing::field::Visit for Text {
     }
 }
 
-impl tracing::Subscriber for Capture {
+impl tracing::Subscriber for Router {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
@@ -145,9 +159,13 @@ impl tracing::Subscriber for Capture {
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
-        let mut text = Text(event.metadata().level().to_string());
-        event.record(&mut text);
-        self.0.lock().unwrap().push(text.0);
+        CAPTURED.with(|c| {
+            if let Some(lines) = c.borrow_mut().as_mut() {
+                let mut text = Text(event.metadata().level().to_string());
+                event.record(&mut text);
+                lines.push(text.0);
+            }
+        });
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
