@@ -981,3 +981,71 @@ fn a_first_line_over_the_byte_limit_is_one_record() {
     assert_eq!(sizes(&[huge.clone(), "b".into()]), [1, 1]);
     assert_eq!(sizes(&[huge.clone(), huge]), [1, 1]);
 }
+
+thread_local! {
+    /// Errors the next calls to `flock` on this thread fail with, first
+    /// first: see [`flock`].
+    static FLOCK_FAILS: std::cell::RefCell<Vec<libc::c_int>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The C library's `flock`, as this test binary's `File::lock` and
+/// `File::try_lock` call it: the system call itself, unless the calling
+/// thread set errors for it to fail with first ([`FLOCK_FAILS`]), the way
+/// the kernel or a network file system can (EINTR, ENOLCK).
+///
+/// # Safety
+///
+/// As `flock(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flock(fd: libc::c_int, operation: libc::c_int) -> libc::c_int {
+    let fail = FLOCK_FAILS.with(|f| {
+        let mut f = f.borrow_mut();
+        (!f.is_empty()).then(|| f.remove(0))
+    });
+    if let Some(errno) = fail {
+        // SAFETY: errno is this thread's.
+        unsafe { *libc::__errno_location() = errno };
+        return -1;
+    }
+    // SAFETY: as the caller's.
+    unsafe { libc::syscall(libc::SYS_flock, fd, operation) as libc::c_int }
+}
+
+/// `f`, with the first calls to `flock` on this thread failing with
+/// `errors`, in turn; the errors not used are returned.
+fn with_flock_failing<T>(errors: &[libc::c_int], f: impl FnOnce() -> T) -> (T, Vec<libc::c_int>) {
+    FLOCK_FAILS.with(|e| *e.borrow_mut() = errors.to_vec());
+    let out = f();
+    (
+        out,
+        FLOCK_FAILS.with(|e| std::mem::take(&mut *e.borrow_mut())),
+    )
+}
+
+/// A lock call interrupted (EINTR) is made again; any other error is
+/// returned, not retried: waiting for the lock, and trying it.
+#[test]
+fn a_lock_call_is_retried_after_eintr_only() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join(".lock");
+    let (r, left) = with_flock_failing(&[libc::EINTR, libc::EINTR], || FileLock::exclusive(&path));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(left.is_empty());
+    drop(r);
+    let (r, left) = with_flock_failing(&[libc::ENOLCK], || FileLock::exclusive(&path));
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOLCK));
+    assert!(left.is_empty());
+
+    let (r, left) = with_flock_failing(&[libc::EINTR], || FileLock::try_exclusive(&path));
+    assert!(matches!(r, Ok(Some(_))), "{r:?}");
+    assert!(left.is_empty());
+    drop(r);
+    let (r, left) = with_flock_failing(&[libc::ENOLCK], || FileLock::try_exclusive(&path));
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOLCK));
+    assert!(left.is_empty());
+    // Held elsewhere: None, without an error.
+    let held = FileLock::exclusive(&path).unwrap();
+    assert!(FileLock::try_exclusive(&path).unwrap().is_none());
+    drop(held);
+    assert!(FileLock::try_exclusive(&path).unwrap().is_some());
+}
