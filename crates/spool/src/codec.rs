@@ -459,10 +459,18 @@ pub(crate) mod tests {
         fn reader_on_a_cut_encoding_and_garbage_returns_a_prefix(
             recs in proptest::collection::vec(arb_record(), 0..6),
             cut in any::<prop::sample::Index>(),
-            garbage in proptest::collection::vec(any::<u8>(), 0..100),
+            mut garbage in proptest::collection::vec(any::<u8>(), 0..100),
         ) {
             let whole = encode_all(&recs);
             let cut = cut.index(whole.len() + 1);
+            // Garbage that starts with the bytes cut off puts them back (a
+            // record cut before its last byte, then that very byte: whole
+            // again, about once in 40 runs): it starts with another byte.
+            if let (Some(g), Some(b)) = (garbage.first_mut(), whole.get(cut))
+                && g == b
+            {
+                *g ^= 0xff;
+            }
             let mut ends = Vec::new();
             let mut at = 0;
             for r in &recs {

@@ -167,3 +167,35 @@ fn peek_segment(dir: &Path, l: &Listed) -> Option<Vec<Record>> {
     }
     Some(parsed.records.into_iter().map(|(_, r)| r).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noticed_tests::logged;
+
+    /// A segment replayed since the listing is quietly not counted; one
+    /// that cannot be read is not counted either, with a warning naming it.
+    #[test]
+    fn only_a_segment_that_cannot_be_read_is_warned_about() {
+        let d = tempfile::tempdir().unwrap();
+        let listed = Listed {
+            name: "00000000000000000001-1-0.seg".into(),
+            len: 1,
+            ino: 1,
+        };
+        let (r, logs) = logged(|| peek_segment(d.path(), &listed));
+        assert!(r.is_none());
+        assert!(logs.is_empty(), "{logs:?}");
+        let path = d.path().join(&listed.name);
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), &path).unwrap();
+        let (r, logs) = logged(|| peek_segment(d.path(), &listed));
+        assert!(r.is_none());
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert!(
+            logs[0].starts_with("WARN")
+                && logs[0].contains(&format!("spool {}: cannot read it: ", path.display()))
+                && logs[0].ends_with("; not counted"),
+            "{logs:?}"
+        );
+    }
+}

@@ -509,8 +509,9 @@ impl Spool {
         sum: &mut Summary,
     ) -> Result<u64, SpoolError> {
         let Some(recs) = self.read_segment(&l.name)? else {
+            // Gone, or set aside: its bytes no longer count either way.
             sum.segments.remove(&l.name);
-            return Ok(0);
+            return Ok(l.len);
         };
         let mut freed = 0u64;
         let mut k = recs.len();

@@ -650,3 +650,52 @@ fn an_append_after_a_segment_from_the_future_comes_after_it() {
     let labels: Vec<&str> = out.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["old", "new", "newer"]);
 }
+
+/// A leftover that another process removed meanwhile is no matter for a
+/// warning; one that cannot be removed (a directory) is warned about, by
+/// name.
+#[test]
+fn only_a_leftover_that_cannot_be_removed_is_warned_about() {
+    use crate::noticed_tests::logged;
+    let (_d, s) = spool(1 << 20);
+    let name = ".00000000000000000001-1-0.seg.tmp";
+    let ((), logs) = logged(|| s.remove_leftover(&s.dir().join(name), name));
+    assert!(logs.is_empty(), "{logs:?}");
+    fs::create_dir(s.dir().join(name)).unwrap();
+    let (_, logs) = logged(|| Spool::open(s.dir(), 1 << 20).unwrap());
+    assert!(
+        logs.iter().any(|l| l.starts_with("WARN")
+            && l.contains(&format!(
+                "cannot remove {name}, left by an interrupted write"
+            ))),
+        "{logs:?}"
+    );
+    fs::remove_dir(s.dir().join(name)).unwrap();
+    fs::write(s.dir().join(name), "x").unwrap();
+    let (_, logs) = logged(|| Spool::open(s.dir(), 1 << 20).unwrap());
+    assert!(!s.dir().join(name).exists());
+    assert!(
+        logs.iter().any(|l| l.starts_with("WARN")
+            && l.contains(&format!("removed {name}, left by an interrupted write"))),
+        "{logs:?}"
+    );
+}
+
+/// Removing a segment that is already gone is done; one that cannot be
+/// removed (a directory at its name) is an error naming it.
+#[test]
+fn removing_a_segment_fails_only_when_it_stays() {
+    let (_d, s) = spool(1 << 20);
+    let name = "00000000000000000001-1-0.seg";
+    s.remove(name).unwrap();
+    fs::create_dir(s.dir().join(name)).unwrap();
+    let e = s.remove(name).unwrap_err();
+    assert!(
+        e.0.starts_with(&format!(
+            "spool {}: cannot remove: ",
+            s.dir().join(name).display()
+        )),
+        "{e}"
+    );
+    assert!(s.dir().join(name).is_dir());
+}
