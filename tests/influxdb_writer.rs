@@ -371,3 +371,26 @@ async fn send_keeps_every_line_from_the_first_batch_the_server_cannot_take() {
         "the first try and 2 retries of the first batch"
     );
 }
+
+/// The narrowing of refused lines stops after 64 extra requests (32
+/// splits): past it, what is still refused is reported as it is. 64 bad
+/// lines in one batch: 1 + 64 requests, 33 refused pieces holding all 64.
+#[tokio::test]
+async fn send_stops_narrowing_after_64_extra_requests() {
+    let db = Influxd::start();
+    let cfg = InfluxConfig {
+        url: db.url().as_str().into(),
+        database: DATABASE.to_owned(),
+        batch_size: 64,
+        ..InfluxConfig::default()
+    };
+    let w = InfluxWriter::new(&cfg, None).unwrap();
+    let lines: Vec<String> = (0..64).map(|i| format!("bad v= {i}")).collect();
+    let report = w.send(&lines).await;
+    assert_eq!(report.written, 0);
+    assert!(report.kept.is_none());
+    assert_eq!(report.refused.len(), 33, "{report:?}");
+    let refused: Vec<String> = report.refused.iter().flat_map(|(l, _)| l.clone()).collect();
+    assert_eq!(refused, lines, "every line refused once, in order");
+    assert_eq!(w.take_write_log().0.len(), 65);
+}
