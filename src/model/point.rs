@@ -611,6 +611,18 @@ mod tests {
         }
     }
 
+    /// A point shows as its line, or as why it has none.
+    #[test]
+    fn a_point_displays_as_its_line_or_the_reason_it_has_none() {
+        let p = Point::new("m").tag("t", "a b").field("v", 1i64);
+        assert_eq!(p.to_string(), "m,t=a\\ b v=1i");
+        let bad = Point::new("m");
+        assert_eq!(
+            bad.to_string(),
+            "<unencodable: point m: has no field; InfluxDB rejects a point without fields>"
+        );
+    }
+
     #[test]
     fn usize_counts_are_integers() {
         let p = Point::new("m").field("count", 7usize);
