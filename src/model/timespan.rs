@@ -237,6 +237,27 @@ pub fn parse_usec(input: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
+    /// The built-in defaults read as their text does.
+    #[test]
+    fn built_in_spans_are_what_their_text_says() {
+        for n in [0, 1, 2, 7, 24] {
+            assert_eq!(
+                TimeSpan::hours(n),
+                TimeSpan::parse(&format!("{n}h")).unwrap()
+            );
+            assert_eq!(
+                TimeSpan::minutes(n),
+                TimeSpan::parse(&format!("{n}m")).unwrap()
+            );
+            assert_eq!(
+                TimeSpan::from_secs(n),
+                TimeSpan::parse(&format!("{n}s")).unwrap()
+            );
+        }
+        assert_eq!(TimeSpan::hours(2).as_usec(), 7_200_000_000);
+        assert_eq!(TimeSpan::minutes(2).as_duration(), Duration::from_secs(120));
+    }
+
     #[test]
     fn units_and_combinations() {
         let s = 1_000_000u64;

@@ -1012,6 +1012,42 @@ mod tests {
         assert_eq!((w.name(), w.key()), ("backup", "outputs.backup"));
     }
 
+    /// The writes kept for the self-metrics: at most `MAX_WRITE_LOG`, the
+    /// oldest let go and counted; given back at the front, in order.
+    #[tokio::test]
+    async fn the_write_log_keeps_the_newest_and_counts_what_it_lets_go() {
+        let cfg = InfluxConfig {
+            url: "http://127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        let w = InfluxWriter::new(&cfg, None).unwrap();
+        let stat = |points: usize| super::super::self_metrics::WriteStat {
+            time: chrono::Utc::now(),
+            latency: std::time::Duration::ZERO,
+            points,
+            bytes: 0,
+            outcome: "ok",
+            output: "influxdb".into(),
+        };
+        assert_eq!(w.take_write_log().1, 0);
+        // Given back with 2 already let go: kept whole.
+        w.return_write_log((0..MAX_WRITE_LOG).map(stat).collect(), 2);
+        // One write more (refused: no server) lets the oldest go.
+        assert!(w.write_logged("m v=1i 1\n", 7).await.is_err());
+        let (log, dropped) = w.take_write_log();
+        assert_eq!((log.len(), dropped), (MAX_WRITE_LOG, 3));
+        assert_eq!(log[0].points, 1);
+        assert_eq!(log[MAX_WRITE_LOG - 1].points, 7);
+        assert_eq!(log[MAX_WRITE_LOG - 1].outcome, "connect");
+        assert_eq!(w.take_write_log(), (vec![], 0));
+        // Given back in front of newer writes, keeping the newest.
+        w.return_write_log(vec![stat(100)], 0);
+        w.return_write_log((0..MAX_WRITE_LOG).map(stat).collect(), 5);
+        let (log, dropped) = w.take_write_log();
+        assert_eq!((log.len(), dropped), (MAX_WRITE_LOG, 6));
+        assert_eq!((log[0].points, log[MAX_WRITE_LOG - 1].points), (1, 100));
+    }
+
     #[test]
     fn batch_body_ends_every_line() {
         assert_eq!(
