@@ -237,6 +237,47 @@ pub fn parse_usec(input: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
+    /// Shown as written (trimmed); debugged with its value.
+    #[test]
+    fn a_span_shows_its_text_and_debugs_with_its_value() {
+        let t = TimeSpan::parse(" 1h 30min ").unwrap();
+        assert_eq!(t.to_string(), "1h 30min");
+        assert_eq!(format!("{t:?}"), "TimeSpan(\"1h 30min\" = 5400000000us)");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Holder {
+        #[allow(dead_code)]
+        t: TimeSpan,
+    }
+
+    /// In the configuration: a string, or a whole number of seconds up to
+    /// u64::MAX / 2,000,000 (beyond it, too large: the microseconds must
+    /// fit twice over); anything else is refused saying what is wanted.
+    #[test]
+    fn a_configured_span_is_text_or_seconds_within_bounds() {
+        let read = |v: &str| toml::from_str::<Holder>(&format!("t = {v}")).map(|h| h.t);
+        assert_eq!(read("90").unwrap(), TimeSpan::parse("90").unwrap());
+        assert_eq!(read("\"90s\"").unwrap().as_usec(), 90_000_000);
+        let max = u64::MAX / 2_000_000;
+        assert_eq!(read(&max.to_string()).unwrap().as_usec(), max * 1_000_000);
+        let e = read(&(max + 1).to_string()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("invalid time span {}: it is too large", max + 1)),
+            "{e}"
+        );
+        let e = read("-1").unwrap_err().to_string();
+        assert!(
+            e.contains("invalid time span -1: negative spans are not allowed"),
+            "{e}"
+        );
+        let e = read("true").unwrap_err().to_string();
+        assert!(
+            e.contains("a time span such as \"90s\" or \"1h 30min\", or a number of seconds"),
+            "{e}"
+        );
+    }
+
     /// The built-in defaults read as their text does.
     #[test]
     fn built_in_spans_are_what_their_text_says() {
