@@ -394,3 +394,55 @@ async fn send_stops_narrowing_after_64_extra_requests() {
     assert_eq!(refused, lines, "every line refused once, in order");
     assert_eq!(w.take_write_log().0.len(), 65);
 }
+
+/// A server whose certificate is not trusted: a TLS error naming the
+/// output's ca_file, kept (not retried, not refused); a connection
+/// refused is a connection error; neither shows the URL's credentials.
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_tls_error_and_no_server_a_connection_error() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("self.pem"), dir.path().join("self.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let db = Influxd::start_with(Options {
+        https: Some((cert_path, key_path)),
+        ..Options::default()
+    });
+    let with_user = db
+        .url()
+        .replacen("https://", "https://collector:s3cret@", 1);
+    let w = InfluxWriter::for_output(
+        "vm",
+        &InfluxConfig {
+            url: with_user.as_str().into(),
+            ..InfluxConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let e = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(matches!(e, WriteError::Tls { .. }), "{e:?}");
+    assert_eq!(e.kind(), "tls");
+    assert!(!e.is_retryable());
+    let text = e.to_string();
+    assert!(
+        text.contains("outputs.vm.ca_file") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    let w = writer_for("http://collector:s3cret@127.0.0.1:1", DATABASE);
+    let e = w.write_batch("m v=1i 1\n").await.unwrap_err();
+    assert!(matches!(e, WriteError::Connect { .. }), "{e:?}");
+    assert!(e.is_retryable());
+    let text = e.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
