@@ -445,4 +445,6 @@ async fn an_untrusted_certificate_is_a_tls_error_and_no_server_a_connection_erro
         text.contains("127.0.0.1:1") && !text.contains("s3cret"),
         "{text}"
     );
+    // The causes, each once, joined by ": ".
+    assert!(!text.contains(": : ") && !text.ends_with(": "), "{text}");
 }
