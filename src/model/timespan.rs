@@ -278,6 +278,20 @@ mod tests {
         );
     }
 
+    /// A span up to half of u64::MAX microseconds (about 292,000 years)
+    /// is read; beyond it is too large.
+    #[test]
+    fn a_span_is_too_large_only_past_half_the_microseconds_u64_holds() {
+        assert_eq!(parse_usec("9223372036854775808us"), Ok(1 << 63));
+        assert_eq!(parse_usec("290000y"), Ok(290_000 * 31_557_600_000_000));
+        for text in ["300000y", "9223372036854777856us", "200000y 100000y"] {
+            assert_eq!(
+                parse_usec(text),
+                Err(format!("invalid time span {text:?}: it is too large"))
+            );
+        }
+    }
+
     /// The built-in defaults read as their text does.
     #[test]
     fn built_in_spans_are_what_their_text_says() {
