@@ -121,10 +121,12 @@ pub fn fixed_delay(collector: &str, host: &str, max: Duration) -> Duration {
     Duration::from_micros(h % (max_us + 1))
 }
 
-/// How long after the daemon starts (or a reload enables it) a collector
-/// first runs: `startup_delay` plus its fixed random delay.
-fn first_run_delay(config: &Config, collector: &str, host: &str) -> Duration {
-    config.daemon.startup_delay.as_duration()
+/// When a collector first runs, the daemon having scheduled it at `start`
+/// (its start, or a reload enabling it): `startup_delay` plus its fixed
+/// random delay after it.
+fn first_run_due(start: Instant, config: &Config, collector: &str, host: &str) -> Instant {
+    start
+        + config.daemon.startup_delay.as_duration()
         + fixed_delay(collector, host, config.daemon.random_delay.as_duration())
 }
 
@@ -380,14 +382,13 @@ impl Scheduler {
             if !config.enabled(c.name()) || tasks.contains_key(c.name()) {
                 continue;
             }
-            let delay = first_run_delay(&config, c.name(), &self.host);
+            let due = first_run_due(start, &config, c.name(), &self.host);
             tracing::info!(
                 collector = c.name(),
                 interval = %config.interval(c.as_ref()),
-                first_run_in_s = delay.as_secs_f64(),
+                first_run_in_s = due.duration_since(start).as_secs_f64(),
                 "scheduled"
             );
-            let due = start + delay;
             self.board.due(c.name(), due);
             let task = collector_loop(
                 c.name().to_owned(),
@@ -790,17 +791,19 @@ mod tests {
 
     #[test]
     fn the_first_run_comes_after_the_startup_delay_plus_the_fixed_delay() {
+        let start = Instant::now();
         let c = config("startup_delay = \"30s\"\nrandom_delay = \"0\"");
         assert_eq!(
-            first_run_delay(&c, "sponsoring", "h"),
-            Duration::from_secs(30)
+            first_run_due(start, &c, "sponsoring", "h"),
+            start + Duration::from_secs(30)
         );
         let c = config("startup_delay = \"30s\"\nrandom_delay = \"1h\"");
+        let fixed = fixed_delay("sponsoring", "h", Duration::from_secs(3600));
+        assert!(fixed > Duration::ZERO);
         assert_eq!(
-            first_run_delay(&c, "sponsoring", "h"),
-            Duration::from_secs(30) + fixed_delay("sponsoring", "h", Duration::from_secs(3600))
+            first_run_due(start, &c, "sponsoring", "h"),
+            start + Duration::from_secs(30) + fixed
         );
-        assert!(fixed_delay("sponsoring", "h", Duration::from_secs(3600)) > Duration::ZERO);
     }
 
     #[test]
