@@ -14,13 +14,15 @@ if mode == "merge":
     # This run's mutants, plus (with --again, cargo-mutants --iterate) the
     # ones it skipped as caught by an earlier run: together, every mutant of
     # the files as they are now (a mutant whose line moved is tested again).
+    # (cargo-mutants skips the unviable ones too: they keep their outcome.)
     run = out / "mutants.out"
-    results = {}
+    earlier, results = results, {}
     skipped = run / "previously_caught.txt"
     if skipped.exists():
         for name in skipped.read_text().splitlines():
             if name.strip():
-                results[name] = {"file": name.split(":", 1)[0], "summary": "CaughtMutant"}
+                summary = earlier.get(name, {}).get("summary", "CaughtMutant")
+                results[name] = {"file": name.split(":", 1)[0], "summary": summary}
     for o in json.loads((run / "outcomes.json").read_text())["outcomes"]:
         m = o["scenario"].get("Mutant") if isinstance(o["scenario"], dict) else None
         if m:
