@@ -367,8 +367,44 @@ mod tests {
         s.note("a", t("2026-11-24T10:00:00Z"));
         s.note("a", t("2026-11-24T09:00:00Z"));
         s.note("b", t("2026-11-24T08:00:00Z"));
+        s.note("b", t("2026-11-24T08:30:00Z"));
         let m = s.take();
         assert_eq!(m["a"], t("2026-11-24T10:00:00Z"));
+        assert_eq!(m["b"], t("2026-11-24T08:30:00Z"), "a newer row moves it on");
         assert_eq!(m.len(), 2);
+        assert!(s.take().is_empty(), "taken");
+    }
+
+    /// `max_catch_up` is at least the 12 h every run reads (exactly 12 h
+    /// is fine); `catch_up_from` at most 5 minutes ahead of the clock
+    /// (exactly 5 is fine).
+    #[test]
+    fn the_options_bounds_hold_exactly_at_their_limits() {
+        let now = t("2026-12-06T12:00:00Z");
+        for (span, ok) in [
+            ("12h", true),
+            ("11h 59min 59s", false),
+            ("2h", false),
+            ("720h", true),
+        ] {
+            let o = options(&format!("max_catch_up = \"{span}\"")).unwrap();
+            match o.check_at(now) {
+                Ok(()) => assert!(ok, "{span} accepted"),
+                Err((key, why)) => {
+                    assert!(!ok, "{span} refused: {why}");
+                    assert_eq!(key, "max_catch_up");
+                    assert_eq!(
+                        why,
+                        format!(
+                            "{span} is shorter than the 12 h every run reads; give at least 12h"
+                        )
+                    );
+                }
+            }
+        }
+        let o = options("catch_up_from = \"2026-12-06T12:05:00Z\"").unwrap();
+        assert!(o.check_at(now).is_ok());
+        let o = options("catch_up_from = \"2026-12-06T12:05:01Z\"").unwrap();
+        assert_eq!(o.check_at(now).unwrap_err().0, "catch_up_from");
     }
 }
