@@ -27,6 +27,12 @@ if mode == "merge":
         m = o["scenario"].get("Mutant") if isinstance(o["scenario"], dict) else None
         if m:
             results[m["name"]] = {"file": m["file"], "summary": o["summary"]}
+    # Only the mutants the files have now: one whose line moved was tested
+    # again under its new name, its old name is gone.
+    current = out / "current.txt"
+    if current.exists():
+        now = {line.strip() for line in current.read_text().splitlines() if line.strip()}
+        results = {k: v for k, v in results.items() if k in now}
     results_path.write_text(json.dumps(results, indent=1))
 took = (out / "time").read_text().strip() if (out / "time").exists() else "?"
 
