@@ -398,23 +398,6 @@ async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
     assert_eq!(count(&db, "alpha_m"), 5);
 }
 
-/// The write requests influxd has answered since it started (its own
-/// count, `httpd.writeReq` of `/debug/vars`).
-fn write_requests(db: &Influxd) -> i64 {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("{}/debug/vars", db.url())])
-        .output()
-        .expect("curl runs");
-    let vars: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("influxd's /debug/vars");
-    vars.as_object()
-        .unwrap()
-        .values()
-        .filter(|v| v["name"] == "httpd")
-        .map(|v| v["values"]["writeReq"].as_i64().unwrap_or(0))
-        .sum()
-}
-
 /// Spooled records that write the same points again and again (same
 /// measurement, tags and time), each write with a higher value: InfluxDB
 /// keeps a point's last write, so the values it holds after a replay show
@@ -459,9 +442,9 @@ async fn a_replay_delivers_the_records_in_the_order_appended() {
                 .unwrap()
                 .with_retry_policy(fast()),
         );
-        let before = write_requests(&db);
+        let before = db.write_requests();
         let r = replay(&spool, &w, Duration::ZERO).await;
-        let requests = write_requests(&db) - before;
+        let requests = db.write_requests() - before;
         assert_eq!((r.written, r.records), (40, 8), "{r:?}");
         assert!(r.stopped.is_none() && r.error.is_none(), "{r:?}");
         let replayed: Vec<&String> = r.segments.iter().map(|(s, _, _)| s).collect();

@@ -49,22 +49,6 @@ fn int(row: &BTreeMap<String, Value>, k: &str) -> i64 {
         .unwrap_or_else(|| panic!("{k} not an integer in {row:?}"))
 }
 
-/// The write requests influxd has answered since it started (its own
-/// count, `httpd.writeReq` of `/debug/vars`: no stand-in in between).
-fn write_requests(db: &Influxd) -> i64 {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("{}/debug/vars", db.url())])
-        .output()
-        .expect("curl runs");
-    let vars: Value = serde_json::from_slice(&out.stdout).expect("influxd's /debug/vars");
-    vars.as_object()
-        .unwrap()
-        .values()
-        .filter(|v| v["name"] == "httpd")
-        .map(|v| v["values"]["writeReq"].as_i64().unwrap_or(0))
-        .sum()
-}
-
 /// `run ARGS` with `config`; its exit status.
 fn run(config: &Path, args: &[&str]) -> i32 {
     let out = bin()
@@ -112,12 +96,12 @@ fn runs_report_requests_per_host_each_write_and_the_spool() {
     std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
     let host = server.url("").split('/').nth(2).unwrap().to_owned();
 
-    let before = write_requests(&db);
+    let before = db.write_requests();
     assert_eq!(run(&config, &["--all"]), 1, "sponsoring fails");
     // One InfluxDB, every collector: the spool's records written together
     // (up to batch_size lines a request), then the self-metrics of the
     // writes and the spool: at most 2 requests.
-    let requests = write_requests(&db) - before;
+    let requests = db.write_requests() - before;
     eprintln!("run --all: {requests} write requests to influxd");
     assert!((1..=2).contains(&requests), "{requests} write requests");
 

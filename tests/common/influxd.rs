@@ -218,6 +218,24 @@ bind-address = "127.0.0.1:{rpc}"
         self.query_as(q, self.options.auth.then_some(ADMIN))
     }
 
+    /// The write requests influxd has answered since it started (its own
+    /// count, `httpd.writeReq` of `/debug/vars`: no stand-in in between).
+    #[allow(dead_code)] // not every test binary counts requests
+    pub fn write_requests(&self) -> i64 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("{}/debug/vars", self.url())])
+            .output()
+            .expect("curl runs");
+        let vars: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("influxd's /debug/vars");
+        vars.as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v["name"] == "httpd")
+            .map(|v| v["values"]["writeReq"].as_i64().unwrap_or(0))
+            .sum()
+    }
+
     /// Runs an InfluxQL query against the test database (as admin).
     pub fn query(&self, q: &str) -> serde_json::Value {
         self.query_admin(q)

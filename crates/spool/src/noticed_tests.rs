@@ -103,8 +103,9 @@ use crate::dead_letter::DEAD_LETTER_FILE;
 use crate::dropped::DROPPED_FILE;
 use crate::files::kind_of;
 use crate::progress::{Progress, progress_path, read_marker};
+use crate::store::tests::{batch, spool};
 use crate::summary::{DeadLetters, Summary};
-use crate::{Batch, FileLock, Spool};
+use crate::{FileLock, Spool};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::Path;
@@ -169,19 +170,6 @@ impl tracing::Subscriber for Router {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn batch(label: &str, lines: &[&str]) -> Batch {
-    Batch {
-        label: label.into(),
-        lines: lines.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-fn spool(max: u64) -> (tempfile::TempDir, Spool) {
-    let d = tempfile::tempdir().unwrap();
-    let s = Spool::open(&d.path().join("spool"), max).unwrap();
-    (d, s)
 }
 
 fn mkfifo(path: &Path) {

@@ -699,4 +699,4 @@ pub(crate) fn chunk_lines(lines: &[String]) -> Vec<&[String]> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,14 +7,16 @@ use crate::codec::VERSION_1;
 use crate::status::peek;
 use crate::summary::SUMMARY_FILE;
 
-fn batch(label: &str, lines: &[&str]) -> Batch {
+/// A batch of `lines` from `label` (shared with crate::noticed_tests).
+pub(crate) fn batch(label: &str, lines: &[&str]) -> Batch {
     Batch {
         label: label.into(),
         lines: lines.iter().map(|s| s.to_string()).collect(),
     }
 }
 
-fn spool(max: u64) -> (tempfile::TempDir, Spool) {
+/// A spool of at most `max` bytes in a directory of its own.
+pub(crate) fn spool(max: u64) -> (tempfile::TempDir, Spool) {
     let d = tempfile::tempdir().unwrap();
     let s = Spool::open(&d.path().join("spool"), max).unwrap();
     (d, s)
