@@ -7,12 +7,16 @@ use crate::collector::Collector;
 use crate::config::Config;
 
 pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
-    println!(
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<16} {:<9} {:<8} MEASUREMENTS",
         "COLLECTOR", "INTERVAL", "ENABLED"
     );
     for c in registry {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<16} {:<9} {:<8} {}",
             c.name(),
             config.interval(c.as_ref()).to_string(),
@@ -25,8 +29,11 @@ pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
         );
         let description = c.description().trim();
         if !description.is_empty() {
-            println!("{:<16} {description}", "");
+            let _ = writeln!(out, "{:<16} {description}", "");
         }
     }
+    // Written at once; a reader that stopped early (`| head`, `| grep -q`)
+    // is not an error of ours.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     EXIT_OK
 }
