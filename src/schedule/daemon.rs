@@ -836,4 +836,73 @@ mod tests {
         // The earlier wake-up's cache is let go: asked again, it is new.
         assert!(!Arc::ptr_eq(&a, &wakeups.cache(t)));
     }
+
+    /// The task of each running collector, by name.
+    fn task_ids(tasks: &Tasks) -> BTreeMap<String, tokio::task::Id> {
+        tasks.iter().map(|(n, t)| (n.clone(), t.id())).collect()
+    }
+
+    /// `reconcile` starts a task for every enabled collector that has none,
+    /// keeps the tasks still running (a reload does not run a collector
+    /// twice) and replaces the ones that ended.
+    #[tokio::test]
+    async fn reconcile_starts_each_enabled_collector_once_and_replaces_an_ended_task() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing runs during the test: the first runs are an hour away.
+        let mut config = Config::from_toml(
+            "[daemon]\nstartup_delay = \"1h\"\n[collectors.images]\nenabled = false\n",
+        )
+        .unwrap();
+        config.spool.dir = dir.path().join("spool");
+        let state = State::new(config).await.unwrap();
+        let outputs = state.outputs.len();
+        let (_state_tx, state_rx) = watch::channel(Arc::new(state));
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let registry: Registry = Arc::new(crate::collectors::registry());
+        let scheduler = Scheduler {
+            registry: registry.clone(),
+            host: "test-host".into(),
+            appended: Arc::new((0..outputs).map(|_| tokio::sync::Notify::new()).collect()),
+            wakeups: Arc::new(WakeUps::default()),
+            board: Arc::new(Board::default()),
+            state_rx,
+            stop_rx,
+        };
+        let mut tasks = Tasks::new();
+        scheduler.reconcile(&mut tasks);
+        let mut enabled: Vec<String> = registry
+            .iter()
+            .map(|c| c.name().to_owned())
+            .filter(|n| n != "images")
+            .collect();
+        enabled.sort();
+        assert!(enabled.len() > 1);
+        assert_eq!(tasks.keys().cloned().collect::<Vec<_>>(), enabled);
+
+        let first = task_ids(&tasks);
+        scheduler.reconcile(&mut tasks);
+        assert_eq!(task_ids(&tasks), first, "running tasks are kept");
+
+        let ended = &enabled[0];
+        tasks[ended].abort();
+        while !tasks[ended].is_finished() {
+            tokio::task::yield_now().await;
+        }
+        scheduler.reconcile(&mut tasks);
+        let after = task_ids(&tasks);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            first.keys().collect::<Vec<_>>()
+        );
+        for (name, id) in &after {
+            if name == ended {
+                assert_ne!(*id, first[name], "the ended task of {name} is replaced");
+            } else {
+                assert_eq!(*id, first[name], "the running task of {name} is kept");
+            }
+        }
+        for t in tasks.values() {
+            t.abort();
+        }
+    }
 }
