@@ -814,10 +814,7 @@ impl InfluxWriter {
         }
         // Never let a URL with credentials into a message.
         let message = message.replace(self.write_url.as_str(), &self.display_url);
-        let tls = message.contains("certificate")
-            || message.contains("UnknownIssuer")
-            || message.contains("CertNotValid");
-        if tls {
+        if names_a_certificate_problem(&message) {
             return WriteError::Tls {
                 url: self.display_url.clone(),
                 message,
@@ -829,6 +826,17 @@ impl InfluxWriter {
             message,
         }
     }
+}
+
+/// Whether a connection's error message (its chain of causes) says the
+/// server's certificate was refused: rustls says "invalid peer certificate:
+/// UnknownIssuer" (or NotValidForName, Expired, ...), and a cause may
+/// name only webpki's error (UnknownIssuer, CertNotValidYet,
+/// CertNotValidForName).
+fn names_a_certificate_problem(message: &str) -> bool {
+    message.contains("certificate")
+        || message.contains("UnknownIssuer")
+        || message.contains("CertNotValid")
 }
 
 /// The message of InfluxDB's JSON error body `{"error":"..."}`.
@@ -877,6 +885,25 @@ pub fn join_batch(lines: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_told_from_other_connection_errors() {
+        for tls in [
+            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+            "tls handshake: UnknownIssuer",
+            "webpki: CertNotValidForName",
+            "webpki: CertNotValidYet",
+        ] {
+            assert!(names_a_certificate_problem(tls), "{tls}");
+        }
+        for other in [
+            "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+            "dns error: failed to lookup address information",
+            "",
+        ] {
+            assert!(!names_a_certificate_problem(other), "{other}");
+        }
+    }
 
     /// Messages name the output's own section and keys.
     #[test]
