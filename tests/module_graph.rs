@@ -11,8 +11,10 @@
 //! items. (`../shared/tools/module-cycles src` gives the same cycles; it is
 //! not part of the repository, so CI runs this test instead.)
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
@@ -49,23 +51,7 @@ fn module_path_of(rel: &Path) -> Vec<String> {
 }
 
 fn read_sources(src: &Path) -> Vec<SourceFile> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    let mut paths = Vec::new();
-    walk(src, &mut paths);
-    paths
+    common::rust_files(src)
         .into_iter()
         .map(|p| {
             let rel = p.strip_prefix(src).unwrap().to_owned();

@@ -11,8 +11,10 @@
 //! modules (`#[cfg(test)] mod NAME {` to the end of the file) and comments
 //! are not product code.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
@@ -87,21 +89,6 @@ const EXCEPTIONS: &[(&str, usize, &str)] = &[
     ),
 ];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 /// The product part of a file: up to its test module, without comments.
 fn product_lines(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
@@ -137,8 +124,7 @@ fn is_parser_call(line: &str) -> bool {
 
 #[test]
 fn no_setting_is_parsed_outside_the_configuration() {
-    let mut files = Vec::new();
-    rust_files(Path::new(SRC), &mut files);
+    let files = common::rust_files(Path::new(SRC));
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &files {
         let rel = p.strip_prefix(SRC).unwrap().to_string_lossy().into_owned();
