@@ -321,3 +321,33 @@ async fn an_entry_without_a_checksum_is_refetched() {
     );
     assert_eq!(up.seen()[2].as_deref(), Some("\"v1\""));
 }
+
+/// A tail (`Range: bytes=-N`) is never asked conditionally, even of a
+/// document kept whole: a matching `ETag` would get a 304, and the tail's
+/// reader the whole document instead of its last bytes.
+#[tokio::test]
+async fn a_tail_of_a_kept_document_is_still_only_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let text: String = (0..100).map(|i| format!("line {i:03}\n")).collect();
+    std::fs::write(root.join("report.csv"), &text).unwrap();
+    let server = fixture_server::FixtureServer::start(&root).unwrap();
+    let url = server.url("/report.csv");
+    let http = ubuntu_metrics::sources::http::Http::new(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap()
+    .with_conditional_requests(&dir.path().join("http-cache"));
+
+    assert_eq!(http.get_text(&url).await.unwrap(), text);
+    // Kept: asked again, the document is not modified.
+    assert_eq!(http.get_text(&url).await.unwrap(), text);
+    assert_eq!(server.not_modified(), 1);
+
+    let tail = http.get_tail(&url, 18).await.unwrap();
+    assert_eq!(tail.body, "line 098\nline 099\n");
+    assert!(!tail.from_start);
+    assert_eq!(server.not_modified(), 1, "the tail was asked conditionally");
+}

@@ -8,7 +8,8 @@
 //!   `Content-Range`, as Apache does for the archive team's CSV files.
 //! - Conditional requests as Apache answers them (files: an `ETag` of size
 //!   and modification time, `Last-Modified`; `If-None-Match` or
-//!   `If-Modified-Since` gets `304` with no body) and as lazr.restful does
+//!   `If-Modified-Since` gets `304` with no body, before any `Range` is
+//!   looked at) and as lazr.restful does
 //!   (Launchpad: an `ETag` of the representation).
 //! - `/launchpad/...` is a fake Launchpad web service (see
 //!   [`crate::launchpad`]) built from files under
@@ -675,19 +676,19 @@ fn serve_file(root: &Path, path: &str, headers: &HeaderMap) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| parse_range(r, total));
-    if range.is_none() {
-        let unchanged = if headers.contains_key(header::IF_NONE_MATCH) {
-            if_none_match(headers, &etag)
-        } else {
-            headers
-                .get(header::IF_MODIFIED_SINCE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-                .is_some_and(|since| mtime.timestamp() <= since.timestamp())
-        };
-        if unchanged {
-            return not_modified(&etag, Some(&last_modified));
-        }
+    // The validators before the range, as Apache (RFC 9110, 13.2.2): a
+    // GET with `Range` and a matching `If-None-Match` gets a 304.
+    let unchanged = if headers.contains_key(header::IF_NONE_MATCH) {
+        if_none_match(headers, &etag)
+    } else {
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .is_some_and(|since| mtime.timestamp() <= since.timestamp())
+    };
+    if unchanged {
+        return not_modified(&etag, Some(&last_modified));
     }
     match range {
         Some((first, last)) => Response::builder()
