@@ -115,10 +115,6 @@ impl InfluxOutput {
         &self.writer
     }
 
-    pub fn spool(&self) -> Option<&Arc<Spool>> {
-        self.spool.as_ref()
-    }
-
     /// Where the spool is (or would be).
     pub fn spool_dir(&self) -> &Path {
         &self.spool_dir
