@@ -319,15 +319,21 @@ mod tests {
         assert_eq!(c.validators(url), Some(v.clone()));
         assert_eq!(c.body(url).as_deref(), Some(&b"{\"a\": 1}"[..]));
         assert_eq!(c.validators("http://h/b.json"), None);
-        // Idle for longer than MAX_IDLE: removed on the next prune.
+        // Unused for six days: kept. For longer than MAX_IDLE (a week):
+        // removed on the next prune.
         let (meta, body) = c.paths(url);
-        let old = SystemTime::now() - MAX_IDLE - Duration::from_secs(60);
-        std::fs::File::options()
-            .append(true)
-            .open(&meta)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let unused_for = |d: Duration| {
+            std::fs::File::options()
+                .append(true)
+                .open(&meta)
+                .unwrap()
+                .set_modified(SystemTime::now() - d)
+                .unwrap();
+        };
+        unused_for(Duration::from_secs(6 * 24 * 3600));
+        c.prune();
+        assert_eq!(c.validators(url), Some(v.clone()));
+        unused_for(Duration::from_secs(7 * 24 * 3600 + 60));
         c.prune();
         assert!(!meta.exists() && !body.exists());
         assert_eq!(c.validators(url), None);
@@ -350,13 +356,26 @@ mod tests {
         std::fs::write(&body, b"{\"a\": 2}").unwrap();
         assert_eq!(c.validators(url), Some(v.clone()));
         assert_eq!(c.body(url), None);
-        // An entry without the length and CRC-32 of its body is dropped.
-        c.store(&v, b"{\"a\": 1}");
+        // An entry without the length and CRC-32 of its body, or without
+        // either, is dropped.
         let (meta, _) = c.paths(url);
-        std::fs::write(&meta, serde_json::to_vec(&v).unwrap()).unwrap();
-        assert_eq!(c.validators(url), None);
-        assert_eq!(c.body(url), None);
-        assert!(!meta.exists() && !body.exists());
+        let described = |len: Option<u64>, crc32: Option<u32>| Kept {
+            validators: v.clone(),
+            len,
+            crc32,
+        };
+        let body_bytes = b"{\"a\": 1}";
+        for kept in [
+            described(None, None),
+            described(Some(body_bytes.len() as u64), None),
+            described(None, Some(crc32fast::hash(body_bytes))),
+        ] {
+            c.store(&v, body_bytes);
+            assert_eq!(c.validators(url), Some(v.clone()));
+            std::fs::write(&meta, serde_json::to_vec(&kept).unwrap()).unwrap();
+            assert_eq!(c.validators(url), None, "{kept:?}");
+            assert!(!meta.exists() && !body.exists(), "{kept:?}");
+        }
     }
 
     /// Issue 22, item 5: links planted in the directory are never read nor
@@ -383,8 +402,11 @@ mod tests {
         std::fs::remove_file(&body).unwrap();
         std::os::unix::fs::symlink(&victim, &body).unwrap();
         assert_eq!(c.validators(url), None);
+        assert!(
+            !meta.exists(),
+            "asking for the validators dropped the entry"
+        );
         assert_eq!(c.body(url), None);
-        assert!(!meta.exists());
         // The description a link: not read.
         c.store(&v, b"{\"a\": 1}");
         let described = std::fs::read(&meta).unwrap();
@@ -392,6 +414,11 @@ mod tests {
         std::fs::remove_file(&meta).unwrap();
         std::os::unix::fs::symlink(&victim, &meta).unwrap();
         assert_eq!(c.validators(url), None);
+        assert!(
+            std::fs::symlink_metadata(&meta).is_err(),
+            "the link is dropped"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), described);
         // A 70 KB ETag: not kept, and the entry it would replace dropped.
         c.store(&v, b"{\"a\": 1}");
         assert!(c.validators(url).is_some());
@@ -411,5 +438,23 @@ mod tests {
         c.store(&v, b"{\"a\": 1}");
         assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
         assert_eq!(c.validators(url), None);
+    }
+
+    /// Why a directory cannot hold the kept answers, as the warning says.
+    #[test]
+    fn an_unusable_directory_is_told_why() {
+        let d = tempfile::tempdir().unwrap();
+        let why = |p: &Path| AnswerCache::open(p).unusable();
+        assert_eq!(why(&d.path().join("not-yet")), None);
+        assert_eq!(why(d.path()), None);
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(why(&file).as_deref(), Some("not a directory"));
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(d.path(), &link).unwrap();
+        assert_eq!(why(&link).as_deref(), Some("a symbolic link, not followed"));
+        // What the system says, for any other error.
+        let under_a_file = why(&file.join("http-cache")).unwrap();
+        assert!(under_a_file.contains("Not a directory"), "{under_a_file}");
     }
 }
