@@ -467,3 +467,40 @@ async fn a_replay_delivers_the_records_in_the_order_appended() {
         assert_eq!(got, want, "batch size {batch_size}");
     }
 }
+
+/// The daemon's write-ahead step: `keep` spools a run without writing it
+/// and says what it kept and refused; the output's backlog and status see
+/// what waits (an output without a spool has no backlog); the output is
+/// known by its name.
+#[tokio::test]
+async fn keep_spools_the_run_and_the_backlog_and_status_show_it() {
+    use ubuntu_metrics::sinks::Output;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let out = InfluxOutput::new(down.clone(), Some(spool.clone()));
+    assert_eq!(Output::name(&out), "influxdb");
+    assert_eq!(Output::label(&out), "[influxdb]");
+    assert_eq!(Output::status(&out).await.unwrap().records, 0);
+    assert_eq!(Output::backlog(&out).await.map(|s| s.records), Some(0));
+
+    let mut run = [outcome("alpha", 0, 3)];
+    // No field: refused before it reaches the spool.
+    run[0]
+        .points
+        .push(Point::new("alpha_m").tag("i", "x").at(t(0)));
+    let d = runner::keep_in(&run, &out, false).await;
+    assert_eq!((d.total, d.spooled, d.written), (3, 3, 0), "{d:?}");
+    assert_eq!(d.unencodable.len(), 1, "{d:?}");
+    assert!(d.error.is_none(), "nothing was written: {d:?}");
+
+    let waiting = Output::backlog(&out).await.unwrap();
+    assert_eq!((waiting.records, waiting.points), (1, 3), "{waiting:?}");
+    let status = Output::status(&out).await.unwrap();
+    assert_eq!((status.records, status.points), (1, 3), "{status:?}");
+    assert_eq!(spool.status().unwrap().points, 3);
+
+    let without = InfluxOutput::new(down, None);
+    assert!(Output::backlog(&without).await.is_none());
+    assert_eq!(Output::status(&without).await.unwrap().records, 0);
+}
