@@ -504,3 +504,65 @@ async fn keep_spools_the_run_and_the_backlog_and_status_show_it() {
     assert!(Output::backlog(&without).await.is_none());
     assert_eq!(Output::status(&without).await.unwrap().records, 0);
 }
+
+/// Without a spool, a run is written directly: every point counted
+/// written (its self-metrics too), and what InfluxDB refuses for good is
+/// lost (there is no dead-letter file), not counted written.
+#[tokio::test]
+async fn without_a_spool_a_run_is_written_directly_and_refused_points_are_lost() {
+    let db = Influxd::start();
+    let w = writer(&db.url(), DATABASE);
+    let d = deliver(&[outcome("alpha", 0, 3)], &w, None, true).await;
+    assert_eq!(
+        (d.total, d.written, d.lost),
+        (4, 4, 0),
+        "3 points and a self point: {d:?}"
+    );
+    assert!(d.error.is_none() && d.spool_errors.is_empty(), "{d:?}");
+    assert_eq!(count(&db, "alpha_m"), 3);
+    assert_eq!(db.rows("ubuntu_metrics_run").len(), 1);
+
+    // A string `v` where the shard has an integer: beta is refused for
+    // good, gamma (another measurement, another batch) written.
+    let ns = t(1).timestamp_nanos_opt().unwrap();
+    w.write_batch(&format!("beta_m,i=planted v=\"text\" {ns}\n"))
+        .await
+        .unwrap();
+    let d = deliver(
+        &[outcome("beta", 1, 2), outcome("gamma", 1, 5)],
+        &w,
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(
+        (d.total, d.written, d.lost, d.dead_lettered),
+        (7, 5, 2, 0),
+        "{d:?}"
+    );
+    assert_eq!(count(&db, "gamma_m"), 5);
+}
+
+/// A spool that cannot take the run (its directory gone): the run is
+/// written directly, the spool's error and the refused points reported.
+#[tokio::test]
+async fn a_spool_that_cannot_take_the_run_has_it_written_directly() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let spool = spool_at(&spool_dir, 1 << 20);
+    std::fs::remove_dir_all(&spool_dir).unwrap();
+    std::fs::write(&spool_dir, "not a directory").unwrap();
+    let mut o = outcome("alpha", 0, 4);
+    o.points
+        .push(Point::new("alpha_m").field("v", f64::NAN).at(t(0)));
+    let d = deliver(&[o], &writer(&db.url(), DATABASE), Some(&spool), false).await;
+    assert_eq!(
+        (d.total, d.written, d.spooled, d.lost),
+        (4, 4, 0, 0),
+        "{d:?}"
+    );
+    assert_eq!(d.unencodable.len(), 1, "{d:?}");
+    assert_eq!(d.spool_errors.len(), 1, "{d:?}");
+    assert_eq!(count(&db, "alpha_m"), 4);
+}

@@ -281,6 +281,21 @@ pub struct Spooled {
     pub unencodable: Vec<crate::model::point::PointError>,
 }
 
+/// What is left of a run's segment of `lines` lines: what the spool says
+/// (`pending`), or when it cannot be read (its error noted in `errors`),
+/// the lines less those this process wrote and dead-lettered.
+fn left_of_run(
+    pending: Result<usize, SpoolError>,
+    lines: usize,
+    (written, dead_lettered): (usize, usize),
+    errors: &mut Vec<String>,
+) -> usize {
+    pending.unwrap_or_else(|e| {
+        errors.push(e.to_string());
+        lines.saturating_sub(written + dead_lettered)
+    })
+}
+
 /// The write-ahead step: appends a run's points and self-metrics to the
 /// spool (`fsync`ed, on a blocking thread) before any write is attempted,
 /// so that whatever happens to the write (a hung InfluxDB, SIGTERM, a
@@ -348,13 +363,12 @@ impl InfluxOutput {
         // What is left of the run's segment: another process replaying at
         // the same time may have written part of it.
         let left = match s.segment.clone() {
-            Some(seg) => match blocking(spool, move |sp| sp.pending_points(&seg)).await {
-                Ok(n) => n,
-                Err(e) => {
-                    d.spool_errors.push(e.to_string());
-                    s.lines.saturating_sub(mine_written + mine_dead)
-                }
-            },
+            Some(seg) => left_of_run(
+                blocking(spool, move |sp| sp.pending_points(&seg)).await,
+                s.lines,
+                (mine_written, mine_dead),
+                &mut d.spool_errors,
+            ),
             None => 0,
         };
         d.written = s.lines.saturating_sub(left + mine_dead);
@@ -851,5 +865,23 @@ impl InfluxOutput {
             st.advance(seg, p.rec, p.to);
         }
         Step::Next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_left_of_a_run_is_the_spools_word_or_else_what_was_not_done() {
+        let mut errors = Vec::new();
+        assert_eq!(left_of_run(Ok(3), 10, (4, 1), &mut errors), 3);
+        assert!(errors.is_empty());
+        let unreadable = || Err(SpoolError("cannot read segment 7".into()));
+        assert_eq!(left_of_run(unreadable(), 10, (4, 3), &mut errors), 3);
+        assert_eq!(left_of_run(unreadable(), 10, (0, 0), &mut errors), 10);
+        assert_eq!(left_of_run(unreadable(), 3, (4, 1), &mut errors), 0);
+        assert_eq!(errors.len(), 3);
+        assert!(errors[0].contains("cannot read segment 7"), "{errors:?}");
     }
 }
