@@ -884,4 +884,52 @@ mod tests {
         assert_eq!(errors.len(), 3);
         assert!(errors[0].contains("cannot read segment 7"), "{errors:?}");
     }
+
+    /// Sent directly without a spool: points InfluxDB cannot take now are
+    /// lost and the log says how many, and says nothing of it otherwise.
+    #[test]
+    fn points_lost_on_the_direct_path_are_logged_and_only_then() {
+        use crate::support::test_support::logged;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = InfluxConfig {
+            url: format!("http://127.0.0.1:{port}").as_str().into(),
+            ..InfluxConfig::default()
+        };
+        let writer = InfluxWriter::new(&cfg, None).unwrap().with_retry_policy(
+            crate::support::retry::RetryPolicy {
+                retries: 0,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+                jitter: false,
+            },
+        );
+        let out = InfluxOutput::new(Arc::new(writer), None);
+        let send = |batches: Vec<Batch>| {
+            logged(|| {
+                rt.block_on(async {
+                    let mut d = Delivery::default();
+                    out.send_direct(batches, &mut d).await;
+                    d
+                })
+            })
+        };
+        let (d, log) = send(Vec::new());
+        assert_eq!((d.total, d.lost), (0, 0), "{d:?}");
+        assert!(!log.contains("LOST"), "{log}");
+        let batch = Batch {
+            label: "alpha".into(),
+            lines: vec!["alpha_m v=1i 1".into(); 3],
+        };
+        let (d, log) = send(vec![batch]);
+        assert_eq!((d.total, d.lost), (3, 3), "{d:?}");
+        assert!(log.contains("3 points are LOST"), "{log}");
+    }
 }
