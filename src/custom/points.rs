@@ -626,6 +626,22 @@ mod tests {
         assert_eq!(p[1].timestamp, Some(t("2100-12-31T23:59:59.999999999Z")));
         assert!(parse_output("m x=1i 946684799999999999").is_err());
         assert!(parse_output("m x=1i 4133980800000000000").is_err());
+        // The same edges as RFC 3339 text, with fractions of a second.
+        let json = |time: &str| {
+            parse_output(&format!(
+                "{{\"measurement\": \"m\", \"fields\": {{\"x\": 1}}, \"time\": \"{time}\"}}"
+            ))
+        };
+        for ok in [
+            "2000-01-01T00:00:00Z",
+            "2000-01-01T00:00:00.5Z",
+            "2100-12-31T23:59:59.999999999Z",
+        ] {
+            assert_eq!(json(ok).unwrap()[0].timestamp, Some(t(ok)), "{ok}");
+        }
+        for refused in ["1999-12-31T23:59:59.999999999Z", "2101-01-01T00:00:00Z"] {
+            assert!(json(refused).is_err(), "{refused}");
+        }
     }
 
     /// Issue 22, item 13: the value and the rule, not the parser's guess.
