@@ -885,6 +885,50 @@ mod tests {
         assert!(errors[0].contains("cannot read segment 7"), "{errors:?}");
     }
 
+    /// Lines refused for good go to the spool's dead-letter file; without
+    /// a spool, or when that file cannot be written, they are counted lost.
+    #[test]
+    fn refused_lines_are_dead_lettered_or_counted_lost() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let spool = Arc::new(Spool::open(&spool_dir, 1 << 20).unwrap());
+        let writer = Arc::new(InfluxWriter::new(&InfluxConfig::default(), None).unwrap());
+        let lines = || {
+            vec![
+                "alpha_m v=\"x\" 1".to_owned(),
+                "alpha_m v=\"y\" 2".to_owned(),
+            ]
+        };
+        let refuse = |out: &InfluxOutput, d: &mut Delivery| {
+            rt.block_on(out.dead_letter("alpha", lines(), "field type conflict", d));
+        };
+
+        let with_spool = InfluxOutput::new(writer.clone(), Some(spool.clone()));
+        let mut d = Delivery::default();
+        refuse(&with_spool, &mut d);
+        refuse(&with_spool, &mut d);
+        assert_eq!((d.dead_lettered, d.lost), (4, 0), "{d:?}");
+        assert!(d.spool_errors.is_empty(), "{d:?}");
+        let text = std::fs::read_to_string(spool.dead_letter_path()).unwrap();
+        assert_eq!(text.matches("alpha_m v=\"y\" 2").count(), 2, "{text}");
+
+        let mut d = Delivery::default();
+        refuse(&InfluxOutput::new(writer.clone(), None), &mut d);
+        assert_eq!((d.dead_lettered, d.lost), (0, 2), "{d:?}");
+
+        std::fs::remove_dir_all(&spool_dir).unwrap();
+        std::fs::write(&spool_dir, "not a directory").unwrap();
+        let mut d = Delivery::default();
+        refuse(&with_spool, &mut d);
+        refuse(&with_spool, &mut d);
+        assert_eq!((d.dead_lettered, d.lost), (0, 4), "{d:?}");
+        assert_eq!(d.spool_errors.len(), 2, "{d:?}");
+    }
+
     /// Sent directly without a spool: points InfluxDB cannot take now are
     /// lost and the log says how many, and says nothing of it otherwise.
     #[test]
