@@ -685,6 +685,17 @@ mod tests {
             let e = parse_output(out).unwrap_err();
             assert!(e.contains(want), "{out}: {e}");
         }
+        // Several faults in one point: the first field by name is named,
+        // whatever else the point holds (a whole float, an unsigned beyond
+        // InfluxDB's integers).
+        let e = parse_output(
+            "{\"measurement\": \"m\", \"fields\": {\"a\": [1], \"b\": 18446744073709551615, \"c\": 2.0}}",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: m: field a: expected a number, a boolean or a string, found an array"
+        );
         // Floats written as floats stay floats, however large.
         let p =
             parse_output("{\"measurement\": \"m\", \"fields\": {\"f\": -9.3e18, \"g\": 1e300}}")
