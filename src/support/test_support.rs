@@ -31,10 +31,15 @@ impl Captured {
 /// What `f` logs at warning level and above (without colours), with its
 /// result: for a test that a warning is given, or not.
 pub fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    logged_at(tracing::Level::WARN, f)
+}
+
+/// What `f` logs at `level` and above (without colours), with its result.
+pub fn logged_at<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
     let buf = Captured::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();

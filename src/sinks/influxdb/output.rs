@@ -885,6 +885,55 @@ mod tests {
         assert!(errors[0].contains("cannot read segment 7"), "{errors:?}");
     }
 
+    /// A delivery is logged once, saying what it did, and nothing when it
+    /// did nothing.
+    #[test]
+    fn a_delivery_says_what_it_did() {
+        use crate::support::test_support::logged_at;
+        let writer = InfluxWriter::new(&InfluxConfig::default(), None).unwrap();
+        let out = InfluxOutput::new(Arc::new(writer), None);
+        let said = |d: Delivery| logged_at(tracing::Level::INFO, || out.log_delivery(&d)).1;
+
+        assert_eq!(said(Delivery::default()), "");
+        let down = said(Delivery {
+            spooled: 3,
+            error: Some(WriteError::Connect {
+                url: "http://localhost:8086".into(),
+                message: "connection refused".into(),
+            }),
+            ..Delivery::default()
+        });
+        assert!(down.contains("WARN"), "{down}");
+        assert!(
+            down.contains("points=3") && down.contains("cannot take these points now"),
+            "{down}"
+        );
+        let busy = said(Delivery {
+            spooled: 2,
+            ..Delivery::default()
+        });
+        assert!(
+            busy.contains("another process is writing the spool"),
+            "{busy}"
+        );
+        let written = said(Delivery {
+            written: 5,
+            ..Delivery::default()
+        });
+        assert!(written.contains("wrote 5 points to"), "{written}");
+        assert!(!written.contains("earlier runs"), "{written}");
+        let replayed = said(Delivery {
+            replayed: 4,
+            ..Delivery::default()
+        });
+        assert!(
+            replayed.contains("wrote 0 points to")
+                && replayed.contains("and 4 kept in the spool by earlier runs"),
+            "{replayed}"
+        );
+        assert_eq!(written.lines().count() + replayed.lines().count(), 2);
+    }
+
     /// Lines refused for good go to the spool's dead-letter file; without
     /// a spool, or when that file cannot be written, they are counted lost.
     #[test]
