@@ -354,7 +354,10 @@ pub fn from_json(v: &Value) -> Result<Point, String> {
         Some(other) => {
             return Err(format!(
                 "measurement: expected a non-empty string, found {}",
-                kind(other)
+                match other {
+                    Value::String(_) => "an empty string",
+                    other => kind(other),
+                }
             ));
         }
         None => return Err("no measurement".into()),
@@ -684,6 +687,23 @@ mod tests {
         ] {
             let e = parse_output(out).unwrap_err();
             assert!(e.contains(want), "{out}: {e}");
+        }
+        // A quoted string holding the separators is one value; a float the
+        // parser reads as infinite is refused like `inf`; an empty
+        // measurement is refused.
+        for (out, want) in [
+            (
+                "m s=\"a,b=NaN c\",x=NaN",
+                "line 1: field x: NaN is not a finite number",
+            ),
+            ("m x=1e400", "line 1: field x: inf is not a finite number"),
+            (
+                "{\"measurement\": \"\", \"fields\": {\"x\": 1}}",
+                "line 1: measurement: expected a non-empty string, found an empty string",
+            ),
+        ] {
+            let e = parse_output(out).unwrap_err();
+            assert!(e.starts_with(want), "{out}: {e}");
         }
         // Several faults in one point: the first field by name is named,
         // whatever else the point holds (a whole float, an unsigned beyond
