@@ -619,6 +619,10 @@ mod tests {
                 "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": 18446744073709551615}",
                 "18446744073709551615 is not a number of nanoseconds InfluxDB can store",
             ),
+            (
+                "{\"measurement\": \"m\", \"fields\": {\"x\": 1}, \"time\": 1.764e18}",
+                "line 1: m: time: 1.764e+18 is not an integer number of nanoseconds since the epoch",
+            ),
         ] {
             let e = parse_output(out).unwrap_err();
             assert!(e.contains(want), "{out}: {e}");
