@@ -566,3 +566,72 @@ async fn a_spool_that_cannot_take_the_run_has_it_written_directly() {
     assert_eq!(d.spool_errors.len(), 1, "{d:?}");
     assert_eq!(count(&db, "alpha_m"), 4);
 }
+
+/// What a test's log subscriber wrote.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// A replay waits (up to its `wait`) for another process's replay to end,
+/// then writes the spool, and says once what it wrote; a replay with
+/// nothing to write says nothing.
+#[tokio::test]
+async fn a_replay_waits_for_another_replay_then_says_what_it_wrote() {
+    let log = Log::default();
+    let sink = log.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish(),
+    );
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
+    let w = writer(&db.url(), DATABASE);
+    let r = replay(&spool, &w, Duration::ZERO).await;
+    assert_eq!((r.written, r.busy), (0, false), "{r:?}");
+    assert!(!log.text().contains("spooled points"), "{}", log.text());
+
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+    let d = deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), false).await;
+    assert_eq!(d.spooled, 3, "{d:?}");
+    // Another process replays: this one waits for it (however long the
+    // machine takes to get there, the replay is still waiting).
+    let other = spool.try_replay_lock().unwrap().unwrap();
+    let waiting = {
+        let (spool, w) = (spool.clone(), w.clone());
+        tokio::spawn(async move { replay(&spool, &w, Duration::from_secs(600)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the replay did not wait for the other one"
+    );
+    drop(other);
+    let r = waiting.await.unwrap();
+    assert_eq!((r.written, r.busy), (3, false), "{r:?}");
+    assert_eq!(count(&db, "alpha_m"), 3);
+    let said = log.text();
+    assert_eq!(
+        said.matches("wrote 3 spooled points to").count(),
+        1,
+        "{said}"
+    );
+}
