@@ -965,6 +965,43 @@ mod tests {
         assert_eq!(ps.len(), 2, "{:?}", lines(&ps));
     }
 
+    /// `backfill` reads update_excuses.csv as `collect` does: its first line
+    /// is the header naming the columns, then each line a row.
+    #[test]
+    fn the_backfill_reads_the_header_then_the_rows() {
+        let series = Britney::default().time_series();
+        let mut rows = (series[0].rows)();
+        assert!(
+            rows.has_header(),
+            "update_excuses.csv starts with its header"
+        );
+        assert!(rows.row("1795392000000,140,512,652,6,388", "t").is_err());
+        rows.header("http://x/update_excuses.csv", HEADER.trim_end())
+            .unwrap();
+        let (time, points) = rows.row("1795392000000,140,512,652,6,388", "t").unwrap();
+        assert_eq!(
+            time,
+            DateTime::from_timestamp_millis(1_795_392_000_000).unwrap()
+        );
+        assert_eq!(lines(&points).len(), 1);
+        assert!(
+            lines(&points)[0].contains("total=652i"),
+            "{:?}",
+            lines(&points)
+        );
+    }
+
+    /// Its options are read when the configuration loads: a bad one is
+    /// refused then, naming its key.
+    #[test]
+    fn options_are_checked_when_configured() {
+        let ok: toml::Table = toml::from_str("max_catch_up = \"2d\"").unwrap();
+        assert!(Britney::default().configure(&ok).unwrap().is_some());
+        let bad: toml::Table = toml::from_str("max_catch_up = \"lots\"").unwrap();
+        let e = Britney::default().configure(&bad).err().unwrap();
+        assert_eq!(e.key, "max_catch_up", "{e}");
+    }
+
     #[test]
     fn csv_without_a_needed_column_is_an_error() {
         let err = excuses_points(
