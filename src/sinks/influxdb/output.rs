@@ -281,6 +281,20 @@ pub struct Spooled {
     pub unencodable: Vec<crate::model::point::PointError>,
 }
 
+/// Says which records of `seg` a replay resumes part-way (`pos`: the
+/// lines of each delivered before an interruption).
+fn log_resumed(seg: &Segment, pos: &[usize]) {
+    for (rec, &pos) in seg.records.iter().zip(pos) {
+        if pos > 0 {
+            tracing::info!(
+                "resuming {} of {} after its first {pos} lines, delivered before an interruption",
+                rec.label,
+                seg.name
+            );
+        }
+    }
+}
+
 /// What is left of a run's segment of `lines` lines: what the spool says
 /// (`pending`), or when it cannot be read (its error noted in `errors`),
 /// the lines less those this process wrote and dead-lettered.
@@ -724,15 +738,7 @@ impl InfluxOutput {
         r: &mut Replay,
     ) -> SegmentReplay {
         let mut st = SegmentReplay::new(seg);
-        for (rec, &pos) in seg.records.iter().zip(&st.pos) {
-            if pos > 0 {
-                tracing::info!(
-                    "resuming {} of {} after its first {pos} lines, delivered before an interruption",
-                    rec.label,
-                    seg.name
-                );
-            }
-        }
+        log_resumed(seg, &st.pos);
         let mut first = 0;
         loop {
             st.sweep(seg, &mut first, r);
@@ -883,6 +889,30 @@ mod tests {
         assert_eq!(left_of_run(unreadable(), 3, (4, 1), &mut errors), 0);
         assert_eq!(errors.len(), 3);
         assert!(errors[0].contains("cannot read segment 7"), "{errors:?}");
+    }
+
+    /// A replay resuming records part-way says so, of those alone.
+    #[test]
+    fn a_resumed_record_is_named_with_the_lines_delivered_before() {
+        use crate::support::test_support::logged_at;
+        let record = |label: &str| crate::sinks::spool::Record {
+            id: 0,
+            spooled_at: 0,
+            dropped: 0,
+            label: label.into(),
+            lines: vec!["m v=1i 1".into(); 5],
+        };
+        let seg = Segment {
+            name: "00000042.seg".into(),
+            records: vec![record("alpha"), record("beta"), record("gamma")],
+            delivered: vec![0, 3, 0],
+        };
+        let said = logged_at(tracing::Level::INFO, || log_resumed(&seg, &[0, 3, 0])).1;
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.contains("resuming beta of 00000042.seg after its first 3 lines"),
+            "{said}"
+        );
     }
 
     /// A delivery is logged once, saying what it did, and nothing when it
