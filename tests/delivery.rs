@@ -635,3 +635,63 @@ async fn a_replay_waits_for_another_replay_then_says_what_it_wrote() {
         "{said}"
     );
 }
+
+/// What a replay sends. InfluxDB unable to take a write now (503): the
+/// segment's records go in one request, retried by the writer's policy,
+/// and the replay stops there, keeping everything (it does not go on to
+/// write the records one by one). A segment of one record refused for
+/// good (400): that record alone is sent, never first "together".
+#[tokio::test]
+async fn a_replay_sends_a_segment_once_and_stops_when_influxdb_cannot_take_it() {
+    use common::rogue::{Rogue, response};
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let down = writer(&format!("http://127.0.0.1:{}", dead_port()), DATABASE);
+
+    let busy = Rogue::start(|_| {
+        Some(response(
+            "503 Service Unavailable",
+            &[("Content-Type", "application/json")],
+            b"{\"error\":\"busy\"}",
+        ))
+    });
+    let spool = spool_at(&dir.path().join("busy"), 1 << 20);
+    let d = deliver(
+        &[outcome("alpha", 0, 3), outcome("beta", 0, 2)],
+        &down,
+        Some(&spool),
+        false,
+    )
+    .await;
+    assert_eq!(d.spooled, 5, "{d:?}");
+    let r = replay(&spool, &writer(&busy.url(), DATABASE), Duration::ZERO).await;
+    assert!(r.stopped.is_some(), "{r:?}");
+    assert_eq!((r.written, r.dead_lettered), (0, 0), "{r:?}");
+    // One request, retried twice (`fast()`).
+    assert_eq!(busy.requests.load(SeqCst), 3);
+    assert_eq!(spool.status().unwrap().points, 5);
+
+    let refusing = || {
+        Rogue::start(|_| {
+            Some(response(
+                "400 Bad Request",
+                &[("Content-Type", "application/json")],
+                b"{\"error\":\"unable to parse 'alpha_m': bad timestamp\"}",
+            ))
+        })
+    };
+    let spool = spool_at(&dir.path().join("refusing"), 1 << 20);
+    let d = deliver(&[outcome("alpha", 0, 3)], &down, Some(&spool), false).await;
+    assert_eq!(d.spooled, 3, "{d:?}");
+    let lines = spool.records().unwrap()[0].lines.clone();
+    let replayed = refusing();
+    let r = replay(&spool, &writer(&replayed.url(), DATABASE), Duration::ZERO).await;
+    assert_eq!((r.written, r.dead_lettered), (0, 3), "{r:?}");
+    // As many requests as the writer takes to narrow the record's lines
+    // down to the refused ones, sending it alone: no more.
+    let alone = refusing();
+    let report = writer(&alone.url(), DATABASE).send(&lines).await;
+    assert_eq!(report.written, 0);
+    assert!(alone.requests.load(SeqCst) > 1);
+    assert_eq!(replayed.requests.load(SeqCst), alone.requests.load(SeqCst));
+}
