@@ -991,6 +991,20 @@ mod tests {
         );
     }
 
+    /// A malformed row says why, and points at an unbalanced quote when it
+    /// has one (a quote opened in a row swallows the rest of it).
+    #[test]
+    fn a_malformed_row_points_at_an_unbalanced_quote() {
+        let mut rows = ExcusesRows::default();
+        rows.header("u", HEADER.trim_end()).unwrap();
+        let e = rows.row("1795500000000,\"1,1,1,1,1", "t").unwrap_err();
+        assert!(e.starts_with("an unbalanced quote (\"): "), "{e}");
+        let e = rows.row("1795500000000,\"x\",1,1,1,1", "t").unwrap_err();
+        assert!(!e.contains("quote"), "{e}");
+        let e = rows.row("1795500000000,x,1,1,1,1", "t").unwrap_err();
+        assert!(!e.contains("quote"), "{e}");
+    }
+
     /// Its options are read when the configuration loads: a bad one is
     /// refused then, naming its key.
     #[test]
