@@ -695,3 +695,16 @@ async fn a_replay_sends_a_segment_once_and_stops_when_influxdb_cannot_take_it() 
     assert!(alone.requests.load(SeqCst) > 1);
     assert_eq!(replayed.requests.load(SeqCst), alone.requests.load(SeqCst));
 }
+
+/// A run of one collector (one record in its segment, written on its own)
+/// counts its points written, not replayed from the spool.
+#[tokio::test]
+async fn a_run_of_one_record_counts_its_points_written_not_replayed() {
+    let db = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_at(dir.path(), 1 << 20);
+    let w = writer(&db.url(), DATABASE);
+    let d = deliver(&[outcome("alpha", 0, 3)], &w, Some(&spool), false).await;
+    assert_eq!((d.written, d.replayed, d.spooled), (3, 0, 0), "{d:?}");
+    assert_eq!(count(&db, "alpha_m"), 3);
+}
