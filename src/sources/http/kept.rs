@@ -339,6 +339,32 @@ mod tests {
         assert_eq!(c.validators(url), None);
     }
 
+    /// Idle entries are looked for when the cache opens, then every
+    /// PRUNE_EVERY (256) stores, not at each one.
+    #[test]
+    fn idle_entries_are_looked_for_every_256_stores() {
+        let d = tempfile::tempdir().unwrap();
+        let c = AnswerCache::open(d.path());
+        let idle = "http://h/idle.json";
+        c.store(&validators(idle, "\"0\"", None), b"0");
+        let (meta, _) = c.paths(idle);
+        std::fs::File::options()
+            .append(true)
+            .open(&meta)
+            .unwrap()
+            .set_modified(SystemTime::now() - MAX_IDLE - Duration::from_secs(60))
+            .unwrap();
+        for i in 1..PRUNE_EVERY - 1 {
+            c.store(
+                &validators(&format!("http://h/{i}.json"), "\"1\"", None),
+                b"1",
+            );
+            assert!(meta.exists(), "pruned at store {}", i + 1);
+        }
+        c.store(&validators("http://h/last.json", "\"1\"", None), b"1");
+        assert!(!meta.exists(), "not pruned at store {PRUNE_EVERY}");
+    }
+
     /// What a crash can leave of an unsynced entry: a body cut short (no
     /// validators: asked in full) or damaged at its length (no body: the
     /// 304 is followed by a full request), never used.
