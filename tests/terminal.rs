@@ -241,3 +241,39 @@ fn now_is_an_option_of_run_not_a_global_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("yesterday"));
 }
+
+/// Read through `| head`, a command that only prints ends quietly when its
+/// reader goes, as `cat` does (killed by SIGPIPE): no "Broken pipe" panic.
+/// The pipe's reading end is closed before the command writes at all.
+#[test]
+fn a_listing_whose_reader_has_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    for args in [
+        &["list"][..],
+        &["config", "show"],
+        &["dashboards", "list"],
+        &["completions", "bash"],
+    ] {
+        let mut child = common::clean_env(&mut Command::new(BIN))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}

@@ -32,8 +32,8 @@ pub(super) fn main(registry: &[Box<dyn Collector>], config: &Config) -> i32 {
             let _ = writeln!(out, "{:<16} {description}", "");
         }
     }
-    // Written at once; a reader that stopped early (`| head`, `| grep -q`)
-    // is not an error of ours.
+    // Written at once. A reader that stopped early (`| head`, `| grep -q`)
+    // ends the command quietly (SIGPIPE, see `end_with_the_reader`).
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     EXIT_OK
 }

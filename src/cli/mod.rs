@@ -105,6 +105,37 @@ pub enum Command {
     Backfill(BackfillArgs),
 }
 
+impl Command {
+    /// Whether the command does nothing but print (a listing, a
+    /// configuration, a status, a man page): read through `| head`, it may
+    /// end when its reader does.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::List
+                | Command::Config(_)
+                | Command::Status(_)
+                | Command::Dashboards(DashboardsCommand::List)
+                | Command::Completions(_)
+                | Command::Man(ManArgs { dir: None })
+        )
+    }
+}
+
+/// A command that only prints ends quietly when its reader has gone
+/// (`ubuntu-metrics dashboards list | head`), as `cat` does: SIGPIPE is
+/// given back its default action. Rust ignores it, so that each write to a
+/// closed pipe fails instead, and `println!` panics on that failure. Not
+/// for the commands that write anything else (a run, the daemon, files):
+/// they must not die halfway for a closed standard output.
+fn end_with_the_reader() {
+    // SAFETY: setting a signal's disposition to its default, before any
+    // thread of ours is started; no handler runs our code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// `new NAME --exec|--http|--first-generation CHECKOUT`: exactly one of
 /// the three (a group, so that clap's error names all three).
 #[derive(Debug, clap::Args)]
@@ -439,6 +470,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         }
     };
     init_logging(cli.verbose);
+    if cli.command.only_prints() {
+        end_with_the_reader();
+    }
     if let Some(status) = clidoc::run_early(&cli.command) {
         return status;
     }
