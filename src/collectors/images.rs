@@ -452,6 +452,19 @@ mod tests {
     use crate::support::test_support::now;
     use chrono::TimeZone;
 
+    /// Its option is read when the configuration loads: a bad value is
+    /// refused then, naming its key.
+    #[test]
+    fn the_rsync_timeout_is_checked_when_configured() {
+        let ok: toml::Table = toml::from_str("rsync_timeout = \"30s\"").unwrap();
+        assert!(Images::default().configure(&ok).unwrap().is_some());
+        for bad in ["rsync_timeout = \"0\"", "rsync_timeout = \"soon\""] {
+            let bad: toml::Table = toml::from_str(bad).unwrap();
+            let e = Images::default().configure(&bad).err().unwrap();
+            assert_eq!(e.key, "rsync_timeout", "{e}");
+        }
+    }
+
     fn active() -> Vec<String> {
         ["tumbling", "stonking", "resolute", "noble", "jammy"]
             .map(String::from)
