@@ -525,6 +525,10 @@ mod tests {
             ("a*b*c", "a-b-b-c", true),
             ("a*b*c", "acb", false),
             ("*a*", "bab", true),
+            // A middle piece and the last one do not share characters.
+            ("*ab*ab", "ab", false),
+            ("*ab*ab", "xabab", true),
+            ("x*bc*c", "xbc", false),
         ] {
             assert_eq!(glob(pattern, name), yes, "{pattern} ~ {name}");
         }
