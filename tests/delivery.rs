@@ -592,6 +592,12 @@ impl Log {
 /// nothing to write says nothing.
 #[tokio::test]
 async fn a_replay_waits_for_another_replay_then_says_what_it_wrote() {
+    // A second dispatcher, alive for the whole run: while a test's scoped
+    // dispatcher is the only one, tracing-core computes the interest of a
+    // callsite first seen on another test's thread from that thread's
+    // default (none), and the test's own events are then filtered out.
+    static OTHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    OTHER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let log = Log::default();
     let sink = log.clone();
     let _logging = tracing::subscriber::set_default(

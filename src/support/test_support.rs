@@ -36,6 +36,12 @@ pub fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
 
 /// What `f` logs at `level` and above (without colours), with its result.
 pub fn logged_at<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
+    // A second dispatcher, alive for the whole run: while a test's scoped
+    // dispatcher is the only one, tracing-core computes the interest of a
+    // callsite first seen on another test's thread from that thread's
+    // default (none), and the test's own events are then filtered out.
+    static OTHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    OTHER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let buf = Captured::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
