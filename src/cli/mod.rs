@@ -129,8 +129,9 @@ impl Command {
 /// for the commands that write anything else (a run, the daemon, files):
 /// they must not die halfway for a closed standard output.
 fn end_with_the_reader() {
-    // SAFETY: setting a signal's disposition to its default, before any
-    // thread of ours is started; no handler runs our code.
+    // SAFETY: signal() only sets the process's disposition of SIGPIPE back
+    // to the default; no handler of ours is installed, so none of our code
+    // runs in a signal's context.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
