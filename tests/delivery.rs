@@ -64,6 +64,24 @@ fn spool_at(dir: &std::path::Path, max: u64) -> Arc<Spool> {
     Arc::new(Spool::open(dir, max).unwrap())
 }
 
+/// The spool's replay lock, as another process would hold it. Waited for:
+/// a replay that just ended has let it go, but a child process another
+/// test forked at that moment (influxd) holds a copy of the lock's file
+/// until it execs.
+async fn replay_lock_of(spool: &Spool) -> ubuntu_metrics::sinks::spool::FileLock {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(lock) = spool.try_replay_lock().unwrap() {
+            return lock;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool's replay lock is still held after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -233,7 +251,7 @@ async fn replay_stops_at_the_first_record_influxdb_cannot_take_and_keeps_order()
     assert!(r.stopped.is_some());
     assert_eq!(spool.status().unwrap().records, 3);
     // Another process replaying: this one does not wait.
-    let guard = spool.try_replay_lock().unwrap().unwrap();
+    let guard = replay_lock_of(&spool).await;
     let r = replay(&spool, &down, Duration::ZERO).await;
     assert!(r.busy);
     drop(guard);
@@ -379,7 +397,7 @@ async fn a_run_whose_points_another_replay_wrote_counts_them_written() {
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_at(dir.path(), 1 << 20);
-    let other = spool.try_replay_lock().unwrap().unwrap();
+    let other = replay_lock_of(&spool).await;
     let run = {
         let spool = spool.clone();
         let w = writer(&db.url(), DATABASE);
@@ -620,7 +638,7 @@ async fn a_replay_waits_for_another_replay_then_says_what_it_wrote() {
     assert_eq!(d.spooled, 3, "{d:?}");
     // Another process replays: this one waits for it (however long the
     // machine takes to get there, the replay is still waiting).
-    let other = spool.try_replay_lock().unwrap().unwrap();
+    let other = replay_lock_of(&spool).await;
     let waiting = {
         let (spool, w) = (spool.clone(), w.clone());
         tokio::spawn(async move { replay(&spool, &w, Duration::from_secs(600)).await })
