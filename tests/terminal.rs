@@ -247,7 +247,7 @@ fn now_is_an_option_of_run_not_a_global_flag() {
 /// The pipe's reading end is closed before the command writes at all.
 #[test]
 fn a_listing_whose_reader_has_gone_ends_quietly() {
-    use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "").unwrap();
@@ -257,16 +257,33 @@ fn a_listing_whose_reader_has_gone_ends_quietly() {
         &["dashboards", "list"],
         &["completions", "bash"],
     ] {
-        let mut child = common::clean_env(&mut Command::new(BIN))
+        let mut command = Command::new(BIN);
+        common::clean_env(&mut command)
             .arg("--config")
             .arg(&config)
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // The pipe is made in the child, after the fork, and its reading end
+        // closed there: made in this process, its reading end would also be
+        // copied into any child another test forks meanwhile, and a write
+        // made before that child's exec would succeed.
+        // SAFETY: pipe, dup2 and close are async-signal-safe, and the
+        // closure touches nothing of this process's memory.
+        unsafe {
+            command.pre_exec(|| {
+                let mut ends = [0; 2];
+                if libc::pipe(ends.as_mut_ptr()) != 0
+                    || libc::close(ends[0]) != 0
+                    || libc::dup2(ends[1], 1) != 1
+                    || libc::close(ends[1]) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(
