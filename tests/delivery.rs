@@ -585,46 +585,12 @@ async fn a_spool_that_cannot_take_the_run_has_it_written_directly() {
     assert_eq!(count(&db, "alpha_m"), 4);
 }
 
-/// What a test's log subscriber wrote.
-#[derive(Clone, Default)]
-struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 /// A replay waits (up to its `wait`) for another process's replay to end,
 /// then writes the spool, and says once what it wrote; a replay with
 /// nothing to write says nothing.
 #[tokio::test]
 async fn a_replay_waits_for_another_replay_then_says_what_it_wrote() {
-    // A second dispatcher, alive for the whole run: while a test's scoped
-    // dispatcher is the only one, tracing-core computes the interest of a
-    // callsite first seen on another test's thread from that thread's
-    // default (none), and the test's own events are then filtered out.
-    static OTHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-    OTHER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    let log = Log::default();
-    let sink = log.clone();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish(),
-    );
+    let (log, _logging) = log_capture::capture(tracing::Level::INFO);
     let db = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_at(dir.path(), 1 << 20);
