@@ -878,6 +878,14 @@ impl InfluxOutput {
 mod tests {
     use super::*;
 
+    /// The runtime a synchronous test drives the output's async parts on.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn what_is_left_of_a_run_is_the_spools_word_or_else_what_was_not_done() {
         let mut errors = Vec::new();
@@ -968,10 +976,7 @@ mod tests {
     /// a spool, or when that file cannot be written, they are counted lost.
     #[test]
     fn refused_lines_are_dead_lettered_or_counted_lost() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
         let spool_dir = dir.path().join("spool");
         let spool = Arc::new(Spool::open(&spool_dir, 1 << 20).unwrap());
@@ -1013,17 +1018,14 @@ mod tests {
     #[test]
     fn points_lost_on_the_direct_path_are_logged_and_only_then() {
         use crate::support::test_support::logged;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let rt = runtime();
+        // A loopback port nothing listens on: the listener is gone at once.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
-            .unwrap()
-            .port();
+            .unwrap();
         let cfg = InfluxConfig {
-            url: format!("http://127.0.0.1:{port}").as_str().into(),
+            url: format!("http://{dead}").as_str().into(),
             ..InfluxConfig::default()
         };
         let writer = InfluxWriter::new(&cfg, None).unwrap().with_retry_policy(
