@@ -13,6 +13,7 @@ systemd-container and builds both), itself run by scripts/test.
 """
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -242,7 +243,7 @@ def scenario_daemon(stage):
           "the journal says the watchdog fired")
     back = now_rfc3339()
     influx.start(auth=True)
-    wait_for("the spool written after the restart", lambda: spool_points(ct) == 0, timeout=120)
+    wait_for("the spool written after the restart", lambda: spool_points(status_doc(ct)) == 0, timeout=120)
     every_spooled_run_written(stage, ct, outage, back, spooled)
     bad = ct.sh(f"find {STATE} -name '*.bad'", check=False).stdout.split()
     check(not bad, f"no segment moved aside as .bad ({bad})")
@@ -304,7 +305,6 @@ def every_spooled_run_written(stage, ct, start, end, spooled):
     are all in it, each whole: as many rows as a run written before the
     outage (a run may repeat a series, which InfluxDB keeps once), and
     nothing was set aside as a dead letter."""
-    import json
     runs = {}
     for m in COLLECTORS.values():
         n = max(stage.influxd.rows_between(m, "2000-01-01T00:00:00Z", start).values())
@@ -313,9 +313,9 @@ def every_spooled_run_written(stage, ct, start, end, spooled):
         check(times and not short, f"{m}: {len(times)} run(s) made while InfluxDB was away, "
               f"each with its {n} rows ({short or 'none short'})")
         runs[m] = len(times)
-    doc = json.loads(ct.sh("ubuntu-metrics status --format json", check=False).stdout)
+    doc = status_doc(ct)
     dead = sum(o.get("dead_letter_batches", 0) for o in doc.get("outputs", []))
-    check(dead == 0 and spool_points(ct) == 0,
+    check(dead == 0 and spool_points(doc) == 0,
           f"the {spooled} spooled points are written: spool empty, {dead} dead letters, runs {runs}")
 
 
@@ -325,22 +325,23 @@ def spooled_since(ct, since):
     last run's start to the second), else 0. Points in the spool alone do
     not say that a run was made while InfluxDB was away: a run made just
     before, whose write InfluxDB failed as it went down, is spooled too."""
-    import json
-    from datetime import datetime
     def at(t):
         return datetime.fromisoformat(t.replace("Z", "+00:00"))
-    out = ct.sh("ubuntu-metrics status --format json", check=False).stdout
-    runs = {c["name"]: c.get("last_run") for c in json.loads(out).get("collectors", [])}
+    doc = status_doc(ct)
+    runs = {c["name"]: c.get("last_run") for c in doc.get("collectors", [])}
     if all(runs.get(n) and at(runs[n]["time"]) > at(since) for n in COLLECTORS):
-        return spool_points(ct)
+        return spool_points(doc)
     return 0
 
 
-def spool_points(ct):
-    """Points waiting in the spool, from `status --format json`."""
-    import json
-    out = ct.sh("ubuntu-metrics status --format json", check=False).stdout
-    return sum(o.get("points", 0) for o in json.loads(out).get("outputs", []))
+def status_doc(ct):
+    """What `ubuntu-metrics status --format json` says in `ct`, parsed."""
+    return json.loads(ct.sh("ubuntu-metrics status --format json", check=False).stdout)
+
+
+def spool_points(doc):
+    """Points waiting in the spool, from a status document (`status_doc`)."""
+    return sum(o.get("points", 0) for o in doc.get("outputs", []))
 
 
 def scenario_timers(stage):
@@ -363,8 +364,7 @@ def scenario_timers(stage):
     def next_runs():
         # (While a collector's service runs, its timer has no next elapse:
         # OnUnitInactiveSec counts from the end of the run.)
-        import json
-        rows = json.loads(ct.sh("ubuntu-metrics status --format json", check=False).stdout)
+        rows = status_doc(ct)
         got = {c["name"]: (c.get("next_run_source"), c.get("next_run")) for c in rows["collectors"]}
         return got if all(src == "timer" for src, _ in got.values()) else None
     got = wait_for("status to take every next run from the timers", next_runs, timeout=60)
@@ -456,7 +456,7 @@ def scenario_upgrade(stage):
     check(version != "0.0.1~previous", f"upgraded to {version}")
     back = now_rfc3339()
     influx.start(auth=False)
-    wait_for("the kept spool written", lambda: spool_points(ct) == 0, timeout=120)
+    wait_for("the kept spool written", lambda: spool_points(status_doc(ct)) == 0, timeout=120)
     every_spooled_run_written(stage, ct, outage, back, spooled)
     # Removal stops the daemon; the state (the spool) stays.
     ct.sh("DEBIAN_FRONTEND=noninteractive dpkg -r ubuntu-metrics")
@@ -539,10 +539,8 @@ def our_timers(ct):
 def collectors_ran(ct, names):
     """The collectors of `names` whose last run `status --format json`
     reports (None while one has not run yet)."""
-    import json
-    p = ct.sh("ubuntu-metrics status --format json", check=False)
     try:
-        rows = {c["name"]: c for c in json.loads(p.stdout)["collectors"]}
+        rows = {c["name"]: c for c in status_doc(ct)["collectors"]}
     except (ValueError, KeyError, TypeError):
         return None
     done = {n: (rows.get(n) or {}).get("last_run") for n in names}
@@ -672,7 +670,7 @@ def fg_side_by_side(stage, station, found, config):
                for m in FG_CURRENT}
         if all(got.values()):
             return {"counted": got}
-        kept = spool_points(ct2)
+        kept = spool_points(status_doc(ct2))
         return {"counted": got, "kept": kept} if kept else None
     got = wait_for("the new machine's points in the station's InfluxDB", counted_or_kept, timeout=120) \
         if our_timers(ct2) else {"counted": None}
