@@ -308,6 +308,16 @@ mod tests {
         }
     }
 
+    /// Makes the entry described by `meta` look last used `ago`.
+    fn last_used(meta: &Path, ago: Duration) {
+        std::fs::File::options()
+            .append(true)
+            .open(meta)
+            .unwrap()
+            .set_modified(SystemTime::now() - ago)
+            .unwrap();
+    }
+
     #[test]
     fn an_answer_is_kept_with_its_validators_and_idle_ones_go() {
         let d = tempfile::tempdir().unwrap();
@@ -322,18 +332,10 @@ mod tests {
         // Unused for six days: kept. For longer than MAX_IDLE (a week):
         // removed on the next prune.
         let (meta, body) = c.paths(url);
-        let unused_for = |d: Duration| {
-            std::fs::File::options()
-                .append(true)
-                .open(&meta)
-                .unwrap()
-                .set_modified(SystemTime::now() - d)
-                .unwrap();
-        };
-        unused_for(Duration::from_secs(6 * 24 * 3600));
+        last_used(&meta, Duration::from_secs(6 * 24 * 3600));
         c.prune();
         assert_eq!(c.validators(url), Some(v.clone()));
-        unused_for(Duration::from_secs(7 * 24 * 3600 + 60));
+        last_used(&meta, Duration::from_secs(7 * 24 * 3600 + 60));
         c.prune();
         assert!(!meta.exists() && !body.exists());
         assert_eq!(c.validators(url), None);
@@ -348,12 +350,7 @@ mod tests {
         let idle = "http://h/idle.json";
         c.store(&validators(idle, "\"0\"", None), b"0");
         let (meta, _) = c.paths(idle);
-        std::fs::File::options()
-            .append(true)
-            .open(&meta)
-            .unwrap()
-            .set_modified(SystemTime::now() - MAX_IDLE - Duration::from_secs(60))
-            .unwrap();
+        last_used(&meta, MAX_IDLE + Duration::from_secs(60));
         for i in 1..PRUNE_EVERY - 1 {
             c.store(
                 &validators(&format!("http://h/{i}.json"), "\"1\"", None),
