@@ -113,7 +113,7 @@ impl Command {
         matches!(
             self,
             Command::List
-                | Command::Config(_)
+                | Command::Config(ConfigCommand::Show)
                 | Command::Status(_)
                 | Command::Dashboards(DashboardsCommand::List)
                 | Command::Completions(_)
